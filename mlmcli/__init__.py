@@ -1,0 +1,3 @@
+"""mlm: linear mixed-effects models from the command line, with lme4's numbers."""
+
+__version__ = "0.1.0"

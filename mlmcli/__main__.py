@@ -1,0 +1,3 @@
+from mlmcli.cli import main
+
+main()
