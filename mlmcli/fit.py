@@ -1,0 +1,235 @@
+"""Optimizing the profiled criterion over theta, with lme4's post-fit steps and checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mlmcli.pls import BlockedSystem
+
+SINGULAR_TOL = 1e-4       # lme4's isSingular(tol = 1e-4)
+BOUNDARY_TOL = 1e-5       # lmerControl(boundary.tol)
+GRAD_TOL = 0.002          # check.conv.grad
+HESS_TOL = 1e-6           # check.conv.hess
+DERIV_DELTA = 1e-4        # lme4's deriv12
+SINGULAR_MESSAGE = "boundary (singular) fit: see help('isSingular')"
+# A failed factorization gives a large value rather than an error, so that BOBYQA steps back.
+FAILED_VALUE = 1e300
+
+
+@dataclass
+class Optimum:
+    theta: np.ndarray
+    criterion: float
+    evaluations: int
+    status: str
+    conv_code: int = 0
+    messages: list[str] = field(default_factory=list)   # lme4's optinfo$conv$lme4$messages
+    warnings: list[str] = field(default_factory=list)   # what lme4 warns or messages about the fit
+    singular: bool = False
+
+
+class Objective:
+    """theta -> criterion, counting evaluations."""
+
+    def __init__(self, system: BlockedSystem, reml: bool) -> None:
+        self.system = system
+        self.reml = reml
+        self.count = 0
+
+    def __call__(self, theta: np.ndarray) -> float:
+        self.count += 1
+        if not self.system.update(np.asarray(theta, dtype=float)):
+            return FAILED_VALUE
+        v = self.system.objective(self.reml)
+        return v if np.isfinite(v) else FAILED_VALUE
+
+
+def start_theta(system: BlockedSystem, group_codes: list[np.ndarray], scalar_distinct: bool) -> np.ndarray:
+    """lme4's start: 1 on diagonals, 0 off them; for scalar terms on distinct factors, a moment guess."""
+    theta = np.concatenate([np.where(s.tri_rows == s.tri_cols, 1.0, 0.0) for s in system.structures])
+    if scalar_distinct:
+        y = system.y
+        n = len(y)
+        v = []
+        for codes in group_codes:
+            means = np.bincount(codes, weights=y) / np.bincount(codes)
+            ave = means[codes]
+            v.append(float(np.var(ave, ddof=1)) if n > 1 else 0.0)
+        v_e = float(np.var(y, ddof=1)) - sum(v)
+        if np.isfinite(v_e) and v_e > 0:
+            theta = np.sqrt(np.array(v) / v_e)
+    return theta
+
+
+def bobyqa(fn, x0: np.ndarray, lower: np.ndarray, *, initial_step: float | None = None,
+           xtol_abs: float = 1e-8, ftol_abs: float = 1e-8, xtol_rel: float = 1e-4,
+           maxeval: int = 100000) -> tuple[np.ndarray, float, str]:
+    """NLopt's BOBYQA with lme4's nloptwrap settings."""
+    import nlopt
+
+    n = len(x0)
+    opt = nlopt.opt(nlopt.LN_BOBYQA, n)
+    opt.set_min_objective(lambda x, grad: fn(x))
+    opt.set_lower_bounds(lower)
+    opt.set_upper_bounds(np.full(n, np.inf))
+    opt.set_xtol_abs(xtol_abs)
+    opt.set_ftol_abs(ftol_abs)
+    opt.set_xtol_rel(xtol_rel)
+    opt.set_maxeval(maxeval)
+    if initial_step is not None:
+        opt.set_initial_step(initial_step)
+    try:
+        x = opt.optimize(np.asarray(x0, dtype=float))
+        status = opt.last_optimize_result()
+    except nlopt.RoundoffLimited:
+        x = np.asarray(x0, dtype=float)
+        status = nlopt.ROUNDOFF_LIMITED
+    return np.asarray(x), float(opt.last_optimum_value()), _status_name(status)
+
+
+def _status_name(code: int) -> str:
+    names = {1: "NLOPT_SUCCESS", 2: "NLOPT_STOPVAL_REACHED", 3: "NLOPT_FTOL_REACHED",
+             4: "NLOPT_XTOL_REACHED", 5: "NLOPT_MAXEVAL_REACHED", 6: "NLOPT_MAXTIME_REACHED",
+             -4: "NLOPT_ROUNDOFF_LIMITED"}
+    return names.get(code, f"NLOPT_{code}")
+
+
+def deriv12(fn, x: np.ndarray, fx: float, delta: float = DERIV_DELTA) -> tuple[np.ndarray, np.ndarray]:
+    """Central-difference gradient and Hessian, as lme4's deriv12 (no bounds)."""
+    n = len(x)
+    g = np.zeros(n)
+    H = np.zeros((n, n))
+
+    def at(*moves: tuple[int, float]) -> float:
+        z = np.array(x, dtype=float)
+        for i, d in moves:
+            z[i] = x[i] + d
+        return fn(z)
+
+    for j in range(n):
+        fadd = at((j, delta))
+        fsub = at((j, -delta))
+        H[j, j] = fadd / delta**2 - 2 * fx / delta**2 + fsub / delta**2
+        g[j] = (fadd - fsub) / (2 * delta)
+        for i in range(j):
+            d2 = (2 * delta) ** 2
+            H[i, j] = H[j, i] = (at((i, delta), (j, delta)) - at((i, delta), (j, -delta))
+                                 - at((i, -delta), (j, delta)) + at((i, -delta), (j, -delta))) / d2
+    return g, H
+
+
+def optimize_theta(system: BlockedSystem, reml: bool, theta0: np.ndarray) -> Optimum:
+    """lme4's optimizeLmer and checkConv: BOBYQA, restart at an edge, snap to the boundary, checks."""
+    f = Objective(system, reml)
+    lower = system.lower_bounds()
+    theta, fval, status = bobyqa(f, theta0, lower)
+    # derivatives at the optimizer's answer, before any boundary adjustment (lme4's optwrap)
+    derivs = deriv12(f, theta, fval)
+    on_bound = np.flatnonzero(theta == lower)
+    if on_bound.size:
+        d0 = f(theta)
+        btol = 1e-5
+        bgrad = []
+        for i in on_bound:
+            t = theta.copy()
+            t[i] = lower[i] + btol
+            bgrad.append((f(t) - d0) / btol)
+        if any(g < 0 for g in bgrad):
+            theta, fval, status = bobyqa(f, theta, lower)
+            derivs = deriv12(f, theta, fval)
+    theta, fval = check_boundary(f, theta, fval, lower)
+    opt = Optimum(theta=theta, criterion=fval, evaluations=f.count, status=status)
+    check_convergence(opt, derivs, lower)
+    f(theta)  # leave the system factored at the optimum
+    return opt
+
+
+def check_boundary(f: Objective, theta: np.ndarray, fval: float, lower: np.ndarray) -> tuple[np.ndarray, float]:
+    """Put a theta within BOUNDARY_TOL of its bound onto it where that does not raise the criterion."""
+    bdiff = theta - lower
+    edge = (bdiff > 0) & (bdiff < BOUNDARY_TOL)
+    if not edge.any():
+        return theta, fval
+    new = theta.copy()
+    for i in np.flatnonzero(edge):
+        t = theta.copy()
+        t[i] = lower[i]
+        if f(t) < fval:
+            new[i] = lower[i]
+    return new, f(new)
+
+
+def check_convergence(opt: Optimum, derivs: tuple[np.ndarray, np.ndarray], lower: np.ndarray) -> None:
+    """lme4's checkConv: the singular message, else the gradient and Hessian checks."""
+    bounded = lower == 0
+    opt.singular = bool(np.any(opt.theta[bounded] < SINGULAR_TOL))
+    if opt.singular:
+        opt.messages.append(SINGULAR_MESSAGE)
+        opt.warnings.append(SINGULAR_MESSAGE)
+        return
+    grad, hess = derivs
+    if not np.all(np.isfinite(grad)):
+        opt.conv_code = -5
+        opt.messages.append("Gradient contains NAs")
+        return
+    try:
+        R = np.linalg.cholesky(hess).T  # R'R = H, as R's chol
+        scgrad = np.linalg.solve(R, grad)
+        bad = not np.all(np.isfinite(scgrad))
+    except np.linalg.LinAlgError:
+        bad = True
+    if bad:
+        opt.conv_code = -1
+        msg = "unable to evaluate scaled gradient"
+        opt.messages.append(msg)
+        opt.warnings.append(msg)
+    else:
+        maxmingrad = float(np.max(np.minimum(np.abs(scgrad), np.abs(grad))))
+        if maxmingrad > GRAD_TOL:
+            opt.conv_code = -1
+            # lme4 reports which.max() of a single number: always component 1
+            msg = f"Model failed to converge with max|grad| = {_format_g(maxmingrad)} (tol = 0.002, component 1)"
+            opt.messages.append(msg)
+            opt.warnings.append(msg)
+    _check_hessian(opt, hess)
+
+
+def _check_hessian(opt: Optimum, hess: np.ndarray) -> None:
+    try:
+        ev = np.linalg.eigvalsh(hess)
+    except np.linalg.LinAlgError:
+        opt.conv_code = -6
+        opt.messages.append("Problem with Hessian check (infinite or missing values?)")
+        return
+    msgs = []
+    negative = int(np.sum(ev < -HESS_TOL))
+    if negative:
+        opt.conv_code = -3
+        msgs.append(f"Model failed to converge: degenerate  Hessian with {negative} negative eigenvalues")
+    else:
+        zero = int(np.sum(np.abs(ev) < HESS_TOL))
+        try:
+            np.linalg.cholesky(hess)
+            chol_ok = True
+        except np.linalg.LinAlgError:
+            chol_ok = False
+        if zero or not chol_ok:
+            opt.conv_code = -4
+            msgs.append(" Hessian is numerically singular: parameters are not uniquely determined")
+        else:
+            if ev.max() * HESS_TOL > 1:
+                opt.conv_code = 2
+                msgs.append("Model is nearly unidentifiable: very large eigenvalue\n - Rescale variables?")
+            if ev.min() / ev.max() < HESS_TOL:
+                opt.conv_code = 3
+                msgs.append("Model is nearly unidentifiable: large eigenvalue ratio\n - Rescale variables?")
+    opt.messages.extend(msgs)
+    if msgs:
+        opt.warnings.append(";".join(msgs))
+
+
+def _format_g(x: float) -> str:
+    """C's %g, as R's gettextf uses it."""
+    return f"{x:g}"

@@ -1,0 +1,146 @@
+"""Satterthwaite denominator degrees of freedom for fixed effects, as lmerTest 3.1-3 computes them.
+
+The variance parameters are varpar = (theta, sigma).  lmerTest differentiates the deviance
+(unprofiled in sigma, profiled in beta) and vcov(beta) with respect to varpar numerically, by
+numDeriv's Richardson-extrapolated central differences; the same rules are followed here so that
+the degrees of freedom agree to many digits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mlmcli.pls import LOG_2PI, BlockedSystem
+
+EIGEN_TOL = 1e-8  # lmerTest: eigenvalues of the Hessian above this are inverted
+HESSIAN_STEP = 1e-2
+
+
+@dataclass
+class Satterthwaite:
+    vcov_varpar: np.ndarray       # 2 H^+ (asymptotic covariance of theta and sigma)
+    jacobian: list[np.ndarray]    # d vcov(beta) / d varpar_i
+    vcov_beta: np.ndarray
+    messages: list[str]
+
+    def df(self, c: np.ndarray) -> float:
+        """2 (c'Vc)^2 / (g'Ag) for the contrast c."""
+        var_con = float(c @ self.vcov_beta @ c)
+        grad = np.array([float(c @ J @ c) for J in self.jacobian])
+        denom = float(grad @ self.vcov_varpar @ grad)
+        if denom <= 0 or not np.isfinite(denom):
+            return float("nan")
+        return 2.0 * var_con**2 / denom
+
+
+def deviance_varpar(system: BlockedSystem, varpar: np.ndarray, reml: bool) -> float:
+    """lmerTest's devfun_vp: the deviance at theta with sigma given, beta profiled."""
+    theta, sigma2 = varpar[:-1], varpar[-1] ** 2
+    if not system.update(theta):
+        return float("nan")
+    n, p = system.n, system.p
+    dev = system.ldL2 + system.pwrss_direct() / sigma2 + n * (LOG_2PI + np.log(sigma2))
+    if not reml:
+        return float(dev)
+    return float(dev + system.ldRX2 - p * (LOG_2PI + np.log(sigma2)))
+
+
+def vcov_beta_varpar(system: BlockedSystem, varpar: np.ndarray) -> np.ndarray:
+    """lmerTest's get_covbeta: sigma^2 (R_X'R_X)^{-1} at theta."""
+    if not system.update(varpar[:-1]):
+        p = system.p
+        return np.full((p, p), np.nan)
+    return varpar[-1] ** 2 * system.unscaled_vcov()
+
+
+def _steps(x: np.ndarray, d: float, eps: float = 1e-4) -> np.ndarray:
+    zero_tol = np.sqrt(np.finfo(float).eps / 7e-7)
+    return np.abs(d * x) + eps * (np.abs(x) < zero_tol)
+
+
+def _richardson(a: list) -> object:
+    """Richardson extrapolation over successively halved steps (numDeriv, v = 2)."""
+    a = list(a)
+    r = len(a)
+    for m in range(1, r):
+        a = [(a[k + 1] * 4**m - a[k]) / (4**m - 1) for k in range(r - m)]
+    return a[0]
+
+
+def hessian(func, x: np.ndarray, d: float = 1e-4, r: int = 4) -> np.ndarray:
+    """numDeriv::hessian (genD): Richardson-extrapolated second differences."""
+    n = len(x)
+    f0 = func(x)
+    h0 = _steps(x, d)
+    hdiag = np.zeros(n)
+    for i in range(n):
+        h = h0.copy()
+        approx = []
+        for _ in range(r):
+            e = np.zeros(n)
+            e[i] = h[i]
+            approx.append((func(x + e) - 2 * f0 + func(x - e)) / h[i] ** 2)
+            h = h / 2
+        hdiag[i] = _richardson(approx)
+    H = np.diag(hdiag)
+    for i in range(n):
+        for j in range(i):
+            h = h0.copy()
+            approx = []
+            for _ in range(r):
+                e = np.zeros(n)
+                e[i] = h[i]
+                e[j] = h[j]
+                approx.append((func(x + e) - 2 * f0 + func(x - e) - hdiag[i] * h[i] ** 2
+                               - hdiag[j] * h[j] ** 2) / (2 * h[i] * h[j]))
+                h = h / 2
+            H[i, j] = H[j, i] = _richardson(approx)
+    return H
+
+
+def jacobian(func, x: np.ndarray, d: float = 1e-4, r: int = 4) -> list[np.ndarray]:
+    """numDeriv::jacobian (Richardson): one derivative array per coordinate of x."""
+    n = len(x)
+    h = _steps(x, d)
+    per_coord: list[list[np.ndarray]] = [[] for _ in range(n)]
+    for _ in range(r):
+        for i in range(n):
+            e = np.zeros(n)
+            e[i] = h[i]
+            per_coord[i].append((func(x + e) - func(x - e)) / (2 * h[i]))
+        h = h / 2
+    return [np.asarray(_richardson(a)) for a in per_coord]
+
+
+def satterthwaite(system: BlockedSystem, theta: np.ndarray, sigma: float, reml: bool,
+                  vcov_beta: np.ndarray) -> Satterthwaite:
+    """Set up the Satterthwaite approximation at the optimum (lmerTest's as_lmerModLT)."""
+    varpar = np.concatenate([np.asarray(theta, dtype=float), [sigma]])
+    # numDeriv's relative step (1e-4) makes the second differences of a deviance in the thousands
+    # mostly rounding noise for small theta; 1e-2 with the same extrapolation gives the derivative
+    # lmerTest's own (less noisy) evaluations approximate, to about six digits.
+    H = hessian(lambda v: deviance_varpar(system, v, reml), varpar, d=HESSIAN_STEP)
+    messages = []
+    if not np.all(np.isfinite(H)):
+        vcov_varpar = np.full_like(H, np.nan)
+    else:
+        evals, evecs = np.linalg.eigh(H)
+        evals, evecs = evals[::-1], evecs[:, ::-1]   # R's eigen() order: decreasing
+        neg = evals < -EIGEN_TOL
+        zero = (evals > -EIGEN_TOL) & (evals < EIGEN_TOL)
+        if neg.any():
+            word = "eigenvalues" if neg.sum() > 1 else "eigenvalue"
+            vals = " ".join(f"{v:1.1e}" for v in evals[neg])
+            messages.append(f"Model failed to converge with {int(neg.sum())} negative {word}: {vals}")
+        if zero.any():
+            word = "eigenvalues" if zero.sum() > 1 else "eigenvalue"
+            vals = " ".join(f"{v:1.1e}" for v in evals[zero])
+            messages.append(f"Model may not have converged with {int(zero.sum())} {word} close to zero: {vals}")
+        pos = evals > EIGEN_TOL
+        V = evecs[:, pos]
+        vcov_varpar = 2.0 * (V / evals[pos]) @ V.T
+    J = jacobian(lambda v: vcov_beta_varpar(system, v), varpar)
+    system.update(np.asarray(theta, dtype=float))  # leave the system at the optimum
+    return Satterthwaite(vcov_varpar=vcov_varpar, jacobian=J, vcov_beta=vcov_beta, messages=messages)

@@ -1,0 +1,265 @@
+"""A fitted linear mixed model: theta, beta, sigma, Tau, conditional modes and what follows from them."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mlmcli.fit import Optimum, optimize_theta, start_theta
+from mlmcli.pls import BlockedSystem
+
+if TYPE_CHECKING:
+    from mlmcli.design import Design
+    from mlmcli.formula import Formula
+    from mlmcli.inference import Satterthwaite
+
+SCALE_WARNING = "Some predictor variables are on very different scales: consider rescaling"
+
+
+@dataclass
+class VarComp:
+    """One random-effects term's covariance matrix (a block of the Tau matrix)."""
+
+    name: str              # VarCorr's name: the grouping factor, with ".1", ".2" for repeated factors
+    factor: str            # the grouping factor
+    terms: list[str]
+    covariance: np.ndarray
+
+    @property
+    def std_dev(self) -> np.ndarray:
+        return np.sqrt(np.diag(self.covariance))
+
+    @property
+    def correlation(self) -> np.ndarray:
+        sd = self.std_dev
+        with np.errstate(invalid="ignore", divide="ignore"):
+            C = self.covariance / np.outer(sd, sd)
+        np.fill_diagonal(C, np.where(sd > 0, 1.0, np.nan))
+        return C
+
+
+@dataclass
+class FittedModel:
+    formula: Formula
+    design: Design
+    reml: bool
+    system: BlockedSystem
+    optimum: Optimum
+    data_name: str
+    warnings: list[str] = field(default_factory=list)
+    ddf: str = "Satterthwaite"
+    _satterthwaite: Satterthwaite | None = None
+
+    # ---------------------------------------------------------------- basics
+    @property
+    def theta(self) -> np.ndarray:
+        return self.optimum.theta
+
+    @property
+    def n(self) -> int:
+        return self.system.n
+
+    @property
+    def p(self) -> int:
+        return self.system.p
+
+    @property
+    def method(self) -> str:
+        return "REML" if self.reml else "ML"
+
+    @property
+    def criterion(self) -> float:
+        return float(self.optimum.criterion)
+
+    @property
+    def loglik(self) -> float:
+        return -self.criterion / 2.0
+
+    @property
+    def npar(self) -> int:
+        return self.p + len(self.theta) + 1
+
+    @property
+    def aic(self) -> float:
+        return -2.0 * self.loglik + 2.0 * self.npar
+
+    @property
+    def bic(self) -> float:
+        return -2.0 * self.loglik + self.npar * math.log(self.n)
+
+    @property
+    def df_resid(self) -> int:
+        return self.n - self.npar
+
+    @property
+    def singular(self) -> bool:
+        return self.optimum.singular
+
+    @property
+    def converged(self) -> bool:
+        return self.optimum.conv_code == 0 and not [
+            m for m in self.optimum.messages if not m.startswith("boundary (singular) fit")]
+
+    @property
+    def sigma(self) -> float:
+        denom = self.n - self.p if self.reml else self.n
+        return math.sqrt(self.system.pwrss / denom)
+
+    @property
+    def beta(self) -> np.ndarray:
+        return self._beta
+
+    @property
+    def vcov(self) -> np.ndarray:
+        return self._vcov
+
+    @property
+    def std_errors(self) -> np.ndarray:
+        return np.sqrt(np.diag(self._vcov))
+
+    def _finish(self) -> None:
+        """Quantities at the optimum; the system must be factored at theta."""
+        self._beta = self.system.beta()
+        self._u = self.system.spherical_modes(self._beta)
+        self._b = self.system.conditional_modes(self._u)
+        self._vcov = self.sigma**2 * self.system.unscaled_vcov()
+        self._fitted = self.system.X @ self._beta + self.system.Zb(self._b)
+
+    # ---------------------------------------------------------------- random effects
+    def varcomps(self) -> list[VarComp]:
+        """VarCorr: sigma^2 T_i T_i' for every term, named as lme4 names them."""
+        out = []
+        seen: dict[str, int] = {}
+        s2 = self.sigma**2
+        for term, T in zip(self.design.terms, self.system.T, strict=True):
+            k = seen.get(term.group, 0)
+            seen[term.group] = k + 1
+            name = term.group if k == 0 else f"{term.group}.{k}"
+            out.append(VarComp(name=name, factor=term.group, terms=list(term.cnames), covariance=s2 * T @ T.T))
+        return out
+
+    def conditional_modes(self) -> list[np.ndarray]:
+        """b for every term as an (levels, k) array: lme4's ranef()."""
+        return self._b
+
+    def conditional_sd(self) -> list[np.ndarray]:
+        """Square roots of the diagonals of lme4's condVar ('postVar') blocks, (levels, k) per term."""
+        blocks = self.system.unscaled_condvar()
+        s2 = self.sigma**2
+        return [np.sqrt(np.maximum(s2 * np.diagonal(B, axis1=1, axis2=2), 0.0)) for B in blocks]
+
+    def groups(self) -> dict[str, int]:
+        """Grouping factor -> number of levels, once per factor, in term order."""
+        out: dict[str, int] = {}
+        for t in self.design.terms:
+            out.setdefault(t.group, len(t.levels))
+        return out
+
+    # ---------------------------------------------------------------- fit
+    @property
+    def fitted(self) -> np.ndarray:
+        return self._fitted
+
+    @property
+    def residuals(self) -> np.ndarray:
+        return self.system.y - self._fitted
+
+    def scaled_residual_quantiles(self) -> list[float]:
+        r = self.residuals / self.sigma
+        return [float(v) for v in np.quantile(r, [0.0, 0.25, 0.5, 0.75, 1.0])]
+
+    def fixed_effect_correlation(self) -> np.ndarray:
+        sd = self.std_errors
+        return self._vcov / np.outer(sd, sd)
+
+    # ---------------------------------------------------------------- inference
+    def satterthwaite(self) -> Satterthwaite:
+        if self._satterthwaite is None:
+            from mlmcli.inference import satterthwaite
+
+            self._satterthwaite = satterthwaite(self.system, self.theta, self.sigma, self.reml, self._vcov)
+            self.system.update(self.theta)
+        return self._satterthwaite
+
+    def coef_table(self) -> list[dict]:
+        """Estimate, SE, df, t and p per fixed effect (df and p are None with ddf 'none')."""
+        from mlmcli.distributions import t_two_sided
+
+        rows = []
+        se = self.std_errors
+        sat = self.satterthwaite() if self.ddf == "Satterthwaite" else None
+        for i, name in enumerate(self.design.xnames):
+            t = float(self._beta[i] / se[i])
+            df = p = None
+            if sat is not None:
+                c = np.zeros(self.p)
+                c[i] = 1.0
+                d = sat.df(c)
+                if math.isfinite(d):
+                    df = d
+                    p = t_two_sided(t, d)
+            rows.append({"term": name, "estimate": float(self._beta[i]), "std_error": float(se[i]),
+                         "df": df, "t_value": t, "p_value": p})
+        return rows
+
+
+def scale_warning(X: np.ndarray) -> str | None:
+    """lme4's checkScaleX: continuous columns whose SDs differ by more than 1e3 (or are far from 1)."""
+    if X.shape[0] < 2:
+        return None
+    cont = [j for j in range(X.shape[1]) if not np.all(np.isin(X[:, j], (0.0, 1.0)))]
+    if not cont:
+        return None
+    sd = X[:, cont].std(axis=0, ddof=1)
+    with np.errstate(divide="ignore"):
+        logsd = np.abs(np.log(sd))
+        logcomp = np.abs(np.log(sd[:, None] / sd[None, :]))
+    limit = math.log(1e3)
+    if np.any(logsd > limit) or np.any(logcomp[np.tril_indices(len(sd), -1)] > limit):
+        return SCALE_WARNING
+    return None
+
+
+def fit_model(formula: Formula, design: Design, reml: bool = True, data_name: str = "",
+              ddf: str = "Satterthwaite") -> FittedModel:
+    """Fit by REML or ML as lmer() does."""
+    system = BlockedSystem(design.terms, design.X, design.y)
+    warnings = list(design.messages)
+    w = scale_warning(design.X)
+    if w:
+        warnings.append(w)
+    factors = [t.group for t in design.terms]
+    scalar_distinct = (all(t.X.shape[1] == 1 and list(t.cnames) == ["(Intercept)"] for t in design.terms)
+                       and len(set(factors)) == len(factors))
+    theta0 = start_theta(system, [t.codes for t in design.terms], scalar_distinct)
+    opt = optimize_theta(system, reml, theta0)
+    warnings.extend(opt.warnings)
+    model = FittedModel(formula=formula, design=design, reml=reml, system=system, optimum=opt,
+                        data_name=data_name, warnings=warnings, ddf=ddf)
+    model._finish()
+    return model
+
+
+def refit(model: FittedModel, reml: bool) -> FittedModel:
+    """Refit with the other criterion from the current theta (lme4's refitML uses BOBYQA from theta)."""
+    from mlmcli.fit import Objective, bobyqa, check_convergence, deriv12
+
+    system = model.system
+    f = Objective(system, reml)
+    theta0 = np.array(model.theta, dtype=float)
+    x0 = np.where(theta0 == 0, 0.001, theta0) if np.all(theta0 == 0) else theta0
+    rhobeg = min(0.95, 0.2 * float(np.max(np.abs(x0))))
+    lower = system.lower_bounds()
+    theta, fval, status = bobyqa(f, x0, lower, initial_step=rhobeg, xtol_abs=1e-6 * rhobeg,
+                                 ftol_abs=1e-12, xtol_rel=0.0)
+    opt = Optimum(theta=theta, criterion=fval, evaluations=f.count, status=status)
+    check_convergence(opt, deriv12(f, theta, fval), lower)
+    f(theta)
+    new = FittedModel(formula=model.formula, design=model.design, reml=reml, system=system, optimum=opt,
+                      data_name=model.data_name, warnings=list(model.design.messages) + opt.warnings,
+                      ddf=model.ddf)
+    new._finish()
+    return new
