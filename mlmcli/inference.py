@@ -2,8 +2,7 @@
 
 The variance parameters are varpar = (theta, sigma).  lmerTest differentiates the deviance
 (unprofiled in sigma, profiled in beta) and vcov(beta) with respect to varpar numerically, by
-numDeriv's Richardson-extrapolated central differences; the same rules are followed here so that
-the degrees of freedom agree to many digits.
+numDeriv's Richardson-extrapolated central differences; the same scheme is followed here.
 """
 
 from __future__ import annotations

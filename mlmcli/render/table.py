@@ -73,7 +73,7 @@ def format_column(values: Sequence[float | None], digits: int = 4) -> list[str]:
 
 
 def format_fixed(values: Sequence[float | None], digits: int = 4) -> list[str]:
-    """Fixed decimals giving the largest |value| `digits` significant digits (for long columns of estimates)."""
+    """Fixed decimals that give the largest |value| `digits` significant digits (long columns of estimates)."""
     finite = [abs(float(v)) for v in values if _is_num(v)]
     top = max(finite, default=0.0)
     decimals = 0 if top == 0 else min(10, max(0, digits - 1 - math.floor(math.log10(top))))
@@ -291,7 +291,8 @@ def _fixed_effects_table(fit: dict) -> tuple[Table, bool]:
     if show_df:
         columns.append(format_column([r.get("df") for r in rows], 4))
     # t values are rounded to 3 decimals first, as printCoefmat does
-    columns.append(format_column([round(r["t_value"], 3) if _is_num(r["t_value"]) else None for r in rows], 4))
+    t_values = [round(r["t_value"], 3) if _is_num(r["t_value"]) else None for r in rows]
+    columns.append(format_column(t_values, 4))
     if show_p:
         columns.append(format_pvalues(pvals, 3))
         columns.append([signif_stars(p) for p in pvals])
@@ -329,12 +330,13 @@ def _fit_messages(fit: dict) -> list[str]:
 # ------------------------------------------------------------------------------------------------ tau
 def print_tau(console: Console, tau: dict, corr_only: bool = False) -> None:
     """One table per grouping factor: covariance below, variance on, correlation above the diagonal."""
+    notes = [] if corr_only else ["below the diagonal: covariance; on it: variance; above it: correlation"]
     for g in tau.get("groups", []):
-        notes = [] if corr_only else ["below the diagonal: covariance; on it: variance; above it: correlation"]
         _emit(console, _tau_table(g, corr_only), notes)
     if not corr_only and _is_num(tau.get("residual_variance")):
         line = Text.assemble(("Residual variance  ", "bold"), format_column([tau["residual_variance"]], 4)[0])
         console.print(line)
+        console.print()
 
 
 def _tau_table(g: dict, corr_only: bool) -> Table:
@@ -367,7 +369,7 @@ def _tau_table(g: dict, corr_only: bool) -> Table:
 
 # ---------------------------------------------------------------------------------------------- ranef
 def _group_ranef(rows: Iterable[dict]) -> dict[str, dict[str, Any]]:
-    """group -> {"levels": [...], "terms": [...], "cells": {(level, term): (value, cond_sd)}}, lme4's order."""
+    """group -> {"levels", "terms", "cells": {(level, term): (value, cond_sd)}}, in lme4's order."""
     groups: dict[str, dict[str, Any]] = {}
     for r in rows:
         g = groups.setdefault(r["group"], {"levels": [], "terms": [], "cells": {}, "seen": set()})
@@ -390,7 +392,7 @@ def print_ranef(console: Console, ranef: dict, head: int | None = None, wide: bo
         group_coef = (coef or {}).get(group)
         coef_terms = _coef_terms(group_coef, g["terms"]) if group_coef else []
         strings = _per_term_strings(g, group_coef, coef_terms)
-        title = f"Random effects: {group} ({len(g['levels'])} levels)"
+        title = f"Conditional modes: {group} ({len(g['levels'])} levels)"
         if not wide:
             _emit(console, _ranef_long(g, shown, coef_terms, strings, title), notes)
             continue
@@ -410,7 +412,8 @@ def _coef_terms(group_coef: dict, ranef_terms: list[str]) -> list[str]:
     return [t for t in ranef_terms if t in terms] + [t for t in terms if t not in ranef_terms]
 
 
-def _per_term_strings(g: dict, group_coef: dict | None, coef_terms: list[str]) -> dict[tuple[str, str, str], str]:
+def _per_term_strings(g: dict, group_coef: dict | None,
+                      coef_terms: list[str]) -> dict[tuple[str, str, str], str]:
     """(kind, level, term) -> formatted number; each term on its own scale, over all levels of the factor."""
     levels = g["levels"]
     out: dict[tuple[str, str, str], str] = {}
@@ -492,7 +495,8 @@ def print_compare(console: Console, cmp: dict, variance_reduction: dict | None =
     table.add_column("", no_wrap=True)
     # print.anova: 5 significant digits, p-values with 4
     cols = [[str(m["npar"]) for m in models]]
-    cols += [format_column([m.get(k) for m in models], 5) for k in ("aic", "bic", "loglik", "deviance", "chisq")]
+    for key in ("aic", "bic", "loglik", "deviance", "chisq"):
+        cols.append(format_column([m.get(key) for m in models], 5))
     cols.append(["" if m.get("df") is None else str(m["df"]) for m in models])
     pvals = [m.get("p_value") for m in models]
     cols.append(format_pvalues(pvals, 4))
