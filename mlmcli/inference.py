@@ -34,24 +34,44 @@ class Satterthwaite:
         return 2.0 * var_con**2 / denom
 
 
-def deviance_varpar(system: BlockedSystem, varpar: np.ndarray, reml: bool) -> float:
+class ProfiledPieces:
+    """ldL2, pwrss, ldRX2 and (R_X'R_X)^{-1} at theta, cached: varpar points that differ only in
+    sigma (a third of those numerical derivatives visit) need no new factorization."""
+
+    def __init__(self, system: BlockedSystem) -> None:
+        self.system = system
+        self._cache: dict[bytes, tuple[float, float, float, np.ndarray] | None] = {}
+
+    def at(self, theta: np.ndarray) -> tuple[float, float, float, np.ndarray] | None:
+        key = np.asarray(theta, dtype=float).tobytes()
+        if key not in self._cache:
+            s = self.system
+            self._cache[key] = ((s.ldL2, s.pwrss_direct(), s.ldRX2, s.unscaled_vcov())
+                                if s.update(theta) else None)
+        return self._cache[key]
+
+
+def deviance_varpar(pieces: ProfiledPieces, varpar: np.ndarray, reml: bool) -> float:
     """lmerTest's devfun_vp: the deviance at theta with sigma given, beta profiled."""
-    theta, sigma2 = varpar[:-1], varpar[-1] ** 2
-    if not system.update(theta):
+    got = pieces.at(varpar[:-1])
+    if got is None:
         return float("nan")
-    n, p = system.n, system.p
-    dev = system.ldL2 + system.pwrss_direct() / sigma2 + n * (LOG_2PI + np.log(sigma2))
+    ldL2, pwrss, ldRX2, _ = got
+    sigma2 = varpar[-1] ** 2
+    n, p = pieces.system.n, pieces.system.p
+    dev = ldL2 + pwrss / sigma2 + n * (LOG_2PI + np.log(sigma2))
     if not reml:
         return float(dev)
-    return float(dev + system.ldRX2 - p * (LOG_2PI + np.log(sigma2)))
+    return float(dev + ldRX2 - p * (LOG_2PI + np.log(sigma2)))
 
 
-def vcov_beta_varpar(system: BlockedSystem, varpar: np.ndarray) -> np.ndarray:
+def vcov_beta_varpar(pieces: ProfiledPieces, varpar: np.ndarray) -> np.ndarray:
     """lmerTest's get_covbeta: sigma^2 (R_X'R_X)^{-1} at theta."""
-    if not system.update(varpar[:-1]):
-        p = system.p
+    got = pieces.at(varpar[:-1])
+    if got is None:
+        p = pieces.system.p
         return np.full((p, p), np.nan)
-    return varpar[-1] ** 2 * system.unscaled_vcov()
+    return varpar[-1] ** 2 * got[3]
 
 
 def _steps(x: np.ndarray, d: float, eps: float = 1e-4) -> np.ndarray:
@@ -120,7 +140,8 @@ def satterthwaite(system: BlockedSystem, theta: np.ndarray, sigma: float, reml: 
     # numDeriv's relative step (1e-4) makes the second differences of a deviance in the thousands
     # mostly rounding noise for small theta; 1e-2 with the same extrapolation gives the derivative
     # lmerTest's own (less noisy) evaluations approximate, to about six digits.
-    H = hessian(lambda v: deviance_varpar(system, v, reml), varpar, d=HESSIAN_STEP)
+    pieces = ProfiledPieces(system)
+    H = hessian(lambda v: deviance_varpar(pieces, v, reml), varpar, d=HESSIAN_STEP)
     messages = []
     if not np.all(np.isfinite(H)):
         vcov_varpar = np.full_like(H, np.nan)
@@ -140,6 +161,6 @@ def satterthwaite(system: BlockedSystem, theta: np.ndarray, sigma: float, reml: 
         pos = evals > EIGEN_TOL
         V = evecs[:, pos]
         vcov_varpar = 2.0 * (V / evals[pos]) @ V.T
-    J = jacobian(lambda v: vcov_beta_varpar(system, v), varpar)
+    J = jacobian(lambda v: vcov_beta_varpar(pieces, v), varpar)
     system.update(np.asarray(theta, dtype=float))  # leave the system at the optimum
     return Satterthwaite(vcov_varpar=vcov_varpar, jacobian=J, vcov_beta=vcov_beta, messages=messages)

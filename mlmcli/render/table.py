@@ -73,11 +73,18 @@ def format_column(values: Sequence[float | None], digits: int = 4) -> list[str]:
 
 
 def format_fixed(values: Sequence[float | None], digits: int = 4) -> list[str]:
-    """Fixed decimals that give the largest |value| `digits` significant digits (long columns of estimates)."""
+    """Fixed decimals giving the largest |value| `digits` significant digits (long columns of estimates)."""
     finite = [abs(float(v)) for v in values if _is_num(v)]
     top = max(finite, default=0.0)
     decimals = 0 if top == 0 else min(10, max(0, digits - 1 - math.floor(math.log10(top))))
     return [_no_neg_zero(f"{float(v):.{decimals}f}") if _is_num(v) else "" for v in values]
+
+
+def _zapsmall(values: Sequence[float], digits: int) -> list[float]:
+    """R's zapsmall(): round to `digits` significant digits of the largest abs value, as summary.merMod."""
+    top = max((abs(v) for v in values if _is_num(v)), default=0.0)
+    decimals = max(0, digits - math.ceil(math.log10(top))) if top > 0 else digits
+    return [round(v, decimals) for v in values]
 
 
 def _no_neg_zero(s: str) -> str:
@@ -90,8 +97,9 @@ def format_pvalues(pvalues: Sequence[float | None], digits: int = 3) -> list[str
     out = ["" for _ in pvalues]
     tiny = [i for i, p in enumerate(pvalues) if _is_num(p) and p < DOUBLE_EPS]
     rest = [i for i, p in enumerate(pvalues) if _is_num(p) and p >= DOUBLE_EPS]
-    # values from 1e-3 up are formatted together in fixed notation, smaller ones together as R decides
-    fixp = [i for i in rest if pvalues[i] == 0 or math.floor(math.log10(pvalues[i])) >= -3]
+    # as format.pval: values from 1e-3 up (1e-4 up when digits > 1) are formatted together, the rest apart
+    lowest = -4 if digits > 1 else -3
+    fixp = [i for i in rest if math.floor(math.log10(pvalues[i])) >= lowest]
     small = [i for i in rest if i not in fixp]
     for idx in (fixp, small):
         for i, s in zip(idx, format_column([pvalues[i] for i in idx], digits), strict=True):
@@ -169,7 +177,11 @@ def _table(title: str | None = None) -> Table:
 
 
 def _emit(console: Console, table: Table, notes: Sequence[str] = ()) -> None:
-    # notes go below the table as plain lines: a rich caption would wrap at the table's (narrow) width
+    # title and notes are printed as plain lines: as a rich title or caption they would wrap at the
+    # table's own (often narrow) width
+    title, table.title = table.title, None
+    if title:
+        console.print(Text(str(title), style="bold"))
     console.print(table)
     for note in notes:
         console.print(Text(note, style="dim"))
@@ -205,16 +217,18 @@ def _fit_header(fit: dict) -> Panel:
     grid.add_row(_t("Formula"), _t(fit.get("formula")))
     if fit.get("data_name"):
         grid.add_row(_t("Data"), _t(fit["data_name"]))
+    # as lme4: rounded to one decimal, then printed with R's default 7 significant digits
     if fit.get("method") == "REML":
-        grid.add_row(_t("REML criterion"), _t(f"{fit['criterion']:.1f}"))
+        grid.add_row(_t("REML criterion"), _t(format_column([round(fit["criterion"], 1)], 7)[0]))
     else:
         df_resid = fit.get("df_resid", fit["n_obs"] - fit["npar"])
+        values = [round(fit[k], 1) for k in ("aic", "bic", "loglik", "criterion")] + [df_resid]
         crit = _t_grid(["AIC", "BIC", "logLik", "deviance", "df.resid"],
-                       [f"{fit[k]:.1f}" for k in ("aic", "bic", "loglik", "criterion")] + [str(df_resid)])
+                       format_column(values, 7)[:4] + [str(df_resid)])
         grid.add_row(_t("Fit"), crit)
     res = fit.get("scaled_residuals")
     if res:
-        vals = format_column([res[k] for k in ("min", "q1", "median", "q3", "max")], 4)
+        vals = format_column(_zapsmall([res[k] for k in ("min", "q1", "median", "q3", "max")], 5), 4)
         grid.add_row(_t("Scaled resid."), _t_grid(["Min", "1Q", "Median", "3Q", "Max"], vals))
     grid.add_row(_t("Observations"), _t(fit["n_obs"]))
     groups = ", ".join(f"{g} ({n} levels)" for g, n in fit.get("groups", {}).items())
@@ -385,7 +399,14 @@ def _group_ranef(rows: Iterable[dict]) -> dict[str, dict[str, Any]]:
 def print_ranef(console: Console, ranef: dict, head: int | None = None, wide: bool = False,
                 coef: dict | None = None) -> None:
     """Conditional modes and conditional SDs per grouping factor, optionally with coef(fit)."""
-    for group, g in _group_ranef(ranef.get("ranef", [])).items():
+    rows = ranef.get("ranef", [])
+    if coef is None and any("coef" in r for r in rows):
+        # the engine may carry coef(fit) per row instead of as a separate mapping
+        coef = {}
+        for r in rows:
+            if r.get("coef") is not None:
+                coef.setdefault(r["group"], {}).setdefault(r["level"], {})[r["term"]] = r["coef"]
+    for group, g in _group_ranef(rows).items():
         shown = g["levels"] if head is None else g["levels"][: max(0, head)]
         hidden = len(g["levels"]) - len(shown)
         notes = [f"{hidden} of {len(g['levels'])} levels not shown"] if hidden else []
@@ -506,30 +527,41 @@ def print_compare(console: Console, cmp: dict, variance_reduction: dict | None =
         table.add_row(_t(m["name"]), *(_t(c[i]) for c in cols), style=style)
     _emit(console, table, notes)
     if variance_reduction:
-        _emit(console, _variance_reduction_table(variance_reduction),
-              ["reduction = (variance in the first model - variance in the second) / variance in the first"])
+        _print_variance_reduction(console, variance_reduction)
 
 
-def _variance_reduction_table(vr: dict) -> Table:
-    names: list[str] = []
-    values: list[float | None] = []
+def _reduction_columns(vr: dict) -> list[tuple[str, dict[str, float | None]]]:
+    """(column header, {component: proportion}) for either shape of the variance-reduction dict."""
+    if "models" in vr:
+        # one column per compared model: {"models": [{"name", "reduction": {"Residual" | "g/term": x}}]}
+        return [(m["name"], dict(m["reduction"])) for m in vr["models"]]
+    column: dict[str, float | None] = {}
     if "level1" in vr:
-        names.append("Level 1: Residual")
-        values.append(vr["level1"])
-    for key, v in (vr.get("level2") or {}).items():
-        names.append(f"Level 2: {key}")
-        values.append(v)
-    n_reduction = len(names)
-    if _is_num(vr.get("icc")):
-        names.append("ICC")
-        values.append(vr["icc"])
+        column["Residual"] = vr["level1"]
+    column.update(vr.get("level2") or {})
+    return [("Proportion", column)]
+
+
+def _print_variance_reduction(console: Console, vr: dict) -> None:
+    columns = _reduction_columns(vr)
+    components: list[str] = []
+    for _, values in columns:
+        components += [c for c in values if c not in components]
     table = _table("Proportional reduction in variance")
     table.add_column("Component", overflow="fold")
-    _num_col(table, "Proportion")
-    _num_col(table, "Percent")
-    props = format_fixed(values, 3)
-    percents = format_fixed([v * 100 if _is_num(v) else None for v in values], 3)
-    for i, name in enumerate(names):
-        table.add_row(_t(name), _t(props[i]), _t(f"{percents[i]}%" if percents[i] else ""),
-                      end_section=i == n_reduction - 1 and i < len(names) - 1)
-    return table
+    for header, _ in columns:
+        _num_col(table, header)
+    for comp in components:
+        label = "Level 1: Residual" if comp == "Residual" else f"Level 2: {comp}"
+        cells = []
+        for _, values in columns:
+            v = values.get(comp)
+            cells.append(_t(_no_neg_zero(f"{v:.4f}") if _is_num(v) else "NA"))
+        table.add_row(_t(label), *cells)
+    notes = []
+    if vr.get("base"):
+        notes.append(f"relative to: {vr['base']}")
+    notes.append("reduction = (first model's variance - this model's) / first model's variance")
+    if _is_num(vr.get("icc")):
+        notes.append(f"ICC of the first model: {vr['icc']:.4f}")
+    _emit(console, table, notes)

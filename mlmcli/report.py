@@ -1,0 +1,128 @@
+"""The JSON-shaped reports of a fitted model (../schema contracts), which every renderer reads."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from mlmcli.model import FittedModel, VarComp
+
+
+def clean(x: Any) -> Any:
+    """numpy scalars and arrays to plain Python; NaN and infinities to None (JSON null)."""
+    if isinstance(x, dict):
+        return {k: clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [clean(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return clean(x.tolist())
+    if isinstance(x, (np.floating, float)):
+        v = float(x)
+        return v if math.isfinite(v) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return x
+
+
+def correlation_matrix(vc: VarComp) -> np.ndarray:
+    """R's cov2cor: ones on the diagonal, NaN where a variance is zero."""
+    sd = vc.std_dev
+    with np.errstate(invalid="ignore", divide="ignore"):
+        inv = 1.0 / sd
+        C = inv[:, None] * vc.covariance * inv[None, :]
+    np.fill_diagonal(C, 1.0)
+    return C
+
+
+def fit_report(model: FittedModel) -> dict:
+    vcs = model.varcomps()
+    s2 = model.sigma**2
+    random_effects = []
+    correlations = []
+    for vc in vcs:
+        sd = vc.std_dev
+        for j, term in enumerate(vc.terms):
+            random_effects.append({"group": vc.name, "term": term, "variance": vc.covariance[j, j],
+                                   "std_dev": sd[j]})
+        C = correlation_matrix(vc)
+        k = len(vc.terms)
+        for a in range(k):
+            for b in range(a + 1, k):
+                correlations.append({"group": vc.name, "term1": vc.terms[a], "term2": vc.terms[b],
+                                     "correlation": C[b, a]})
+    random_effects.append({"group": "Residual", "term": None, "variance": s2, "std_dev": model.sigma})
+    q = model.scaled_residual_quantiles()
+    opt = model.optimum
+    report = {
+        "formula": model.formula.text,
+        "method": model.method,
+        "n_obs": model.n,
+        "groups": model.groups(),
+        "criterion": model.criterion,
+        "loglik": model.loglik,
+        "aic": model.aic,
+        "bic": model.bic,
+        "npar": model.npar,
+        "sigma": model.sigma,
+        "theta": model.theta,
+        "fixed_effects": model.coef_table(),
+        "random_effects": random_effects,
+        "random_effect_correlations": correlations,
+        "tau": {vc.name: {"terms": vc.terms, "covariance": vc.covariance} for vc in vcs},
+        "scaled_residuals": dict(zip(("min", "q1", "median", "q3", "max"), q, strict=True)),
+        "fixed_effect_correlation": {"terms": list(model.design.xnames),
+                                     "matrix": model.fixed_effect_correlation()},
+        "singular": model.singular,
+        "converged": model.converged,
+        "warnings": list(dict.fromkeys(model.warnings)),
+        # beyond the schema: what the printed summary needs
+        "data_name": model.data_name,
+        "deparsed_formula": model.formula.deparse(),
+        "ddf": model.ddf,
+        "df_resid": model.df_resid,
+        "optimizer": "nloptwrap",
+        "optimizer_message": opt.status,
+        "conv_code": opt.conv_code,
+        "conv_messages": list(opt.messages),
+        "evaluations": opt.evaluations,
+    }
+    if model.ddf == "Satterthwaite":
+        report["lmerTest_messages"] = list(model.satterthwaite().messages)
+    return clean(report)
+
+
+def tau_report(model: FittedModel) -> dict:
+    groups = []
+    for vc in model.varcomps():
+        groups.append({"group": vc.name, "factor": vc.factor, "terms": vc.terms, "covariance": vc.covariance,
+                       "correlation": correlation_matrix(vc)})
+    return clean({"formula": model.formula.text, "groups": groups, "residual_variance": model.sigma**2,
+                  "data_name": model.data_name})
+
+
+def ranef_report(model: FittedModel, with_coef: bool = False) -> dict:
+    """Conditional modes per grouping factor, terms of one factor together (lme4's ranef order)."""
+    modes = model.conditional_modes()
+    sds = model.conditional_sd()
+    by_factor: dict[str, list[int]] = {}
+    for i, t in enumerate(model.design.terms):
+        by_factor.setdefault(t.group, []).append(i)
+    beta = dict(zip(model.design.xnames, model.beta, strict=True))
+    rows = []
+    for factor, idx in by_factor.items():
+        levels = model.design.terms[idx[0]].levels
+        for lev_i, level in enumerate(levels):
+            for i in idx:
+                term = model.design.terms[i]
+                for j, name in enumerate(term.cnames):
+                    row = {"group": factor, "level": str(level), "term": name, "value": modes[i][lev_i, j],
+                           "cond_sd": sds[i][lev_i, j]}
+                    if with_coef:
+                        row["coef"] = modes[i][lev_i, j] + beta.get(name, 0.0)
+                    rows.append(row)
+    return clean({"formula": model.formula.text, "ranef": rows, "data_name": model.data_name})

@@ -1,0 +1,157 @@
+"""Comparison of our reports with lme4 reference reports, with the project's tolerances."""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import lru_cache
+from pathlib import Path
+
+SUITE = Path(__file__).parent / "fixtures" / "lme4"
+
+CRIT_WORSE_ABS = 1e-3
+BETA_SE_FRAC = 1e-3
+SE_REL = 1e-3
+VAR_REL = 1e-3
+CORR_ABS = 1e-3
+DF_REL = 2e-2
+P_ABS, P_REL = 1e-4, 2e-2
+LL_ABS = 1e-3
+RANEF_SD_FRAC = 1e-3
+COND_SD_REL = 1e-2
+SCALED_RESID_ABS = 1e-2
+SING_BETA_SE_FRAC = 1e-2
+SING_SE_REL = 1e-2
+SING_SIGMA_REL = 1e-3
+CMP_ABS = 1e-2
+CMP_P_ABS = 1e-3
+
+
+@lru_cache
+def cases() -> list[dict]:
+    return json.loads((SUITE / "cases.json").read_text())["cases"]
+
+
+def fit_cases(big: bool = False) -> list[dict]:
+    return [c for c in cases() if c["kind"] == "fit" and bool(c.get("big")) == big]
+
+
+def compare_cases() -> list[dict]:
+    return [c for c in cases() if c["kind"] == "compare"]
+
+
+def reference(case_id: str) -> dict:
+    return json.loads((SUITE / f"{case_id}.json").read_text())
+
+
+class Mismatches(list):
+    def close(self, what: str, ours, ref, tol: float) -> None:
+        if ref is None:
+            if ours is not None:
+                self.append(f"{what}: ours={ours!r} ref=None")
+            return
+        if ours is None or not math.isfinite(ours) or abs(ours - ref) > tol:
+            self.append(f"{what}: ours={ours!r} ref={ref!r} tol={tol:g}")
+
+    def rel(self, what: str, ours, ref, rel: float, floor: float = 0.0) -> None:
+        self.close(what, ours, ref, max(rel * abs(ref), floor) if ref is not None else 0.0)
+
+    def equal(self, what: str, ours, ref) -> None:
+        if ours != ref:
+            self.append(f"{what}: ours={ours!r} ref={ref!r}")
+
+    def pvalue(self, what: str, ours, ref) -> None:
+        if ref is None or ours is None:
+            if ours is not ref:
+                self.append(f"{what}: ours={ours!r} ref={ref!r}")
+            return
+        d = abs(ours - ref)
+        if not (d <= P_ABS or d <= P_REL * abs(ref)):
+            self.append(f"{what}: ours={ours!r} ref={ref!r}")
+
+
+def check_fit(ours: dict, ref: dict) -> Mismatches:
+    m = Mismatches()
+    m.equal("method", ours["method"], ref["method"])
+    m.equal("n_obs", ours["n_obs"], ref["n_obs"])
+    m.equal("groups", ours["groups"], ref["groups"])
+    m.equal("npar", ours["npar"], ref["npar"])
+    m.equal("len(theta)", len(ours["theta"]), len(ref["theta"]))
+    m.equal("singular", ours["singular"], ref["singular"])
+    if ours["criterion"] - ref["criterion"] > CRIT_WORSE_ABS:
+        m.append(f"criterion: ours={ours['criterion']!r} ref={ref['criterion']!r}")
+    sing = ref["singular"]
+    fe_ref = {r["term"]: r for r in ref["fixed_effects"]}
+    fe_ours = {r["term"]: r for r in ours["fixed_effects"]}
+    m.equal("fixed effect terms", list(fe_ours), list(fe_ref))
+    for term, r in fe_ref.items():
+        o = fe_ours.get(term)
+        if o is None:
+            continue
+        m.close(f"{term}.estimate", o["estimate"], r["estimate"],
+                (SING_BETA_SE_FRAC if sing else BETA_SE_FRAC) * r["std_error"])
+        m.rel(f"{term}.std_error", o["std_error"], r["std_error"], SING_SE_REL if sing else SE_REL)
+        if not sing:
+            m.rel(f"{term}.df", o["df"], r["df"], DF_REL)
+            m.pvalue(f"{term}.p_value", o["p_value"], r["p_value"])
+    m.rel("sigma", ours["sigma"], ref["sigma"], SING_SIGMA_REL if sing else VAR_REL)
+    if sing:
+        return m
+    for k in ("loglik", "aic", "bic"):
+        m.close(k, ours[k], ref[k], LL_ABS)
+    floor = 1e-8 * ref["sigma"] ** 2
+    re_ref = {(r["group"], r["term"]): r for r in ref["random_effects"]}
+    re_ours = {(r["group"], r["term"]): r for r in ours["random_effects"]}
+    m.equal("random effect rows", list(re_ours), list(re_ref))
+    for k, r in re_ref.items():
+        o = re_ours.get(k)
+        if o is not None:
+            m.rel(f"{k}.variance", o["variance"], r["variance"], VAR_REL, floor)
+    rc_ours = {(r["group"], r["term1"], r["term2"]): r["correlation"] for r in ours["random_effect_correlations"]}
+    for r in ref["random_effect_correlations"]:
+        k = (r["group"], r["term1"], r["term2"])
+        m.close(f"corr{k}", rc_ours.get(k), r["correlation"], CORR_ABS)
+    for q in ("min", "q1", "median", "q3", "max"):
+        m.close(f"scaled_residuals.{q}", ours["scaled_residuals"][q], ref["scaled_residuals"][q],
+                SCALED_RESID_ABS)
+    fc_o, fc_r = ours["fixed_effect_correlation"], ref["fixed_effect_correlation"]
+    m.equal("fixed_effect_correlation.terms", fc_o["terms"], fc_r["terms"])
+    for i, row in enumerate(fc_r["matrix"]):
+        for j, v in enumerate(row):
+            m.close(f"fecorr[{i},{j}]", fc_o["matrix"][i][j], v, CORR_ABS)
+    return m
+
+
+def check_ranef(ours: dict, ref: dict, ref_fit: dict) -> Mismatches:
+    m = Mismatches()
+    if ref_fit["singular"]:
+        return m
+    sd = {}
+    for r in ref_fit["random_effects"]:
+        sd[(r["group"].split(".")[0] if r["group"] not in ref_fit["groups"] else r["group"], r["term"])] = \
+            r["std_dev"]
+    rows = {(r["group"], r["level"], r["term"]): r for r in ours["ranef"]}
+    m.equal("ranef rows", len(rows), len(ref["ranef"]))
+    for r in ref["ranef"]:
+        k = (r["group"], r["level"], r["term"])
+        o = rows.get(k)
+        if o is None:
+            m.append(f"ranef{k}: missing")
+            continue
+        s = sd.get((r["group"], r["term"]), 1.0)
+        m.close(f"ranef{k}.value", o["value"], r["value"], RANEF_SD_FRAC * (s + 1e-8))
+        m.rel(f"ranef{k}.cond_sd", o["cond_sd"], r["cond_sd"], COND_SD_REL)
+    return m
+
+
+def check_compare(ours: dict, ref: dict) -> Mismatches:
+    m = Mismatches()
+    m.equal("refit_ml", ours["refit_ml"], ref["refit_ml"])
+    m.equal("names", [r["name"] for r in ours["models"]], [r["name"] for r in ref["models"]])
+    for o, r in zip(ours["models"], ref["models"], strict=True):
+        m.equal(f"{r['name']}.npar", o["npar"], r["npar"])
+        m.equal(f"{r['name']}.df", o["df"], r["df"])
+        for k in ("aic", "bic", "loglik", "deviance", "chisq"):
+            m.close(f"{r['name']}.{k}", o[k], r[k], CMP_ABS)
+        m.close(f"{r['name']}.p_value", o["p_value"], r["p_value"], CMP_P_ABS)
+    return m
