@@ -119,11 +119,11 @@ def fit(
     if kind == "json":
         _emit(_json(report), output)
     elif kind == "text":
-        from mlmcli.render.text import fit_summary
+        from mlmcli.render.text import fit_summary_output
 
-        text, notes = fit_summary(report)
-        _warn(notes)
-        _emit(text, output)
+        printed = fit_summary_output(report)
+        _emit(printed.out, output)
+        sys.stderr.write(printed.err)
     else:
         from mlmcli.render.table import print_fit
 
@@ -252,25 +252,77 @@ def compare(
         print_compare(_console(no_color, output), report, variance_reduction=vr)
 
 
+class PlotKind(str, Enum):
+    ranef = "ranef"
+    caterpillar = "caterpillar"
+    spaghetti = "spaghetti"
+    fitted = "fitted"
+    residuals = "residuals"
+
+
+@app.command()
+def plot(
+    data: DataArg,
+    formula: FormulaArg,
+    kind: Annotated[PlotKind, typer.Option("--kind", "-k", help="What to draw.")] = PlotKind.ranef,
+    output: Annotated[str, typer.Option("--output", "-o", help="Image file: .png, .svg or .pdf.")] = "mlm-plot.png",
+    ml: MlOpt = False,
+    x: Annotated[str | None, typer.Option("--x", help="Term or variable on the x axis.")] = None,
+    y: Annotated[str | None, typer.Option("--y", help="Term on the y axis (ranef plot).")] = None,
+    group: Annotated[str | None, typer.Option("--group", help="Grouping factor (default: the first).")] = None,
+    where: Annotated[str | None, typer.Option("--where", help='Keep rows, e.g. "schcode <= 10".')] = None,
+    by: Annotated[str | None, typer.Option("--by", help="Split fitted lines by a level-2 variable.")] = None,
+    dpi: Annotated[int, typer.Option("--dpi", min=20, max=1200)] = 100,
+    width: Annotated[float, typer.Option("--width", min=1.0, max=100.0, help="Inches.")] = 8.0,
+    height: Annotated[float, typer.Option("--height", min=1.0, max=100.0, help="Inches.")] = 6.0,
+    title: Annotated[str | None, typer.Option("--title")] = None,
+    data_out: Annotated[str | None, typer.Option("--data-out", help="Also write the plotted numbers (CSV).")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", "-f", help="json: print the plotted numbers.")] = None,
+) -> None:
+    """Draw a multilevel analyst's pictures (EB intercepts vs slopes, caterpillar, spaghetti...) as PNG."""
+    from mlmcli.render.plots import PlotOptions, draw
+
+    model, frame = _fit(data, formula, ml, "none")
+    _warn(list(dict.fromkeys(model.warnings)))
+    opts = PlotOptions(kind=kind.value, output=output, x=x, y=y, group=group, where=where, by=by, dpi=dpi,
+                       width=width, height=height, title=title, data_out=data_out)
+    plotted = draw(model, frame, opts)
+    if fmt == "json":
+        _emit(_json(plotted), None)
+    elif fmt is not None:
+        raise MlmError(f"--format for plot must be json, got {fmt!r}")
+
+
+def _click_exceptions():
+    """typer vendors click from 0.2x on; earlier releases use the click package."""
+    try:
+        from typer._click import exceptions
+    except ImportError:  # pragma: no cover - older typer
+        from click import exceptions
+    return exceptions
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
-    import click
-
+    exc = _click_exceptions()
     try:
         app(standalone_mode=False)
     except MlmError as e:
         sys.stderr.write(f"mlm: error: {e}\n")
         sys.exit(2)
-    except click.exceptions.NoArgsIsHelpError as e:  # pragma: no cover - help text
-        click.echo(e.ctx.get_help())
+    except exc.NoArgsIsHelpError as e:
+        sys.stdout.write(e.ctx.get_help() + "\n")
         sys.exit(0)
-    except click.exceptions.UsageError as e:
+    except exc.UsageError as e:
         sys.stderr.write(f"mlm: error: {e.format_message()}\n")
         sys.exit(2)
-    except click.exceptions.Abort:
+    except exc.ClickException as e:
+        sys.stderr.write(f"mlm: error: {e.format_message()}\n")
+        sys.exit(e.exit_code)
+    except typer.Abort:
         sys.stderr.write("mlm: aborted\n")
         sys.exit(130)
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         sys.exit(e.exit_code)
     except BrokenPipeError:
         sys.exit(0)

@@ -25,7 +25,10 @@ _INT32_MAX = 2147483647
 
 # R_strtod's accepted forms (type.convert): decimal with optional exponent (a bare
 # "1e" too), hexadecimal, Inf/infinity/NaN in any case; spaces around are allowed.
-_NUMBER = r"[ \t]*[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d*)?|0[xX][0-9a-fA-F]+|[iI][nN][fF](?:[iI][nN][iI][tT][yY])?|[nN][aA][nN])[ \t]*"
+_NUMBER = (
+    r"[ \t]*[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d*)?|0[xX][0-9a-fA-F]+"
+    r"|[iI][nN][fF](?:[iI][nN][iI][tT][yY])?|[nN][aA][nN])[ \t]*"
+)
 _NUMBERS = re.compile(rf"(?:{_NUMBER}\n)*{_NUMBER}")
 # integers: type.convert's strtol accepts leading but not trailing blanks
 _INTEGERS = re.compile(r"(?:[ \t]*[+-]?\d+\n)*[ \t]*[+-]?\d+")
@@ -53,6 +56,8 @@ class Factor:
 
 @dataclass
 class Frame:
+    """The data: R's data name, the columns by (make.names) name, the number of rows."""
+
     name: str
     columns: dict[str, np.ndarray | Factor]
     n_rows: int
@@ -156,15 +161,6 @@ def _numeric_column(values: list[str]) -> tuple[np.ndarray, bool] | None:
     return out, is_int
 
 
-def _fast_numeric(values: list[str]) -> np.ndarray | None:
-    """Common case of a column of plain numbers (no NA): numpy parses it at once."""
-    try:
-        arr = np.array(values, dtype=np.float64)
-    except ValueError:
-        return None
-    return arr
-
-
 def _convert(values: list[str]) -> tuple[np.ndarray | Factor, bool]:
     """R's type.convert of one column: logical, integer, double or factor."""
     present = {v for v in values if v != "NA" and v.strip() != ""}
@@ -181,53 +177,94 @@ def _convert(values: list[str]) -> tuple[np.ndarray | Factor, bool]:
     return Factor(codes, levels), False
 
 
-def read_csv(source: str) -> Frame:
-    """Read a CSV file ("-" for stdin) as R's read.csv(source, stringsAsFactors = TRUE)."""
-    text = _read_text(source)
-    reader = csv.reader(io.StringIO(text, newline=""), strict=False)
+def _try_numbers(text: str, count: int) -> np.ndarray | None:
+    """numpy's parser for comma-separated plain numbers; None unless exactly `count` parse."""
+    if " " in text or "\t" in text:  # numpy reads a blank field as -1
+        return None
     try:
-        header = next(reader)
-        while not header:
-            header = next(reader)
-    except StopIteration:
-        raise DataError(f"'{source}' is empty: no header line") from None
-    except csv.Error as exc:
-        raise DataError(f"'{source}' line {reader.line_num}: {exc}") from None
+        arr = np.fromstring(text, sep=",")
+    except ValueError:
+        return None
+    return arr if arr.size == count else None
+
+
+def _is_integer_text(values: list[str]) -> bool:
+    joined = "".join(values)
+    return not any(c in joined for c in ".eEnNiI")
+
+
+def _ragged(source: str, lineno: int, expected: int, found: int) -> DataError:
+    return DataError(f"'{source}' line {lineno}: {found} fields, but the header has {expected}")
+
+
+def _split_plain(lines: list[str], source: str) -> tuple[list[str], list[list[str]], int, str]:
+    """Header and columns of a file without quotes: one split of the whole text."""
+    first = 0
+    while first < len(lines) and not lines[first]:
+        first += 1
+    if first == len(lines):
+        raise DataError(f"'{source}' is empty: no header line")
+    header = lines[first].split(",")
     k = len(header)
+    numbered = [(i + 1, line) for i, line in enumerate(lines[first + 1 :], start=first + 1) if line]
+    n = len(numbered)
+    body = "\n".join(line for _, line in numbered)
+    if body.count(",") != (k - 1) * n:
+        for lineno, line in numbered:
+            if line.count(",") != k - 1:
+                raise _ragged(source, lineno, k, line.count(",") + 1)
+    flat = body.replace("\n", ",").split(",") if n else []
+    return header, [flat[j::k] for j in range(k)], n, body
+
+
+def _split_quoted(text: str, source: str) -> tuple[list[str], list[list[str]], int]:
+    reader = csv.reader(io.StringIO(text, newline=""), strict=False)
+    header: list[str] = []
     rows: list[list[str]] = []
     try:
         for row in reader:
-            if len(row) != k:
-                if not row:
-                    continue  # blank line, skipped as read.csv does
-                raise DataError(
-                    f"'{source}' line {reader.line_num}: expected {k} fields as in the header, found {len(row)}"
-                )
-            rows.append(row)
+            if not row:
+                continue  # blank line, skipped as read.csv does
+            if not header:
+                header = row
+            elif len(row) != len(header):
+                raise _ragged(source, reader.line_num, len(header), len(row))
+            else:
+                rows.append(row)
     except csv.Error as exc:
         raise DataError(f"'{source}' line {reader.line_num}: {exc}") from None
+    if not header:
+        raise DataError(f"'{source}' is empty: no header line")
+    columns = [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in header]
+    return header, columns, len(rows)
+
+
+def read_csv(source: str) -> Frame:
+    """Read a CSV file ("-" for stdin) as R's read.csv(source, stringsAsFactors = TRUE)."""
+    text = _read_text(source)
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    whole: np.ndarray | None = None
+    if '"' in text:
+        header, raw_columns, n = _split_quoted(text, source)
+    else:
+        header, raw_columns, n, body = _split_plain(text.split("\n"), source)
+        if n:
+            whole = _try_numbers(body.replace("\n", ","), n * len(header))
     names = make_names(header)
     columns: dict[str, np.ndarray | Factor] = {}
     int_columns: set[str] = set()
-    raw_columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
-    for name, raw in zip(names, raw_columns, strict=True):
-        values = list(raw)
-        fast = _fast_numeric(values) if _looks_plain(values) else None
-        if fast is not None:
-            columns[name] = fast
-            if _INTEGERS.fullmatch("\n".join(values)) and (not len(fast) or np.abs(fast).max() <= _INT32_MAX):
+    for j, (name, values) in enumerate(zip(names, raw_columns, strict=True)):
+        numbers = whole[j :: len(header)].copy() if whole is not None else None
+        if numbers is None and values:
+            numbers = _try_numbers(",".join(values), n)
+        if numbers is not None:
+            columns[name] = numbers
+            if _is_integer_text(values) and np.abs(numbers).max() <= _INT32_MAX:
                 int_columns.add(name)
             continue
         col, is_int = _convert(values)
         columns[name] = col
         if is_int:
             int_columns.add(name)
-    return Frame(name=_data_name(source), columns=columns, n_rows=len(rows), int_columns=int_columns)
-
-
-_PLAIN_COLUMN = re.compile(r"(?:-?\d+(?:\.\d+)?\n)*-?\d+(?:\.\d+)?")
-
-
-def _looks_plain(values: list[str]) -> bool:
-    """Whether a column is only plain decimals (no NA, blanks, exponents or text)."""
-    return bool(values) and _PLAIN_COLUMN.fullmatch("\n".join(values)) is not None
+    return Frame(name=_data_name(source), columns=columns, n_rows=n, int_columns=int_columns)

@@ -256,7 +256,7 @@ class BlockedSystem:
         """lme4's profiled REML criterion or ML deviance at the current theta."""
         if not self.ok:
             return float("inf")
-        pwrss = self.pwrss
+        pwrss = self.pwrss_direct()
         if pwrss <= 0.0:
             return float("inf")
         n, p = self.n, self.p

@@ -125,4 +125,21 @@ def ranef_report(model: FittedModel, with_coef: bool = False) -> dict:
                     if with_coef:
                         row["coef"] = modes[i][lev_i, j] + beta.get(name, 0.0)
                     rows.append(row)
-    return clean({"formula": model.formula.text, "ranef": rows, "data_name": model.data_name})
+    report = {"formula": model.formula.text, "ranef": rows, "data_name": model.data_name}
+    if with_coef:
+        report["coef"] = coef_table(model)
+    return clean(report)
+
+
+def coef_table(model: FittedModel) -> dict[str, dict[str, dict[str, float]]]:
+    """lme4's coef(fit): per factor and level, every fixed effect plus that level's random effect."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    modes = model.conditional_modes()
+    for i, term in enumerate(model.design.terms):
+        per_level = out.setdefault(term.group, {})
+        for lev_i, level in enumerate(term.levels):
+            cell = per_level.setdefault(str(level), dict(zip(model.design.xnames, map(float, model.beta),
+                                                             strict=True)))
+            for j, name in enumerate(term.cnames):
+                cell[name] = cell.get(name, 0.0) + float(modes[i][lev_i, j])
+    return out

@@ -36,10 +36,10 @@ _OTHER_BASE = _LETTER_BASE + len(_LETTERS) + 1
 
 # Secondary weights of combining accents, in the CLDR root order; the pseudo marks
 # "stroke" (ø, đ, ł, ħ) and "eth" sit between cedilla and ogonek.
-_STROKE, _ETH, _LONG_S = "stroke", "eth", "long-s"
+_STROKE, _ETH, _LONG_S, _LIGATURE = "stroke", "eth", "long-s", "ligature"
 _ACCENTS = [
     "\u0301", "\u0300", "\u0306", "\u0302", "\u030c", "\u030a", "\u0308", "\u030b", "\u0303",
-    "\u0307", "\u0327", _STROKE, _ETH, "\u0328", "\u0304", _LONG_S,
+    "\u0307", "\u0327", _STROKE, _ETH, "\u0328", "\u0304", _LONG_S, _LIGATURE,
 ]
 _SECONDARY = {m: 1 + i for i, m in enumerate(_ACCENTS)}
 
@@ -76,7 +76,9 @@ def _base_elements(c: str, tertiary_bump: int = 0) -> list[_Element]:
         elems = _base_elements(base, tertiary_bump)
         return elems + [(0, _SECONDARY[mark], 0)] if mark else elems
     if c in _EXPANSIONS:
-        return [(p, s, t + 3) for ch in _EXPANSIONS[c] for p, s, t in _base_elements(ch)]
+        # as DUCET: first letter, a secondary-only ligature mark, second letter
+        first, second = (_base_elements(ch) for ch in _EXPANSIONS[c])
+        return [(p, s, t + 3) for p, s, t in first + [(0, _SECONDARY[_LIGATURE], 0)] + second]
     if unicodedata.category(c) in _IGNORABLE_CATEGORIES:
         return []
     if "0" <= c <= "9":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from rich import box
@@ -73,18 +74,25 @@ def format_column(values: Sequence[float | None], digits: int = 4) -> list[str]:
 
 
 def format_fixed(values: Sequence[float | None], digits: int = 4) -> list[str]:
-    """Fixed decimals giving the largest |value| `digits` significant digits (long columns of estimates)."""
+    """Fixed decimals giving the largest |value| `digits` significant digits (long columns of estimates).
+
+    Columns of tiny or huge numbers (a variance component at zero, badly scaled data) fall back to R's
+    format(), which switches to scientific notation.
+    """
     finite = [abs(float(v)) for v in values if _is_num(v)]
     top = max(finite, default=0.0)
-    decimals = 0 if top == 0 else min(10, max(0, digits - 1 - math.floor(math.log10(top))))
+    if top and not 1e-3 <= top < 1e7:
+        return format_column(values, digits)
+    decimals = 0 if top == 0 else max(0, digits - 1 - math.floor(math.log10(top)))
     return [_no_neg_zero(f"{float(v):.{decimals}f}") if _is_num(v) else "" for v in values]
 
 
-def _zapsmall(values: Sequence[float], digits: int) -> list[float]:
+def _zapsmall(values: Sequence[float | None], digits: int) -> list[float | None]:
     """R's zapsmall(): round to `digits` significant digits of the largest abs value, as summary.merMod."""
     top = max((abs(v) for v in values if _is_num(v)), default=0.0)
-    decimals = max(0, digits - math.ceil(math.log10(top))) if top > 0 else digits
-    return [round(v, decimals) for v in values]
+    # R 4.2 rounds to digits - log10(max) places, that count itself rounded to a whole number
+    decimals = max(0, math.floor(digits - math.log10(top) + 0.5)) if top > 0 else digits
+    return [round(v, decimals) if _is_num(v) else None for v in values]
 
 
 def _no_neg_zero(s: str) -> str:
@@ -166,30 +174,79 @@ def make_console(no_color: bool = False, width: int | None = None, file=None,
     return Console(**kwargs)
 
 
+# ------------------------------------------------------------------------------------------- layout
 def _t(s: Any, style: str = "") -> Text:
     # cells are Text, never markup strings: factor levels like "[a]" must print verbatim
     return Text("" if s is None else str(s), style=style)
 
 
-def _table(title: str | None = None) -> Table:
-    return Table(title=title, box=_BOX, show_edge=False, title_justify="left", title_style="bold",
-                 pad_edge=False, padding=(0, 1), expand=False)
+@dataclass
+class Col:
+    """One table column: header and cells; label columns (left-aligned) repeat in every chunk."""
+
+    header: str
+    cells: list[Text]
+    label: bool = False
+    justify: str = "right"
+
+    @property
+    def width(self) -> int:
+        return max([len(self.header)] + [c.cell_len for c in self.cells])
 
 
-def _emit(console: Console, table: Table, notes: Sequence[str] = ()) -> None:
-    # title and notes are printed as plain lines: as a rich title or caption they would wrap at the
-    # table's own (often narrow) width
-    title, table.title = table.title, None
-    if title:
-        console.print(Text(str(title), style="bold"))
-    console.print(table)
+_GAP = 2  # one space of padding plus the box's blank column rule: as compact as R's print-out
+
+
+def _chunks(cols: list[Col], width: int) -> list[list[Col]]:
+    """Split the value columns over several tables when they do not fit, as R splits a wide matrix."""
+    labels = [c for c in cols if c.label]
+    values = [c for c in cols if not c.label]
+    room = width - sum(c.width + _GAP for c in labels)
+    out: list[list[Col]] = []
+    current: list[Col] = []
+    used = 0
+    for c in values:
+        if current and used + c.width + _GAP > room:
+            out.append(current)
+            current, used = [], 0
+        current.append(c)
+        used += c.width + _GAP
+    out.append(current)
+    return [labels + chunk for chunk in out]
+
+
+def _emit(console: Console, title: str, cols: list[Col], notes: Sequence[str] = (),
+          row_styles: Sequence[str] | None = None) -> None:
+    """Print a titled table (in column chunks if too wide), then its notes and a blank line.
+
+    Title and notes are plain lines: as a rich title or caption they would wrap at the table's own width.
+    """
+    console.print(Text(title, style="bold"))
+    n_rows = len(cols[0].cells) if cols else 0
+    chunks = _chunks(cols, console.width)
+    for i, chunk in enumerate(chunks):
+        if i:
+            console.print()
+        values = [c for c in chunk if not c.label]
+        # in a split matrix, rows with nothing in this chunk (upper triangle) are left out
+        rows = [r for r in range(n_rows)
+                if len(chunks) == 1 or any(c.cells[r].plain.strip() for c in values)]
+        table = Table(box=_BOX, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0), expand=False)
+        for c in chunk:
+            if c.label:
+                table.add_column(c.header, overflow="fold")
+            else:
+                table.add_column(c.header, justify=c.justify, no_wrap=True)
+        for r in rows:
+            table.add_row(*(c.cells[r] for c in chunk), style=row_styles[r] if row_styles else None)
+        console.print(table)
     for note in notes:
         console.print(Text(note, style="dim"))
     console.print()
 
 
-def _num_col(table: Table, header: str) -> None:
-    table.add_column(header, justify="right", no_wrap=True)
+def _col(header: str, values: Iterable[Any], style: str = "", label: bool = False) -> Col:
+    return Col(header, [_t(v, style) for v in values], label)
 
 
 # ------------------------------------------------------------------------------------------------ fit
@@ -197,13 +254,13 @@ def print_fit(console: Console, fit: dict, correlation: bool = False) -> None:
     """Model summary: header panel, random effects, fixed effects, optional correlation, warnings."""
     console.print(_fit_header(fit))
     console.print()
-    _emit(console, _random_effects_table(fit))
-    fixed, show_p = _fixed_effects_table(fit)
-    _emit(console, fixed, [SIGNIF_LEGEND] if show_p else [])
+    _emit(console, "Random effects", _random_effects_cols(fit))
+    cols, styles, show_p = _fixed_effects_cols(fit)
+    _emit(console, "Fixed effects", cols, [SIGNIF_LEGEND] if show_p else [], styles)
     if correlation:
-        corr = _fixef_correlation_table(fit)
-        if corr is not None:
-            _emit(console, corr)
+        corr = _fixef_correlation_cols(fit)
+        if corr:
+            _emit(console, "Correlation of fixed effects", corr)
     messages = _fit_messages(fit)
     if messages:
         console.print(Panel(Text("\n".join(messages), style="yellow"), title="Warnings", title_align="left",
@@ -223,24 +280,23 @@ def _fit_header(fit: dict) -> Panel:
     else:
         df_resid = fit.get("df_resid", fit["n_obs"] - fit["npar"])
         values = [round(fit[k], 1) for k in ("aic", "bic", "loglik", "criterion")] + [df_resid]
-        crit = _t_grid(["AIC", "BIC", "logLik", "deviance", "df.resid"],
-                       format_column(values, 7)[:4] + [str(df_resid)])
+        crit = _mini_table(["AIC", "BIC", "logLik", "deviance", "df.resid"],
+                           format_column(values, 7)[:4] + [str(df_resid)])
         grid.add_row(_t("Fit"), crit)
     res = fit.get("scaled_residuals")
     if res:
         vals = format_column(_zapsmall([res[k] for k in ("min", "q1", "median", "q3", "max")], 5), 4)
-        grid.add_row(_t("Scaled resid."), _t_grid(["Min", "1Q", "Median", "3Q", "Max"], vals))
+        grid.add_row(_t("Scaled resid."), _mini_table(["Min", "1Q", "Median", "3Q", "Max"], vals))
     grid.add_row(_t("Observations"), _t(fit["n_obs"]))
     groups = ", ".join(f"{g} ({n} levels)" for g, n in fit.get("groups", {}).items())
     grid.add_row(_t("Groups"), _t(groups))
     title = f"Linear mixed model fit by {'REML' if fit.get('method') == 'REML' else 'maximum likelihood'}"
-    ddf = _ddf(fit)
-    subtitle = "t-tests use Satterthwaite's method" if ddf == "Satterthwaite" else None
+    subtitle = "t-tests use Satterthwaite's method" if _ddf(fit) == "Satterthwaite" else None
     return Panel(grid, title=Text(title, style="bold"), title_align="left", subtitle=subtitle,
                  subtitle_align="left", expand=False, border_style="blue")
 
 
-def _t_grid(headers: Sequence[str], values: Sequence[str]) -> Table:
+def _mini_table(headers: Sequence[str], values: Sequence[str]) -> Table:
     small = Table(box=None, show_header=True, header_style="dim", pad_edge=False, padding=(0, 1))
     for h in headers:
         small.add_column(h, justify="right", no_wrap=True)
@@ -255,7 +311,7 @@ def _ddf(fit: dict) -> str:
     return "Satterthwaite" if has_df else "none"
 
 
-def _random_effects_table(fit: dict) -> Table:
+def _random_effects_cols(fit: dict) -> list[Col]:
     rows = fit.get("random_effects", [])
     corr = {(c["group"], c["term1"], c["term2"]): c["correlation"]
             for c in fit.get("random_effect_correlations", [])}
@@ -264,71 +320,56 @@ def _random_effects_table(fit: dict) -> Table:
         if r["term"] is not None:
             terms_by_group.setdefault(r["group"], []).append(r["term"])
     n_corr = max((len(t) for t in terms_by_group.values()), default=1) - 1
-    table = _table("Random effects")
-    table.add_column("Groups", no_wrap=True)
-    table.add_column("Name", overflow="fold")
-    _num_col(table, "Variance")
-    _num_col(table, "Std.Dev.")
-    for j in range(n_corr):
-        _num_col(table, "Corr" if j == 0 else "")
-    variances = format_column([r["variance"] for r in rows], 4)
-    sds = format_column([r["std_dev"] for r in rows], 4)
+    corr_cells: list[list[str]] = [[] for _ in range(n_corr)]
+    groups = []
     previous = None
-    for r, var, sd in zip(rows, variances, sds, strict=True):
+    for r in rows:
         group, term = r["group"], r["term"]
-        cells = [""] * n_corr
-        if term is not None:
-            before = terms_by_group[group][: terms_by_group[group].index(term)]
-            for j, other in enumerate(before):
-                # lme4 prints each correlation once, in the row of the later term
-                cells[j] = _fmt_corr(corr.get((group, other, term), corr.get((group, term, other))), 2)
-        table.add_row(_t(group if group != previous else ""), _t(term or ""), _t(var), _t(sd),
-                      *(_t(c) for c in cells))
+        groups.append(group if group != previous else "")
         previous = group
-    return table
+        before = terms_by_group[group][: terms_by_group[group].index(term)] if term is not None else []
+        for j in range(n_corr):
+            # lme4 prints each correlation once, in the row of the later term
+            value = None
+            if j < len(before):
+                value = corr.get((group, before[j], term), corr.get((group, term, before[j])))
+            corr_cells[j].append(_fmt_corr(value, 2))
+    cols = [_col("Groups", groups, label=True), _col("Name", [r["term"] or "" for r in rows], label=True),
+            _col("Variance", format_column([r["variance"] for r in rows], 4)),
+            _col("Std.Dev.", format_column([r["std_dev"] for r in rows], 4))]
+    cols += [_col("Corr" if j == 0 else "", cells) for j, cells in enumerate(corr_cells)]
+    return cols
 
 
-def _fixed_effects_table(fit: dict) -> tuple[Table, bool]:
+def _fixed_effects_cols(fit: dict) -> tuple[list[Col], list[str], bool]:
     rows = fit.get("fixed_effects", [])
     pvals = [r.get("p_value") for r in rows]
     show_p = _ddf(fit) != "none" and any(_is_num(p) for p in pvals)
     show_df = _ddf(fit) != "none" and any(_is_num(r.get("df")) for r in rows)
-    table = _table("Fixed effects")
-    table.add_column("", overflow="fold")
-    for h in ("Estimate", "Std. Error") + (("df",) if show_df else ()) + ("t value",):
-        _num_col(table, h)
-    if show_p:
-        _num_col(table, "Pr(>|t|)")
-        table.add_column("", no_wrap=True)
-    columns = [format_column([r["estimate"] for r in rows], 4),
-               format_column([r["std_error"] for r in rows], 4)]
+    cols = [_col("", [r["term"] for r in rows], label=True),
+            _col("Estimate", format_column([r["estimate"] for r in rows], 4)),
+            _col("Std. Error", format_column([r["std_error"] for r in rows], 4))]
     if show_df:
-        columns.append(format_column([r.get("df") for r in rows], 4))
+        cols.append(_col("df", format_column([r.get("df") for r in rows], 4)))
     # t values are rounded to 3 decimals first, as printCoefmat does
     t_values = [round(r["t_value"], 3) if _is_num(r["t_value"]) else None for r in rows]
-    columns.append(format_column(t_values, 4))
+    cols.append(_col("t value", format_column(t_values, 4)))
     if show_p:
-        columns.append(format_pvalues(pvals, 3))
-        columns.append([signif_stars(p) for p in pvals])
-    for i, r in enumerate(rows):
-        style = "bold" if show_p and _is_num(pvals[i]) and pvals[i] < 0.05 else ""
-        table.add_row(_t(r["term"]), *(_t(col[i]) for col in columns), style=style)
-    return table, show_p
+        cols.append(_col("Pr(>|t|)", format_pvalues(pvals, 3)))
+        cols.append(Col("", [_t(signif_stars(p)) for p in pvals], justify="left"))
+    styles = ["bold" if show_p and _is_num(p) and p < 0.05 else "" for p in pvals]
+    return cols, styles, show_p
 
 
-def _fixef_correlation_table(fit: dict) -> Table | None:
+def _fixef_correlation_cols(fit: dict) -> list[Col]:
     fc = fit.get("fixed_effect_correlation") or {}
     terms, matrix = fc.get("terms", []), fc.get("matrix", [])
     if len(terms) < 2:
-        return None
-    table = _table("Correlation of fixed effects")
-    table.add_column("", overflow="fold")
-    for label in abbreviate(terms[:-1]):
-        _num_col(table, label)
-    for i in range(1, len(terms)):
-        cells = [_fmt_corr(matrix[i][j], 3) if j < i else "" for j in range(len(terms) - 1)]
-        table.add_row(_t(terms[i]), *(_t(c) for c in cells))
-    return table
+        return []
+    cols = [_col("", terms[1:], label=True)]
+    for j, label in enumerate(abbreviate(terms[:-1])):
+        cols.append(_col(label, [_fmt_corr(matrix[i][j], 3) if j < i else "" for i in range(1, len(terms))]))
+    return cols
 
 
 def _fit_messages(fit: dict) -> list[str]:
@@ -346,39 +387,31 @@ def print_tau(console: Console, tau: dict, corr_only: bool = False) -> None:
     """One table per grouping factor: covariance below, variance on, correlation above the diagonal."""
     notes = [] if corr_only else ["below the diagonal: covariance; on it: variance; above it: correlation"]
     for g in tau.get("groups", []):
-        _emit(console, _tau_table(g, corr_only), notes)
+        title = f"{'Correlation' if corr_only else 'Tau'}: {g['group']}"
+        _emit(console, title, _tau_cols(g, corr_only), notes)
     if not corr_only and _is_num(tau.get("residual_variance")):
         line = Text.assemble(("Residual variance  ", "bold"), format_column([tau["residual_variance"]], 4)[0])
         console.print(line)
         console.print()
 
 
-def _tau_table(g: dict, corr_only: bool) -> Table:
+def _tau_cols(g: dict, corr_only: bool) -> list[Col]:
     terms, cov, cor = g["terms"], g["covariance"], g["correlation"]
     k = len(terms)
-    if corr_only:
-        table = _table(f"Correlation: {g['group']}")
-    else:
-        table = _table(f"Tau: {g['group']}")
-    table.add_column("", overflow="fold")
-    for term in terms:
-        _num_col(table, term)
-    lower = format_column([cov[i][j] for i in range(k) for j in range(i + 1)], 4)
-    it = iter(lower)
-    lower_cells = {(i, j): next(it) for i in range(k) for j in range(i + 1)}
+    lower = iter(format_column([cov[i][j] for i in range(k) for j in range(i + 1)], 4))
+    cells = [[Text("")] * k for _ in range(k)]
     for i in range(k):
-        cells = []
+        for j in range(i + 1):
+            s = next(lower)
+            if not corr_only:
+                cells[i][j] = _t(s, "bold" if i == j else "")
+    for i in range(k):
         for j in range(k):
             if corr_only:
-                cells.append(_t(_fmt_corr(cor[i][j], 3), "bold" if i == j else ""))
-            elif j < i:
-                cells.append(_t(lower_cells[(i, j)]))
-            elif j == i:
-                cells.append(_t(lower_cells[(i, j)], "bold"))
-            else:
-                cells.append(_t(_fmt_corr(cor[i][j], 3), "italic cyan"))
-        table.add_row(_t(terms[i]), *cells)
-    return table
+                cells[i][j] = _t(_fmt_corr(cor[i][j], 3), "bold" if i == j else "")
+            elif j > i:
+                cells[i][j] = _t(_fmt_corr(cor[i][j], 3), "italic cyan")
+    return [_col("", terms, label=True)] + [Col(terms[j], [cells[i][j] for i in range(k)]) for j in range(k)]
 
 
 # ---------------------------------------------------------------------------------------------- ranef
@@ -396,16 +429,21 @@ def _group_ranef(rows: Iterable[dict]) -> dict[str, dict[str, Any]]:
     return groups
 
 
+def _coef_from_rows(rows: Iterable[dict]) -> dict | None:
+    # the engine may carry coef(fit) per row instead of as a separate mapping
+    coef: dict = {}
+    for r in rows:
+        if r.get("coef") is not None:
+            coef.setdefault(r["group"], {}).setdefault(r["level"], {})[r["term"]] = r["coef"]
+    return coef or None
+
+
 def print_ranef(console: Console, ranef: dict, head: int | None = None, wide: bool = False,
                 coef: dict | None = None) -> None:
     """Conditional modes and conditional SDs per grouping factor, optionally with coef(fit)."""
     rows = ranef.get("ranef", [])
-    if coef is None and any("coef" in r for r in rows):
-        # the engine may carry coef(fit) per row instead of as a separate mapping
-        coef = {}
-        for r in rows:
-            if r.get("coef") is not None:
-                coef.setdefault(r["group"], {}).setdefault(r["level"], {})[r["term"]] = r["coef"]
+    if coef is None:
+        coef = _coef_from_rows(rows)
     for group, g in _group_ranef(rows).items():
         shown = g["levels"] if head is None else g["levels"][: max(0, head)]
         hidden = len(g["levels"]) - len(shown)
@@ -415,20 +453,22 @@ def print_ranef(console: Console, ranef: dict, head: int | None = None, wide: bo
         strings = _per_term_strings(g, group_coef, coef_terms)
         title = f"Conditional modes: {group} ({len(g['levels'])} levels)"
         if not wide:
-            _emit(console, _ranef_long(g, shown, coef_terms, strings, title), notes)
+            if any(t not in g["terms"] for t in coef_terms):
+                notes = notes + ["terms without a random effect are left out: their coef is the fixed effect"]
+            _emit(console, title, _ranef_long_cols(g, shown, coef_terms, strings), notes)
             continue
-        _emit(console, _ranef_wide(g, shown, strings, title),
+        _emit(console, title, _ranef_wide_cols(g, shown, strings),
               notes + ["conditional modes, each followed by its conditional SD"])
         if coef_terms:
-            _emit(console, _coef_wide(shown, coef_terms, strings, f"Coefficients: {group}"), notes)
+            cols = [_col("Level", shown, "bold", label=True)]
+            cols += [_col(t, [strings.get(("coef", lv, t), "") for lv in shown]) for t in coef_terms]
+            _emit(console, f"Coefficients: {group}", cols, notes)
 
 
 def _coef_terms(group_coef: dict, ranef_terms: list[str]) -> list[str]:
-    terms: list[str] = []
+    terms: dict[str, None] = {}
     for values in group_coef.values():
-        for t in values:
-            if t not in terms:
-                terms.append(t)
+        terms.update(dict.fromkeys(values))
     # random terms first, in their order, then the terms that only have a fixed effect
     return [t for t in ranef_terms if t in terms] + [t for t in terms if t not in ranef_terms]
 
@@ -441,56 +481,31 @@ def _per_term_strings(g: dict, group_coef: dict | None,
     for term in g["terms"]:
         for kind, pos in (("mode", 0), ("sd", 1)):
             vals = [g["cells"].get((lv, term), (None, None))[pos] for lv in levels]
-            for lv, s in zip(levels, format_fixed(vals, 4), strict=True):
-                out[(kind, lv, term)] = s
+            out.update(((kind, lv, term), s) for lv, s in zip(levels, format_fixed(vals, 4), strict=True))
     for term in coef_terms:
         vals = [(group_coef or {}).get(lv, {}).get(term) for lv in levels]
-        for lv, s in zip(levels, format_fixed(vals, 4), strict=True):
-            out[("coef", lv, term)] = s
+        out.update((("coef", lv, term), s) for lv, s in zip(levels, format_fixed(vals, 4), strict=True))
     return out
 
 
-def _ranef_long(g: dict, levels: list[str], coef_terms: list[str], s: dict, title: str) -> Table:
-    table = _table(title)
-    table.add_column("Level", no_wrap=True, style="bold")
-    table.add_column("Term", overflow="fold")
-    _num_col(table, "Mode")
-    _num_col(table, "Cond. SD")
+def _ranef_long_cols(g: dict, levels: list[str], coef_terms: list[str], s: dict) -> list[Col]:
+    terms = g["terms"]
+    keys = [(lv, t, n == 0) for lv in levels for n, t in enumerate(terms)]
+    cols = [_col("Level", [lv if first else "" for lv, _, first in keys], "bold", label=True),
+            _col("Term", [t for _, t, _ in keys], label=True),
+            _col("Mode", [s.get(("mode", lv, t), "") for lv, t, _ in keys]),
+            _col("Cond. SD", [s.get(("sd", lv, t), "") for lv, t, _ in keys], "dim")]
     if coef_terms:
-        _num_col(table, "Coef")
-    terms = g["terms"] + [t for t in coef_terms if t not in g["terms"]]
-    for lv in levels:
-        for n, term in enumerate(terms):
-            cells = [_t(lv if n == 0 else ""), _t(term),
-                     _t(s.get(("mode", lv, term), "")), _t(s.get(("sd", lv, term), ""), "dim")]
-            if coef_terms:
-                cells.append(_t(s.get(("coef", lv, term), "")))
-            table.add_row(*cells)
-    return table
+        cols.append(_col("Coef", [s.get(("coef", lv, t), "") for lv, t, _ in keys]))
+    return cols
 
 
-def _ranef_wide(g: dict, levels: list[str], s: dict, title: str) -> Table:
-    table = _table(title)
-    table.add_column("Level", no_wrap=True, style="bold")
-    for term in g["terms"]:
-        _num_col(table, term)
-        _num_col(table, "SD")
-    for lv in levels:
-        cells = [_t(lv)]
-        for term in g["terms"]:
-            cells += [_t(s.get(("mode", lv, term), "")), _t(s.get(("sd", lv, term), ""), "dim")]
-        table.add_row(*cells)
-    return table
-
-
-def _coef_wide(levels: list[str], coef_terms: list[str], s: dict, title: str) -> Table:
-    table = _table(title)
-    table.add_column("Level", no_wrap=True, style="bold")
-    for term in coef_terms:
-        _num_col(table, term)
-    for lv in levels:
-        table.add_row(_t(lv), *(_t(s.get(("coef", lv, term), "")) for term in coef_terms))
-    return table
+def _ranef_wide_cols(g: dict, levels: list[str], s: dict) -> list[Col]:
+    cols = [_col("Level", levels, "bold", label=True)]
+    for t in g["terms"]:
+        cols.append(_col(t, [s.get(("mode", lv, t), "") for lv in levels]))
+        cols.append(_col("SD", [s.get(("sd", lv, t), "") for lv in levels], "dim"))
+    return cols
 
 
 # -------------------------------------------------------------------------------------------- compare
@@ -506,26 +521,21 @@ def print_compare(console: Console, cmp: dict, variance_reduction: dict | None =
         head.add_row(_t(f"{m['name']}:"), _t(m["formula"]))
     console.print(head)
     console.print()
-    notes = [SIGNIF_LEGEND] if any(_is_num(m.get("p_value")) for m in models) else []
+    pvals = [m.get("p_value") for m in models]
+    notes = [SIGNIF_LEGEND] if any(_is_num(p) for p in pvals) else []
     if cmp.get("refit_ml"):
         notes.insert(0, "REML fits were refitted with ML before comparing")
-    table = _table("Model comparison")
-    table.add_column("", no_wrap=True)
-    for h in ("npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"):
-        _num_col(table, h)
-    table.add_column("", no_wrap=True)
-    # print.anova: 5 significant digits, p-values with 4
-    cols = [[str(m["npar"]) for m in models]]
-    for key in ("aic", "bic", "loglik", "deviance", "chisq"):
-        cols.append(format_column([m.get(key) for m in models], 5))
-    cols.append(["" if m.get("df") is None else str(m["df"]) for m in models])
-    pvals = [m.get("p_value") for m in models]
-    cols.append(format_pvalues(pvals, 4))
-    cols.append([signif_stars(p) for p in pvals])
-    for i, m in enumerate(models):
-        style = "bold" if _is_num(pvals[i]) and pvals[i] < 0.05 else ""
-        table.add_row(_t(m["name"]), *(_t(c[i]) for c in cols), style=style)
-    _emit(console, table, notes)
+    # as print.anova (digits 5): criteria zapsmall()ed, Chisq rounded to 4 places, p-values with 4 digits
+    cols = [_col("", [m["name"] for m in models], label=True), _col("npar", [m["npar"] for m in models])]
+    for key, header in (("aic", "AIC"), ("bic", "BIC"), ("loglik", "logLik"), ("deviance", "deviance")):
+        cols.append(_col(header, format_column(_zapsmall([m[key] for m in models], 5), 5)))
+    chisq = [round(m["chisq"], 4) if _is_num(m.get("chisq")) else None for m in models]
+    cols.append(_col("Chisq", format_column(chisq, 5)))
+    cols.append(_col("Df", ["" if m.get("df") is None else m["df"] for m in models]))
+    cols.append(_col("Pr(>Chisq)", format_pvalues(pvals, 4)))
+    cols.append(Col("", [_t(signif_stars(p)) for p in pvals], justify="left"))
+    styles = ["bold" if _is_num(p) and p < 0.05 else "" for p in pvals]
+    _emit(console, "Model comparison", cols, notes, styles)
     if variance_reduction:
         _print_variance_reduction(console, variance_reduction)
 
@@ -544,24 +554,16 @@ def _reduction_columns(vr: dict) -> list[tuple[str, dict[str, float | None]]]:
 
 def _print_variance_reduction(console: Console, vr: dict) -> None:
     columns = _reduction_columns(vr)
-    components: list[str] = []
+    components: dict[str, None] = {}
     for _, values in columns:
-        components += [c for c in values if c not in components]
-    table = _table("Proportional reduction in variance")
-    table.add_column("Component", overflow="fold")
-    for header, _ in columns:
-        _num_col(table, header)
-    for comp in components:
-        label = "Level 1: Residual" if comp == "Residual" else f"Level 2: {comp}"
-        cells = []
-        for _, values in columns:
-            v = values.get(comp)
-            cells.append(_t(_no_neg_zero(f"{v:.4f}") if _is_num(v) else "NA"))
-        table.add_row(_t(label), *cells)
-    notes = []
-    if vr.get("base"):
-        notes.append(f"relative to: {vr['base']}")
+        components.update(dict.fromkeys(values))
+    labels = ["Level 1: Residual" if c == "Residual" else f"Level 2: {c}" for c in components]
+    cols = [_col("Component", labels, label=True)]
+    for header, values in columns:
+        cells = [values.get(c) for c in components]
+        cols.append(_col(header, [_no_neg_zero(f"{v:.4f}") if _is_num(v) else "NA" for v in cells]))
+    notes = [f"relative to: {vr['base']}"] if vr.get("base") else []
     notes.append("reduction = (first model's variance - this model's) / first model's variance")
     if _is_num(vr.get("icc")):
         notes.append(f"ICC of the first model: {vr['icc']:.4f}")
-    _emit(console, table, notes)
+    _emit(console, "Proportional reduction in variance", cols, notes)
