@@ -52,6 +52,7 @@ class Design:
 
 def evaluate(var: Var, frame: Frame) -> Column:
     """The values of one formula variable on the whole data (as R's model.frame does)."""
+    assert var.expr is not None
     with np.errstate(all="ignore"):
         return _evaluate(var.expr, frame, var.label)
 
@@ -332,7 +333,8 @@ def build_design(frame: Frame, formula: Formula) -> Design:
     response = formula.response.label
     y_full = full[response]
     if isinstance(y_full, Factor):
-        raise DataError(f"the response '{response}' is not numeric: its column holds text")
+        kind = "TRUE/FALSE values" if y_full.logical else "text"
+        raise DataError(f"the response '{response}' is not numeric: its column holds {kind}")
 
     # na.omit over every variable of the model frame
     complete = np.ones(frame.n_rows, dtype=bool)

@@ -376,11 +376,16 @@ class Var:
     """One variable of a model formula: a data column or an expression of columns."""
 
     label: str
-    expr: Node = field(compare=False, repr=False, hash=False, default=Sym(""))
+    expr: Node | None = field(compare=False, repr=False, hash=False, default=None)  # parsed label if None
+
+    def __post_init__(self) -> None:
+        if self.expr is None:
+            object.__setattr__(self, "expr", _Parser(self.label).parse())
 
     def columns(self) -> list[str]:
         """Data columns the variable reads, in order of appearance."""
         out: list[str] = []
+        assert self.expr is not None
         _collect_symbols(self.expr, out)
         return out
 

@@ -81,7 +81,7 @@ def test_whitespace_is_ignored():
 def test_var_columns_and_formula_columns():
     f = parse_formula("log(y) ~ I(x^2 / z) + scale(w) + factor(k):x + (1 + x | a/b)")
     assert f.response == Var("log(y)")
-    assert f.response.columns() == ["y"]
+    assert f.response.columns() == Var("log(y)").columns() == ["y"]
     assert f.fixed.terms[0].vars[0].columns() == ["x", "z"]
     assert f.columns() == ["y", "x", "z", "w", "k", "a", "b"]
     # `x` itself first appears after factor(k): R orders the interaction's variables so

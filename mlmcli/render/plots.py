@@ -384,11 +384,13 @@ def _ranef(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: P
     empirical = float(np.corrcoef(x, y)[0, 1]) if len(shown) > 2 and np.std(x) > 0 and np.std(y) > 0 \
         else float("nan")
     sub = f"estimated correlation (Tau): {_fmt_r(rho)}"
+    if model.singular:
+        sub += " (singular fit)"
     if math.isfinite(empirical):
         sub += f"   ·   correlation of the {len(shown)} plotted estimates: {_fmt_r(empirical)}"
     ax.set_title(sub, fontsize=9.5, color="#333333")
-    ax.set_xlabel(f"{cx[2]}: {group} random effect (conditional mode)")
-    ax.set_ylabel(f"{cy[2]}: {group} random effect (conditional mode)")
+    ax.set_xlabel(f"{cx[2]} random effect of {group} (conditional mode)")
+    ax.set_ylabel(f"{cy[2]} random effect of {group} (conditional mode)")
     points = [{"level": levels[i], "x": float(xv[i]), "y": float(yv[i])} for i in shown]
     data = {"group": group, "x_term": cx[2], "y_term": cy[2], "correlation": rho,
             "correlation_of_estimates": empirical, "points": points}
@@ -495,9 +497,13 @@ def _group_legend(fig: Any, axes: list[Any], group: str, shown_levels: list[str]
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
-    sm = ScalarMappable(norm=Normalize(1, len(shown_levels)), cmap=colormaps["viridis"])
+    k = len(shown_levels)
+    sm = ScalarMappable(norm=Normalize(0, k - 1), cmap=colormaps["viridis"])
     bar = fig.colorbar(sm, ax=axes, shrink=0.85, pad=0.02)
-    bar.set_label(f"{group}: {len(shown_levels)} groups, in level order")
+    # ticks name actual levels: level order need not match the level labels
+    ticks = np.unique(np.linspace(0, k - 1, 6).round().astype(int))
+    bar.set_ticks(ticks, labels=[shown_levels[i] for i in ticks])
+    bar.set_label(f"{group}: {k} groups, in level order")
     if handles:
         axes[0].legend([h for h, _ in handles], [lab for _, lab in handles], loc="best")
 
@@ -519,7 +525,11 @@ def _spaghetti(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opt
     colour_index = {g: i for i, g in enumerate(shown)}
     colours = _group_colours(len(shown))
     axes = _panels(fig, len(panel_labels))
-    many = len(shown) > MAX_LEGEND
+    from matplotlib.collections import LineCollection
+
+    crowd = 0 if len(shown) <= MAX_LEGEND else 1 if len(shown) <= 80 else 2
+    size, point_alpha = (14, 0.75) if crowd == 0 else (8, 0.5) if crowd == 1 else (5, 0.35)
+    lw, line_alpha = (1.4, 0.9) if crowd == 0 else (1.0, 0.75) if crowd == 1 else (0.6, 0.45)
     lines, points = [], []
     for p, ax in enumerate(axes):
         in_panel = ok & (panel == p)
@@ -528,8 +538,9 @@ def _spaghetti(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opt
         x0, x1 = float(xall[in_panel].min()), float(xall[in_panel].max())
         idx = np.flatnonzero(in_panel)
         col = [colours[colour_index[c]] for c in codes[idx]]
-        ax.scatter(xall[idx], y[idx], s=5 if many else 14, c=col, alpha=0.35 if many else 0.75,
+        ax.scatter(xall[idx], y[idx], s=size, c=col, alpha=point_alpha,
                    linewidths=0, zorder=2)
+        segments, seg_colours = [], []
         for g in np.unique(codes[idx]):
             rows_g = idx[codes[idx] == g]
             intercept, slope = _least_squares(xall[rows_g], y[rows_g])
@@ -539,8 +550,11 @@ def _spaghetti(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opt
                 line["by"] = panel_labels[p]
             lines.append(line)
             if math.isfinite(slope):
-                ax.plot([x0, x1], [line["y0"], line["y1"]], color=colours[colour_index[g]],
-                        lw=0.6 if many else 1.4, alpha=0.45 if many else 0.9, zorder=3)
+                segments.append([(x0, line["y0"]), (x1, line["y1"])])
+                seg_colours.append(colours[colour_index[g]])
+        # one collection draws hundreds of lines far faster than one plot() call each
+        ax.add_collection(LineCollection(segments, colors=seg_colours, linewidths=lw, alpha=line_alpha,
+                                         zorder=3))
         for i in idx:
             points.append({"level": levels[codes[i]], "x": float(xall[i]), "y": float(y[i])})
         if opts.by is not None:
@@ -746,6 +760,7 @@ def _fitted(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: 
                                    np.where(np.isfinite(phi), phi, 0.0), None)
 
     from matplotlib import colormaps
+    from matplotlib.collections import LineCollection
 
     split = opts.by is not None
     palette = [colormaps["tab10"](i) for i in range(10)]
@@ -755,8 +770,9 @@ def _fitted(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: 
         colour = palette[p % 10] if split else "#4a7fb5"
         mine = shown[group_panel[shown] == p]
         alpha, lw = (0.55, 0.9) if len(mine) <= 50 else (0.3, 0.6)
+        ax.add_collection(LineCollection([np.column_stack([grid[g], means[g]]) for g in mine], colors=colour,
+                                         linewidths=lw, alpha=alpha, zorder=2))
         for g in mine:
-            ax.plot(grid[g], means[g], color=colour, lw=lw, alpha=alpha, zorder=2)
             line = {"level": levels[g], "x0": grid[g, 0], "x1": grid[g, -1], "y0": means[g, 0],
                     "y1": means[g, -1], "by": panel_labels[p] if split else None}
             if implied.points > 2:
