@@ -689,7 +689,8 @@ class _Implied:
         t = np.linspace(0.0, 1.0, m)
         sel = np.flatnonzero(sets >= 0)
         s = sets[sel]
-        xnew = (lo[s][None, :] + t[:, None] * (hi - lo)[s][None, :]).ravel()  # grid point k, observation i
+        # (1 - t) lo + t hi hits both ends exactly; rows: grid point k, then observation i
+        xnew = ((1.0 - t)[:, None] * lo[s][None, :] + t[:, None] * hi[s][None, :]).ravel()
         values = self._values(sel, xnew)
         N = len(xnew)
         design = self.model.design
@@ -714,7 +715,7 @@ class _Implied:
         means = np.vstack([np.bincount(s, weights=eta[k], minlength=n_sets) for k in range(m)]).T
         with np.errstate(invalid="ignore", divide="ignore"):
             means = means / counts[:, None]
-        grid = lo[:, None] + t[None, :] * (hi - lo)[:, None]
+        grid = (1.0 - t)[None, :] * lo[:, None] + t[None, :] * hi[:, None]
         return grid, means
 
 

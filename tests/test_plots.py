@@ -1,0 +1,557 @@
+"""`mlm plot`: the plotted numbers are the model's (recomputed here independently or taken from lme4's
+reference fits), the files are real images of the requested size, and mistakes are one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from mlmcli.design import build_design
+from mlmcli.errors import DataError, MlmError
+from mlmcli.formula import parse_formula
+from mlmcli.frame import Factor, Frame, read_csv
+from mlmcli.model import fit_model
+from mlmcli.render.plots import PlotOptions, draw, image_format, normal_quantiles, qq_line, table_csv
+from mlmcli.where import parse_where, where_mask
+
+ROOT = Path(__file__).resolve().parent.parent
+HECK = ROOT / "sample_data" / "heck2011.csv"
+DATA = ROOT / "tests" / "fixtures" / "lme4" / "data"
+REFS = ROOT / "tests" / "fixtures" / "lme4"
+
+
+def _fit(path: Path, formula: str):
+    frame = read_csv(str(path))
+    f = parse_formula(formula)
+    return fit_model(f, build_design(frame, f), reml=True, data_name=frame.name), frame
+
+
+@pytest.fixture(scope="module")
+def heck():
+    return _fit(HECK, "math ~ ses + (ses|schcode)")
+
+
+@pytest.fixture(scope="module")
+def heck_public():
+    return _fit(HECK, "math ~ ses*public + (ses|schcode)")
+
+
+@pytest.fixture(scope="module")
+def sleep():
+    return _fit(DATA / "sleepstudy.csv", "Reaction ~ Days + (Days|Subject)")
+
+
+@pytest.fixture(scope="module")
+def penicillin():
+    return _fit(DATA / "Penicillin.csv", "diameter ~ 1 + (1|plate) + (1|sample)")
+
+
+def small(tmp_path: Path, kind: str, name: str = "p.png", **kw) -> PlotOptions:
+    """Small images keep the suite fast; sizes are checked separately."""
+    opts = dict(dpi=40, width=5.0, height=4.0)
+    opts.update(kw)
+    return PlotOptions(kind=kind, output=str(tmp_path / name), **opts)
+
+
+def png_size(path: str) -> tuple[int, int]:
+    data = Path(path).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def reference(case: str) -> dict:
+    return json.loads((REFS / f"{case}.json").read_text())
+
+
+def blups(model, group_codes: np.ndarray, n_levels: int, Zcols: np.ndarray):
+    """Conditional modes and SDs of a one-factor model from the textbook formulas:
+    b_j = Tau Z_j' V_j^-1 (y_j - X_j beta), Var(b_j | y) = Tau - Tau Z_j' V_j^-1 Z_j Tau, V_j = Z_j Tau Z_j' + s2 I."""
+    Tau = model.varcomps()[0].covariance
+    s2 = model.sigma**2
+    r = model.design.y - model.design.X @ model.beta
+    b = np.zeros((n_levels, Tau.shape[0]))
+    sd = np.zeros_like(b)
+    for j in range(n_levels):
+        rows = group_codes == j
+        Z = Zcols[rows]
+        V = Z @ Tau @ Z.T + s2 * np.eye(rows.sum())
+        W = Tau @ Z.T @ np.linalg.inv(V)
+        b[j] = W @ r[rows]
+        sd[j] = np.sqrt(np.maximum(np.diag(Tau - W @ Z @ Tau), 0.0))
+    return b, sd
+
+
+# ------------------------------------------------------------------ ranef
+
+
+def test_ranef_points_are_the_blups_and_tau_correlation(heck, tmp_path):
+    model, frame = heck
+    out = draw(model, frame, small(tmp_path, "ranef"))
+    term = model.design.terms[0]
+    b, _ = blups(model, term.codes, len(term.levels), term.X)
+    assert out["group"] == "schcode"
+    assert (out["x_term"], out["y_term"]) == ("ses", "(Intercept)")
+    assert len(out["points"]) == 419
+    x = np.array([p["x"] for p in out["points"]])
+    y = np.array([p["y"] for p in out["points"]])
+    assert [p["level"] for p in out["points"]] == [str(v) for v in term.levels]
+    np.testing.assert_allclose(x, b[:, 1], atol=1e-6)
+    np.testing.assert_allclose(y, b[:, 0], atol=1e-6)
+    Tau = model.varcomps()[0].covariance
+    assert out["correlation"] == pytest.approx(Tau[0, 1] / math.sqrt(Tau[0, 0] * Tau[1, 1]), abs=1e-12)
+    # lme4 finds this fit singular too: correlation -1
+    assert out["correlation"] == pytest.approx(reference("heck_seed1_reml")["tau"]["groups"][0]["correlation"][0][1],
+                                               abs=1e-3)
+    assert out["correlation_of_estimates"] == pytest.approx(np.corrcoef(x, y)[0, 1], abs=1e-12)
+
+
+def test_ranef_matches_lme4_on_sleepstudy(sleep, tmp_path):
+    model, frame = sleep
+    out = draw(model, frame, small(tmp_path, "ranef", x="Days", y="(Intercept)"))
+    ref = reference("ss_slope_reml")
+    value = {(r["level"], r["term"]): r["value"] for r in ref["ranef"]["ranef"]}
+    sd = {r["term"]: r["std_dev"] for r in ref["fit"]["random_effects"] if r["group"] == "Subject"}
+    assert len(out["points"]) == 18
+    for p in out["points"]:
+        assert p["x"] == pytest.approx(value[(p["level"], "Days")], abs=1e-3 * sd["Days"])
+        assert p["y"] == pytest.approx(value[(p["level"], "(Intercept)")], abs=1e-3 * sd["(Intercept)"])
+    assert out["correlation"] == pytest.approx(ref["tau"]["groups"][0]["correlation"][0][1], abs=1e-3)
+
+
+def test_ranef_axes_can_be_swapped_and_where_keeps_levels(heck, tmp_path):
+    model, frame = heck
+    out = draw(model, frame, small(tmp_path, "ranef", x="(Intercept)", where="schcode <= 10"))
+    assert (out["x_term"], out["y_term"]) == ("(Intercept)", "ses")
+    assert [p["level"] for p in out["points"]] == [str(i) for i in range(1, 11)]
+    modes = model.conditional_modes()[0]
+    np.testing.assert_allclose([p["x"] for p in out["points"]], modes[:10, 0], rtol=0, atol=0)
+
+
+def test_ranef_of_independent_terms_has_zero_correlation(tmp_path):
+    model, frame = _fit(DATA / "sleepstudy.csv", "Reaction ~ Days + (Days||Subject)")
+    out = draw(model, frame, small(tmp_path, "ranef"))
+    assert out["correlation"] == 0.0
+    ref = reference("ss_uncorr_reml")
+    value = {(r["level"], r["term"]): r["value"] for r in ref["ranef"]["ranef"]}
+    for p in out["points"]:
+        assert p["x"] == pytest.approx(value[(p["level"], "Days")], abs=0.01)
+        assert p["y"] == pytest.approx(value[(p["level"], "(Intercept)")], abs=0.05)
+
+
+def test_ranef_needs_two_terms(penicillin, tmp_path):
+    model, frame = penicillin
+    with pytest.raises(MlmError, match="needs two random-effect terms of plate") as e:
+        draw(model, frame, small(tmp_path, "ranef"))
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "p.png").exists()
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"x": "female"}, "--x 'female' is not a random-effect term of schcode"),
+    ({"x": "ses", "y": "ses"}, "the same term"),
+    ({"group": "school"}, "--group 'school' is not a grouping factor"),
+    ({"by": "public"}, "--by is not used by the ranef plot"),
+])
+def test_ranef_option_errors(heck, tmp_path, kw, message):
+    model, frame = heck
+    with pytest.raises(MlmError, match=message) as e:
+        draw(model, frame, small(tmp_path, "ranef", **kw))
+    assert "\n" not in str(e.value)
+
+
+# ------------------------------------------------------------------ caterpillar
+
+
+def test_caterpillar_rows_are_modes_with_intervals_sorted_by_intercept(heck, tmp_path):
+    model, frame = heck
+    data_out = tmp_path / "cat.csv"
+    out = draw(model, frame, small(tmp_path, "caterpillar", data_out=str(data_out)))
+    term = model.design.terms[0]
+    b, sd = blups(model, term.codes, len(term.levels), term.X)
+    rows = out["rows"]
+    assert len(rows) == 2 * 419
+    assert {r["term"] for r in rows} == {"(Intercept)", "ses"}
+    for k, name in enumerate(["(Intercept)", "ses"]):
+        panel = [r for r in rows if r["term"] == name]
+        idx = np.array([term.levels.index(r["level"]) for r in panel])
+        value = np.array([r["value"] for r in panel])
+        cond_sd = np.array([r["cond_sd"] for r in panel])
+        np.testing.assert_allclose(value, b[idx, k], atol=1e-6)
+        np.testing.assert_allclose(cond_sd, sd[idx, k], rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose([r["lower"] for r in panel], value - 1.96 * cond_sd, rtol=1e-12)
+        np.testing.assert_allclose([r["upper"] for r in panel], value + 1.96 * cond_sd, rtol=1e-12)
+        # both panels in the order of the intercepts, as lme4's dotplot
+        np.testing.assert_array_equal(idx, np.argsort(b[:, 0], kind="stable"))
+    with open(data_out, newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert len(table) == len(rows)
+    assert float(table[5]["upper"]) == rows[5]["upper"]
+
+
+def test_caterpillar_crossed_factors_match_lme4(penicillin, tmp_path):
+    model, frame = penicillin
+    out = draw(model, frame, small(tmp_path, "caterpillar"))
+    ref = reference("pen_crossed_reml")["ranef"]["ranef"]
+    expect = {(r["group"], r["level"]): r for r in ref}
+    assert out["groups"] == ["plate", "sample"]
+    assert len(out["rows"]) == 24 + 6 == len(ref)
+    for r in out["rows"]:
+        e = expect[(r["group"], r["level"])]
+        assert r["value"] == pytest.approx(e["value"], abs=1e-3)
+        assert r["cond_sd"] == pytest.approx(e["cond_sd"], rel=1e-2)
+    sample = [r["value"] for r in out["rows"] if r["group"] == "sample"]
+    assert sample == sorted(sample)
+    one = draw(model, frame, small(tmp_path, "caterpillar", group="sample"))
+    assert one["groups"] == ["sample"] and len(one["rows"]) == 6
+
+
+# ------------------------------------------------------------------ spaghetti
+
+
+def test_spaghetti_lines_are_each_groups_least_squares_fit(heck, tmp_path):
+    model, frame = heck
+    out = draw(model, frame, small(tmp_path, "spaghetti", where="schcode <= 10"))
+    assert out["x"] == "ses" and out["y"] == "math" and out["group"] == "schcode"
+    sch = frame.columns["schcode"]
+    ses, math_ = frame.columns["ses"], frame.columns["math"]
+    keep = sch <= 10
+    assert len(out["points"]) == keep.sum() == out["n_obs"]
+    lo, hi = ses[keep].min(), ses[keep].max()
+    assert [line["level"] for line in out["lines"]] == [str(i) for i in range(1, 11)]
+    for line in out["lines"]:
+        rows = sch == int(line["level"])
+        slope, intercept = np.polyfit(ses[rows], math_[rows], 1)
+        assert line["n"] == rows.sum()
+        assert line["slope"] == pytest.approx(slope, rel=1e-9)
+        assert line["intercept"] == pytest.approx(intercept, rel=1e-9)
+        assert (line["x0"], line["x1"]) == (lo, hi)  # over the full x range
+        assert line["y1"] == pytest.approx(intercept + slope * hi, rel=1e-9)
+
+
+def test_spaghetti_by_panels_and_explicit_x(heck_public, tmp_path):
+    model, frame = heck_public
+    out = draw(model, frame, small(tmp_path, "spaghetti", x="ses", by="public", where="schcode <= 30"))
+    pub = {int(s): p for s, p in zip(frame.columns["schcode"], frame.columns["public"], strict=True) if s <= 30}
+    assert {line["by"] for line in out["lines"]} == {"public = 0", "public = 1"}
+    for line in out["lines"]:
+        assert line["by"] == f"public = {int(pub[int(line['level'])])}"
+
+
+def test_spaghetti_errors(penicillin, heck, tmp_path):
+    model, frame = penicillin
+    with pytest.raises(MlmError, match="needs a numeric x"):
+        draw(model, frame, small(tmp_path, "spaghetti"))
+    with pytest.raises(DataError, match="holds text"):
+        draw(model, frame, small(tmp_path, "spaghetti", x="plate"))
+    model, frame = heck
+    with pytest.raises(DataError, match="'nope' is not a column"):
+        draw(model, frame, small(tmp_path, "spaghetti", x="nope"))
+    with pytest.raises(MlmError, match="not used by the spaghetti plot"):
+        draw(model, frame, small(tmp_path, "spaghetti", y="math"))
+
+
+# ------------------------------------------------------------------ fitted
+
+
+def test_fitted_lines_are_fixed_plus_random_with_public_at_its_school_value(heck_public, tmp_path):
+    model, frame = heck_public
+    data_out = tmp_path / "fitted.csv"
+    out = draw(model, frame, small(tmp_path, "fitted", by="public", data_out=str(data_out)))
+    b0, b1, b2, b3 = model.beta
+    assert model.design.xnames == ["(Intercept)", "ses", "public", "ses:public"]
+    term = model.design.terms[0]
+    u = model.conditional_modes()[0]
+    sch, ses, pub = frame.columns["schcode"], frame.columns["ses"], frame.columns["public"]
+    assert len(out["lines"]) == 419
+    assert out["notes"] and "418, 419" in out["notes"][0]  # two schools report both values of public
+    for line in out["lines"]:
+        j = term.levels.index(line["level"])
+        rows = sch == int(line["level"])
+        p = pub[rows].mean()  # constant within all but two schools: then its mean
+        if np.all(pub[rows] == pub[rows][0]):
+            assert line["by"] == f"public = {int(p)}"
+        x0, x1 = ses[rows].min(), ses[rows].max()
+        assert (line["x0"], line["x1"]) == (x0, x1)
+        for x, y in ((x0, line["y0"]), (x1, line["y1"])):
+            expect = (b0 + u[j, 0]) + b2 * p + (b1 + u[j, 1] + b3 * p) * x
+            assert y == pytest.approx(expect, rel=1e-10)
+    pops = {r["by"]: r for r in out["population"]}
+    for p in (0, 1):
+        r = pops[f"public = {p}"]
+        for x, y in ((r["x0"], r["y0"]), (r["x1"], r["y1"])):
+            assert y == pytest.approx(b0 + b2 * p + (b1 + b3 * p) * x, rel=1e-10)
+    with open(data_out, newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert len(table) == 419 + 2 and table[-1]["level"] == "(population)"
+
+
+def test_fitted_line_passes_through_the_models_fitted_values(sleep, tmp_path):
+    model, frame = sleep
+    out = draw(model, frame, small(tmp_path, "fitted"))
+    assert out["x"] == "Days"
+    days = frame.columns["Days"]
+    subj = frame.columns["Subject"]
+    for line in out["lines"]:
+        rows = np.flatnonzero(subj == float(line["level"]))
+        slope = (line["y1"] - line["y0"]) / (line["x1"] - line["x0"])
+        np.testing.assert_allclose(line["y0"] + slope * (days[rows] - line["x0"]), model.fitted[rows], rtol=1e-10)
+    # and against lme4: coef(fit) = fixed + random
+    ref = reference("ss_slope_reml")
+    beta = {r["term"]: r["estimate"] for r in ref["fit"]["fixed_effects"]}
+    value = {(r["level"], r["term"]): r["value"] for r in ref["ranef"]["ranef"]}
+    for line in out["lines"]:
+        a = beta["(Intercept)"] + value[(line["level"], "(Intercept)")]
+        assert line["y0"] == pytest.approx(a, abs=0.05)
+
+
+def test_fitted_curve_when_x_enters_squared(tmp_path):
+    model, frame = _fit(DATA / "sleepstudy.csv", "Reaction ~ Days + I(Days^2) + (Days|Subject)")
+    out = draw(model, frame, small(tmp_path, "fitted", where="Subject in (308, 309)"))
+    b = model.beta
+    u = model.conditional_modes()[0]
+    levels = [str(v) for v in model.design.terms[0].levels]
+    assert [line["level"] for line in out["lines"]] == ["308", "309"]
+    for line in out["lines"]:
+        j = levels.index(line["level"])
+        x = np.array(line["curve_x"])
+        assert len(x) > 10
+        expect = b[0] + u[j, 0] + (b[1] + u[j, 1]) * x + b[2] * x**2
+        np.testing.assert_allclose(line["curve_y"], expect, rtol=1e-10)
+
+
+def test_fitted_errors(heck, penicillin, tmp_path):
+    model, frame = heck
+    with pytest.raises(MlmError, match="--by 'female' is not constant within schcode") as e:
+        draw(model, frame, small(tmp_path, "fitted", by="female"))
+    assert "\n" not in str(e.value)
+    with pytest.raises(MlmError, match="distinct values"):
+        draw(model, frame, small(tmp_path, "fitted", by="ses_mean"))
+    with pytest.raises(MlmError, match="--x 'female' is not a predictor of the model"):
+        draw(model, frame, small(tmp_path, "fitted", x="female"))
+    model, frame = penicillin
+    with pytest.raises(MlmError, match="needs a numeric x"):
+        draw(model, frame, small(tmp_path, "fitted"))
+
+
+# ------------------------------------------------------------------ residuals
+
+
+def test_residual_panels(penicillin, tmp_path):
+    model, frame = penicillin
+    out = draw(model, frame, small(tmp_path, "residuals"))
+    assert out["panels"] == ["residuals_vs_fitted", "qq_residuals", "qq_ranef:plate:(Intercept)",
+                             "qq_ranef:sample:(Intercept)"]
+    pts = out["points"]
+    rvf = [p for p in pts if p["panel"] == "residuals_vs_fitted"]
+    y = frame.columns["diameter"]
+    fitted = np.array([p["x"] for p in rvf])
+    scaled = np.array([p["y"] for p in rvf])
+    np.testing.assert_allclose(scaled, (y - fitted) / model.sigma, rtol=1e-9, atol=1e-12)
+    # lme4's summary quantiles of the scaled residuals
+    ref = reference("pen_crossed_reml")["fit"]["scaled_residuals"]
+    q = np.quantile(scaled, [0, 0.25, 0.5, 0.75, 1])
+    np.testing.assert_allclose(q, [ref[k] for k in ("min", "q1", "median", "q3", "max")], atol=1e-2)
+    qq = [p for p in pts if p["panel"] == "qq_residuals"]
+    n = len(qq)
+    theo = stats.norm.ppf((np.arange(1, n + 1) - 0.5) / n)  # R's ppoints for n > 10
+    np.testing.assert_allclose([p["x"] for p in qq], theo, rtol=1e-9)
+    np.testing.assert_allclose([p["y"] for p in qq], np.sort(scaled), rtol=1e-12)
+    sample = [p for p in pts if p["panel"] == "qq_ranef:sample:(Intercept)"]
+    modes = np.sort(model.conditional_modes()[1][:, 0])
+    np.testing.assert_allclose([p["y"] for p in sample], modes)
+    a = 3 / 8  # ppoints for n <= 10
+    np.testing.assert_allclose([p["x"] for p in sample], stats.norm.ppf((np.arange(1, 7) - a) / (6 + 1 - 2 * a)))
+
+
+def test_quantile_helpers_follow_r():
+    np.testing.assert_allclose(normal_quantiles(5), stats.norm.ppf((np.arange(1, 6) - 3 / 8) / (5 + 1 - 3 / 4)))
+    rng = np.random.default_rng(1)
+    s = rng.normal(size=50)
+    a, b = qq_line(s)
+    q1, q3 = np.quantile(s, [0.25, 0.75])
+    z1, z3 = stats.norm.ppf([0.25, 0.75])
+    assert a + b * z1 == pytest.approx(q1) and a + b * z3 == pytest.approx(q3)
+
+
+def test_residuals_where_keeps_rows(sleep, tmp_path):
+    model, frame = sleep
+    out = draw(model, frame, small(tmp_path, "residuals", where="Days >= 5"))
+    rvf = [p for p in out["points"] if p["panel"] == "residuals_vs_fitted"]
+    assert len(rvf) == 90 == out["n_obs"]
+    assert {int(p["row"]) - 1 for p in rvf} == set(np.flatnonzero(frame.columns["Days"] >= 5))
+
+
+# ------------------------------------------------------------------ files
+
+
+def test_png_has_the_requested_pixel_size(sleep, tmp_path):
+    model, frame = sleep
+    draw(model, frame, PlotOptions(kind="ranef", output=str(tmp_path / "a.png")))
+    assert png_size(str(tmp_path / "a.png")) == (800, 600)
+    out = draw(model, frame, small(tmp_path, "caterpillar", "b.png", width=3.5, height=2.5, dpi=60))
+    assert png_size(str(tmp_path / "b.png")) == (210, 150) == (out["width_px"], out["height_px"])
+
+
+@pytest.mark.parametrize("kind", ["ranef", "caterpillar", "spaghetti", "fitted", "residuals"])
+def test_svg_and_pdf(sleep, tmp_path, kind):
+    model, frame = sleep
+    out = draw(model, frame, small(tmp_path, kind, "p.svg", width=6.0, height=4.5, title="My title"))
+    svg = (tmp_path / "p.svg").read_text()
+    assert out["format"] == "svg"
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg and 'width="432pt"' in svg
+    assert 'height="324pt"' in svg and "My title" in svg
+    draw(model, frame, small(tmp_path, kind, "p.pdf"))
+    pdf = (tmp_path / "p.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF-") and b"/MediaBox [ 0 0 360 288 ]" in pdf
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".mlm-")]  # no temporary files left
+
+
+def test_output_format_errors(sleep, tmp_path):
+    model, frame = sleep
+    assert image_format("x.PNG") == "png" and image_format("a/b.svg") == "svg"
+    with pytest.raises(MlmError, match=r"name it \.png, \.svg or \.pdf"):
+        draw(model, frame, small(tmp_path, "ranef", "p.jpg"))
+    with pytest.raises(MlmError, match="does not exist"):
+        draw(model, frame, PlotOptions(kind="ranef", output=str(tmp_path / "no" / "p.png")))
+    with pytest.raises(MlmError, match="unknown plot kind"):
+        draw(model, frame, small(tmp_path, "violin"))
+    with pytest.raises(MlmError, match="different file"):
+        draw(model, frame, small(tmp_path, "ranef", data_out=str(tmp_path / "p.png")))
+
+
+def test_table_csv():
+    text = table_csv([{"a": 1.5, "b": None}, {"a": float("nan"), "c": "x,y", "b": True}])
+    assert text == 'a,b,c\n1.5,NA,NA\nNA,TRUE,"x,y"\n'
+
+
+def test_where_that_keeps_nothing(sleep, tmp_path):
+    model, frame = sleep
+    with pytest.raises(DataError, match="keeps none of the 180 observations"):
+        draw(model, frame, small(tmp_path, "ranef", where="Days > 100"))
+
+
+# ------------------------------------------------------------------ --where
+
+
+@pytest.fixture(scope="module")
+def toy() -> Frame:
+    cols = {
+        "x": np.array([1.0, 2.0, 3.0, np.nan, 5.0, -1.0]),
+        "g": Factor(np.array([0, 1, 2, 0, -1, 1]), ["a", "b", "c d"]),
+        "n": Factor(np.array([0, 1, 0, 1, 0, 1]), ["308", "309"]),
+        "flag": Factor(np.array([1, 0, 1, 0, 1, -1]), ["FALSE", "TRUE"], logical=True),
+        "y": np.array([1.0, 1.0, 4.0, 4.0, 5.0, 0.0]),
+    }
+    return Frame(name="toy", columns=cols, n_rows=6)
+
+
+@pytest.mark.parametrize("expr, rows", [
+    ("x <= 2", [0, 1, 5]),
+    ("x<=2", [0, 1, 5]),
+    ("2 >= x", [0, 1, 5]),
+    ("x > -1", [0, 1, 2, 4]),
+    ("x != 2", [0, 2, 4, 5]),          # missing x is dropped, not kept
+    ("x = 3", [2]),
+    ("g == 'c d'", [2]),
+    ('g != "a"', [1, 2, 5]),           # missing g is dropped
+    ("g in ('a', 'b')", [0, 1, 3, 5]),
+    ("g not in ('a')", [1, 2, 5]),
+    ("x in (1, 5, 7)", [0, 4]),
+    ("n == 309", [1, 3, 5]),           # text labels that are numbers compare as numbers
+    ("flag == TRUE", [0, 2, 4]),
+    ("x > 1 and g == 'b' or y == 5", [1, 4]),
+    ("x > 1 and (g == 'b' or y == 5)", [1, 4]),
+    ("not x > 2", [0, 1, 5]),          # not of unknown stays unknown
+    ("!(x > 2) & y < 4 | x == 5", [0, 1, 4, 5]),
+    ("x == y", [0, 4]),
+    ("x > 1 or x <= 1", [0, 1, 2, 4, 5]),
+    ("x > 1 AND y >= 4", [2, 4]),
+    ("x <= 1e1 and x >= .5", [0, 1, 2, 4]),
+])
+def test_where_rows(toy, expr, rows):
+    assert np.flatnonzero(where_mask(toy, expr)).tolist() == rows
+
+
+@pytest.mark.parametrize("expr, message, position", [
+    ("x <=", "expected a column name or a value, found end of expression", 5),
+    ("x << 3", "expected a column name or a value, found '<'", 4),
+    ("(x > 1", "expected ')'", 7),
+    ("x > 1)", "unexpected ')'", 6),
+    ("x 3", "expected a comparison", 3),
+    ("x > 1 and", "expected a column name or a value", 10),
+    ("x $ 1", "unexpected character '$'", 3),
+    ("", "empty expression", 1),
+    ("1 < 2", "needs a column on one side", 1),
+    ("z > 1", "unknown column 'z'", 1),
+    ("g < 'b'", "'<' is not meaningful for text column 'g'", 3),
+    ("x == 'a'", "column 'x' is numeric", 6),
+    ("g == 1", "column 'g' is text", 6),
+    ("x in 1, 2", "expected '('", 6),
+    ("x in (1, y)", "expected a number or a quoted string", 10),
+])
+def test_where_errors_point_at_the_position(toy, expr, message, position):
+    with pytest.raises(DataError) as e:
+        where_mask(toy, expr)
+    text = str(e.value)
+    assert "\n" not in text
+    assert message in text
+    assert f"at position {position}:" in text
+    assert text.endswith(f"{expr[:position - 1]}>>>{expr[position - 1:]}")
+
+
+def test_where_parses_to_a_tree():
+    node = parse_where("a < 1 or b == 'x' and not c in (1, 2)")
+    assert node[0] == "or" and node[2][0] == "and" and node[2][2][0] == "not"
+
+
+def test_where_agrees_with_numpy_on_heck():
+    frame = read_csv(str(HECK))
+    c = frame.columns
+    expr = "(ses > -0.5 and public == 1) or (female == 0 and math >= 60) or schcode in (1, 2, 3)"
+    expect = ((c["ses"] > -0.5) & (c["public"] == 1)) | ((c["female"] == 0) & (c["math"] >= 60)) \
+        | np.isin(c["schcode"], [1, 2, 3])
+    np.testing.assert_array_equal(where_mask(frame, expr), expect)
+
+
+# ------------------------------------------------------------------ command line
+
+
+def test_command_line_prints_the_numbers_and_one_line_errors(tmp_path):
+    out = tmp_path / "s.png"
+    cmd = [sys.executable, "-m", "mlmcli", "plot", str(DATA / "sleepstudy.csv"), "Reaction ~ Days + (Days|Subject)",
+           "-k", "ranef", "-o", str(out), "--dpi", "30", "--format", "json"]
+    run = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    data = json.loads(run.stdout)
+    assert data["kind"] == "ranef" and len(data["points"]) == 18
+    assert png_size(str(out)) == (240, 180)
+    bad = subprocess.run(cmd[:-2] + ["--where", "Days >"], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2
+    assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("mlm: error: --where:")
+
+
+def test_plots_module_imports_no_matplotlib():
+    code = "import sys, mlmcli.render.plots, mlmcli.where; print('matplotlib' in sys.modules, 'pandas' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert run.stdout.split() == ["False", "False"]
+
+
+def test_json_ready(heck, tmp_path):
+    model, frame = heck
+    for kind in ("caterpillar", "residuals"):
+        out = draw(model, frame, small(tmp_path, kind, where="schcode <= 5"))
+        json.dumps(out, allow_nan=False)
+    buf = io.StringIO()
+    json.dump(draw(model, frame, small(tmp_path, "fitted", where="schcode <= 5")), buf, allow_nan=False)

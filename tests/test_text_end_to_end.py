@@ -1,0 +1,92 @@
+"""From CSV to lme4's printed text: our fits rendered, against lme4's own output on the same files.
+
+A printed number can differ from lme4's in its last digit where the two optimizers stop a hair
+apart on a flat optimum (or lmerTest's numerical Hessian is noisy), so each case is checked for
+the same lines and words, numbers within a small relative difference; and most cases must match
+byte for byte.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import pytest
+
+from mlmcli.compare import compare, compare_report
+from mlmcli.design import build_design
+from mlmcli.formula import parse_formula
+from mlmcli.frame import read_csv
+from mlmcli.model import fit_model
+from mlmcli.render.text import anova_output, fit_summary_output, tau_output
+from mlmcli.report import fit_report, tau_report
+from tests.refcheck import SUITE, compare_cases, fit_cases
+
+NUMBER = re.compile(r"-?\d+\.?\d*(?:e[-+]\d+)?")
+REFIT = "refitting model(s) with ML (instead of REML)"
+
+
+@lru_cache
+def frame(name: str):
+    return read_csv(str(SUITE / "data" / name))
+
+
+@lru_cache
+def model(case_id: str, ddf: str):
+    case = next(c for c in fit_cases() if c["id"] == case_id)
+    f = frame(case["data"])
+    parsed = parse_formula(case["formula"])
+    return fit_model(parsed, build_design(f, parsed), reml=case["reml"], data_name=f.name, ddf=ddf)
+
+
+def expected(case_id: str, suffix: str) -> str:
+    text = (SUITE / f"{case_id}.{suffix}.txt").read_text()
+    return "".join(line for line in text.splitlines(True) if line.rstrip("\n") != REFIT).rstrip("\n")
+
+
+def ours(case: dict, suffix: str) -> str:
+    if suffix == "anova":
+        f = frame(case["data"])
+        fits = []
+        for text in case["formulas"]:
+            parsed = parse_formula(text)
+            fits.append(fit_model(parsed, build_design(f, parsed), reml=case.get("reml", True),
+                                  data_name=f.name, ddf="none"))
+        names = case.get("names") or [f"m{i + 1}" for i in range(len(fits))]
+        return anova_output(compare_report(compare(fits, names))).out.rstrip("\n")
+    if suffix == "tau":
+        return tau_output(tau_report(model(case["id"], "none"))).out.rstrip("\n")
+    ddf = "none" if suffix == "summary_lme4" else "Satterthwaite"
+    return fit_summary_output(fit_report(model(case["id"], ddf))).out.rstrip("\n")
+
+
+def nearly_same(a: str, b: str, rel: float = 1e-3) -> list[str]:
+    """Differences beyond numbers that agree to `rel`; same lines, same widths."""
+    problems = []
+    la, lb = a.split("\n"), b.split("\n")
+    if len(la) != len(lb):
+        return [f"{len(la)} lines, lme4 has {len(lb)}"]
+    for i, (x, y) in enumerate(zip(la, lb, strict=True)):
+        if x == y:
+            continue
+        if len(x) != len(y) or NUMBER.sub("#", x) != NUMBER.sub("#", y):
+            problems.append(f"line {i + 1}: {x!r} vs {y!r}")
+            continue
+        for u, v in zip(NUMBER.findall(x), NUMBER.findall(y), strict=True):
+            if u != v and abs(float(u) - float(v)) > rel * abs(float(v)):
+                problems.append(f"line {i + 1}: {u} vs {v}")
+    return problems
+
+
+OUTPUTS = ([(c, s) for c in fit_cases() for s in ("summary", "summary_lme4", "tau")]
+           + [(c, "anova") for c in compare_cases()])
+
+
+@pytest.mark.parametrize(("case", "suffix"), OUTPUTS, ids=lambda v: v if isinstance(v, str) else v["id"])
+def test_printed_output_matches_lme4(case, suffix):
+    assert not nearly_same(ours(case, suffix), expected(case["id"], suffix))
+
+
+def test_most_outputs_match_byte_for_byte():
+    exact = sum(ours(c, s) == expected(c["id"], s) for c, s in OUTPUTS)
+    assert exact >= 0.9 * len(OUTPUTS), f"{exact} of {len(OUTPUTS)} byte for byte"
