@@ -68,3 +68,13 @@ def test_compare_matches_lme4(case):
     report = compare_report(compare(models, names))
     problems = check_compare(report, ref)
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("case", fit_cases(big=True), ids=lambda c: c["id"])
+def test_big_crossed_fit_matches_lme4(case):
+    """InstEval: 73421 ratings, 2972 students crossed with 1128 lecturers."""
+    ref = reference(case["id"])
+    model = fitted(case)
+    problems = check_fit(fit_report(model), ref["fit"])
+    problems += check_ranef(ranef_report(model), ref["ranef"], ref["fit"])
+    assert not problems, "\n".join(problems)
