@@ -280,8 +280,9 @@ def plot(
     fmt: Annotated[str | None, typer.Option("--format", "-f", help="json: print the plotted numbers.")] = None,
 ) -> None:
     """Draw a multilevel analyst's pictures (EB intercepts vs slopes, caterpillar, spaghetti...) as PNG."""
-    from mlmcli.render.plots import PlotOptions, draw
+    from mlmcli.render.plots import PlotOptions, draw, image_format
 
+    image_format(output)  # refuse an unknown extension before fitting
     model, frame = _fit(data, formula, ml, "none")
     _warn(list(dict.fromkeys(model.warnings)))
     opts = PlotOptions(kind=kind.value, output=output, x=x, y=y, group=group, where=where, by=by, dpi=dpi,

@@ -123,7 +123,7 @@ class FittedModel:
     def _finish(self) -> None:
         """Quantities at the optimum; the system must be factored at theta."""
         self._beta = self.system.beta()
-        self._u = self.system.spherical_modes(self._beta)
+        self._u = self.system.spherical_modes()
         self._b = self.system.conditional_modes(self._u)
         self._vcov = self.sigma**2 * self.system.unscaled_vcov()
         self._fitted = self.system.X @ self._beta + self.system.Zb(self._b)

@@ -103,6 +103,7 @@ class BlockedSystem:
         self.A_diag = [self._level_crossprod(s) for s in S]
         # [X y]' Z_i as dense (p+1, ell, k)
         self.A_F = [self._xy_crossprod(s) for s in S]
+        self.A_F_levels = [np.ascontiguousarray(a.transpose(1, 0, 2)) for a in self.A_F]   # (ell, p+1, k)
         self.A_FF = XY.T @ XY
         # Z_i' Z_j for i > j, sparse
         self.A_off: dict[tuple[int, int], object] = {}
@@ -176,16 +177,15 @@ class BlockedSystem:
         nt = len(S)
         s0, T0 = S[0], T[0]
         # term 0: batched k x k factors of T0' A_l T0 + I
-        M0 = np.einsum("ba,lbc,cd->lad", T0, self.A_diag[0], T0)
+        M0 = T0.T @ self.A_diag[0] @ T0   # batched over levels
         M0 += np.eye(s0.k)
-        L0 = np.linalg.cholesky(M0)
-        L0inv = np.linalg.inv(L0)
+        L0, L0inv = _batched_cholesky(M0)
         self.L0 = L0
         self.L0inv = L0inv
         # W_l = T0 L0_l^{-T}: right factor that maps A_.0 to L_.0
-        W0 = np.einsum("ab,lcb->lac", T0, L0inv)
+        W0 = T0 @ L0inv.transpose(0, 2, 1)
         # L_F0 as (p+1, ell, k)
-        LF = [np.einsum("mla,lab->mlb", self.A_F[0], W0).reshape(self.p + 1, s0.q)]
+        LF = [(self.A_F_levels[0] @ W0).transpose(1, 0, 2).reshape(self.p + 1, s0.q)]
         Loff: dict[tuple[int, int], object] = {}
         Ldiag: list[np.ndarray | None] = [None]
         if nt > 1:
@@ -198,7 +198,7 @@ class BlockedSystem:
             for j in range(1, nt):
                 sj, Tj = S[j], T[j]
                 Mjj = np.zeros((sj.q, sj.q))
-                blocks = np.einsum("ba,lbc,cd->lad", Tj, self.A_diag[j], Tj)
+                blocks = Tj.T @ self.A_diag[j] @ Tj
                 for a in range(sj.k):
                     for b in range(sj.k):
                         idx_a = np.arange(sj.ell) * sj.k + a
@@ -256,6 +256,8 @@ class BlockedSystem:
         """lme4's profiled REML criterion or ML deviance at the current theta."""
         if not self.ok:
             return float("inf")
+        # lme4 sums the squared residuals and spherical modes; doing the same keeps our values
+        # within rounding of lme4's, so that BOBYQA takes lme4's path to the last digits
         pwrss = self.pwrss_direct()
         if pwrss <= 0.0:
             return float("inf")
@@ -266,13 +268,12 @@ class BlockedSystem:
         return self.ldL2 + n * (1.0 + LOG_2PI + np.log(pwrss / n))
 
     def beta(self) -> np.ndarray:
-        RXt = self.RXt
-        r = self.L_FF[self.p, : self.p]
-        return np.linalg.solve(RXt.T, r)
+        return np.linalg.solve(self.RXt.T, self.L_FF[self.p, : self.p])
 
-    def spherical_modes(self, beta: np.ndarray) -> list[np.ndarray]:
+    def spherical_modes(self) -> list[np.ndarray]:
         """u: solve L_ZZ' u = c_u - L_XZ' beta by block back-substitution."""
         nt = len(self.structures)
+        beta = self.beta()
         rhs = [self.LF[j][self.p] - beta @ self.LF[j][: self.p] for j in range(nt)]
         u: list[np.ndarray | None] = [None] * nt
         for j in range(nt - 1, -1, -1):
@@ -281,7 +282,7 @@ class BlockedSystem:
                 r -= _as_dense(self.Loff[i, j].T @ u[i]).ravel()
             if j == 0:
                 s = self.structures[0]
-                uj = np.einsum("lba,lb->la", self.L0inv, r.reshape(s.ell, s.k))
+                uj = (self.L0inv.transpose(0, 2, 1) @ r.reshape(s.ell, s.k, 1))[:, :, 0]
                 u[j] = uj.ravel()
             else:
                 from scipy.linalg import solve_triangular
@@ -299,15 +300,14 @@ class BlockedSystem:
     def Zb(self, b: list[np.ndarray]) -> np.ndarray:
         v = np.zeros(self.n)
         for s, bi in zip(self.structures, b, strict=True):
-            v += np.einsum("na,na->n", s.X, bi[s.codes])
+            for a in range(s.k):
+                v += s.X[:, a] * bi[:, a][s.codes]
         return v
 
     def pwrss_direct(self) -> float:
-        """||y - X beta - Z b||^2 + ||u||^2 from the solution itself, free of the cancellation in
-        the last diagonal element of L (which numerical derivatives would amplify)."""
-        beta = self.beta()
-        u = self.spherical_modes(beta)
-        r = self.y - self.X @ beta - self.Zb(self.conditional_modes(u))
+        """||y - X beta - Z b||^2 + ||u||^2, summed from the solution as lme4 does."""
+        u = self.spherical_modes()
+        r = self.y - self.X @ self.beta() - self.Zb(self.conditional_modes(u))
         return float(r @ r + sum(float(ui @ ui) for ui in u))
 
     def unscaled_vcov(self) -> np.ndarray:
@@ -319,10 +319,10 @@ class BlockedSystem:
         """Per term, (ell, k, k) diagonal blocks of Lambda (L L')^{-1} Lambda' (lme4's condVar / sigma^2)."""
         S = self.structures
         if len(S) == 1:
-            blocks = [np.einsum("lba,lbc->lac", self.L0inv, self.L0inv)]
+            blocks = [self.L0inv.transpose(0, 2, 1) @ self.L0inv]
         else:
             blocks = self._inverse_diag_blocks()
-        return [np.einsum("ab,lbc,dc->lad", T, B, T) for T, B in zip(self.T, blocks, strict=True)]
+        return [T @ B @ T.T for T, B in zip(self.T, blocks, strict=True)]
 
     def _inverse_diag_blocks(self) -> list[np.ndarray]:
         """Diagonal blocks of (L L')^{-1} over the random part, from a dense L^{-1} (several terms)."""
@@ -346,6 +346,35 @@ class BlockedSystem:
             cols = Linv[:, offs[j]:offs[j + 1]].reshape(q, s.ell, s.k)
             out.append(np.einsum("rla,rlb->lab", cols, cols))
         return out
+
+
+def _batched_cholesky(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lower Cholesky factors of an (ell, k, k) stack and their inverses; closed form for k <= 2,
+    where LAPACK's per-matrix call overhead would dominate."""
+    k = M.shape[1]
+    if k == 1:
+        if not np.all(M > 0):
+            raise np.linalg.LinAlgError("not positive definite")
+        L = np.sqrt(M)
+        return L, 1.0 / L
+    if k == 2:
+        a, b, c = M[:, 0, 0], M[:, 1, 0], M[:, 1, 1]
+        if not np.all(a > 0):
+            raise np.linalg.LinAlgError("not positive definite")
+        l11 = np.sqrt(a)
+        l21 = b / l11
+        d = c - l21 * l21
+        if not np.all(d > 0):
+            raise np.linalg.LinAlgError("not positive definite")
+        l22 = np.sqrt(d)
+        L = np.zeros_like(M)
+        L[:, 0, 0], L[:, 1, 0], L[:, 1, 1] = l11, l21, l22
+        Linv = np.zeros_like(M)
+        Linv[:, 0, 0], Linv[:, 1, 1] = 1.0 / l11, 1.0 / l22
+        Linv[:, 1, 0] = -l21 / (l11 * l22)
+        return L, Linv
+    L = np.linalg.cholesky(M)
+    return L, np.linalg.inv(L)
 
 
 def _as_dense(M) -> np.ndarray:

@@ -113,7 +113,10 @@ def draw(model: FittedModel, frame: Frame, opts: PlotOptions) -> dict:
         warnings.simplefilter("ignore")
         fig = Figure(figsize=(opts.width, opts.height), dpi=opts.dpi, layout="constrained")
         drawn = _KIND_FUNCS[opts.kind](fig, model, frame, keep, opts)
-        fig.suptitle(opts.title if opts.title is not None else drawn.title, fontsize=13, fontweight="bold")
+        title = opts.title if opts.title is not None else drawn.title
+        # about ten bold 13-point characters to the inch
+        fig.suptitle("\n".join(textwrap.wrap(title, max(20, int(opts.width * 10)))) or title, fontsize=13,
+                     fontweight="bold")
         fig.supxlabel(_caption(model, opts, int(keep.sum())), fontsize=8, color="#555555")
         buf = io.BytesIO()
         metadata = {"Software": None} if fmt == "png" else {"Date": None} if fmt == "svg" else {
