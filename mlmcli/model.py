@@ -105,8 +105,7 @@ class FittedModel:
 
     @property
     def sigma(self) -> float:
-        denom = self.n - self.p if self.reml else self.n
-        return math.sqrt(self.system.pwrss / denom)
+        return self._sigma
 
     @property
     def beta(self) -> np.ndarray:
@@ -122,6 +121,9 @@ class FittedModel:
 
     def _finish(self) -> None:
         """Quantities at the optimum; the system must be factored at theta."""
+        denom = self.n - self.p if self.reml else self.n
+        self._sigma = math.sqrt(self.system.pwrss / denom)
+        self._T = [T.copy() for T in self.system.T]
         self._beta = self.system.beta()
         self._u = self.system.spherical_modes()
         self._b = self.system.conditional_modes(self._u)
@@ -134,7 +136,7 @@ class FittedModel:
         out = []
         seen: dict[str, int] = {}
         s2 = self.sigma**2
-        for term, T in zip(self.design.terms, self.system.T, strict=True):
+        for term, T in zip(self.design.terms, self._T, strict=True):
             k = seen.get(term.group, 0)
             seen[term.group] = k + 1
             name = term.group if k == 0 else f"{term.group}.{k}"
@@ -147,6 +149,7 @@ class FittedModel:
 
     def conditional_sd(self) -> list[np.ndarray]:
         """Square roots of the diagonals of lme4's condVar ('postVar') blocks, (levels, k) per term."""
+        self.system.update(self.theta)
         blocks = self.system.unscaled_condvar()
         s2 = self.sigma**2
         return [np.sqrt(np.maximum(s2 * np.diagonal(B, axis1=1, axis2=2), 0.0)) for B in blocks]
@@ -247,7 +250,7 @@ def refit(model: FittedModel, reml: bool) -> FittedModel:
     """Refit with the other criterion from the current theta (lme4's refitML uses BOBYQA from theta)."""
     from mlmcli.fit import Objective, bobyqa, check_convergence, deriv12
 
-    system = model.system
+    system = BlockedSystem(model.design.terms, model.design.X, model.design.y)
     f = Objective(system, reml)
     theta0 = np.array(model.theta, dtype=float)
     x0 = np.where(theta0 == 0, 0.001, theta0) if np.all(theta0 == 0) else theta0

@@ -155,3 +155,47 @@ def test_compare_refuses_different_rows(tmp_path):
     data.write_text("\n".join([",".join(cols)] + [",".join(r) for r in rows]) + "\n")
     p = mlm("compare", str(data), "Reaction ~ Days + (1|Subject)", "Reaction ~ Days + z + (1|Subject)")
     assert p.returncode == 2 and "same" in p.stderr
+
+
+def test_tau_table_and_correlation_only():
+    env = {"NO_COLOR": "1", "COLUMNS": "100"}
+    p = mlm("tau", SLEEP, "Reaction ~ Days + (Days|Subject)", "--format", "table", env=env)
+    assert p.returncode == 0 and "612.1" in p.stdout and "0.066" in p.stdout and "654.9" in p.stdout
+    p = mlm("tau", SLEEP, "Reaction ~ Days + (Days|Subject)", "--format", "table", "--corr", env=env)
+    assert p.returncode == 0 and "0.066" in p.stdout and "612.1" not in p.stdout
+
+
+def test_ranef_table_head_and_text():
+    env = {"NO_COLOR": "1", "COLUMNS": "100"}
+    p = mlm("ranef", HECK, SEED, "--format", "table", "--head", "3", env=env)
+    assert p.returncode == 0 and "416 of 419 levels not shown" in p.stdout
+    p = mlm("ranef", SLEEP, "Reaction ~ Days + (Days|Subject)", "--format", "text")
+    lines = p.stdout.splitlines()
+    assert lines[0] == "$Subject" and lines[2].split()[0] == "308"
+    assert float(lines[2].split()[1]) == pytest.approx(2.2585509, abs=1e-5)
+
+
+def test_compare_names_text_and_variance_reduction():
+    p = mlm("compare", SLEEP, "Reaction ~ 1 + (1|Subject)", "Reaction ~ Days + (1|Subject)",
+            "--names", "null,days", "--format", "text")
+    assert p.returncode == 0
+    assert "null: Reaction ~ 1 + (1 | Subject)" in p.stdout and p.stdout.splitlines()[-3].startswith("days ")
+    p = mlm("compare", SLEEP, "Reaction ~ 1 + (1|Subject)", "Reaction ~ Days + (1|Subject)",
+            "--variance-reduction", "--format", "json")
+    vr = json.loads(p.stdout)["variance_reduction"]
+    jsonschema.validate(json.loads(p.stdout), schema("compare"))
+    # the icc of the empty model, and the share of level-1 variance Days explains
+    tau00, s2 = 1278.337756, 1958.865177   # lme4: VarCorr(lmer(Reaction ~ 1 + (1|Subject), sleepstudy))
+    assert vr["icc"] == pytest.approx(tau00 / (tau00 + s2), abs=1e-5)
+    assert vr["models"][0]["reduction"]["Residual"] == pytest.approx((s2 - 960.4565786) / s2, abs=1e-5)
+
+
+def test_compare_refuses_different_responses():
+    p = mlm("compare", HECK, "math ~ ses + (1|schcode)", "ses ~ female + (1|schcode)")
+    assert p.returncode == 2 and "different responses" in p.stderr
+
+
+def test_compare_table():
+    p = mlm("compare", SLEEP, "Reaction ~ Days + (1|Subject)", "Reaction ~ Days + (Days|Subject)",
+            "--format", "table", env={"NO_COLOR": "1", "COLUMNS": "100"})
+    assert p.returncode == 0 and "42.139" in p.stdout and "***" in p.stdout
