@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -125,8 +126,9 @@ def optimize_theta(system: BlockedSystem, reml: bool, theta0: np.ndarray) -> Opt
     f = Objective(system, reml)
     lower = system.lower_bounds()
     theta, fval, status = bobyqa(f, theta0, lower)
-    # derivatives at the optimizer's answer, before any boundary adjustment (lme4's optwrap)
-    derivs = deriv12(f, theta, fval)
+    # derivatives at the optimizer's answer, before any boundary adjustment (lme4's optwrap);
+    # computed only when the checks need them (a singular fit skips them)
+    at = theta.copy()
     on_bound = np.flatnonzero(theta == lower)
     if on_bound.size:
         d0 = f(theta)
@@ -138,10 +140,10 @@ def optimize_theta(system: BlockedSystem, reml: bool, theta0: np.ndarray) -> Opt
             bgrad.append((f(t) - d0) / btol)
         if any(g < 0 for g in bgrad):
             theta, fval, status = bobyqa(f, theta, lower)
-            derivs = deriv12(f, theta, fval)
+            at = theta.copy()
     theta, fval = check_boundary(f, theta, fval, lower)
     opt = Optimum(theta=theta, criterion=fval, evaluations=f.count, status=status)
-    check_convergence(opt, derivs, lower)
+    check_convergence(opt, lambda: deriv12(f, at, f(at)), lower)
     f(theta)  # leave the system factored at the optimum
     return opt
 
@@ -161,7 +163,7 @@ def check_boundary(f: Objective, theta: np.ndarray, fval: float, lower: np.ndarr
     return new, f(new)
 
 
-def check_convergence(opt: Optimum, derivs: tuple[np.ndarray, np.ndarray], lower: np.ndarray) -> None:
+def check_convergence(opt: Optimum, derivs: Callable[[], tuple[np.ndarray, np.ndarray]], lower: np.ndarray) -> None:
     """lme4's checkConv: the singular message, else the gradient and Hessian checks."""
     bounded = lower == 0
     opt.singular = bool(np.any(opt.theta[bounded] < SINGULAR_TOL))
@@ -169,7 +171,7 @@ def check_convergence(opt: Optimum, derivs: tuple[np.ndarray, np.ndarray], lower
         opt.messages.append(SINGULAR_MESSAGE)
         opt.warnings.append(SINGULAR_MESSAGE)
         return
-    grad, hess = derivs
+    grad, hess = derivs()
     if not np.all(np.isfinite(grad)):
         opt.conv_code = -5
         opt.messages.append("Gradient contains NAs")

@@ -259,7 +259,7 @@ def refit(model: FittedModel, reml: bool) -> FittedModel:
     theta, fval, status = bobyqa(f, x0, lower, initial_step=rhobeg, xtol_abs=1e-6 * rhobeg,
                                  ftol_abs=1e-12, xtol_rel=0.0)
     opt = Optimum(theta=theta, criterion=fval, evaluations=f.count, status=status)
-    check_convergence(opt, deriv12(f, theta, fval), lower)
+    check_convergence(opt, lambda: deriv12(f, theta, fval), lower)
     f(theta)
     new = FittedModel(formula=model.formula, design=model.design, reml=reml, system=system, optimum=opt,
                       data_name=model.data_name, warnings=list(model.design.messages) + opt.warnings,
