@@ -1,0 +1,24 @@
+"""`mlm plot`: the pictures a multilevel analyst draws, written as PNG, SVG or PDF.
+
+Each kind returns the numbers it plotted (JSON-ready), so a picture can be checked or redrawn
+elsewhere; `--data-out` writes its main table as CSV. Importing this package loads neither
+matplotlib nor pandas: draw() imports matplotlib when it draws.
+
+  ranef        EB estimates of two random effects of one grouping factor (intercepts against slopes)
+  caterpillar  each level's conditional mode with a 95% interval, sorted (lme4's dotplot of ranef)
+  spaghetti    raw data of the groups, each with its own least-squares line
+  fitted       the model-implied line of every group beside the population line (fixed effects)
+  residuals    scaled residuals against fitted values and normal Q-Q plots
+"""
+
+from mlmcli.render.plots.bysplit import MAX_BY
+from mlmcli.render.plots.figure import draw
+from mlmcli.render.plots.implied import CURVE_POINTS
+from mlmcli.render.plots.legend import MAX_LEGEND
+from mlmcli.render.plots.normal import normal_quantiles, qq_line
+from mlmcli.render.plots.options import KINDS, PlotOptions, kept_rows
+from mlmcli.render.plots.output import FORMATS, image_format, table_csv
+from mlmcli.render.plots.style import MAX_LABELLED
+
+__all__ = ["CURVE_POINTS", "FORMATS", "KINDS", "MAX_BY", "MAX_LABELLED", "MAX_LEGEND", "PlotOptions", "draw",
+           "image_format", "kept_rows", "normal_quantiles", "qq_line", "table_csv"]

@@ -1,0 +1,73 @@
+"""What `mlm plot` is asked to draw, which rows --where keeps, and what a kind hands back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mlmcli.errors import DataError, MlmError
+
+if TYPE_CHECKING:
+    from mlmcli.frame import Frame
+    from mlmcli.model import FittedModel
+
+KINDS = ("ranef", "caterpillar", "spaghetti", "fitted", "residuals")
+
+# the options each kind reads; any other given is a mistake
+_USES = {"ranef": {"x", "y", "group"}, "caterpillar": {"group"}, "spaghetti": {"x", "group", "by"},
+         "fitted": {"x", "group", "by"}, "residuals": set()}
+
+
+@dataclass
+class PlotOptions:
+    kind: str
+    output: str
+    x: str | None = None
+    y: str | None = None
+    group: str | None = None
+    where: str | None = None
+    by: str | None = None
+    dpi: int = 100
+    width: float = 8.0
+    height: float = 6.0
+    title: str | None = None
+    data_out: str | None = None
+
+
+@dataclass
+class Drawn:
+    """What a kind hands back: its numbers, the table for --data-out, and the default title."""
+
+    data: dict
+    table: list[dict]
+    title: str
+    notes: list[str] = field(default_factory=list)
+
+
+def check_kind(opts: PlotOptions) -> None:
+    if opts.kind not in KINDS:
+        raise MlmError(f"unknown plot kind '{opts.kind}' (kinds: {', '.join(KINDS)})")
+
+
+def check_options(opts: PlotOptions) -> None:
+    """Options a kind does not use are mistakes worth one clear line, not silence."""
+    uses = _USES[opts.kind]
+    for name in ("x", "y", "group", "by"):
+        if getattr(opts, name) is not None and name not in uses:
+            hint = " (the y axis is the response)" if name == "y" else ""
+            raise MlmError(f"--{name} is not used by the {opts.kind} plot{hint}")
+
+
+def kept_rows(model: FittedModel, frame: Frame, where: str | None) -> np.ndarray:
+    """Which of the model's observations --where keeps (all of them without --where)."""
+    n = len(model.design.rows)
+    if where is None:
+        return np.ones(n, dtype=bool)
+    from mlmcli.where import where_mask
+
+    keep = where_mask(frame, where)[model.design.rows]
+    if not keep.any():
+        raise DataError(f"--where '{where}' keeps none of the {n} observations the model uses")
+    return keep

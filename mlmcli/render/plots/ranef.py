@@ -1,0 +1,90 @@
+"""ranef: empirical Bayes estimates of two random effects of one grouping factor, one against the other."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mlmcli.errors import MlmError
+from mlmcli.render.plots.groups import factor_codes, factor_columns, pick_group, shown_levels
+from mlmcli.render.plots.options import Drawn, PlotOptions
+from mlmcli.render.plots.style import MAX_LABELLED, POINT, REF
+
+if TYPE_CHECKING:
+    from mlmcli.frame import Frame
+    from mlmcli.model import FittedModel
+
+_Column = tuple[int, int, str]  # (term index, column, name), as factor_columns gives them
+
+
+def ranef(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: PlotOptions) -> Drawn:
+    group = pick_group(model, opts.group)
+    cols = factor_columns(model, group)
+    if len(cols) < 2:
+        raise MlmError(f"a ranef plot needs two random-effect terms of {group}, and it has only "
+                       f"{', '.join(c[2] for c in cols)}: try --kind caterpillar")
+    cx, cy = _axes_terms(cols, group, opts)
+    modes = model.conditional_modes()
+    xv, yv = modes[cx[0]][:, cx[1]], modes[cy[0]][:, cy[1]]
+    # terms in separate bars (||) are independent by construction
+    rho = float(model.varcomps()[cx[0]].correlation[cx[1], cy[1]]) if cx[0] == cy[0] else 0.0
+    codes, levels = factor_codes(model, group)
+    shown = shown_levels(codes, len(levels), keep)
+    x, y = xv[shown], yv[shown]
+
+    ax = fig.subplots()
+    ax.axhline(0.0, color=REF, lw=0.9, ls="--", zorder=1)
+    ax.axvline(0.0, color=REF, lw=0.9, ls="--", zorder=1)
+    many = len(shown) > 150
+    ax.scatter(x, y, s=12 if many else 28, alpha=0.55 if many else 0.85, color=POINT,
+               edgecolors="white" if not many else "none", linewidths=0.5, zorder=2)
+    if len(shown) <= MAX_LABELLED:
+        for xi, yi, i in zip(x, y, shown, strict=True):
+            ax.annotate(levels[i], (xi, yi), xytext=(3, 3), textcoords="offset points", fontsize=7.5,
+                        color="#333333")
+    empirical = float(np.corrcoef(x, y)[0, 1]) if len(shown) > 2 and np.std(x) > 0 and np.std(y) > 0 \
+        else float("nan")
+    sub = f"estimated correlation (Tau): {_fmt_r(rho)}"
+    if model.singular:
+        sub += " (singular fit)"
+    if math.isfinite(empirical):
+        sub += f"   ·   correlation of the {len(shown)} plotted estimates: {_fmt_r(empirical)}"
+    ax.set_title(sub, fontsize=9.5, color="#333333")
+    ax.set_xlabel(f"{cx[2]} random effect of {group} (conditional mode)")
+    ax.set_ylabel(f"{cy[2]} random effect of {group} (conditional mode)")
+    points = [{"level": levels[i], "x": float(xv[i]), "y": float(yv[i])} for i in shown]
+    data = {"group": group, "x_term": cx[2], "y_term": cy[2], "correlation": rho,
+            "correlation_of_estimates": empirical, "points": points}
+    pair = "intercepts against slopes" if cy[2] == "(Intercept)" else f"{cy[2]} against {cx[2]}"
+    return Drawn(data, points, f"Empirical Bayes estimates for {group}: {pair}")
+
+
+def _axes_terms(cols: list[_Column], group: str, opts: PlotOptions) -> tuple[_Column, _Column]:
+    """(x, y) terms: intercepts (the first term) against slopes (the second) unless told otherwise."""
+    names = [c[2] for c in cols]
+
+    def find(name: str, flag: str) -> _Column:
+        for c in cols:
+            if c[2] == name:
+                return c
+        raise MlmError(f"{flag} '{name}' is not a random-effect term of {group} (terms: {', '.join(names)})")
+
+    if opts.x is None and opts.y is None:
+        cy, cx = cols[0], cols[1]
+    elif opts.y is None:
+        cx = find(opts.x, "--x")
+        cy = next(c for c in cols if c != cx)
+    elif opts.x is None:
+        cy = find(opts.y, "--y")
+        cx = next(c for c in cols if c != cy)
+    else:
+        cx, cy = find(opts.x, "--x"), find(opts.y, "--y")
+    if cx == cy:
+        raise MlmError(f"--x and --y are the same term '{cx[2]}'")
+    return cx, cy
+
+
+def _fmt_r(r: float) -> str:
+    return "undefined" if not math.isfinite(r) else f"{r:.3f}"

@@ -1,0 +1,77 @@
+"""residuals: scaled residuals against fitted values, and normal Q-Q plots of residuals and random effects."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mlmcli.render.plots.groups import factor_codes, factor_columns, factors, shown_levels
+from mlmcli.render.plots.layout import grid, hide_unused
+from mlmcli.render.plots.normal import normal_quantiles, qq_line
+from mlmcli.render.plots.options import Drawn, PlotOptions
+from mlmcli.render.plots.style import POINT, REF
+
+if TYPE_CHECKING:
+    from mlmcli.frame import Frame
+    from mlmcli.model import FittedModel
+
+
+def residuals(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: PlotOptions) -> Drawn:
+    idx = np.flatnonzero(keep)
+    scaled = model.residuals[idx] / model.sigma
+    fitted = model.fitted[idx]
+    row_labels = [str(r + 1) for r in model.design.rows[idx]]  # data row of the CSV file, from 1
+    re_panels = []
+    modes = model.conditional_modes()
+    for g in factors(model):
+        codes, levels = factor_codes(model, g)
+        shown = shown_levels(codes, len(levels), keep)
+        for ti, j, name in factor_columns(model, g):
+            re_panels.append((g, name, modes[ti][shown, j], [levels[i] for i in shown]))
+    n = 2 + len(re_panels)
+    nrows, ncols = (2, 2) if n == 4 else (1, n) if n <= 3 else (math.ceil(n / 3), 3)
+    axes = grid(fig, nrows, ncols)
+    points: list[dict] = []
+
+    ax = axes[0]
+    many = len(idx) > 500
+    ax.axhline(0.0, color=REF, lw=0.9, ls="--", zorder=1)
+    ax.plot(fitted, scaled, "o", ms=2.0 if many else 3.5, alpha=0.35 if many else 0.8, color=POINT,
+            markeredgewidth=0, zorder=2)
+    ax.set_title("Scaled residuals against fitted values")
+    ax.set_xlabel(f"fitted {model.design.response}")
+    ax.set_ylabel("scaled residual (residual / sigma)")
+    for lab, f, r in zip(row_labels, fitted, scaled, strict=True):
+        points.append({"panel": "residuals_vs_fitted", "row": lab, "x": float(f), "y": float(r)})
+
+    _qq_panel(axes[1], scaled, row_labels, "qq_residuals", "Normal Q-Q: scaled residuals",
+              "scaled residual", points, "row")
+    for ax, (g, name, values, labels) in zip(axes[2:], re_panels, strict=False):
+        _qq_panel(ax, values, labels, f"qq_ranef:{g}:{name}", f"Normal Q-Q: {g} {name}",
+                  f"{name} (conditional mode)", points, "level")
+    hide_unused(axes, n)
+    data = {"sigma": model.sigma, "panels": ["residuals_vs_fitted", "qq_residuals"]
+            + [f"qq_ranef:{g}:{name}" for g, name, _, _ in re_panels], "points": points}
+    return Drawn(data, points, "Residual diagnostics")
+
+
+def _qq_panel(ax: Any, values: np.ndarray, labels: list[str], panel: str, title: str,
+              ylabel: str, out: list[dict], key: str) -> None:
+    """Sorted `values` against normal quantiles with R's qqline; each point appended to `out`."""
+    order = np.argsort(values, kind="stable")
+    sample = values[order]
+    theo = normal_quantiles(len(sample))
+    many = len(sample) > 500
+    ax.plot(theo, sample, "o", ms=2.0 if many else 3.5, alpha=0.45 if many else 0.8, color=POINT,
+            markeredgewidth=0, zorder=2)
+    if len(sample) >= 2:
+        a, b = qq_line(sample)
+        ends = np.array([theo[0], theo[-1]])
+        ax.plot(ends, a + b * ends, color="#c0392b", lw=1.1, zorder=3)
+    ax.set_title(title)
+    ax.set_xlabel("theoretical normal quantile")
+    ax.set_ylabel(ylabel)
+    for i, t, v in zip(order, theo, sample, strict=True):
+        out.append({"panel": panel, key: labels[i], "x": float(t), "y": float(v)})
