@@ -51,6 +51,22 @@ OutputOpt = Annotated[str | None, typer.Option("--output", "-o", help="Write to 
 NoColorOpt = Annotated[bool, typer.Option("--no-color", help="No colour in tables (also: NO_COLOR).")]
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from mlmcli import __version__
+
+        sys.stdout.write(f"mlm {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_show_version,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Multilevel (linear mixed-effects) models with lme4's numbers, from the command line."""
+
+
 def _default_format(fmt: Enum | None, output: str | None) -> str:
     """Tables on a terminal, lme4's text otherwise."""
     if fmt is not None:

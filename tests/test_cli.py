@@ -199,3 +199,10 @@ def test_compare_table():
     p = mlm("compare", SLEEP, "Reaction ~ Days + (1|Subject)", "Reaction ~ Days + (Days|Subject)",
             "--format", "table", env={"NO_COLOR": "1", "COLUMNS": "100"})
     assert p.returncode == 0 and "42.139" in p.stdout and "***" in p.stdout
+
+
+def test_version_and_help():
+    p = mlm("--version")
+    assert p.returncode == 0 and p.stdout.strip() == "mlm 0.1.0"
+    p = mlm()
+    assert p.returncode == 0 and "compare" in p.stdout and "plot" in p.stdout
