@@ -15,6 +15,7 @@ from mlmcli.pls import LOG_2PI, BlockedSystem
 
 EIGEN_TOL = 1e-8  # lmerTest: eigenvalues of the Hessian above this are inverted
 HESSIAN_STEP = 0.05
+HESSIAN_FLOOR = 1e-4
 
 
 @dataclass
@@ -74,9 +75,10 @@ def vcov_beta_varpar(pieces: ProfiledPieces, varpar: np.ndarray) -> np.ndarray:
     return varpar[-1] ** 2 * got[3]
 
 
-def _steps(x: np.ndarray, d: float, eps: float = 1e-4) -> np.ndarray:
+def _steps(x: np.ndarray, d: float, eps: float = 1e-4, floor: float = 0.0) -> np.ndarray:
+    """numDeriv's steps: d|x|, plus eps where x is near zero; `floor` bounds them below."""
     zero_tol = np.sqrt(np.finfo(float).eps / 7e-7)
-    return np.abs(d * x) + eps * (np.abs(x) < zero_tol)
+    return np.maximum(np.abs(d * x) + eps * (np.abs(x) < zero_tol), floor)
 
 
 def _richardson(a: list) -> object:
@@ -92,7 +94,7 @@ def hessian(func, x: np.ndarray, d: float = 1e-4, r: int = 4) -> np.ndarray:
     """numDeriv::hessian (genD): Richardson-extrapolated second differences."""
     n = len(x)
     f0 = func(x)
-    h0 = _steps(x, d)
+    h0 = _steps(x, d, floor=HESSIAN_FLOOR)
     hdiag = np.zeros(n)
     for i in range(n):
         h = h0.copy()

@@ -371,7 +371,7 @@ def _batched_cholesky(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         L[:, 0, 0], L[:, 1, 0], L[:, 1, 1] = l11, l21, l22
         Linv = np.zeros_like(M)
         Linv[:, 0, 0], Linv[:, 1, 1] = 1.0 / l11, 1.0 / l22
-        Linv[:, 1, 0] = -l21 / (l11 * l22)
+        Linv[:, 1, 0] = -(l21 * Linv[:, 0, 0]) / l22   # forward substitution order
         return L, Linv
     L = np.linalg.cholesky(M)
     return L, np.linalg.inv(L)
