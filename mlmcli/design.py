@@ -17,7 +17,16 @@ import numpy as np
 
 from mlmcli import formula as fm
 from mlmcli.errors import DataError
-from mlmcli.formula import FACTOR_FUNCTIONS, Formula, ModelSpec, Node, Var
+from mlmcli.formula import (
+    COMPARISONS,
+    FACTOR_FUNCTIONS,
+    Formula,
+    ModelSpec,
+    Node,
+    Var,
+    constant_value,
+    match_arguments,
+)
 from mlmcli.frame import Factor, Frame
 from mlmcli.rsort import format_number
 
@@ -60,16 +69,61 @@ def evaluate(var: Var, frame: Frame) -> Column:
 def _evaluate(node: Node, frame: Frame, label: str) -> Column:
     if isinstance(node, fm.Sym):
         return _column(node.name, frame)
+    if isinstance(node, fm.Paren):
+        return _evaluate(node.inner, frame, label)
+    if isinstance(node, fm.Binary) and node.op in COMPARISONS:
+        return _logical(_numeric(node, frame, label))
     if isinstance(node, fm.Call) and node.fn in FACTOR_FUNCTIONS:
-        arg = node.args[0]
+        arg = match_arguments(node)["x"]
         inner = _evaluate(arg, frame, label)
         if isinstance(inner, Factor):
             return _drop_unused(Factor(inner.codes, inner.levels))
+        if inner.ndim != 1:
+            raise DataError(f"{node.fn}() of a matrix cannot be used: {label}")
         integer = isinstance(arg, fm.Sym) and arg.name in frame.int_columns
         return _numeric_factor(inner, integer)
-    if isinstance(node, fm.Paren):
-        return _evaluate(node.inner, frame, label)
+    if isinstance(node, fm.Call) and node.fn == "I" and _is_comparison(node.args[0]):
+        return _evaluate(node.args[0], frame, label)  # I(x > 0) is logical: a TRUE column
+    if isinstance(node, fm.Call) and node.fn == "poly":
+        args = match_arguments(node)
+        degree = constant_value(args["degree"]) if "degree" in args else 1.0
+        raw = constant_value(args["raw"]) if "raw" in args else False
+        return _poly(_numeric(args["x"], frame, label), degree, raw)
     return _numeric(node, frame, label)
+
+
+def _is_comparison(node: Node) -> bool:
+    while isinstance(node, fm.Paren):
+        node = node.inner
+    return isinstance(node, fm.Binary) and node.op in COMPARISONS
+
+
+def _logical(x: np.ndarray) -> Factor:
+    """A comparison's result: R's logical vector (NA where either side is NA)."""
+    codes = np.where(np.isnan(x), -1, x).astype(np.int64)
+    return Factor(codes, ["FALSE", "TRUE"], logical=True)
+
+
+def _poly(x: np.ndarray, degree: float | bool | None, raw: float | bool | None) -> np.ndarray:
+    """R's poly(x, degree, raw): orthonormal polynomials of x (or its powers when raw)."""
+    if np.isnan(x).any():
+        raise DataError("missing values are not allowed in 'poly'")
+    if isinstance(degree, bool) or degree is None or degree < 1 or degree != int(degree):
+        raise DataError("'degree' of poly() must be a whole number of at least 1")
+    k = int(degree)
+    if raw:
+        return np.column_stack([x**j for j in range(1, k + 1)])
+    if k >= len(np.unique(x)):
+        raise DataError("'degree' must be less than number of unique points")
+    # the part of each power of the centred x orthogonal to the lower powers, scaled to length one:
+    # Q_j R_jj of the QR decomposition, whatever the signs a QR routine picks
+    X = (x - x.mean())[:, None] ** np.arange(k + 1)
+    if len(pivoted_rank(X)) < k:  # R's check on qr(X)$rank: high powers of few distinct values
+        raise DataError("'degree' must be less than number of unique points")
+    Q, R = np.linalg.qr(X)
+    Z = Q * np.diag(R)
+    Z /= np.sqrt(np.sum(Z * Z, axis=0))
+    return Z[:, 1:]
 
 
 def _column(name: str, frame: Frame) -> Column:
@@ -90,6 +144,8 @@ def _numeric(node: Node, frame: Frame, label: str) -> np.ndarray:
         return col
     if isinstance(node, fm.Num):
         return np.full(n, node.value)
+    if isinstance(node, fm.Bool):
+        return np.full(n, float(node.value))
     if isinstance(node, fm.Paren):
         return _numeric(node.inner, frame, label)
     if isinstance(node, fm.Unary):
@@ -98,32 +154,51 @@ def _numeric(node: Node, frame: Frame, label: str) -> np.ndarray:
     if isinstance(node, fm.Binary):
         a = _numeric(node.left, frame, label)
         b = _numeric(node.right, frame, label)
-        ops = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide, "^": np.power}
+        if node.op in COMPARISONS:  # TRUE/FALSE, computed with as 1/0
+            return np.where(np.isnan(a) | np.isnan(b), np.nan, _COMPARE[node.op](a, b))
+        ops = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide, "^": np.power,
+               "%%": np.mod, "%/%": np.floor_divide}  # R's %% and %/% round towards -Inf as numpy's
         return ops[node.op](a, b)
     assert isinstance(node, fm.Call)
-    if node.fn in FACTOR_FUNCTIONS:
+    if node.fn in FACTOR_FUNCTIONS or node.fn == "poly":
         raise DataError(f"{node.fn}() cannot be used inside an expression: {label}")
-    x = _numeric(node.args[0], frame, label)
+    args = match_arguments(node)
+    x = _numeric(args["x"], frame, label)
     if node.fn == "I":
         return x
     if node.fn == "scale":
-        return _scale(x)
-    if node.fn == "log" and len(node.args) == 2:
-        return np.log(x) / np.log(_numeric(node.args[1], frame, label))
+        center = constant_value(args["center"]) if "center" in args else True
+        scale = constant_value(args["scale"]) if "scale" in args else True
+        return _scale(x, center, scale)
+    if node.fn == "log" and "base" in args:
+        return np.log(x) / np.log(_numeric(args["base"], frame, label))
     funcs = {"log": np.log, "log10": np.log10, "log2": np.log2, "log1p": np.log1p, "exp": np.exp,
              "sqrt": np.sqrt, "abs": np.abs}
     return funcs[node.fn](x)
 
 
-def _scale(x: np.ndarray) -> np.ndarray:
-    """R's scale(): centre by the mean, divide by the standard deviation (n - 1), NAs ignored."""
+_COMPARE = {"==": np.equal, "!=": np.not_equal, "<": np.less, ">": np.greater, "<=": np.less_equal,
+            ">=": np.greater_equal}
+
+
+def _scale(x: np.ndarray, center: float | bool | None = True,
+           scale: float | bool | None = True) -> np.ndarray:
+    """R's scale(x, center, scale): subtract the mean (or the given centre), then divide by the
+    root mean square with n - 1 (the SD when centred) or the given scale; NAs ignored."""
     ok = ~np.isnan(x)
     m = int(ok.sum())
     if m == 0:
         return x.copy()
-    centred = x - x[ok].mean()
-    sd = np.sqrt(np.sum(centred[ok] ** 2) / max(1, m - 1))
-    return centred / sd
+    out = x.copy()
+    if center is True:
+        out = out - x[ok].mean()
+    elif not isinstance(center, bool) and center is not None:
+        out = out - center
+    if scale is True:
+        out = out / np.sqrt(np.sum(out[ok] ** 2) / max(1, m - 1))
+    elif not isinstance(scale, bool) and scale is not None:
+        out = out / scale
+    return out
 
 
 def _numeric_factor(x: np.ndarray, integer: bool) -> Factor:
@@ -217,8 +292,11 @@ def model_matrix(spec: ModelSpec, values: dict[str, Column], n: int) -> tuple[np
                 first = 0 if code == 2 else 1
                 pieces = [(col.codes == k).astype(float) for k in range(first, len(col.levels))]
                 piece_names = [var.label + lev for lev in col.levels[first:]]
+            elif col.ndim == 2 and col.shape[1] > 1:  # poly(): one column per degree, "poly(x, 2)1", ...
+                pieces = [col[:, j] for j in range(col.shape[1])]
+                piece_names = [f"{var.label}{j + 1}" for j in range(col.shape[1])]
             else:
-                pieces = [np.asarray(col, dtype=float)]
+                pieces = [np.asarray(col, dtype=float).reshape(-1)]
                 piece_names = [var.label]
             # earlier variables vary fastest, as in R
             block = [b * p for p in pieces for b in block]
@@ -335,11 +413,16 @@ def build_design(frame: Frame, formula: Formula) -> Design:
     if isinstance(y_full, Factor):
         kind = "TRUE/FALSE values" if y_full.logical else "text"
         raise DataError(f"the response '{response}' is not numeric: its column holds {kind}")
+    if y_full.ndim != 1:
+        raise DataError(f"the response '{response}' must be one column")
 
     # na.omit over every variable of the model frame
     complete = np.ones(frame.n_rows, dtype=bool)
     for col in full.values():
-        complete &= (col.codes >= 0) if isinstance(col, Factor) else ~np.isnan(col)
+        if isinstance(col, Factor):
+            complete &= col.codes >= 0
+        else:
+            complete &= ~np.isnan(col).reshape(len(col), -1).any(axis=1)
     rows = np.flatnonzero(complete)
     n = len(rows)
     if n == 0:
@@ -355,6 +438,7 @@ def build_design(frame: Frame, formula: Formula) -> Design:
     _check_levels(terms, n)
 
     X, xnames = model_matrix(formula.fixed, values, n)
+    _check_finite(values[response], X, xnames, terms, response)
     messages: list[str] = []
     dropped: list[str] = []
     keep = pivoted_rank(X)
@@ -373,6 +457,25 @@ def build_design(frame: Frame, formula: Formula) -> Design:
     y = np.asarray(values[response], dtype=float)
     return Design(y=y, X=X, xnames=xnames, terms=terms, n_obs=n, rows=rows, response=response,
                   messages=messages, dropped=dropped)
+
+
+def _check_finite(y: Column, X: np.ndarray, xnames: list[str], terms: list[ReTerm], response: str) -> None:
+    """lmer stops at infinite values (log(0), 1/0): NaN rows were dropped as missing, Inf rows were not."""
+    def bad(M: np.ndarray, names: list[str]) -> str | None:
+        cols = np.flatnonzero(~np.all(np.isfinite(M), axis=0))
+        return names[cols[0]] if cols.size else None
+
+    if not np.all(np.isfinite(np.asarray(y, dtype=float))):
+        raise DataError(f"NA/NaN/Inf in 'y': the response '{response}' has infinite values")
+    col = bad(X, xnames)
+    if col is not None:
+        # R's own words first, as lFormula stops in qr()
+        raise DataError(f"NA/NaN/Inf in foreign function call (arg 1): the fixed-effects column '{col}' "
+                        "has infinite values")
+    for t in terms:
+        col = bad(t.X, t.cnames)
+        if col is not None:
+            raise DataError(f"NA/NaN/Inf in the random-effects term ({t.label}): '{col}' has infinite values")
 
 
 def _random_terms(formula: Formula, frame: Frame, values: dict[str, Column], n: int) -> list[ReTerm]:

@@ -62,14 +62,29 @@ class Num(Node):
         return f"{int(self.value)}L" if self.integer else format_number(self.value)
 
 
-class Call(Node):
-    __slots__ = ("fn", "args")
+class Bool(Node):
+    """R's logical constants TRUE and FALSE."""
 
-    def __init__(self, fn: str, args: tuple[Node, ...], *, pos: int = 0) -> None:
-        self.fn, self.args, self.pos = fn, args, pos
+    __slots__ = ("value",)
+
+    def __init__(self, value: bool, *, pos: int = 0) -> None:
+        self.value, self.pos = value, pos
 
     def _key(self) -> tuple:
-        return (self.fn, self.args)
+        return (self.value,)
+
+
+class Call(Node):
+    __slots__ = ("fn", "args", "names")
+
+    def __init__(self, fn: str, args: tuple[Node, ...], names: tuple[str | None, ...] | None = None, *,
+                 pos: int = 0) -> None:
+        # names: the argument names as written ("scale" in scale(x, scale = FALSE)), None if positional
+        self.fn, self.args, self.pos = fn, args, pos
+        self.names = names if names is not None else (None,) * len(args)
+
+    def _key(self) -> tuple:
+        return (self.fn, self.args, self.names)
 
 
 class Paren(Node):
@@ -109,8 +124,8 @@ _TOKEN = re.compile(
     |(?P<num>0[xX][0-9a-fA-F]+L?|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?L?)
     |(?P<name>(?:[^\W\d_]|\.(?!\d))[\w.]*)
     |(?P<quoted>`[^`]*`)
-    |(?P<op>\|\||\*\*|%[^%\s]*%|[~+\-*/^:|])
-    |(?P<punct>[(),])""",
+    |(?P<op>\|\||\*\*|%[^%\s]*%|==|!=|<=|>=|[~+\-*/^:|<>])
+    |(?P<punct>[(),=])""",
     re.VERBOSE,
 )
 
@@ -119,7 +134,7 @@ class _Token:
     __slots__ = ("kind", "value", "pos")
 
     def __init__(self, kind: str, value: str, pos: int) -> None:
-        self.kind, self.value, self.pos = kind, value, pos  # kind: num, name, op, (, ), ",", end
+        self.kind, self.value, self.pos = kind, value, pos  # kind: num, name, op, (, ), ",", =, end
 
 
 def _tokenize(text: str) -> list[_Token]:
@@ -159,11 +174,14 @@ def _check_parentheses(text: str, tokens: list[_Token]) -> None:
 
 # --------------------------------------------------------------------- parser
 
-# binding powers (left, right) following R's precedence: ~ < | || < + - < * / < %op% < : < unary < ^
+# binding powers (left, right) following R's precedence:
+# ~ < | || < comparisons < + - < * / < %op% < : < unary < ^
 _BINARY = {
     "~": (1, 2), "|": (3, 4), "||": (3, 4), "+": (5, 6), "-": (5, 6), "*": (7, 8), "/": (7, 8),
     ":": (11, 12), "^": (16, 16),
 }
+COMPARISONS = {"==", "!=", "<", ">", "<=", ">="}
+_BINARY.update({op: (4.5, 4.6) for op in COMPARISONS})
 _SPECIAL_BP = (9, 10)  # %in% and friends
 _UNARY_BP = {"-": 13, "+": 13, "~": 2}
 
@@ -216,6 +234,8 @@ class _Parser:
         if tok.kind == "name":
             if self._peek().kind == "(":
                 return self._call(tok)
+            if tok.value in ("TRUE", "FALSE"):
+                return Bool(tok.value == "TRUE", pos=tok.pos)
             return Sym(tok.value, pos=tok.pos)
         if tok.kind == "(":
             if self._peek().kind == ")":
@@ -236,16 +256,23 @@ class _Parser:
     def _call(self, name: _Token) -> Node:
         self._next()  # (
         args: list[Node] = []
+        names: list[str | None] = []
         if self._peek().kind == ")":
             raise self._error(f"empty term: {name.value}() needs an argument", self._peek().pos)
         while True:
+            tok = self._peek()
+            if tok.kind == "name" and self.tokens[self.i + 1].kind == "=":
+                self.i += 2  # name =
+                names.append(tok.value)
+            else:
+                names.append(None)
             args.append(self._expr(0))
             tok = self._next()
             if tok.kind == ")":
                 break
             if tok.kind != ",":
                 raise self._error(f"unexpected '{tok.value}'", tok.pos)
-        return Call(name.value, tuple(args), pos=name.pos)
+        return Call(name.value, tuple(args), tuple(names), pos=name.pos)
 
 
 def _number(tok: _Token) -> Num:
@@ -261,7 +288,8 @@ def _number(tok: _Token) -> Num:
 
 # ------------------------------------------------------------------- deparse
 
-_PP_BINARY = {"~", "+", "-", "*", "|", "||"}  # printed with spaces, line breaks allowed after
+# printed with spaces, line breaks allowed after (R's PP_BINARY and user %op%; %% and %/% are not)
+_PP_BINARY = {"~", "+", "-", "*", "|", "||"} | COMPARISONS
 _SYNTACTIC = re.compile(r"(?:[^\W\d_]|\.(?!\d))[\w.]*|\.")
 _RESERVED = {
     "if", "else", "repeat", "while", "function", "for", "next", "break", "TRUE", "FALSE", "NULL",
@@ -316,6 +344,8 @@ class _Deparser:
             self.put(_symbol_text(n.name))
         elif isinstance(n, Num):
             self.put(n.text if self.keep_integer else format_number(n.value))
+        elif isinstance(n, Bool):
+            self.put("TRUE" if n.value else "FALSE")
         elif isinstance(n, Paren):
             self.put("(")
             self.node(n.inner)
@@ -325,7 +355,7 @@ class _Deparser:
             self.node(n.arg)
         elif isinstance(n, Binary):
             self.node(n.left)
-            if n.op in _PP_BINARY or n.op.startswith("%"):
+            if n.op in _PP_BINARY or (n.op.startswith("%") and n.op not in ("%%", "%/%")):
                 self.put(f" {n.op} ")
                 broke = self.linebreak(False)
                 self.node(n.right)
@@ -339,6 +369,8 @@ class _Deparser:
             self.put("(")
             broke = False
             for i, arg in enumerate(n.args):
+                if n.names[i] is not None:
+                    self.put(f"{_symbol_text(n.names[i])} = ")
                 self.node(arg)
                 if i < len(n.args) - 1:
                     self.put(", ")
@@ -391,6 +423,12 @@ class Var:
 
 
 def _collect_symbols(node: Node, out: list[str]) -> None:
+    if isinstance(node, Call) and node.fn in FUNCTIONS:
+        # an option such as scale = FALSE or raw = T is a constant, not a column
+        for name, arg in match_arguments(node).items():
+            if name not in _CONSTANT_OPTIONS:
+                _collect_symbols(arg, out)
+        return
     if isinstance(node, Sym):
         if node.name not in out:
             out.append(node.name)
@@ -463,12 +501,58 @@ class Formula:
 
 # ------------------------------------------------------------- R's terms()
 
-FUNCTIONS = {
-    "I": (1, 1), "log": (1, 2), "log10": (1, 1), "log2": (1, 1), "log1p": (1, 1), "exp": (1, 1),
-    "sqrt": (1, 1), "abs": (1, 1), "scale": (1, 1), "factor": (1, 1), "as.factor": (1, 1),
+# the functions a formula may use: their formal arguments in R's order; poly's second positional
+# argument is its degree (R passes it through `...`, which poly reads as the degree)
+FUNCTIONS: dict[str, tuple[str, ...]] = {
+    "I": ("x",), "log": ("x", "base"), "log10": ("x",), "log2": ("x",), "log1p": ("x",), "exp": ("x",),
+    "sqrt": ("x",), "abs": ("x",), "scale": ("x", "center", "scale"), "factor": ("x",),
+    "as.factor": ("x",), "poly": ("x", "degree", "raw"),
 }
 FACTOR_FUNCTIONS = {"factor", "as.factor"}
-_ARITHMETIC = {"+", "-", "*", "/", "^"}
+# options that must be constants: TRUE/FALSE (T/F) or numbers
+_CONSTANT_OPTIONS = {"center", "scale", "degree", "raw"}
+_ARITHMETIC = {"+", "-", "*", "/", "^", "%%", "%/%"} | COMPARISONS
+
+
+def match_arguments(call: Call) -> dict[str, Node]:
+    """R's argument matching for the known functions: names first (exactly), then positions."""
+    formals = FUNCTIONS[call.fn]
+    out: dict[str, Node] = {}
+    for name, arg in zip(call.names, call.args, strict=True):
+        if name is not None:
+            if name not in formals or name in out:
+                raise FormulaError(f"{call.fn}() has no argument '{name}'" if name not in formals
+                                   else f"argument '{name}' of {call.fn}() given twice", "", arg.pos)
+            out[name] = arg
+    free = [f for f in formals if f not in out]
+    positional = [a for n, a in zip(call.names, call.args, strict=True) if n is None]
+    if call.fn == "poly" and len(positional) > 2:  # R would take further values as more variables
+        raise FormulaError("poly() takes one variable and its degree; give raw = TRUE by name", "",
+                           positional[2].pos)
+    if len(positional) > len(free):
+        plural = "s" if len(formals) > 1 else ""
+        raise FormulaError(f"{call.fn}() takes at most {len(formals)} argument{plural}", "", call.pos)
+    out.update(zip(free, positional, strict=False))
+    if "x" not in out:
+        raise FormulaError(f"{call.fn}() needs an argument", "", call.pos)
+    return out
+
+
+def constant_value(node: Node) -> float | bool | None:
+    """A constant option's value: TRUE/FALSE (or T/F) as bool, a number as float, else None."""
+    if isinstance(node, Bool):
+        return node.value
+    if isinstance(node, Sym) and node.name in ("T", "F"):
+        return node.name == "T"
+    if isinstance(node, Num):
+        return node.value
+    if isinstance(node, Paren):
+        return constant_value(node.inner)
+    if isinstance(node, Unary) and node.op in "+-":
+        v = constant_value(node.arg)
+        if isinstance(v, float):
+            return -v if node.op == "-" else v
+    return None
 
 
 def _check_variable(node: Node, text: str) -> None:
@@ -477,12 +561,16 @@ def _check_variable(node: Node, text: str) -> None:
         if node.fn not in FUNCTIONS:
             known = ", ".join(sorted(FUNCTIONS))
             raise FormulaError(f"unknown function '{node.fn}' (known: {known})", text, node.pos)
-        lo, hi = FUNCTIONS[node.fn]
-        if not lo <= len(node.args) <= hi:
-            raise FormulaError(f"{node.fn}() takes {lo if lo == hi else f'{lo} or {hi}'} argument"
-                               f"{'' if hi == 1 else 's'}", text, node.pos)
-        for arg in node.args:
-            _check_arithmetic(arg, text, node.fn)
+        try:
+            args = match_arguments(node)
+        except FormulaError as exc:
+            raise FormulaError(str(exc), text, exc.position) from None
+        for name, arg in args.items():
+            if name in _CONSTANT_OPTIONS:
+                if constant_value(arg) is None:
+                    raise FormulaError(f"{node.fn}(): {name} must be TRUE, FALSE or a number", text, arg.pos)
+            else:
+                _check_arithmetic(arg, text, node.fn)
     elif isinstance(node, Sym) and node.name == ".":
         raise FormulaError("'.' (all other columns) is not supported", text, node.pos)
 
@@ -490,6 +578,8 @@ def _check_variable(node: Node, text: str) -> None:
 def _check_arithmetic(node: Node, text: str, fn: str) -> None:
     if isinstance(node, (Sym, Call)):
         _check_variable(node, text)
+    elif isinstance(node, Bool):
+        pass
     elif isinstance(node, Paren):
         _check_arithmetic(node.inner, text, fn)
     elif isinstance(node, Unary):
@@ -534,6 +624,8 @@ class _Terms:
 
     def extract(self, node: Node) -> None:
         """ExtractVars: install every variable, left to right."""
+        if isinstance(node, Bool):
+            raise FormulaError("invalid term in model formula: TRUE or FALSE", self.text, node.pos)
         if isinstance(node, Num):
             if node.value not in (0.0, 1.0):
                 raise FormulaError("invalid term in model formula: a number other than 0 or 1",
@@ -591,13 +683,17 @@ class _Terms:
         if op == ":":
             return _trim([a | b for a in left for b in right])
         if op == "*":
-            return _trim(left + right + [a | b for a in left for b in right])
+            # R's CrossTerms appends to the left list: an empty left side ("(1) * b",
+            # "(a - a) * b") leaves nothing at all
+            return _trim(left + right + [a | b for a in left for b in right]) if left else []
         if op == "%in%":
             all_right = 0
             for t in right:
                 all_right |= t
             return _trim([t | all_right for t in left])
         if op == "/":
+            if not left:  # as for '*': R's NestTerms returns the (empty) left list
+                return []
             all_left = 0
             for t in left:
                 all_left |= t
@@ -706,8 +802,10 @@ def _reposition(node: Node, pos: int) -> Node:
         return Unary(node.op, _reposition(node.arg, pos), pos=pos)
     if isinstance(node, Binary):
         return Binary(node.op, _reposition(node.left, pos), _reposition(node.right, pos), pos=pos)
+    if isinstance(node, Bool):
+        return Bool(node.value, pos=pos)
     assert isinstance(node, Call)
-    return Call(node.fn, tuple(_reposition(a, pos) for a in node.args), pos=pos)
+    return Call(node.fn, tuple(_reposition(a, pos) for a in node.args), node.names, pos=pos)
 
 
 def _find_bars(node: Node, text: str, additive: bool = True) -> list[Binary]:

@@ -80,8 +80,14 @@ def make_name(name: str) -> str:
 
 
 def make_names(names: list[str]) -> list[str]:
-    """R's make.names(names, unique = TRUE): syntactic, then make.unique's ".1", ".2"."""
-    out = [make_name(n) for n in names]
+    """R's make.names(names, unique = TRUE): syntactic, then make.unique's ".1", ".2".
+
+    As in R, names that were already syntactic keep their spelling first: make.unique
+    sees them before the names make.names had to change ("" and "X" give "X.1" and "X").
+    """
+    fixed = [make_name(n) for n in names]
+    order = sorted(range(len(names)), key=lambda i: fixed[i] != names[i])
+    out = [fixed[i] for i in order]
     taken = set(out)
     seen: set[str] = set()
     counters: dict[str, int] = {}
@@ -97,7 +103,10 @@ def make_names(names: list[str]) -> list[str]:
             out[i] = candidate
             taken.add(candidate)
         seen.add(out[i])
-    return out
+    result = [""] * len(out)
+    for i, name in zip(order, out, strict=True):
+        result[i] = name
+    return result
 
 
 def _data_name(source: str) -> str:
@@ -164,7 +173,7 @@ def _numeric_column(values: list[str]) -> tuple[np.ndarray, bool] | None:
 def _convert(values: list[str]) -> tuple[np.ndarray | Factor, bool]:
     """R's type.convert of one column: logical, integer, double or factor."""
     present = {v for v in values if v != "NA" and v.strip() != ""}
-    if present and present <= _LOGICALS.keys():
+    if present <= _LOGICALS.keys():  # a column with no values at all is logical too, as in R
         codes = np.array([_LOGICALS.get(v, -1) if v.strip() else -1 for v in values], dtype=np.int64)
         return Factor(codes, ["FALSE", "TRUE"], logical=True), False
     numeric = _numeric_column(values)
