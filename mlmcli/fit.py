@@ -25,10 +25,17 @@ class Optimum:
     criterion: float
     evaluations: int
     status: str
-    conv_code: int = 0
+    check_code: int = 0                                  # lme4's checkConv code (optinfo$conv$lme4$code)
     messages: list[str] = field(default_factory=list)   # lme4's optinfo$conv$lme4$messages
     warnings: list[str] = field(default_factory=list)   # what lme4 warns or messages about the fit
     singular: bool = False
+
+    @property
+    def conv_code(self) -> int:
+        """nloptwrap's code (optinfo$conv$opt): NLopt's status when it failed or hit maxeval, else 0."""
+        codes = {"NLOPT_MAXEVAL_REACHED": 5, "NLOPT_MAXTIME_REACHED": 6, "NLOPT_ROUNDOFF_LIMITED": -4}
+        code = codes.get(self.status, 0)
+        return code if code < 0 or code == 5 else 0
 
 
 class Objective:
@@ -173,7 +180,7 @@ def check_convergence(opt: Optimum, derivs: Callable[[], tuple[np.ndarray, np.nd
         return
     grad, hess = derivs()
     if not np.all(np.isfinite(grad)):
-        opt.conv_code = -5
+        opt.check_code = -5
         opt.messages.append("Gradient contains NAs")
         return
     try:
@@ -183,14 +190,14 @@ def check_convergence(opt: Optimum, derivs: Callable[[], tuple[np.ndarray, np.nd
     except np.linalg.LinAlgError:
         bad = True
     if bad:
-        opt.conv_code = -1
+        opt.check_code = -1
         msg = "unable to evaluate scaled gradient"
         opt.messages.append(msg)
         opt.warnings.append(msg)
     else:
         maxmingrad = float(np.max(np.minimum(np.abs(scgrad), np.abs(grad))))
         if maxmingrad > GRAD_TOL:
-            opt.conv_code = -1
+            opt.check_code = -1
             # lme4 reports which.max() of a single number: always component 1
             msg = f"Model failed to converge with max|grad| = {_format_g(maxmingrad)} (tol = 0.002, component 1)"
             opt.messages.append(msg)
@@ -202,13 +209,13 @@ def _check_hessian(opt: Optimum, hess: np.ndarray) -> None:
     try:
         ev = np.linalg.eigvalsh(hess)
     except np.linalg.LinAlgError:
-        opt.conv_code = -6
+        opt.check_code = -6
         opt.messages.append("Problem with Hessian check (infinite or missing values?)")
         return
     msgs = []
     negative = int(np.sum(ev < -HESS_TOL))
     if negative:
-        opt.conv_code = -3
+        opt.check_code = -3
         msgs.append(f"Model failed to converge: degenerate  Hessian with {negative} negative eigenvalues")
     else:
         zero = int(np.sum(np.abs(ev) < HESS_TOL))
@@ -218,14 +225,14 @@ def _check_hessian(opt: Optimum, hess: np.ndarray) -> None:
         except np.linalg.LinAlgError:
             chol_ok = False
         if zero or not chol_ok:
-            opt.conv_code = -4
+            opt.check_code = -4
             msgs.append(" Hessian is numerically singular: parameters are not uniquely determined")
         else:
             if ev.max() * HESS_TOL > 1:
-                opt.conv_code = 2
+                opt.check_code = 2
                 msgs.append("Model is nearly unidentifiable: very large eigenvalue\n - Rescale variables?")
             if ev.min() / ev.max() < HESS_TOL:
-                opt.conv_code = 3
+                opt.check_code = 3
                 msgs.append("Model is nearly unidentifiable: large eigenvalue ratio\n - Rescale variables?")
     opt.messages.extend(msgs)
     if msgs:

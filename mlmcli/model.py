@@ -100,7 +100,7 @@ class FittedModel:
 
     @property
     def converged(self) -> bool:
-        return self.optimum.conv_code == 0 and not [
+        return self.optimum.conv_code == 0 and self.optimum.check_code == 0 and not [
             m for m in self.optimum.messages if not m.startswith("boundary (singular) fit")]
 
     @property

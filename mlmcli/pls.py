@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from mlmcli.design import ReTerm
 
 LOG_2PI = float(np.log(2.0 * np.pi))
+# When a diagonal element of [X y]'[X y] exceeds its Schur complement by this factor, half the
+# digits are gone in the subtraction: recompute it with exact sums.
+CANCELLATION = 1e6
 
 
 @dataclass
@@ -229,6 +232,8 @@ class BlockedSystem:
         MFF = self.A_FF.copy()
         for m in range(nt):
             MFF -= LF[m] @ LF[m].T
+        if np.any(np.diag(self.A_FF) > CANCELLATION * np.abs(np.diag(MFF))):
+            MFF = _schur_exact(self.A_FF, LF)
         self.L_FF = np.linalg.cholesky(MFF)
 
     # ------------------------------------------------------------------ pieces
@@ -346,6 +351,20 @@ class BlockedSystem:
             cols = Linv[:, offs[j]:offs[j + 1]].reshape(q, s.ell, s.k)
             out.append(np.einsum("rla,rlb->lab", cols, cols))
         return out
+
+
+def _schur_exact(A: np.ndarray, LF: list[np.ndarray]) -> np.ndarray:
+    """A - sum LF LF' with exactly rounded sums, for when the subtraction cancels most digits
+    (predictors on a large scale whose variation the random effects absorb)."""
+    import math
+
+    F = np.hstack(LF)
+    m = A.shape[0]
+    out = np.empty((m, m))
+    for i in range(m):
+        for j in range(i + 1):
+            out[i, j] = out[j, i] = math.fsum(np.concatenate(([A[i, j]], -(F[i] * F[j]))).tolist())
+    return out
 
 
 def _batched_cholesky(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

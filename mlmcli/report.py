@@ -88,6 +88,7 @@ def fit_report(model: FittedModel) -> dict:
         "optimizer": "nloptwrap",
         "optimizer_message": opt.status,
         "conv_code": opt.conv_code,
+        "check_code": opt.check_code,
         "conv_messages": list(opt.messages),
         "evaluations": opt.evaluations,
     }
