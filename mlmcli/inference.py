@@ -91,33 +91,33 @@ def _richardson(a: list) -> object:
 
 
 def hessian(func, x: np.ndarray, d: float = 1e-4, r: int = 4) -> np.ndarray:
-    """numDeriv::hessian (genD): Richardson-extrapolated second differences."""
+    """numDeriv::hessian (genD): Richardson-extrapolated second differences; the mixed ones step
+    along e_i + e_j and remove the extrapolated diagonal terms."""
     n = len(x)
     f0 = func(x)
     h0 = _steps(x, d, floor=HESSIAN_FLOOR)
-    hdiag = np.zeros(n)
-    for i in range(n):
+    H = np.zeros((n, n))
+
+    def extrapolated(i: int, j: int) -> float:
         h = h0.copy()
         approx = []
         for _ in range(r):
             e = np.zeros(n)
             e[i] = h[i]
-            approx.append((func(x + e) - 2 * f0 + func(x - e)) / h[i] ** 2)
+            e[j] = h[j]
+            central = func(x + e) - 2 * f0 + func(x - e)
+            if i == j:
+                approx.append(central / h[i] ** 2)
+            else:
+                approx.append((central - H[i, i] * h[i] ** 2 - H[j, j] * h[j] ** 2) / (2 * h[i] * h[j]))
             h = h / 2
-        hdiag[i] = _richardson(approx)
-    H = np.diag(hdiag)
+        return float(_richardson(approx))
+
+    for i in range(n):
+        H[i, i] = extrapolated(i, i)
     for i in range(n):
         for j in range(i):
-            h = h0.copy()
-            approx = []
-            for _ in range(r):
-                e = np.zeros(n)
-                e[i] = h[i]
-                e[j] = h[j]
-                approx.append((func(x + e) - 2 * f0 + func(x - e) - hdiag[i] * h[i] ** 2
-                               - hdiag[j] * h[j] ** 2) / (2 * h[i] * h[j]))
-                h = h / 2
-            H[i, j] = H[j, i] = _richardson(approx)
+            H[i, j] = H[j, i] = extrapolated(i, j)
     return H
 
 
