@@ -86,6 +86,13 @@ def _fit(data: str, formula: str, ml: bool, ddf: str = "Satterthwaite"):
     return fit_model(parsed, design, reml=not ml, data_name=frame.name, ddf=ddf), frame
 
 
+def _fit_and_warn(data: str, formula: str, ml: bool):
+    """Fit without Satterthwaite set-up and send lme4's warnings to stderr."""
+    model, frame = _fit(data, formula, ml, "none")
+    _warn(list(dict.fromkeys(model.warnings)))
+    return model, frame
+
+
 def _warn(lines: list[str]) -> None:
     for line in lines:
         sys.stderr.write(line + "\n")
@@ -159,8 +166,7 @@ def tau(
     """The Tau matrix: each grouping factor's random-effects covariance, and the residual variance."""
     from mlmcli.report import tau_report
 
-    model, _ = _fit(data, formula, ml, "none")
-    _warn(list(dict.fromkeys(model.warnings)))
+    model, _ = _fit_and_warn(data, formula, ml)
     report = tau_report(model)
     kind = _default_format(fmt, output)
     if kind == "json":
@@ -190,8 +196,7 @@ def ranef(
     """Conditional modes (Empirical Bayes estimates) of the random effects with conditional SDs."""
     from mlmcli.report import ranef_report
 
-    model, _ = _fit(data, formula, ml, "none")
-    _warn(list(dict.fromkeys(model.warnings)))
+    model, _ = _fit_and_warn(data, formula, ml)
     report = ranef_report(model, with_coef=with_coef)
     kind = _default_format(fmt, output)
     if kind == "json":
@@ -299,8 +304,7 @@ def plot(
     from mlmcli.render.plots import PlotOptions, draw, image_format
 
     image_format(output)  # refuse an unknown extension before fitting
-    model, frame = _fit(data, formula, ml, "none")
-    _warn(list(dict.fromkeys(model.warnings)))
+    model, frame = _fit_and_warn(data, formula, ml)
     opts = PlotOptions(kind=kind.value, output=output, x=x, y=y, group=group, where=where, by=by, dpi=dpi,
                        width=width, height=height, title=title, data_out=data_out)
     plotted = draw(model, frame, opts)

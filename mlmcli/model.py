@@ -34,10 +34,11 @@ class VarComp:
 
     @property
     def correlation(self) -> np.ndarray:
-        sd = self.std_dev
+        """R's cov2cor: ones on the diagonal, NaN off it where a variance is zero."""
         with np.errstate(invalid="ignore", divide="ignore"):
-            C = self.covariance / np.outer(sd, sd)
-        np.fill_diagonal(C, np.where(sd > 0, 1.0, np.nan))
+            inv = 1.0 / self.std_dev
+            C = inv[:, None] * self.covariance * inv[None, :]
+        np.fill_diagonal(C, 1.0)
         return C
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from mlmcli.model import FittedModel, VarComp
+    from mlmcli.model import FittedModel
 
 
 def clean(x: Any) -> Any:
@@ -29,16 +29,6 @@ def clean(x: Any) -> Any:
     return x
 
 
-def correlation_matrix(vc: VarComp) -> np.ndarray:
-    """R's cov2cor: ones on the diagonal, NaN where a variance is zero."""
-    sd = vc.std_dev
-    with np.errstate(invalid="ignore", divide="ignore"):
-        inv = 1.0 / sd
-        C = inv[:, None] * vc.covariance * inv[None, :]
-    np.fill_diagonal(C, 1.0)
-    return C
-
-
 def fit_report(model: FittedModel) -> dict:
     vcs = model.varcomps()
     s2 = model.sigma**2
@@ -49,7 +39,7 @@ def fit_report(model: FittedModel) -> dict:
         for j, term in enumerate(vc.terms):
             random_effects.append({"group": vc.name, "term": term, "variance": vc.covariance[j, j],
                                    "std_dev": sd[j]})
-        C = correlation_matrix(vc)
+        C = vc.correlation
         k = len(vc.terms)
         for a in range(k):
             for b in range(a + 1, k):
@@ -101,7 +91,7 @@ def tau_report(model: FittedModel) -> dict:
     groups = []
     for vc in model.varcomps():
         groups.append({"group": vc.name, "factor": vc.factor, "terms": vc.terms, "covariance": vc.covariance,
-                       "correlation": correlation_matrix(vc)})
+                       "correlation": vc.correlation})
     return clean({"formula": model.formula.text, "groups": groups, "residual_variance": model.sigma**2,
                   "data_name": model.data_name})
 
@@ -113,7 +103,7 @@ def ranef_report(model: FittedModel, with_coef: bool = False) -> dict:
     by_factor: dict[str, list[int]] = {}
     for i, t in enumerate(model.design.terms):
         by_factor.setdefault(t.group, []).append(i)
-    beta = dict(zip(model.design.xnames, model.beta, strict=True))
+    coef = coef_table(model) if with_coef else None
     rows = []
     for factor, idx in by_factor.items():
         levels = model.design.terms[idx[0]].levels
@@ -123,12 +113,12 @@ def ranef_report(model: FittedModel, with_coef: bool = False) -> dict:
                 for j, name in enumerate(term.cnames):
                     row = {"group": factor, "level": str(level), "term": name, "value": modes[i][lev_i, j],
                            "cond_sd": sds[i][lev_i, j]}
-                    if with_coef:
-                        row["coef"] = modes[i][lev_i, j] + beta.get(name, 0.0)
+                    if coef is not None:
+                        row["coef"] = coef[factor][str(level)][name]
                     rows.append(row)
     report = {"formula": model.formula.text, "ranef": rows, "data_name": model.data_name}
-    if with_coef:
-        report["coef"] = coef_table(model)
+    if coef is not None:
+        report["coef"] = coef
     return clean(report)
 
 
