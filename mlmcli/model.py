@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mlmcli.fit import Optimum, optimize_theta, start_theta
-from mlmcli.pls import BlockedSystem
+from mlmcli.engine.crossprod import CrossProducts
+from mlmcli.engine.factor import BlockedFactor
+from mlmcli.engine.fit import Optimum, optimize_theta, start_theta
 
 if TYPE_CHECKING:
     from mlmcli.design import Design
     from mlmcli.formula import Formula
-    from mlmcli.inference import Satterthwaite
+    from mlmcli.engine.satterthwaite import Satterthwaite
 
 SCALE_WARNING = "Some predictor variables are on very different scales: consider rescaling"
 
@@ -47,7 +48,7 @@ class FittedModel:
     formula: Formula
     design: Design
     reml: bool
-    system: BlockedSystem
+    system: BlockedFactor
     optimum: Optimum
     data_name: str
     warnings: list[str] = field(default_factory=list)
@@ -129,7 +130,7 @@ class FittedModel:
         self._u = self.system.spherical_modes()
         self._b = self.system.conditional_modes(self._u)
         self._vcov = self.sigma**2 * self.system.unscaled_vcov()
-        self._fitted = self.system.X @ self._beta + self.system.Zb(self._b)
+        self._fitted = self.system.cp.X @ self._beta + self.system.Zb(self._b)
 
     # ---------------------------------------------------------------- random effects
     def varcomps(self) -> list[VarComp]:
@@ -169,7 +170,7 @@ class FittedModel:
 
     @property
     def residuals(self) -> np.ndarray:
-        return self.system.y - self._fitted
+        return self.system.cp.y - self._fitted
 
     def scaled_residual_quantiles(self) -> list[float]:
         r = self.residuals / self.sigma
@@ -182,7 +183,7 @@ class FittedModel:
     # ---------------------------------------------------------------- inference
     def satterthwaite(self) -> Satterthwaite:
         if self._satterthwaite is None:
-            from mlmcli.inference import satterthwaite
+            from mlmcli.engine.satterthwaite import satterthwaite
 
             self._satterthwaite = satterthwaite(self.system, self.theta, self.sigma, self.reml, self._vcov)
             self.system.update(self.theta)
@@ -230,7 +231,7 @@ def scale_warning(X: np.ndarray) -> str | None:
 def fit_model(formula: Formula, design: Design, reml: bool = True, data_name: str = "",
               ddf: str = "Satterthwaite") -> FittedModel:
     """Fit by REML or ML as lmer() does."""
-    system = BlockedSystem(design.terms, design.X, design.y)
+    system = BlockedFactor(CrossProducts(design.terms, design.X, design.y))
     warnings = list(design.messages)
     w = scale_warning(design.X)
     if w:
@@ -249,14 +250,14 @@ def fit_model(formula: Formula, design: Design, reml: bool = True, data_name: st
 
 def refit(model: FittedModel, reml: bool) -> FittedModel:
     """Refit with the other criterion from the current theta (lme4's refitML uses BOBYQA from theta)."""
-    from mlmcli.fit import Objective, bobyqa, check_convergence, deriv12
+    from mlmcli.engine.fit import Objective, bobyqa, check_convergence, deriv12
 
-    system = BlockedSystem(model.design.terms, model.design.X, model.design.y)
+    system = BlockedFactor(model.system.cp)   # the same data: only the factor is the refit's own
     f = Objective(system, reml)
     theta0 = np.array(model.theta, dtype=float)
     x0 = np.where(theta0 == 0, 0.001, theta0) if np.all(theta0 == 0) else theta0
     rhobeg = min(0.95, 0.2 * float(np.max(np.abs(x0))))
-    lower = system.lower_bounds()
+    lower = system.cp.lower_bounds()
     theta, fval, status = bobyqa(f, x0, lower, initial_step=rhobeg, xtol_abs=1e-6 * rhobeg,
                                  ftol_abs=1e-12, xtol_rel=0.0)
     opt = Optimum(theta=theta, criterion=fval, evaluations=f.count, status=status)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlmcli.pls import LOG_2PI, BlockedSystem
+from mlmcli.engine.factor import LOG_2PI, BlockedFactor
 
 EIGEN_TOL = 1e-8  # lmerTest: eigenvalues of the Hessian above this are inverted
 HESSIAN_STEP = 0.05
@@ -39,7 +39,7 @@ class ProfiledPieces:
     """ldL2, pwrss, ldRX2 and (R_X'R_X)^{-1} at theta, cached: varpar points that differ only in
     sigma (a third of those numerical derivatives visit) need no new factorization."""
 
-    def __init__(self, system: BlockedSystem) -> None:
+    def __init__(self, system: BlockedFactor) -> None:
         self.system = system
         self._cache: dict[bytes, tuple[float, float, float, np.ndarray] | None] = {}
 
@@ -47,7 +47,7 @@ class ProfiledPieces:
         key = np.asarray(theta, dtype=float).tobytes()
         if key not in self._cache:
             s = self.system
-            self._cache[key] = ((s.ldL2, s.pwrss_direct(), s.ldRX2, s.unscaled_vcov())
+            self._cache[key] = ((s.ldL2, s.objective_pwrss(), s.ldRX2, s.unscaled_vcov())
                                 if s.update(theta) else None)
         return self._cache[key]
 
@@ -135,7 +135,7 @@ def jacobian(func, x: np.ndarray, d: float = 1e-4, r: int = 4) -> list[np.ndarra
     return [np.asarray(_richardson(a)) for a in per_coord]
 
 
-def satterthwaite(system: BlockedSystem, theta: np.ndarray, sigma: float, reml: bool,
+def satterthwaite(system: BlockedFactor, theta: np.ndarray, sigma: float, reml: bool,
                   vcov_beta: np.ndarray) -> Satterthwaite:
     """Set up the Satterthwaite approximation at the optimum (lmerTest's as_lmerModLT)."""
     varpar = np.concatenate([np.asarray(theta, dtype=float), [sigma]])

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mlmcli.pls import BlockedSystem
+from mlmcli.engine.factor import BlockedFactor
 
 SINGULAR_TOL = 1e-4       # lme4's isSingular(tol = 1e-4)
 BOUNDARY_TOL = 1e-5       # lmerControl(boundary.tol)
@@ -41,7 +41,7 @@ class Optimum:
 class Objective:
     """theta -> criterion, counting evaluations."""
 
-    def __init__(self, system: BlockedSystem, reml: bool) -> None:
+    def __init__(self, system: BlockedFactor, reml: bool) -> None:
         self.system = system
         self.reml = reml
         self.count = 0
@@ -54,11 +54,11 @@ class Objective:
         return v if np.isfinite(v) else FAILED_VALUE
 
 
-def start_theta(system: BlockedSystem, group_codes: list[np.ndarray], scalar_distinct: bool) -> np.ndarray:
+def start_theta(system: BlockedFactor, group_codes: list[np.ndarray], scalar_distinct: bool) -> np.ndarray:
     """lme4's start: 1 on diagonals, 0 off them; for scalar terms on distinct factors, a moment guess."""
     theta = np.concatenate([np.where(s.tri_rows == s.tri_cols, 1.0, 0.0) for s in system.structures])
     if scalar_distinct:
-        y = system.y
+        y = system.cp.y
         n = len(y)
         v = []
         for codes in group_codes:
@@ -128,10 +128,10 @@ def deriv12(fn, x: np.ndarray, fx: float, delta: float = DERIV_DELTA) -> tuple[n
     return g, H
 
 
-def optimize_theta(system: BlockedSystem, reml: bool, theta0: np.ndarray) -> Optimum:
+def optimize_theta(system: BlockedFactor, reml: bool, theta0: np.ndarray) -> Optimum:
     """lme4's optimizeLmer and checkConv: BOBYQA, restart at an edge, snap to the boundary, checks."""
     f = Objective(system, reml)
-    lower = system.lower_bounds()
+    lower = system.cp.lower_bounds()
     theta, fval, status = bobyqa(f, theta0, lower)
     # derivatives at the optimizer's answer, before any boundary adjustment (lme4's optwrap);
     # computed only when the checks need them (a singular fit skips them)

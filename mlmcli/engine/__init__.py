@@ -1,0 +1,7 @@
+"""The fitting engine: penalized least squares on a blocked sparse Cholesky factor.
+
+terms.py (a term's structure) -> crossprod.py (the blocks of A, one pass over the rows) ->
+blocks.py (block types and kernels) -> factor.py (L(theta), the criterion's pieces) ->
+selinv.py (conditional variances) -> fit.py (optimizing theta, lme4's checks) and
+satterthwaite.py (denominator df).
+"""

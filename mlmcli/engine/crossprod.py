@@ -1,0 +1,133 @@
+"""A = [Z_1 ... Z_k X y]'[Z_1 ... Z_k X y] in blocks, formed in one vectorized pass over the rows.
+
+Every evaluation of the criterion works on these blocks alone (sizes O(levels)); the rows are
+read again only to sum the penalized residual exactly on small data (see factor.py).
+
+The terms come in lme4's order (decreasing number of levels).  A leading run of terms that each
+nest in all later terms of the run is *block diagonal* (no fill-in); from the first term that is
+crossed with an earlier one on, the remaining terms form one dense *tail* (crossed fill-in).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mlmcli.engine.blocks import Nested
+from mlmcli.engine.terms import TermStructure, nesting_parent, term_structure
+
+if TYPE_CHECKING:
+    from mlmcli.design import ReTerm
+
+
+def _level_crossprod(codes: np.ndarray, ell: int, Xa: np.ndarray, Xb: np.ndarray) -> np.ndarray:
+    """(ell, ka, kb): per level of `codes`, Xa' Xb over its rows."""
+    out = np.empty((ell, Xa.shape[1], Xb.shape[1]))
+    for a in range(Xa.shape[1]):
+        for b in range(Xb.shape[1]):
+            out[:, a, b] = np.bincount(codes, weights=Xa[:, a] * Xb[:, b], minlength=ell)
+    return out
+
+
+def _z_crossprod(si: TermStructure, sj: TermStructure, row_offset: int, nrows: int):
+    """Z_i' Z_j as a scipy COO matrix placed at row_offset in a matrix of nrows rows."""
+    import scipy.sparse as sp
+
+    rows, cols, vals = [], [], []
+    for a in range(si.k):
+        for b in range(sj.k):
+            rows.append(row_offset + si.codes * si.k + a)
+            cols.append(sj.codes * sj.k + b)
+            vals.append(si.X[:, a] * sj.X[:, b])
+    return sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                         shape=(nrows, sj.q))
+
+
+class CrossProducts:
+    """The blocks of A for given terms, X and y; immutable once built."""
+
+    def __init__(self, terms: list[ReTerm], X: np.ndarray, y: np.ndarray) -> None:
+        S = [term_structure(t) for t in terms]
+        self.structures = S
+        self.X = np.asarray(X, dtype=float)
+        self.y = np.asarray(y, dtype=float)
+        self.n, self.p = self.X.shape
+        XY = np.column_stack([self.X, self.y])
+        self.A_FF = XY.T @ XY
+        self.theta_sizes = [s.ntheta for s in S]
+        self.ntheta = sum(self.theta_sizes)
+        # parents[m][i]: the level of term i that holds each level of term m (m < i, both leading)
+        self.parents: dict[tuple[int, int], np.ndarray] = {}
+        self.nbd = self._block_diagonal_run(S)
+        nbd = self.nbd
+        self.A_diag = [_level_crossprod(s.codes, s.ell, s.X, s.X) for s in S[:nbd]]
+        # [X y]' Z_j per level: (ell, p+1, k)
+        self.A_F = [_level_crossprod(s.codes, s.ell, XY, s.X) for s in S[:nbd]]
+        self.A_nested: dict[tuple[int, int], Nested] = {}
+        for i in range(nbd):
+            for j in range(i):
+                par = self.parents[j, i]
+                vals = _level_crossprod(S[j].codes, S[j].ell, S[i].X, S[j].X)
+                self.A_nested[i, j] = Nested(par, vals, S[i].ell)
+        tail = S[nbd:]
+        self.tail_sizes = [s.q for s in tail]
+        self.q_tail = sum(self.tail_sizes)
+        if tail:
+            offs = np.cumsum([0] + self.tail_sizes)
+            self.tail_offsets = offs
+            # Z_t' Z_j for every leading term j (sparse) and Z_t' Z_t (dense, it fills in anyway)
+            self.A_tail = []
+            for j in range(nbd):
+                parts = [_z_crossprod(s, S[j], int(offs[i]), self.q_tail) for i, s in enumerate(tail)]
+                M = parts[0].tocsr()
+                for part in parts[1:]:
+                    M = M + part.tocsr()
+                self.A_tail.append(M)
+            Att = np.zeros((self.q_tail, self.q_tail))
+            for i, si in enumerate(tail):
+                for j, sj in enumerate(tail[: i + 1]):
+                    B = _z_crossprod(si, sj, 0, si.q).toarray()
+                    Att[offs[i]:offs[i + 1], offs[j]:offs[j + 1]] = B
+                    Att[offs[j]:offs[j + 1], offs[i]:offs[i + 1]] = B.T
+            self.A_tt = Att
+            self.A_Ft = np.hstack([
+                _level_crossprod(s.codes, s.ell, XY, s.X).transpose(1, 0, 2).reshape(self.p + 1, s.q)
+                for s in tail])
+
+    def _block_diagonal_run(self, S: list[TermStructure]) -> int:
+        """Length of the leading run of terms each nested in every later term of the run."""
+        nbd = 1
+        while nbd < len(S):
+            found = {}
+            for m in range(nbd):
+                par = nesting_parent(S[m], S[nbd])
+                if par is None:
+                    return nbd
+                found[m, nbd] = par
+            self.parents.update(found)
+            nbd += 1
+        return nbd
+
+    # ------------------------------------------------------------------ theta
+    def split_theta(self, theta: np.ndarray) -> list[np.ndarray]:
+        out, pos = [], 0
+        for size in self.theta_sizes:
+            out.append(np.asarray(theta[pos:pos + size], dtype=float))
+            pos += size
+        return out
+
+    def lower_bounds(self) -> np.ndarray:
+        return np.concatenate([s.lower_bounds() for s in self.structures])
+
+    def templates(self, theta: np.ndarray) -> list[np.ndarray]:
+        return [s.template(t) for s, t in zip(self.structures, self.split_theta(theta), strict=True)]
+
+    # ------------------------------------------------------------------ rows
+    def Zb(self, b: list[np.ndarray]) -> np.ndarray:
+        """Z b for b as (ell, k) arrays per term: one pass over the rows."""
+        v = np.zeros(self.n)
+        for s, bi in zip(self.structures, b, strict=True):
+            for a in range(s.k):
+                v += s.X[:, a] * bi[:, a][s.codes]
+        return v

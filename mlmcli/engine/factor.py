@@ -1,0 +1,235 @@
+"""Penalized least squares on a blocked Cholesky factor.
+
+The formulation is that of Bates, Maechler, Bolker & Walker (2015), JSS 67(1), with the blocked
+factor of MixedModels.jl.  For a given theta each term's blocks of A (crossprod.py) are scaled by
+its relative covariance factor Lambda_i, the identity is added to the diagonal blocks, and the
+whole is factored block by block:
+
+    L_ii L_ii' = Lambda_i' A_ii Lambda_i + I - sum_{m<i} L_im L_im'
+    L_ij       = (Lambda_i' A_ij Lambda_j - sum_{m<j} L_im L_jm') L_jj^{-T}
+
+Leading terms nested in each other keep uniform block-diagonal diagonal blocks and nested
+off-diagonal blocks (blocks.py); the dense tail of crossed terms is one LAPACK factorization.  The
+block of [X y] is last, so the last diagonal element of its factor is sqrt(penalized RSS) and the
+rest of it is R_X'.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mlmcli.engine.blocks import Nested, batched_cholesky, block_diag_csr, bmm, segment_sum, t
+from mlmcli.engine.crossprod import CrossProducts
+
+LOG_2PI = float(np.log(2.0 * np.pi))
+# When a diagonal element of [X y]'[X y] exceeds its Schur complement by this factor, half the
+# digits are gone in the subtraction: recompute it with exact sums.
+CANCELLATION = 1e6
+# Up to this many rows the penalized RSS is summed from the residuals, as lme4 does, so that
+# BOBYQA follows lme4's path to the last digits; above it the factor's value is used and no
+# evaluation reads the rows.
+DIRECT_PWRSS_ROWS = 50_000
+
+
+def _lambda_tail(cp: CrossProducts, T: list[np.ndarray]):
+    """Lambda over the tail terms as a sparse block-diagonal matrix."""
+    import scipy.sparse as sp
+
+    parts = [block_diag_csr(np.broadcast_to(T[cp.nbd + i], (s.ell, s.k, s.k)).copy())
+             for i, s in enumerate(cp.structures[cp.nbd:])]
+    return sp.block_diag(parts, format="csr")
+
+
+class BlockedFactor:
+    """L(theta) over the blocks of A; `update` refactors."""
+
+    def __init__(self, cp: CrossProducts) -> None:
+        self.cp = cp
+        self.n, self.p = cp.n, cp.p
+        self.structures = cp.structures
+        self.ok = False
+
+    # ------------------------------------------------------------------ factor
+    def update(self, theta: np.ndarray) -> bool:
+        """Factor L(theta).  False when a block is not positive definite."""
+        self.theta = np.array(theta, dtype=float)
+        self.T = self.cp.templates(self.theta)
+        try:
+            self._factor()
+        except np.linalg.LinAlgError:
+            self.ok = False
+            return False
+        self.ok = bool(np.isfinite(self.L_FF).all())
+        return self.ok
+
+    def _factor(self) -> None:
+        cp, T, p = self.cp, self.T, self.p
+        nbd = cp.nbd
+        tail = cp.q_tail > 0
+        self.Ldiag: list[np.ndarray] = []     # (ell, k, k) per leading term
+        self.Linv: list[np.ndarray] = []
+        self.Lnest: dict[tuple[int, int], Nested] = {}
+        self.LF: list[np.ndarray] = []        # (ell, p+1, k) per leading term
+        self.Lt: list[object] = []            # tail rows against each leading term (CSR)
+        if tail:
+            Lam_t = _lambda_tail(cp, T)
+            self.Lam_t = Lam_t
+        for j in range(nbd):
+            Tj = T[j]
+            D = bmm(bmm(Tj.T, cp.A_diag[j]), Tj)
+            D = D + np.eye(Tj.shape[0])
+            for m in range(j):
+                D -= self.Lnest[j, m].gram()
+            L, Linv = batched_cholesky(D)
+            self.Ldiag.append(L)
+            self.Linv.append(Linv)
+            LinvT = t(Linv)
+            for i in range(j + 1, nbd):
+                V = cp.A_nested[i, j].scaled(T[i], Tj).values
+                for m in range(j):
+                    V = V - self.Lnest[i, m].times_t(self.Lnest[j, m], cp.parents[m, j], cp.structures[j].ell)
+                self.Lnest[i, j] = Nested(cp.parents[j, i], bmm(V, LinvT), cp.structures[i].ell)
+            R = bmm(cp.A_F[j], Tj)
+            for m in range(j):
+                Lm = self.Lnest[j, m]
+                R = R - segment_sum(bmm(self.LF[m], t(Lm.values)), cp.parents[m, j], cp.structures[j].ell)
+            self.LF.append(bmm(R, LinvT))
+            if tail:
+                W = block_diag_csr(bmm(Tj, LinvT))   # Lambda_j L_jj^{-T}
+                Rt = Lam_t.T @ cp.A_tail[j]
+                if m_terms := list(range(j)):
+                    Rt = Rt @ block_diag_csr(np.broadcast_to(Tj, (cp.structures[j].ell,) + Tj.shape).copy())
+                    for m in m_terms:
+                        Rt = Rt - self.Lt[m] @ self.Lnest[j, m].to_csr().T
+                    self.Lt.append((Rt @ block_diag_csr(LinvT)).tocsr())
+                else:
+                    self.Lt.append((Rt @ W).tocsr())
+        LF_flat = [self._flat(F) for F in self.LF]
+        if tail:
+            from scipy.linalg import solve_triangular
+
+            D = np.asarray((Lam_t.T @ (Lam_t.T @ cp.A_tt).T))   # Lambda_t' A_tt Lambda_t (symmetric)
+            D[np.diag_indices_from(D)] += 1.0
+            RF = np.asarray((Lam_t.T @ cp.A_Ft.T).T)
+            for j in range(nbd):
+                D -= (self.Lt[j] @ self.Lt[j].T).toarray()
+                RF -= np.asarray((self.Lt[j] @ LF_flat[j].T).T)
+            self.Ltt = np.linalg.cholesky(D)
+            self.LFt = solve_triangular(self.Ltt, RF.T, lower=True).T
+            LF_flat.append(self.LFt)
+        self.LF_flat = LF_flat
+        MFF = cp.A_FF.copy()
+        for F in LF_flat:
+            MFF -= F @ F.T
+        if np.any(np.diag(cp.A_FF) > CANCELLATION * np.abs(np.diag(MFF))):
+            MFF = _schur_exact(cp.A_FF, LF_flat)
+        self.L_FF = np.linalg.cholesky(MFF)
+
+    def _flat(self, F: np.ndarray) -> np.ndarray:
+        """(ell, p+1, k) -> (p+1, ell*k)."""
+        return F.transpose(1, 0, 2).reshape(self.p + 1, -1)
+
+    # ------------------------------------------------------------------ pieces
+    @property
+    def pwrss(self) -> float:
+        return float(self.L_FF[self.p, self.p] ** 2)
+
+    @property
+    def ldL2(self) -> float:
+        v = sum(2.0 * float(np.log(np.diagonal(L, axis1=1, axis2=2)).sum()) for L in self.Ldiag)
+        if self.cp.q_tail:
+            v += 2.0 * float(np.log(np.diag(self.Ltt)).sum())
+        return v
+
+    @property
+    def RXt(self) -> np.ndarray:
+        """R_X' (lower triangular, p x p): R_X'R_X = X'V^{-1}X / sigma^2 in lme4's scaling."""
+        return self.L_FF[: self.p, : self.p]
+
+    @property
+    def ldRX2(self) -> float:
+        return 2.0 * float(np.log(np.diag(self.RXt)).sum())
+
+    def objective_pwrss(self) -> float:
+        """The penalized RSS the criterion uses: summed from the residuals on small data."""
+        return self.pwrss_direct() if self.n <= DIRECT_PWRSS_ROWS else self.pwrss
+
+    def objective(self, reml: bool) -> float:
+        """lme4's profiled REML criterion or ML deviance at the current theta."""
+        if not self.ok:
+            return float("inf")
+        pwrss = self.objective_pwrss()
+        if pwrss <= 0.0:
+            return float("inf")
+        n, p = self.n, self.p
+        if reml:
+            nmp = n - p
+            return self.ldL2 + self.ldRX2 + nmp * (1.0 + LOG_2PI + np.log(pwrss / nmp))
+        return self.ldL2 + n * (1.0 + LOG_2PI + np.log(pwrss / n))
+
+    def beta(self) -> np.ndarray:
+        return np.linalg.solve(self.RXt.T, self.L_FF[self.p, : self.p])
+
+    def spherical_modes(self) -> list[np.ndarray]:
+        """u: solve L_ZZ' u = c_u - L_XZ' beta by block back-substitution (tail first)."""
+        cp, p = self.cp, self.p
+        beta = self.beta()
+        u: list[np.ndarray] = [np.empty(0)] * len(self.structures)
+        ut = None
+        if cp.q_tail:
+            from scipy.linalg import solve_triangular
+
+            rhs = self.LFt[p] - beta @ self.LFt[:p]
+            ut = solve_triangular(self.Ltt, rhs, lower=True, trans="T")
+            offs = cp.tail_offsets
+            for i in range(len(cp.tail_sizes)):
+                u[cp.nbd + i] = ut[offs[i]:offs[i + 1]]
+        for j in range(cp.nbd - 1, -1, -1):
+            F = self.LF[j]                                  # (ell, p+1, k)
+            r = F[:, p, :] - np.einsum("a,lak->lk", beta, F[:, :p, :])
+            for i in range(j + 1, cp.nbd):
+                r = r - self.Lnest[i, j].t_times(u[i].reshape(cp.structures[i].ell, -1))
+            if ut is not None:
+                r = r - np.asarray(self.Lt[j].T @ ut).reshape(r.shape)
+            u[j] = np.einsum("lab,la->lb", self.Linv[j], r).ravel()   # L_jj^{-T} r, per level
+        return u
+
+    def conditional_modes(self, u: list[np.ndarray]) -> list[np.ndarray]:
+        """b_i = Lambda_i u_i, as (ell, k) arrays."""
+        return [ui.reshape(s.ell, s.k) @ T.T for s, T, ui in zip(self.structures, self.T, u, strict=True)]
+
+    def Zb(self, b: list[np.ndarray]) -> np.ndarray:
+        return self.cp.Zb(b)
+
+    def pwrss_direct(self) -> float:
+        """||y - X beta - Z b||^2 + ||u||^2, summed from the solution as lme4 does."""
+        u = self.spherical_modes()
+        r = self.cp.y - self.cp.X @ self.beta() - self.Zb(self.conditional_modes(u))
+        return float(r @ r + sum(float(ui @ ui) for ui in u))
+
+    def unscaled_vcov(self) -> np.ndarray:
+        """(R_X'R_X)^{-1}: vcov(beta) / sigma^2."""
+        Rinv = np.linalg.inv(self.RXt)
+        return Rinv.T @ Rinv
+
+    def unscaled_condvar(self) -> list[np.ndarray]:
+        """Per term, (ell, k, k) diagonal blocks of Lambda (L L')^{-1} Lambda' (lme4's condVar / sigma^2)."""
+        from mlmcli.engine.selinv import inverse_diagonal_blocks
+
+        blocks = inverse_diagonal_blocks(self)
+        return [T @ B @ T.T for T, B in zip(self.T, blocks, strict=True)]
+
+
+def _schur_exact(A: np.ndarray, LF: list[np.ndarray]) -> np.ndarray:
+    """A - sum LF LF' with exactly rounded sums, for when the subtraction cancels most digits
+    (predictors on a large scale whose variation the random effects absorb)."""
+    import math
+
+    F = np.hstack(LF)
+    m = A.shape[0]
+    out = np.empty((m, m))
+    for i in range(m):
+        for j in range(i + 1):
+            out[i, j] = out[j, i] = math.fsum(np.concatenate(([A[i, j]], -(F[i] * F[j]))).tolist())
+    return out
+
