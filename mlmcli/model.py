@@ -14,8 +14,8 @@ from mlmcli.engine.fit import Optimum, optimize_theta, start_theta
 
 if TYPE_CHECKING:
     from mlmcli.design import Design
-    from mlmcli.formula import Formula
     from mlmcli.engine.satterthwaite import Satterthwaite
+    from mlmcli.formula import Formula
 
 SCALE_WARNING = "Some predictor variables are on very different scales: consider rescaling"
 

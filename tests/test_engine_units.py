@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from mlmcli.distributions import chisq_upper, t_two_sided
-from mlmcli.engine.fit import Optimum
 from mlmcli.engine.blocks import batched_cholesky as _batched_cholesky
+from mlmcli.engine.fit import Optimum
 
 
 # values from R: 2 * pt(-abs(t), df), pchisq(x, df, lower.tail = FALSE)

@@ -106,8 +106,8 @@ class Nested:
         import scipy.sparse as sp
 
         ell, kr, kc = self.values.shape
-        rows = (self.parent[:, None, None] * kr + np.arange(kr)[None, :, None]) + np.zeros((1, 1, kc), dtype=np.int64)
-        cols = (np.arange(ell)[:, None, None] * kc + np.arange(kc)[None, None, :]) + np.zeros((1, kr, 1), dtype=np.int64)
+        rows, _ = np.broadcast_arrays(self.parent[:, None, None] * kr + np.arange(kr)[None, :, None], self.values)
+        cols, _ = np.broadcast_arrays(np.arange(ell)[:, None, None] * kc + np.arange(kc)[None, None, :], self.values)
         return sp.csr_matrix((self.values.ravel(), (rows.ravel(), cols.ravel())), shape=(self.ell_row * kr, ell * kc))
 
 

@@ -63,7 +63,7 @@ class BlockedFactor:
         return self.ok
 
     def _factor(self) -> None:
-        cp, T, p = self.cp, self.T, self.p
+        cp, T = self.cp, self.T
         nbd = cp.nbd
         tail = cp.q_tail > 0
         self.Ldiag: list[np.ndarray] = []     # (ell, k, k) per leading term
@@ -108,7 +108,7 @@ class BlockedFactor:
         if tail:
             from scipy.linalg import solve_triangular
 
-            D = np.asarray((Lam_t.T @ (Lam_t.T @ cp.A_tt).T))   # Lambda_t' A_tt Lambda_t (symmetric)
+            D = np.asarray(Lam_t.T @ (Lam_t.T @ cp.A_tt).T)   # Lambda_t' A_tt Lambda_t (symmetric)
             D[np.diag_indices_from(D)] += 1.0
             RF = np.asarray((Lam_t.T @ cp.A_Ft.T).T)
             for j in range(nbd):
