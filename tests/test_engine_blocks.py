@@ -123,8 +123,8 @@ def test_kernels_equal_their_dense_meaning(seed, k, m, ell):
     blocks = nb.gram()
     for g in range(3):
         np.testing.assert_allclose(gram[g * k:(g + 1) * k, g * k:(g + 1) * k], blocks[g], atol=1e-12)
-    u = rng.normal(size=(3, k))
-    np.testing.assert_allclose(nb.t_times(u).ravel(), dense.T @ u.ravel(), atol=1e-12)
+    u = rng.normal(size=(3, k, 2))
+    np.testing.assert_allclose(nb.t_times(u).reshape(-1, 2), dense.T @ u.reshape(-1, 2), atol=1e-12)
 
 
 def test_term_order_decides_the_block_types():

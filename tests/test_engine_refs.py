@@ -12,7 +12,16 @@ from mlmcli.formula import parse_formula
 from mlmcli.frame import read_csv
 from mlmcli.model import fit_model
 from mlmcli.report import fit_report, ranef_report, tau_report
-from tests.refcheck import SUITE, check_compare, check_fit, check_ranef, compare_cases, fit_cases, reference
+from tests.refcheck import (
+    SUITE,
+    check_compare,
+    check_fit,
+    check_ranef,
+    compare_cases,
+    fit_cases,
+    reference,
+    reference_exact_df,
+)
 
 
 @lru_cache
@@ -29,7 +38,7 @@ def fitted(case: dict, reml: bool | None = None):
 
 @pytest.mark.parametrize("case", fit_cases(), ids=lambda c: c["id"])
 def test_fit_matches_lme4(case):
-    ref = reference(case["id"])
+    ref = reference_exact_df(case["id"])
     model = fitted(case)
     report = fit_report(model)
     problems = check_fit(report, ref["fit"])

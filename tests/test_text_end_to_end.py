@@ -20,7 +20,7 @@ from mlmcli.frame import read_csv
 from mlmcli.model import fit_model
 from mlmcli.render.text import anova_output, fit_summary_output, tau_output
 from mlmcli.report import fit_report, tau_report
-from tests.refcheck import SUITE, compare_cases, fit_cases
+from tests.refcheck import DF_ARTEFACTS, SUITE, compare_cases, fit_cases
 
 NUMBER = re.compile(r"-?\d+\.?\d*(?:e[-+]\d+)?")
 REFIT = "refitting model(s) with ML (instead of REML)"
@@ -85,7 +85,19 @@ OUTPUTS = ([(c, s) for c in fit_cases() for s in ("summary", "summary_lme4", "ta
 
 @pytest.mark.parametrize(("case", "suffix"), OUTPUTS, ids=lambda v: v if isinstance(v, str) else v["id"])
 def test_printed_output_matches_lme4(case, suffix):
-    assert not nearly_same(ours(case, suffix), expected(case["id"], suffix))
+    got, want = ours(case, suffix), expected(case["id"], suffix)
+    if suffix == "summary" and case["id"] in DF_ARTEFACTS:
+        # lmerTest's df (hence p and stars) are an artefact here: those rows are checked by number
+        # in test_engine_refs; every other line is lme4's
+        got, want = (_without_coefficient_rows(x) for x in (got, want))
+    assert not nearly_same(got, want)
+
+
+def _without_coefficient_rows(text: str) -> str:
+    lines = text.split("\n")
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("Fixed effects:")) + 2
+    end = next(i for i in range(start, len(lines)) if not lines[i].strip())
+    return "\n".join(ln for i, ln in enumerate(lines[:start] + lines[end:]) if not ln.startswith(("---", "Signif.")))
 
 
 def test_most_outputs_match_byte_for_byte():

@@ -99,8 +99,8 @@ class Nested:
         return segment_sum(bmm(self.values, t(other.values)), parent_to, ell_to)
 
     def t_times(self, u_row: np.ndarray) -> np.ndarray:
-        """B' u for u as (ell_row, k_row): an (ell_col, k_col) array."""
-        return np.einsum("lab,la->lb", self.values, u_row[self.parent])
+        """B' U for U as (ell_row, k_row, m): an (ell_col, k_col, m) array."""
+        return np.einsum("lab,lam->lbm", self.values, u_row[self.parent])
 
     def to_csr(self):
         import scipy.sparse as sp

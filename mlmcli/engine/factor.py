@@ -170,29 +170,48 @@ class BlockedFactor:
     def beta(self) -> np.ndarray:
         return np.linalg.solve(self.RXt.T, self.L_FF[self.p, : self.p])
 
-    def spherical_modes(self) -> list[np.ndarray]:
-        """u: solve L_ZZ' u = c_u - L_XZ' beta by block back-substitution (tail first)."""
-        cp, p = self.cp, self.p
-        beta = self.beta()
-        u: list[np.ndarray] = [np.empty(0)] * len(self.structures)
+    def LF_rows(self, rows: slice | int) -> list[np.ndarray]:
+        """Rows of the [X y] block of L as right-hand sides per term: (ell, k, m) arrays."""
+        sel = slice(rows, rows + 1) if isinstance(rows, int) else rows
+        out = [F[:, sel, :].transpose(0, 2, 1) for F in self.LF]
+        if self.cp.q_tail:
+            Ft = self.LFt[sel].T                            # (q_tail, m)
+            offs = self.cp.tail_offsets
+            for i, s in enumerate(self.structures[self.cp.nbd:]):
+                out.append(Ft[offs[i]:offs[i + 1]].reshape(s.ell, s.k, -1))
+        return out
+
+    def solve_modes(self, rhs: list[np.ndarray]) -> list[np.ndarray]:
+        """Solve L_ZZ' U = C by block back-substitution (tail first); C and U per term as
+        (ell, k, m) arrays, U returned flattened to (q, m)."""
+        cp = self.cp
+        m = rhs[0].shape[-1]
+        U: list[np.ndarray] = [np.empty(0)] * len(self.structures)
         ut = None
         if cp.q_tail:
             from scipy.linalg import solve_triangular
 
-            rhs = self.LFt[p] - beta @ self.LFt[:p]
-            ut = solve_triangular(self.Ltt, rhs, lower=True, trans="T")
+            Ct = np.concatenate([c.reshape(-1, m) for c in rhs[cp.nbd:]])
+            ut = solve_triangular(self.Ltt, Ct, lower=True, trans="T")
             offs = cp.tail_offsets
             for i in range(len(cp.tail_sizes)):
-                u[cp.nbd + i] = ut[offs[i]:offs[i + 1]]
+                U[cp.nbd + i] = ut[offs[i]:offs[i + 1]]
         for j in range(cp.nbd - 1, -1, -1):
-            F = self.LF[j]                                  # (ell, p+1, k)
-            r = F[:, p, :] - np.einsum("a,lak->lk", beta, F[:, :p, :])
+            r = rhs[j]
             for i in range(j + 1, cp.nbd):
-                r = r - self.Lnest[i, j].t_times(u[i].reshape(cp.structures[i].ell, -1))
+                si = self.structures[i]
+                r = r - self.Lnest[i, j].t_times(U[i].reshape(si.ell, si.k, m))
             if ut is not None:
                 r = r - np.asarray(self.Lt[j].T @ ut).reshape(r.shape)
-            u[j] = np.einsum("lab,la->lb", self.Linv[j], r).ravel()   # L_jj^{-T} r, per level
-        return u
+            U[j] = np.einsum("lab,lam->lbm", self.Linv[j], r).reshape(-1, m)   # L_jj^{-T} r, per level
+        return U
+
+    def spherical_modes(self) -> list[np.ndarray]:
+        """u: solve L_ZZ' u = c_u - L_XZ' beta."""
+        p = self.p
+        beta = self.beta()
+        rhs = [c[:, :, p:] - c[:, :, :p] @ beta[:, None] for c in self.LF_rows(slice(0, p + 1))]
+        return [ui[:, 0] for ui in self.solve_modes(rhs)]
 
     def conditional_modes(self, u: list[np.ndarray]) -> list[np.ndarray]:
         """b_i = Lambda_i u_i, as (ell, k) arrays."""

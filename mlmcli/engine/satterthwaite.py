@@ -66,15 +66,6 @@ def deviance_varpar(pieces: ProfiledPieces, varpar: np.ndarray, reml: bool) -> f
     return float(dev + ldRX2 - p * (LOG_2PI + np.log(sigma2)))
 
 
-def vcov_beta_varpar(pieces: ProfiledPieces, varpar: np.ndarray) -> np.ndarray:
-    """lmerTest's get_covbeta: sigma^2 (R_X'R_X)^{-1} at theta."""
-    got = pieces.at(varpar[:-1])
-    if got is None:
-        p = pieces.system.p
-        return np.full((p, p), np.nan)
-    return varpar[-1] ** 2 * got[3]
-
-
 def _steps(x: np.ndarray, d: float, eps: float = 1e-4, floor: float = 0.0) -> np.ndarray:
     """numDeriv's steps: d|x|, plus eps where x is near zero; `floor` bounds them below."""
     zero_tol = np.sqrt(np.finfo(float).eps / 7e-7)
@@ -137,14 +128,30 @@ def jacobian(func, x: np.ndarray, d: float = 1e-4, r: int = 4) -> list[np.ndarra
 
 def satterthwaite(system: BlockedFactor, theta: np.ndarray, sigma: float, reml: bool,
                   vcov_beta: np.ndarray) -> Satterthwaite:
-    """Set up the Satterthwaite approximation at the optimum (lmerTest's as_lmerModLT)."""
-    varpar = np.concatenate([np.asarray(theta, dtype=float), [sigma]])
+    """Set up the Satterthwaite approximation at the optimum (lmerTest's as_lmerModLT).
+
+    The deviance is g(theta) + pwrss(theta) / sigma^2 + c log(sigma^2): its derivatives in sigma,
+    and vcov(beta)'s in everything, are exact (derivatives.py); only the theta-theta block of
+    the Hessian is differenced, at sigma fixed.
+    """
+    from mlmcli.engine.derivatives import pwrss_gradient, unscaled_vcov_gradient
+
+    theta = np.asarray(theta, dtype=float)
     # numDeriv's relative step (1e-4) makes the second differences of a deviance in the thousands
     # mostly rounding noise.  A larger step with the same Richardson extrapolation converges to the
     # exact Hessian, which lmerTest's own evaluations approximate to about seven digits (checked on
     # the reference suite for steps from 1e-2 to 2e-1).
     pieces = ProfiledPieces(system)
-    H = hessian(lambda v: deviance_varpar(pieces, v, reml), varpar, d=HESSIAN_STEP)
+    Htt = hessian(lambda th: deviance_varpar(pieces, np.append(th, sigma), reml), theta, d=HESSIAN_STEP)
+    system.update(theta)
+    n, p = system.n, system.p
+    c = n - p if reml else n
+    pwrss = system.objective_pwrss()
+    nt = len(theta)
+    H = np.empty((nt + 1, nt + 1))
+    H[:nt, :nt] = Htt
+    H[:nt, nt] = H[nt, :nt] = -2.0 * pwrss_gradient(system) / sigma**3
+    H[nt, nt] = 6.0 * pwrss / sigma**4 - 2.0 * c / sigma**2
     messages = []
     if not np.all(np.isfinite(H)):
         vcov_varpar = np.full_like(H, np.nan)
@@ -164,6 +171,6 @@ def satterthwaite(system: BlockedFactor, theta: np.ndarray, sigma: float, reml: 
         pos = evals > EIGEN_TOL
         V = evecs[:, pos]
         vcov_varpar = 2.0 * (V / evals[pos]) @ V.T
-    J = jacobian(lambda v: vcov_beta_varpar(pieces, v), varpar)
-    system.update(np.asarray(theta, dtype=float))  # leave the system at the optimum
+    J = [sigma**2 * dC for dC in unscaled_vcov_gradient(system)]
+    J.append(2.0 * sigma * system.unscaled_vcov())
     return Satterthwaite(vcov_varpar=vcov_varpar, jacobian=J, vcov_beta=vcov_beta, messages=messages)
