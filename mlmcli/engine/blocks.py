@@ -125,3 +125,4 @@ def csr_block_dots(D: np.ndarray, S, k_d: int, k_s: int, ell: int, d_parent: np.
             sel = b == bb
             out[:, a, bb] = np.bincount(lev[sel], weights=w[sel], minlength=ell)
     return out
+

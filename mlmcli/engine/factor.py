@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlmcli.engine.blocks import Nested, batched_cholesky, block_diag_csr, bmm, segment_sum, t
+from mlmcli.engine.blocks import Nested, batched_cholesky, bmm, segment_sum, t
 from mlmcli.engine.crossprod import CrossProducts
+from mlmcli.engine.tail import TailLambda, block_diag_or_vector, block_diag_or_vector_stack, scale_right
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 # When a diagonal element of [X y]'[X y] exceeds its Schur complement by this factor, half the
@@ -29,15 +30,6 @@ CANCELLATION = 1e6
 # BOBYQA follows lme4's path to the last digits; above it the factor's value is used and no
 # evaluation reads the rows.
 DIRECT_PWRSS_ROWS = 50_000
-
-
-def _lambda_tail(cp: CrossProducts, T: list[np.ndarray]):
-    """Lambda over the tail terms as a sparse block-diagonal matrix."""
-    import scipy.sparse as sp
-
-    parts = [block_diag_csr(np.broadcast_to(T[cp.nbd + i], (s.ell, s.k, s.k)).copy())
-             for i, s in enumerate(cp.structures[cp.nbd:])]
-    return sp.block_diag(parts, format="csr")
 
 
 class BlockedFactor:
@@ -72,8 +64,7 @@ class BlockedFactor:
         self.LF: list[np.ndarray] = []        # (ell, p+1, k) per leading term
         self.Lt: list[object] = []            # tail rows against each leading term (CSR)
         if tail:
-            Lam_t = _lambda_tail(cp, T)
-            self.Lam_t = Lam_t
+            Lam_t = TailLambda(T[nbd:], [s.ell for s in cp.structures[nbd:]])
         for j in range(nbd):
             Tj = T[j]
             D = bmm(bmm(Tj.T, cp.A_diag[j]), Tj)
@@ -95,22 +86,22 @@ class BlockedFactor:
                 R = R - segment_sum(bmm(self.LF[m], t(Lm.values)), cp.parents[m, j], cp.structures[j].ell)
             self.LF.append(bmm(R, LinvT))
             if tail:
-                W = block_diag_csr(bmm(Tj, LinvT))   # Lambda_j L_jj^{-T}
-                Rt = Lam_t.T @ cp.A_tail[j]
-                if m_terms := list(range(j)):
-                    Rt = Rt @ block_diag_csr(np.broadcast_to(Tj, (cp.structures[j].ell,) + Tj.shape).copy())
-                    for m in m_terms:
-                        Rt = Rt - self.Lt[m] @ self.Lnest[j, m].to_csr().T
-                    self.Lt.append((Rt @ block_diag_csr(LinvT)).tocsr())
+                Rt = Lam_t.left_t(cp.A_tail[j])
+                ell = cp.structures[j].ell
+                if j == 0:                                 # one product: Lambda_0 L_00^{-T}
+                    self.Lt.append(scale_right(Rt, block_diag_or_vector_stack(bmm(Tj, LinvT))))
                 else:
-                    self.Lt.append((Rt @ W).tocsr())
+                    Rt = scale_right(Rt, block_diag_or_vector(Tj, ell))
+                    for m in range(j):
+                        Rt = Rt - self.Lt[m] @ self.Lnest[j, m].to_csr().T
+                    self.Lt.append(scale_right(Rt.tocsr(), block_diag_or_vector_stack(LinvT)))
         LF_flat = [self._flat(F) for F in self.LF]
         if tail:
             from scipy.linalg import solve_triangular
 
-            D = np.asarray(Lam_t.T @ (Lam_t.T @ cp.A_tt).T)   # Lambda_t' A_tt Lambda_t (symmetric)
+            D = Lam_t.sandwich(cp.A_tt)
             D[np.diag_indices_from(D)] += 1.0
-            RF = np.asarray((Lam_t.T @ cp.A_Ft.T).T)
+            RF = Lam_t.right(cp.A_Ft)
             for j in range(nbd):
                 D -= (self.Lt[j] @ self.Lt[j].T).toarray()
                 RF -= np.asarray((self.Lt[j] @ LF_flat[j].T).T)

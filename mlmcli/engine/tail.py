@@ -1,0 +1,76 @@
+"""Lambda over the dense tail of crossed terms, applied without forming it.
+
+When every tail term is scalar (k = 1), Lambda_t is a diagonal: scaling by a vector replaces the
+sparse products that a general block-diagonal Lambda_t needs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mlmcli.engine.blocks import block_diag_csr
+
+
+def scale_csr(S, left: np.ndarray | None = None, right: np.ndarray | None = None):
+    """diag(left) S diag(right) for a CSR matrix S, by scaling its stored values."""
+    import scipy.sparse as sp
+
+    data = S.data
+    if left is not None:
+        data = data * np.repeat(left, np.diff(S.indptr))
+    if right is not None:
+        data = data * right[S.indices]
+    return sp.csr_matrix((data, S.indices, S.indptr), shape=S.shape)
+
+
+def block_diag_or_vector(T: np.ndarray, ell: int):
+    """I_ell (x) T: a vector for scalar T, else a sparse block-diagonal matrix."""
+    if T.shape == (1, 1):
+        return np.full(ell, T[0, 0])
+    return block_diag_csr(np.broadcast_to(T, (ell,) + T.shape).copy())
+
+
+def block_diag_or_vector_stack(blocks: np.ndarray):
+    """The block-diagonal matrix of an (ell, k, k) stack: a vector when k = 1."""
+    if blocks.shape[1:] == (1, 1):
+        return blocks[:, 0, 0].copy()
+    return block_diag_csr(blocks)
+
+
+def scale_right(S, D):
+    """S D for D a vector (diagonal) or a sparse matrix."""
+    return scale_csr(S, right=D) if isinstance(D, np.ndarray) else (S @ D).tocsr()
+
+
+class TailLambda:
+    """Lambda_t = block-diag(I_ell (x) T_i) over the tail terms."""
+
+    def __init__(self, T_tail: list[np.ndarray], ells: list[int]) -> None:
+        if all(T.shape == (1, 1) for T in T_tail):
+            self.vec: np.ndarray | None = np.concatenate([np.full(ell, T[0, 0]) for T, ell in zip(T_tail, ells,
+                                                                                               strict=True)])
+            self.M = None
+        else:
+            import scipy.sparse as sp
+
+            self.vec = None
+            self.M = sp.block_diag([block_diag_csr(np.broadcast_to(T, (ell,) + T.shape).copy())
+                                    for T, ell in zip(T_tail, ells, strict=True)], format="csr")
+
+    def sandwich(self, A: np.ndarray) -> np.ndarray:
+        """Lambda_t' A Lambda_t for a dense symmetric A."""
+        if self.vec is not None:
+            return A * np.outer(self.vec, self.vec)
+        return np.asarray(self.M.T @ (self.M.T @ A).T)
+
+    def right(self, F: np.ndarray) -> np.ndarray:
+        """F Lambda_t for a dense F."""
+        if self.vec is not None:
+            return F * self.vec
+        return np.asarray((self.M.T @ F.T).T)
+
+    def left_t(self, S):
+        """Lambda_t' S for a sparse S."""
+        if self.vec is not None:
+            return scale_csr(S, left=self.vec)
+        return (self.M.T @ S).tocsr()
