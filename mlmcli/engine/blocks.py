@@ -54,13 +54,12 @@ def segment_sum(values: np.ndarray, index: np.ndarray, size: int) -> np.ndarray:
 
 
 def bmm(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """A @ B over stacks of small blocks (broadcasting).  numpy's matmul pays a per-matrix
-    overhead that dominates for k <= 4; a broadcast product and sum does not."""
-    inner = A.shape[-1]
-    if inner == 1:
-        return A * B.reshape(B.shape[:-2] + (1, B.shape[-1])) if B.ndim > 1 else A * B
-    if inner <= 4:
-        return (A[..., :, :, None] * B[..., None, :, :]).sum(axis=-2)
+    """A @ B over stacks of small blocks (either may be one 2-d block).  For k = 1 a broadcast
+    product, against one block an einsum: both avoid matmul's per-matrix overhead."""
+    if A.shape[-1] == 1:
+        return A * B.reshape(B.shape[:-2] + (1, B.shape[-1]))
+    if B.ndim == 2:
+        return np.einsum("...ab,bc->...ac", A, B)
     return A @ B
 
 
