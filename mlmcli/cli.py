@@ -24,9 +24,13 @@ from mlmcli.errors import DataError, FormulaError, MlmError  # noqa: E402
 
 EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_STRICT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
+HELP = """Multilevel (linear mixed-effects) models with lme4's numbers, from the command line.
+
+Exit status: 0 ok, 1 internal error (a bug), 2 bad input or usage, 3 warnings under --strict, 130 interrupted."""
+
 app = typer.Typer(
     name="mlm",
-    help="Multilevel (linear mixed-effects) models with lme4's numbers, from the command line.",
+    help=HELP,
     add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -89,11 +93,7 @@ def _options(
     version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_show_version,
                                           help="Print the version and exit.")] = False,
 ) -> None:
-    """Multilevel (linear mixed-effects) models with lme4's numbers, from the command line.
-
-    Exit status: 0 ok, 1 internal error (a bug), 2 bad input or usage, 3 warnings under --strict,
-    130 interrupted.
-    """
+    """Options before any command."""
 
 
 def _default_format(fmt: Enum | None, output: str | None) -> str:
@@ -563,8 +563,11 @@ def _os_error_message(e: OSError) -> str:
     return f"{what}: {e.strerror or e}"
 
 
-def main() -> None:
-    """Entry point: exit status 0, 1 (a bug), 2 (bad input or usage), 3 (--strict warnings), 130 (interrupted)."""
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: exit status 0, 1 (a bug), 2 (bad input or usage), 3 (--strict warnings), 130 (interrupted).
+
+    `argv` (default: sys.argv[1:]) lets tests run the command in process.
+    """
     import warnings
 
     from mlmcli.interrupt import raise_keyboard_interrupt
@@ -575,7 +578,7 @@ def main() -> None:
     exc = _click_exceptions()
     code = EXIT_OK
     try:
-        result = _command().main(prog_name="mlm", standalone_mode=False)
+        result = _command().main(args=argv, prog_name="mlm", standalone_mode=False)
         code = result if isinstance(result, int) else EXIT_OK
     except MlmError as e:
         sys.stderr.write(f"mlm: error: {e}\n")
