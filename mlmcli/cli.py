@@ -1,4 +1,8 @@
-"""The `mlm` command line: parse options, call the engine, hand the result to a renderer."""
+"""The `mlm` command line: parse options, call the engine, hand the result to a renderer.
+
+Exit codes: 0 ok, 1 internal error (a bug), 2 bad input or usage, 3 warnings under --strict,
+130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +13,31 @@ import sys
 # threads contend on a small machine); set before numpy is first imported.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+from collections.abc import Callable, Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 from enum import Enum  # noqa: E402
-from typing import Annotated  # noqa: E402
+from typing import Annotated, Any  # noqa: E402
 
 import typer  # noqa: E402
 
-from mlmcli.errors import MlmError
+from mlmcli.errors import DataError, FormulaError, MlmError  # noqa: E402
+
+EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_STRICT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+HELP = """Multilevel (linear mixed-effects) models with lme4's numbers, from the command line.
+
+Exit status: 0 ok, 1 internal error (a bug), 2 bad input or usage, 3 warnings under --strict, 130 interrupted."""
 
 app = typer.Typer(
     name="mlm",
-    help="Multilevel (linear mixed-effects) models with lme4's numbers, from the command line.",
-    add_completion=False,
+    help=HELP,
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+    # rich help renders [required] and [default: ...] without the stray backslashes that typer's
+    # plain mode leaves when rich is installed
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
@@ -44,11 +59,25 @@ class Ddf(str, Enum):
     none = "none"
 
 
-DataArg = Annotated[str, typer.Argument(help="CSV file with a header line, or - for standard input.")]
-FormulaArg = Annotated[str, typer.Argument(help='lme4 model formula, e.g. "math ~ ses + (ses|schcode)".')]
+class SchemaName(str, Enum):
+    fit = "fit"
+    tau = "tau"
+    ranef = "ranef"
+    compare = "compare"
+
+
+DATA_HELP = ("CSV file with a header line (.csv, or compressed .csv.gz/.bz2/.xz), or - for standard input. "
+             "Text columns are factors; NA or an empty field is a missing value.")
+FORMULA_HELP = ('lme4 model formula in quotes, e.g. "math ~ ses + (ses|schcode)": fixed effects left of the '
+                "first (, random terms as (terms | group); see man mlm for the grammar.")
+DataArg = Annotated[str, typer.Argument(help=DATA_HELP, metavar="DATA")]
+FormulaArg = Annotated[str, typer.Argument(help=FORMULA_HELP, metavar="FORMULA")]
 MlOpt = Annotated[bool, typer.Option("--ml", help="Fit by maximum likelihood instead of REML.")]
 OutputOpt = Annotated[str | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")]
 NoColorOpt = Annotated[bool, typer.Option("--no-color", help="No colour in tables (also: NO_COLOR).")]
+StrictOpt = Annotated[bool, typer.Option(
+    "--strict", help="Exit with status 3 when the fit warns (singular, not converged, columns or rows "
+    "dropped), after writing the output.")]
 
 
 def _show_version(value: bool) -> None:
@@ -64,7 +93,7 @@ def _options(
     version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_show_version,
                                           help="Print the version and exit.")] = False,
 ) -> None:
-    """Multilevel (linear mixed-effects) models with lme4's numbers, from the command line."""
+    """Options before any command."""
 
 
 def _default_format(fmt: Enum | None, output: str | None) -> str:
@@ -74,16 +103,58 @@ def _default_format(fmt: Enum | None, output: str | None) -> str:
     return "table" if output is None and sys.stdout.isatty() else "text"
 
 
+# ------------------------------------------------------------ fitting
+
+
+@contextmanager
+def _user_errors(formula: str = "") -> Iterator[None]:
+    """Failures a model or formula (not a bug) causes, as one plain line each."""
+    import numpy as np
+
+    try:
+        yield
+    except RecursionError:
+        raise FormulaError(f"the formula is nested too deeply or has too many terms to process "
+                           f"({len(formula)} characters)") from None
+    except (ZeroDivisionError, FloatingPointError, np.linalg.LinAlgError) as e:
+        raise DataError(f"the model cannot be fitted: the computation broke down numerically ({e}); "
+                        "check for predictors on extreme scales or nearly collinear terms") from None
+    except AttributeError as e:
+        # the engine leaves no factor behind when every Cholesky factorization fails (ill-conditioned X)
+        if getattr(e, "name", None) not in ("L_FF",):
+            raise
+        raise DataError("the model cannot be fitted: the fixed-effects model matrix is too ill-conditioned "
+                        "(nearly collinear columns, e.g. many powers of one variable); centre or rescale the "
+                        "predictors, or use poly()") from None
+
+
+def _check_finite(model: Any) -> None:
+    """Non-finite estimates are no result: lme4 stops with an error where these arise."""
+    import numpy as np
+
+    parts = {"fixed effects": model.beta, "standard errors": model.std_errors, "sigma": [model.sigma],
+             "criterion": [model.criterion], "theta": model.theta}
+    bad = [name for name, v in parts.items() if not np.all(np.isfinite(np.asarray(v, dtype=float)))]
+    if bad:
+        X = np.asarray(model.design.X, dtype=float)
+        big = float(np.max(np.abs(X))) if X.size else 0.0
+        hint = f"; the largest predictor value is {big:.3g}: rescale it" if big > 1e8 else ""
+        raise DataError(f"the fit gave non-finite results ({', '.join(bad)}){hint}")
+
+
 def _fit(data: str, formula: str, ml: bool, ddf: str = "Satterthwaite"):
     from mlmcli.design import build_design
     from mlmcli.formula import parse_formula
     from mlmcli.frame import read_csv
     from mlmcli.model import fit_model
 
-    parsed = parse_formula(formula)
-    frame = read_csv(data)
-    design = build_design(frame, parsed)
-    return fit_model(parsed, design, reml=not ml, data_name=frame.name, ddf=ddf), frame
+    with _user_errors(formula):
+        parsed = parse_formula(formula)
+        frame = read_csv(data)
+        design = build_design(frame, parsed)
+        model = fit_model(parsed, design, reml=not ml, data_name=frame.name, ddf=ddf)
+    _check_finite(model)
+    return model, frame
 
 
 def _fit_and_warn(data: str, formula: str, ml: bool):
@@ -98,15 +169,31 @@ def _warn(lines: list[str]) -> None:
         sys.stderr.write(line + "\n")
 
 
-def _emit(text: str, output: str | None) -> None:
+def _strict_exit(strict: bool, warnings: list[str]) -> None:
+    """--strict: a CI job fails (exit 3) on a doubtful fit; the output is written first."""
+    if strict and warnings:
+        raise typer.Exit(EXIT_STRICT)
+
+
+def _note_ignored(option: str, kind: str, applies_to: str) -> None:
+    sys.stderr.write(f"mlm: note: {option} applies to {applies_to} output; ignored with --format {kind}\n")
+
+
+# ------------------------------------------------------------ output
+
+
+def _emit(text: str, output: str | None, inputs: tuple[str, ...] = ()) -> None:
     """Write stdout or a whole file (via a temporary file and rename: never half a file)."""
     if output is None or output == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _quiet_stdout()  # the reader (head, less) has seen enough: not a failure
         return
-    from mlmcli.outfile import write_atomic
+    from mlmcli.outfile import write_output
 
-    write_atomic(output, text.encode())
+    write_output(output, text.encode(), inputs)
 
 
 def _json(obj: dict) -> str:
@@ -115,10 +202,49 @@ def _json(obj: dict) -> str:
     return json.dumps(obj, indent=1, allow_nan=False) + "\n"
 
 
-def _console(no_color: bool, output: str | None):
+def _table(draw: Callable[[Any], None], output: str | None, no_color: bool, inputs: tuple[str, ...]) -> None:
+    """Rich tables, rendered whole into a string and then written like any other output.
+
+    Rendering first means a closed pipe (`| head -1`) is handled as for text, and `-o FILE` gets the table.
+    """
+    import io
+
     from mlmcli.render.table import make_console
 
-    return make_console(no_color=no_color or bool(os.environ.get("NO_COLOR")))
+    tty = (output is None or output == "-") and sys.stdout.isatty()
+    plain = no_color or bool(os.environ.get("NO_COLOR")) or not tty
+    buf = io.StringIO()
+    draw(make_console(no_color=plain, width=_table_width(), file=buf, force_terminal=True if tty else None))
+    _emit(buf.getvalue(), output, inputs)
+
+
+# narrower than this, rich would cut numbers short (`-3…`); a wider table wraps in the terminal instead
+MIN_TABLE_WIDTH = 60
+
+
+def _table_width() -> int:
+    from shutil import get_terminal_size
+
+    return max(get_terminal_size((80, 24)).columns, MIN_TABLE_WIDTH)
+
+
+def _printable(report: dict) -> dict:
+    """Levels with newlines or tabs escaped as R prints them, for text and table output."""
+    from mlmcli.render.escape import escape_strings
+
+    return escape_strings(report)
+
+
+def _check_outputs(inputs: tuple[str, ...], *outputs: str | None) -> None:
+    """Before fitting: an output must not overwrite an input, and its folder must exist."""
+    from mlmcli.outfile import check_output
+
+    for out in outputs:
+        if out is not None:
+            check_output(out, inputs)
+
+
+# ------------------------------------------------------------ commands
 
 
 @app.command()
@@ -128,29 +254,38 @@ def fit(
     ml: MlOpt = False,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lme4's summary), table, json.")] = None,
     ddf: Annotated[Ddf, typer.Option("--ddf", help="Denominator df: Satterthwaite, or none.")] = Ddf.satterthwaite,
-    correlation: Annotated[bool, typer.Option("--correlation", help="Show fixed-effect correlations.")] = False,
+    correlation: Annotated[bool, typer.Option(
+        "--correlation", help="Show fixed-effect correlations in the table (text and json always have them).")
+    ] = False,
     output: OutputOpt = None,
     no_color: NoColorOpt = False,
+    strict: StrictOpt = False,
 ) -> None:
     """Fit a linear mixed model and print lme4's summary (estimates, SEs, Satterthwaite df, p-values)."""
     from mlmcli.report import fit_report
 
+    inputs = (data,)
+    _check_outputs(inputs, output)
+    kind = _default_format(fmt, output)
+    if correlation and kind != "table":
+        _note_ignored("--correlation", kind, "table")
     model, _ = _fit(data, formula, ml, ddf.value)
     report = fit_report(model)
-    _warn(report["warnings"] + report.get("lmerTest_messages", []))
-    kind = _default_format(fmt, output)
+    warnings = report["warnings"] + report.get("lmerTest_messages", [])
+    _warn(warnings)
     if kind == "json":
-        _emit(_json(report), output)
+        _emit(_json(report), output, inputs)
     elif kind == "text":
         from mlmcli.render.text import fit_summary_output
 
-        printed = fit_summary_output(report)
-        _emit(printed.out, output)
+        printed = fit_summary_output(_printable(report))
+        _emit(printed.out, output, inputs)
         sys.stderr.write(printed.err)
     else:
         from mlmcli.render.table import print_fit
 
-        print_fit(_console(no_color, output), report, correlation=correlation)
+        _table(lambda c: print_fit(c, _printable(report), correlation=correlation), output, no_color, inputs)
+    _strict_exit(strict, warnings)
 
 
 @app.command()
@@ -159,26 +294,32 @@ def tau(
     formula: FormulaArg,
     ml: MlOpt = False,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (Matrix::bdiag), table, json.")] = None,
-    corr: Annotated[bool, typer.Option("--corr", help="Show the correlation matrix alone.")] = False,
+    corr: Annotated[bool, typer.Option("--corr", help="Show the correlation matrix alone (table).")] = False,
     output: OutputOpt = None,
     no_color: NoColorOpt = False,
+    strict: StrictOpt = False,
 ) -> None:
     """The Tau matrix: each grouping factor's random-effects covariance, and the residual variance."""
     from mlmcli.report import tau_report
 
+    inputs = (data,)
+    _check_outputs(inputs, output)
+    kind = _default_format(fmt, output)
+    if corr and kind != "table":
+        _note_ignored("--corr", kind, "table")
     model, _ = _fit_and_warn(data, formula, ml)
     report = tau_report(model)
-    kind = _default_format(fmt, output)
     if kind == "json":
-        _emit(_json(report), output)
+        _emit(_json(report), output, inputs)
     elif kind == "text":
         from mlmcli.render.text import tau_text
 
-        _emit(tau_text(report), output)
+        _emit(tau_text(_printable(report)), output, inputs)
     else:
         from mlmcli.render.table import print_tau
 
-        print_tau(_console(no_color, output), report, corr_only=corr)
+        _table(lambda c: print_tau(c, _printable(report), corr_only=corr), output, no_color, inputs)
+    _strict_exit(strict, model.warnings)
 
 
 @app.command()
@@ -187,39 +328,50 @@ def ranef(
     formula: FormulaArg,
     ml: MlOpt = False,
     fmt: Annotated[RanefFormat | None, typer.Option("--format", "-f", help="table, csv, json, text.")] = None,
-    head: Annotated[int | None, typer.Option("--head", help="Show the first N levels of each factor.")] = None,
-    wide: Annotated[bool, typer.Option("--wide", help="One row per level (as ranef(fit)$g prints).")] = False,
+    head: Annotated[int | None, typer.Option(
+        "--head", min=1, help="Show the first N levels of each factor (table and text).")] = None,
+    wide: Annotated[bool, typer.Option("--wide", help="One row per level, as ranef(fit)$g prints (table, csv).")
+                    ] = False,
     with_coef: Annotated[bool, typer.Option("--with-coef", help="Add coef(fit): fixed + random.")] = False,
     output: OutputOpt = None,
     no_color: NoColorOpt = False,
+    strict: StrictOpt = False,
 ) -> None:
     """Conditional modes (Empirical Bayes estimates) of the random effects with conditional SDs."""
     from mlmcli.report import ranef_report
 
+    inputs = (data,)
+    _check_outputs(inputs, output)
+    kind = _default_format(fmt, output)
+    if head is not None and kind not in ("table", "text"):
+        _note_ignored("--head", kind, "table and text")
+    if wide and kind not in ("table", "csv"):
+        _note_ignored("--wide", kind, "table and csv")
     model, _ = _fit_and_warn(data, formula, ml)
     report = ranef_report(model, with_coef=with_coef)
-    kind = _default_format(fmt, output)
     if kind == "json":
-        _emit(_json(report), output)
+        _emit(_json(report), output, inputs)
     elif kind == "csv":
         from mlmcli.render.csvout import ranef_csv
 
-        _emit(ranef_csv(report, wide=wide, with_coef=with_coef), output)
+        _emit(ranef_csv(report, wide=wide, with_coef=with_coef), output, inputs)
     elif kind == "text":
         from mlmcli.render.csvout import ranef_text
 
-        _emit(ranef_text(report, head=head, with_coef=with_coef), output)
+        _emit(ranef_text(_printable(report), head=head, with_coef=with_coef), output, inputs)
     else:
         from mlmcli.render.table import print_ranef
 
-        print_ranef(_console(no_color, output), report, head=head, wide=wide,
-                    coef=report.get("coef") if with_coef else None)
+        shown = _printable(report)
+        _table(lambda c: print_ranef(c, shown, head=head, wide=wide, coef=shown.get("coef") if with_coef else None),
+               output, no_color, inputs)
+    _strict_exit(strict, model.warnings)
 
 
 @app.command()
 def compare(
     data: DataArg,
-    formulas: Annotated[list[str], typer.Argument(help="Two or more model formulas.")],
+    formulas: Annotated[list[str], typer.Argument(help="Two or more model formulas.", metavar="FORMULA...")],
     ml: MlOpt = False,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lme4's anova), table, json.")] = None,
     names: Annotated[str | None, typer.Option("--names", help="Comma-separated model names.")] = None,
@@ -227,6 +379,7 @@ def compare(
         "--variance-reduction", help="Proportion of variance reduced at level 1 and 2, and the ICC.")] = False,
     output: OutputOpt = None,
     no_color: NoColorOpt = False,
+    strict: StrictOpt = False,
 ) -> None:
     """Likelihood-ratio tests of nested models (lme4's anova), refitting REML fits by ML."""
     from mlmcli.compare import REFIT_MESSAGE, compare_report
@@ -236,41 +389,51 @@ def compare(
     from mlmcli.formula import parse_formula
     from mlmcli.frame import read_csv
     from mlmcli.model import fit_model
+    from mlmcli.report import SCHEMA_VERSION
 
     if len(formulas) < 2:
         raise MlmError("compare needs at least two formulas")
     labels = [s.strip() for s in names.split(",")] if names else [f"m{i + 1}" for i in range(len(formulas))]
     if len(labels) != len(formulas) or len(set(labels)) != len(labels):
         raise MlmError(f"--names needs {len(formulas)} distinct names, got {names!r}")
+    inputs = (data,)
+    _check_outputs(inputs, output)
+    kind = _default_format(fmt, output)
     frame = read_csv(data)
     fits = []
     for f in formulas:
-        parsed = parse_formula(f)
-        fits.append(fit_model(parsed, build_design(frame, parsed), reml=not ml, data_name=frame.name,
-                              ddf="none"))
-    cmp = run_compare(fits, labels)
+        with _user_errors(f):
+            parsed = parse_formula(f)
+            fits.append(fit_model(parsed, build_design(frame, parsed), reml=not ml, data_name=frame.name,
+                                  ddf="none"))
+        _check_finite(fits[-1])
+    warnings = list(dict.fromkeys(w for m in fits for w in m.warnings))
+    _warn(warnings)
+    with _user_errors():
+        cmp = run_compare(fits, labels)
     if cmp.refit_ml:
         _warn([REFIT_MESSAGE])
-    report = compare_report(cmp)
+    report = {"schema_version": SCHEMA_VERSION, **compare_report(cmp)}
     vr = reduction(fits[0], list(zip(labels[1:], fits[1:], strict=True))) if variance_reduction else None
     if vr is not None:
         report["variance_reduction"] = vr
-    kind = _default_format(fmt, output)
     if kind == "json":
-        _emit(_json(report), output)
+        _emit(_json(report), output, inputs)
     elif kind == "text":
         from mlmcli.render.text import anova_text
 
-        text = anova_text(report)
+        text = anova_text(_printable(report))
         if vr is not None:
             from mlmcli.render.csvout import variance_reduction_text
 
-            text += variance_reduction_text(vr)
-        _emit(text, output)
+            text += variance_reduction_text(_printable(vr))
+        _emit(text, output, inputs)
     else:
         from mlmcli.render.table import print_compare
 
-        print_compare(_console(no_color, output), report, variance_reduction=vr)
+        _table(lambda c: print_compare(c, _printable(report), variance_reduction=_printable(vr) if vr else None),
+               output, no_color, inputs)
+    _strict_exit(strict, warnings)
 
 
 class PlotKind(str, Enum):
@@ -279,6 +442,14 @@ class PlotKind(str, Enum):
     spaghetti = "spaghetti"
     fitted = "fitted"
     residuals = "residuals"
+
+
+class PlotFormat(str, Enum):
+    json = "json"
+
+
+# matplotlib refuses images of 2^16 pixels or more on a side; say so before fitting
+MAX_PIXELS = 2**16 - 1
 
 
 @app.command()
@@ -293,25 +464,52 @@ def plot(
     group: Annotated[str | None, typer.Option("--group", help="Grouping factor (default: the first).")] = None,
     where: Annotated[str | None, typer.Option("--where", help='Keep rows, e.g. "schcode <= 10".')] = None,
     by: Annotated[str | None, typer.Option("--by", help="Split fitted lines by a level-2 variable.")] = None,
-    dpi: Annotated[int, typer.Option("--dpi", min=20, max=1200)] = 100,
+    dpi: Annotated[int, typer.Option("--dpi", min=20, max=1200, help="Dots per inch (PNG).")] = 100,
     width: Annotated[float, typer.Option("--width", min=1.0, max=100.0, help="Inches.")] = 8.0,
     height: Annotated[float, typer.Option("--height", min=1.0, max=100.0, help="Inches.")] = 6.0,
-    title: Annotated[str | None, typer.Option("--title")] = None,
+    title: Annotated[str | None, typer.Option("--title", help="Title above the picture.")] = None,
     data_out: Annotated[str | None, typer.Option("--data-out", help="Also write the plotted numbers (CSV).")] = None,
-    fmt: Annotated[str | None, typer.Option("--format", "-f", help="json: print the plotted numbers.")] = None,
+    fmt: Annotated[PlotFormat | None, typer.Option("--format", "-f", help="json: print the plotted numbers.")
+                   ] = None,
+    strict: StrictOpt = False,
 ) -> None:
     """Draw a multilevel analyst's pictures (EB intercepts vs slopes, caterpillar, spaghetti...) as PNG."""
     from mlmcli.render.plots import PlotOptions, draw, image_format
 
-    image_format(output)  # refuse an unknown extension before fitting
+    # every option is checked before the (possibly long) fit
+    image_format(output)
+    inputs = (data,)
+    _check_outputs(inputs, output, data_out)
+    if data_out is not None and output != "-" and os.path.realpath(data_out) == os.path.realpath(output):
+        raise MlmError(f"--data-out and --output name the same file: {output}")
+    if max(width, height) * dpi > MAX_PIXELS:
+        raise MlmError(f"the image would be {round(width * dpi)} x {round(height * dpi)} pixels; "
+                       f"at most {MAX_PIXELS} on a side: lower --dpi or the size")
+    if where is not None:
+        from mlmcli.where import parse_where
+
+        with _user_errors(where):
+            parse_where(where)
     model, frame = _fit_and_warn(data, formula, ml)
     opts = PlotOptions(kind=kind.value, output=output, x=x, y=y, group=group, where=where, by=by, dpi=dpi,
                        width=width, height=height, title=title, data_out=data_out)
     plotted = draw(model, frame, opts)
-    if fmt == "json":
+    if fmt is not None:
         _emit(_json(plotted), None)
-    elif fmt is not None:
-        raise MlmError(f"--format for plot must be json, got {fmt!r}")
+    _strict_exit(strict, model.warnings)
+
+
+@app.command()
+def schema(
+    name: Annotated[SchemaName, typer.Argument(help="fit, tau, ranef or compare.", metavar="COMMAND")],
+) -> None:
+    """Print the JSON schema that `mlm COMMAND --format json` output follows."""
+    from importlib.resources import files
+
+    _emit((files("mlmcli") / "schemas" / f"{name.value}.schema.json").read_text(encoding="utf-8"), None)
+
+
+# ------------------------------------------------------------ entry point
 
 
 def _click_exceptions():
@@ -323,32 +521,110 @@ def _click_exceptions():
     return exceptions
 
 
-def main() -> None:
-    """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
-    exc = _click_exceptions()
+def _command():
+    """The click command, with the arguments' help restored.
+
+    click 8.5 gave every Parameter a `help` attribute which typer 0.19's TyperArgument overwrites
+    with None, so DATA and FORMULA lost their help text; put it back from the declarations.
+    """
+    from typer.main import get_command
+    from typer.utils import get_params_from_function
+
+    command = get_command(app)
+    subcommands = getattr(command, "commands", {})
+    for info in app.registered_commands:
+        name = info.name or info.callback.__name__.replace("_", "-")
+        sub = subcommands.get(name)
+        if sub is None:
+            continue
+        declared = get_params_from_function(info.callback)
+        for param in sub.params:
+            meta = declared.get(param.name or "")
+            if meta is not None and getattr(param, "help", None) is None:
+                param.help = getattr(meta.default, "help", None)
+    return command
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe, send what is left to /dev/null so that exiting does not fail again."""
     try:
-        app(standalone_mode=False)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _os_error_message(e: OSError) -> str:
+    import errno
+
+    what = e.filename if e.filename is not None else "standard output"
+    if e.errno == errno.ENOSPC:
+        return f"cannot write {what}: no space left on device"
+    return f"{what}: {e.strerror or e}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: exit status 0, 1 (a bug), 2 (bad input or usage), 3 (--strict warnings), 130 (interrupted).
+
+    `argv` (default: sys.argv[1:]) lets tests run the command in process.
+    """
+    import warnings
+
+    from mlmcli.interrupt import raise_keyboard_interrupt
+
+    # numpy's overflow and invalid-value notes are not for users: results are checked instead
+    warnings.simplefilter("ignore", RuntimeWarning)
+    raise_keyboard_interrupt()
+    exc = _click_exceptions()
+    code = EXIT_OK
+    try:
+        result = _command().main(args=argv, prog_name="mlm", standalone_mode=False)
+        code = result if isinstance(result, int) else EXIT_OK
     except MlmError as e:
         sys.stderr.write(f"mlm: error: {e}\n")
-        sys.exit(2)
+        code = EXIT_USAGE
     except exc.NoArgsIsHelpError as e:
         sys.stdout.write(e.ctx.get_help() + "\n")
-        sys.exit(0)
     except exc.UsageError as e:
         sys.stderr.write(f"mlm: error: {e.format_message()}\n")
-        sys.exit(2)
+        code = EXIT_USAGE
     except exc.ClickException as e:
         sys.stderr.write(f"mlm: error: {e.format_message()}\n")
-        sys.exit(e.exit_code)
-    except typer.Abort:
-        sys.stderr.write("mlm: aborted\n")
-        sys.exit(130)
+        code = e.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        code = EXIT_INTERRUPTED
     except typer.Exit as e:
-        sys.exit(e.exit_code)
+        code = e.exit_code
     except BrokenPipeError:
-        sys.exit(0)
-    except KeyboardInterrupt:
-        sys.exit(130)
+        # the reader (head, less) has seen enough: not a failure
+        _quiet_stdout()
+    except OSError as e:
+        sys.stderr.write(f"mlm: error: {_os_error_message(e)}\n")
+        code = EXIT_USAGE
+    except RecursionError:
+        sys.stderr.write("mlm: error: the input is nested too deeply to process\n")
+        code = EXIT_USAGE
+    except MemoryError:
+        sys.stderr.write("mlm: error: not enough memory for this model or picture\n")
+        code = EXIT_USAGE
     except Exception as e:  # noqa: BLE001 - the last line of defence: one line, not a traceback
-        sys.stderr.write(f"mlm: internal error: {type(e).__name__}: {e}\n")
-        sys.exit(1)
+        if os.environ.get("MLM_TRACEBACK"):
+            import traceback
+
+            traceback.print_exc()
+        from mlmcli import __version__
+
+        sys.stderr.write(f"mlm: internal error: {type(e).__name__}: {e} (a bug in mlm {__version__}: please "
+                         "report it with the command and data that caused it; MLM_TRACEBACK=1 shows the "
+                         "traceback)\n")
+        code = EXIT_BUG
+    if code == EXIT_INTERRUPTED:
+        sys.stderr.write("mlm: interrupted\n")
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
+    except OSError as e:
+        sys.stderr.write(f"mlm: error: {_os_error_message(e)}\n")
+        code = code or EXIT_USAGE
+    sys.exit(code)

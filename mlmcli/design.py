@@ -427,6 +427,7 @@ def build_design(frame: Frame, formula: Formula) -> Design:
     n = len(rows)
     if n == 0:
         raise DataError("no rows left after removing rows with missing values in the model's columns")
+    nan_message = _nan_rows_message(frame, formula, full, complete)
     values: dict[str, Column] = {}
     for label, col in full.items():
         if isinstance(col, Factor):
@@ -451,12 +452,40 @@ def build_design(frame: Frame, formula: Formula) -> Design:
         dropped = [xnames[j] for j in range(X.shape[1]) if j not in keep]
         X = X[:, keep]
         xnames = [xnames[j] for j in keep]
+    if X.shape[1] >= n:
+        raise DataError(
+            f"{X.shape[1]} fixed-effect coefficients for {n} observations: no residual degrees of freedom are "
+            "left; remove fixed-effect terms (a factor with one row per level cannot be a fixed effect)"
+        )
     warning = _scale_warning(X)
     if warning:
         messages.append(warning)
+    if nan_message:
+        messages.append(nan_message)
     y = np.asarray(values[response], dtype=float)
     return Design(y=y, X=X, xnames=xnames, terms=terms, n_obs=n, rows=rows, response=response,
                   messages=messages, dropped=dropped)
+
+
+def _missing(col: Column) -> np.ndarray:
+    if isinstance(col, Factor):
+        return col.codes < 0
+    return np.isnan(col).reshape(len(col), -1).any(axis=1)
+
+
+def _nan_rows_message(frame: Frame, formula: Formula, full: dict[str, Column], complete: np.ndarray) -> str | None:
+    """R warns "NaNs produced" where log(), sqrt() ... of a value outside their domain drop rows; say how
+    many rows went that way, beyond those with missing data."""
+    missing_in_data = np.zeros(frame.n_rows, dtype=bool)
+    for name in formula.columns():
+        missing_in_data |= _missing(frame.columns[name])
+    produced = ~complete & ~missing_in_data
+    count = int(produced.sum())
+    if count == 0:
+        return None
+    labels = [label for label, col in full.items() if _missing(col)[produced].any()]
+    rows = "row" if count == 1 else "rows"
+    return f"NaNs produced by {', '.join(labels)}: {count} {rows} dropped"
 
 
 def _check_finite(y: Column, X: np.ndarray, xnames: list[str], terms: list[ReTerm], response: str) -> None:

@@ -1,28 +1,118 @@
-"""Output files are written whole or not at all."""
+"""Output files: written whole or not at all, through symlinks, onto devices, never over an input."""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
+from collections.abc import Iterable
 
 from mlmcli.errors import MlmError
 
+TEMP_PREFIX = ".mlm-"
 
-def write_atomic(path: str, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename it into place."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise MlmError(f"cannot write {path}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".mlm-", dir=folder)
+
+def _target(path: str) -> str:
+    """Where writing `path` lands: a symlink is followed (to be written through, not replaced)."""
+    return os.path.realpath(path)
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_output(path: str, inputs: Iterable[str] = ()) -> None:
+    """Refuse, before any work, an output that would overwrite an input or cannot be created."""
+    if path == "-":
+        return
+    target = _target(path)
+    for source in inputs:
+        if source != "-" and _same_file(target, source):
+            raise MlmError(f"refusing to write {path}: it is the input file {source}")
+    if os.path.isdir(target):
+        raise MlmError(f"cannot write {path}: it is a folder")
+    folder = os.path.dirname(target)
+    if not os.path.exists(target):
+        if not os.path.isdir(folder):
+            raise MlmError(f"cannot write {path}: folder {folder} does not exist")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise MlmError(f"cannot write {path}: folder {folder} is not writable")
+
+
+def _message(path: str, e: OSError) -> str:
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write {path}: permission denied"
+    if e.errno == errno.ENOSPC:
+        return f"cannot write {path}: no space left on device"
+    return f"cannot write {path}: {e.strerror or e}"
+
+
+def write_output(path: str, data: bytes, inputs: Iterable[str] = ()) -> None:
+    """Write `data` to `path`.
+
+    A regular file (new or existing) is replaced atomically by a temporary file renamed over it, keeping
+    an existing file's permissions; a symlink is written through to its target; a character device or
+    FIFO (`/dev/null`, `/dev/stdout`, a named pipe) is written in place, as a shell redirection would.
+    """
+    check_output(path, inputs)
+    target = _target(path)
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise MlmError(_message(path, e)) from None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        _write_in_place(path, target, data)
+    else:
+        _write_atomic(path, target, data, st)
+
+
+def _write_in_place(path: str, target: str, data: bytes) -> None:
+    try:
+        with open(target, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        raise MlmError(_message(path, e)) from None
+
+
+def _write_atomic(path: str, target: str, data: bytes, st: os.stat_result | None) -> None:
+    folder = os.path.dirname(target)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=folder)
+    except OSError as e:
+        raise MlmError(_message(path, e)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        # mkstemp makes the file private; give it the permissions a plain open() would
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except OSError as e:
-        if os.path.exists(tmp):
+        if st is not None:
+            os.chmod(tmp, stat.S_IMODE(st.st_mode))
+            if hasattr(os, "chown") and (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
+                try:
+                    os.chown(tmp, st.st_uid, st.st_gid)
+                except PermissionError:
+                    pass  # only root may give a file away; the contents still go where asked
+        else:
+            # mkstemp makes the file private; give a new file the permissions a plain open() would
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, target)
+    except BaseException as e:
+        # an interrupt or a full disk must not leave the temporary file behind
+        try:
             os.unlink(tmp)
-        raise MlmError(f"cannot write {path}: {e.strerror or e}") from None
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise MlmError(_message(path, e)) from None
+        raise
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Former name of `write_output` without input checks."""
+    write_output(path, data)

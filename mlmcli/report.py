@@ -10,6 +10,9 @@ import numpy as np
 if TYPE_CHECKING:
     from mlmcli.model import FittedModel
 
+# version of the JSON contracts (mlmcli/schemas/): raised when a key changes meaning or goes away
+SCHEMA_VERSION = 1
+
 
 def clean(x: Any) -> Any:
     """numpy scalars and arrays to plain Python; NaN and infinities to None (JSON null)."""
@@ -49,6 +52,7 @@ def fit_report(model: FittedModel) -> dict:
     q = model.scaled_residual_quantiles()
     opt = model.optimum
     report = {
+        "schema_version": SCHEMA_VERSION,
         "formula": model.formula.text,
         "method": model.method,
         "n_obs": model.n,
@@ -92,7 +96,8 @@ def tau_report(model: FittedModel) -> dict:
     for vc in model.varcomps():
         groups.append({"group": vc.name, "factor": vc.factor, "terms": vc.terms, "covariance": vc.covariance,
                        "correlation": vc.correlation})
-    return clean({"formula": model.formula.text, "groups": groups, "residual_variance": model.sigma**2,
+    return clean({"schema_version": SCHEMA_VERSION, "formula": model.formula.text, "groups": groups,
+                  "residual_variance": model.sigma**2,
                   "data_name": model.data_name})
 
 
@@ -116,7 +121,8 @@ def ranef_report(model: FittedModel, with_coef: bool = False) -> dict:
                     if coef is not None:
                         row["coef"] = coef[factor][str(level)][name]
                     rows.append(row)
-    report = {"formula": model.formula.text, "ranef": rows, "data_name": model.data_name}
+    report = {"schema_version": SCHEMA_VERSION, "formula": model.formula.text, "ranef": rows,
+              "data_name": model.data_name}
     if coef is not None:
         report["coef"] = coef
     return clean(report)

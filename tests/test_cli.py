@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 HECK = str(ROOT / "sample_data" / "heck2011.csv")
 SLEEP = str(ROOT / "tests" / "fixtures" / "lme4" / "data" / "sleepstudy.csv")
-SCHEMAS = ROOT / "tests" / "fixtures" / "schema"
+SCHEMAS = ROOT / "mlmcli" / "schemas"
 SEED = "math ~ ses + (1 + ses|schcode)"
 
 
