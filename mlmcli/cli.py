@@ -119,13 +119,6 @@ def _user_errors(formula: str = "") -> Iterator[None]:
     except (ZeroDivisionError, FloatingPointError, np.linalg.LinAlgError) as e:
         raise DataError(f"the model cannot be fitted: the computation broke down numerically ({e}); "
                         "check for predictors on extreme scales or nearly collinear terms") from None
-    except AttributeError as e:
-        # the engine leaves no factor behind when every Cholesky factorization fails (ill-conditioned X)
-        if getattr(e, "name", None) not in ("L_FF",):
-            raise
-        raise DataError("the model cannot be fitted: the fixed-effects model matrix is too ill-conditioned "
-                        "(nearly collinear columns, e.g. many powers of one variable); centre or rescale the "
-                        "predictors, or use poly()") from None
 
 
 def _check_finite(model: Any) -> None:

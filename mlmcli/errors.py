@@ -20,3 +20,7 @@ class FormulaError(MlmError):
 
 class DataError(MlmError):
     """Data that cannot be used as asked: unknown column, non-numeric response, ..."""
+
+
+class FitError(MlmError):
+    """A model that cannot be fitted to the data (the criterion is undefined everywhere tried)."""

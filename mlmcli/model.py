@@ -250,7 +250,7 @@ def fit_model(formula: Formula, design: Design, reml: bool = True, data_name: st
 
 def refit(model: FittedModel, reml: bool) -> FittedModel:
     """Refit with the other criterion from the current theta (lme4's refitML uses BOBYQA from theta)."""
-    from mlmcli.engine.fit import Objective, bobyqa, check_convergence, deriv12
+    from mlmcli.engine.fit import Objective, bobyqa, check_convergence, deriv12, factor_at
 
     system = BlockedFactor(model.system.cp)   # the same data: only the factor is the refit's own
     f = Objective(system, reml)
@@ -262,7 +262,7 @@ def refit(model: FittedModel, reml: bool) -> FittedModel:
                                  ftol_abs=1e-12, xtol_rel=0.0)
     opt = Optimum(theta=theta, criterion=fval, evaluations=f.count, status=status)
     check_convergence(opt, lambda: deriv12(f, theta, fval), lower)
-    f(theta)
+    factor_at(system, theta)
     new = FittedModel(formula=model.formula, design=model.design, reml=reml, system=system, optimum=opt,
                       data_name=model.data_name, warnings=list(model.design.messages) + opt.warnings,
                       ddf=model.ddf)

@@ -16,6 +16,7 @@ import numpy as np
 
 from mlmcli.engine.blocks import Nested
 from mlmcli.engine.terms import TermStructure, nesting_parent, term_structure
+from mlmcli.errors import FitError
 
 if TYPE_CHECKING:
     from mlmcli.design import ReTerm
@@ -54,7 +55,11 @@ class CrossProducts:
         self.y = np.asarray(y, dtype=float)
         self.n, self.p = self.X.shape
         XY = np.column_stack([self.X, self.y])
-        self.A_FF = XY.T @ XY
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.A_FF = XY.T @ XY
+        if not np.all(np.isfinite(self.A_FF)):
+            raise FitError("the model cannot be fitted: the cross-products of the model matrix are non-finite "
+                           "(values too large to square); rescale the response or predictors")
         self.theta_sizes = [s.ntheta for s in S]
         self.ntheta = sum(self.theta_sizes)
         # parents[m][i]: the level of term i that holds each level of term m (m < i, both leading)

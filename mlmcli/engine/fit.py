@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mlmcli.engine.factor import BlockedFactor
+from mlmcli.errors import FitError
 
 SINGULAR_TOL = 1e-4       # lme4's isSingular(tol = 1e-4)
 BOUNDARY_TOL = 1e-5       # lmerControl(boundary.tol)
@@ -151,8 +152,17 @@ def optimize_theta(system: BlockedFactor, reml: bool, theta0: np.ndarray) -> Opt
     theta, fval = check_boundary(f, theta, fval, lower)
     opt = Optimum(theta=theta, criterion=fval, evaluations=f.count, status=status)
     check_convergence(opt, lambda: deriv12(f, at, f(at)), lower)
-    f(theta)  # leave the system factored at the optimum
+    factor_at(system, theta)
     return opt
+
+
+def factor_at(system: BlockedFactor, theta: np.ndarray) -> None:
+    """Leave the system factored at the optimum, or say why there is none."""
+    if not system.update(theta):
+        raise FitError("the model cannot be fitted: the penalized system is not positive definite at any "
+                       "parameter value tried (the fixed-effects model matrix is too ill-conditioned, e.g. "
+                       "nearly collinear columns or many powers of one variable); centre or rescale the "
+                       "predictors, or use poly()")
 
 
 def check_boundary(f: Objective, theta: np.ndarray, fval: float, lower: np.ndarray) -> tuple[np.ndarray, float]:
