@@ -204,14 +204,28 @@ def _scale(x: np.ndarray, center: float | bool | None = True,
 def _numeric_factor(x: np.ndarray, integer: bool) -> Factor:
     """factor() of numbers: levels sorted numerically, labelled as R's as.character()."""
     ok = ~np.isnan(x)
-    values = np.unique(x[ok])
     codes = np.full(len(x), -1, dtype=np.int64)
-    codes[ok] = np.searchsorted(values, x[ok])
+    values, codes[ok] = _sorted_codes(x[ok])
     if integer:
         levels = [str(int(v)) for v in values]
     else:
         levels = [format_number(float(v)) for v in values]
     return Factor(codes, levels)
+
+
+def _sorted_codes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted distinct values of x and each element's index among them.  Whole numbers in a
+    range not much wider than the data (ids) go through a lookup table instead of a sort."""
+    if x.size:
+        lo, hi = float(x.min()), float(x.max())
+        if hi - lo <= 4 * x.size + 1000 and np.array_equal(x, np.floor(x)):
+            offset = (x - lo).astype(np.int64)
+            present = np.zeros(int(hi - lo) + 1, dtype=bool)
+            present[offset] = True
+            rank = np.cumsum(present) - 1
+            return np.flatnonzero(present) + lo, rank[offset]
+    values, codes = np.unique(x, return_inverse=True)
+    return values, codes.ravel()
 
 
 def _drop_unused(f: Factor) -> Factor:
@@ -313,8 +327,10 @@ def pivoted_rank(X: np.ndarray, tol: float = 1e-7) -> list[int]:
     A column whose remaining norm falls below tol times its original norm is moved
     to the end; the first `rank` pivots are the columns lme4 keeps, in their order.
     """
+    n, p = X.shape
+    if _clearly_full_rank(X):
+        return list(range(p))
     x = np.array(X, dtype=float, copy=True)
-    n, p = x.shape
     pivot = list(range(p))
     qraux = np.sqrt(np.sum(x * x, axis=0))
     original = np.where(qraux == 0, 1.0, qraux)
@@ -353,6 +369,25 @@ def pivoted_rank(X: np.ndarray, tol: float = 1e-7) -> list[int]:
         x[col, col] = -norm
     rank = min(k - 1, n)
     return pivot[:rank]
+
+
+def _clearly_full_rank(X: np.ndarray) -> bool:
+    """True when no column comes near dqrdc2's dropping threshold: each column keeps over 1e-3 of
+    its norm after projecting out the ones before it (the Cholesky factor of X'X, accurate far
+    beyond that margin).  Saves the column-by-column Householder pass on tall data."""
+    n, p = X.shape
+    if p == 0 or n < p or n < 1000:
+        return False
+    with np.errstate(all="ignore"):
+        G = X.T @ X
+        norms = np.sqrt(np.diag(G))
+        if not np.all(np.isfinite(G)) or np.any(norms == 0):
+            return False
+        try:
+            R = np.linalg.cholesky(G / np.outer(norms, norms))
+        except np.linalg.LinAlgError:
+            return False
+    return bool(np.all(np.abs(np.diag(R)) > 1e-3))
 
 
 def _scale_warning(X: np.ndarray) -> str | None:

@@ -266,3 +266,30 @@ def test_pivoted_rank_keeps_independent_columns_in_order(n, p, data):
     assert np.linalg.matrix_rank(full[:, keep]) == rank
     if rank == p:
         assert keep == list(range(p))
+
+
+def test_tall_rank_check_agrees_with_the_householder_pass(monkeypatch):
+    """The X'X shortcut for tall data keeps exactly the columns dqrdc2's pass keeps."""
+    import mlmcli.design as dz
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(3000, 3))
+    cases = [np.column_stack([np.ones(3000), x]),
+             np.column_stack([np.ones(3000), x, 2 * x[:, 0]]),             # exactly dependent
+             np.column_stack([np.ones(3000), x, x[:, 1] + 1e-9 * x[:, 2]])]  # nearly dependent
+    fast = [pivoted_rank(X) for X in cases]
+    assert [dz._clearly_full_rank(X) for X in cases] == [True, False, False]
+    monkeypatch.setattr(dz, "_clearly_full_rank", lambda X: False)
+    assert fast == [pivoted_rank(X) for X in cases]
+    assert fast[0] == [0, 1, 2, 3] and fast[1] == [0, 1, 2, 3]
+
+
+def test_numeric_grouping_codes_by_table_and_by_sort_agree():
+    import mlmcli.design as dz
+
+    rng = np.random.default_rng(6)
+    for x in (rng.integers(-5, 40, size=500).astype(float), rng.normal(size=300).round(1),
+              np.array([3.0, 1e15, -2.0, 3.0])):
+        values, codes = dz._sorted_codes(x)
+        ref_values, ref_codes = np.unique(x, return_inverse=True)
+        assert np.array_equal(values, ref_values) and np.array_equal(codes, ref_codes.ravel())
