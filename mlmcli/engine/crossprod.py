@@ -22,12 +22,14 @@ if TYPE_CHECKING:
     from mlmcli.design import ReTerm
 
 
-def _level_crossprod(codes: np.ndarray, ell: int, Xa: np.ndarray, Xb: np.ndarray) -> np.ndarray:
-    """(ell, ka, kb): per level of `codes`, Xa' Xb over its rows."""
-    out = np.empty((ell, Xa.shape[1], Xb.shape[1]))
-    for a in range(Xa.shape[1]):
+def _level_crossprod(codes: np.ndarray, ell: int, Xa: np.ndarray | list[np.ndarray],
+                     Xb: np.ndarray) -> np.ndarray:
+    """(ell, ka, kb): per level of `codes`, Xa' Xb over its rows (Xa may be a list of columns)."""
+    cols = Xa if isinstance(Xa, list) else [Xa[:, a] for a in range(Xa.shape[1])]
+    out = np.empty((ell, len(cols), Xb.shape[1]))
+    for a, col in enumerate(cols):
         for b in range(Xb.shape[1]):
-            out[:, a, b] = np.bincount(codes, weights=Xa[:, a] * Xb[:, b], minlength=ell)
+            out[:, a, b] = np.bincount(codes, weights=col * Xb[:, b], minlength=ell)
     return out
 
 
@@ -54,9 +56,11 @@ class CrossProducts:
         self.X = np.asarray(X, dtype=float)
         self.y = np.asarray(y, dtype=float)
         self.n, self.p = self.X.shape
-        XY = np.column_stack([self.X, self.y])
+        # the columns of [X y] as views: no n x (p+1) copy
+        XY = [self.X[:, c] for c in range(self.p)] + [self.y]
         with np.errstate(over="ignore", invalid="ignore"):
-            self.A_FF = XY.T @ XY
+            Xy = self.X.T @ self.y
+            self.A_FF = np.block([[self.X.T @ self.X, Xy[:, None]], [Xy[None, :], np.array([[self.y @ self.y]])]])
         if not np.all(np.isfinite(self.A_FF)):
             raise FitError("the model cannot be fitted: the cross-products of the model matrix are non-finite "
                            "(values too large to square); rescale the response or predictors")
