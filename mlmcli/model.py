@@ -53,6 +53,7 @@ class FittedModel:
     data_name: str
     warnings: list[str] = field(default_factory=list)
     ddf: str = "Satterthwaite"
+    optimizer: str = "robust"
     _satterthwaite: Satterthwaite | None = None
 
     # ---------------------------------------------------------------- basics
@@ -228,9 +229,13 @@ def scale_warning(X: np.ndarray) -> str | None:
     return None
 
 
+OPTIMIZERS = ("robust", "lme4")
+
+
 def fit_model(formula: Formula, design: Design, reml: bool = True, data_name: str = "",
-              ddf: str = "Satterthwaite") -> FittedModel:
-    """Fit by REML or ML as lmer() does."""
+              ddf: str = "Satterthwaite", optimizer: str = "robust") -> FittedModel:
+    """Fit by REML or ML as lmer() does.  optimizer "lme4" stops where lme4's BOBYQA stops;
+    "robust" (the default) refines an end point that fails lme4's convergence checks."""
     system = BlockedFactor(CrossProducts(design.terms, design.X, design.y))
     warnings = list(design.messages)
     w = scale_warning(design.X)
@@ -240,31 +245,22 @@ def fit_model(formula: Formula, design: Design, reml: bool = True, data_name: st
     scalar_distinct = (all(t.X.shape[1] == 1 and list(t.cnames) == ["(Intercept)"] for t in design.terms)
                        and len(set(factors)) == len(factors))
     theta0 = start_theta(system, [t.codes for t in design.terms], scalar_distinct)
-    opt = optimize_theta(system, reml, theta0)
+    opt = optimize_theta(system, reml, theta0, polish=optimizer == "robust")
     warnings.extend(opt.warnings)
     model = FittedModel(formula=formula, design=design, reml=reml, system=system, optimum=opt,
-                        data_name=data_name, warnings=warnings, ddf=ddf)
+                        data_name=data_name, warnings=warnings, ddf=ddf, optimizer=optimizer)
     model._finish()
     return model
 
 
 def refit(model: FittedModel, reml: bool) -> FittedModel:
-    """Refit with the other criterion from the current theta (lme4's refitML uses BOBYQA from theta)."""
-    from mlmcli.engine.fit import Objective, bobyqa, check_convergence, deriv12, factor_at
+    """Refit with the other criterion from the current theta (lme4's refitML)."""
+    from mlmcli.engine.fit import reoptimize_theta
 
     system = BlockedFactor(model.system.cp)   # the same data: only the factor is the refit's own
-    f = Objective(system, reml)
-    theta0 = np.array(model.theta, dtype=float)
-    x0 = np.where(theta0 == 0, 0.001, theta0) if np.all(theta0 == 0) else theta0
-    rhobeg = min(0.95, 0.2 * float(np.max(np.abs(x0))))
-    lower = system.cp.lower_bounds()
-    theta, fval, status = bobyqa(f, x0, lower, initial_step=rhobeg, xtol_abs=1e-6 * rhobeg,
-                                 ftol_abs=1e-12, xtol_rel=0.0)
-    opt = Optimum(theta=theta, criterion=fval, evaluations=f.count, status=status)
-    check_convergence(opt, lambda: deriv12(f, theta, fval), lower)
-    factor_at(system, theta)
+    opt = reoptimize_theta(system, reml, model.theta, polish=model.optimizer == "robust")
     new = FittedModel(formula=model.formula, design=model.design, reml=reml, system=system, optimum=opt,
                       data_name=model.data_name, warnings=list(model.design.messages) + opt.warnings,
-                      ddf=model.ddf)
+                      ddf=model.ddf, optimizer=model.optimizer)
     new._finish()
     return new

@@ -30,6 +30,7 @@ class Optimum:
     messages: list[str] = field(default_factory=list)   # lme4's optinfo$conv$lme4$messages
     warnings: list[str] = field(default_factory=list)   # what lme4 warns or messages about the fit
     singular: bool = False
+    polished: bool = False                              # refined past lme4's end point (rescaled_restart)
 
     @property
     def conv_code(self) -> int:
@@ -129,8 +130,9 @@ def deriv12(fn, x: np.ndarray, fx: float, delta: float = DERIV_DELTA) -> tuple[n
     return g, H
 
 
-def optimize_theta(system: BlockedFactor, reml: bool, theta0: np.ndarray) -> Optimum:
-    """lme4's optimizeLmer and checkConv: BOBYQA, restart at an edge, snap to the boundary, checks."""
+def optimize_theta(system: BlockedFactor, reml: bool, theta0: np.ndarray, polish: bool = True) -> Optimum:
+    """lme4's optimizeLmer and checkConv: BOBYQA, restart at an edge, snap to the boundary, checks.
+    With `polish`, an end point that fails lme4's checks is refined (`rescaled_restart`)."""
     f = Objective(system, reml)
     lower = system.cp.lower_bounds()
     theta, fval, status = bobyqa(f, theta0, lower)
@@ -152,9 +154,57 @@ def optimize_theta(system: BlockedFactor, reml: bool, theta0: np.ndarray) -> Opt
     theta, fval = check_boundary(f, theta, fval, lower)
     opt = Optimum(theta=theta, criterion=fval, evaluations=f.count, status=status)
     check_convergence(opt, lambda: deriv12(f, at, f(at)), lower)
-    factor_at(system, theta)
+    return _finish(f, opt, lower, polish)
+
+
+def reoptimize_theta(system: BlockedFactor, reml: bool, theta0: np.ndarray, polish: bool = True) -> Optimum:
+    """lme4's refitML: BOBYQA from a fitted theta with a trust region scaled to it."""
+    f = Objective(system, reml)
+    theta0 = np.array(theta0, dtype=float)
+    x0 = np.where(theta0 == 0, 0.001, theta0) if np.all(theta0 == 0) else theta0
+    rhobeg = min(0.95, 0.2 * float(np.max(np.abs(x0))))
+    lower = system.cp.lower_bounds()
+    theta, fval, status = bobyqa(f, x0, lower, initial_step=rhobeg, xtol_abs=1e-6 * rhobeg,
+                                 ftol_abs=1e-12, xtol_rel=0.0)
+    opt = Optimum(theta=theta, criterion=fval, evaluations=f.count, status=status)
+    check_convergence(opt, lambda: deriv12(f, theta, fval), lower)
+    return _finish(f, opt, lower, polish)
+
+
+def _finish(f: Objective, opt: Optimum, lower: np.ndarray, polish: bool) -> Optimum:
+    """Polish an end point that fails lme4's checks, then leave the system factored at the optimum."""
+    if polish and not opt.singular and (opt.check_code != 0 or opt.conv_code != 0):
+        better = rescaled_restart(f, opt.theta, opt.criterion, lower)
+        if better is not None:
+            theta, fval, status = better
+            theta, fval = check_boundary(f, theta, fval, lower)
+            opt = Optimum(theta=theta, criterion=fval, evaluations=f.count, status=status, polished=True)
+            # lme4's checks and messages for the point we end at, not for the one we left
+            check_convergence(opt, lambda: deriv12(f, theta, f(theta)), lower)
+    factor_at(f.system, opt.theta)
     return opt
 
+
+def theta_scales(system: BlockedFactor) -> np.ndarray:
+    """Per theta, the root mean square of its row's column of Z: T's row for a slope on a covariate
+    in the hundreds holds numbers a hundred times smaller than the intercept's."""
+    out = []
+    for st in system.structures:
+        rms = np.sqrt(np.mean(st.X ** 2, axis=0))
+        out.append(np.where(rms > 0, rms, 1.0)[st.tri_rows])
+    return np.concatenate(out)
+
+
+def rescaled_restart(f: Objective, theta: np.ndarray, fval: float,
+                     lower: np.ndarray) -> tuple[np.ndarray, float, str] | None:
+    """BOBYQA again from theta, on theta times the scale of Z's columns: on that scale its trust
+    region fits every direction, where lme4's stops short on badly scaled slopes.  The result
+    only when its criterion is lower."""
+    s = theta_scales(f.system)
+    phi, value, status = bobyqa(lambda v: f(v / s), theta * s, lower)
+    if not value < fval:
+        return None
+    return phi / s, value, status
 
 def factor_at(system: BlockedFactor, theta: np.ndarray) -> None:
     """Leave the system factored at the optimum, or say why there is none."""
