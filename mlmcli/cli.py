@@ -349,9 +349,9 @@ def ranef(
 
         _emit(ranef_csv(report, wide=wide, with_coef=with_coef), output, inputs)
     elif kind == "text":
-        from mlmcli.render.csvout import ranef_text
+        from mlmcli.render.ranef_text import ranef_text
 
-        _emit(ranef_text(_printable(report), head=head, with_coef=with_coef), output, inputs)
+        _emit(ranef_text(_printable(report), head=head), output, inputs)
     else:
         from mlmcli.render.table import print_ranef
 

@@ -42,25 +42,6 @@ def _wide(rows: list[dict]) -> list[tuple[str, list[str], dict[str, dict[str, di
     return [(g, t, lv) for g, (t, lv) in out.items()]
 
 
-def ranef_text(report: dict, head: int | None = None, with_coef: bool = False) -> str:
-    """As R prints ranef(fit): one block per grouping factor, a row per level, a column per term."""
-    lines = []
-    for group, terms, levels in _wide(report["ranef"]):
-        lines.append(f"${group}")
-        names = list(levels)[: head if head else None]
-        width = max([len(n) for n in names] + [0])
-        cols = [[f"{levels[n][t]['value']:.7g}" for n in names] for t in terms]
-        widths = [max(len(t), *(len(c) for c in col)) for t, col in zip(terms, cols, strict=True)]
-        lines.append(" " * width + "".join(" " + t.rjust(wd) for t, wd in zip(terms, widths, strict=True)))
-        for i, n in enumerate(names):
-            lines.append(n.ljust(width) + "".join(" " + col[i].rjust(wd)
-                                                  for col, wd in zip(cols, widths, strict=True)))
-        if head and len(levels) > head:
-            lines.append(f"... {len(levels) - head} more levels")
-        lines.append("")
-    return "\n".join(lines) + "\n"
-
-
 def variance_reduction_text(vr: dict) -> str:
     lines = ["", f"Proportion of variance reduced, relative to: {vr['base']}"]
     for m in vr["models"]:
