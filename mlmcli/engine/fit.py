@@ -173,7 +173,10 @@ def reoptimize_theta(system: BlockedFactor, reml: bool, theta0: np.ndarray, poli
 
 def _finish(f: Objective, opt: Optimum, lower: np.ndarray, polish: bool) -> Optimum:
     """Polish an end point that fails lme4's checks, then leave the system factored at the optimum."""
-    if polish and not opt.singular and (opt.check_code != 0 or opt.conv_code != 0):
+    failed = not opt.singular and (opt.check_code != 0 or opt.conv_code != 0)
+    # lme4 skips its checks at a singular end point; on badly scaled columns of Z such a point is
+    # often a boundary BOBYQA ran into rather than the optimum
+    if polish and (failed or (opt.singular and _badly_scaled(f.system))):
         better = rescaled_restart(f, opt.theta, opt.criterion, lower)
         if better is not None:
             theta, fval, status = better
@@ -195,16 +198,33 @@ def theta_scales(system: BlockedFactor) -> np.ndarray:
     return np.concatenate(out)
 
 
+def _badly_scaled(system: BlockedFactor, ratio: float = 10.0) -> bool:
+    """Some term's columns of Z differ in scale by more than `ratio`."""
+    for st in system.structures:
+        rms = np.sqrt(np.mean(st.X ** 2, axis=0))
+        rms = rms[rms > 0]
+        if rms.size > 1 and rms.max() > ratio * rms.min():
+            return True
+    return False
+
+
 def rescaled_restart(f: Objective, theta: np.ndarray, fval: float,
-                     lower: np.ndarray) -> tuple[np.ndarray, float, str] | None:
+                     lower: np.ndarray, rounds: int = 3) -> tuple[np.ndarray, float, str] | None:
     """BOBYQA again from theta, on theta times the scale of Z's columns: on that scale its trust
-    region fits every direction, where lme4's stops short on badly scaled slopes.  The result
-    only when its criterion is lower."""
+    region fits every direction, where lme4's stops short on badly scaled slopes.  Repeated while
+    it gains (each run restarts the trust region); the result only when its criterion is lower."""
     s = theta_scales(f.system)
-    phi, value, status = bobyqa(lambda v: f(v / s), theta * s, lower)
-    if not value < fval:
-        return None
-    return phi / s, value, status
+    best = None
+    for _ in range(rounds):
+        phi, value, status = bobyqa(lambda v: f(v / s), theta * s, lower)
+        if not value < fval:
+            break
+        gain = fval - value
+        theta, fval, best = phi / s, value, (phi / s, value, status)
+        if gain < 1e-6:
+            break
+    return best
+
 
 def factor_at(system: BlockedFactor, theta: np.ndarray) -> None:
     """Leave the system factored at the optimum, or say why there is none."""
