@@ -11,14 +11,15 @@ from mlmcli.render.plots.groups import factor_codes, factor_columns, factors, sh
 from mlmcli.render.plots.layout import grid, hide_unused
 from mlmcli.render.plots.normal import normal_quantiles, qq_line
 from mlmcli.render.plots.options import Drawn, PlotOptions
-from mlmcli.render.plots.style import POINT, REF
+from mlmcli.render.plots.style import LINE, POINT, REF, Theme, wrap
 
 if TYPE_CHECKING:
     from mlmcli.frame import Frame
     from mlmcli.model import FittedModel
 
 
-def residuals(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: PlotOptions) -> Drawn:
+def residuals(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: PlotOptions,
+              theme: Theme) -> Drawn:
     idx = np.flatnonzero(keep)
     scaled = model.residuals[idx] / model.sigma
     fitted = model.fitted[idx]
@@ -37,20 +38,25 @@ def residuals(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts
 
     ax = axes[0]
     many = len(idx) > 500
-    ax.axhline(0.0, color=REF, lw=0.9, ls="--", zorder=1)
-    ax.plot(fitted, scaled, "o", ms=2.0 if many else 3.5, alpha=0.35 if many else 0.8, color=POINT,
+    ax.axhline(0.0, color=REF, lw=theme.lw(0.9), ls="--", zorder=1)
+    ax.plot(fitted, scaled, "o", ms=theme.ms(2.0 if many else 3.5), alpha=0.35 if many else 0.8, color=POINT,
             markeredgewidth=0, zorder=2)
-    ax.set_title("Scaled residuals against fitted values")
-    ax.set_xlabel(f"fitted {model.design.response}")
-    ax.set_ylabel("scaled residual (residual / sigma)")
+    panel_w, panel_h = opts.width * 0.9 / ncols, opts.height * 0.75 / nrows
+    fit_title = lambda text: wrap(text, theme.chars(panel_w, 10.5))  # noqa: E731
+    fit_x = lambda text: wrap(text, theme.chars(panel_w, 10))  # noqa: E731
+    fit_y = lambda text: wrap(text, theme.chars(panel_h, 10))  # noqa: E731
+    ax.set_title(fit_title("Scaled residuals against fitted values"))
+    ax.set_xlabel(fit_x(f"fitted {model.design.response}"))
+    ax.set_ylabel(fit_y("scaled residual (residual / sigma)"))
     for lab, f, r in zip(row_labels, fitted, scaled, strict=True):
         points.append({"panel": "residuals_vs_fitted", "row": lab, "x": float(f), "y": float(r)})
 
-    _qq_panel(axes[1], scaled, row_labels, "qq_residuals", "Normal Q-Q: scaled residuals",
-              "scaled residual", points, "row")
+    _qq_panel(axes[1], scaled, row_labels, "qq_residuals", fit_title("Normal Q-Q: scaled residuals"),
+              (fit_x("theoretical normal quantile"), fit_y("scaled residual")), points, "row", theme)
     for ax, (g, name, values, labels) in zip(axes[2:], re_panels, strict=False):
-        _qq_panel(ax, values, labels, f"qq_ranef:{g}:{name}", f"Normal Q-Q: {g} {name}",
-                  f"{name} (conditional mode)", points, "level")
+        _qq_panel(ax, values, labels, f"qq_ranef:{g}:{name}", fit_title(f"Normal Q-Q: {g} {name}"),
+                  (fit_x("theoretical normal quantile"), fit_y(f"{name} (conditional mode)")), points, "level",
+                  theme)
     hide_unused(axes, n)
     data = {"sigma": model.sigma, "panels": ["residuals_vs_fitted", "qq_residuals"]
             + [f"qq_ranef:{g}:{name}" for g, name, _, _ in re_panels], "points": points}
@@ -58,20 +64,20 @@ def residuals(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts
 
 
 def _qq_panel(ax: Any, values: np.ndarray, labels: list[str], panel: str, title: str,
-              ylabel: str, out: list[dict], key: str) -> None:
+              axis_labels: tuple[str, str], out: list[dict], key: str, theme: Theme) -> None:
     """Sorted `values` against normal quantiles with R's qqline; each point appended to `out`."""
     order = np.argsort(values, kind="stable")
     sample = values[order]
     theo = normal_quantiles(len(sample))
     many = len(sample) > 500
-    ax.plot(theo, sample, "o", ms=2.0 if many else 3.5, alpha=0.45 if many else 0.8, color=POINT,
+    ax.plot(theo, sample, "o", ms=theme.ms(2.0 if many else 3.5), alpha=0.45 if many else 0.8, color=POINT,
             markeredgewidth=0, zorder=2)
     if len(sample) >= 2:
         a, b = qq_line(sample)
         ends = np.array([theo[0], theo[-1]])
-        ax.plot(ends, a + b * ends, color="#c0392b", lw=1.1, zorder=3)
+        ax.plot(ends, a + b * ends, color=LINE, lw=theme.lw(1.1), zorder=3)
     ax.set_title(title)
-    ax.set_xlabel("theoretical normal quantile")
-    ax.set_ylabel(ylabel)
+    ax.set_xlabel(axis_labels[0])
+    ax.set_ylabel(axis_labels[1])
     for i, t, v in zip(order, theo, sample, strict=True):
         out.append({"panel": panel, key: labels[i], "x": float(t), "y": float(v)})
