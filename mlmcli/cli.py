@@ -281,6 +281,11 @@ class PlotKind(str, Enum):
     residuals = "residuals"
 
 
+class PlotTheme(str, Enum):
+    screen = "screen"
+    paper = "paper"
+
+
 @app.command()
 def plot(
     data: DataArg,
@@ -293,10 +298,14 @@ def plot(
     group: Annotated[str | None, typer.Option("--group", help="Grouping factor (default: the first).")] = None,
     where: Annotated[str | None, typer.Option("--where", help='Keep rows, e.g. "schcode <= 10".')] = None,
     by: Annotated[str | None, typer.Option("--by", help="Split fitted lines by a level-2 variable.")] = None,
-    dpi: Annotated[int, typer.Option("--dpi", min=20, max=1200)] = 100,
+    dpi: Annotated[int | None, typer.Option("--dpi", min=20, max=1200, help="Default: 100, paper 300.")] = None,
     width: Annotated[float, typer.Option("--width", min=1.0, max=100.0, help="Inches.")] = 8.0,
     height: Annotated[float, typer.Option("--height", min=1.0, max=100.0, help="Inches.")] = 6.0,
-    title: Annotated[str | None, typer.Option("--title")] = None,
+    title: Annotated[str | None, typer.Option("--title", help='"" for none.')] = None,
+    caption: Annotated[str | None, typer.Option("--caption", help='Footer; "" for none.')] = None,
+    theme: Annotated[PlotTheme, typer.Option("--theme", help="screen, or paper (journal).")] = PlotTheme.screen,
+    groups: Annotated[int | None, typer.Option("--groups", min=0, help="Groups drawn; 0: all.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the spaghetti sample (default 1).")] = None,
     data_out: Annotated[str | None, typer.Option("--data-out", help="Also write the plotted numbers (CSV).")] = None,
     fmt: Annotated[str | None, typer.Option("--format", "-f", help="json: print the plotted numbers.")] = None,
 ) -> None:
@@ -306,7 +315,8 @@ def plot(
     image_format(output)  # refuse an unknown extension before fitting
     model, frame = _fit_and_warn(data, formula, ml)
     opts = PlotOptions(kind=kind.value, output=output, x=x, y=y, group=group, where=where, by=by, dpi=dpi,
-                       width=width, height=height, title=title, data_out=data_out)
+                       width=width, height=height, title=title, data_out=data_out, theme=theme.value,
+                       caption=caption, groups=groups, seed=seed)
     plotted = draw(model, frame, opts)
     if fmt == "json":
         _emit(_json(plotted), None)

@@ -116,7 +116,8 @@ def _caption_text(fig: Any, grid: Any, model: FittedModel, opts: PlotOptions, th
     style = caption_style(theme)
     height = min(0.4 * opts.height, ((text.count("\n") + 1) * 1.25 * style["fontsize"] + 6 * theme.scale) / 72.0)
     grid.set_height_ratios([opts.height - height, height])
-    fig.add_subfigure(grid[1]).text(0.5, 0.5, text, ha="center", va="center", gid="caption", **style)
+    fig.add_subfigure(grid[1]).text(0.5, 0.5, text, ha="center", va="center", multialignment="center",
+                                               gid="caption", **style)
 
 
 def _caption(model: FittedModel, opts: PlotOptions, n_kept: int, extra: list[str]) -> str:

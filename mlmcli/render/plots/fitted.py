@@ -67,7 +67,7 @@ def fitted(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: P
         for q in np.flatnonzero(pdrawn).tolist():
             if q == p:
                 ax.fill_between(pgrid[q], pmeans[q] - Z95 * pse[q], pmeans[q] + Z95 * pse[q], color=pop[q],
-                                alpha=0.22, linewidth=0, zorder=3.5)
+                                alpha=0.22, linewidth=0, zorder=1.5)  # under the group lines
                 ax.plot(pgrid[q], pmeans[q], color=pop[q], lw=theme.lw(2.6), zorder=4)
             else:
                 ax.plot(pgrid[q], pmeans[q], color=pop[q], lw=theme.lw(1.4), ls=(0, (4, 2.5)), alpha=0.9,
