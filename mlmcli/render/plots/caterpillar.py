@@ -43,7 +43,7 @@ def caterpillar(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, op
     n = len(panels)
     ncols = min(n, 3)
     axes = grid(fig, math.ceil(n / ncols), ncols)
-    panel_width = opts.width * 0.85 / ncols
+    panel_width = opts.width * 0.92 / ncols - 0.5 * theme.scale   # less the tick labels beside it
     rows: list[dict] = []
     first_of: dict[str, Any] = {}
     for ax, (g, name, order, levels, value, sd) in zip(axes, panels, strict=False):

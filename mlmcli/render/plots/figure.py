@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from mlmcli.errors import MlmError
@@ -36,8 +38,13 @@ def dpi_of(opts: PlotOptions) -> int:
     return opts.dpi if opts.dpi is not None else DEFAULT_DPI[opts.theme]
 
 
-def build(model: FittedModel, frame: Frame, opts: PlotOptions) -> tuple[Any, Drawn, np.ndarray]:
-    """The laid-out figure of `opts.kind`, what it drew, and the observations kept (nothing written)."""
+@contextmanager
+def build(model: FittedModel, frame: Frame, opts: PlotOptions) -> Iterator[tuple[Any, Drawn, np.ndarray]]:
+    """The laid-out figure of `opts.kind`, what it drew, and the observations kept (nothing written).
+
+    A context: the figure must be drawn (saved, measured) inside it, under its theme's settings,
+    because matplotlib reads some of them (fonts, new ticks) at each draw.
+    """
     check_kind(opts)
     check_options(opts)
     keep = kept_rows(model, frame, opts.where)
@@ -63,10 +70,10 @@ def build(model: FittedModel, frame: Frame, opts: PlotOptions) -> tuple[Any, Dra
         if grid is not None:
             _caption_text(fig, grid, model, opts, theme, int(keep.sum()), drawn)
         left_out = keep_inside(fig)
-    if left_out:
-        drawn.notes.append(f"note: at {opts.width:g} x {opts.height:g} in, {' and '.join(left_out)} did not fit "
-                           "and were left out")
-    return fig, drawn, keep
+        if left_out:
+            drawn.notes.append(f"note: at {opts.width:g} x {opts.height:g} in, {' and '.join(left_out)} did not "
+                               "fit and were left out")
+        yield fig, drawn, keep
 
 
 def draw(model: FittedModel, frame: Frame, opts: PlotOptions) -> dict:
@@ -75,9 +82,9 @@ def draw(model: FittedModel, frame: Frame, opts: PlotOptions) -> dict:
     check_kind(opts)
     if opts.data_out is not None and os.path.abspath(opts.data_out) == os.path.abspath(opts.output):
         raise MlmError("--data-out must be a different file from --output")
-    fig, drawn, keep = build(model, frame, opts)
     dpi = dpi_of(opts)
-    image = image_bytes(fig, fmt, dpi)
+    with build(model, frame, opts) as (fig, drawn, keep):
+        image = image_bytes(fig, fmt, dpi)
 
     for note in drawn.notes:
         sys.stderr.write(note + "\n")

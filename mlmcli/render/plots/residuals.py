@@ -41,7 +41,9 @@ def residuals(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts
     ax.axhline(0.0, color=REF, lw=theme.lw(0.9), ls="--", zorder=1)
     ax.plot(fitted, scaled, "o", ms=theme.ms(2.0 if many else 3.5), alpha=0.35 if many else 0.8, color=POINT,
             markeredgewidth=0, zorder=2)
-    panel_w, panel_h = opts.width * 0.9 / ncols, opts.height * 0.75 / nrows
+    # room of a panel's title and labels: its share of the figure less the tick labels and the other axis label
+    panel_w = opts.width * 0.92 / ncols - 0.5 * theme.scale
+    panel_h = opts.height * 0.8 / nrows - 0.5 * theme.scale
     fit_title = lambda text: wrap(text, theme.chars(panel_w, 10.5))  # noqa: E731
     fit_x = lambda text: wrap(text, theme.chars(panel_w, 10))  # noqa: E731
     fit_y = lambda text: wrap(text, theme.chars(panel_h, 10))  # noqa: E731

@@ -17,13 +17,13 @@ _SLACK = 0.5        # pixels of antialiasing allowed past the edge
 def keep_inside(fig: Any) -> list[str]:
     """Lay `fig` out until all its text is inside it; return what had to be left out (names)."""
     for _ in range(_ROUNDS):
-        if not outside(fig):
+        if _settled(fig):
             return []
         if not _shrink(fig):
             break
     dropped: list[str] = []
     for _ in range(8):
-        bad = outside(fig)
+        bad = outside(fig) or outside(fig)
         if not bad:
             break
         for name, artist in bad:
@@ -31,6 +31,11 @@ def keep_inside(fig: Any) -> list[str]:
             if name not in dropped:
                 dropped.append(name)
     return dropped
+
+
+def _settled(fig: Any) -> bool:
+    """Nothing outside after two layouts: one layout changes the tick labels the next one makes room for."""
+    return not outside(fig) and not outside(fig)
 
 
 def outside(fig: Any) -> list[tuple[str, Any]]:
