@@ -40,7 +40,7 @@ def _settled(fig: Any) -> bool:
 
 def outside(fig: Any) -> list[tuple[str, Any]]:
     """(name, artist) of each visible text whose drawn extent leaves the figure, after a fresh layout."""
-    fig.canvas.draw()
+    fig.draw_without_rendering()  # layout and text positions, no pixels
     renderer = fig.canvas.get_renderer()
     w, h = fig.bbox.width, fig.bbox.height
     bad = []
@@ -57,7 +57,7 @@ def outside(fig: Any) -> list[tuple[str, Any]]:
 
 def overlapping(fig: Any) -> list[tuple[str, str]]:
     """Pairs of texts (titles, labels, tick labels, legends) drawn over each other; point labels may crowd."""
-    fig.canvas.draw()
+    fig.draw_without_rendering()  # layout and text positions, no pixels
     renderer = fig.canvas.get_renderer()
     boxes = [(name, _label(a), a.get_window_extent(renderer)) for name, a in _texts(fig)
              if a.get_visible() and name != "point labels"]
