@@ -53,8 +53,8 @@ def caterpillar(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, op
         pos = np.arange(k)
         step = room / max(k, 1)                   # points per level
         # bars and dots sized by the room each level has, in points whatever the figure's size
-        ax.hlines(pos, lo, hi, color=_BAR, lw=min(2.2, max(0.6, 0.35 * step)), zorder=2)
-        ax.plot(v, pos, "o", ms=min(5.0, max(1.8, 0.6 * step)), color=_DOT, zorder=4,
+        ax.hlines(pos, lo, hi, color=_BAR, lw=min(theme.lw(2.2), max(0.6, 0.35 * step)), zorder=2)
+        ax.plot(v, pos, "o", ms=min(theme.ms(5.0), max(1.8, 0.6 * step)), color=_DOT, zorder=4,
                 markeredgewidth=0)
         # over the intervals, under the dots: a zero line behind the bars disappears
         ax.axvline(0.0, color=_ZERO, lw=theme.lw(0.8), ls=(0, (4, 3)), zorder=3)

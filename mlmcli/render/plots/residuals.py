@@ -41,28 +41,39 @@ def residuals(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts
     ax.axhline(0.0, color=REF, lw=theme.lw(0.9), ls="--", zorder=1)
     ax.plot(fitted, scaled, "o", ms=theme.ms(2.0 if many else 3.5), alpha=0.35 if many else 0.8, color=POINT,
             markeredgewidth=0, zorder=2)
-    # room of a panel's title and labels: its share of the figure less the tick labels and the other axis label
-    panel_w = opts.width * 0.92 / ncols - 0.5 * theme.scale
-    panel_h = opts.height * 0.8 / nrows - 0.5 * theme.scale
-    fit_title = lambda text: wrap(text, theme.chars(panel_w, 10.5))  # noqa: E731
-    fit_x = lambda text: wrap(text, theme.chars(panel_w, 10))  # noqa: E731
-    fit_y = lambda text: wrap(text, theme.chars(panel_h, 10))  # noqa: E731
-    ax.set_title(fit_title("Scaled residuals against fitted values"))
-    ax.set_xlabel(fit_x(f"fitted {model.design.response}"))
-    ax.set_ylabel(fit_y("scaled residual (residual / sigma)"))
+    fit = _Fit(opts.width * 0.92 / ncols - 0.5 * theme.scale, opts.height * 0.8 / nrows - 0.5 * theme.scale, theme)
+    ax.set_title(fit.title("Scaled residuals against fitted values"))
+    ax.set_xlabel(fit.x(f"fitted {model.design.response}"))
+    ax.set_ylabel(fit.y("scaled residual (residual / sigma)" if opts.height >= 4.5 else "scaled residual"))
     for lab, f, r in zip(row_labels, fitted, scaled, strict=True):
         points.append({"panel": "residuals_vs_fitted", "row": lab, "x": float(f), "y": float(r)})
 
-    _qq_panel(axes[1], scaled, row_labels, "qq_residuals", fit_title("Normal Q-Q: scaled residuals"),
-              (fit_x("theoretical normal quantile"), fit_y("scaled residual")), points, "row", theme)
+    _qq_panel(axes[1], scaled, row_labels, "qq_residuals", fit.title("Normal Q-Q: scaled residuals"),
+              (fit.x("theoretical normal quantile"), fit.y("scaled residual")), points, "row", theme)
     for ax, (g, name, values, labels) in zip(axes[2:], re_panels, strict=False):
-        _qq_panel(ax, values, labels, f"qq_ranef:{g}:{name}", fit_title(f"Normal Q-Q: {g} {name}"),
-                  (fit_x("theoretical normal quantile"), fit_y(f"{name} (conditional mode)")), points, "level",
+        _qq_panel(ax, values, labels, f"qq_ranef:{g}:{name}", fit.title(f"Normal Q-Q: {g} {name}"),
+                  (fit.x("theoretical normal quantile"), fit.y("conditional mode")), points, "level",
                   theme)
     hide_unused(axes, n)
     data = {"sigma": model.sigma, "panels": ["residuals_vs_fitted", "qq_residuals"]
             + [f"qq_ranef:{g}:{name}" for g, name, _, _ in re_panels], "points": points}
     return Drawn(data, points, "Residual diagnostics")
+
+
+class _Fit:
+    """Labels wrapped to a panel's room: its share of the figure less the tick labels and the other axis label."""
+
+    def __init__(self, width: float, height: float, theme: Theme) -> None:
+        self.width, self.height, self.theme = width, height, theme
+
+    def title(self, text: str) -> str:
+        return wrap(text, self.theme.chars(self.width, 10.5))
+
+    def x(self, text: str) -> str:
+        return wrap(text, self.theme.chars(self.width, 10))
+
+    def y(self, text: str) -> str:
+        return wrap(text, self.theme.chars(self.height, 10))
 
 
 def _qq_panel(ax: Any, values: np.ndarray, labels: list[str], panel: str, title: str,

@@ -128,10 +128,22 @@ def darker(colour: str, by: float = 0.35) -> tuple[float, float, float]:
 
 
 def wrap(text: str, width: int) -> str:
-    """Each line of `text` wrapped to `width` characters."""
+    """Each line of `text` wrapped to at most `width` characters, its lines of even length (no orphan word)."""
+    return "\n".join(_balanced(line, width) for line in text.split("\n"))
+
+
+def _balanced(line: str, width: int) -> str:
     import textwrap
 
-    return "\n".join(textwrap.fill(line, width) if line else line for line in text.split("\n"))
+    lines = textwrap.wrap(line, width, break_long_words=False, break_on_hyphens=False)
+    if len(lines) <= 1:
+        return line
+    longest = max(len(word) for word in line.split())
+    for w in range(max(longest, math.ceil(len(line) / len(lines))), width):
+        even = textwrap.wrap(line, w, break_long_words=False, break_on_hyphens=False)
+        if len(even) == len(lines):
+            return "\n".join(even)
+    return "\n".join(lines)
 
 
 def colours(k: int) -> list[str]:
