@@ -305,7 +305,7 @@ def plot(
     caption: Annotated[str | None, typer.Option("--caption", help='Footer; "" for none.')] = None,
     theme: Annotated[PlotTheme, typer.Option("--theme", help="screen, or paper (journal).")] = PlotTheme.screen,
     groups: Annotated[int | None, typer.Option("--groups", min=0, help="Groups drawn; 0: all.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the spaghetti sample (default 1).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, help="Seed of the spaghetti sample (default 1).")] = None,
     data_out: Annotated[str | None, typer.Option("--data-out", help="Also write the plotted numbers (CSV).")] = None,
     fmt: Annotated[str | None, typer.Option("--format", "-f", help="json: print the plotted numbers.")] = None,
 ) -> None:

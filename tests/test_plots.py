@@ -613,6 +613,7 @@ def test_caption_and_title_can_be_removed_or_replaced(figure, sleep, tmp_path):
     ({"kind": "spaghetti", "groups": -1}, "--groups must be 0 (all) or a positive count"),
     ({"kind": "ranef", "groups": 5}, "--groups is not used by the ranef plot"),
     ({"kind": "fitted", "seed": 5}, "--seed is not used by the fitted plot"),
+    ({"kind": "spaghetti", "seed": -2}, "--seed must be 0 or more, got -2"),
     ({"kind": "ranef", "theme": "print"}, "unknown --theme 'print'"),
 ])
 def test_new_option_errors(sleep, tmp_path, kw, message):

@@ -118,8 +118,11 @@ def _with_caption(fig: Any, opts: PlotOptions) -> tuple[Any, Any]:
 def _caption_text(fig: Any, grid: Any, model: FittedModel, opts: PlotOptions, theme: Theme, n_kept: int,
                   drawn: Drawn) -> None:
     """The caption in its strip, the strip as tall as its lines."""
-    text = opts.caption if opts.caption is not None else _caption(model, opts, n_kept, drawn.caption)
-    text = wrap(text, theme.chars(opts.width * 0.95, 8))
+    width = theme.chars(opts.width * 0.95, 8)
+    if opts.caption is not None:
+        text = wrap(opts.caption, width)
+    else:
+        text = "\n".join([_pack(_caption_parts(model, opts, n_kept), width)] + [wrap(x, width) for x in drawn.caption])
     style = caption_style(theme)
     height = min(0.4 * opts.height, ((text.count("\n") + 1) * 1.25 * style["fontsize"] + 6 * theme.scale) / 72.0)
     grid.set_height_ratios([opts.height - height, height])
@@ -127,10 +130,24 @@ def _caption_text(fig: Any, grid: Any, model: FittedModel, opts: PlotOptions, th
                                                gid="caption", **style)
 
 
-def _caption(model: FittedModel, opts: PlotOptions, n_kept: int, extra: list[str]) -> str:
-    """The formula, the method and the observations drawn, under the picture; then the kind's own notes."""
+_SEP = "   ·   "
+
+
+def _caption_parts(model: FittedModel, opts: PlotOptions, n_kept: int) -> list[str]:
+    """The formula, the method and the observations drawn; the --where that chose them."""
     parts = [model.formula.text, model.method,
              f"{n_kept} of {model.n} observations" if n_kept < model.n else f"{model.n} observations"]
     if opts.where:
         parts.append(f"where {opts.where}")
-    return "\n".join(["   ·   ".join(parts)] + extra)
+    return parts
+
+
+def _pack(parts: list[str], width: int) -> str:
+    """`parts` joined by a separator, lines broken between parts (never before a separator) where they can be."""
+    lines: list[str] = []
+    for part in parts:
+        if lines and len(lines[-1]) + len(_SEP) + len(part) <= width:
+            lines[-1] += _SEP + part
+        else:
+            lines.extend(wrap(part, width).split("\n"))
+    return "\n".join(lines)

@@ -90,7 +90,7 @@ def fitted(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: P
     others = [c for c in predictors if c not in (xname, opts.by)]
     held = (f"{', '.join(others)} held at {'its' if len(others) == 1 else 'their'} mean within each {group} "
             f"(its line) and within {'each panel' if is_split else 'the data'} (population line)") if others else ""
-    band = "band: 95% pointwise interval of the population line (fixed effects' covariance)"
+    band = "band: pointwise 95% interval of the population line"
     data = {"group": group, "x": xname, "y": model.design.response, "by": opts.by, "held_at_mean": others,
             "lines": lines, "population": population}
     # --data-out: one row per line, the curves' points left to the JSON

@@ -69,6 +69,8 @@ def check_options(opts: PlotOptions) -> None:
         raise MlmError(f"unknown --theme '{opts.theme}' (themes: {', '.join(THEMES)})")
     if opts.groups is not None and opts.groups < 0:
         raise MlmError(f"--groups must be 0 (all) or a positive count, got {opts.groups}")
+    if opts.seed is not None and opts.seed < 0:
+        raise MlmError(f"--seed must be 0 or more, got {opts.seed}")
 
 
 def kept_rows(model: FittedModel, frame: Frame, where: str | None) -> np.ndarray:
