@@ -20,7 +20,7 @@ from mlmcli.render.plots.output import image_bytes, image_format, table_csv
 from mlmcli.render.plots.ranef import ranef
 from mlmcli.render.plots.residuals import residuals
 from mlmcli.render.plots.spaghetti import spaghetti
-from mlmcli.render.plots.style import DEFAULT_DPI, Theme, caption_style, make_theme, rc, title_style, wrap
+from mlmcli.render.plots.style import DEFAULT_DPI, Theme, caption_style, make_theme, rc, title_pt, title_style, wrap
 from mlmcli.render.plots.textfit import keep_inside
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def build(model: FittedModel, frame: Frame, opts: PlotOptions) -> Iterator[tuple
         drawn = _KIND_FUNCS[opts.kind](main, model, frame, keep, opts, theme)
         title = opts.title if opts.title is not None else drawn.title
         if title:
-            main.suptitle(wrap(title, theme.chars(opts.width * 0.95, title_style(theme)["fontsize"] / theme.scale)),
+            main.suptitle(wrap(title, theme.chars(opts.width * 0.95, title_pt(theme))),
                           gid="title", **title_style(theme))
         if grid is not None:
             _caption_text(fig, grid, model, opts, theme, int(keep.sum()), drawn)

@@ -112,8 +112,13 @@ def rc(theme: Theme) -> dict[str, Any]:
     return out
 
 
+def title_pt(theme: Theme) -> float:
+    """The title's size given for 8 x 6 in: plain and smaller on paper, where the caption carries the words."""
+    return 11.5 if theme.paper else 13.0
+
+
 def title_style(theme: Theme) -> dict[str, Any]:
-    return {"fontsize": theme.pt(11.5 if theme.paper else 13), "fontweight": "normal" if theme.paper else "bold"}
+    return {"fontsize": theme.pt(title_pt(theme)), "fontweight": "normal" if theme.paper else "bold"}
 
 
 def caption_style(theme: Theme) -> dict[str, Any]:

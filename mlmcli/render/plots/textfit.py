@@ -83,9 +83,8 @@ def _texts(fig: Any) -> list[tuple[str, Any]]:
     for ax in fig.axes:
         if not ax.get_visible():
             continue
-        for t in (ax.title, ax._left_title, ax._right_title):
-            if t.get_text():
-                out.append(("a panel title", t))
+        if ax.title.get_text():  # the only panel title the kinds set (not the left or right one)
+            out.append(("a panel title", ax.title))
         for axis in (ax.xaxis, ax.yaxis):
             if axis.label.get_text():
                 out.append(("an axis label", axis.label))
