@@ -7,12 +7,17 @@ mlm() { "$PY" -m mlmcli "$@"; }
 HECK=sample_data/heck2011.csv
 SLEEP=tests/fixtures/lme4/data/sleepstudy.csv
 PEN=tests/fixtures/lme4/data/Penicillin.csv
+JOURNAL=(--theme paper --width 3.5 --height 3)   # one journal column, 300 dpi
 
 mlm plot $HECK "math ~ ses + (ses|schcode)" --kind ranef -o docs/ranef.png
 mlm plot $HECK "math ~ ses + (ses|schcode)" --kind caterpillar -o docs/caterpillar.png
-mlm plot $HECK "math ~ ses + (ses|schcode)" --kind spaghetti --where "schcode <= 10" -o docs/spaghetti.png
+mlm plot $HECK "math ~ ses + (ses|schcode)" --kind spaghetti -o docs/spaghetti.png
 mlm plot $HECK "math ~ ses*public + (ses|schcode)" --kind fitted --by public -o docs/fitted.png
 mlm plot $HECK "math ~ ses + (ses|schcode)" --kind residuals -o docs/residuals.png
 mlm plot $SLEEP "Reaction ~ Days + (Days|Subject)" --kind ranef -o docs/ranef_sleepstudy.png
 mlm plot $SLEEP "Reaction ~ Days + (Days|Subject)" --kind caterpillar -o docs/caterpillar_sleepstudy.png
 mlm plot $PEN "diameter ~ 1 + (1|plate) + (1|sample)" --kind caterpillar -o docs/caterpillar_penicillin.png
+mlm plot $HECK "math ~ ses*public + (ses|schcode)" --kind fitted --by public "${JOURNAL[@]}" --title "" \
+    -o docs/fitted_paper.png
+mlm plot $SLEEP "Reaction ~ Days + (Days|Subject)" --kind caterpillar "${JOURNAL[@]}" --title "" --caption "" \
+    -o docs/caterpillar_paper.png

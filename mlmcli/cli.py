@@ -441,6 +441,11 @@ class PlotFormat(str, Enum):
     json = "json"
 
 
+class PlotTheme(str, Enum):
+    screen = "screen"
+    paper = "paper"
+
+
 # matplotlib refuses images of 2^16 pixels or more on a side; say so before fitting
 MAX_PIXELS = 2**16 - 1
 
@@ -457,10 +462,14 @@ def plot(
     group: Annotated[str | None, typer.Option("--group", help="Grouping factor (default: the first).")] = None,
     where: Annotated[str | None, typer.Option("--where", help='Keep rows, e.g. "schcode <= 10".')] = None,
     by: Annotated[str | None, typer.Option("--by", help="Split fitted lines by a level-2 variable.")] = None,
-    dpi: Annotated[int, typer.Option("--dpi", min=20, max=1200, help="Dots per inch (PNG).")] = 100,
+    dpi: Annotated[int | None, typer.Option("--dpi", min=20, max=1200, help="Default: 100, paper 300.")] = None,
     width: Annotated[float, typer.Option("--width", min=1.0, max=100.0, help="Inches.")] = 8.0,
     height: Annotated[float, typer.Option("--height", min=1.0, max=100.0, help="Inches.")] = 6.0,
-    title: Annotated[str | None, typer.Option("--title", help="Title above the picture.")] = None,
+    title: Annotated[str | None, typer.Option("--title", help='"" for none.')] = None,
+    caption: Annotated[str | None, typer.Option("--caption", help='Footer; "" for none.')] = None,
+    theme: Annotated[PlotTheme, typer.Option("--theme", help="screen, or paper (journal).")] = PlotTheme.screen,
+    groups: Annotated[int | None, typer.Option("--groups", min=0, help="Groups drawn; 0: all.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, help="Seed of the spaghetti sample (default 1).")] = None,
     data_out: Annotated[str | None, typer.Option("--data-out", help="Also write the plotted numbers (CSV).")] = None,
     fmt: Annotated[PlotFormat | None, typer.Option("--format", "-f", help="json: print the plotted numbers.")
                    ] = None,
@@ -475,8 +484,9 @@ def plot(
     _check_outputs(inputs, output, data_out)
     if data_out is not None and output != "-" and os.path.realpath(data_out) == os.path.realpath(output):
         raise MlmError(f"--data-out and --output name the same file: {output}")
-    if max(width, height) * dpi > MAX_PIXELS:
-        raise MlmError(f"the image would be {round(width * dpi)} x {round(height * dpi)} pixels; "
+    px = dpi if dpi is not None else (300 if theme is PlotTheme.paper else 100)
+    if max(width, height) * px > MAX_PIXELS:
+        raise MlmError(f"the image would be {round(width * px)} x {round(height * px)} pixels; "
                        f"at most {MAX_PIXELS} on a side: lower --dpi or the size")
     if where is not None:
         from mlmcli.where import parse_where
@@ -485,7 +495,8 @@ def plot(
             parse_where(where)
     model, frame = _fit_and_warn(data, formula, ml)
     opts = PlotOptions(kind=kind.value, output=output, x=x, y=y, group=group, where=where, by=by, dpi=dpi,
-                       width=width, height=height, title=title, data_out=data_out)
+                       width=width, height=height, title=title, data_out=data_out, theme=theme.value,
+                       caption=caption, groups=groups, seed=seed)
     plotted = draw(model, frame, opts)
     if fmt is not None:
         _emit(_json(plotted), None)

@@ -8,9 +8,11 @@ import io
 import json
 import math
 import os
+import re
 import struct
 import subprocess
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,18 @@ from mlmcli.errors import DataError, MlmError
 from mlmcli.formula import parse_formula
 from mlmcli.frame import Factor, Frame, read_csv
 from mlmcli.model import fit_model
-from mlmcli.render.plots import PlotOptions, draw, image_format, normal_quantiles, qq_line, table_csv
+from mlmcli.render.plots import (
+    DEFAULT_GROUPS,
+    PALETTE,
+    PlotOptions,
+    build,
+    draw,
+    image_format,
+    normal_quantiles,
+    qq_line,
+    table_csv,
+)
+from mlmcli.render.plots.textfit import outside, overlapping
 from mlmcli.where import parse_where, where_mask
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,6 +68,13 @@ def sleep():
 @pytest.fixture(scope="module")
 def penicillin():
     return _fit(DATA / "Penicillin.csv", "diameter ~ 1 + (1|plate) + (1|sample)")
+
+
+@pytest.fixture
+def figure():
+    """build() entered for the rest of the test: a figure is measured under its theme's settings."""
+    with ExitStack() as stack:
+        yield lambda model, frame, opts: stack.enter_context(build(model, frame, opts))
 
 
 def small(tmp_path: Path, kind: str, name: str = "p.png", **kw) -> PlotOptions:
@@ -177,7 +197,8 @@ def test_ranef_option_errors(heck, tmp_path, kw, message):
 def test_caterpillar_rows_are_modes_with_intervals_sorted_by_intercept(heck, tmp_path):
     model, frame = heck
     data_out = tmp_path / "cat.csv"
-    out = draw(model, frame, small(tmp_path, "caterpillar", data_out=str(data_out)))
+    out = draw(model, frame, small(tmp_path, "caterpillar", data_out=str(data_out), groups=0))
+    assert out["levels"] == {"schcode": {"levels": 419, "drawn": 419}}
     term = model.design.terms[0]
     b, sd = blups(model, term.codes, len(term.levels), term.X)
     rows = out["rows"]
@@ -217,18 +238,44 @@ def test_caterpillar_crossed_factors_match_lme4(penicillin, tmp_path):
     assert one["groups"] == ["sample"] and len(one["rows"]) == 6
 
 
+def test_caterpillar_thins_many_levels_evenly_in_sorted_order(figure, heck, tmp_path):
+    model, frame = heck
+    fig, drawn, _ = figure(model, frame, small(tmp_path, "caterpillar", width=3.5, height=3.0, dpi=300))
+    counts = drawn.data["levels"]["schcode"]
+    k = counts["drawn"]
+    assert counts["levels"] == 419 and 20 < k < 60
+    modes = model.conditional_modes()[0][:, 0]
+    order = np.argsort(modes, kind="stable")
+    expect = order[np.unique(np.round(np.linspace(0, 418, k)).astype(int))]
+    levels = [str(v) for v in model.design.terms[0].levels]
+    panel = [r for r in drawn.data["rows"] if r["term"] == "(Intercept)"]
+    assert [r["level"] for r in panel] == [levels[i] for i in expect]
+    assert (panel[0]["value"], panel[-1]["value"]) == (modes.min(), modes.max())  # both ends kept
+    assert "of 419 schcode levels shown" in _caption_of(fig)
+    for ax in fig.axes:
+        bars, dots, zero = ax.collections[0], ax.lines[0], ax.lines[1]
+        assert len(bars.get_segments()) == len(dots.get_xdata()) == k
+        assert zero.get_xdata()[0] == 0 and bars.get_zorder() < zero.get_zorder() < dots.get_zorder()
+        lo, hi = ax.get_ylim()
+        assert lo < -0.5 and hi > k - 0.5  # the first and last dots clear of the frame
+    tall = draw(model, frame, small(tmp_path, "caterpillar", height=9.0))
+    assert tall["levels"]["schcode"]["drawn"] > k
+    five = draw(model, frame, small(tmp_path, "caterpillar", groups=5))
+    assert [r["level"] for r in five["rows"][:5]] == [levels[i] for i in order[[0, 104, 209, 314, 418]]]
+
+
 # ------------------------------------------------------------------ spaghetti
 
 
 def test_spaghetti_lines_are_each_groups_least_squares_fit(heck, tmp_path):
     model, frame = heck
-    out = draw(model, frame, small(tmp_path, "spaghetti", where="schcode <= 10"))
+    out = draw(model, frame, small(tmp_path, "spaghetti", where="schcode <= 10", groups=0))
     assert out["x"] == "ses" and out["y"] == "math" and out["group"] == "schcode"
     sch = frame.columns["schcode"]
     ses, math_ = frame.columns["ses"], frame.columns["math"]
     keep = sch <= 10
     assert len(out["points"]) == keep.sum() == out["n_obs"]
-    lo, hi = ses[keep].min(), ses[keep].max()
+    assert (out["groups_total"], out["groups_drawn"], out["seed"]) == (10, 10, None)
     assert [line["level"] for line in out["lines"]] == [str(i) for i in range(1, 11)]
     for line in out["lines"]:
         rows = sch == int(line["level"])
@@ -236,13 +283,14 @@ def test_spaghetti_lines_are_each_groups_least_squares_fit(heck, tmp_path):
         assert line["n"] == rows.sum()
         assert line["slope"] == pytest.approx(slope, rel=1e-9)
         assert line["intercept"] == pytest.approx(intercept, rel=1e-9)
-        assert (line["x0"], line["x1"]) == (lo, hi)  # over the full x range
+        lo, hi = ses[rows].min(), ses[rows].max()
+        assert (line["x0"], line["x1"]) == (lo, hi)  # over the group's own x range
         assert line["y1"] == pytest.approx(intercept + slope * hi, rel=1e-9)
 
 
 def test_spaghetti_by_panels_and_explicit_x(heck_public, tmp_path):
     model, frame = heck_public
-    out = draw(model, frame, small(tmp_path, "spaghetti", x="ses", by="public", where="schcode <= 30"))
+    out = draw(model, frame, small(tmp_path, "spaghetti", x="ses", by="public", where="schcode <= 30", groups=0))
     pub = {int(s): p for s, p in zip(frame.columns["schcode"], frame.columns["public"], strict=True) if s <= 30}
     assert {line["by"] for line in out["lines"]} == {"public = 0", "public = 1"}
     for line in out["lines"]:
@@ -260,6 +308,54 @@ def test_spaghetti_errors(penicillin, heck, tmp_path):
         draw(model, frame, small(tmp_path, "spaghetti", x="nope"))
     with pytest.raises(MlmError, match="not used by the spaghetti plot"):
         draw(model, frame, small(tmp_path, "spaghetti", y="math"))
+
+
+def test_spaghetti_draws_a_reproducible_sample_of_groups_each_line_over_its_own_range(figure, heck, tmp_path):
+    model, frame = heck
+    fig, drawn, _ = figure(model, frame, small(tmp_path, "spaghetti"))
+    d = drawn.data
+    assert (d["groups_total"], d["groups_drawn"], d["seed"]) == (419, DEFAULT_GROUPS, 1)
+    levels = [line["level"] for line in d["lines"]]
+    assert len(levels) == len(set(levels)) == DEFAULT_GROUPS
+    sch, ses = frame.columns["schcode"], frame.columns["ses"]
+    mine = np.isin(sch, [int(v) for v in levels])
+    assert len(d["points"]) == mine.sum()
+    (ax,) = fig.axes  # no colour bar: group ids have no order to show
+    segments = ax.collections[1].get_segments()
+    assert len(segments) == DEFAULT_GROUPS
+    for seg, line in zip(segments, d["lines"], strict=True):
+        rows = sch == int(line["level"])
+        assert (seg[0][0], seg[-1][0]) == (ses[rows].min(), ses[rows].max())  # clipped to the group's range
+    # a colour of the colour-blind-safe palette for each group, named in the legend
+    from matplotlib.colors import to_rgba
+
+    np.testing.assert_allclose(ax.collections[1].get_colors()[:, :3],
+                               [to_rgba(c)[:3] for c in PALETTE[:DEFAULT_GROUPS]])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == levels
+    # the same seed draws the same groups; another seed others; a larger sample keeps the smaller one's
+    again = draw(model, frame, small(tmp_path, "spaghetti"))
+    assert [line["level"] for line in again["lines"]] == levels
+    other = draw(model, frame, small(tmp_path, "spaghetti", seed=2))
+    assert [line["level"] for line in other["lines"]] != levels
+    more = draw(model, frame, small(tmp_path, "spaghetti", groups=12))
+    assert len(more["lines"]) == 12 and set(levels) <= {line["level"] for line in more["lines"]}
+
+
+def test_spaghetti_of_all_groups_uses_one_colour(figure, heck, tmp_path):
+    model, frame = heck
+    fig, drawn, _ = figure(model, frame, small(tmp_path, "spaghetti", groups=0))
+    assert drawn.data["groups_drawn"] == 419 == len(drawn.data["lines"]) and drawn.data["seed"] is None
+    (ax,) = fig.axes
+    lines = ax.collections[1]
+    assert len(lines.get_segments()) == 419
+    assert len(np.unique(lines.get_colors()[:, :3], axis=0)) == 1
+    assert ax.get_legend() is None
+
+
+def test_spaghetti_sample_leaves_no_panel_empty(heck_public, tmp_path):
+    model, frame = heck_public
+    out = draw(model, frame, small(tmp_path, "spaghetti", by="public", groups=2, seed=3))
+    assert sorted(line["by"] for line in out["lines"]) == ["public = 0", "public = 1"]
 
 
 # ------------------------------------------------------------------ fitted
@@ -331,6 +427,44 @@ def test_fitted_curve_when_x_enters_squared(tmp_path):
         np.testing.assert_allclose(line["curve_y"], expect, rtol=1e-10)
 
 
+def test_fitted_population_band_legend_colours_and_what_other_predictors_are_held_at(figure, heck_public, tmp_path):
+    model, frame = heck_public
+    fig, drawn, _ = figure(model, frame, small(tmp_path, "fitted", by="public"))
+    V = model.vcov
+    for r in drawn.data["population"]:
+        p = 0.0 if r["by"] == "public = 0" else 1.0
+        for x, se in ((r["x0"], r["se0"]), (r["x1"], r["se1"])):
+            row = np.array([1.0, x, p, x * p])  # the panel's mean row of X: public is its value there
+            assert se == pytest.approx(math.sqrt(row @ V @ row), rel=1e-10)
+    from matplotlib.collections import LineCollection, PolyCollection
+    from matplotlib.lines import Line2D
+
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(panels) == 2
+    for ax, r in zip(panels, drawn.data["population"], strict=True):
+        (band,) = [c for c in ax.collections if isinstance(c, PolyCollection)]
+        ys = band.get_paths()[0].vertices[:, 1]
+        assert ys.max() == pytest.approx(max(r["y0"] + 1.959964 * r["se0"], r["y1"] + 1.959964 * r["se1"]), rel=1e-6)
+    # the legend shows each panel's colour of group lines (not one grey sample line)
+    (legend,) = [leg for f in fig.subfigs for leg in f.legends]
+    from matplotlib.colors import to_rgb
+
+    legend_colours = {tuple(np.round(to_rgb(line.get_color()), 6)) for line in legend.findobj(Line2D)}
+    for ax in panels:
+        (groups,) = [c for c in ax.collections if isinstance(c, LineCollection)]
+        assert tuple(np.round(groups.get_colors()[0][:3], 6)) in legend_colours
+    assert not drawn.data["held_at_mean"]
+
+    model2, frame2 = _fit(HECK, "math ~ ses + female + (ses|schcode)")
+    fig, drawn, _ = figure(model2, frame2, small(tmp_path, "fitted"))
+    assert drawn.data["held_at_mean"] == ["female"]
+    assert "female held at its mean within each schcode" in _caption_of(fig)
+
+
+def _caption_of(fig) -> str:
+    return next(t.get_text() for f in fig.subfigs for t in f.texts if t.get_gid() == "caption")
+
+
 def test_fitted_errors(heck, penicillin, tmp_path):
     model, frame = heck
     with pytest.raises(MlmError, match="--by 'female' is not constant within schcode") as e:
@@ -391,6 +525,102 @@ def test_residuals_where_keeps_rows(sleep, tmp_path):
     rvf = [p for p in out["points"] if p["panel"] == "residuals_vs_fitted"]
     assert len(rvf) == 90 == out["n_obs"]
     assert {int(p["row"]) - 1 for p in rvf} == set(np.flatnonzero(frame.columns["Days"] >= 5))
+
+
+# ------------------------------------------------------------------ sizes, themes, captions
+
+JOURNAL = dict(width=3.5, height=3.0, dpi=300)
+SCREEN = dict(width=8.0, height=6.0, dpi=100)
+
+
+def assert_all_text_inside(fig, drawn) -> None:
+    """matplotlib's tight bounding box of the whole figure inside the canvas, and no two labels overlapping."""
+    renderer = fig.canvas.get_renderer()
+    box = fig.get_tightbbox(renderer)
+    w, h = fig.get_size_inches()
+    tol = 1.0 / fig.dpi
+    assert box.x0 >= -tol and box.y0 >= -tol and box.x1 <= w + tol and box.y1 <= h + tol, (box, w, h)
+    assert outside(fig) == []
+    assert overlapping(fig) == []
+    assert not any("did not fit" in n for n in drawn.notes)  # nothing had to be left out
+
+
+CASES = [("heck", "ranef", {}), ("heck", "caterpillar", {}), ("heck", "spaghetti", {}), ("heck", "fitted", {}),
+         ("heck", "residuals", {}), ("heck_public", "fitted", {"by": "public"}),
+         ("heck_public", "spaghetti", {"by": "public"}), ("sleep", "ranef", {}), ("sleep", "caterpillar", {}),
+         ("sleep", "spaghetti", {"groups": 0}), ("sleep", "fitted", {}), ("sleep", "residuals", {}),
+         ("penicillin", "caterpillar", {}), ("penicillin", "residuals", {})]
+
+
+@pytest.mark.parametrize("size", ["screen", "journal", "journal-paper"])
+@pytest.mark.parametrize("data, kind, kw", CASES)
+def test_every_text_inside_the_canvas(figure, request, tmp_path, data, kind, kw, size):
+    model, frame = request.getfixturevalue(data)
+    opts = dict(SCREEN if size == "screen" else JOURNAL, theme="paper" if size == "journal-paper" else "screen")
+    fig, drawn, _ = figure(model, frame, small(tmp_path, kind, **opts, **kw))
+    assert_all_text_inside(fig, drawn)
+
+
+@pytest.mark.filterwarnings("ignore:constrained_layout not applied")
+@pytest.mark.parametrize("kind", ["ranef", "caterpillar", "spaghetti", "fitted", "residuals"])
+def test_a_tiny_figure_still_keeps_its_text_inside(figure, sleep, tmp_path, kind):
+    model, frame = sleep
+    fig, drawn, _ = figure(model, frame, small(tmp_path, kind, width=1.0, height=1.0, dpi=100))
+    assert outside(fig) == []
+    box = fig.get_tightbbox(fig.canvas.get_renderer())
+    assert box.x0 >= -0.01 and box.y0 >= -0.01 and box.x1 <= 1.01 and box.y1 <= 1.01
+
+
+def test_type_and_lines_scale_with_the_figure_and_paper_is_thinner(figure, sleep, tmp_path):
+    model, frame = sleep
+
+    def measures(**kw):
+        fig, _, _ = figure(model, frame, small(tmp_path, "ranef", **kw))
+        ax = fig.axes[0]
+        return ax.xaxis.get_ticklabels()[0].get_fontsize(), ax.spines["left"].get_linewidth(), fig
+
+    big, big_lw, _ = measures(**SCREEN)
+    small_, small_lw, _ = measures(**JOURNAL)
+    scale = math.sqrt(min(3.5 / 8, 3.0 / 6))
+    assert small_ == pytest.approx(big * scale) and small_lw == pytest.approx(big_lw * scale)
+    paper_size, paper_lw, fig = measures(**JOURNAL, theme="paper")
+    assert paper_size == pytest.approx(small_) and paper_lw < small_lw
+    assert not fig.axes[0].xaxis.get_gridlines()[0].get_visible()  # no grid on paper
+    family = fig.axes[0].xaxis.label.get_fontfamily()
+    assert family == ["sans-serif"]
+
+
+def test_paper_png_defaults_to_300_dpi(sleep, tmp_path):
+    model, frame = sleep
+    out = draw(model, frame, PlotOptions(kind="caterpillar", output=str(tmp_path / "p.png"), width=3.5, height=3.0,
+                                         theme="paper"))
+    assert png_size(str(tmp_path / "p.png")) == (1050, 900) == (out["width_px"], out["height_px"])
+    assert out["theme"] == "paper"
+
+
+def test_caption_and_title_can_be_removed_or_replaced(figure, sleep, tmp_path):
+    model, frame = sleep
+    fig, _, _ = figure(model, frame, small(tmp_path, "ranef", caption="", title=""))
+    assert not fig.subfigs and fig.get_suptitle() == ""
+    assert not [t for t in fig.texts if t.get_text()]
+    fig, _, _ = figure(model, frame, small(tmp_path, "ranef", caption="Figure 2", title="Subjects"))
+    assert _caption_of(fig) == "Figure 2" and fig.subfigs[0].get_suptitle() == "Subjects"
+    fig, _, _ = figure(model, frame, small(tmp_path, "ranef"))
+    assert _caption_of(fig).startswith("Reaction ~ Days + (Days|Subject)   ·   REML   ·   180 observations")
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"kind": "spaghetti", "groups": -1}, "--groups must be 0 (all) or a positive count"),
+    ({"kind": "ranef", "groups": 5}, "--groups is not used by the ranef plot"),
+    ({"kind": "fitted", "seed": 5}, "--seed is not used by the fitted plot"),
+    ({"kind": "spaghetti", "seed": -2}, "--seed must be 0 or more, got -2"),
+    ({"kind": "ranef", "theme": "print"}, "unknown --theme 'print'"),
+])
+def test_new_option_errors(sleep, tmp_path, kw, message):
+    model, frame = sleep
+    kind = kw.pop("kind")
+    with pytest.raises(MlmError, match=re.escape(message)):
+        draw(model, frame, small(tmp_path, kind, **kw))
 
 
 # ------------------------------------------------------------------ files
@@ -540,6 +770,20 @@ def test_command_line_prints_the_numbers_and_one_line_errors(tmp_path):
     bad = subprocess.run(cmd[:-2] + ["--where", "Days >"], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("mlm: error: --where:")
+
+
+def test_command_line_journal_options(tmp_path):
+    out = tmp_path / "s.png"
+    cmd = [sys.executable, "-m", "mlmcli", "plot", str(HECK), "math ~ ses + (ses|schcode)", "-k", "spaghetti",
+           "-o", str(out), "--theme", "paper", "--width", "3.5", "--height", "3", "--groups", "3", "--seed", "5",
+           "--caption", "", "--format", "json"]
+    run = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    data = json.loads(run.stdout)
+    assert (data["groups_drawn"], data["seed"], data["theme"]) == (3, 5, "paper")
+    assert png_size(str(out)) == (1050, 900)
+    bad = subprocess.run(cmd[:-2] + ["--groups", "-1"], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--groups" in bad.stderr
 
 
 def test_plots_module_imports_no_matplotlib():

@@ -6,19 +6,20 @@ matplotlib nor pandas: draw() imports matplotlib when it draws.
 
   ranef        EB estimates of two random effects of one grouping factor (intercepts against slopes)
   caterpillar  each level's conditional mode with a 95% interval, sorted (lme4's dotplot of ranef)
-  spaghetti    raw data of the groups, each with its own least-squares line
+  spaghetti    raw data of a sample of groups, each with its least-squares line over its own x range
   fitted       the model-implied line of every group beside the population line (fixed effects)
   residuals    scaled residuals against fitted values and normal Q-Q plots
 """
 
 from mlmcli.render.plots.bysplit import MAX_BY
-from mlmcli.render.plots.figure import draw
+from mlmcli.render.plots.figure import build, draw
 from mlmcli.render.plots.implied import CURVE_POINTS
-from mlmcli.render.plots.legend import MAX_LEGEND
 from mlmcli.render.plots.normal import normal_quantiles, qq_line
 from mlmcli.render.plots.options import KINDS, PlotOptions, kept_rows
 from mlmcli.render.plots.output import FORMATS, image_format, table_csv
-from mlmcli.render.plots.style import MAX_LABELLED
+from mlmcli.render.plots.sample import DEFAULT_GROUPS, DEFAULT_SEED
+from mlmcli.render.plots.style import MAX_LABELLED, PALETTE, THEMES
 
-__all__ = ["CURVE_POINTS", "FORMATS", "KINDS", "MAX_BY", "MAX_LABELLED", "MAX_LEGEND", "PlotOptions", "draw",
-           "image_format", "kept_rows", "normal_quantiles", "qq_line", "table_csv"]
+__all__ = ["CURVE_POINTS", "DEFAULT_GROUPS", "DEFAULT_SEED", "FORMATS", "KINDS", "MAX_BY", "MAX_LABELLED", "PALETTE",
+           "THEMES", "PlotOptions", "build", "draw", "image_format", "kept_rows", "normal_quantiles", "qq_line",
+           "table_csv"]

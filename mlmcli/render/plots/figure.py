@@ -1,6 +1,6 @@
 """draw(): one picture from a fitted model, written to its file, its numbers handed back.
 
-matplotlib is imported here only, inside draw(), with the Agg backend, and figures are built
+matplotlib is imported here only, inside build(), with the Agg canvas, and figures are built
 without pyplot's global state.
 """
 
@@ -8,25 +8,72 @@ from __future__ import annotations
 
 import os
 import sys
-import textwrap
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from mlmcli.errors import MlmError
 from mlmcli.render.plots.caterpillar import caterpillar
 from mlmcli.render.plots.fitted import fitted
-from mlmcli.render.plots.options import PlotOptions, check_kind, check_options, kept_rows
+from mlmcli.render.plots.options import Drawn, PlotOptions, check_kind, check_options, kept_rows
 from mlmcli.render.plots.output import image_bytes, image_format, table_csv
 from mlmcli.render.plots.ranef import ranef
 from mlmcli.render.plots.residuals import residuals
 from mlmcli.render.plots.spaghetti import spaghetti
-from mlmcli.render.plots.style import STYLE
+from mlmcli.render.plots.style import DEFAULT_DPI, Theme, caption_style, make_theme, rc, title_pt, title_style, wrap
+from mlmcli.render.plots.textfit import keep_inside
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from mlmcli.frame import Frame
     from mlmcli.model import FittedModel
 
 _KIND_FUNCS = {"ranef": ranef, "caterpillar": caterpillar, "spaghetti": spaghetti, "fitted": fitted,
                "residuals": residuals}
+
+
+def dpi_of(opts: PlotOptions) -> int:
+    """--dpi, or the theme's: 300 on paper, 100 on screen."""
+    return opts.dpi if opts.dpi is not None else DEFAULT_DPI[opts.theme]
+
+
+@contextmanager
+def build(model: FittedModel, frame: Frame, opts: PlotOptions) -> Iterator[tuple[Any, Drawn, np.ndarray]]:
+    """The laid-out figure of `opts.kind`, what it drew, and the observations kept (nothing written).
+
+    A context: the figure must be drawn (saved, measured) inside it, under its theme's settings,
+    because matplotlib reads some of them (fonts, new ticks) at each draw.
+    """
+    check_kind(opts)
+    check_options(opts)
+    keep = kept_rows(model, frame, opts.where)
+
+    import warnings
+
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    theme = make_theme(opts.theme, opts.width, opts.height)
+    with warnings.catch_warnings(), matplotlib.rc_context(rc(theme)):
+        # a tiny --width/--height makes constrained layout give up with a warning; keep_inside copes
+        warnings.simplefilter("ignore")
+        fig = Figure(figsize=(opts.width, opts.height), dpi=dpi_of(opts), layout="constrained")
+        FigureCanvasAgg(fig)
+        main, grid = _with_caption(fig, opts)
+        drawn = _KIND_FUNCS[opts.kind](main, model, frame, keep, opts, theme)
+        title = opts.title if opts.title is not None else drawn.title
+        if title:
+            main.suptitle(wrap(title, theme.chars(opts.width * 0.95, title_pt(theme))),
+                          gid="title", **title_style(theme))
+        if grid is not None:
+            _caption_text(fig, grid, model, opts, theme, int(keep.sum()), drawn)
+        left_out = keep_inside(fig)
+        if left_out:
+            drawn.notes.append(f"note: at {opts.width:g} x {opts.height:g} in, {' and '.join(left_out)} did not "
+                               "fit and were left out")
+        yield fig, drawn, keep
 
 
 def draw(model: FittedModel, frame: Frame, opts: PlotOptions) -> dict:
@@ -35,27 +82,9 @@ def draw(model: FittedModel, frame: Frame, opts: PlotOptions) -> dict:
     check_kind(opts)
     if opts.data_out is not None and os.path.abspath(opts.data_out) == os.path.abspath(opts.output):
         raise MlmError("--data-out must be a different file from --output")
-    check_options(opts)
-    keep = kept_rows(model, frame, opts.where)
-
-    import warnings
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    with warnings.catch_warnings(), matplotlib.rc_context(STYLE):
-        # a tiny --width/--height makes constrained layout give up with a warning: the image is still drawn
-        warnings.simplefilter("ignore")
-        fig = Figure(figsize=(opts.width, opts.height), dpi=opts.dpi, layout="constrained")
-        drawn = _KIND_FUNCS[opts.kind](fig, model, frame, keep, opts)
-        title = opts.title if opts.title is not None else drawn.title
-        # about ten bold 13-point characters to the inch
-        fig.suptitle("\n".join(textwrap.wrap(title, max(20, int(opts.width * 10)))) or title, fontsize=13,
-                     fontweight="bold")
-        fig.supxlabel(_caption(model, opts, int(keep.sum())), fontsize=8, color="#555555")
-        image = image_bytes(fig, fmt, opts.dpi)
+    dpi = dpi_of(opts)
+    with build(model, frame, opts) as (fig, drawn, keep):
+        image = image_bytes(fig, fmt, dpi)
 
     for note in drawn.notes:
         sys.stderr.write(note + "\n")
@@ -66,19 +95,59 @@ def draw(model: FittedModel, frame: Frame, opts: PlotOptions) -> dict:
         write_atomic(opts.data_out, table_csv(drawn.table).encode())
     from mlmcli.report import clean
 
-    head = {"kind": opts.kind, "output": opts.output, "format": fmt,
-            "width_px": int(round(opts.width * opts.dpi)), "height_px": int(round(opts.height * opts.dpi)),
+    head = {"kind": opts.kind, "output": opts.output, "format": fmt, "theme": opts.theme,
+            "width_px": int(round(opts.width * dpi)), "height_px": int(round(opts.height * dpi)),
             "formula": model.formula.text, "where": opts.where, "n_obs": int(keep.sum())}
     if drawn.notes:
         head["notes"] = drawn.notes
     return clean({**head, **drawn.data})
 
 
-def _caption(model: FittedModel, opts: PlotOptions, n_kept: int) -> str:
-    """The formula, the method and the observations drawn, under the picture."""
+def _with_caption(fig: Any, opts: PlotOptions) -> tuple[Any, Any]:
+    """The (sub)figure the picture goes in, above a strip for the caption unless --caption "", and their grid.
+
+    The caption gets its own strip because constrained layout gives a figure legend below the
+    axes and a supxlabel the same bottom margin, one on top of the other.
+    """
+    if opts.caption == "":
+        return fig, None
+    grid = fig.add_gridspec(2, 1, height_ratios=[9, 1], hspace=0.0)
+    return fig.add_subfigure(grid[0]), grid
+
+
+def _caption_text(fig: Any, grid: Any, model: FittedModel, opts: PlotOptions, theme: Theme, n_kept: int,
+                  drawn: Drawn) -> None:
+    """The caption in its strip, the strip as tall as its lines."""
+    width = theme.chars(opts.width * 0.95, 8)
+    if opts.caption is not None:
+        text = wrap(opts.caption, width)
+    else:
+        text = "\n".join([_pack(_caption_parts(model, opts, n_kept), width)] + [wrap(x, width) for x in drawn.caption])
+    style = caption_style(theme)
+    height = min(0.4 * opts.height, ((text.count("\n") + 1) * 1.25 * style["fontsize"] + 6 * theme.scale) / 72.0)
+    grid.set_height_ratios([opts.height - height, height])
+    fig.add_subfigure(grid[1]).text(0.5, 0.5, text, ha="center", va="center", multialignment="center",
+                                               gid="caption", **style)
+
+
+_SEP = "   ·   "
+
+
+def _caption_parts(model: FittedModel, opts: PlotOptions, n_kept: int) -> list[str]:
+    """The formula, the method and the observations drawn; the --where that chose them."""
     parts = [model.formula.text, model.method,
              f"{n_kept} of {model.n} observations" if n_kept < model.n else f"{model.n} observations"]
     if opts.where:
         parts.append(f"where {opts.where}")
-    width = max(40, int(opts.width * 14))
-    return "\n".join(textwrap.wrap("   ·   ".join(parts), width))
+    return parts
+
+
+def _pack(parts: list[str], width: int) -> str:
+    """`parts` joined by a separator, lines broken between parts (never before a separator) where they can be."""
+    lines: list[str] = []
+    for part in parts:
+        if lines and len(lines[-1]) + len(_SEP) + len(part) <= width:
+            lines[-1] += _SEP + part
+        else:
+            lines.extend(wrap(part, width).split("\n"))
+    return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""fitted: the model-implied line of every group beside the population line (fixed effects only)."""
+"""fitted: the model-implied line of every group beside the population line (fixed effects, with a 95% band)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,17 @@ from mlmcli.render.plots.groups import factor_codes, pick_group
 from mlmcli.render.plots.implied import Implied
 from mlmcli.render.plots.layout import panels
 from mlmcli.render.plots.options import Drawn, PlotOptions
-from mlmcli.render.plots.style import POP, darker, tab10
+from mlmcli.render.plots.style import ONE, PALETTE, POP, Theme, darker, wrap
 
 if TYPE_CHECKING:
     from mlmcli.frame import Frame
     from mlmcli.model import FittedModel
 
+Z95 = 1.959963984540054     # the band: estimate ± Z95 standard errors of the fixed part
 
-def fitted(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: PlotOptions) -> Drawn:
+
+def fitted(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: PlotOptions,
+           theme: Theme) -> Drawn:
     group = pick_group(model, opts.group)
     xname = opts.x if opts.x is not None else default_x(model, frame, "fitted")
     predictors = predictor_columns(model)
@@ -35,25 +38,25 @@ def fitted(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: P
     implied = Implied(model, frame, xname)
 
     # one line per group: x over the group's observed range
-    drawn, grid, means = implied.curves(xall, np.where(ok, codes, -1), len(levels), group)
+    drawn, grid, means, _ = implied.curves(xall, np.where(ok, codes, -1), len(levels), group)
     shown = np.flatnonzero(drawn)
     group_panel = np.full(len(levels), -1, dtype=np.int64)
     group_panel[codes[ok]] = panel[ok]
     # the population line of each panel: fixed effects only, over the range of the panel's own value
-    pdrawn, pgrid, pmeans = implied.curves(xall, np.where(ok, split.own, -1), len(panel_labels), None)
+    pdrawn, pgrid, pmeans, pse = implied.curves(xall, np.where(ok, split.own, -1), len(panel_labels), None)
 
     from matplotlib.collections import LineCollection
 
     is_split = split.by is not None
-    palette = tab10()
+    hue = [PALETTE[p % len(PALETTE)] if is_split else ONE for p in range(len(panel_labels))]
+    pop = [darker(h) if is_split else POP for h in hue]
     axes = panels(fig, len(panel_labels))
     lines, population = [], []
     for p, ax in enumerate(axes):
-        colour = palette[p % 10] if is_split else "#4a7fb5"
         mine = shown[group_panel[shown] == p]
         alpha, lw = (0.55, 0.9) if len(mine) <= 50 else (0.3, 0.6)
-        ax.add_collection(LineCollection([np.column_stack([grid[g], means[g]]) for g in mine], colors=colour,
-                                         linewidths=lw, alpha=alpha, zorder=2))
+        ax.add_collection(LineCollection([np.column_stack([grid[g], means[g]]) for g in mine], colors=hue[p],
+                                         linewidths=theme.lw(lw), alpha=alpha, zorder=2))
         for g in mine:
             line = {"level": levels[g], "x0": grid[g, 0], "x1": grid[g, -1], "y0": means[g, 0],
                     "y1": means[g, -1], "by": panel_labels[p] if is_split else None}
@@ -62,36 +65,59 @@ def fitted(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: P
             lines.append(line)
         # every panel's population line in each panel, so differences between the panels show
         for q in np.flatnonzero(pdrawn).tolist():
-            own = q == p
-            qcolour = POP if not is_split else darker(palette[q % 10])
-            label = "population (fixed effects)" if not is_split else f"population, {panel_labels[q]}"
-            ax.plot(pgrid[q], pmeans[q], color=qcolour, lw=3.0 if own else 1.6, ls="-" if own else "--",
-                    alpha=1.0 if own else 0.8, zorder=4 if own else 3, label=label)
+            if q == p:
+                ax.fill_between(pgrid[q], pmeans[q] - Z95 * pse[q], pmeans[q] + Z95 * pse[q], color=pop[q],
+                                alpha=0.22, linewidth=0, zorder=1.5)  # under the group lines
+                ax.plot(pgrid[q], pmeans[q], color=pop[q], lw=theme.lw(2.6), zorder=4)
+            else:
+                ax.plot(pgrid[q], pmeans[q], color=pop[q], lw=theme.lw(1.4), ls=(0, (4, 2.5)), alpha=0.9,
+                        zorder=3)
         if is_split:
             ax.set_title(f"{panel_labels[p]}: {len(mine)} groups")
         ax.set_xlabel(xname)
-        if p == 0:
-            from matplotlib.lines import Line2D
-
-            handles, labels = ax.get_legend_handles_labels()
-            handles.insert(0, Line2D([], [], color=colour if not is_split else "#777777", lw=1.0))
-            labels.insert(0, f"{group}: fixed + random ({len(shown)} groups)")
-            ax.legend(handles, labels, loc="best")
+        ax.autoscale_view()
+    _legend(fig, group, hue, pop, [int(q) for q in np.flatnonzero(pdrawn)], is_split, theme, opts.width)
     for q in np.flatnonzero(pdrawn).tolist():
         row = {"by": panel_labels[q] if is_split else None, "x0": pgrid[q, 0], "x1": pgrid[q, -1],
-               "y0": pmeans[q, 0], "y1": pmeans[q, -1]}
+               "y0": pmeans[q, 0], "y1": pmeans[q, -1], "se0": pse[q, 0], "se1": pse[q, -1]}
         if implied.points > 2:
-            row["curve_x"], row["curve_y"] = pgrid[q], pmeans[q]
+            row["curve_x"], row["curve_y"], row["curve_se"] = pgrid[q], pmeans[q], pse[q]
         population.append(row)
-    axes[0].set_ylabel(f"{model.design.response} (model-implied)")
+    axes[0].set_ylabel(wrap(f"{model.design.response} (model-implied)", theme.chars(opts.height * 0.7, 10)))
     title = f"Model-implied lines of {model.design.response} on {xname}, one per {group}"
     if is_split:
         title += f", by {opts.by}"
-    data = {"group": group, "x": xname, "y": model.design.response, "by": opts.by, "lines": lines,
-            "population": population}
+    others = [c for c in predictors if c not in (xname, opts.by)]
+    held = (f"{', '.join(others)} held at {'its' if len(others) == 1 else 'their'} mean within each {group} "
+            f"(its line) and within {'each panel' if is_split else 'the data'} (population line)") if others else ""
+    band = "band: pointwise 95% interval of the population line"
+    data = {"group": group, "x": xname, "y": model.design.response, "by": opts.by, "held_at_mean": others,
+            "lines": lines, "population": population}
     # --data-out: one row per line, the curves' points left to the JSON
     table = [_ends(r) for r in lines] + [{"level": "(population)", **_ends(r)} for r in population]
-    return Drawn(data, table, title, split.notes(group))
+    return Drawn(data, table, title, split.notes(group), caption=[s for s in (held, band) if s])
+
+
+def _legend(fig: Any, group: str, hue: list, pop: list, panels_drawn: list[int], is_split: bool, theme: Theme,
+            width: float) -> None:
+    """One legend for all panels; with --by each entry shows every panel's colour side by side."""
+    from matplotlib.legend_handler import HandlerTuple
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    def entry(make: Any) -> Any:
+        return tuple(make(p) for p in panels_drawn)
+
+    groups = entry(lambda p: Line2D([], [], color=hue[p], lw=theme.lw(1.2), alpha=0.8))
+    band = entry(lambda p: (Patch(color=pop[p], alpha=0.22, linewidth=0), Line2D([], [], color=pop[p],
+                                                                                  lw=theme.lw(2.6))))
+    handles, labels = [groups, band], [f"{group}: fixed + random effects", "population: fixed effects, 95% band"]
+    if is_split and len(panels_drawn) > 1:
+        handles.append(entry(lambda p: Line2D([], [], color=pop[p], lw=theme.lw(1.4), ls=(0, (4, 2.5)))))
+        labels.append("population of the other panel" + ("s" if len(panels_drawn) > 2 else ""))
+    wide = HandlerTuple(ndivide=None, pad=0.3)
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(handles) if width >= 6.5 else 1,
+               handler_map={h: wide for h in handles}, handlelength=1.6 * max(1, len(panels_drawn)))
 
 
 def _ends(row: dict) -> dict:

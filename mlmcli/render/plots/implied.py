@@ -69,12 +69,13 @@ class Implied:
         return values
 
     def curves(self, x: np.ndarray, sets: np.ndarray, n_sets: int,
-               random_group: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(drawn, grid, means), the last two (n_sets, points): the mean the model implies for each set.
+               random_group: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(drawn, grid, means, se), the last three (n_sets, points): the mean the model implies for each set.
 
         `sets` gives each observation's set (-1 = none); x runs over the observed range of its
         set, and `drawn` marks the sets with observations. With `random_group`, the set's own
-        random effects of that grouping factor are added (coef()'s line).
+        random effects of that grouping factor are added (coef()'s line). `se` is the standard
+        error of the fixed-effects part, sqrt(x' vcov(beta) x) for the set's mean row x of X.
         """
         from mlmcli.design import model_matrix
 
@@ -109,10 +110,16 @@ class Implied:
         eta = eta.reshape(m, len(sel))
         counts = np.bincount(s, minlength=n_sets).astype(float)
         means = np.vstack([np.bincount(s, weights=eta[k], minlength=n_sets) for k in range(m)]).T
+        # the set's mean row of X at each grid point: (n_sets, points, p)
+        X = X.reshape(m, len(sel), -1)
+        xbar = np.stack([np.vstack([np.bincount(s, weights=X[k, :, c], minlength=n_sets)
+                                    for c in range(X.shape[2])]).T for k in range(m)], axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             means = means / counts[:, None]
+            xbar = xbar / counts[:, None, None]
+        se = np.sqrt(np.maximum(np.einsum("skp,pq,skq->sk", xbar, self.model.vcov, xbar), 0.0))
         grid = (1.0 - t)[None, :] * lo[:, None] + t[None, :] * hi[:, None]
-        return drawn, grid, means
+        return drawn, grid, means, se
 
 
 def _set_ranges(x: np.ndarray, sets: np.ndarray, n_sets: int) -> tuple[np.ndarray, np.ndarray]:

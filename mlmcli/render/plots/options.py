@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 KINDS = ("ranef", "caterpillar", "spaghetti", "fitted", "residuals")
 
 # the options each kind reads; any other given is a mistake
-_USES = {"ranef": {"x", "y", "group"}, "caterpillar": {"group"}, "spaghetti": {"x", "group", "by"},
-         "fitted": {"x", "group", "by"}, "residuals": set()}
+_USES = {"ranef": {"x", "y", "group"}, "caterpillar": {"group", "groups"},
+         "spaghetti": {"x", "group", "by", "groups", "seed"}, "fitted": {"x", "group", "by"}, "residuals": set()}
 
 
 @dataclass
@@ -29,11 +29,15 @@ class PlotOptions:
     group: str | None = None
     where: str | None = None
     by: str | None = None
-    dpi: int = 100
+    dpi: int | None = None          # None: the theme's (100 on screen, 300 on paper)
     width: float = 8.0
     height: float = 6.0
-    title: str | None = None
+    title: str | None = None        # None: each kind's own; "": no title
     data_out: str | None = None
+    theme: str = "screen"
+    caption: str | None = None      # None: formula, method and observations; "": no caption
+    groups: int | None = None       # spaghetti: groups sampled (0: all); caterpillar: levels shown (0: all)
+    seed: int | None = None         # spaghetti: the sample's seed (None: 1)
 
 
 @dataclass
@@ -44,6 +48,7 @@ class Drawn:
     table: list[dict]
     title: str
     notes: list[str] = field(default_factory=list)
+    caption: list[str] = field(default_factory=list)  # lines added under the default caption
 
 
 def check_kind(opts: PlotOptions) -> None:
@@ -53,11 +58,19 @@ def check_kind(opts: PlotOptions) -> None:
 
 def check_options(opts: PlotOptions) -> None:
     """Options a kind does not use are mistakes worth one clear line, not silence."""
+    from mlmcli.render.plots.style import THEMES
+
     uses = _USES[opts.kind]
-    for name in ("x", "y", "group", "by"):
+    for name in ("x", "y", "group", "by", "groups", "seed"):
         if getattr(opts, name) is not None and name not in uses:
             hint = " (the y axis is the response)" if name == "y" else ""
             raise MlmError(f"--{name} is not used by the {opts.kind} plot{hint}")
+    if opts.theme not in THEMES:
+        raise MlmError(f"unknown --theme '{opts.theme}' (themes: {', '.join(THEMES)})")
+    if opts.groups is not None and opts.groups < 0:
+        raise MlmError(f"--groups must be 0 (all) or a positive count, got {opts.groups}")
+    if opts.seed is not None and opts.seed < 0:
+        raise MlmError(f"--seed must be 0 or more, got {opts.seed}")
 
 
 def kept_rows(model: FittedModel, frame: Frame, where: str | None) -> np.ndarray:

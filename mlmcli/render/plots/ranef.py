@@ -10,7 +10,7 @@ import numpy as np
 from mlmcli.errors import MlmError
 from mlmcli.render.plots.groups import factor_codes, factor_columns, pick_group, shown_levels
 from mlmcli.render.plots.options import Drawn, PlotOptions
-from mlmcli.render.plots.style import MAX_LABELLED, POINT, REF
+from mlmcli.render.plots.style import MAX_LABELLED, POINT, REF, Theme, wrap
 
 if TYPE_CHECKING:
     from mlmcli.frame import Frame
@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 _Column = tuple[int, int, str]  # (term index, column, name), as factor_columns gives them
 
 
-def ranef(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: PlotOptions) -> Drawn:
+def ranef(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: PlotOptions,
+          theme: Theme) -> Drawn:
     group = pick_group(model, opts.group)
     cols = factor_columns(model, group)
     if len(cols) < 2:
@@ -35,25 +36,27 @@ def ranef(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: Pl
     x, y = xv[shown], yv[shown]
 
     ax = fig.subplots()
-    ax.axhline(0.0, color=REF, lw=0.9, ls="--", zorder=1)
-    ax.axvline(0.0, color=REF, lw=0.9, ls="--", zorder=1)
+    ax.axhline(0.0, color=REF, lw=theme.lw(0.9), ls="--", zorder=1)
+    ax.axvline(0.0, color=REF, lw=theme.lw(0.9), ls="--", zorder=1)
     many = len(shown) > 150
-    ax.scatter(x, y, s=12 if many else 28, alpha=0.55 if many else 0.85, color=POINT,
-               edgecolors="white" if not many else "none", linewidths=0.5, zorder=2)
+    ax.scatter(x, y, s=theme.area(12 if many else 28), alpha=0.55 if many else 0.85, color=POINT,
+               edgecolors="white" if not many else "none", linewidths=theme.lw(0.5), zorder=2)
     if len(shown) <= MAX_LABELLED:
         for xi, yi, i in zip(x, y, shown, strict=True):
-            ax.annotate(levels[i], (xi, yi), xytext=(3, 3), textcoords="offset points", fontsize=7.5,
-                        color="#333333")
+            ax.annotate(levels[i], (xi, yi), xytext=(3 * theme.scale, 3 * theme.scale), textcoords="offset points",
+                        fontsize=theme.pt(7.5), color="#333333")
     empirical = float(np.corrcoef(x, y)[0, 1]) if len(shown) > 2 and np.std(x) > 0 and np.std(y) > 0 \
         else float("nan")
-    sub = f"estimated correlation (Tau): {_fmt_r(rho)}"
-    if model.singular:
-        sub += " (singular fit)"
+    parts = [f"estimated correlation (Tau): {_fmt_r(rho)}" + (" (singular fit)" if model.singular else "")]
     if math.isfinite(empirical):
-        sub += f"   ·   correlation of the {len(shown)} plotted estimates: {_fmt_r(empirical)}"
-    ax.set_title(sub, fontsize=9.5, color="#333333")
-    ax.set_xlabel(f"{cx[2]} random effect of {group} (conditional mode)")
-    ax.set_ylabel(f"{cy[2]} random effect of {group} (conditional mode)")
+        parts.append(f"correlation of the {len(shown)} plotted estimates: {_fmt_r(empirical)}")
+    sub = "   ·   ".join(parts)
+    room = theme.chars(opts.width * 0.85, 9.5)
+    if len(sub) > room:
+        sub = "\n".join(wrap(p, room) for p in parts)
+    ax.set_title(sub, fontsize=theme.pt(9.5), color="#333333")
+    ax.set_xlabel(wrap(f"{cx[2]} random effect of {group} (conditional mode)", theme.chars(opts.width * 0.8, 10)))
+    ax.set_ylabel(wrap(f"{cy[2]} random effect of {group} (conditional mode)", theme.chars(opts.height * 0.7, 10)))
     points = [{"level": levels[i], "x": float(xv[i]), "y": float(yv[i])} for i in shown]
     data = {"group": group, "x_term": cx[2], "y_term": cy[2], "correlation": rho,
             "correlation_of_estimates": empirical, "points": points}

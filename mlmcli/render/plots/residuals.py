@@ -11,14 +11,15 @@ from mlmcli.render.plots.groups import factor_codes, factor_columns, factors, sh
 from mlmcli.render.plots.layout import grid, hide_unused
 from mlmcli.render.plots.normal import normal_quantiles, qq_line
 from mlmcli.render.plots.options import Drawn, PlotOptions
-from mlmcli.render.plots.style import POINT, REF
+from mlmcli.render.plots.style import LINE, POINT, REF, Theme, wrap
 
 if TYPE_CHECKING:
     from mlmcli.frame import Frame
     from mlmcli.model import FittedModel
 
 
-def residuals(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: PlotOptions) -> Drawn:
+def residuals(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: PlotOptions,
+              theme: Theme) -> Drawn:
     idx = np.flatnonzero(keep)
     scaled = model.residuals[idx] / model.sigma
     fitted = model.fitted[idx]
@@ -37,41 +38,59 @@ def residuals(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts
 
     ax = axes[0]
     many = len(idx) > 500
-    ax.axhline(0.0, color=REF, lw=0.9, ls="--", zorder=1)
-    ax.plot(fitted, scaled, "o", ms=2.0 if many else 3.5, alpha=0.35 if many else 0.8, color=POINT,
+    ax.axhline(0.0, color=REF, lw=theme.lw(0.9), ls="--", zorder=1)
+    ax.plot(fitted, scaled, "o", ms=theme.ms(2.0 if many else 3.5), alpha=0.35 if many else 0.8, color=POINT,
             markeredgewidth=0, zorder=2)
-    ax.set_title("Scaled residuals against fitted values")
-    ax.set_xlabel(f"fitted {model.design.response}")
-    ax.set_ylabel("scaled residual (residual / sigma)")
+    fit = _Fit(opts.width * 0.92 / ncols - 0.5 * theme.scale, opts.height * 0.8 / nrows - 0.5 * theme.scale, theme)
+    ax.set_title(fit.title("Scaled residuals against fitted values"))
+    ax.set_xlabel(fit.x(f"fitted {model.design.response}"))
+    ax.set_ylabel(fit.y("scaled residual (residual / sigma)" if opts.height >= 4.5 else "scaled residual"))
     for lab, f, r in zip(row_labels, fitted, scaled, strict=True):
         points.append({"panel": "residuals_vs_fitted", "row": lab, "x": float(f), "y": float(r)})
 
-    _qq_panel(axes[1], scaled, row_labels, "qq_residuals", "Normal Q-Q: scaled residuals",
-              "scaled residual", points, "row")
+    _qq_panel(axes[1], scaled, row_labels, "qq_residuals", fit.title("Normal Q-Q: scaled residuals"),
+              (fit.x("theoretical normal quantile"), fit.y("scaled residual")), points, "row", theme)
     for ax, (g, name, values, labels) in zip(axes[2:], re_panels, strict=False):
-        _qq_panel(ax, values, labels, f"qq_ranef:{g}:{name}", f"Normal Q-Q: {g} {name}",
-                  f"{name} (conditional mode)", points, "level")
+        _qq_panel(ax, values, labels, f"qq_ranef:{g}:{name}", fit.title(f"Normal Q-Q: {g} {name}"),
+                  (fit.x("theoretical normal quantile"), fit.y("conditional mode")), points, "level",
+                  theme)
     hide_unused(axes, n)
     data = {"sigma": model.sigma, "panels": ["residuals_vs_fitted", "qq_residuals"]
             + [f"qq_ranef:{g}:{name}" for g, name, _, _ in re_panels], "points": points}
     return Drawn(data, points, "Residual diagnostics")
 
 
+class _Fit:
+    """Labels wrapped to a panel's room: its share of the figure less the tick labels and the other axis label."""
+
+    def __init__(self, width: float, height: float, theme: Theme) -> None:
+        self.width, self.height, self.theme = width, height, theme
+
+    def title(self, text: str) -> str:
+        return wrap(text, self.theme.chars(self.width, 10.5))
+
+    def x(self, text: str) -> str:
+        return wrap(text, self.theme.chars(self.width, 10))
+
+    def y(self, text: str) -> str:
+        return wrap(text, self.theme.chars(self.height, 10))
+
+
 def _qq_panel(ax: Any, values: np.ndarray, labels: list[str], panel: str, title: str,
-              ylabel: str, out: list[dict], key: str) -> None:
+              axis_labels: tuple[str, str], out: list[dict], key: str, theme: Theme) -> None:
     """Sorted `values` against normal quantiles with R's qqline; each point appended to `out`."""
     order = np.argsort(values, kind="stable")
     sample = values[order]
     theo = normal_quantiles(len(sample))
     many = len(sample) > 500
-    ax.plot(theo, sample, "o", ms=2.0 if many else 3.5, alpha=0.45 if many else 0.8, color=POINT,
+    ax.plot(theo, sample, "o", ms=theme.ms(2.0 if many else 3.5), alpha=0.45 if many else 0.8, color=POINT,
             markeredgewidth=0, zorder=2)
     if len(sample) >= 2:
         a, b = qq_line(sample)
         ends = np.array([theo[0], theo[-1]])
-        ax.plot(ends, a + b * ends, color="#c0392b", lw=1.1, zorder=3)
+        ax.plot(ends, a + b * ends, color=LINE, lw=theme.lw(1.1), zorder=3)
     ax.set_title(title)
-    ax.set_xlabel("theoretical normal quantile")
-    ax.set_ylabel(ylabel)
+    ax.set_xlabel(axis_labels[0])
+    ax.set_ylabel(axis_labels[1])
     for i, t, v in zip(order, theo, sample, strict=True):
         out.append({"panel": panel, key: labels[i], "x": float(t), "y": float(v)})
