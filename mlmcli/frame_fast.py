@@ -1,0 +1,235 @@
+"""Large CSV files through pandas' C parser, giving the same Frame as the pure-Python reader.
+
+pandas parses the wanted columns only, numbers with Python's own (correctly rounded) conversion.
+Whatever pandas might read otherwise than R's type.convert goes through R's rules instead: a
+column pandas does not read as plain numbers is read again as text categories, and R's rules run
+on its distinct values (cheap: few of them, or rare). A numeric column whose values are all whole
+is read again the same way to tell R's integers ("3") from doubles ("3.0"). What pandas would
+silently accept and R's reader refuses or reads otherwise (rows with too few fields, lines of
+blanks, carriage returns inside quotes) sends the whole file to the pure-Python reader, which
+gives R's result or the error.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from mlmcli.csvsource import Source
+from mlmcli.csvtext import split_text
+from mlmcli.errors import DataError
+from mlmcli.frame import (
+    _INT32_MAX,
+    _INTEGERS,
+    Factor,
+    Frame,
+    _convert,
+    make_names,
+    no_data_rows,
+    select_columns,
+)
+
+_SAMPLE_BYTES = 1 << 18
+# a field ending in a blank: R reads " 4 " as a double, pandas as an integer
+_BLANK_ENDS = (b" \n", b"\t\n", b" \r", b"\t\r", b' "', b'\t"')
+# a line of blanks only: pandas skips it, R reads it as a (short) row
+_BLANK_LINE = re.compile(rb"[\r\n][ \t]+[\r\n]")
+_LINE_BLANKS = (b"\n ", b"\n\t", b"\r ", b"\r\t")
+
+
+@dataclass
+class _Scan:
+    seps: int = 0  # separators outside quotes
+    blank_ends: bool = False
+    blank_line: bool = False
+    utf8: bool = True
+
+
+def _has_blank(data: bytes) -> bool:
+    return data.find(b" ") >= 0 or data.find(b"\t") >= 0  # memchr: fast
+
+
+def _blank_line(data: bytes) -> bool:
+    """A line of blanks only in `data`, which starts at a line start."""
+    if data[:1] in (b" ", b"\t") and re.match(rb"[ \t]+[\r\n]", data):
+        return True
+    return any(p in data for p in _LINE_BLANKS) and _BLANK_LINE.search(data) is not None
+
+
+def _scan(src: Source, sep: str) -> _Scan:
+    """One pass over the bytes for what pandas does not report."""
+    sepb = sep.encode()
+    ends = (b" " + sepb, b"\t" + sepb, *_BLANK_ENDS)
+    out = _Scan()
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    in_quote = False
+    tail = b""  # the previous chunk's last (partial) line
+    for chunk in src.chunks():
+        if out.utf8 and not chunk.isascii():
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError:
+                out.utf8 = False
+        if in_quote or chunk.find(b'"') >= 0:
+            pieces = chunk.split(b'"')
+            out.seps += b"".join(pieces[1::2] if in_quote else pieces[0::2]).count(sepb)
+            in_quote ^= len(pieces) % 2 == 0
+        else:
+            out.seps += chunk.count(sepb)
+        if not (out.blank_ends and out.blank_line) and (_has_blank(chunk) or _has_blank(tail)):
+            probe = tail + chunk
+            out.blank_ends = out.blank_ends or any(p in probe for p in ends)
+            out.blank_line = out.blank_line or _blank_line(probe)
+        start = max(chunk.rfind(b"\n"), chunk.rfind(b"\r")) + 1
+        tail = chunk[start:] if start > 0 else (tail + chunk)[-4096:]
+    if out.utf8:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            out.utf8 = False
+    out.blank_ends = out.blank_ends or tail.endswith((b" ", b"\t"))
+    out.blank_line = out.blank_line or (tail != b"" and tail.strip(b" \t") == b"")
+    return out
+
+
+def _sample_text(src: Source, encoding: str) -> str | None:
+    """The first whole lines of the file (not ending inside quotes), decoded."""
+    raw = src.read(_SAMPLE_BYTES)
+    if len(raw) == _SAMPLE_BYTES:
+        cut = len(raw)
+        for _ in range(64):
+            cut = max(raw.rfind(b"\n", 0, cut), raw.rfind(b"\r", 0, cut))
+            if cut <= 0:
+                return None
+            if raw.count(b'"', 0, cut) % 2 == 0:
+                break
+        else:
+            return None
+        raw = raw[:cut]
+    return raw.decode("utf-8-sig" if encoding == "utf-8" else "latin-1", errors="replace")
+
+
+def _distinct(series) -> tuple[list[str], np.ndarray]:
+    """A text column's distinct strings and each row's index into them (-1 for NA)."""
+    import pandas as pd
+
+    codes, uniques = pd.factorize(series.to_numpy(dtype=object), use_na_sentinel=True)
+    return [str(u) for u in uniques], codes.astype(np.int64)
+
+
+def _from_text(series) -> tuple[np.ndarray | Factor, bool] | None:
+    """R's type.convert run on a text column's distinct values, spread back over the rows."""
+    cats, codes = _distinct(series)
+    if any("\r" in c for c in cats):
+        return None  # the pure-Python reader turns \r\n into \n inside quotes too
+    missing = codes < 0
+    col, is_int = _convert(cats)
+    if isinstance(col, Factor):
+        table = col.codes if cats else np.zeros(1, dtype=np.int64)
+        return Factor(np.where(missing, -1, table[np.maximum(codes, 0)]), col.levels, col.logical), False
+    values = np.where(missing, np.nan, col[np.maximum(codes, 0)] if cats else 0.0)
+    return values, is_int
+
+
+def _integer_text(series) -> bool:
+    """Whether R reads a whole-valued column as integer: every field looks like one."""
+    present = [c for c in _distinct(series)[0] if c.strip() != ""]
+    return bool(present) and _INTEGERS.fullmatch("\n".join(present)) is not None
+
+
+def read_fast(src: Source, sep: str, columns: set[str] | None, name: str) -> Frame | None:
+    """The Frame pandas' C parser gives, or None where the pure-Python reader must decide."""
+    import pandas as pd
+
+    scan = _scan(src, sep)
+    if scan.blank_line:
+        return None
+    encoding = "utf-8" if scan.utf8 else "latin-1"
+    text = _sample_text(src, encoding)
+    if text is None:
+        return None
+    try:
+        header, sample, n_sample, whole = split_text(text, src.name, sep)
+    except DataError:
+        return None
+    wanted = select_columns(header, columns, src.name, sep)
+    k = len(header)
+    names = make_names(header)
+    keep = [j for j in range(k) if names[j] in wanted]
+    # a column the first rows show to be text (or TRUE/FALSE) is read as strings at once
+    text_cols = {j for j in keep if n_sample and whole is None and isinstance(_convert(sample[j])[0], Factor)}
+    labels = [f"c{j}" for j in range(k)]
+
+    def read(cols: list[int], as_text: set[int]):
+        source = src.name if src.data is None else io.BytesIO(src.data)
+        return pd.read_csv(
+            source, sep=sep, header=0, names=labels, usecols=[labels[j] for j in cols], index_col=False,
+            engine="c", keep_default_na=False,
+            na_values={labels[j]: ["NA"] if j in as_text else ["NA", ""] for j in cols},
+            dtype={labels[j]: object for j in as_text},
+            encoding=encoding, compression=src.compression, quotechar='"', doublequote=True,
+            skip_blank_lines=True)
+
+    try:
+        df = read(keep, text_cols)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return None
+    n = len(df)
+    if k > 1 and scan.seps != (k - 1) * (n + 1):
+        return None  # a row with too few fields, which pandas fills with NA
+    if n == 0:
+        raise no_data_rows(src.name)
+
+    out: dict[str, np.ndarray | Factor] = {}
+    int_columns: set[str] = set()
+    again: list[int] = []  # columns to read again as text
+    whole_valued: set[int] = set()
+    for j in keep:
+        s = df[labels[j]]
+        if j in text_cols:
+            converted = _from_text(s)
+            if converted is None:
+                return None
+            out[names[j]], is_int = converted
+            if is_int:
+                int_columns.add(names[j])
+            continue
+        if s.dtype.kind not in "if":
+            again.append(j)
+            continue
+        values = s.to_numpy(dtype=np.float64)
+        present = values[~np.isnan(values)]
+        if present.size == 0:
+            again.append(j)  # all missing: logical in R, unless a field was "NaN"
+            continue
+        out[names[j]] = values
+        fits = np.abs(present).max() <= _INT32_MAX and bool(np.all(present == np.round(present)))
+        if fits:
+            if s.dtype.kind == "i" and not scan.blank_ends:
+                int_columns.add(names[j])
+            else:
+                again.append(j)
+                whole_valued.add(j)
+    if again:
+        try:
+            df2 = read(again, set(again))
+        except (ValueError, UnicodeDecodeError, pd.errors.ParserError):
+            return None
+        for j in again:
+            s = df2[labels[j]]
+            if j in whole_valued:
+                if _integer_text(s):
+                    int_columns.add(names[j])
+                continue
+            converted = _from_text(s)
+            if converted is None:
+                return None
+            out[names[j]], is_int = converted
+            if is_int:
+                int_columns.add(names[j])
+    ordered = {names[j]: out[names[j]] for j in keep}
+    return Frame(name=name, columns=ordered, n_rows=n, int_columns=int_columns)
