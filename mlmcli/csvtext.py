@@ -66,7 +66,7 @@ def _split_quoted(text: str, source: str, sep: str) -> tuple[list[str], list[lis
 
 def try_numbers(text: str, sep: str, count: int) -> np.ndarray | None:
     """numpy's parser for separated plain numbers; None unless exactly `count` parse."""
-    if " " in text or "\t" in text:  # numpy reads a blank field as -1
+    if " " in text or "\t" in text or "\n" in text or "\r" in text:  # numpy reads a blank field as -1
         return None
     try:
         arr = np.fromstring(text, sep=sep)

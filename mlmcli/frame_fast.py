@@ -15,6 +15,7 @@ from __future__ import annotations
 import codecs
 import io
 import re
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -141,6 +142,13 @@ def _integer_text(series) -> bool:
     return bool(present) and _INTEGERS.fullmatch("\n".join(present)) is not None
 
 
+def _could_be_integer(values: np.ndarray) -> bool:
+    """False when the first rows already hold a fraction (a quick exit for columns of doubles)."""
+    head = values[:4096]
+    head = head[~np.isnan(head)]
+    return not np.any(head != np.round(head))
+
+
 def read_fast(src: Source, sep: str, columns: set[str] | None, name: str) -> Frame | None:
     """The Frame pandas' C parser gives, or None where the pure-Python reader must decide."""
     import pandas as pd
@@ -166,13 +174,16 @@ def read_fast(src: Source, sep: str, columns: set[str] | None, name: str) -> Fra
 
     def read(cols: list[int], as_text: set[int]):
         source = src.name if src.data is None else io.BytesIO(src.data)
-        return pd.read_csv(
-            source, sep=sep, header=0, names=labels, usecols=[labels[j] for j in cols], index_col=False,
-            engine="c", keep_default_na=False,
-            na_values={labels[j]: ["NA"] if j in as_text else ["NA", ""] for j in cols},
-            dtype={labels[j]: object for j in as_text},
-            encoding=encoding, compression=src.compression, quotechar='"', doublequote=True,
-            skip_blank_lines=True)
+        with warnings.catch_warnings():
+            # a column of mixed types is expected: it is read again as text
+            warnings.simplefilter("ignore", pd.errors.DtypeWarning)
+            return pd.read_csv(
+                source, sep=sep, header=0, names=labels, usecols=[labels[j] for j in cols], index_col=False,
+                engine="c", keep_default_na=False,
+                na_values={labels[j]: ["NA"] if j in as_text else ["NA", ""] for j in cols},
+                dtype={labels[j]: object for j in as_text},
+                encoding=encoding, compression=src.compression, quotechar='"', doublequote=True,
+                skip_blank_lines=True)
 
     try:
         df = read(keep, text_cols)
@@ -202,12 +213,14 @@ def read_fast(src: Source, sep: str, columns: set[str] | None, name: str) -> Fra
             again.append(j)
             continue
         values = s.to_numpy(dtype=np.float64)
-        present = values[~np.isnan(values)]
-        if present.size == 0:
+        out[names[j]] = values
+        if not _could_be_integer(values):
+            continue
+        if np.isnan(values).all():
+            del out[names[j]]
             again.append(j)  # all missing: logical in R, unless a field was "NaN"
             continue
-        out[names[j]] = values
-        fits = np.abs(present).max() <= _INT32_MAX and bool(np.all(present == np.round(present)))
+        fits = np.nanmax(np.abs(values)) <= _INT32_MAX and bool(np.all(np.isnan(values) | (values == np.round(values))))
         if fits:
             if s.dtype.kind == "i" and not scan.blank_ends:
                 int_columns.add(names[j])
