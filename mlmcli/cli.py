@@ -74,21 +74,21 @@ def _default_format(fmt: Enum | None, output: str | None) -> str:
     return "table" if output is None and sys.stdout.isatty() else "text"
 
 
-def _fit(data: str, formula: str, ml: bool, ddf: str = "Satterthwaite"):
+def _fit(data: str, formula: str, ml: bool, ddf: str = "Satterthwaite", also: list[str] | None = None):
     from mlmcli.design import build_design
     from mlmcli.formula import parse_formula
     from mlmcli.frame import read_csv
     from mlmcli.model import fit_model
 
     parsed = parse_formula(formula)
-    frame = read_csv(data)
+    frame = read_csv(data, columns=parsed.columns() + (also or []))  # only these columns are converted
     design = build_design(frame, parsed)
     return fit_model(parsed, design, reml=not ml, data_name=frame.name, ddf=ddf), frame
 
 
-def _fit_and_warn(data: str, formula: str, ml: bool):
+def _fit_and_warn(data: str, formula: str, ml: bool, also: list[str] | None = None):
     """Fit without Satterthwaite set-up and send lme4's warnings to stderr."""
-    model, frame = _fit(data, formula, ml, "none")
+    model, frame = _fit(data, formula, ml, "none", also)
     _warn(list(dict.fromkeys(model.warnings)))
     return model, frame
 
@@ -242,10 +242,10 @@ def compare(
     labels = [s.strip() for s in names.split(",")] if names else [f"m{i + 1}" for i in range(len(formulas))]
     if len(labels) != len(formulas) or len(set(labels)) != len(labels):
         raise MlmError(f"--names needs {len(formulas)} distinct names, got {names!r}")
-    frame = read_csv(data)
+    models = [parse_formula(f) for f in formulas]
+    frame = read_csv(data, columns=[c for parsed in models for c in parsed.columns()])
     fits = []
-    for f in formulas:
-        parsed = parse_formula(f)
+    for parsed in models:
         fits.append(fit_model(parsed, build_design(frame, parsed), reml=not ml, data_name=frame.name,
                               ddf="none"))
     cmp = run_compare(fits, labels)
@@ -304,7 +304,7 @@ def plot(
     from mlmcli.render.plots import PlotOptions, draw, image_format
 
     image_format(output)  # refuse an unknown extension before fitting
-    model, frame = _fit_and_warn(data, formula, ml)
+    model, frame = _fit_and_warn(data, formula, ml, [c for c in (x, by) if c] + _where_columns(where))
     opts = PlotOptions(kind=kind.value, output=output, x=x, y=y, group=group, where=where, by=by, dpi=dpi,
                        width=width, height=height, title=title, data_out=data_out)
     plotted = draw(model, frame, opts)
@@ -312,6 +312,16 @@ def plot(
         _emit(_json(plotted), None)
     elif fmt is not None:
         raise MlmError(f"--format for plot must be json, got {fmt!r}")
+
+
+def _where_columns(where: str | None) -> list[str]:
+    """The columns a --where expression names (none if it does not parse: that error comes later)."""
+    from mlmcli.where import columns_used, parse_where
+
+    try:
+        return columns_used(parse_where(where)) if where else []
+    except MlmError:
+        return []
 
 
 def _click_exceptions():

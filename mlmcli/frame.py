@@ -210,8 +210,9 @@ def select_columns(header: list[str], columns: set[str] | None, source: str, sep
         others = [s for s in SEPARATORS.values() if s != sep and s in header[0]]
         if others:
             shown = "\\t" if others[0] == "\t" else others[0]
+            first = header[0] if len(header[0]) <= 40 else header[0][:37] + "..."
             raise DataError(
-                f"'{source}': the header line is a single column '{header[0]}' when split at "
+                f"'{source}': the header line is a single column '{first}' when split at "
                 f"{sep!r}; if the file is separated by {shown!r}, give --sep '{shown}'")
     return set(names)
 
