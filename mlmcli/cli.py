@@ -49,6 +49,7 @@ FormulaArg = Annotated[str, typer.Argument(help='lme4 model formula, e.g. "math 
 MlOpt = Annotated[bool, typer.Option("--ml", help="Fit by maximum likelihood instead of REML.")]
 OutputOpt = Annotated[str | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")]
 NoColorOpt = Annotated[bool, typer.Option("--no-color", help="No colour in tables (also: NO_COLOR).")]
+SepOpt = Annotated[str | None, typer.Option("--sep", help="Field separator: , ; | or tab (default: tab for .tsv).")]
 
 
 def _show_version(value: bool) -> None:
@@ -74,21 +75,22 @@ def _default_format(fmt: Enum | None, output: str | None) -> str:
     return "table" if output is None and sys.stdout.isatty() else "text"
 
 
-def _fit(data: str, formula: str, ml: bool, ddf: str = "Satterthwaite", also: list[str] | None = None):
+def _fit(data: str, formula: str, ml: bool, ddf: str = "Satterthwaite", also: list[str] | None = None,
+         sep: str | None = None):
     from mlmcli.design import build_design
     from mlmcli.formula import parse_formula
     from mlmcli.frame import read_csv
     from mlmcli.model import fit_model
 
     parsed = parse_formula(formula)
-    frame = read_csv(data, columns=parsed.columns() + (also or []))  # only these columns are converted
+    frame = read_csv(data, columns=parsed.columns() + (also or []), sep=sep)  # only these columns are converted
     design = build_design(frame, parsed)
     return fit_model(parsed, design, reml=not ml, data_name=frame.name, ddf=ddf), frame
 
 
-def _fit_and_warn(data: str, formula: str, ml: bool, also: list[str] | None = None):
+def _fit_and_warn(data: str, formula: str, ml: bool, also: list[str] | None = None, sep: str | None = None):
     """Fit without Satterthwaite set-up and send lme4's warnings to stderr."""
-    model, frame = _fit(data, formula, ml, "none", also)
+    model, frame = _fit(data, formula, ml, "none", also, sep)
     _warn(list(dict.fromkeys(model.warnings)))
     return model, frame
 
@@ -126,6 +128,7 @@ def fit(
     data: DataArg,
     formula: FormulaArg,
     ml: MlOpt = False,
+    sep: SepOpt = None,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lme4's summary), table, json.")] = None,
     ddf: Annotated[Ddf, typer.Option("--ddf", help="Denominator df: Satterthwaite, or none.")] = Ddf.satterthwaite,
     correlation: Annotated[bool, typer.Option("--correlation", help="Show fixed-effect correlations.")] = False,
@@ -135,7 +138,7 @@ def fit(
     """Fit a linear mixed model and print lme4's summary (estimates, SEs, Satterthwaite df, p-values)."""
     from mlmcli.report import fit_report
 
-    model, _ = _fit(data, formula, ml, ddf.value)
+    model, _ = _fit(data, formula, ml, ddf.value, sep=sep)
     report = fit_report(model)
     _warn(report["warnings"] + report.get("lmerTest_messages", []))
     kind = _default_format(fmt, output)
@@ -158,6 +161,7 @@ def tau(
     data: DataArg,
     formula: FormulaArg,
     ml: MlOpt = False,
+    sep: SepOpt = None,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (Matrix::bdiag), table, json.")] = None,
     corr: Annotated[bool, typer.Option("--corr", help="Show the correlation matrix alone.")] = False,
     output: OutputOpt = None,
@@ -166,7 +170,7 @@ def tau(
     """The Tau matrix: each grouping factor's random-effects covariance, and the residual variance."""
     from mlmcli.report import tau_report
 
-    model, _ = _fit_and_warn(data, formula, ml)
+    model, _ = _fit_and_warn(data, formula, ml, sep=sep)
     report = tau_report(model)
     kind = _default_format(fmt, output)
     if kind == "json":
@@ -186,6 +190,7 @@ def ranef(
     data: DataArg,
     formula: FormulaArg,
     ml: MlOpt = False,
+    sep: SepOpt = None,
     fmt: Annotated[RanefFormat | None, typer.Option("--format", "-f", help="table, csv, json, text.")] = None,
     head: Annotated[int | None, typer.Option("--head", help="Show the first N levels of each factor.")] = None,
     wide: Annotated[bool, typer.Option("--wide", help="One row per level (as ranef(fit)$g prints).")] = False,
@@ -196,7 +201,7 @@ def ranef(
     """Conditional modes (Empirical Bayes estimates) of the random effects with conditional SDs."""
     from mlmcli.report import ranef_report
 
-    model, _ = _fit_and_warn(data, formula, ml)
+    model, _ = _fit_and_warn(data, formula, ml, sep=sep)
     report = ranef_report(model, with_coef=with_coef)
     kind = _default_format(fmt, output)
     if kind == "json":
@@ -221,6 +226,7 @@ def compare(
     data: DataArg,
     formulas: Annotated[list[str], typer.Argument(help="Two or more model formulas.")],
     ml: MlOpt = False,
+    sep: SepOpt = None,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lme4's anova), table, json.")] = None,
     names: Annotated[str | None, typer.Option("--names", help="Comma-separated model names.")] = None,
     variance_reduction: Annotated[bool, typer.Option(
@@ -243,7 +249,7 @@ def compare(
     if len(labels) != len(formulas) or len(set(labels)) != len(labels):
         raise MlmError(f"--names needs {len(formulas)} distinct names, got {names!r}")
     models = [parse_formula(f) for f in formulas]
-    frame = read_csv(data, columns=[c for parsed in models for c in parsed.columns()])
+    frame = read_csv(data, columns=[c for parsed in models for c in parsed.columns()], sep=sep)
     fits = []
     for parsed in models:
         fits.append(fit_model(parsed, build_design(frame, parsed), reml=not ml, data_name=frame.name,
@@ -288,6 +294,7 @@ def plot(
     kind: Annotated[PlotKind, typer.Option("--kind", "-k", help="What to draw.")] = PlotKind.ranef,
     output: Annotated[str, typer.Option("--output", "-o", help="Image file: .png, .svg or .pdf.")] = "mlm-plot.png",
     ml: MlOpt = False,
+    sep: SepOpt = None,
     x: Annotated[str | None, typer.Option("--x", help="Term or variable on the x axis.")] = None,
     y: Annotated[str | None, typer.Option("--y", help="Term on the y axis (ranef plot).")] = None,
     group: Annotated[str | None, typer.Option("--group", help="Grouping factor (default: the first).")] = None,
@@ -304,7 +311,7 @@ def plot(
     from mlmcli.render.plots import PlotOptions, draw, image_format
 
     image_format(output)  # refuse an unknown extension before fitting
-    model, frame = _fit_and_warn(data, formula, ml, [c for c in (x, by) if c] + _where_columns(where))
+    model, frame = _fit_and_warn(data, formula, ml, [c for c in (x, by) if c] + _where_columns(where), sep)
     opts = PlotOptions(kind=kind.value, output=output, x=x, y=y, group=group, where=where, by=by, dpi=dpi,
                        width=width, height=height, title=title, data_out=data_out)
     plotted = draw(model, frame, opts)

@@ -292,3 +292,44 @@ def test_only_asked_columns_are_converted(tmp_path, engine):
     # an unknown name: every column, so that the caller's message can list them
     frame = read_csv(str(p), columns=["y", "nope"], engine=engine)
     assert list(frame.columns) == ["y", "x", "g", "extra"]
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def _mlm(*args: str, env: dict | None = None):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "mlmcli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, cwd=Path(__file__).resolve().parent.parent)
+
+
+def test_command_line_reads_compressed_separated_files_through_either_engine(tmp_path):
+    heck = Path(__file__).resolve().parent.parent / "sample_data" / "heck2011.csv"
+    text = heck.read_text()
+    gz = tmp_path / "heck2011.csv.gz"
+    gz.write_bytes(gzip.compress(text.encode()))
+    (tmp_path / "semi").mkdir()
+    semi = tmp_path / "semi" / "heck2011.csv"
+    semi.write_text(text.replace(",", ";"))
+    formula = "math ~ ses + (1|schcode)"
+    plain = _mlm("fit", str(heck), formula, "--format", "json")
+    assert plain.returncode == 0, plain.stderr
+    for args, env in [((str(gz),), {"MLM_CSV_ENGINE": "pandas"}), ((str(gz),), {}),
+                      ((str(semi), "--sep", ";"), {"MLM_CSV_ENGINE": "pandas"})]:
+        p = _mlm("fit", args[0], formula, "--format", "json", *args[1:], env=env)
+        assert p.returncode == 0, p.stderr
+        assert json.loads(p.stdout) == json.loads(plain.stdout)
+    p = _mlm("fit", str(semi), formula)
+    assert p.returncode == 2
+    assert p.stderr.strip().endswith("give --sep ';'") and p.stderr.count("\n") == 1
+
+
+def test_command_line_header_only_file(tmp_path):
+    p = tmp_path / "empty.csv"
+    p.write_text("math,ses,schcode\n")
+    out = _mlm("fit", str(p), "math ~ ses + (1|schcode)")
+    assert out.returncode == 2
+    assert out.stderr == f"mlm: error: '{p}': no data rows, only a header line\n"
