@@ -219,7 +219,7 @@ def select_columns(header: list[str], columns: set[str] | None, source: str, sep
 
 # files from this size (in bytes, uncompressed) up are read by pandas' C parser; below it the
 # pure-Python reader is faster, because importing pandas alone takes about 0.3 s
-FAST_MIN_BYTES = 2_000_000
+FAST_MIN_BYTES = 5_000_000
 
 
 def read_csv(source: str, columns: Iterable[str] | None = None, sep: str | None = None,

@@ -35,6 +35,7 @@ from mlmcli.frame import (
 )
 
 _SAMPLE_BYTES = 1 << 18
+SCAN_CHUNK = 1 << 23
 # a field ending in a blank: R reads " 4 " as a double, pandas as an integer
 _BLANK_ENDS = (b" \n", b"\t\n", b" \r", b"\t\r", b' "', b'\t"')
 # a line of blanks only: pandas skips it, R reads it as a (short) row
@@ -69,7 +70,7 @@ def _scan(src: Source, sep: str) -> _Scan:
     decoder = codecs.getincrementaldecoder("utf-8")()
     in_quote = False
     tail = b""  # the previous chunk's last (partial) line
-    for chunk in src.chunks():
+    for chunk in src.chunks(SCAN_CHUNK):
         if out.utf8 and not chunk.isascii():
             try:
                 decoder.decode(chunk)

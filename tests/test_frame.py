@@ -139,6 +139,14 @@ def csv_files(draw):
     eol = draw(st.sampled_from(["\n", "\n", "\r\n"]))
     lines = [sep.join(('"' + h + '"') if quote_all else _quote(h, sep) for h in header)]
     lines += [sep.join(_quote(f, sep) for f in r) for r in rows]
+    damage = draw(st.sampled_from(["none"] * 6 + ["short row", "long row", "blank line", "line of blanks"]))
+    at = draw(st.integers(1, len(lines)))
+    if damage == "short row" and at < len(lines):
+        lines[at] = sep.join(_quote(f, sep) for f in rows[at - 1][:-1])
+    elif damage == "long row" and at < len(lines):
+        lines[at] += sep + "1"
+    elif damage != "none":
+        lines.insert(at, "" if damage == "blank line" else draw(st.sampled_from([" ", "\t ", "  "])))
     text = eol.join(lines) + draw(st.sampled_from([eol, "", eol + eol]))
     if draw(st.booleans()):
         text = "\ufeff" + text
@@ -155,6 +163,23 @@ def test_engines_agree_on_generated_files(tmp_path, case):
         read_both(str(path), sep=sep)
     except DataError:
         pass  # both engines gave the same error
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(csv_files(), st.integers(1, 12))
+def test_engines_agree_when_the_scan_reads_small_pieces(tmp_path, case, chunk):
+    # the pass over the bytes carries quotes, blanks and line ends from one piece to the next
+    text, sep = case
+    path = tmp_path / "gen.csv"
+    path.write_bytes(text.encode("utf-8"))
+    saved = mlmcli.frame_fast.SCAN_CHUNK
+    mlmcli.frame_fast.SCAN_CHUNK = chunk
+    try:
+        read_both(str(path), sep=sep)
+    except DataError:
+        pass
+    finally:
+        mlmcli.frame_fast.SCAN_CHUNK = saved
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
