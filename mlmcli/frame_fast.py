@@ -45,7 +45,8 @@ _LINE_BLANKS = (b"\n ", b"\n\t", b"\r ", b"\r\t")
 
 @dataclass
 class _Scan:
-    seps: int = 0  # separators outside quotes
+    lines: int = 0  # lines with something on them, the header included
+    fields_ok: bool = True  # every such line has as many fields as the header
     blank_ends: bool = False
     blank_line: bool = False
     utf8: bool = True
@@ -62,32 +63,61 @@ def _blank_line(data: bytes) -> bool:
     return any(p in data for p in _LINE_BLANKS) and _BLANK_LINE.search(data) is not None
 
 
-def _scan(src: Source, sep: str) -> _Scan:
-    """One pass over the bytes for what pandas does not report."""
-    sepb = sep.encode()
-    ends = (b" " + sepb, b"\t" + sepb, *_BLANK_ENDS)
+def _positions(chunk: bytes, sep_code: int, in_quote: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Separators and line ends outside quotes, and whether the piece ends inside quotes."""
+    b = np.frombuffer(chunk, dtype=np.uint8)
+    seps = np.flatnonzero(b == sep_code)
+    # bytes.find is a memchr: far cheaper than a comparison over the array
+    ends = np.flatnonzero(((b == 10) | (b == 13)) if chunk.find(b"\r") >= 0 else b == 10)
+    if in_quote or chunk.find(b'"') >= 0:
+        parity = (np.cumsum(b == 34, dtype=np.int32) + in_quote) & 1
+        in_quote = int(parity[-1])
+        seps = seps[parity[seps] == 0]
+        ends = ends[parity[ends] == 0]
+    return seps, ends, in_quote
+
+
+def _scan(src: Source, sep: str, k: int) -> _Scan:
+    """One pass over the bytes for what pandas does not report: with `usecols` it fills a short
+    row with NA and drops the extra fields of a long one, where read.csv's rule here is an error."""
+    sep_code = ord(sep)
+    ends_blank = (b" " + sep.encode(), b"\t" + sep.encode(), *_BLANK_ENDS)
     out = _Scan()
     decoder = codecs.getincrementaldecoder("utf-8")()
-    in_quote = False
-    tail = b""  # the previous chunk's last (partial) line
+    in_quote = 0
+    carry_len = carry_seps = 0  # the line the previous piece ended in
+    tail = b""  # its bytes (up to 4 kB), for the blank checks
     for chunk in src.chunks(SCAN_CHUNK):
         if out.utf8 and not chunk.isascii():
             try:
                 decoder.decode(chunk)
             except UnicodeDecodeError:
                 out.utf8 = False
-        if in_quote or chunk.find(b'"') >= 0:
-            pieces = chunk.split(b'"')
-            out.seps += b"".join(pieces[1::2] if in_quote else pieces[0::2]).count(sepb)
-            in_quote ^= len(pieces) % 2 == 0
+        seps, ends, in_quote = _positions(chunk, sep_code, in_quote)
+        if ends.size:
+            before = np.searchsorted(seps, ends)
+            counts = np.diff(before, prepend=0)
+            counts[0] += carry_seps
+            lengths = np.diff(ends, prepend=-1) - 1
+            lengths[0] += carry_len
+            filled = lengths > 0
+            out.lines += int(np.count_nonzero(filled))
+            if out.fields_ok and np.any(filled & (counts != k - 1)):
+                out.fields_ok = False
+            carry_seps = len(seps) - int(before[-1])
+            carry_len = len(chunk) - int(ends[-1]) - 1
         else:
-            out.seps += chunk.count(sepb)
+            carry_seps += len(seps)
+            carry_len += len(chunk)
         if not (out.blank_ends and out.blank_line) and (_has_blank(chunk) or _has_blank(tail)):
             probe = tail + chunk
-            out.blank_ends = out.blank_ends or any(p in probe for p in ends)
+            out.blank_ends = out.blank_ends or any(p in probe for p in ends_blank)
             out.blank_line = out.blank_line or _blank_line(probe)
         start = max(chunk.rfind(b"\n"), chunk.rfind(b"\r")) + 1
         tail = chunk[start:] if start > 0 else (tail + chunk)[-4096:]
+    if carry_len:
+        out.lines += 1
+        out.fields_ok = out.fields_ok and carry_seps == k - 1
     if out.utf8:
         try:
             decoder.decode(b"", final=True)
@@ -98,8 +128,8 @@ def _scan(src: Source, sep: str) -> _Scan:
     return out
 
 
-def _sample_text(src: Source, encoding: str) -> str | None:
-    """The first whole lines of the file (not ending inside quotes), decoded."""
+def _sample_bytes(src: Source) -> bytes | None:
+    """The first whole lines of the file (not ending inside quotes)."""
     raw = src.read(_SAMPLE_BYTES)
     if len(raw) == _SAMPLE_BYTES:
         cut = len(raw)
@@ -112,7 +142,15 @@ def _sample_text(src: Source, encoding: str) -> str | None:
         else:
             return None
         raw = raw[:cut]
-    return raw.decode("utf-8-sig" if encoding == "utf-8" else "latin-1", errors="replace")
+    return raw
+
+
+def _sample(raw: bytes, src: Source, sep: str, encoding: str):
+    text = raw.decode("utf-8-sig" if encoding == "utf-8" else "latin-1", errors="replace")
+    try:
+        return split_text(text, src.name, sep)
+    except DataError:
+        return None
 
 
 def _distinct(series) -> tuple[list[str], np.ndarray]:
@@ -143,6 +181,53 @@ def _integer_text(series) -> bool:
     return bool(present) and _INTEGERS.fullmatch("\n".join(present)) is not None
 
 
+def _columns_writing(src: Source, sep: str, k: int, chars: bytes) -> np.ndarray:
+    """For each of the k columns, whether a data field (outside the header) holds one of `chars`.
+
+    Tells R's integers ("3") from doubles ("3.0", "1e3") without making a string per field: the
+    column of a byte is the number of separators (outside quotes) between its line's start and it.
+    """
+    seen = np.zeros(k + 1, dtype=np.int64)
+    wanted = np.zeros(256, dtype=bool)
+    wanted[list(chars)] = True
+    sep_code = ord(sep)
+    in_quote = 0
+    carry = 0  # separators on the line the previous piece ended in
+    header_started = False
+    header_end = -1  # where the header line ends, once found
+    offset = 0
+    for chunk in src.chunks(SCAN_CHUNK):
+        b = np.frombuffer(chunk, dtype=np.uint8)
+        seps, ends, in_quote = _positions(chunk, sep_code, in_quote)
+        hits = np.flatnonzero(wanted[b])
+        if header_end < 0:
+            # the header is the first line with something on it
+            if not header_started:
+                filled = len(chunk) - len(chunk.lstrip(b"\r\n"))
+                header_started = filled < len(chunk)
+                ends_after = ends[ends > filled]
+            else:
+                ends_after = ends
+            if ends_after.size:
+                header_end = offset + int(ends_after[0])
+        if header_end < 0:
+            hits = hits[:0]  # all of this piece is the header (or blank lines before it)
+        elif header_end >= offset:
+            hits = hits[hits > header_end - offset]
+        seps_before_end = np.searchsorted(seps, ends)
+        line = np.searchsorted(ends, hits)
+        first_line = line == 0
+        start = np.where(first_line, -carry, seps_before_end[np.maximum(line - 1, 0)] if ends.size else 0)
+        col = np.searchsorted(seps, hits) - start
+        seen += np.bincount(np.minimum(col, k), minlength=k + 1)
+        if ends.size and ends[-1] == len(b) - 1:
+            carry = 0
+        else:
+            carry = len(seps) - (int(seps_before_end[-1]) if ends.size else -carry)
+        offset += len(b)
+    return seen[:k] > 0
+
+
 def _could_be_integer(values: np.ndarray) -> bool:
     """False when the first rows already hold a fraction (a quick exit for columns of doubles)."""
     head = values[:4096]
@@ -154,17 +239,18 @@ def read_fast(src: Source, sep: str, columns: set[str] | None, name: str) -> Fra
     """The Frame pandas' C parser gives, or None where the pure-Python reader must decide."""
     import pandas as pd
 
-    scan = _scan(src, sep)
-    if scan.blank_line:
+    raw = _sample_bytes(src)
+    first = _sample(raw, src, sep, "utf-8") if raw is not None else None
+    if first is None:
+        return None
+    scan = _scan(src, sep, len(first[0]))
+    if scan.blank_line or not scan.fields_ok:
         return None
     encoding = "utf-8" if scan.utf8 else "latin-1"
-    text = _sample_text(src, encoding)
-    if text is None:
+    parsed = first if scan.utf8 else _sample(raw, src, sep, encoding)
+    if parsed is None:
         return None
-    try:
-        header, sample, n_sample, whole = split_text(text, src.name, sep)
-    except DataError:
-        return None
+    header, sample, n_sample, whole = parsed
     wanted = select_columns(header, columns, src.name, sep)
     k = len(header)
     names = make_names(header)
@@ -173,7 +259,7 @@ def read_fast(src: Source, sep: str, columns: set[str] | None, name: str) -> Fra
     text_cols = {j for j in keep if n_sample and whole is None and isinstance(_convert(sample[j])[0], Factor)}
     labels = [f"c{j}" for j in range(k)]
 
-    def read(cols: list[int], as_text: set[int]):
+    def read(cols: list[int], as_text: set[int], as_categories: frozenset[int] = frozenset()):
         source = src.name if src.data is None else io.BytesIO(src.data)
         with warnings.catch_warnings():
             # a column of mixed types is expected: it is read again as text
@@ -182,7 +268,7 @@ def read_fast(src: Source, sep: str, columns: set[str] | None, name: str) -> Fra
                 source, sep=sep, header=0, names=labels, usecols=[labels[j] for j in cols], index_col=False,
                 engine="c", keep_default_na=False,
                 na_values={labels[j]: ["NA"] if j in as_text else ["NA", ""] for j in cols},
-                dtype={labels[j]: object for j in as_text},
+                dtype={labels[j]: object if j in as_text else "category" for j in as_text | as_categories},
                 encoding=encoding, compression=src.compression, quotechar='"', doublequote=True,
                 skip_blank_lines=True)
 
@@ -191,8 +277,8 @@ def read_fast(src: Source, sep: str, columns: set[str] | None, name: str) -> Fra
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
         return None
     n = len(df)
-    if k > 1 and scan.seps != (k - 1) * (n + 1):
-        return None  # a row with too few fields, which pandas fills with NA
+    if scan.lines != n + 1:
+        return None  # pandas and the scan disagree on the lines: let R's rules decide
     if n == 0:
         raise no_data_rows(src.name)
 
@@ -228,6 +314,12 @@ def read_fast(src: Source, sep: str, columns: set[str] | None, name: str) -> Fra
             else:
                 again.append(j)
                 whole_valued.add(j)
+    if whole_valued and not scan.blank_ends:
+        written = _columns_writing(src, sep, k, b".eE")
+        for j in sorted(whole_valued):
+            again.remove(j)
+            if not written[j]:
+                int_columns.add(names[j])
     if again:
         try:
             df2 = read(again, set(again))

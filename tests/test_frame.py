@@ -216,6 +216,13 @@ def test_short_row_is_an_error_in_both_engines(tmp_path, engine):
     p.write_text('a,b\n"x,y",2\n"z"\n')
     with pytest.raises(DataError, match="line 3: 1 fields"):
         read_csv(str(p), engine=engine)
+    # a long row and a short one: as many separators in all as the header asks for
+    p.write_text("a,b\n1,2\n3,4,\n6\n")
+    with pytest.raises(DataError, match="line 3: 3 fields"):
+        read_csv(str(p), engine=engine)
+    p.write_text("a,b,c\n1,2,3\n4,5,6,7\n")
+    with pytest.raises(DataError, match="line 3: 4 fields"):
+        read_csv(str(p), columns=["a"], engine=engine)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
