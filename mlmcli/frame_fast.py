@@ -181,51 +181,51 @@ def _integer_text(series) -> bool:
     return bool(present) and _INTEGERS.fullmatch("\n".join(present)) is not None
 
 
-def _columns_writing(src: Source, sep: str, k: int, chars: bytes) -> np.ndarray:
-    """For each of the k columns, whether a data field (outside the header) holds one of `chars`.
+def _columns_writing(src: Source, sep: str, k: int, chars: bytes, targets: set[int]) -> set[int] | None:
+    """Of the target columns, those with a data field that holds one of `chars` (None: unknown).
 
-    Tells R's integers ("3") from doubles ("3.0", "1e3") without making a string per field: the
-    column of a byte is the number of separators (outside quotes) between its line's start and it.
+    Tells R's integers ("3") from doubles ("3.0", "1e3") without a string per field. The scan has
+    made sure every line has k - 1 separators, so the i-th separators of the lines bound field i.
     """
-    seen = np.zeros(k + 1, dtype=np.int64)
-    wanted = np.zeros(256, dtype=bool)
-    wanted[list(chars)] = True
+    table = np.zeros(256, dtype=bool)
+    table[list(chars)] = True
     sep_code = ord(sep)
-    in_quote = 0
-    carry = 0  # separators on the line the previous piece ended in
-    header_started = False
-    header_end = -1  # where the header line ends, once found
-    offset = 0
-    for chunk in src.chunks(SCAN_CHUNK):
-        b = np.frombuffer(chunk, dtype=np.uint8)
-        seps, ends, in_quote = _positions(chunk, sep_code, in_quote)
-        hits = np.flatnonzero(wanted[b])
-        if header_end < 0:
-            # the header is the first line with something on it
-            if not header_started:
-                filled = len(chunk) - len(chunk.lstrip(b"\r\n"))
-                header_started = filled < len(chunk)
-                ends_after = ends[ends > filled]
-            else:
-                ends_after = ends
-            if ends_after.size:
-                header_end = offset + int(ends_after[0])
-        if header_end < 0:
-            hits = hits[:0]  # all of this piece is the header (or blank lines before it)
-        elif header_end >= offset:
-            hits = hits[hits > header_end - offset]
-        seps_before_end = np.searchsorted(seps, ends)
-        line = np.searchsorted(ends, hits)
-        first_line = line == 0
-        start = np.where(first_line, -carry, seps_before_end[np.maximum(line - 1, 0)] if ends.size else 0)
-        col = np.searchsorted(seps, hits) - start
-        seen += np.bincount(np.minimum(col, k), minlength=k + 1)
-        if ends.size and ends[-1] == len(b) - 1:
-            carry = 0
+    found: set[int] = set()
+    rest = b""
+    header_seen = False
+    pieces = src.chunks(SCAN_CHUNK)
+    while found != targets:
+        piece = next(pieces, None)
+        chunk = rest + piece if piece is not None else rest
+        if not chunk:
+            break
+        seps, ends, in_quote = _positions(chunk, sep_code, 0)
+        if piece is not None:
+            if ends.size == 0:
+                rest = chunk  # a line longer than the piece
+                continue
+            cut = int(ends[-1]) + 1  # whole lines only: the rest goes with the next piece
+            rest, chunk, seps = chunk[cut:], chunk[:cut], seps[seps < cut]
         else:
-            carry = len(seps) - (int(seps_before_end[-1]) if ends.size else -carry)
-        offset += len(b)
-    return seen[:k] > 0
+            rest = b""
+            ends = np.append(ends, len(chunk))  # the last line has no line end
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        filled = ends > starts
+        line_start, line_end = starts[filled], ends[filled]
+        if len(seps) != (k - 1) * len(line_start):
+            return None
+        bounds = np.column_stack([line_start - 1, seps.reshape(len(line_start), k - 1), line_end])
+        if not header_seen and len(bounds):
+            bounds = bounds[1:]  # the header: the first line with something on it
+            header_seen = True
+        hits = np.flatnonzero(table[np.frombuffer(chunk, dtype=np.uint8)])
+        for c in targets - found:
+            inside = np.searchsorted(hits, bounds[:, c + 1]) - np.searchsorted(hits, bounds[:, c])
+            if inside.any():
+                found.add(c)
+        if piece is None:
+            break
+    return found
 
 
 def _could_be_integer(values: np.ndarray) -> bool:
@@ -314,11 +314,11 @@ def read_fast(src: Source, sep: str, columns: set[str] | None, name: str) -> Fra
             else:
                 again.append(j)
                 whole_valued.add(j)
-    if whole_valued and not scan.blank_ends:
-        written = _columns_writing(src, sep, k, b".eE")
+    written = _columns_writing(src, sep, k, b".eE", whole_valued) if whole_valued and not scan.blank_ends else None
+    if written is not None:
         for j in sorted(whole_valued):
             again.remove(j)
-            if not written[j]:
+            if j not in written:
                 int_columns.add(names[j])
     if again:
         try:
