@@ -1,13 +1,13 @@
 """Large CSV files through pandas' C parser, giving the same Frame as the pure-Python reader.
 
-pandas parses the wanted columns only, numbers with Python's own (correctly rounded) conversion.
-Whatever pandas might read otherwise than R's type.convert goes through R's rules instead: a
-column pandas does not read as plain numbers is read again as text categories, and R's rules run
-on its distinct values (cheap: few of them, or rare). A numeric column whose values are all whole
-is read again the same way to tell R's integers ("3") from doubles ("3.0"). What pandas would
-silently accept and R's reader refuses or reads otherwise (rows with too few fields, lines of
-blanks, carriage returns inside quotes) sends the whole file to the pure-Python reader, which
-gives R's result or the error.
+pandas parses the wanted columns only, numbers correctly rounded as Python's float() does. What
+pandas might read otherwise than R's type.convert goes through R's rules instead: a column pandas
+does not read as plain numbers is read again as strings, and R's rules run on its distinct values.
+pandas reads "3" and "3.0" alike, so a whole-valued column with missing values is told integer or
+double by a scan of its bytes for a decimal point or an exponent. What pandas silently accepts and
+R's reader refuses or reads otherwise (a row with too few or too many fields, a line of blanks, a
+carriage return inside quotes) sends the whole file to the pure-Python reader, which gives R's
+result or the error.
 """
 
 from __future__ import annotations
@@ -259,7 +259,7 @@ def read_fast(src: Source, sep: str, columns: set[str] | None, name: str) -> Fra
     text_cols = {j for j in keep if n_sample and whole is None and isinstance(_convert(sample[j])[0], Factor)}
     labels = [f"c{j}" for j in range(k)]
 
-    def read(cols: list[int], as_text: set[int], as_categories: frozenset[int] = frozenset()):
+    def read(cols: list[int], as_text: set[int]):
         source = src.name if src.data is None else io.BytesIO(src.data)
         with warnings.catch_warnings():
             # a column of mixed types is expected: it is read again as text
@@ -268,7 +268,7 @@ def read_fast(src: Source, sep: str, columns: set[str] | None, name: str) -> Fra
                 source, sep=sep, header=0, names=labels, usecols=[labels[j] for j in cols], index_col=False,
                 engine="c", keep_default_na=False,
                 na_values={labels[j]: ["NA"] if j in as_text else ["NA", ""] for j in cols},
-                dtype={labels[j]: object if j in as_text else "category" for j in as_text | as_categories},
+                dtype={labels[j]: object for j in as_text},
                 encoding=encoding, compression=src.compression, quotechar='"', doublequote=True,
                 skip_blank_lines=True)
 
