@@ -239,7 +239,7 @@ def read_csv(source: str, columns: Iterable[str] | None = None, sep: str | None 
     wanted = None if columns is None else set(columns)
     engine = engine or os.environ.get("MLM_CSV_ENGINE") or "auto"
     if engine not in ("auto", "python", "pandas"):
-        raise ValueError(f"unknown CSV engine {engine!r}")
+        raise DataError(f"unknown CSV reader {engine!r} (MLM_CSV_ENGINE): use python or pandas")
     raw: bytes | None = None
     if engine == "auto":
         if src.compression:
