@@ -78,6 +78,7 @@ NoColorOpt = Annotated[bool, typer.Option("--no-color", help="No colour in table
 StrictOpt = Annotated[bool, typer.Option(
     "--strict", help="Exit with status 3 when the fit warns (singular, not converged, columns or rows "
     "dropped), after writing the output.")]
+SepOpt = Annotated[str | None, typer.Option("--sep", help="Field separator: , ; | or tab (default: tab for .tsv).")]
 
 
 def _show_version(value: bool) -> None:
@@ -135,7 +136,8 @@ def _check_finite(model: Any) -> None:
         raise DataError(f"the fit gave non-finite results ({', '.join(bad)}){hint}")
 
 
-def _fit(data: str, formula: str, ml: bool, ddf: str = "Satterthwaite"):
+def _fit(data: str, formula: str, ml: bool, ddf: str = "Satterthwaite", also: list[str] | None = None,
+         sep: str | None = None):
     from mlmcli.design import build_design
     from mlmcli.formula import parse_formula
     from mlmcli.frame import read_csv
@@ -143,16 +145,16 @@ def _fit(data: str, formula: str, ml: bool, ddf: str = "Satterthwaite"):
 
     with _user_errors(formula):
         parsed = parse_formula(formula)
-        frame = read_csv(data)
+        frame = read_csv(data, columns=parsed.columns() + (also or []), sep=sep)  # only these are converted
         design = build_design(frame, parsed)
         model = fit_model(parsed, design, reml=not ml, data_name=frame.name, ddf=ddf)
     _check_finite(model)
     return model, frame
 
 
-def _fit_and_warn(data: str, formula: str, ml: bool):
+def _fit_and_warn(data: str, formula: str, ml: bool, also: list[str] | None = None, sep: str | None = None):
     """Fit without Satterthwaite set-up and send lme4's warnings to stderr."""
-    model, frame = _fit(data, formula, ml, "none")
+    model, frame = _fit(data, formula, ml, "none", also, sep)
     _warn(list(dict.fromkeys(model.warnings)))
     return model, frame
 
@@ -245,6 +247,7 @@ def fit(
     data: DataArg,
     formula: FormulaArg,
     ml: MlOpt = False,
+    sep: SepOpt = None,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lme4's summary), table, json.")] = None,
     ddf: Annotated[Ddf, typer.Option("--ddf", help="Denominator df: Satterthwaite, or none.")] = Ddf.satterthwaite,
     correlation: Annotated[bool, typer.Option(
@@ -262,7 +265,7 @@ def fit(
     kind = _default_format(fmt, output)
     if correlation and kind != "table":
         _note_ignored("--correlation", kind, "table")
-    model, _ = _fit(data, formula, ml, ddf.value)
+    model, _ = _fit(data, formula, ml, ddf.value, sep=sep)
     report = fit_report(model)
     warnings = report["warnings"] + report.get("lmerTest_messages", [])
     _warn(warnings)
@@ -286,6 +289,7 @@ def tau(
     data: DataArg,
     formula: FormulaArg,
     ml: MlOpt = False,
+    sep: SepOpt = None,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (Matrix::bdiag), table, json.")] = None,
     corr: Annotated[bool, typer.Option("--corr", help="Show the correlation matrix alone (table).")] = False,
     output: OutputOpt = None,
@@ -300,7 +304,7 @@ def tau(
     kind = _default_format(fmt, output)
     if corr and kind != "table":
         _note_ignored("--corr", kind, "table")
-    model, _ = _fit_and_warn(data, formula, ml)
+    model, _ = _fit_and_warn(data, formula, ml, sep=sep)
     report = tau_report(model)
     if kind == "json":
         _emit(_json(report), output, inputs)
@@ -320,6 +324,7 @@ def ranef(
     data: DataArg,
     formula: FormulaArg,
     ml: MlOpt = False,
+    sep: SepOpt = None,
     fmt: Annotated[RanefFormat | None, typer.Option("--format", "-f", help="table, csv, json, text.")] = None,
     head: Annotated[int | None, typer.Option(
         "--head", min=1, help="Show the first N levels of each factor (table and text).")] = None,
@@ -340,7 +345,7 @@ def ranef(
         _note_ignored("--head", kind, "table and text")
     if wide and kind not in ("table", "csv"):
         _note_ignored("--wide", kind, "table and csv")
-    model, _ = _fit_and_warn(data, formula, ml)
+    model, _ = _fit_and_warn(data, formula, ml, sep=sep)
     report = ranef_report(model, with_coef=with_coef)
     if kind == "json":
         _emit(_json(report), output, inputs)
@@ -366,6 +371,7 @@ def compare(
     data: DataArg,
     formulas: Annotated[list[str], typer.Argument(help="Two or more model formulas.", metavar="FORMULA...")],
     ml: MlOpt = False,
+    sep: SepOpt = None,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lme4's anova), table, json.")] = None,
     names: Annotated[str | None, typer.Option("--names", help="Comma-separated model names.")] = None,
     variance_reduction: Annotated[bool, typer.Option(
@@ -392,11 +398,12 @@ def compare(
     inputs = (data,)
     _check_outputs(inputs, output)
     kind = _default_format(fmt, output)
-    frame = read_csv(data)
+    with _user_errors(formulas[0]):
+        models = [parse_formula(f) for f in formulas]
+        frame = read_csv(data, columns=[c for parsed in models for c in parsed.columns()], sep=sep)
     fits = []
-    for f in formulas:
+    for f, parsed in zip(formulas, models, strict=True):
         with _user_errors(f):
-            parsed = parse_formula(f)
             fits.append(fit_model(parsed, build_design(frame, parsed), reml=not ml, data_name=frame.name,
                                   ddf="none"))
         _check_finite(fits[-1])
@@ -457,6 +464,7 @@ def plot(
     kind: Annotated[PlotKind, typer.Option("--kind", "-k", help="What to draw.")] = PlotKind.ranef,
     output: Annotated[str, typer.Option("--output", "-o", help="Image file: .png, .svg or .pdf.")] = "mlm-plot.png",
     ml: MlOpt = False,
+    sep: SepOpt = None,
     x: Annotated[str | None, typer.Option("--x", help="Term or variable on the x axis.")] = None,
     y: Annotated[str | None, typer.Option("--y", help="Term on the y axis (ranef plot).")] = None,
     group: Annotated[str | None, typer.Option("--group", help="Grouping factor (default: the first).")] = None,
@@ -493,7 +501,7 @@ def plot(
 
         with _user_errors(where):
             parse_where(where)
-    model, frame = _fit_and_warn(data, formula, ml)
+    model, frame = _fit_and_warn(data, formula, ml, [c for c in (x, by) if c] + _where_columns(where), sep)
     opts = PlotOptions(kind=kind.value, output=output, x=x, y=y, group=group, where=where, by=by, dpi=dpi,
                        width=width, height=height, title=title, data_out=data_out, theme=theme.value,
                        caption=caption, groups=groups, seed=seed)
@@ -514,6 +522,16 @@ def schema(
 
 
 # ------------------------------------------------------------ entry point
+
+
+def _where_columns(where: str | None) -> list[str]:
+    """The columns a --where expression names (none if it does not parse: that error comes later)."""
+    from mlmcli.where import columns_used, parse_where
+
+    try:
+        return columns_used(parse_where(where)) if where else []
+    except MlmError:
+        return []
 
 
 def _click_exceptions():

@@ -4,20 +4,21 @@ Columns whose every non-missing field is a number become float64 (NaN for NA), t
 columns become factors with levels in R's sort order, and TRUE/FALSE columns (R's
 logicals) become factors with the two levels FALSE and TRUE. Column names are made
 syntactic as make.names(unique = TRUE) does, since formulas refer to those names.
-Plain csv module + numpy, so the command line starts fast.
+Small files are split in pure Python (csvtext), so the command line starts fast; large
+ones go through pandas' C parser (frame_fast), which gives the same Frame.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import re
-import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from mlmcli.csvsource import SEPARATORS, Source, choose_separator, decode
+from mlmcli.csvtext import split_text, try_numbers
 from mlmcli.errors import DataError
 from mlmcli.rsort import collation_key
 
@@ -29,10 +30,10 @@ _NUMBER = (
     r"[ \t]*[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d*)?|0[xX][0-9a-fA-F]+"
     r"|[iI][nN][fF](?:[iI][nN][iI][tT][yY])?|[nN][aA][nN])[ \t]*"
 )
-_NUMBERS = re.compile(rf"(?:{_NUMBER}\n)*{_NUMBER}")
+_NUMBERS = re.compile(rf"(?:{_NUMBER}\n)*{_NUMBER}", re.ASCII)
 # integers: type.convert's strtol accepts leading but not trailing blanks
-_INTEGERS = re.compile(r"(?:[ \t]*[+-]?\d+\n)*[ \t]*[+-]?\d+")
-_PLAIN_FLOAT = re.compile(r"[ \t]*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?[ \t]*")
+_INTEGERS = re.compile(r"(?:[ \t]*[+-]?\d+\n)*[ \t]*[+-]?\d+", re.ASCII)
+_PLAIN_FLOAT = re.compile(r"[ \t]*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?[ \t]*", re.ASCII)
 _LOGICALS = {"TRUE": 1, "T": 1, "FALSE": 0, "F": 0}
 
 # R's reserved words: make.names appends a dot to them
@@ -109,34 +110,6 @@ def make_names(names: list[str]) -> list[str]:
     return result
 
 
-def _data_name(source: str) -> str:
-    if source == "-":
-        return "stdin"
-    base = os.path.basename(source)
-    if base.lower().endswith(".csv"):
-        base = base[:-4]
-    return make_name(base)
-
-
-def _read_text(source: str) -> str:
-    try:
-        if source == "-":
-            raw = sys.stdin.buffer.read()
-        else:
-            with open(source, "rb") as fh:
-                raw = fh.read()
-    except FileNotFoundError:
-        raise DataError(f"cannot open file '{source}': no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"cannot open file '{source}': it is a directory") from None
-    except OSError as exc:
-        raise DataError(f"cannot open file '{source}': {exc.strerror}") from None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
-
-
 def _hex_or_odd_float(s: str) -> float:
     t = s.strip()
     low = t.lower().lstrip("+-")
@@ -186,15 +159,13 @@ def _convert(values: list[str]) -> tuple[np.ndarray | Factor, bool]:
     return Factor(codes, levels), False
 
 
-def _try_numbers(text: str, count: int) -> np.ndarray | None:
-    """numpy's parser for comma-separated plain numbers; None unless exactly `count` parse."""
-    if " " in text or "\t" in text:  # numpy reads a blank field as -1
-        return None
-    try:
-        arr = np.fromstring(text, sep=",")
-    except ValueError:
-        return None
-    return arr if arr.size == count else None
+
+def convert_column(values: list[str]) -> tuple[np.ndarray | Factor, bool]:
+    """R's type.convert of one column of strings: the column, and whether R reads integers."""
+    numbers = try_numbers(",".join(values), ",", len(values)) if values else None
+    if numbers is not None:
+        return numbers, _is_integer_text(values) and np.abs(numbers).max() <= _INT32_MAX
+    return _convert(values)
 
 
 def _is_integer_text(values: list[str]) -> bool:
@@ -202,78 +173,86 @@ def _is_integer_text(values: list[str]) -> bool:
     return not any(c in joined for c in ".eEnNiI")
 
 
-def _ragged(source: str, lineno: int, expected: int, found: int) -> DataError:
-    return DataError(f"'{source}' line {lineno}: {found} fields, but the header has {expected}")
-
-
-def _split_plain(lines: list[str], source: str) -> tuple[list[str], list[list[str]], int, str]:
-    """Header and columns of a file without quotes: one split of the whole text."""
-    first = 0
-    while first < len(lines) and not lines[first]:
-        first += 1
-    if first == len(lines):
-        raise DataError(f"'{source}' is empty: no header line")
-    header = lines[first].split(",")
+def frame_from_text(text: str, source: str, sep: str, columns: set[str] | None, name: str) -> Frame:
+    """The pure-Python reader: split the text, then convert the wanted columns."""
+    header, raw_columns, n, whole = split_text(text, source, sep)
+    names = select_columns(header, columns, source, sep)
+    if n == 0:
+        raise no_data_rows(source)
     k = len(header)
-    numbered = [(i + 1, line) for i, line in enumerate(lines[first + 1 :], start=first + 1) if line]
-    n = len(numbered)
-    body = "\n".join(line for _, line in numbered)
-    if body.count(",") != (k - 1) * n:
-        for lineno, line in numbered:
-            if line.count(",") != k - 1:
-                raise _ragged(source, lineno, k, line.count(",") + 1)
-    flat = body.replace("\n", ",").split(",") if n else []
-    return header, [flat[j::k] for j in range(k)], n, body
-
-
-def _split_quoted(text: str, source: str) -> tuple[list[str], list[list[str]], int]:
-    reader = csv.reader(io.StringIO(text, newline=""), strict=False)
-    header: list[str] = []
-    rows: list[list[str]] = []
-    try:
-        for row in reader:
-            if not row:
-                continue  # blank line, skipped as read.csv does
-            if not header:
-                header = row
-            elif len(row) != len(header):
-                raise _ragged(source, reader.line_num, len(header), len(row))
-            else:
-                rows.append(row)
-    except csv.Error as exc:
-        raise DataError(f"'{source}' line {reader.line_num}: {exc}") from None
-    if not header:
-        raise DataError(f"'{source}' is empty: no header line")
-    columns = [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in header]
-    return header, columns, len(rows)
-
-
-def read_csv(source: str) -> Frame:
-    """Read a CSV file ("-" for stdin) as R's read.csv(source, stringsAsFactors = TRUE)."""
-    text = _read_text(source)
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    whole: np.ndarray | None = None
-    if '"' in text:
-        header, raw_columns, n = _split_quoted(text, source)
-    else:
-        header, raw_columns, n, body = _split_plain(text.split("\n"), source)
-        if n:
-            whole = _try_numbers(body.replace("\n", ","), n * len(header))
-    names = make_names(header)
-    columns: dict[str, np.ndarray | Factor] = {}
+    out: dict[str, np.ndarray | Factor] = {}
     int_columns: set[str] = set()
-    for j, (name, values) in enumerate(zip(names, raw_columns, strict=True)):
-        numbers = whole[j :: len(header)].copy() if whole is not None else None
-        if numbers is None and values:
-            numbers = _try_numbers(",".join(values), n)
-        if numbers is not None:
-            columns[name] = numbers
-            if _is_integer_text(values) and np.abs(numbers).max() <= _INT32_MAX:
-                int_columns.add(name)
+    for j, (col_name, values) in enumerate(zip(make_names(header), raw_columns, strict=True)):
+        if col_name not in names:
             continue
-        col, is_int = _convert(values)
-        columns[name] = col
+        if whole is not None:
+            col: np.ndarray | Factor = whole[j::k].copy()
+            is_int = _is_integer_text(values) and np.abs(col).max() <= _INT32_MAX
+        else:
+            col, is_int = convert_column(values)
+        out[col_name] = col
         if is_int:
-            int_columns.add(name)
-    return Frame(name=_data_name(source), columns=columns, n_rows=n, int_columns=int_columns)
+            int_columns.add(col_name)
+    return Frame(name=name, columns=out, n_rows=n, int_columns=int_columns)
+
+
+def no_data_rows(source: str) -> DataError:
+    return DataError(f"'{source}': no data rows, only a header line")
+
+
+def select_columns(header: list[str], columns: set[str] | None, source: str, sep: str) -> set[str]:
+    """The make.names of the columns to convert: those asked for, or all of them when some
+    asked-for name is not in the file (so that the caller's unknown-column message can list
+    every column)."""
+    names = make_names(header)
+    if columns is not None and columns <= set(names):
+        return set(columns)
+    if columns is not None and len(header) == 1:
+        others = [s for s in SEPARATORS.values() if s != sep and s in header[0]]
+        if others:
+            shown = "\\t" if others[0] == "\t" else others[0]
+            first = header[0] if len(header[0]) <= 40 else header[0][:37] + "..."
+            raise DataError(
+                f"'{source}': the header line is a single column '{first}' when split at "
+                f"{sep!r}; if the file is separated by {shown!r}, give --sep '{shown}'")
+    return set(names)
+
+
+# files from this size (in bytes, uncompressed) up are read by pandas' C parser; below it the
+# pure-Python reader is faster, because importing pandas alone takes about 0.3 s
+FAST_MIN_BYTES = 5_000_000
+
+
+def read_csv(source: str, columns: Iterable[str] | None = None, sep: str | None = None,
+             engine: str | None = None) -> Frame:
+    """Read a CSV file ("-" for stdin) as R's read.csv(source, sep, stringsAsFactors = TRUE).
+
+    `columns`: make.names of the columns to convert (None: all); unknown names make every
+    column read. `sep`: None means a tab for a .tsv file and a comma otherwise. gzip, bzip2
+    and xz files are decompressed. `engine`: "python", "pandas", or None to choose by size
+    (the environment variable MLM_CSV_ENGINE overrides the choice).
+    """
+    src = Source.open(source)
+    sep = choose_separator(src, sep)
+    name = make_name(src.base_name()[:-4] if src.base_name().lower().endswith((".csv", ".tsv"))
+                     else src.base_name())
+    wanted = None if columns is None else set(columns)
+    engine = engine or os.environ.get("MLM_CSV_ENGINE") or "auto"
+    if engine not in ("auto", "python", "pandas"):
+        raise DataError(f"unknown CSV reader {engine!r} (MLM_CSV_ENGINE): use python or pandas")
+    raw: bytes | None = None
+    if engine == "auto":
+        if src.compression:
+            raw = src.read(FAST_MIN_BYTES)  # the size only shows after decompression
+            big = len(raw) == FAST_MIN_BYTES
+            raw = raw if not big else None
+        else:
+            big = src.size_on_disk() >= FAST_MIN_BYTES
+        engine = "pandas" if big else "python"
+    if engine == "pandas":
+        from mlmcli.frame_fast import read_fast
+
+        frame = read_fast(src, sep, wanted, name)
+        if frame is not None:
+            return frame
+    return frame_from_text(decode(raw if raw is not None else src.read()), source, sep, wanted, name)
