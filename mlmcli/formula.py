@@ -593,6 +593,12 @@ def literal_values(node: Node) -> list[str | float] | None:
     value = constant_value(node)
     if isinstance(value, float):
         return [value]
+    if isinstance(node, Binary) and node.op == ":":  # 0:8, a run of whole numbers
+        lo, hi = constant_value(node.left), constant_value(node.right)
+        if isinstance(lo, float) and isinstance(hi, float) and lo == int(lo) and abs(hi - lo) < 1e6:
+            step = 1 if hi >= lo else -1
+            return [float(v) for v in range(int(lo), int(hi) + step, step)]
+        return None
     if isinstance(node, Call) and node.fn == "c" and all(n is None for n in node.names):
         out: list[str | float] = []
         for arg in node.args:
