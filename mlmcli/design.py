@@ -132,7 +132,7 @@ def _factor_call(node: fm.Call, ctx: _Context) -> Factor:
     return _numeric_factor(inner, integer)
 
 
-def _labels(col: Column, integer: bool) -> list[str | None]:
+def value_labels(col: Column, integer: bool) -> list[str | None]:
     """Each value as R's as.character() writes it (None for NA)."""
     if isinstance(col, Factor):
         return [col.levels[c] if c >= 0 else None for c in col.codes.tolist()]
@@ -152,7 +152,7 @@ def _factor_with_levels(inner: Column, levels: list[str | float], arg: Node, ctx
     if len(set(names)) != len(names):
         raise DataError(f"factor level is duplicated in {ctx.label}")
     index = {name: i for i, name in enumerate(names)}
-    codes = np.array([-1 if v is None else index.get(v, -1) for v in _labels(inner, integer)], dtype=np.int64)
+    codes = np.array([-1 if v is None else index.get(v, -1) for v in value_labels(inner, integer)], dtype=np.int64)
     return Factor(codes, names)
 
 
