@@ -50,6 +50,15 @@ class Effects:
         return {"marginal": vf / total, "conditional": (vf + self.var_random) / total}
 
 
+def _r_var(x: np.ndarray) -> float:
+    """R's var(): the mean refined by a second pass (so a constant has variance exactly 0), n - 1."""
+    if len(x) < 2:
+        return 0.0
+    mean = x.sum() / len(x)
+    mean += (x - mean).sum() / len(x)
+    return float(np.sum((x - mean) ** 2) / (len(x) - 1))
+
+
 def _diagonal_theta(model: FittedModel) -> np.ndarray:
     """The elements of theta on the diagonals of the relative covariance factors (lower bound 0)."""
     out = []
@@ -67,7 +76,7 @@ def variance_components(model: FittedModel) -> Effects:
     design = model.design
     X = np.asarray(design.X, dtype=float)
     fixed = X @ np.asarray(model.beta, dtype=float)
-    var_fixed = float(np.var(fixed, ddof=1)) if len(fixed) > 1 else 0.0
+    var_fixed = _r_var(fixed)
     warnings: list[str] = []
     names = list(design.xnames)
     if "(Intercept)" not in names:  # insight adds a column of ones for the random intercepts
