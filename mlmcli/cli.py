@@ -64,6 +64,18 @@ class SchemaName(str, Enum):
     tau = "tau"
     ranef = "ranef"
     compare = "compare"
+    predict = "predict"
+    augment = "augment"
+
+
+class RowsFormat(str, Enum):
+    csv = "csv"
+    json = "json"
+
+
+class ReForm(str, Enum):
+    all = "all"
+    none = "none"
 
 
 DATA_HELP = ("CSV file with a header line (.csv, or compressed .csv.gz/.bz2/.xz), or - for standard input. "
@@ -269,6 +281,8 @@ def fit(
     report = fit_report(model)
     warnings = report["warnings"] + report.get("lmerTest_messages", [])
     _warn(warnings)
+    if kind != "text":  # the ICC and R² appear in json and table output only
+        _warn([f"mlm: note: {w}" for w in report.get("effects_warnings", [])])
     if kind == "json":
         _emit(_json(report), output, inputs)
     elif kind == "text":
@@ -436,6 +450,69 @@ def compare(
     _strict_exit(strict, warnings)
 
 
+@app.command()
+def predict(
+    data: DataArg,
+    formula: FormulaArg,
+    newdata: Annotated[str | None, typer.Option(
+        "--newdata", help="CSV file of new rows to predict (default: the fitted values of DATA's rows).")] = None,
+    re_form: Annotated[ReForm, typer.Option(
+        "--re-form", help="all: with the random effects (lme4's re.form = NULL); none: fixed part only (NA).")
+    ] = ReForm.all,
+    allow_new_levels: Annotated[bool, typer.Option(
+        "--allow-new-levels", help="Predict unseen (or missing) groups at the population value, not an error.")
+    ] = False,
+    ml: MlOpt = False,
+    fmt: Annotated[RowsFormat, typer.Option("--format", "-f", help="csv or json.")] = RowsFormat.csv,
+    output: OutputOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Predictions as lme4's predict(): NEWDATA's columns plus .fitted."""
+    from mlmcli.frame import read_csv
+    from mlmcli.report import prediction_report
+
+    inputs = (data,) if newdata is None else (data, newdata)
+    _check_outputs(inputs, output)
+    if newdata is not None and newdata == "-" and data == "-":
+        raise MlmError("DATA and --newdata cannot both be standard input")
+    model, frame = _fit_and_warn(data, formula, ml)
+    with _user_errors(formula):
+        new = read_csv(newdata) if newdata is not None else None
+        report, columns = prediction_report(model, frame, new, re_form.value, allow_new_levels)
+    if fmt == RowsFormat.json:
+        _emit(_json(report), output, inputs)
+    else:
+        from mlmcli.render.rows import rows_csv
+
+        _emit(rows_csv(columns), output, inputs)
+    _strict_exit(strict, model.warnings)
+
+
+@app.command()
+def augment(
+    data: DataArg,
+    formula: FormulaArg,
+    ml: MlOpt = False,
+    fmt: Annotated[RowsFormat, typer.Option("--format", "-f", help="csv or json.")] = RowsFormat.csv,
+    output: OutputOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """The model frame's rows with broom.mixed's augment() columns .fitted, .resid and .fixed."""
+    from mlmcli.report import augment_report
+
+    inputs = (data,)
+    _check_outputs(inputs, output)
+    model, frame = _fit_and_warn(data, formula, ml)
+    report, columns = augment_report(model, frame.int_columns)
+    if fmt == RowsFormat.json:
+        _emit(_json(report), output, inputs)
+    else:
+        from mlmcli.render.rows import rows_csv
+
+        _emit(rows_csv(columns), output, inputs)
+    _strict_exit(strict, model.warnings)
+
+
 class PlotKind(str, Enum):
     ranef = "ranef"
     caterpillar = "caterpillar"
@@ -513,7 +590,8 @@ def plot(
 
 @app.command()
 def schema(
-    name: Annotated[SchemaName, typer.Argument(help="fit, tau, ranef or compare.", metavar="COMMAND")],
+    name: Annotated[SchemaName, typer.Argument(help="fit, tau, ranef, compare, predict or augment.",
+                                                metavar="COMMAND")],
 ) -> None:
     """Print the JSON schema that `mlm COMMAND --format json` output follows."""
     from importlib.resources import files

@@ -74,6 +74,18 @@ class Bool(Node):
         return (self.value,)
 
 
+class Str(Node):
+    """A string constant ("b"), as in relevel(f, ref = "b")."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str, *, pos: int = 0) -> None:
+        self.value, self.pos = value, pos
+
+    def _key(self) -> tuple:
+        return (self.value,)
+
+
 class Call(Node):
     __slots__ = ("fn", "args", "names")
 
@@ -124,6 +136,7 @@ _TOKEN = re.compile(
     |(?P<num>0[xX][0-9a-fA-F]+L?|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?L?)
     |(?P<name>(?:[^\W\d_]|\.(?!\d))[\w.]*)
     |(?P<quoted>`[^`]*`)
+    |(?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
     |(?P<op>\|\||\*\*|%[^%\s]*%|==|!=|<=|>=|[~+\-*/^:|<>])
     |(?P<punct>[(),=])""",
     re.VERBOSE,
@@ -148,6 +161,8 @@ def _tokenize(text: str) -> list[_Token]:
         value = m.group()
         if kind == "quoted":
             kind, value = "name", value[1:-1]
+        elif kind == "string":
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
         elif kind == "punct":
             kind = value
         elif value == "**":  # R reads ** as ^
@@ -231,6 +246,8 @@ class _Parser:
         tok = self._next()
         if tok.kind == "num":
             return _number(tok)
+        if tok.kind == "string":
+            return Str(tok.value, pos=tok.pos)
         if tok.kind == "name":
             if self._peek().kind == "(":
                 return self._call(tok)
@@ -346,6 +363,8 @@ class _Deparser:
             self.put(n.text if self.keep_integer else format_number(n.value))
         elif isinstance(n, Bool):
             self.put("TRUE" if n.value else "FALSE")
+        elif isinstance(n, Str):
+            self.put('"' + n.value.replace("\\", "\\\\").replace('"', '\\"') + '"')
         elif isinstance(n, Paren):
             self.put("(")
             self.node(n.inner)
@@ -426,11 +445,11 @@ def _collect_symbols(node: Node, out: list[str]) -> None:
     if isinstance(node, Call) and node.fn in FUNCTIONS:
         # an option such as scale = FALSE or raw = T is a constant, not a column
         for name, arg in match_arguments(node).items():
-            if name not in _CONSTANT_OPTIONS:
+            if name not in _CONSTANT_OPTIONS and name not in _LITERAL_OPTIONS:
                 _collect_symbols(arg, out)
         return
     if isinstance(node, Sym):
-        if node.name not in out:
+        if node.name not in out and node.name not in R_CONSTANTS:
             out.append(node.name)
     elif isinstance(node, Paren):
         _collect_symbols(node.inner, out)
@@ -484,6 +503,7 @@ class Formula:
     # every variable of lme4's model frame (response, fixed, random, grouping), in R's order
     variables: tuple[Var, ...] = ()
     stored: Node = field(default=Sym(""), compare=False, repr=False)
+    offsets: tuple[Var, ...] = ()  # offset() variables of the fixed part, summed as R sums them
 
     def deparse(self) -> list[str]:
         """R's deparse() of the formula lme4 stores (`||` expanded): what summary prints."""
@@ -505,12 +525,21 @@ class Formula:
 # argument is its degree (R passes it through `...`, which poly reads as the degree)
 FUNCTIONS: dict[str, tuple[str, ...]] = {
     "I": ("x",), "log": ("x", "base"), "log10": ("x",), "log2": ("x",), "log1p": ("x",), "exp": ("x",),
-    "sqrt": ("x",), "abs": ("x",), "scale": ("x", "center", "scale"), "factor": ("x",),
-    "as.factor": ("x",), "poly": ("x", "degree", "raw"),
+    "sqrt": ("x",), "abs": ("x",), "sin": ("x",), "cos": ("x",), "tan": ("x",), "floor": ("x",),
+    "ceiling": ("x",), "round": ("x", "digits"), "pmin": ("x", "y"), "pmax": ("x", "y"),
+    "scale": ("x", "center", "scale"), "factor": ("x", "levels"), "as.factor": ("x",),
+    "relevel": ("x", "ref"), "poly": ("x", "degree", "raw"), "offset": ("x",),
+    # centring within clusters: x minus its cluster mean, and the cluster mean (over the rows used)
+    "cwc": ("x", "g"), "cmean": ("x", "g"),
 }
-FACTOR_FUNCTIONS = {"factor", "as.factor"}
+FACTOR_FUNCTIONS = {"factor", "as.factor", "relevel"}
+GROUP_MEAN_FUNCTIONS = {"cwc", "cmean"}
 # options that must be constants: TRUE/FALSE (T/F) or numbers
-_CONSTANT_OPTIONS = {"center", "scale", "degree", "raw"}
+_CONSTANT_OPTIONS = {"center", "scale", "degree", "raw", "digits"}
+# options that are literal values: strings or numbers, c() of them for levels
+_LITERAL_OPTIONS = {"ref", "levels"}
+# R's constant pi, unless the data have a column of that name
+R_CONSTANTS = {"pi": 3.141592653589793}
 _ARITHMETIC = {"+", "-", "*", "/", "^", "%%", "%/%"} | COMPARISONS
 
 
@@ -555,6 +584,32 @@ def constant_value(node: Node) -> float | bool | None:
     return None
 
 
+def literal_values(node: Node) -> list[str | float] | None:
+    """A literal option's values: a string or number, or c() of them; None for anything else."""
+    while isinstance(node, Paren):
+        node = node.inner
+    if isinstance(node, Str):
+        return [node.value]
+    value = constant_value(node)
+    if isinstance(value, float):
+        return [value]
+    if isinstance(node, Binary) and node.op == ":":  # 0:8, a run of whole numbers
+        lo, hi = constant_value(node.left), constant_value(node.right)
+        if isinstance(lo, float) and isinstance(hi, float) and lo == int(lo) and abs(hi - lo) < 1e6:
+            step = 1 if hi >= lo else -1
+            return [float(v) for v in range(int(lo), int(hi) + step, step)]
+        return None
+    if isinstance(node, Call) and node.fn == "c" and all(n is None for n in node.names):
+        out: list[str | float] = []
+        for arg in node.args:
+            inner = literal_values(arg)
+            if inner is None:
+                return None
+            out.extend(inner)
+        return out
+    return None
+
+
 def _check_variable(node: Node, text: str) -> None:
     """A variable is a column or a call of a known function on arithmetic of columns."""
     if isinstance(node, Call):
@@ -569,28 +624,39 @@ def _check_variable(node: Node, text: str) -> None:
             if name in _CONSTANT_OPTIONS:
                 if constant_value(arg) is None:
                     raise FormulaError(f"{node.fn}(): {name} must be TRUE, FALSE or a number", text, arg.pos)
+            elif name in _LITERAL_OPTIONS:
+                values = literal_values(arg)
+                if values is None or (name == "ref" and len(values) != 1):
+                    what = "a level in quotes or a number" if name == "ref" else 'levels in quotes, as c("a", "b")'
+                    raise FormulaError(f"{node.fn}(): {name} must be {what}", text, arg.pos)
+            elif name == "g":
+                if not isinstance(arg, Sym):
+                    raise FormulaError(f"{node.fn}(): the cluster must be a column name", text, arg.pos)
             else:
-                _check_arithmetic(arg, text, node.fn)
+                _check_arithmetic(arg, text, f"inside {node.fn}()")
     elif isinstance(node, Sym) and node.name == ".":
         raise FormulaError("'.' (all other columns) is not supported", text, node.pos)
 
 
-def _check_arithmetic(node: Node, text: str, fn: str) -> None:
+def _check_arithmetic(node: Node, text: str, where: str) -> None:
+    """Arithmetic of columns, numbers and known functions; `where` names the place for messages."""
     if isinstance(node, (Sym, Call)):
         _check_variable(node, text)
     elif isinstance(node, Bool):
         pass
+    elif isinstance(node, Str):
+        raise FormulaError(f"a string cannot be used {where}", text, node.pos)
     elif isinstance(node, Paren):
-        _check_arithmetic(node.inner, text, fn)
+        _check_arithmetic(node.inner, text, where)
     elif isinstance(node, Unary):
         if node.op not in "+-":
-            raise FormulaError(f"'{node.op}' cannot be used inside {fn}()", text, node.pos)
-        _check_arithmetic(node.arg, text, fn)
+            raise FormulaError(f"'{node.op}' cannot be used {where}", text, node.pos)
+        _check_arithmetic(node.arg, text, where)
     elif isinstance(node, Binary):
         if node.op not in _ARITHMETIC:
-            raise FormulaError(f"'{node.op}' cannot be used inside {fn}()", text, node.pos)
-        _check_arithmetic(node.left, text, fn)
-        _check_arithmetic(node.right, text, fn)
+            raise FormulaError(f"'{node.op}' cannot be used {where}", text, node.pos)
+        _check_arithmetic(node.left, text, where)
+        _check_arithmetic(node.right, text, where)
 
 
 def _trim(terms: list[int]) -> list[int]:
@@ -626,6 +692,8 @@ class _Terms:
         """ExtractVars: install every variable, left to right."""
         if isinstance(node, Bool):
             raise FormulaError("invalid term in model formula: TRUE or FALSE", self.text, node.pos)
+        if isinstance(node, Str):
+            raise FormulaError("invalid term in model formula: a string", self.text, node.pos)
         if isinstance(node, Num):
             if node.value not in (0.0, 1.0):
                 raise FormulaError("invalid term in model formula: a number other than 0 or 1",
@@ -661,6 +729,9 @@ class _Terms:
                 self.intercept = self.parity
             elif node.value == 0.0:
                 self.intercept = not self.parity
+            return []
+        if isinstance(node, Call) and node.fn == "offset":
+            self.install(node)  # in the model frame, but no term of the model matrix (R's terms())
             return []
         if isinstance(node, (Sym, Call)):
             return [1 << self.install(node)]
@@ -804,6 +875,8 @@ def _reposition(node: Node, pos: int) -> Node:
         return Binary(node.op, _reposition(node.left, pos), _reposition(node.right, pos), pos=pos)
     if isinstance(node, Bool):
         return Bool(node.value, pos=pos)
+    if isinstance(node, Str):
+        return Str(node.value, pos=pos)
     assert isinstance(node, Call)
     return Call(node.fn, tuple(_reposition(a, pos) for a in node.args), node.names, pos=pos)
 
@@ -945,9 +1018,12 @@ def parse_formula(text: str) -> Formula:
     lhs, rhs = root.left, root.right
     if _has_bar(lhs):
         raise FormulaError("random-effects terms belong on the right of '~'", text, lhs.pos)
-    _check_variable(lhs, text)
-    if not isinstance(lhs, (Sym, Call)):
+    if isinstance(lhs, (Num, Bool, Str)) or (isinstance(lhs, Sym) and lhs.name in R_CONSTANTS):
         raise FormulaError("the response must be a column or a function of columns", text, lhs.pos)
+    if isinstance(lhs, Call) and lhs.fn == "offset":
+        raise FormulaError("offset() belongs on the right of '~'", text, lhs.pos)
+    # arithmetic such as y/10 or incidence/size: R evaluates the response as an expression
+    _check_arithmetic(lhs, text, "in the response")
     rhs = _expand_double_verts(rhs, text)
     stored = Binary("~", lhs, rhs, pos=root.pos)
     bars = _find_bars(rhs, text)
@@ -956,7 +1032,9 @@ def parse_formula(text: str) -> Formula:
     fixed, fixed_vars = model_spec(_no_bars(rhs) or Num(1.0), text, response=lhs)
     random: list[RandomTerm] = []
     for bar in bars:
-        lhs_spec, _ = model_spec(bar.left, text)
+        lhs_spec, lhs_vars = model_spec(bar.left, text)
+        if any(_is_offset(v) for v in lhs_vars):
+            raise FormulaError("offset() belongs to the fixed part of the formula", text, bar.pos)
         for group in _expand_slash(bar.right, text):
             columns: list[str] = []
             _group_columns(group, text, columns)
@@ -972,4 +1050,9 @@ def parse_formula(text: str) -> Formula:
         random=tuple(random),
         variables=tuple(frame_terms.vars),
         stored=stored,
+        offsets=tuple(v for v in fixed_vars if _is_offset(v)),
     )
+
+
+def _is_offset(var: Var) -> bool:
+    return isinstance(var.expr, Call) and var.expr.fn == "offset"

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from mlmcli.frame import Frame
     from mlmcli.model import FittedModel
 
 # version of the JSON contracts (mlmcli/schemas/): raised when a key changes meaning or goes away
@@ -88,7 +89,18 @@ def fit_report(model: FittedModel) -> dict:
     }
     if model.ddf == "Satterthwaite":
         report["lmerTest_messages"] = list(model.satterthwaite().messages)
+    report.update(effects_report(model))
     return clean(report)
+
+
+def effects_report(model: FittedModel) -> dict:
+    """ICC and Nakagawa's R² (performance::icc, performance::r2_nakagawa) with their variance parts."""
+    from mlmcli.effects import variance_components
+
+    e = variance_components(model)
+    return {"icc": e.icc, "r2": e.r2,
+            "variance_parts": {"fixed": e.var_fixed, "random": e.var_random, "residual": e.var_residual},
+            "effects_warnings": e.warnings}
 
 
 def tau_report(model: FittedModel) -> dict:
@@ -140,3 +152,50 @@ def coef_table(model: FittedModel) -> dict[str, dict[str, dict[str, float]]]:
             for j, name in enumerate(term.cnames):
                 cell[name] = cell.get(name, 0.0) + float(modes[i][lev_i, j])
     return out
+
+
+def prediction_report(model: FittedModel, frame: Frame, new: Frame | None, re_form: str,
+                      allow_new_levels: bool) -> tuple[dict, dict]:
+    """`mlm predict`: the new data's columns (without new data, the fit's rows of the data) and .fitted.
+
+    Returns the JSON report and the columns for CSV."""
+    from mlmcli.predict import fitted_values, predict_new
+    from mlmcli.render.rows import named_columns, records
+
+    if new is None:
+        pred = fitted_values(model)
+        rows = model.design.rows
+        source = {name: _take(col, rows) for name, col in frame.columns.items()}
+        columns = named_columns(source, frame.int_columns)
+    else:
+        pred = predict_new(model, frame, new, random=re_form == "all", allow_new_levels=allow_new_levels)
+        columns = named_columns(new.columns, new.int_columns)
+    fitted = pred.values if re_form == "all" else pred.fixed
+    columns[".fitted"] = clean(fitted)
+    report = {"schema_version": SCHEMA_VERSION, "formula": model.formula.text, "data_name": model.data_name,
+              "newdata_name": new.name if new is not None else None, "re_form": re_form,
+              "allow_new_levels": allow_new_levels, "n": len(fitted), "rows": records(columns)}
+    return clean(report), columns
+
+
+def augment_report(model: FittedModel, int_columns: set[str] | None = None) -> tuple[dict, dict]:
+    """`mlm augment`: broom.mixed's augment(fit) columns .fitted, .resid and .fixed on the model frame."""
+    from mlmcli.predict import fitted_values
+    from mlmcli.render.rows import named_columns, records
+
+    pred = fitted_values(model)
+    columns = named_columns(model.design.values, int_columns or set())
+    columns[".fitted"] = clean(pred.values)
+    columns[".resid"] = clean(np.asarray(model.residuals, dtype=float))
+    columns[".fixed"] = clean(pred.fixed)
+    report = {"schema_version": SCHEMA_VERSION, "formula": model.formula.text, "data_name": model.data_name,
+              "n": model.n, "rows": records(columns)}
+    return clean(report), columns
+
+
+def _take(col: Any, rows: np.ndarray) -> Any:
+    from mlmcli.frame import Factor
+
+    if isinstance(col, Factor):
+        return Factor(col.codes[rows], col.levels, col.logical)
+    return col[rows]

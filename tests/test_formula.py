@@ -136,7 +136,7 @@ def test_deparse_breaks_long_formulas_like_r():
         ("y ~ () + (1|g)", "empty term", 5),
         ("y ~ x + (1 | )", "empty term", 13),
         ("y ~ foo(x) + (1|g)", "unknown function 'foo'", 4),
-        ("y ~ x + (1|g) + offset(w)", "unknown function 'offset'", 16),
+        ("y ~ x + (1|g) + weights(w)", "unknown function 'weights'", 16),
         ("y + x + (1|g)", "missing '~'", 0),
         ("~ x + (1|g)", "response", 0),
         ("y ~ x", "No random effects terms specified in formula", 5),

@@ -261,6 +261,9 @@ def print_fit(console: Console, fit: dict, correlation: bool = False) -> None:
         corr = _fixef_correlation_cols(fit)
         if corr:
             _emit(console, "Correlation of fixed effects", corr)
+    effects = _effects_cols(fit)
+    if effects:
+        _emit(console, "Variance explained", effects, list(fit.get("effects_warnings", [])))
     messages = _fit_messages(fit)
     if messages:
         console.print(Panel(Text("\n".join(messages), style="yellow"), title="Warnings", title_align="left",
@@ -370,6 +373,20 @@ def _fixef_correlation_cols(fit: dict) -> list[Col]:
     for j, label in enumerate(abbreviate(terms[:-1])):
         cols.append(_col(label, [_fmt_corr(matrix[i][j], 3) if j < i else "" for i in range(1, len(terms))]))
     return cols
+
+
+def _effects_cols(fit: dict) -> list[Col]:
+    """ICC and Nakagawa's R², three decimals as performance prints them; NA where not available."""
+    icc, r2 = fit.get("icc"), fit.get("r2")
+    if not icc or not r2:
+        return []
+
+    def fmt(v: Any) -> str:
+        return f"{v:.3f}" if _is_num(v) else "NA"
+
+    return [_col("", ["ICC", "R²"], label=True),
+            _col("Adjusted / Marginal", [fmt(icc.get("adjusted")), fmt(r2.get("marginal"))]),
+            _col("Unadjusted / Conditional", [fmt(icc.get("unadjusted")), fmt(r2.get("conditional"))])]
 
 
 def _fit_messages(fit: dict) -> list[str]:

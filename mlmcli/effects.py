@@ -1,0 +1,117 @@
+"""Intraclass correlation and Nakagawa's R² of a linear mixed model, as performance::icc() and
+performance::r2_nakagawa() (performance 0.10, insight 0.19) compute them.
+
+The variance of the fixed part is the variance (n - 1) of X beta; the random-effects variance sums,
+over the grouping factors, the mean of z_i' Sigma z_i across the observations, where z_i holds the
+row's fixed-effects columns named as the random terms (a random slope whose variable is not in the
+fixed part is left out, as insight does); the residual variance is sigma². A singular fit (a
+diagonal element of theta below 1e-5) has no random-effects variance: the ICC and the conditional R²
+are then not available.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from mlmcli.model import FittedModel
+
+SINGULAR_TOLERANCE = 1e-5
+SINGULAR_WARNING = ("Can't compute random effect variances. Some variance components equal zero. Your model "
+                    "may suffer from singularity (see `?lme4::isSingular` and `?performance::check_singularity`).")
+SLOPES_WARNING = ("Random slopes not present as fixed effects. This artificially inflates the conditional "
+                  "random effect variances.")
+
+
+@dataclass
+class Effects:
+    var_fixed: float
+    var_random: float | None  # None for a singular fit
+    var_residual: float
+    warnings: list[str]
+
+    @property
+    def icc(self) -> dict[str, float | None]:
+        if self.var_random is None:
+            return {"adjusted": None, "unadjusted": None}
+        vr = self.var_random
+        return {"adjusted": vr / (vr + self.var_residual),
+                "unadjusted": vr / (self.var_fixed + vr + self.var_residual)}
+
+    @property
+    def r2(self) -> dict[str, float | None]:
+        vf, ve = self.var_fixed, self.var_residual
+        if self.var_random is None:  # performance: the marginal R² without random effects
+            return {"marginal": vf / (vf + ve), "conditional": None}
+        total = vf + self.var_random + ve
+        return {"marginal": vf / total, "conditional": (vf + self.var_random) / total}
+
+
+def _r_var(x: np.ndarray) -> float:
+    """R's var(): the mean refined by a second pass (so a constant has variance exactly 0), n - 1."""
+    if len(x) < 2:
+        return 0.0
+    mean = x.sum() / len(x)
+    mean += (x - mean).sum() / len(x)
+    return float(np.sum((x - mean) ** 2) / (len(x) - 1))
+
+
+def _diagonal_theta(model: FittedModel) -> np.ndarray:
+    """The elements of theta on the diagonals of the relative covariance factors (lower bound 0)."""
+    out = []
+    offset = 0
+    for term in model.design.terms:
+        k = term.X.shape[1]
+        tril = [(i, j) for j in range(k) for i in range(j, k)]  # lme4's column-major lower triangle
+        out.extend(model.theta[offset + m] for m, (i, j) in enumerate(tril) if i == j)
+        offset += len(tril)
+    return np.asarray(out, dtype=float)
+
+
+def variance_components(model: FittedModel) -> Effects:
+    """var.fixed, var.random and var.residual as insight::get_variance() gives them for lmer fits."""
+    design = model.design
+    X = np.asarray(design.X, dtype=float)
+    fixed = X @ np.asarray(model.beta, dtype=float)
+    var_fixed = _r_var(fixed)
+    warnings: list[str] = []
+    names = list(design.xnames)
+    if "(Intercept)" not in names:  # insight adds a column of ones for the random intercepts
+        X = np.column_stack([np.ones(X.shape[0]), X])
+        names = ["(Intercept)", *names]
+    slopes = [t for vc in model.varcomps() for t in vc.terms if t != "(Intercept)"]
+    if any(t not in names for t in slopes):
+        warnings.append(SLOPES_WARNING)
+    var_random: float | None = None
+    if np.any(np.abs(_diagonal_theta(model)) < SINGULAR_TOLERANCE):
+        warnings.insert(0, SINGULAR_WARNING)
+    else:
+        var_random = _random_variance(model, X, names)
+    return Effects(var_fixed, var_random, float(model.sigma) ** 2, warnings)
+
+
+def _random_variance(model: FittedModel, X: np.ndarray, names: list[str]) -> float:
+    """Sum over grouping factors of mean(z_i' Sigma z_i).
+
+    insight takes VarCorr's blocks by the names of ranef(), one per grouping factor: of the terms
+    lme4 names "g", "g.1", ... for one factor (as `||` makes) only the first counts. Factors with one
+    level per observation are left out."""
+    n = model.n
+    counted: set[str] = set()
+    total = 0.0
+    for vc in model.varcomps():
+        if vc.factor in counted or vc.name != vc.factor:
+            continue
+        counted.add(vc.factor)
+        if model.groups()[vc.factor] == n:
+            continue
+        keep = [i for i, t in enumerate(vc.terms) if t in names]
+        if not keep:
+            continue
+        Z = X[:, [names.index(vc.terms[i]) for i in keep]]
+        S = vc.covariance[np.ix_(keep, keep)]
+        total += float(np.sum((Z @ S) * Z)) / n
+    return total

@@ -1,0 +1,146 @@
+"""Predictions of a fitted model, as lme4's predict(fit, newdata, re.form, allow.new.levels) makes them.
+
+New data are coded as the fit's model frame was: every factor with the training levels (R's xlevels;
+a level the fit never saw is an error in the fixed part), scale() and poly() with the training data's
+centre, scale and basis (R's predvars). cwc() and cmean() average within the new data, as an R
+function in the formula would. Grouping factors are matched to the fitted levels by label: a new
+level is an error unless new levels are allowed, and then contributes no random effect (the
+population value), as in lme4. Offsets are added back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mlmcli.design import Column, evaluate, model_matrix, total_offset, value_labels
+from mlmcli.errors import DataError
+from mlmcli.frame import Factor, Frame
+
+if TYPE_CHECKING:
+    from mlmcli.formula import RandomTerm, Var
+    from mlmcli.model import FittedModel
+
+
+@dataclass
+class Prediction:
+    values: np.ndarray  # one per new row; NaN where a variable the prediction needs is missing
+    fixed: np.ndarray   # the fixed part plus offsets (lme4's re.form = NA)
+
+
+def fitted_values(model: FittedModel) -> Prediction:
+    """predict(fit) and predict(fit, re.form = NA) on the rows the fit used: offsets included."""
+    design = model.design
+    offset = design.offset if design.offset is not None else 0.0
+    fixed = np.asarray(design.X, dtype=float) @ np.asarray(model.beta, dtype=float) + offset
+    return Prediction(values=np.asarray(model.fitted, dtype=float) + offset, fixed=fixed)
+
+
+def predict_new(model: FittedModel, train: Frame, new: Frame, random: bool = True,
+                allow_new_levels: bool = False) -> Prediction:
+    """lme4's predict(fit, newdata, re.form = NULL (random) or NA, allow.new.levels)."""
+    formula, design = model.formula, model.design
+    fixed_vars = _unique([v for t in formula.fixed.terms for v in t.vars] + list(formula.offsets))
+    random_terms = list(formula.random) if random else []
+    needed = fixed_vars + _unique([v for rt in random_terms for t in rt.lhs.terms for v in t.vars])
+    _check_columns(needed, random_terms, new)
+    values = {v.label: _recode(v, evaluate(v, new, reference=train), design.levels) for v in needed}
+    n = new.n_rows
+    missing = np.zeros(n, dtype=bool)
+    for col in values.values():
+        missing |= _missing(col)
+
+    X, names = model_matrix(formula.fixed, values, n)
+    index = {name: j for j, name in enumerate(names)}
+    X = X[:, [index[name] for name in design.xnames]]  # columns dropped for rank deficiency stay out
+    fixed = X @ np.asarray(model.beta, dtype=float)
+    offset = total_offset(formula, values, n)
+    if offset is not None:
+        fixed = fixed + offset
+    out = fixed.copy()
+    if random_terms:
+        out = out + _random_part(model, new, values, allow_new_levels)
+    out[missing] = np.nan
+    fixed[missing] = np.nan
+    return Prediction(values=out, fixed=fixed)
+
+
+def _unique(vs: list[Var]) -> list[Var]:
+    seen: dict[str, Var] = {}
+    for v in vs:
+        seen.setdefault(v.label, v)
+    return list(seen.values())
+
+
+def _check_columns(needed: list[Var], random_terms: list[RandomTerm], new: Frame) -> None:
+    columns = [c for v in needed for c in v.columns()] + [g for rt in random_terms for g in rt.group_vars]
+    absent = [c for c in dict.fromkeys(columns) if c not in new.columns]
+    if absent:
+        names = ", ".join(f"'{c}'" for c in absent)
+        raise DataError(f"the new data have no column {names}, which the model needs")
+
+
+def _missing(col: Column) -> np.ndarray:
+    if isinstance(col, Factor):
+        return col.codes < 0
+    return np.isnan(np.asarray(col, dtype=float)).reshape(len(col), -1).any(axis=1)
+
+
+def _recode(var: Var, col: Column, levels: dict[str, list[str]]) -> Column:
+    """A factor of the new data with the fit's levels: R's model.frame(..., xlev =)."""
+    train = levels.get(var.label)
+    if train is None:
+        if isinstance(col, Factor):
+            raise DataError(f"'{var.label}' is a factor in the new data but numeric in the fit")
+        return col
+    if not isinstance(col, Factor):
+        raise DataError(f"'{var.label}' is numeric in the new data but a factor in the fit")
+    index = {lev: i for i, lev in enumerate(train)}
+    mapping = np.array([index.get(lev, -1) for lev in col.levels] + [-1], dtype=np.int64)
+    used = np.zeros(len(col.levels), dtype=bool)
+    used[col.codes[col.codes >= 0]] = True
+    new_levels = [lev for lev, u in zip(col.levels, used, strict=True) if u and lev not in index]
+    if new_levels:
+        # R's wording; it says "levels" whenever the new data's factor has more than one level
+        word = "levels" if len(col.levels) > 1 else "level"
+        raise DataError(f"factor {var.label} has new {word} {', '.join(new_levels)}")
+    codes = np.where(col.codes >= 0, mapping[np.maximum(col.codes, 0)], -1)
+    return Factor(codes, list(train), col.logical)
+
+
+def _random_part(model: FittedModel, new: Frame, values: dict[str, Column], allow_new_levels: bool) -> np.ndarray:
+    """Sum over random terms of z' b for each new row; unseen or missing levels add nothing."""
+    n = new.n_rows
+    total = np.zeros(n)
+    remaining = list(model.formula.random)
+    modes = model.conditional_modes()
+    for term, b in zip(model.design.terms, modes, strict=True):
+        rt = next(r for r in remaining if r.label == term.label)  # design terms are sorted by levels
+        remaining.remove(rt)
+        labels = _group_labels(rt.group_vars, new)
+        index = {lev: i for i, lev in enumerate(term.levels)}
+        codes = np.array([-1 if lab is None else index.get(lab, -1) for lab in labels], dtype=np.int64)
+        if not allow_new_levels:
+            if any(lab is None for lab in labels):
+                raise DataError("NAs are not allowed in prediction data for grouping variables unless "
+                                "allow.new.levels is TRUE")
+            unseen = list(dict.fromkeys(lab for lab, c in zip(labels, codes, strict=True) if c < 0))
+            if unseen:
+                raise DataError(f"new levels detected in newdata: {', '.join(str(u) for u in unseen)}")
+        Z, _ = model_matrix(rt.lhs, values, n)
+        known = codes >= 0
+        contribution = np.zeros(n)
+        contribution[known] = np.sum(Z[known] * b[codes[known]], axis=1)
+        total += contribution
+    return total
+
+
+def _group_labels(group_vars: tuple[str, ...], new: Frame) -> list[str | None]:
+    """Each new row's grouping level as the fit labels it ("308", "a:b"); None if any part is missing."""
+    parts = [value_labels(new.columns[g], g in new.int_columns) for g in group_vars]
+    out: list[str | None] = []
+    for row in zip(*parts, strict=True):
+        out.append(None if any(p is None for p in row) else ":".join(row))  # type: ignore[arg-type]
+    return out
