@@ -59,6 +59,11 @@ class Ddf(str, Enum):
     none = "none"
 
 
+class CiMethod(str, Enum):
+    wald = "wald"
+    profile = "profile"
+
+
 class SchemaName(str, Enum):
     fit = "fit"
     tau = "tau"
@@ -253,6 +258,10 @@ def fit(
     correlation: Annotated[bool, typer.Option(
         "--correlation", help="Show fixed-effect correlations in the table (text and json always have them).")
     ] = False,
+    ci: Annotated[CiMethod | None, typer.Option(
+        "--ci", help="Add confidence intervals of the fixed effects (conf_low, conf_high) to json and "
+        "table output: wald or profile.")] = None,
+    level: Annotated[float, typer.Option("--level", help="Confidence level of --ci.")] = 0.95,
     output: OutputOpt = None,
     no_color: NoColorOpt = False,
     strict: StrictOpt = False,
@@ -265,8 +274,19 @@ def fit(
     kind = _default_format(fmt, output)
     if correlation and kind != "table":
         _note_ignored("--correlation", kind, "table")
+    if ci is not None:
+        from mlmcli.confint import check_level
+
+        check_level(level)
+        if kind == "text":
+            _note_ignored("--ci", kind, "json and table")
     model, _ = _fit(data, formula, ml, ddf.value)
     report = fit_report(model)
+    if ci is not None and kind != "text":
+        from mlmcli.confint import add_fixed_effect_intervals
+
+        with _user_errors(formula):
+            add_fixed_effect_intervals(report, model, ci.value, level)
     warnings = report["warnings"] + report.get("lmerTest_messages", [])
     _warn(warnings)
     if kind == "json":
@@ -430,11 +450,6 @@ def compare(
         _table(lambda c: print_compare(c, _printable(report), variance_reduction=_printable(vr) if vr else None),
                output, no_color, inputs)
     _strict_exit(strict, warnings)
-
-
-class CiMethod(str, Enum):
-    wald = "wald"
-    profile = "profile"
 
 
 class AnovaType(str, Enum):

@@ -175,3 +175,13 @@ def fixed_effect_intervals(model: FittedModel, method: str, level: float = 0.95)
         return [all_ci[i] for i in idx]  # type: ignore[misc]
     ci = profile(model, level, idx)
     return [ci[i] for i in idx]
+
+
+def add_fixed_effect_intervals(report: dict, model: FittedModel, method: str, level: float) -> None:
+    """`mlm fit --ci`: conf_low and conf_high on every fixed effect of a fit report, and which
+    intervals they are under "confint"."""
+    from mlmcli.report import clean
+
+    for row, (lo, hi) in zip(report["fixed_effects"], fixed_effect_intervals(model, method, level), strict=True):
+        row["conf_low"], row["conf_high"] = clean(lo), clean(hi)
+    report["confint"] = {"method": method, "level": level, "labels": percent_labels(level)}

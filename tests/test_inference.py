@@ -206,3 +206,25 @@ def test_cli_bad_options_exit_2(args, message):
     last = p.stderr.strip().splitlines()[-1]
     assert last.startswith("mlm: error:") and message in last
     assert "Traceback" not in p.stderr
+
+
+def test_cli_fit_ci_adds_intervals_to_json():
+    p = mlm("fit", "tests/fixtures/lme4/data/sleepstudy.csv", "Reaction ~ Days + (Days|Subject)",
+            "--ci", "profile", "-f", "json")
+    assert p.returncode == 0, p.stderr
+    fit = json.loads(p.stdout)
+    jsonschema.validate(fit, schema("fit"))
+    want = {r["parameter"]: r for r in ref("sleep")["confint_profile"]["intervals"]}
+    for row in fit["fixed_effects"]:
+        w = want[row["term"]]
+        width = w["upper"] - w["lower"]
+        assert row["conf_low"] == pytest.approx(w["lower"], abs=PROFILE_TOL * width)
+        assert row["conf_high"] == pytest.approx(w["upper"], abs=PROFILE_TOL * width)
+    assert fit["confint"] == {"method": "profile", "level": 0.95, "labels": ["2.5 %", "97.5 %"]}
+
+
+def test_cli_fit_ci_is_not_part_of_lme4_text():
+    p = mlm("fit", "tests/fixtures/lme4/data/sleepstudy.csv", "Reaction ~ Days + (Days|Subject)",
+            "--ci", "wald", "-f", "text")
+    assert p.returncode == 0
+    assert "2.5 %" not in p.stdout and "--ci applies to json and table output" in p.stderr
