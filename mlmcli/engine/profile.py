@@ -119,10 +119,8 @@ def bounded_bobyqa(fn: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.
     opt.set_ftol_abs(1e-8)
     opt.set_xtol_rel(1e-4)
     opt.set_maxeval(100000)
-    # BOBYQA needs room for its first simplex inside the box
-    step = np.where(np.abs(x0) > 0, 0.2 * np.abs(x0), 0.05)
-    step = np.minimum(step, np.where(np.isfinite(upper), 0.25 * (upper - lower), np.inf))
-    opt.set_initial_step(np.maximum(step, 1e-4))
+    # NLopt's default initial step, as lme4's nloptwrap leaves it: the profile then follows lme4's
+    # path where the deviance surface has more than one way down (a correlation on its bound)
     try:
         x = opt.optimize(x0)
         return np.asarray(x), float(opt.last_optimum_value())
