@@ -228,3 +228,22 @@ def test_cli_fit_ci_is_not_part_of_lme4_text():
             "--ci", "wald", "-f", "text")
     assert p.returncode == 0
     assert "2.5 %" not in p.stdout and "--ci applies to json and table output" in p.stderr
+
+
+@pytest.mark.parametrize(("command", "args"), [
+    ("confint", [DYE2, "Yield ~ 1 + (1|Batch)", "--method", "wald"]),
+    ("anova", [FACT, "y ~ f1*x + (1|g)"]),
+    ("ranova", [FACT, "y ~ f1*x + (1|g)"]),
+    ("fit", [DYE2, "Yield ~ 1 + (1|Batch)", "--ci", "wald"]),
+])
+def test_every_json_key_is_in_the_schema(command, args):
+    from tests.test_cli_exit import undeclared
+
+    printed_schema = mlm("schema", command)
+    assert printed_schema.returncode == 0
+    sch = json.loads(printed_schema.stdout)
+    jsonschema.Draft202012Validator.check_schema(sch)
+    doc = json.loads(mlm(command, *args, "-f", "json").stdout)
+    jsonschema.validate(doc, sch)
+    assert undeclared(doc, sch) == []
+    assert doc["schema_version"] == 1
