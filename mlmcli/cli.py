@@ -483,7 +483,7 @@ def confint(
     strict: StrictOpt = False,
 ) -> None:
     """Confidence intervals as lme4's confint(): Wald, or likelihood profile (ML deviance)."""
-    from mlmcli.confint import check_level, confint_report
+    from mlmcli.confint import check_level, confint_report, select
 
     check_level(level)
     inputs = (data,)
@@ -491,6 +491,9 @@ def confint(
     kind = _default_format(fmt, output)
     names = [s.strip() for s in parm.split(",") if s.strip()] if parm else None
     model, _ = _fit_and_warn(data, formula, ml)
+    select(model, names, method.value)   # a misspelt --parm is an error before any profiling
+    if method == CiMethod.profile:
+        _warn(["Computing profile confidence intervals ..."])   # lme4's message, before the long part
     with _user_errors(formula):
         report = confint_report(model, method.value, level, names)
     if kind == "json":

@@ -57,7 +57,9 @@ def reductions(formula: Formula) -> list[tuple[str, str]]:
 
 
 def _formula_text(response: str, fixed: str, randoms: list[str]) -> str:
-    return f"{response} ~ " + " + ".join([fixed] + randoms)
+    # update() keeps one copy of a term that is already there: (0 + x | g) reduced to (1 | g)
+    # beside an existing (1 | g) leaves a single (1 | g)
+    return f"{response} ~ " + " + ".join([fixed] + list(dict.fromkeys(randoms)))
 
 
 def model_line(formula: Formula) -> str:

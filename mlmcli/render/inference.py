@@ -26,9 +26,14 @@ def confint_text(report: dict) -> str:
 def anova_text(report: dict) -> str:
     """print() of lmerTest's anova table."""
     rows = report["terms"]
+    colnames = ["Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value", "Pr(>F)"]
+    if not rows:
+        # a model without fixed-effect terms: R prints the header of an empty matrix, whose row
+        # labels would be as wide as "[0,]"
+        return report["heading"] + "\n" + " " * 4 + "".join(" " + c for c in colnames) + "\n"
     table = rf.print_coefmat(
         [[_num(r[k]) for k in ("sum_sq", "mean_sq", "num_df", "den_df", "f_value", "p_value")] for r in rows],
-        [r["term"] for r in rows], ["Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value", "Pr(>F)"],
+        [r["term"] for r in rows], colnames,
         digits=ANOVA_DIGITS, has_pvalue=True, p_values=True, cs_ind=None, zap_ind=range(4), tst_ind=[4],
         na_print="")
     return report["heading"] + "\n" + table
