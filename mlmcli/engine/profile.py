@@ -184,7 +184,12 @@ def crossing(zeta: Callable[[float], float], estimate: float, first: float, targ
             x = bound
         z = zeta(x)
         if direction * (z - target) >= 0:
-            return float(brentq(lambda t: zeta(t) - target, x_prev, x, xtol=ROOT_XTOL * scale, rtol=1e-10))
+            try:
+                return float(brentq(lambda t: zeta(t) - target, x_prev, x, xtol=ROOT_XTOL * scale, rtol=1e-10))
+            except ValueError:
+                # re-evaluated ends no longer straddle the target (optimizer noise at the 1e-8
+                # level): the crossing of the straight line through the two points
+                return float(x_prev + (target - z_prev) * (x - x_prev) / (z - z_prev))
         if x == bound:
             return bound
         # secant toward the target, at most ten times the last step and at least a little
