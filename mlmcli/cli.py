@@ -59,6 +59,11 @@ class Ddf(str, Enum):
     none = "none"
 
 
+class CiMethod(str, Enum):
+    wald = "wald"
+    profile = "profile"
+
+
 class SchemaName(str, Enum):
     fit = "fit"
     tau = "tau"
@@ -66,6 +71,9 @@ class SchemaName(str, Enum):
     compare = "compare"
     predict = "predict"
     augment = "augment"
+    confint = "confint"
+    anova = "anova"
+    ranova = "ranova"
 
 
 class RowsFormat(str, Enum):
@@ -265,6 +273,10 @@ def fit(
     correlation: Annotated[bool, typer.Option(
         "--correlation", help="Show fixed-effect correlations in the table (text and json always have them).")
     ] = False,
+    ci: Annotated[CiMethod | None, typer.Option(
+        "--ci", help="Add confidence intervals of the fixed effects (conf_low, conf_high) to json and "
+        "table output: wald or profile.")] = None,
+    level: Annotated[float, typer.Option("--level", help="Confidence level of --ci.")] = 0.95,
     output: OutputOpt = None,
     no_color: NoColorOpt = False,
     strict: StrictOpt = False,
@@ -277,8 +289,19 @@ def fit(
     kind = _default_format(fmt, output)
     if correlation and kind != "table":
         _note_ignored("--correlation", kind, "table")
+    if ci is not None:
+        from mlmcli.confint import check_level
+
+        check_level(level)
+        if kind == "text":
+            _note_ignored("--ci", kind, "json and table")
     model, _ = _fit(data, formula, ml, ddf.value, sep=sep)
     report = fit_report(model)
+    if ci is not None and kind != "text":
+        from mlmcli.confint import add_fixed_effect_intervals
+
+        with _user_errors(formula):
+            add_fixed_effect_intervals(report, model, ci.value, level)
     warnings = report["warnings"] + report.get("lmerTest_messages", [])
     _warn(warnings)
     if kind != "text":  # the ICC and R² appear in json and table output only
@@ -485,6 +508,62 @@ def predict(
         from mlmcli.render.rows import rows_csv
 
         _emit(rows_csv(columns), output, inputs)
+
+
+class AnovaType(str, Enum):
+    one = "1"
+    two = "2"
+    three = "3"
+
+
+class AnovaDdf(str, Enum):
+    satterthwaite = "Satterthwaite"
+
+
+LevelOpt = Annotated[float, typer.Option("--level", help="Confidence level, between 0 and 1.")]
+
+
+@app.command()
+def confint(
+    data: DataArg,
+    formula: FormulaArg,
+    method: Annotated[CiMethod, typer.Option("--method", "-m", help="wald (fixed effects) or profile "
+                                             "(likelihood profile of every parameter).")] = CiMethod.profile,
+    level: LevelOpt = 0.95,
+    parm: Annotated[str | None, typer.Option(
+        "--parm", help="Comma-separated parameter names (as printed; also theta_ or beta_ for all "
+        "variance parameters or all fixed effects).")] = None,
+    ml: MlOpt = False,
+    fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (R's confint matrix), table, json.")
+                   ] = None,
+    output: OutputOpt = None,
+    no_color: NoColorOpt = False,
+    strict: StrictOpt = False,
+) -> None:
+    """Confidence intervals as lme4's confint(): Wald, or likelihood profile (ML deviance)."""
+    from mlmcli.confint import check_level, confint_report, select
+
+    check_level(level)
+    inputs = (data,)
+    _check_outputs(inputs, output)
+    kind = _default_format(fmt, output)
+    names = [s.strip() for s in parm.split(",") if s.strip()] if parm else None
+    model, _ = _fit_and_warn(data, formula, ml)
+    select(model, names, method.value)   # a misspelt --parm is an error before any profiling
+    if method == CiMethod.profile:
+        _warn(["Computing profile confidence intervals ..."])   # lme4's message, before the long part
+    with _user_errors(formula):
+        report = confint_report(model, method.value, level, names)
+    if kind == "json":
+        _emit(_json(report), output, inputs)
+    elif kind == "text":
+        from mlmcli.render.inference import confint_text
+
+        _emit(confint_text(_printable(report)), output, inputs)
+    else:
+        from mlmcli.render.inference import print_confint
+
+        _table(lambda c: print_confint(c, _printable(report)), output, no_color, inputs)
     _strict_exit(strict, model.warnings)
 
 
@@ -510,6 +589,76 @@ def augment(
         from mlmcli.render.rows import rows_csv
 
         _emit(rows_csv(columns), output, inputs)
+
+
+def anova(
+    data: DataArg,
+    formula: FormulaArg,
+    type_: Annotated[AnovaType, typer.Option("--type", "-t", help="Type of sums of squares: 1, 2 or 3.")
+                     ] = AnovaType.three,
+    ddf: Annotated[AnovaDdf, typer.Option("--ddf", help="Denominator df: Satterthwaite.")
+                   ] = AnovaDdf.satterthwaite,
+    ml: MlOpt = False,
+    fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lmerTest's table), table, json.")
+                   ] = None,
+    output: OutputOpt = None,
+    no_color: NoColorOpt = False,
+    strict: StrictOpt = False,
+) -> None:
+    """F tests of the fixed-effect terms, as lmerTest's anova(fit, type =) with Satterthwaite's df."""
+    from mlmcli.anova import anova_report
+
+    inputs = (data,)
+    _check_outputs(inputs, output)
+    kind = _default_format(fmt, output)
+    model, frame = _fit(data, formula, ml, ddf.value)
+    with _user_errors(formula):
+        report = anova_report(model, frame, int(type_.value))
+    warnings = list(dict.fromkeys(model.warnings)) + list(model.satterthwaite().messages)
+    _warn(warnings)
+    if kind == "json":
+        _emit(_json(report), output, inputs)
+    elif kind == "text":
+        from mlmcli.render.inference import anova_text
+
+        _emit(anova_text(_printable(report)), output, inputs)
+    else:
+        from mlmcli.render.inference import print_anova
+
+        _table(lambda c: print_anova(c, _printable(report)), output, no_color, inputs)
+    _strict_exit(strict, warnings)
+
+
+@app.command()
+def ranova(
+    data: DataArg,
+    formula: FormulaArg,
+    ml: MlOpt = False,
+    fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lmerTest's table), table, json.")
+                   ] = None,
+    output: OutputOpt = None,
+    no_color: NoColorOpt = False,
+    strict: StrictOpt = False,
+) -> None:
+    """Likelihood-ratio tests of the random-effects terms, as lmerTest's ranova(fit)."""
+    from mlmcli.ranova import ranova_report
+
+    inputs = (data,)
+    _check_outputs(inputs, output)
+    kind = _default_format(fmt, output)
+    model, frame = _fit_and_warn(data, formula, ml)
+    with _user_errors(formula):
+        report = ranova_report(model, frame)
+    if kind == "json":
+        _emit(_json(report), output, inputs)
+    elif kind == "text":
+        from mlmcli.render.inference import ranova_text
+
+        _emit(ranova_text(_printable(report)), output, inputs)
+    else:
+        from mlmcli.render.inference import print_ranova
+
+        _table(lambda c: print_ranova(c, _printable(report)), output, no_color, inputs)
     _strict_exit(strict, model.warnings)
 
 
@@ -590,8 +739,8 @@ def plot(
 
 @app.command()
 def schema(
-    name: Annotated[SchemaName, typer.Argument(help="fit, tau, ranef, compare, predict or augment.",
-                                                metavar="COMMAND")],
+    name: Annotated[SchemaName, typer.Argument(
+        help="fit, tau, ranef, compare, predict, augment, confint, anova or ranova.", metavar="COMMAND")],
 ) -> None:
     """Print the JSON schema that `mlm COMMAND --format json` output follows."""
     from importlib.resources import files

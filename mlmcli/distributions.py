@@ -1,4 +1,4 @@
-"""Tail probabilities of the t and chi-square distributions.
+"""Tail probabilities of the t, chi-square and F distributions.
 
 Written out here (continued fractions for the incomplete beta and gamma functions) because
 importing scipy.special costs a command-line call more time than the whole fit of a typical model.
@@ -109,3 +109,17 @@ def chisq_upper(x: float, df: float) -> float:
         if abs(delta - 1.0) < _EPS:
             break
     return math.exp(log_front) * h
+
+
+def f_upper(f: float, df1: float, df2: float) -> float:
+    """P(F > f) for the F distribution (pf(f, df1, df2, lower.tail = FALSE)).
+
+    P(F > f) = I_x(df2/2, df1/2) with x = df2 / (df2 + df1 f); 1 - x is passed separately so that
+    large F values keep their tiny tail probabilities.
+    """
+    if not (math.isfinite(f) and df1 > 0 and df2 > 0):
+        return float("nan")
+    if f <= 0:
+        return 1.0
+    denom = df2 + df1 * f
+    return incomplete_beta(df2 / 2.0, df1 / 2.0, df2 / denom, df1 * f / denom)

@@ -354,6 +354,10 @@ def _fixed_effects_cols(fit: dict) -> tuple[list[Col], list[str], bool]:
             _col("Std. Error", format_column([r["std_error"] for r in rows], 4))]
     if show_df:
         cols.append(_col("df", format_column([r.get("df") for r in rows], 4)))
+    if rows and "conf_low" in rows[0]:  # mlm fit --ci
+        labels = (fit.get("confint") or {}).get("labels") or ["conf.low", "conf.high"]
+        cols.append(_col(labels[0], format_column([r.get("conf_low") for r in rows], 4)))
+        cols.append(_col(labels[1], format_column([r.get("conf_high") for r in rows], 4)))
     # t values are rounded to 3 decimals first, as printCoefmat does
     t_values = [round(r["t_value"], 3) if _is_num(r["t_value"]) else None for r in rows]
     cols.append(_col("t value", format_column(t_values, 4)))

@@ -1,0 +1,187 @@
+"""Confidence intervals for a fitted model, as lme4's confint(): Wald and likelihood profile.
+
+Wald: fixed effects +- z SE; the variance parameters get NA (lme4 prints them first, under its
+old names .sig01, ..., .sigma).  Profile: confint(fit, oldNames = FALSE): the ML deviance profiled
+(engine/profile.py) on the sd/cor scale, then the fixed effects; a REML fit is refitted by ML
+first, as lme4's profile does.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+from typing import TYPE_CHECKING
+
+from mlmcli.errors import MlmError
+
+if TYPE_CHECKING:
+    from mlmcli.model import FittedModel
+
+METHODS = ("wald", "profile")
+
+
+def varpar_names(model: FittedModel, old: bool) -> list[str]:
+    """lme4's profnames(): sd_x|g, cor_x.y|g, ..., sigma (or .sig01, ..., .sigma when `old`)."""
+    names = []
+    for term in model.design.terms:
+        cn = list(term.cnames)
+        k = len(cn)
+        for j in range(k):
+            for i in range(j, k):
+                names.append(f"sd_{cn[i]}|{term.group}" if i == j else f"cor_{cn[i]}.{cn[j]}|{term.group}")
+    if old:
+        return [f".sig{i + 1:02d}" for i in range(len(names))] + [".sigma"]
+    return names + ["sigma"]
+
+
+def percent_labels(level: float) -> list[str]:
+    """lme4's format.perc(): "2.5 %", "97.5 %"."""
+    from mlmcli.render import rformat as rf
+
+    a = (1.0 - level) / 2.0
+    return [s.strip() + " %" for s in rf.format_num([100 * a, 100 * (1 - a)], digits=3)]
+
+
+def check_level(level: float) -> None:
+    if not (0.0 < level < 1.0) or not math.isfinite(level):
+        raise MlmError(f"--level must be between 0 and 1 (exclusive), got {level}")
+
+
+def select(model: FittedModel, parm: list[str] | None, method: str) -> list[int]:
+    """Indices into (variance parameters, fixed effects) that `parm` names; every one by default.
+    Names of either lme4 style are accepted, and lme4's "theta_" (all variance parameters) and
+    "beta_" (all fixed effects)."""
+    new = varpar_names(model, old=False)
+    old = varpar_names(model, old=True)
+    nv = len(new)
+    fixed = list(model.design.xnames)
+    if not parm:
+        return list(range(nv + len(fixed)))
+    out: list[int] = []
+    for name in parm:
+        if name == "theta_":
+            idx = list(range(nv))
+        elif name == "beta_":
+            idx = list(range(nv, nv + len(fixed)))
+        elif name in new:
+            idx = [new.index(name)]
+        elif name in old:
+            idx = [old.index(name)]
+        elif name in fixed:
+            idx = [nv + fixed.index(name)]
+        else:
+            shown = ", ".join((old if method == "wald" else new) + fixed)
+            raise MlmError(f"--parm: no parameter {name!r}; the parameters are: {shown}")
+        out += [i for i in idx if i not in out]
+    return out
+
+
+def wald(model: FittedModel, level: float = 0.95) -> list[tuple[float | None, float | None]]:
+    """(lower, upper) for every parameter: None for the variance parameters."""
+    z = NormalDist().inv_cdf((1.0 + level) / 2.0)
+    nv = len(varpar_names(model, old=True))
+    se = model.std_errors
+    out: list[tuple[float | None, float | None]] = [(None, None)] * nv
+    out += [(float(b - z * s), float(b + z * s)) for b, s in zip(model.beta, se, strict=True)]
+    return out
+
+
+def profile(model: FittedModel, level: float = 0.95, which: list[int] | None = None
+            ) -> dict[int, tuple[float, float]]:
+    """Profile intervals of the parameters `which` (indices into variance parameters then fixed
+    effects) from the ML deviance."""
+    from mlmcli.engine.factor import BlockedFactor
+    from mlmcli.engine.profile import (
+        FixedProfile,
+        VarparProfile,
+        crossing,
+        sdcor_from_theta,
+        varpar_bounds,
+    )
+    from mlmcli.model import refit
+
+    ml = refit(model, reml=False) if model.reml else model
+    system = BlockedFactor(ml.system.cp)
+    opt = sdcor_from_theta(system, ml.theta, ml.sigma)
+    nv = len(opt)
+    base = ml.criterion
+    z = NormalDist().inv_cdf((1.0 + level) / 2.0)
+    lower, upper = varpar_bounds(system)
+    se = ml.std_errors
+    if which is None:
+        which = list(range(nv + ml.p))
+    out: dict[int, tuple[float, float]] = {}
+    for w in which:
+        if w < nv:
+            est = float(opt[w])
+            lo_b, hi_b = float(lower[w]), float(upper[w])
+            scale = max(abs(est), 1e-3)
+
+            def make(w: int = w):
+                return VarparProfile(system, opt, w)
+        else:
+            j = w - nv
+            est = float(ml.beta[j])
+            lo_b, hi_b = -math.inf, math.inf
+            scale = float(se[j])
+
+            def make(j: int = j):
+                return FixedProfile(model.design.terms, system, ml.theta, j)
+        ends = []
+        for direction, bound in ((-1.0, lo_b), (1.0, hi_b)):
+            if direction < 0 and est <= lo_b:
+                ends.append(lo_b)               # an estimate on its bound: lme4 profiles one way only
+                continue
+            dev = make()
+
+            def zeta(x: float, dev=dev, est=est) -> float:
+                d = dev(x) - base
+                return math.copysign(math.sqrt(max(d, 0.0)), x - est)
+
+            if w < nv:
+                first = est + direction * max(0.01 * abs(est), 0.001)
+            else:
+                first = est + direction * z * scale
+            ends.append(crossing(zeta, est, first, direction * z, bound, scale))
+        out[w] = (ends[0], ends[1])
+    system.update(ml.theta)
+    return out
+
+
+def confint_report(model: FittedModel, method: str, level: float = 0.95,
+                   parm: list[str] | None = None) -> dict:
+    """{"method", "level", "intervals": [{"parameter", "lower", "upper"}]} in lme4's order."""
+    from mlmcli.report import SCHEMA_VERSION, clean
+
+    check_level(level)
+    which = select(model, parm, method)
+    names = varpar_names(model, old=method == "wald") + list(model.design.xnames)
+    if method == "wald":
+        all_ci = wald(model, level)
+        ci = {i: all_ci[i] for i in which}
+    else:
+        ci = profile(model, level, which)
+    rows = [{"parameter": names[i], "lower": ci[i][0], "upper": ci[i][1]} for i in which]
+    return clean({"schema_version": SCHEMA_VERSION, "formula": model.formula.text, "method": method,
+                  "level": level, "labels": percent_labels(level), "intervals": rows})
+
+
+def fixed_effect_intervals(model: FittedModel, method: str, level: float = 0.95) -> list[tuple[float, float]]:
+    """(lower, upper) per fixed effect, for `mlm fit --ci`."""
+    nv = len(varpar_names(model, old=True))
+    idx = list(range(nv, nv + model.p))
+    if method == "wald":
+        all_ci = wald(model, level)
+        return [all_ci[i] for i in idx]  # type: ignore[misc]
+    ci = profile(model, level, idx)
+    return [ci[i] for i in idx]
+
+
+def add_fixed_effect_intervals(report: dict, model: FittedModel, method: str, level: float) -> None:
+    """`mlm fit --ci`: conf_low and conf_high on every fixed effect of a fit report, and which
+    intervals they are under "confint"."""
+    from mlmcli.report import clean
+
+    for row, (lo, hi) in zip(report["fixed_effects"], fixed_effect_intervals(model, method, level), strict=True):
+        row["conf_low"], row["conf_high"] = clean(lo), clean(hi)
+    report["confint"] = {"method": method, "level": level, "labels": percent_labels(level)}

@@ -1,0 +1,107 @@
+"""R's printed output of the inference reports: confint() matrices, lmerTest's anova() and ranova()
+tables (print.anova: printCoefmat with 5 digits, na.print = "")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlmcli.render import rformat as rf
+
+ANOVA_DIGITS = 5      # print.anova: max(getOption("digits") - 2, 3)
+
+
+def _num(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
+def confint_text(report: dict) -> str:
+    """print() of confint()'s matrix: each column formatted on its own to 7 significant digits."""
+    rows = report["intervals"]
+    labels = report.get("labels") or ["lower", "upper"]
+    cols = [rf.format_num([_num(r[key]) for r in rows]) for key in ("lower", "upper")]
+    cells = [[cols[0][i], cols[1][i]] for i in range(len(rows))]
+    return rf.print_matrix(cells, [r["parameter"] for r in rows], labels, right=True)
+
+
+def anova_text(report: dict) -> str:
+    """print() of lmerTest's anova table."""
+    rows = report["terms"]
+    colnames = ["Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value", "Pr(>F)"]
+    if not rows:
+        # a model without fixed-effect terms: R prints the header of an empty matrix, whose row
+        # labels would be as wide as "[0,]"
+        return report["heading"] + "\n" + " " * 4 + "".join(" " + c for c in colnames) + "\n"
+    table = rf.print_coefmat(
+        [[_num(r[k]) for k in ("sum_sq", "mean_sq", "num_df", "den_df", "f_value", "p_value")] for r in rows],
+        [r["term"] for r in rows], colnames,
+        digits=ANOVA_DIGITS, has_pvalue=True, p_values=True, cs_ind=None, zap_ind=range(4), tst_ind=[4],
+        na_print="")
+    return report["heading"] + "\n" + table
+
+
+def ranova_text(report: dict) -> str:
+    """print() of lmerTest's ranova table."""
+    rows = report["terms"]
+    table = rf.print_coefmat(
+        [[_num(r[k]) for k in ("npar", "loglik", "aic", "lrt", "df", "p_value")] for r in rows],
+        [r["term"] for r in rows], ["npar", "logLik", "AIC", "LRT", "Df", "Pr(>Chisq)"],
+        digits=ANOVA_DIGITS, has_pvalue=True, p_values=True, cs_ind=None, zap_ind=range(4), tst_ind=[],
+        na_print="")
+    return f"{report['heading']}\n\nModel:\n{report['model']}\n{table}"
+
+
+# ---------------------------------------------------------------- rich tables
+
+def print_confint(console: Any, report: dict) -> None:
+    from mlmcli.render.table import _col, _emit, format_column
+
+    rows = report["intervals"]
+    labels = report.get("labels") or ["lower", "upper"]
+    cols = [_col("", [r["parameter"] for r in rows], label=True),
+            _col(labels[0], format_column([r["lower"] for r in rows], 5)),
+            _col(labels[1], format_column([r["upper"] for r in rows], 5))]
+    title = f"{'Wald' if report['method'] == 'wald' else 'Profile'} confidence intervals ({report['level']:g})"
+    notes = ["Wald intervals are given for fixed effects only"] if report["method"] == "wald" else []
+    _emit(console, title, cols, notes)
+
+
+def _test_table(console: Any, title: str, rows: list[dict], numeric: list[tuple[str, str, int]],
+                p_header: str, notes: list[str]) -> None:
+    from mlmcli.render.table import (
+        SIGNIF_LEGEND,
+        Col,
+        _col,
+        _emit,
+        _is_num,
+        _t,
+        format_column,
+        format_pvalues,
+        signif_stars,
+    )
+
+    cols = [_col("", [r["term"] for r in rows], label=True)]
+    for key, header, digits in numeric:
+        vals = [r[key] for r in rows]
+        if all(v is None or float(v).is_integer() for v in vals):
+            cols.append(_col(header, ["" if v is None else int(v) for v in vals]))
+        else:
+            cols.append(_col(header, format_column(vals, digits)))
+    pvals = [r["p_value"] for r in rows]
+    cols.append(_col(p_header, format_pvalues(pvals, 4)))
+    cols.append(Col("", [_t(signif_stars(p)) for p in pvals], justify="left"))
+    styles = ["bold" if _is_num(p) and p < 0.05 else "" for p in pvals]
+    if any(_is_num(p) for p in pvals):
+        notes = notes + [SIGNIF_LEGEND]
+    _emit(console, title, cols, notes, styles)
+
+
+def print_anova(console: Any, report: dict) -> None:
+    _test_table(console, report["heading"], report["terms"],
+                [("sum_sq", "Sum Sq", 5), ("mean_sq", "Mean Sq", 5), ("num_df", "NumDF", 5),
+                 ("den_df", "DenDF", 5), ("f_value", "F value", 5)], "Pr(>F)", [])
+
+
+def print_ranova(console: Any, report: dict) -> None:
+    _test_table(console, report["heading"], report["terms"],
+                [("npar", "npar", 5), ("loglik", "logLik", 5), ("aic", "AIC", 5), ("lrt", "LRT", 5),
+                 ("df", "Df", 5)], "Pr(>Chisq)", [f"Model: {report['model']}"])
