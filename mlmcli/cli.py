@@ -591,6 +591,7 @@ def augment(
         _emit(rows_csv(columns), output, inputs)
 
 
+@app.command()
 def anova(
     data: DataArg,
     formula: FormulaArg,
