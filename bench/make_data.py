@@ -126,24 +126,39 @@ def file_name(name: str, scale: float = 1.0) -> str:
     return f"{name}.csv" if scale == 1.0 else f"{name}_s{scale:g}.csv"
 
 
+def write_csv(path: Path, cols: dict[str, np.ndarray], chunk: int = 200_000) -> None:
+    """CSV with integers as %d and floats to 6 significant digits (pandas' float_format="%.6g", byte for byte).
+
+    One %-format over a whole chunk of rows is about four times faster than DataFrame.to_csv.
+    """
+    names = list(cols)
+    row = ",".join("%d" if np.issubdtype(cols[k].dtype, np.integer) else "%.6g" for k in names) + "\n"
+    n = len(cols[names[0]])
+    with open(path, "w") as f:
+        f.write(",".join(names) + "\n")
+        for start in range(0, n, chunk):
+            m = min(chunk, n - start)
+            flat = np.empty(m * len(names), dtype=object)
+            for j, k in enumerate(names):
+                flat[j::len(names)] = cols[k][start:start + m].tolist()
+            f.write((row * m) % tuple(flat))
+
+
 def write(name: str, folder: Path, scale: float = 1.0) -> tuple[Path, bool]:
     """Write one data set unless it exists; return its path and whether it was written now."""
     spec = SPECS[name]
     path = folder / file_name(name, scale)
     if path.exists():
         return path, False
-    import pandas as pd
-
     folder.mkdir(parents=True, exist_ok=True)
     cols = spec.draw(spec, scale, np.random.default_rng(spec.seed))
-    frame = pd.DataFrame(cols)
     # Write under a temporary name and rename, so an interrupted run never leaves a truncated file
     # that a later run would take as finished.
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    frame.to_csv(tmp, index=False, float_format="%.6g", chunksize=500_000)
+    write_csv(tmp, cols)
     tmp.replace(path)
-    meta = {"formula": spec.formula, "rows": len(frame), "seed": spec.seed, "scale": scale,
-            "groups": {k: int(frame[k].nunique()) for k in cols if k not in ("x", "y")},
+    meta = {"formula": spec.formula, "rows": len(cols["y"]), "seed": spec.seed, "scale": scale,
+            "groups": {k: len(np.unique(v)) for k, v in cols.items() if k not in ("x", "y")},
             "true_parameters": spec.params}
     path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     return path, True
