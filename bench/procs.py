@@ -16,7 +16,9 @@ GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else shutil.wh
 
 @dataclass
 class Run:
-    """One timed process. `seconds` is wall time from spawn to reaping; `rss_mb` the child's peak RSS."""
+    """One timed process. `seconds` is wall time from spawn to reaping, `cpu` its user + system CPU
+    seconds (more than `seconds` for a multi-threaded child; less sensitive to a busy machine), `rss_mb`
+    the child's peak RSS."""
 
     seconds: float
     rss_mb: float
@@ -24,6 +26,7 @@ class Run:
     timed_out: bool
     stdout: str
     stderr: str
+    cpu: float = float("nan")
 
     @property
     def ok(self) -> bool:
@@ -41,7 +44,7 @@ def run(argv: list[str], timeout: float | None = None, env: dict[str, str] | Non
     """
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
             tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
-        wrapped = [GNU_TIME, "-f", "%M", "-o", rss.name, *argv] if GNU_TIME else argv
+        wrapped = [GNU_TIME, "-f", "%M %U %S", "-o", rss.name, *argv] if GNU_TIME else argv
         t0 = time.perf_counter()
         p = subprocess.Popen(wrapped, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
                              start_new_session=True)
@@ -57,15 +60,23 @@ def run(argv: list[str], timeout: float | None = None, env: dict[str, str] | Non
         timer = threading.Timer(timeout, kill) if timeout else None
         if timer:
             timer.start()
-        _, status, usage = os.wait4(p.pid, 0)
+        try:
+            _, status, usage = os.wait4(p.pid, 0)
+        except BaseException:   # interrupted: take the child's whole session down with us
+            kill()
+            raise
         seconds = time.perf_counter() - t0
         if timer:
             timer.cancel()
         p.returncode = os.waitstatus_to_exitcode(status)   # reaped here, so Popen must not wait again
-        kib = float(usage.ru_maxrss)
+        kib, cpu = float(usage.ru_maxrss), usage.ru_utime + usage.ru_stime
         if GNU_TIME:
-            lines = rss.read().split()   # "Command exited with non-zero status N" may come first
-            kib = float(lines[-1]) if lines and lines[-1].isdigit() else float("nan")
+            # The last line is "%M %U %S"; "Command exited with non-zero status N" may come before it.
+            last = (rss.read().strip().splitlines() or [""])[-1].split()
+            try:
+                kib, cpu = float(last[0]), float(last[1]) + float(last[2])
+            except (IndexError, ValueError):   # killed before GNU time could write
+                kib, cpu = float("nan"), float("nan")
         out.seek(0)
         err.seek(0)
-        return Run(seconds, kib / 1024.0, p.returncode, fired.is_set(), out.read(), err.read())
+        return Run(seconds, kib / 1024.0, p.returncode, fired.is_set(), out.read(), err.read(), cpu)

@@ -31,6 +31,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -61,6 +62,10 @@ class Tally:
     def median(self) -> float | None:
         good = self.good()
         return statistics.median(r.seconds for r in good) if good else None
+
+    def cpu(self) -> float | None:
+        good = [r.cpu for r in self.good() if r.cpu == r.cpu]
+        return statistics.median(good) if good else None
 
     def criterion(self) -> str | None:
         """The REML criterion as printed (a string, so its printed precision is kept)."""
@@ -150,8 +155,9 @@ def case_table(case: Case, data: Path, tallies: list[Tally]) -> list[str]:
     base = mlm.median() if mlm else None
     lines = [f"### {case.name}: `{case.formula}`", "",
              f"Data: `{data.name}`" + (f", {count_rows(data):,} rows" if data.is_file() else ""), "",
-             "| tool | median (s) | min - max (s) | runs | peak RSS (MB) | REML criterion | time / mlm's | status |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+             "| tool | median (s) | min - max (s) | runs | CPU (s) | peak RSS (MB) | REML criterion | time / mlm's "
+             "| status |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for t in tallies:
         good = t.good()
         med = t.median()
@@ -163,7 +169,7 @@ def case_table(case: Case, data: Path, tallies: list[Tally]) -> list[str]:
         rng = f"{fmt_s(min(r.seconds for r in good))} - {fmt_s(max(r.seconds for r in good))}" if good else "-"
         rss = max((r.rss_mb for r in t.runs), default=None)
         done = f"{len(good)}/{len(t.runs)}" if t.runs else "-"
-        lines.append(f"| {t.tool} | {fmt_s(med)} | {rng} | {done} | "
+        lines.append(f"| {t.tool} | {fmt_s(med)} | {rng} | {done} | {fmt_s(t.cpu())} | "
                      f"{'-' if rss is None or rss != rss else f'{rss:.0f}'} | {crit or '-'}{mark} | {ratio} | "
                      f"{t.status()} |")
     return lines + [""]
@@ -185,8 +191,8 @@ def bench_case(case: Case, data: Path, tallies: list[Tally], runs: dict[str, int
             t.runs.append(r)
             state = "ok" if r.ok else ("timeout" if r.timed_out else f"exit {r.code}")
             crit = CRITERION.findall(r.stdout)
-            print(f"  {case.name} run {rep + 1} {t.tool:<11} {r.seconds:9.3f} s {r.rss_mb:8.0f} MB  "
-                  f"REML {crit[-1] if crit else '-':>14}  {state}", file=sys.stderr, flush=True)
+            print(f"  {case.name} run {rep + 1} {t.tool:<11} {r.seconds:9.3f} s (CPU {r.cpu:8.3f} s) "
+                  f"{r.rss_mb:6.0f} MB  REML {crit[-1] if crit else '-':>14}  {state}", file=sys.stderr, flush=True)
         if rep == 0:
             check_agreement(case, tallies)
 
@@ -299,6 +305,10 @@ def fail(msg: str) -> int:
     return 2
 
 
+def interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt   # so that procs.run kills the running child before the runner exits
+
+
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     names = [n for n in a.cases.split(",") if n]
@@ -329,7 +339,9 @@ def main(argv: list[str] | None = None) -> int:
         f"Run {started:%Y-%m-%d %H:%M} UTC with `python bench/run.py {shlex.join(given)}`."
         " Wall time of whole processes (start-up, reading the CSV, fitting by REML, printing the summary);"
         " median of the runs, tools alternating within each repetition. *time / mlm's* above 1 means"
-        " slower than mlm. Peak RSS is the child process's maximum resident set.", "",
+        " slower than mlm. CPU is the median user + system time (above the wall time for multi-threaded"
+        " tools; steadier than wall time when the machine is shared). Peak RSS is the child process's"
+        " maximum resident set.", "",
         "## Machine", "", *[f"- {x}" for x in machine.describe(mlm, rscript, peers_python)], "",
         "## Notes", "",
         "- lme4: `Rscript` running read.csv, lmerTest::lmer and print(summary(fit)) (Satterthwaite df).",
@@ -377,4 +389,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    signal.signal(signal.SIGTERM, interrupted)
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
