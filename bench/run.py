@@ -348,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
         "- lme-python: polars read_csv, lmer(REML), with_satterthwaite, print(summary()).",
         "- mixedlm-rs: pandas read_csv, mixedlm(...).fit(reml=True), print(summary()); one grouping factor"
         " only, so nested and crossed models are n/a; it prints z tests (no Satterthwaite df).",
+        "- The peers live in a venv outside the repository: `python3 -m venv bench/.peers &&"
+        " bench/.peers/bin/pip install lme-python mixedlm-rs`.",
         "- REML criteria are shown as each tool prints them (mlm and lme4's summary round to 0.1; the lme4"
         " row shows REMLcrit() at full precision); \"differs\" flags a gap beyond that rounding.", "",
         "## Results", "",
