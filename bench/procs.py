@@ -59,10 +59,13 @@ def run(argv: list[str], timeout: float | None = None, env: dict[str, str] | Non
 
         timer = threading.Timer(timeout, kill) if timeout else None
         if timer:
+            timer.daemon = True   # a pending timer must not keep an interrupted runner alive
             timer.start()
         try:
             _, status, usage = os.wait4(p.pid, 0)
         except BaseException:   # interrupted: take the child's whole session down with us
+            if timer:
+                timer.cancel()
             kill()
             raise
         seconds = time.perf_counter() - t0

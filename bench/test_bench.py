@@ -126,3 +126,17 @@ def test_runner_rejects_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert run.main(["--scale", "2"]) == 2
     err = capsys.readouterr().err
     assert "unknown case nope" in err and "unknown tool spss" in err and "--scale" in err
+
+
+def test_interrupted_runner_takes_its_child_down(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import time
+
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import signal, procs, run\n"
+            "signal.signal(signal.SIGTERM, run.interrupted)\n"
+            "procs.run([sys.executable, '-c', 'import time; time.sleep(60)'], timeout=3600)\n")
+    p = subprocess.Popen([sys.executable, "-c", code])
+    time.sleep(1.5)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=20) != 0   # exits promptly instead of waiting for the timer or the child
