@@ -202,7 +202,10 @@ def check_agreement(case: Case, tallies: list[Tally]) -> None:
     ref = "lme4" if crit.get("lme4") else "mlm"
     shown = ", ".join(f"{k} {v or '-'}" for k, v in crit.items())
     bad = [k for k, v in crit.items() if k != ref and agree(v, crit.get(ref)) is False]
-    verdict = f"DISAGREE with {ref}: {', '.join(bad)}" if bad else "agree"
+    missing = [k for k, v in crit.items() if v is None]
+    verdict = f"DISAGREE with {ref}: {', '.join(bad)}" if bad else f"the others agree with {ref}"
+    if missing:
+        verdict += f"; no criterion from {', '.join(missing)}"
     print(f"  {case.name}: REML criterion {shown} -> {verdict}", file=sys.stderr, flush=True)
 
 

@@ -140,3 +140,14 @@ def test_interrupted_runner_takes_its_child_down(tmp_path: Path) -> None:
     time.sleep(1.5)
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=20) != 0   # exits promptly instead of waiting for the timer or the child
+
+
+def test_agreement_message(capsys: pytest.CaptureFixture[str]) -> None:
+    out = "REML criterion at convergence: {}\n"
+    tallies = [run.Tally("mlm", ["m"], runs=[procs.Run(1, 1, 0, False, out.format("100.0"), "")]),
+               run.Tally("lme4", ["r"], runs=[procs.Run(1, 1, 0, False, out.format("100.0213"), "")]),
+               run.Tally("lme-python", ["p"], runs=[procs.Run(1, 1, 0, False, out.format("100.9"), "")]),
+               run.Tally("mixedlm-rs", ["q"], runs=[procs.Run(300, 1, -9, True, "", "")])]
+    run.check_agreement(cases.CASES["slope1m"], tallies)
+    err = capsys.readouterr().err
+    assert "DISAGREE with lme4: lme-python" in err and "no criterion from mixedlm-rs" in err
