@@ -54,13 +54,36 @@ def segment_sum(values: np.ndarray, index: np.ndarray, size: int) -> np.ndarray:
 
 
 def bmm(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """A @ B over stacks of small blocks (either may be one 2-d block).  For k = 1 a broadcast
-    product, against one block an einsum: both avoid matmul's per-matrix overhead."""
-    if A.shape[-1] == 1:
+    """A @ B over stacks of small blocks (either may be one 2-d block).  numpy's stacked matmul
+    loops matrix by matrix; these forms keep the work in whole-array operations: a broadcast
+    product for k = 1, one gemm against a single block, and for two stacks a sum over the inner
+    index on arrays laid out level-last (contiguous)."""
+    k = A.shape[-1]
+    if k == 1:
         return A * B.reshape(B.shape[:-2] + (1, B.shape[-1]))
     if B.ndim == 2:
-        return np.einsum("...ab,bc->...ac", A, B)
-    return A @ B
+        return (A.reshape(-1, k) @ B).reshape(A.shape[:-1] + (B.shape[1],))
+    if A.ndim == 2:
+        return t(bmm(t(B), A.T))
+    if k > 4 or A.ndim != 3 or B.ndim != 3:
+        return A @ B
+    At, Bt = A.transpose(1, 2, 0).copy(), B.transpose(1, 2, 0).copy()
+    m, n = At.shape[0], Bt.shape[1]
+    out = np.empty((m, n, At.shape[2]))
+    for a in range(m):
+        for c in range(n):
+            acc = At[a, 0] * Bt[0, c]
+            for b in range(1, k):
+                acc += At[a, b] * Bt[b, c]
+            out[a, c] = acc
+    return out.transpose(2, 0, 1)
+
+
+def congruence(T_row: np.ndarray, V: np.ndarray, T_col: np.ndarray) -> np.ndarray:
+    """T_row' V_l T_col for every block of a stack, as one gemm against kron(T_row, T_col)."""
+    ell, kr, kc = V.shape
+    K = np.einsum("ba,cd->bcad", T_row, T_col).reshape(kr * kc, kr * kc)
+    return (V.reshape(ell, kr * kc) @ K).reshape(ell, kr, kc)
 
 
 def t(M: np.ndarray) -> np.ndarray:
@@ -86,7 +109,7 @@ class Nested:
 
     def scaled(self, T_row: np.ndarray, T_col: np.ndarray) -> Nested:
         """Lambda_row' B Lambda_col."""
-        return Nested(self.parent, bmm(bmm(T_row.T, self.values), T_col), self.ell_row)
+        return Nested(self.parent, congruence(T_row, self.values, T_col), self.ell_row)
 
     def gram(self) -> np.ndarray:
         """B B' as the uniform block-diagonal (ell_row, k_row, k_row) it is."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mlmcli.engine.blocks import Nested
+from mlmcli.engine.blocks import Nested, bmm, segment_sum
 from mlmcli.engine.terms import TermStructure, nesting_parent, term_structure
 from mlmcli.errors import FitError
 
@@ -131,6 +131,42 @@ class CrossProducts:
 
     def templates(self, theta: np.ndarray) -> list[np.ndarray]:
         return [s.template(t) for s, t in zip(self.structures, self.split_theta(theta), strict=True)]
+
+    # ------------------------------------------------------------------ products from A
+    def z_xy(self) -> list[np.ndarray]:
+        """Z_j'[X y] per term as (ell, k, p+1)."""
+        out = [F.transpose(0, 2, 1) for F in self.A_F]
+        if self.q_tail:
+            for i, s in enumerate(self.structures[self.nbd:]):
+                o = self.tail_offsets
+                out.append(self.A_Ft[:, o[i]:o[i + 1]].T.reshape(s.ell, s.k, -1))
+        return out
+
+    def zz_times(self, B: list[np.ndarray]) -> list[np.ndarray]:
+        """Z_j' sum_i Z_i B_i per term, for B_i given as (ell_i, k_i, m): from the blocks of A alone,
+        no pass over the rows."""
+        nbd, S = self.nbd, self.structures
+        m = B[0].shape[-1]
+        Bt = np.concatenate([b.reshape(-1, m) for b in B[nbd:]]) if self.q_tail else None
+        out = []
+        for j in range(nbd):
+            acc = bmm(self.A_diag[j], B[j])
+            for i in range(nbd):
+                if i > j:      # blocks of Z_i'Z_j at (parent, l): transposed, gathered
+                    acc = acc + self.A_nested[i, j].t_times(B[i])
+                elif i < j:    # blocks of Z_j'Z_i at (parent, l): summed into the parent
+                    V = self.A_nested[j, i]
+                    acc = acc + segment_sum(bmm(V.values, B[i]), V.parent, S[j].ell)
+            if Bt is not None:
+                acc = acc + np.asarray(self.A_tail[j].T @ Bt).reshape(acc.shape)
+            out.append(acc)
+        if Bt is not None:
+            Rt = self.A_tt @ Bt
+            for j in range(nbd):
+                Rt = Rt + np.asarray(self.A_tail[j] @ B[j].reshape(-1, m))
+            o = self.tail_offsets
+            out.extend(Rt[o[i]:o[i + 1]].reshape(s.ell, s.k, m) for i, s in enumerate(S[nbd:]))
+        return out
 
     # ------------------------------------------------------------------ rows
     def Zb(self, b: list[np.ndarray]) -> np.ndarray:

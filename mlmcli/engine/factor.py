@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlmcli.engine.blocks import Nested, batched_cholesky, bmm, segment_sum, t
+from mlmcli.engine.blocks import Nested, batched_cholesky, bmm, congruence, segment_sum, t
 from mlmcli.engine.crossprod import CrossProducts
 from mlmcli.engine.tail import TailLambda, block_diag_or_vector, block_diag_or_vector_stack, scale_right
 
@@ -67,7 +67,7 @@ class BlockedFactor:
             Lam_t = TailLambda(T[nbd:], [s.ell for s in cp.structures[nbd:]])
         for j in range(nbd):
             Tj = T[j]
-            D = bmm(bmm(Tj.T, cp.A_diag[j]), Tj)
+            D = congruence(Tj, cp.A_diag[j], Tj)
             D = D + np.eye(Tj.shape[0])
             for m in range(j):
                 D -= self.Lnest[j, m].gram()

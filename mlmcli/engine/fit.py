@@ -15,6 +15,8 @@ BOUNDARY_TOL = 1e-5       # lmerControl(boundary.tol)
 GRAD_TOL = 0.002          # check.conv.grad
 HESS_TOL = 1e-6           # check.conv.hess
 DERIV_DELTA = 1e-4        # lme4's deriv12
+# criterion gains below this (absolute, or relative to the criterion) are not worth another run
+POLISH_GAIN, POLISH_GAIN_REL = 1e-6, 1e-10
 SINGULAR_MESSAGE = "boundary (singular) fit: see help('isSingular')"
 # A failed factorization gives a large value rather than an error, so that BOBYQA steps back.
 FAILED_VALUE = 1e300
@@ -31,6 +33,8 @@ class Optimum:
     warnings: list[str] = field(default_factory=list)   # what lme4 warns or messages about the fit
     singular: bool = False
     polished: bool = False                              # refined past lme4's end point (rescaled_restart)
+    gradient: np.ndarray | None = None                  # lme4's finite-difference derivatives at the end
+    hessian: np.ndarray | None = None                   # point, where its checks computed them
 
     @property
     def conv_code(self) -> int:
@@ -173,7 +177,7 @@ def reoptimize_theta(system: BlockedFactor, reml: bool, theta0: np.ndarray, poli
 
 def _finish(f: Objective, opt: Optimum, lower: np.ndarray, polish: bool) -> Optimum:
     """Polish an end point that fails lme4's checks, then leave the system factored at the optimum."""
-    failed = not opt.singular and (opt.check_code != 0 or opt.conv_code != 0)
+    failed = not opt.singular and (opt.check_code != 0 or opt.conv_code != 0) and _may_gain(opt)
     # lme4 skips its checks at a singular end point; on badly scaled columns of Z such a point is
     # often a boundary BOBYQA ran into rather than the optimum
     if polish and (failed or (opt.singular and _badly_scaled(f.system))):
@@ -196,6 +200,22 @@ def theta_scales(system: BlockedFactor) -> np.ndarray:
         rms = np.sqrt(np.mean(st.X ** 2, axis=0))
         out.append(np.where(rms > 0, rms, 1.0)[st.tri_rows])
     return np.concatenate(out)
+
+
+def _may_gain(opt: Optimum) -> bool:
+    """Whether a failed check leaves a criterion worth seeking: the Newton step's predicted gain
+    g'H^{-1}g / 2 exceeds POLISH_GAIN (or POLISH_GAIN_REL of the criterion), or the Hessian gives no
+    prediction.  On millions of rows lme4's absolute gradient tolerance fails at points within
+    1e-12 of the optimum, relatively."""
+    g, H = opt.gradient, opt.hessian
+    if g is None or H is None or not np.all(np.isfinite(g)) or not np.all(np.isfinite(H)):
+        return True
+    try:
+        L = np.linalg.cholesky(H)
+    except np.linalg.LinAlgError:
+        return True
+    z = np.linalg.solve(L, g)
+    return bool(0.5 * z @ z > max(POLISH_GAIN, POLISH_GAIN_REL * abs(opt.criterion)))
 
 
 def _badly_scaled(system: BlockedFactor, ratio: float = 10.0) -> bool:
@@ -259,6 +279,7 @@ def check_convergence(opt: Optimum, derivs: Callable[[], tuple[np.ndarray, np.nd
         opt.warnings.append(SINGULAR_MESSAGE)
         return
     grad, hess = derivs()
+    opt.gradient, opt.hessian = grad, hess
     if not np.all(np.isfinite(grad)):
         opt.check_code = -5
         opt.messages.append("Gradient contains NAs")

@@ -162,10 +162,16 @@ class FixedProfile:
         self.y = cp.y
         self.theta = np.asarray(theta, dtype=float)
         self.lower = cp.lower_bounds()
+        self.default_start = np.where(self.lower == 0, 1.0, 0.0)   # lme4's start: 1 on diagonals
 
     def __call__(self, b: float) -> float:
         f = Objective(BlockedFactor(CrossProducts(self.terms, self.X, self.y - b * self.x)), reml=False)
         theta, fval, _ = bobyqa(f, self.theta, self.lower)
+        # a warm start with a variance near zero can hold BOBYQA there (heck2011's ML fit, whose
+        # slope variance is 2e-8): lme4's own start is the second opinion, the lower one counts
+        other, oval, _ = bobyqa(f, self.default_start, self.lower)
+        if oval < fval:
+            theta, fval = other, oval
         self.theta = theta
         return fval
 
