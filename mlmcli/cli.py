@@ -64,6 +64,11 @@ class CiMethod(str, Enum):
     profile = "profile"
 
 
+class Optimizer(str, Enum):
+    robust = "robust"
+    lme4 = "lme4"
+
+
 class SchemaName(str, Enum):
     fit = "fit"
     tau = "tau"
@@ -98,6 +103,9 @@ NoColorOpt = Annotated[bool, typer.Option("--no-color", help="No colour in table
 StrictOpt = Annotated[bool, typer.Option(
     "--strict", help="Exit with status 3 when the fit warns (singular, not converged, columns or rows "
     "dropped), after writing the output.")]
+OptimizerOpt = Annotated[Optimizer, typer.Option(
+    "--optimizer", help="robust (default): refine an end point that fails lme4's convergence checks; "
+    "lme4: stop where lme4's BOBYQA stops.")]
 SepOpt = Annotated[str | None, typer.Option("--sep", help="Field separator: , ; | or tab (default: tab for .tsv).")]
 
 
@@ -157,7 +165,7 @@ def _check_finite(model: Any) -> None:
 
 
 def _fit(data: str, formula: str, ml: bool, ddf: str = "Satterthwaite", also: list[str] | None = None,
-         sep: str | None = None):
+         sep: str | None = None, optimizer: str = "robust"):
     from mlmcli.design import build_design
     from mlmcli.formula import parse_formula
     from mlmcli.frame import read_csv
@@ -167,14 +175,15 @@ def _fit(data: str, formula: str, ml: bool, ddf: str = "Satterthwaite", also: li
         parsed = parse_formula(formula)
         frame = read_csv(data, columns=parsed.columns() + (also or []), sep=sep)  # only these are converted
         design = build_design(frame, parsed)
-        model = fit_model(parsed, design, reml=not ml, data_name=frame.name, ddf=ddf)
+        model = fit_model(parsed, design, reml=not ml, data_name=frame.name, ddf=ddf, optimizer=optimizer)
     _check_finite(model)
     return model, frame
 
 
-def _fit_and_warn(data: str, formula: str, ml: bool, also: list[str] | None = None, sep: str | None = None):
+def _fit_and_warn(data: str, formula: str, ml: bool, also: list[str] | None = None, sep: str | None = None,
+                  optimizer: str = "robust"):
     """Fit without Satterthwaite set-up and send lme4's warnings to stderr."""
-    model, frame = _fit(data, formula, ml, "none", also, sep)
+    model, frame = _fit(data, formula, ml, "none", also, sep, optimizer)
     _warn(list(dict.fromkeys(model.warnings)))
     return model, frame
 
@@ -268,6 +277,7 @@ def fit(
     formula: FormulaArg,
     ml: MlOpt = False,
     sep: SepOpt = None,
+    optimizer: OptimizerOpt = Optimizer.robust,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lme4's summary), table, json.")] = None,
     ddf: Annotated[Ddf, typer.Option("--ddf", help="Denominator df: Satterthwaite, or none.")] = Ddf.satterthwaite,
     correlation: Annotated[bool, typer.Option(
@@ -295,7 +305,7 @@ def fit(
         check_level(level)
         if kind == "text":
             _note_ignored("--ci", kind, "json and table")
-    model, _ = _fit(data, formula, ml, ddf.value, sep=sep)
+    model, _ = _fit(data, formula, ml, ddf.value, sep=sep, optimizer=optimizer.value)
     report = fit_report(model)
     if ci is not None and kind != "text":
         from mlmcli.confint import add_fixed_effect_intervals
@@ -327,6 +337,7 @@ def tau(
     formula: FormulaArg,
     ml: MlOpt = False,
     sep: SepOpt = None,
+    optimizer: OptimizerOpt = Optimizer.robust,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (Matrix::bdiag), table, json.")] = None,
     corr: Annotated[bool, typer.Option("--corr", help="Show the correlation matrix alone (table).")] = False,
     output: OutputOpt = None,
@@ -341,7 +352,7 @@ def tau(
     kind = _default_format(fmt, output)
     if corr and kind != "table":
         _note_ignored("--corr", kind, "table")
-    model, _ = _fit_and_warn(data, formula, ml, sep=sep)
+    model, _ = _fit_and_warn(data, formula, ml, sep=sep, optimizer=optimizer.value)
     report = tau_report(model)
     if kind == "json":
         _emit(_json(report), output, inputs)
@@ -362,6 +373,7 @@ def ranef(
     formula: FormulaArg,
     ml: MlOpt = False,
     sep: SepOpt = None,
+    optimizer: OptimizerOpt = Optimizer.robust,
     fmt: Annotated[RanefFormat | None, typer.Option("--format", "-f", help="table, csv, json, text.")] = None,
     head: Annotated[int | None, typer.Option(
         "--head", min=1, help="Show the first N levels of each factor (table and text).")] = None,
@@ -382,7 +394,7 @@ def ranef(
         _note_ignored("--head", kind, "table and text")
     if wide and kind not in ("table", "csv"):
         _note_ignored("--wide", kind, "table and csv")
-    model, _ = _fit_and_warn(data, formula, ml, sep=sep)
+    model, _ = _fit_and_warn(data, formula, ml, sep=sep, optimizer=optimizer.value)
     report = ranef_report(model, with_coef=with_coef)
     if kind == "json":
         _emit(_json(report), output, inputs)
@@ -409,6 +421,7 @@ def compare(
     formulas: Annotated[list[str], typer.Argument(help="Two or more model formulas.", metavar="FORMULA...")],
     ml: MlOpt = False,
     sep: SepOpt = None,
+    optimizer: OptimizerOpt = Optimizer.robust,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lme4's anova), table, json.")] = None,
     names: Annotated[str | None, typer.Option("--names", help="Comma-separated model names.")] = None,
     variance_reduction: Annotated[bool, typer.Option(
@@ -442,7 +455,7 @@ def compare(
     for f, parsed in zip(formulas, models, strict=True):
         with _user_errors(f):
             fits.append(fit_model(parsed, build_design(frame, parsed), reml=not ml, data_name=frame.name,
-                                  ddf="none"))
+                                  ddf="none", optimizer=optimizer.value))
         _check_finite(fits[-1])
     warnings = list(dict.fromkeys(w for m in fits for w in m.warnings))
     _warn(warnings)

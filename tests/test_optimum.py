@@ -92,3 +92,21 @@ def test_rescaled_copies_reach_the_well_scaled_optimum(case):
     column, mapped to the copy, is a criterion we must reach (or beat, where lme4 warned there too)."""
     ours = illcond_criterion(case["id"])
     assert ours <= case["well_scaled"]["criterion"] + 1e-5, (ours, case["well_scaled"]["criterion"])
+
+
+def test_command_line_optimizer_switch():
+    """--optimizer lme4 stops where BOBYQA on lme4's settings stops; the default goes on to the optimum."""
+    import json as _json
+    import subprocess
+    import sys
+
+    data = str(ILLCOND / "data" / "Sitka.csv")
+    out = {}
+    for choice in ("robust", "lme4"):
+        p = subprocess.run([sys.executable, "-m", "mlmcli", "fit", data, "size ~ Time * treat + (Time|tree)", "--ml",
+                            "-f", "json", "--optimizer", choice], capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        out[choice] = _json.loads(p.stdout)
+    assert out["robust"]["criterion"] == pytest.approx(98.0705, abs=1e-3)
+    assert out["lme4"]["criterion"] > out["robust"]["criterion"] + 10
+    assert any("failed to converge" in w for w in out["lme4"]["warnings"])
