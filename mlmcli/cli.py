@@ -193,6 +193,23 @@ def _warn(lines: list[str]) -> None:
         sys.stderr.write(line + "\n")
 
 
+def _deliver(kind: str, report: dict, output: str | None, inputs: tuple[str, ...], no_color: bool,
+             text: str, table: str, **table_options: Any) -> None:
+    """A report as JSON, as R's printed text or as a table; the renderers ("module:function", imported
+    only when chosen) see its printable form."""
+    if kind == "json":
+        _emit(_json(report), output, inputs)
+        return
+    from importlib import import_module
+
+    module, name = (text if kind == "text" else table).split(":")
+    render = getattr(import_module(module), name)
+    if kind == "text":
+        _emit(render(_printable(report)), output, inputs)
+    else:
+        _table(lambda c: render(c, _printable(report), **table_options), output, no_color, inputs)
+
+
 def _strict_exit(strict: bool, warnings: list[str]) -> None:
     """--strict: a CI job fails (exit 3) on a doubtful fit; the output is written first."""
     if strict and warnings:
@@ -354,16 +371,8 @@ def tau(
         _note_ignored("--corr", kind, "table")
     model, _ = _fit_and_warn(data, formula, ml, sep=sep, optimizer=optimizer.value)
     report = tau_report(model)
-    if kind == "json":
-        _emit(_json(report), output, inputs)
-    elif kind == "text":
-        from mlmcli.render.text import tau_text
-
-        _emit(tau_text(_printable(report)), output, inputs)
-    else:
-        from mlmcli.render.table import print_tau
-
-        _table(lambda c: print_tau(c, _printable(report), corr_only=corr), output, no_color, inputs)
+    _deliver(kind, report, output, inputs, no_color, "mlmcli.render.text:tau_text", "mlmcli.render.table:print_tau",
+             corr_only=corr)
     _strict_exit(strict, model.warnings)
 
 
@@ -567,16 +576,8 @@ def confint(
         _warn(["Computing profile confidence intervals ..."])   # lme4's message, before the long part
     with _user_errors(formula):
         report = confint_report(model, method.value, level, names)
-    if kind == "json":
-        _emit(_json(report), output, inputs)
-    elif kind == "text":
-        from mlmcli.render.inference import confint_text
-
-        _emit(confint_text(_printable(report)), output, inputs)
-    else:
-        from mlmcli.render.inference import print_confint
-
-        _table(lambda c: print_confint(c, _printable(report)), output, no_color, inputs)
+    _deliver(kind, report, output, inputs, no_color, "mlmcli.render.inference:confint_text",
+             "mlmcli.render.inference:print_confint")
     _strict_exit(strict, model.warnings)
 
 
@@ -630,16 +631,8 @@ def anova(
         report = anova_report(model, frame, int(type_.value))
     warnings = list(dict.fromkeys(model.warnings)) + list(model.satterthwaite().messages)
     _warn(warnings)
-    if kind == "json":
-        _emit(_json(report), output, inputs)
-    elif kind == "text":
-        from mlmcli.render.inference import anova_text
-
-        _emit(anova_text(_printable(report)), output, inputs)
-    else:
-        from mlmcli.render.inference import print_anova
-
-        _table(lambda c: print_anova(c, _printable(report)), output, no_color, inputs)
+    _deliver(kind, report, output, inputs, no_color, "mlmcli.render.inference:anova_text",
+             "mlmcli.render.inference:print_anova")
     _strict_exit(strict, warnings)
 
 
@@ -663,16 +656,8 @@ def ranova(
     model, frame = _fit_and_warn(data, formula, ml)
     with _user_errors(formula):
         report = ranova_report(model, frame)
-    if kind == "json":
-        _emit(_json(report), output, inputs)
-    elif kind == "text":
-        from mlmcli.render.inference import ranova_text
-
-        _emit(ranova_text(_printable(report)), output, inputs)
-    else:
-        from mlmcli.render.inference import print_ranova
-
-        _table(lambda c: print_ranova(c, _printable(report)), output, no_color, inputs)
+    _deliver(kind, report, output, inputs, no_color, "mlmcli.render.inference:ranova_text",
+             "mlmcli.render.inference:print_ranova")
     _strict_exit(strict, model.warnings)
 
 
