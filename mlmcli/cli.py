@@ -26,7 +26,7 @@ EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_STRICT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 HELP = """Multilevel (linear mixed-effects) models with lme4's numbers, from the command line.
 
-Exit status: 0 ok, 1 internal error (a bug), 2 bad input or usage, 3 warnings under --strict, 130 interrupted."""
+Exit status: 0 ok, 1 internal error (a bug), 2 bad input or usage, 3 warnings under --strict, 130 interrupted, 143 terminated."""
 
 app = typer.Typer(
     name="mlm",
@@ -812,13 +812,14 @@ def _os_error_message(e: OSError) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: exit status 0, 1 (a bug), 2 (bad input or usage), 3 (--strict warnings), 130 (interrupted).
+    """Entry point: exit status 0, 1 (a bug), 2 (bad input or usage), 3 (--strict warnings), 130 (interrupted),
+    143 (terminated).
 
     `argv` (default: sys.argv[1:]) lets tests run the command in process.
     """
     import warnings
 
-    from mlmcli.interrupt import raise_keyboard_interrupt
+    from mlmcli.interrupt import EXIT_TERMINATED, raise_keyboard_interrupt, terminated
 
     # numpy's overflow and invalid-value notes are not for users: results are checked instead
     warnings.simplefilter("ignore", RuntimeWarning)
@@ -866,8 +867,12 @@ def main(argv: list[str] | None = None) -> None:
                          "report it with the command and data that caused it; MLM_TRACEBACK=1 shows the "
                          "traceback)\n")
         code = EXIT_BUG
+    if code == EXIT_INTERRUPTED and terminated():   # click reports SIGTERM's unwinding as 130 too
+        code = EXIT_TERMINATED
     if code == EXIT_INTERRUPTED:
         sys.stderr.write("mlm: interrupted\n")
+    elif code == EXIT_TERMINATED:
+        sys.stderr.write("mlm: terminated\n")
     try:
         sys.stdout.flush()
     except BrokenPipeError:

@@ -11,7 +11,26 @@ import os
 import signal
 
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143      # 128 + SIGTERM, what a shell reports for a process it terminated
 MESSAGE = "mlm: interrupted\n"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a cancelled CI job, `kill`): unwinds as Ctrl-C does, so temporary files go too."""
+
+
+_terminated = False
+
+
+def terminated() -> bool:
+    """Whether SIGTERM arrived (click reports any interrupt as status 130; this tells them apart)."""
+    return _terminated
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    global _terminated
+    _terminated = True
+    raise Terminated()
 
 
 def _exit_now(signum: int, frame: object) -> None:
@@ -31,6 +50,9 @@ def exit_during_startup() -> None:
 
 
 def raise_keyboard_interrupt() -> None:
-    """Once the command runs: Ctrl-C raises KeyboardInterrupt, so that cleanup code runs."""
+    """Once the command runs: Ctrl-C raises KeyboardInterrupt and SIGTERM raises Terminated, so that
+    cleanup code runs (before this, SIGTERM's default action ends the process with no file begun)."""
     if not _ignored():
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, _raise_terminated)

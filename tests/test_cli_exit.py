@@ -71,6 +71,19 @@ def test_ctrl_c_during_a_fit_exits_130_without_output(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_sigterm_during_a_fit_exits_143_without_output(tmp_path):
+    """A cancelled CI job gets SIGTERM: one line, status 143 (128 + 15), no file left behind."""
+    out = tmp_path / "cmp.json"
+    p = subprocess.Popen([sys.executable, "-m", "mlmcli", "compare", str(DATA / "InstEval.csv"),
+                          "y ~ 1 + (1|s) + (1|d)", "y ~ 1 + service + (1|s) + (1|d)", "-f", "json", "-o", str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    time.sleep(1.5)
+    p.send_signal(signal.SIGTERM)
+    stdout, stderr = p.communicate()
+    assert (p.returncode, stderr, stdout) == (143, "mlm: terminated\n", "")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_ctrl_c_while_modules_load_exits_130_without_traceback():
     # the handler the entry point installs before importing anything heavy
     code = ("from mlmcli.interrupt import exit_during_startup\n"
