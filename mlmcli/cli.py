@@ -1,7 +1,7 @@
 """The `mlm` command line: parse options, call the engine, hand the result to a renderer.
 
 Exit codes: 0 ok, 1 internal error (a bug), 2 bad input or usage, 3 warnings under --strict,
-130 interrupted.
+130 interrupted, 143 terminated.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_STRICT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 HELP = """Multilevel (linear mixed-effects) models with lme4's numbers, from the command line.
 
-Exit status: 0 ok, 1 internal error (a bug), 2 bad input or usage, 3 warnings under --strict, 130 interrupted, 143 terminated."""
+Exit status: 0 ok, 1 internal error (a bug), 2 bad input or usage, 3 warnings under --strict,
+130 interrupted, 143 terminated."""
 
 app = typer.Typer(
     name="mlm",
