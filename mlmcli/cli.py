@@ -730,7 +730,7 @@ def plot(
     model, frame = _fit_and_warn(data, formula, ml, [c for c in (x, by) if c] + _where_columns(where), sep)
     opts = PlotOptions(kind=kind.value, output=output, x=x, y=y, group=group, where=where, by=by, dpi=dpi,
                        width=width, height=height, title=title, data_out=data_out, theme=theme.value,
-                       caption=caption, groups=groups, seed=seed)
+                       caption=caption, groups=groups, seed=seed, inputs=inputs)
     plotted = draw(model, frame, opts)
     if fmt is not None:
         _emit(_json(plotted), None)

@@ -58,18 +58,51 @@ def write_output(path: str, data: bytes, inputs: Iterable[str] = ()) -> None:
     an existing file's permissions; a symlink is written through to its target; a character device or
     FIFO (`/dev/null`, `/dev/stdout`, a named pipe) is written in place, as a shell redirection would.
     """
-    check_output(path, inputs)
-    target = _target(path)
+    write_outputs([(path, data)], inputs)
+
+
+def write_outputs(files: list[tuple[str, bytes]], inputs: Iterable[str] = ()) -> None:
+    """Write several files all or none: every regular file is staged in a temporary file first, and
+    only when all are staged are they renamed into place (devices and FIFOs, which cannot be staged,
+    are written last)."""
+    inputs = list(inputs)
+    plans = []
+    for path, data in files:
+        check_output(path, inputs)
+        target = _target(path)
+        try:
+            st = os.stat(target)
+        except FileNotFoundError:
+            st = None
+        except OSError as e:
+            raise MlmError(_message(path, e)) from None
+        plans.append((path, target, data, st))
+    staged: list[tuple[str, str, str]] = []
+    created: list[str] = []
     try:
-        st = os.stat(target)
-    except FileNotFoundError:
-        st = None
-    except OSError as e:
-        raise MlmError(_message(path, e)) from None
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        _write_in_place(path, target, data)
-    else:
-        _write_atomic(path, target, data, st)
+        for path, target, data, st in plans:
+            if st is None or stat.S_ISREG(st.st_mode):
+                staged.append((path, _stage(path, target, data, st), target))
+        new = {target for _, target, _, st in plans if st is None}
+        for path, tmp, target in staged:
+            try:
+                os.replace(tmp, target)
+            except OSError as e:
+                raise MlmError(_message(path, e)) from None
+            if target in new:
+                created.append(target)
+    except BaseException:
+        # an interrupt, a full disk or one unwritable file: no temporary file stays behind, and files
+        # this call created are taken back (a replaced file cannot be: its old contents are gone)
+        for leftover in [tmp for _, tmp, _ in staged] + created:
+            try:
+                os.unlink(leftover)
+            except OSError:
+                pass
+        raise
+    for path, target, data, st in plans:
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            _write_in_place(path, target, data)
 
 
 def _write_in_place(path: str, target: str, data: bytes) -> None:
@@ -80,7 +113,9 @@ def _write_in_place(path: str, target: str, data: bytes) -> None:
         raise MlmError(_message(path, e)) from None
 
 
-def _write_atomic(path: str, target: str, data: bytes, st: os.stat_result | None) -> None:
+def _stage(path: str, target: str, data: bytes, st: os.stat_result | None) -> str:
+    """`data` in a temporary file beside `target`, with the permissions the target has (or a new file
+    would get); the caller renames it into place."""
     folder = os.path.dirname(target)
     try:
         fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=folder)
@@ -101,9 +136,7 @@ def _write_atomic(path: str, target: str, data: bytes, st: os.stat_result | None
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, target)
     except BaseException as e:
-        # an interrupt or a full disk must not leave the temporary file behind
         try:
             os.unlink(tmp)
         except OSError:
@@ -111,8 +144,4 @@ def _write_atomic(path: str, target: str, data: bytes, st: os.stat_result | None
         if isinstance(e, OSError):
             raise MlmError(_message(path, e)) from None
         raise
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    """Former name of `write_output` without input checks."""
-    write_output(path, data)
+    return tmp

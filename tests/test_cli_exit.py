@@ -386,3 +386,29 @@ def test_every_json_key_is_in_the_schema_mlm_schema_prints(command, args):
     jsonschema.validate(doc, schema)
     assert undeclared(doc, schema) == []
     assert doc["schema_version"] == 1
+
+
+def test_outputs_are_written_all_or_none(tmp_path, monkeypatch):
+    """The picture and its numbers: when one cannot be written, neither is left behind."""
+    from mlmcli import outfile
+    from mlmcli.errors import MlmError
+
+    real_replace = outfile.os.replace
+    calls = []
+
+    def second_fails(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(outfile.os, "replace", second_fails)
+    png, csv_ = tmp_path / "p.png", tmp_path / "p.csv"
+    with pytest.raises(MlmError, match="no space left"):
+        outfile.write_outputs([(str(png), b"image"), (str(csv_), b"a,b\n")])
+    assert list(tmp_path.iterdir()) == []          # the picture renamed first is taken back too
+    # staged before anything is renamed: a file that cannot even be staged stops both
+    monkeypatch.setattr(outfile.os, "replace", real_replace)
+    with pytest.raises(MlmError):
+        outfile.write_outputs([(str(tmp_path / "q.png"), b"image"), (str(tmp_path / "no" / "q.csv"), b"x")])
+    assert list(tmp_path.iterdir()) == []

@@ -88,11 +88,12 @@ def draw(model: FittedModel, frame: Frame, opts: PlotOptions) -> dict:
 
     for note in drawn.notes:
         sys.stderr.write(note + "\n")
-    from mlmcli.outfile import write_atomic
+    from mlmcli.outfile import write_outputs
 
-    write_atomic(opts.output, image)
+    files = [(opts.output, image)]
     if opts.data_out is not None:
-        write_atomic(opts.data_out, table_csv(drawn.table).encode())
+        files.append((opts.data_out, table_csv(drawn.table).encode()))
+    write_outputs(files, opts.inputs)   # the picture and its numbers, all or none
     from mlmcli.report import clean
 
     head = {"kind": opts.kind, "output": opts.output, "format": fmt, "theme": opts.theme,

@@ -34,6 +34,7 @@ class PlotOptions:
     height: float = 6.0
     title: str | None = None        # None: each kind's own; "": no title
     data_out: str | None = None
+    inputs: tuple[str, ...] = ()    # files the outputs must never overwrite (the data)
     theme: str = "screen"
     caption: str | None = None      # None: formula, method and observations; "": no caption
     groups: int | None = None       # spaghetti: groups sampled (0: all); caterpillar: levels shown (0: all)
