@@ -21,3 +21,4 @@ mlm plot $HECK "math ~ ses*public + (ses|schcode)" --kind fitted --by public "${
     -o docs/fitted_paper.png
 mlm plot $SLEEP "Reaction ~ Days + (Days|Subject)" --kind caterpillar "${JOURNAL[@]}" --title "" --caption "" \
     -o docs/caterpillar_paper.png
+mlm plot $SLEEP "Reaction ~ Days + (Days|Subject)" --kind profile -o docs/profile.png

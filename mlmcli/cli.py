@@ -668,6 +668,7 @@ class PlotKind(str, Enum):
     spaghetti = "spaghetti"
     fitted = "fitted"
     residuals = "residuals"
+    profile = "profile"
 
 
 class PlotFormat(str, Enum):
@@ -731,6 +732,11 @@ def plot(
     opts = PlotOptions(kind=kind.value, output=output, x=x, y=y, group=group, where=where, by=by, dpi=dpi,
                        width=width, height=height, title=title, data_out=data_out, theme=theme.value,
                        caption=caption, groups=groups, seed=seed, inputs=inputs)
+    if kind is PlotKind.profile:   # the profiles are the engine's work, done before drawing
+        from mlmcli.confint import profile_curves
+
+        with _user_errors(formula):
+            opts.profiles = profile_curves(model)
     plotted = draw(model, frame, opts)
     if fmt is not None:
         _emit(_json(plotted), None)

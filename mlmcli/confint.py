@@ -86,65 +86,104 @@ def wald(model: FittedModel, level: float = 0.95) -> list[tuple[float | None, fl
     return out
 
 
+class _Profiler:
+    """The ML deviance profiles of one fit: zeta(x), the signed root of the deviance's rise above its
+    minimum with the parameter held at x, for the variance parameters then the fixed effects."""
+
+    def __init__(self, model: FittedModel) -> None:
+        from mlmcli.engine.factor import BlockedFactor
+        from mlmcli.engine.profile import sdcor_from_theta, varpar_bounds
+        from mlmcli.model import refit
+
+        self.model = model
+        self.ml = ml = refit(model, reml=False) if model.reml else model
+        self.system = BlockedFactor(ml.system.cp)
+        self.opt = sdcor_from_theta(self.system, ml.theta, ml.sigma)
+        self.nv = len(self.opt)
+        self.base = ml.criterion
+        self.lower, self.upper = varpar_bounds(self.system)
+
+    def estimate(self, w: int) -> float:
+        return float(self.opt[w]) if w < self.nv else float(self.ml.beta[w - self.nv])
+
+    def bounds(self, w: int) -> tuple[float, float]:
+        return (float(self.lower[w]), float(self.upper[w])) if w < self.nv else (-math.inf, math.inf)
+
+    def scale(self, w: int) -> float:
+        return max(abs(self.estimate(w)), 1e-3) if w < self.nv else float(self.ml.std_errors[w - self.nv])
+
+    def zeta(self, w: int):
+        """A fresh profile of parameter w (its warm starts follow the points asked, in order)."""
+        from mlmcli.engine.profile import FixedProfile, VarparProfile
+
+        if w < self.nv:
+            dev = VarparProfile(self.system, self.opt, w)
+        else:
+            dev = FixedProfile(self.model.design.terms, self.system, self.ml.theta, w - self.nv)
+        est = self.estimate(w)
+
+        def z(x: float) -> float:
+            d = dev(x) - self.base
+            return math.copysign(math.sqrt(max(d, 0.0)), x - est)
+
+        return z
+
+    def done(self) -> None:
+        self.system.update(self.ml.theta)
+
+
 def profile(model: FittedModel, level: float = 0.95, which: list[int] | None = None
             ) -> dict[int, tuple[float, float]]:
     """Profile intervals of the parameters `which` (indices into variance parameters then fixed
     effects) from the ML deviance."""
-    from mlmcli.engine.factor import BlockedFactor
-    from mlmcli.engine.profile import (
-        FixedProfile,
-        VarparProfile,
-        crossing,
-        sdcor_from_theta,
-        varpar_bounds,
-    )
-    from mlmcli.model import refit
+    from mlmcli.engine.profile import crossing
 
-    ml = refit(model, reml=False) if model.reml else model
-    system = BlockedFactor(ml.system.cp)
-    opt = sdcor_from_theta(system, ml.theta, ml.sigma)
-    nv = len(opt)
-    base = ml.criterion
+    pr = _Profiler(model)
     z = NormalDist().inv_cdf((1.0 + level) / 2.0)
-    lower, upper = varpar_bounds(system)
-    se = ml.std_errors
     if which is None:
-        which = list(range(nv + ml.p))
+        which = list(range(pr.nv + pr.ml.p))
     out: dict[int, tuple[float, float]] = {}
     for w in which:
-        if w < nv:
-            est = float(opt[w])
-            lo_b, hi_b = float(lower[w]), float(upper[w])
-            scale = max(abs(est), 1e-3)
-
-            def make(w: int = w):
-                return VarparProfile(system, opt, w)
-        else:
-            j = w - nv
-            est = float(ml.beta[j])
-            lo_b, hi_b = -math.inf, math.inf
-            scale = float(se[j])
-
-            def make(j: int = j):
-                return FixedProfile(model.design.terms, system, ml.theta, j)
+        est, scale = pr.estimate(w), pr.scale(w)
         ends = []
-        for direction, bound in ((-1.0, lo_b), (1.0, hi_b)):
-            if direction < 0 and est <= lo_b:
-                ends.append(lo_b)               # an estimate on its bound: lme4 profiles one way only
+        for direction, bound in zip((-1.0, 1.0), pr.bounds(w), strict=True):
+            if direction < 0 and est <= bound:
+                ends.append(bound)               # an estimate on its bound: lme4 profiles one way only
                 continue
-            dev = make()
-
-            def zeta(x: float, dev=dev, est=est) -> float:
-                d = dev(x) - base
-                return math.copysign(math.sqrt(max(d, 0.0)), x - est)
-
-            if w < nv:
+            if w < pr.nv:
                 first = est + direction * max(0.01 * abs(est), 0.001)
             else:
                 first = est + direction * z * scale
-            ends.append(crossing(zeta, est, first, direction * z, bound, scale))
+            ends.append(crossing(pr.zeta(w), est, first, direction * z, bound, scale))
         out[w] = (ends[0], ends[1])
-    system.update(ml.theta)
+    pr.done()
+    return out
+
+
+def profile_curves(model: FittedModel, level: float = 0.99, points: int = 8) -> list[dict]:
+    """lme4's profile(fit) for plotting: per parameter, zeta at `points` values on each side of the
+    estimate, out to the ends of its `level` profile interval (lme4 profiles to alpha 0.01)."""
+    import numpy as np
+
+    names = varpar_names(model, old=False) + list(model.design.xnames)
+    ends = profile(model, level)
+    pr = _Profiler(model)
+    out = []
+    for w, name in enumerate(names):
+        est = pr.estimate(w)
+        xs, zs = [est], [0.0]
+        for end in ends[w]:
+            if not math.isfinite(end) or end == est:
+                continue
+            z = pr.zeta(w)              # outward from the estimate, each point warm-starting the next
+            for t in np.linspace(0.0, 1.0, points + 1)[1:]:
+                x = est + t * (end - est)
+                xs.append(float(x))
+                zs.append(float(z(x)))
+        order = np.argsort(xs)
+        out.append({"parameter": name, "estimate": est, "value": [xs[i] for i in order],
+                    "zeta": [zs[i] for i in order], "lower": ends[w][0], "upper": ends[w][1]})
+    pr.done()
     return out
 
 

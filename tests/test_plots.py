@@ -799,3 +799,50 @@ def test_json_ready(heck, tmp_path):
         json.dumps(out, allow_nan=False)
     buf = io.StringIO()
     json.dump(draw(model, frame, small(tmp_path, "fitted", where="schcode <= 5")), buf, allow_nan=False)
+
+
+# ------------------------------------------------------------------ profile
+
+@pytest.fixture(scope="module")
+def sleep_profiles(sleep):
+    from mlmcli.confint import profile_curves
+
+    return profile_curves(sleep[0])
+
+
+def test_profile_curves_cross_the_confint_bounds(sleep, sleep_profiles):
+    """zeta is 0 at the estimate and crosses +-1.96 where `mlm confint` puts the 95% profile bounds."""
+    from mlmcli.confint import confint_report
+
+    intervals = {r["parameter"]: r for r in confint_report(sleep[0], "profile")["intervals"]}
+    assert [c["parameter"] for c in sleep_profiles] == list(intervals)
+    for c in sleep_profiles:
+        x, z = np.array(c["value"]), np.array(c["zeta"])
+        assert np.all(np.diff(x) > 0) and np.all(np.diff(z) > 0)     # monotone, as a profile is
+        assert np.interp(c["estimate"], x, z) == pytest.approx(0.0, abs=1e-6)
+        for bound, level in (("lower", -1.959963984540054), ("upper", 1.959963984540054)):
+            width = intervals[c["parameter"]]["upper"] - intervals[c["parameter"]]["lower"]
+            assert np.interp(level, z, x) == pytest.approx(intervals[c["parameter"]][bound], abs=0.02 * width)
+
+
+@pytest.mark.parametrize("size", ["screen", "journal", "journal-paper"])
+def test_profile_panels_keep_their_text_inside(figure, sleep, sleep_profiles, tmp_path, size):
+    model, frame = sleep
+    opts = dict(SCREEN if size == "screen" else JOURNAL, theme="paper" if size == "journal-paper" else "screen")
+    fig, drawn, _ = figure(model, frame, small(tmp_path, "profile", profiles=sleep_profiles, **opts))
+    assert_all_text_inside(fig, drawn)
+    assert len([ax for ax in fig.axes if ax.get_visible()]) == 6 == len(drawn.data["parameters"])
+    assert {r["parameter"] for r in drawn.table} == {c["parameter"] for c in sleep_profiles}
+
+
+def test_profile_kind_from_the_command_line(tmp_path):
+    import subprocess
+    import sys
+
+    out, csv_ = tmp_path / "prof.png", tmp_path / "prof.csv"
+    p = subprocess.run([sys.executable, "-m", "mlmcli", "plot", str(DATA / "sleepstudy.csv"),
+                        "Reaction ~ Days + (Days|Subject)", "--kind", "profile", "-o", str(out), "--data-out",
+                        str(csv_)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert png_size(str(out)) == (800, 600)
+    assert csv_.read_text().splitlines()[0] == "parameter,value,zeta"

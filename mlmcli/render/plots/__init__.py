@@ -9,6 +9,7 @@ matplotlib nor pandas: draw() imports matplotlib when it draws.
   spaghetti    raw data of a sample of groups, each with its least-squares line over its own x range
   fitted       the model-implied line of every group beside the population line (fixed effects)
   residuals    scaled residuals against fitted values and normal Q-Q plots
+  profile      zeta against each parameter: the likelihood profiles behind `mlm confint`
 """
 
 from mlmcli.render.plots.bysplit import MAX_BY

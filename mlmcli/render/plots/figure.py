@@ -17,6 +17,7 @@ from mlmcli.render.plots.caterpillar import caterpillar
 from mlmcli.render.plots.fitted import fitted
 from mlmcli.render.plots.options import Drawn, PlotOptions, check_kind, check_options, kept_rows
 from mlmcli.render.plots.output import image_bytes, image_format, table_csv
+from mlmcli.render.plots.profile import profile
 from mlmcli.render.plots.ranef import ranef
 from mlmcli.render.plots.residuals import residuals
 from mlmcli.render.plots.spaghetti import spaghetti
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from mlmcli.model import FittedModel
 
 _KIND_FUNCS = {"ranef": ranef, "caterpillar": caterpillar, "spaghetti": spaghetti, "fitted": fitted,
-               "residuals": residuals}
+               "residuals": residuals, "profile": profile}
 
 
 def dpi_of(opts: PlotOptions) -> int:

@@ -13,11 +13,12 @@ if TYPE_CHECKING:
     from mlmcli.frame import Frame
     from mlmcli.model import FittedModel
 
-KINDS = ("ranef", "caterpillar", "spaghetti", "fitted", "residuals")
+KINDS = ("ranef", "caterpillar", "spaghetti", "fitted", "residuals", "profile")
 
 # the options each kind reads; any other given is a mistake
 _USES = {"ranef": {"x", "y", "group"}, "caterpillar": {"group", "groups"},
-         "spaghetti": {"x", "group", "by", "groups", "seed"}, "fitted": {"x", "group", "by"}, "residuals": set()}
+         "spaghetti": {"x", "group", "by", "groups", "seed"}, "fitted": {"x", "group", "by"}, "residuals": set(),
+         "profile": set()}
 
 
 @dataclass
@@ -39,6 +40,7 @@ class PlotOptions:
     caption: str | None = None      # None: formula, method and observations; "": no caption
     groups: int | None = None       # spaghetti: groups sampled (0: all); caterpillar: levels shown (0: all)
     seed: int | None = None         # spaghetti: the sample's seed (None: 1)
+    profiles: list[dict] | None = None  # profile: confint.profile_curves(), computed before drawing
 
 
 @dataclass

@@ -1,0 +1,55 @@
+"""profile: the likelihood profiles behind `mlm confint` (lme4's xyplot(profile(fit))).
+
+One panel per parameter: zeta, the signed square root of the ML deviance's rise when the parameter
+is held away from its estimate, against the parameter's value. A straight line means a quadratic
+deviance, where Wald and profile intervals agree; the dashed lines at +-1.96 cut the 95% interval.
+The profiles are computed before drawing (confint.profile_curves): a renderer never refits.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mlmcli.errors import MlmError
+from mlmcli.render.plots.layout import grid, hide_unused
+from mlmcli.render.plots.options import Drawn, PlotOptions
+from mlmcli.render.plots.style import LINE, POINT, REF, Theme, wrap
+
+if TYPE_CHECKING:
+    from mlmcli.frame import Frame
+    from mlmcli.model import FittedModel
+
+Z95 = 1.959963984540054
+
+
+def profile(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: PlotOptions,
+            theme: Theme) -> Drawn:
+    curves = opts.profiles
+    if not curves:
+        raise MlmError("no likelihood profiles to draw")
+    n = len(curves)
+    ncols = min(n, 3 if opts.width >= 5 else 2)
+    nrows = math.ceil(n / ncols)
+    axes = grid(fig, nrows, ncols)
+    label_chars = theme.chars(opts.width * 0.9 / ncols, 9.5)
+    rows: list[dict] = []
+    for ax, c in zip(axes, curves, strict=False):
+        x, z = np.asarray(c["value"]), np.asarray(c["zeta"])
+        for level in (-Z95, Z95):
+            ax.axhline(level, color=REF, lw=theme.lw(0.8), ls=(0, (4, 3)), zorder=1)
+        ax.axvline(c["estimate"], color=REF, lw=theme.lw(0.6), zorder=1)
+        ax.plot(x, z, color=LINE, lw=theme.lw(1.3), zorder=2)
+        ax.plot(x, z, "o", ms=theme.ms(2.6), color=POINT, markeredgewidth=0, zorder=3)
+        ax.set_xlabel(wrap(c["parameter"], label_chars))
+        for xi, zi in zip(x, z, strict=True):
+            rows.append({"parameter": c["parameter"], "value": float(xi), "zeta": float(zi)})
+    for ax in axes[:n:ncols]:
+        ax.set_ylabel("zeta")
+    hide_unused(axes, n)
+    data = {"parameters": [{k: c[k] for k in ("parameter", "estimate", "lower", "upper")} for c in curves],
+            "points": rows}
+    return Drawn(data=data, table=rows, title="Likelihood profiles (ML deviance, zeta)",
+                 caption=["dashed lines: zeta = +-1.96, the ends of the 95% profile interval"])
