@@ -1,0 +1,132 @@
+"""The typer application, the choices its options take and the option types the commands share."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_STRICT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+HELP = """Multilevel (linear mixed-effects) models with lme4's numbers, from the command line.
+
+Exit status: 0 ok, 1 internal error (a bug), 2 bad input or usage, 3 warnings under --strict, \
+130 interrupted, 143 terminated."""
+
+
+app = typer.Typer(
+    name="mlm",
+    help=HELP,
+    add_completion=True,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    # rich help renders [required] and [default: ...] without the stray backslashes that typer's
+    # plain mode leaves when rich is installed
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class Format(str, Enum):
+    text = "text"
+    table = "table"
+    json = "json"
+
+
+class RanefFormat(str, Enum):
+    text = "text"
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class Ddf(str, Enum):
+    satterthwaite = "Satterthwaite"
+    none = "none"
+
+
+class CiMethod(str, Enum):
+    wald = "wald"
+    profile = "profile"
+
+
+class Optimizer(str, Enum):
+    robust = "robust"
+    lme4 = "lme4"
+
+
+class SchemaName(str, Enum):
+    fit = "fit"
+    tau = "tau"
+    ranef = "ranef"
+    compare = "compare"
+    predict = "predict"
+    augment = "augment"
+    confint = "confint"
+    anova = "anova"
+    ranova = "ranova"
+
+
+class RowsFormat(str, Enum):
+    csv = "csv"
+    json = "json"
+
+
+class ReForm(str, Enum):
+    all = "all"
+    none = "none"
+
+
+DATA_HELP = ("CSV file with a header line (.csv, or compressed .csv.gz/.bz2/.xz), or - for standard input. "
+             "Text columns are factors; NA or an empty field is a missing value.")
+
+
+FORMULA_HELP = ('lme4 model formula in quotes, e.g. "math ~ ses + (ses|schcode)": fixed effects left of the '
+                "first (, random terms as (terms | group); see man mlm for the grammar.")
+
+
+DataArg = Annotated[str, typer.Argument(help=DATA_HELP, metavar="DATA")]
+
+
+FormulaArg = Annotated[str, typer.Argument(help=FORMULA_HELP, metavar="FORMULA")]
+
+
+MlOpt = Annotated[bool, typer.Option("--ml", help="Fit by maximum likelihood instead of REML.")]
+
+
+OutputOpt = Annotated[str | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")]
+
+
+NoColorOpt = Annotated[bool, typer.Option("--no-color", help="No colour in tables (also: NO_COLOR).")]
+
+
+StrictOpt = Annotated[bool, typer.Option(
+    "--strict", help="Exit with status 3 when the fit warns (singular, not converged, columns or rows "
+    "dropped), after writing the output.")]
+
+
+OptimizerOpt = Annotated[Optimizer, typer.Option(
+    "--optimizer", help="robust (default): refine an end point that fails lme4's convergence checks; "
+    "lme4: stop where lme4's BOBYQA stops.")]
+
+
+SepOpt = Annotated[str | None, typer.Option("--sep", help="Field separator: , ; | or tab (default: tab for .tsv).")]
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from mlmcli import __version__
+
+        sys.stdout.write(f"mlm {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_show_version,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Options before any command."""

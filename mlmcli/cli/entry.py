@@ -1,0 +1,128 @@
+"""main(): run a command and turn every way it can end into one exit status and at most one line."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from mlmcli.cli.app import EXIT_BUG, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, app
+from mlmcli.cli.common import _quiet_stdout
+from mlmcli.errors import MlmError
+
+
+def _click_exceptions():
+    """typer vendors click from 0.2x on; earlier releases use the click package."""
+    try:
+        from typer._click import exceptions
+    except ImportError:  # pragma: no cover - older typer
+        from click import exceptions
+    return exceptions
+
+
+def _command():
+    """The click command, with the arguments' help restored.
+
+    click 8.5 gave every Parameter a `help` attribute which typer 0.19's TyperArgument overwrites
+    with None, so DATA and FORMULA lost their help text; put it back from the declarations.
+    """
+    from typer.main import get_command
+    from typer.utils import get_params_from_function
+
+    command = get_command(app)
+    subcommands = getattr(command, "commands", {})
+    for info in app.registered_commands:
+        name = info.name or info.callback.__name__.replace("_", "-")
+        sub = subcommands.get(name)
+        if sub is None:
+            continue
+        declared = get_params_from_function(info.callback)
+        for param in sub.params:
+            meta = declared.get(param.name or "")
+            if meta is not None and getattr(param, "help", None) is None:
+                param.help = getattr(meta.default, "help", None)
+    return command
+
+
+
+
+def _os_error_message(e: OSError) -> str:
+    import errno
+
+    what = e.filename if e.filename is not None else "standard output"
+    if e.errno == errno.ENOSPC:
+        return f"cannot write {what}: no space left on device"
+    return f"{what}: {e.strerror or e}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: exit status 0, 1 (a bug), 2 (bad input or usage), 3 (--strict warnings), 130 (interrupted),
+    143 (terminated).
+
+    `argv` (default: sys.argv[1:]) lets tests run the command in process.
+    """
+    import warnings
+
+    from mlmcli.interrupt import EXIT_TERMINATED, raise_keyboard_interrupt, terminated
+
+    # numpy's overflow and invalid-value notes are not for users: results are checked instead
+    warnings.simplefilter("ignore", RuntimeWarning)
+    raise_keyboard_interrupt()
+    exc = _click_exceptions()
+    code = EXIT_OK
+    try:
+        result = _command().main(args=argv, prog_name="mlm", standalone_mode=False)
+        code = result if isinstance(result, int) else EXIT_OK
+    except MlmError as e:
+        sys.stderr.write(f"mlm: error: {e}\n")
+        code = EXIT_USAGE
+    except exc.NoArgsIsHelpError as e:
+        sys.stdout.write(e.ctx.get_help() + "\n")
+    except exc.UsageError as e:
+        sys.stderr.write(f"mlm: error: {e.format_message()}\n")
+        code = EXIT_USAGE
+    except exc.ClickException as e:
+        sys.stderr.write(f"mlm: error: {e.format_message()}\n")
+        code = e.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        code = EXIT_INTERRUPTED
+    except typer.Exit as e:
+        code = e.exit_code
+    except BrokenPipeError:
+        # the reader (head, less) has seen enough: not a failure
+        _quiet_stdout()
+    except OSError as e:
+        sys.stderr.write(f"mlm: error: {_os_error_message(e)}\n")
+        code = EXIT_USAGE
+    except RecursionError:
+        sys.stderr.write("mlm: error: the input is nested too deeply to process\n")
+        code = EXIT_USAGE
+    except MemoryError:
+        sys.stderr.write("mlm: error: not enough memory for this model or picture\n")
+        code = EXIT_USAGE
+    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        if os.environ.get("MLM_TRACEBACK"):
+            import traceback
+
+            traceback.print_exc()
+        from mlmcli import __version__
+
+        sys.stderr.write(f"mlm: internal error: {type(e).__name__}: {e} (a bug in mlm {__version__}: please "
+                         "report it with the command and data that caused it; MLM_TRACEBACK=1 shows the "
+                         "traceback)\n")
+        code = EXIT_BUG
+    if code == EXIT_INTERRUPTED and terminated():   # click reports SIGTERM's unwinding as 130 too
+        code = EXIT_TERMINATED
+    if code == EXIT_INTERRUPTED:
+        sys.stderr.write("mlm: interrupted\n")
+    elif code == EXIT_TERMINATED:
+        sys.stderr.write("mlm: terminated\n")
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
+    except OSError as e:
+        sys.stderr.write(f"mlm: error: {_os_error_message(e)}\n")
+        code = code or EXIT_USAGE
+    sys.exit(code)

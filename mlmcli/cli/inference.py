@@ -1,0 +1,125 @@
+"""confint, anova and ranova: lme4's confint(), lmerTest's anova() and ranova()."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from mlmcli.cli.app import CiMethod, DataArg, Format, FormulaArg, MlOpt, NoColorOpt, OutputOpt, StrictOpt, app
+from mlmcli.cli.common import (
+    _check_outputs,
+    _default_format,
+    _deliver,
+    _fit,
+    _fit_and_warn,
+    _strict_exit,
+    _user_errors,
+    _warn,
+)
+
+
+class AnovaType(str, Enum):
+    one = "1"
+    two = "2"
+    three = "3"
+
+
+class AnovaDdf(str, Enum):
+    satterthwaite = "Satterthwaite"
+
+
+LevelOpt = Annotated[float, typer.Option("--level", help="Confidence level, between 0 and 1.")]
+
+
+@app.command()
+def confint(
+    data: DataArg,
+    formula: FormulaArg,
+    method: Annotated[CiMethod, typer.Option("--method", "-m", help="wald (fixed effects) or profile "
+                                             "(likelihood profile of every parameter).")] = CiMethod.profile,
+    level: LevelOpt = 0.95,
+    parm: Annotated[str | None, typer.Option(
+        "--parm", help="Comma-separated parameter names (as printed; also theta_ or beta_ for all "
+        "variance parameters or all fixed effects).")] = None,
+    ml: MlOpt = False,
+    fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (R's confint matrix), table, json.")
+                   ] = None,
+    output: OutputOpt = None,
+    no_color: NoColorOpt = False,
+    strict: StrictOpt = False,
+) -> None:
+    """Confidence intervals as lme4's confint(): Wald, or likelihood profile (ML deviance)."""
+    from mlmcli.confint import check_level, confint_report, select
+
+    check_level(level)
+    inputs = (data,)
+    _check_outputs(inputs, output)
+    kind = _default_format(fmt, output)
+    names = [s.strip() for s in parm.split(",") if s.strip()] if parm else None
+    model, _ = _fit_and_warn(data, formula, ml)
+    select(model, names, method.value)   # a misspelt --parm is an error before any profiling
+    if method == CiMethod.profile:
+        _warn(["Computing profile confidence intervals ..."])   # lme4's message, before the long part
+    with _user_errors(formula):
+        report = confint_report(model, method.value, level, names)
+    _deliver(kind, report, output, inputs, no_color, "mlmcli.render.inference:confint_text",
+             "mlmcli.render.inference:print_confint")
+    _strict_exit(strict, model.warnings)
+
+
+@app.command()
+def anova(
+    data: DataArg,
+    formula: FormulaArg,
+    type_: Annotated[AnovaType, typer.Option("--type", "-t", help="Type of sums of squares: 1, 2 or 3.")
+                     ] = AnovaType.three,
+    ddf: Annotated[AnovaDdf, typer.Option("--ddf", help="Denominator df: Satterthwaite.")
+                   ] = AnovaDdf.satterthwaite,
+    ml: MlOpt = False,
+    fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lmerTest's table), table, json.")
+                   ] = None,
+    output: OutputOpt = None,
+    no_color: NoColorOpt = False,
+    strict: StrictOpt = False,
+) -> None:
+    """F tests of the fixed-effect terms, as lmerTest's anova(fit, type =) with Satterthwaite's df."""
+    from mlmcli.anova import anova_report
+
+    inputs = (data,)
+    _check_outputs(inputs, output)
+    kind = _default_format(fmt, output)
+    model, frame = _fit(data, formula, ml, ddf.value)
+    with _user_errors(formula):
+        report = anova_report(model, frame, int(type_.value))
+    warnings = list(dict.fromkeys(model.warnings)) + list(model.satterthwaite().messages)
+    _warn(warnings)
+    _deliver(kind, report, output, inputs, no_color, "mlmcli.render.inference:anova_text",
+             "mlmcli.render.inference:print_anova")
+    _strict_exit(strict, warnings)
+
+
+@app.command()
+def ranova(
+    data: DataArg,
+    formula: FormulaArg,
+    ml: MlOpt = False,
+    fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lmerTest's table), table, json.")
+                   ] = None,
+    output: OutputOpt = None,
+    no_color: NoColorOpt = False,
+    strict: StrictOpt = False,
+) -> None:
+    """Likelihood-ratio tests of the random-effects terms, as lmerTest's ranova(fit)."""
+    from mlmcli.ranova import ranova_report
+
+    inputs = (data,)
+    _check_outputs(inputs, output)
+    kind = _default_format(fmt, output)
+    model, frame = _fit_and_warn(data, formula, ml)
+    with _user_errors(formula):
+        report = ranova_report(model, frame)
+    _deliver(kind, report, output, inputs, no_color, "mlmcli.render.inference:ranova_text",
+             "mlmcli.render.inference:print_ranova")
+    _strict_exit(strict, model.warnings)

@@ -1,0 +1,249 @@
+"""fit, tau, ranef and compare: the model, its Tau matrix, its conditional modes, likelihood-ratio tests."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from mlmcli.cli.app import (
+    CiMethod,
+    DataArg,
+    Ddf,
+    Format,
+    FormulaArg,
+    MlOpt,
+    NoColorOpt,
+    Optimizer,
+    OptimizerOpt,
+    OutputOpt,
+    RanefFormat,
+    SepOpt,
+    StrictOpt,
+    app,
+)
+from mlmcli.cli.common import (
+    _check_finite,
+    _check_outputs,
+    _default_format,
+    _deliver,
+    _emit,
+    _fit,
+    _fit_and_warn,
+    _json,
+    _note_ignored,
+    _printable,
+    _strict_exit,
+    _table,
+    _user_errors,
+    _warn,
+)
+from mlmcli.errors import MlmError
+
+
+@app.command()
+def fit(
+    data: DataArg,
+    formula: FormulaArg,
+    ml: MlOpt = False,
+    sep: SepOpt = None,
+    optimizer: OptimizerOpt = Optimizer.robust,
+    fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lme4's summary), table, json.")] = None,
+    ddf: Annotated[Ddf, typer.Option("--ddf", help="Denominator df: Satterthwaite, or none.")] = Ddf.satterthwaite,
+    correlation: Annotated[bool, typer.Option(
+        "--correlation", help="Show fixed-effect correlations in the table (text and json always have them).")
+    ] = False,
+    ci: Annotated[CiMethod | None, typer.Option(
+        "--ci", help="Add confidence intervals of the fixed effects (conf_low, conf_high) to json and "
+        "table output: wald or profile.")] = None,
+    level: Annotated[float, typer.Option("--level", help="Confidence level of --ci.")] = 0.95,
+    output: OutputOpt = None,
+    no_color: NoColorOpt = False,
+    strict: StrictOpt = False,
+) -> None:
+    """Fit a linear mixed model and print lme4's summary (estimates, SEs, Satterthwaite df, p-values)."""
+    from mlmcli.report import fit_report
+
+    inputs = (data,)
+    _check_outputs(inputs, output)
+    kind = _default_format(fmt, output)
+    if correlation and kind != "table":
+        _note_ignored("--correlation", kind, "table")
+    if ci is not None:
+        from mlmcli.confint import check_level
+
+        check_level(level)
+        if kind == "text":
+            _note_ignored("--ci", kind, "json and table")
+    model, _ = _fit(data, formula, ml, ddf.value, sep=sep, optimizer=optimizer.value)
+    report = fit_report(model)
+    if ci is not None and kind != "text":
+        from mlmcli.confint import add_fixed_effect_intervals
+
+        with _user_errors(formula):
+            add_fixed_effect_intervals(report, model, ci.value, level)
+    warnings = report["warnings"] + report.get("lmerTest_messages", [])
+    _warn(warnings)
+    if kind != "text":  # the ICC and R² appear in json and table output only
+        _warn([f"mlm: note: {w}" for w in report.get("effects_warnings", [])])
+    if kind == "json":
+        _emit(_json(report), output, inputs)
+    elif kind == "text":
+        from mlmcli.render.text import fit_summary_output
+
+        printed = fit_summary_output(_printable(report))
+        _emit(printed.out, output, inputs)
+        sys.stderr.write(printed.err)
+    else:
+        from mlmcli.render.table import print_fit
+
+        _table(lambda c: print_fit(c, _printable(report), correlation=correlation), output, no_color, inputs)
+    _strict_exit(strict, warnings)
+
+
+@app.command()
+def tau(
+    data: DataArg,
+    formula: FormulaArg,
+    ml: MlOpt = False,
+    sep: SepOpt = None,
+    optimizer: OptimizerOpt = Optimizer.robust,
+    fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (Matrix::bdiag), table, json.")] = None,
+    corr: Annotated[bool, typer.Option("--corr", help="Show the correlation matrix alone (table).")] = False,
+    output: OutputOpt = None,
+    no_color: NoColorOpt = False,
+    strict: StrictOpt = False,
+) -> None:
+    """The Tau matrix: each grouping factor's random-effects covariance, and the residual variance."""
+    from mlmcli.report import tau_report
+
+    inputs = (data,)
+    _check_outputs(inputs, output)
+    kind = _default_format(fmt, output)
+    if corr and kind != "table":
+        _note_ignored("--corr", kind, "table")
+    model, _ = _fit_and_warn(data, formula, ml, sep=sep, optimizer=optimizer.value)
+    report = tau_report(model)
+    _deliver(kind, report, output, inputs, no_color, "mlmcli.render.text:tau_text", "mlmcli.render.table:print_tau",
+             corr_only=corr)
+    _strict_exit(strict, model.warnings)
+
+
+@app.command()
+def ranef(
+    data: DataArg,
+    formula: FormulaArg,
+    ml: MlOpt = False,
+    sep: SepOpt = None,
+    optimizer: OptimizerOpt = Optimizer.robust,
+    fmt: Annotated[RanefFormat | None, typer.Option("--format", "-f", help="table, csv, json, text.")] = None,
+    head: Annotated[int | None, typer.Option(
+        "--head", min=1, help="Show the first N levels of each factor (table and text).")] = None,
+    wide: Annotated[bool, typer.Option("--wide", help="One row per level, as ranef(fit)$g prints (table, csv).")
+                    ] = False,
+    with_coef: Annotated[bool, typer.Option("--with-coef", help="Add coef(fit): fixed + random.")] = False,
+    output: OutputOpt = None,
+    no_color: NoColorOpt = False,
+    strict: StrictOpt = False,
+) -> None:
+    """Conditional modes (Empirical Bayes estimates) of the random effects with conditional SDs."""
+    from mlmcli.report import ranef_report
+
+    inputs = (data,)
+    _check_outputs(inputs, output)
+    kind = _default_format(fmt, output)
+    if head is not None and kind not in ("table", "text"):
+        _note_ignored("--head", kind, "table and text")
+    if wide and kind not in ("table", "csv"):
+        _note_ignored("--wide", kind, "table and csv")
+    model, _ = _fit_and_warn(data, formula, ml, sep=sep, optimizer=optimizer.value)
+    report = ranef_report(model, with_coef=with_coef)
+    if kind == "json":
+        _emit(_json(report), output, inputs)
+    elif kind == "csv":
+        from mlmcli.render.csvout import ranef_csv
+
+        _emit(ranef_csv(report, wide=wide, with_coef=with_coef), output, inputs)
+    elif kind == "text":
+        from mlmcli.render.ranef_text import ranef_text
+
+        _emit(ranef_text(_printable(report), head=head), output, inputs)
+    else:
+        from mlmcli.render.table import print_ranef
+
+        shown = _printable(report)
+        _table(lambda c: print_ranef(c, shown, head=head, wide=wide, coef=shown.get("coef") if with_coef else None),
+               output, no_color, inputs)
+    _strict_exit(strict, model.warnings)
+
+
+@app.command()
+def compare(
+    data: DataArg,
+    formulas: Annotated[list[str], typer.Argument(help="Two or more model formulas.", metavar="FORMULA...")],
+    ml: MlOpt = False,
+    sep: SepOpt = None,
+    optimizer: OptimizerOpt = Optimizer.robust,
+    fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lme4's anova), table, json.")] = None,
+    names: Annotated[str | None, typer.Option("--names", help="Comma-separated model names.")] = None,
+    variance_reduction: Annotated[bool, typer.Option(
+        "--variance-reduction", help="Proportion of variance reduced at level 1 and 2, and the ICC.")] = False,
+    output: OutputOpt = None,
+    no_color: NoColorOpt = False,
+    strict: StrictOpt = False,
+) -> None:
+    """Likelihood-ratio tests of nested models (lme4's anova), refitting REML fits by ML."""
+    from mlmcli.compare import REFIT_MESSAGE, compare_report
+    from mlmcli.compare import compare as run_compare
+    from mlmcli.compare import variance_reduction as reduction
+    from mlmcli.design import build_design
+    from mlmcli.formula import parse_formula
+    from mlmcli.frame import read_csv
+    from mlmcli.model import fit_model
+    from mlmcli.report import SCHEMA_VERSION
+
+    if len(formulas) < 2:
+        raise MlmError("compare needs at least two formulas")
+    labels = [s.strip() for s in names.split(",")] if names else [f"m{i + 1}" for i in range(len(formulas))]
+    if len(labels) != len(formulas) or len(set(labels)) != len(labels):
+        raise MlmError(f"--names needs {len(formulas)} distinct names, got {names!r}")
+    inputs = (data,)
+    _check_outputs(inputs, output)
+    kind = _default_format(fmt, output)
+    with _user_errors(formulas[0]):
+        models = [parse_formula(f) for f in formulas]
+        frame = read_csv(data, columns=[c for parsed in models for c in parsed.columns()], sep=sep)
+    fits = []
+    for f, parsed in zip(formulas, models, strict=True):
+        with _user_errors(f):
+            fits.append(fit_model(parsed, build_design(frame, parsed), reml=not ml, data_name=frame.name,
+                                  ddf="none", optimizer=optimizer.value))
+        _check_finite(fits[-1])
+    warnings = list(dict.fromkeys(w for m in fits for w in m.warnings))
+    _warn(warnings)
+    with _user_errors():
+        cmp = run_compare(fits, labels)
+    if cmp.refit_ml:
+        _warn([REFIT_MESSAGE])
+    report = {"schema_version": SCHEMA_VERSION, **compare_report(cmp)}
+    vr = reduction(fits[0], list(zip(labels[1:], fits[1:], strict=True))) if variance_reduction else None
+    if vr is not None:
+        report["variance_reduction"] = vr
+    if kind == "json":
+        _emit(_json(report), output, inputs)
+    elif kind == "text":
+        from mlmcli.render.text import anova_text
+
+        text = anova_text(_printable(report))
+        if vr is not None:
+            from mlmcli.render.csvout import variance_reduction_text
+
+            text += variance_reduction_text(_printable(vr))
+        _emit(text, output, inputs)
+    else:
+        from mlmcli.render.table import print_compare
+
+        _table(lambda c: print_compare(c, _printable(report), variance_reduction=_printable(vr) if vr else None),
+               output, no_color, inputs)
+    _strict_exit(strict, warnings)

@@ -1,0 +1,105 @@
+"""plot and schema: pictures of a fit, and the JSON contracts of the other commands."""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from mlmcli.cli.app import DataArg, FormulaArg, MlOpt, SchemaName, SepOpt, StrictOpt, app
+from mlmcli.cli.common import _check_outputs, _emit, _fit_and_warn, _json, _strict_exit, _user_errors, _where_columns
+from mlmcli.errors import MlmError
+
+
+class PlotKind(str, Enum):
+    ranef = "ranef"
+    caterpillar = "caterpillar"
+    spaghetti = "spaghetti"
+    fitted = "fitted"
+    residuals = "residuals"
+    profile = "profile"
+
+
+class PlotFormat(str, Enum):
+    json = "json"
+
+
+class PlotTheme(str, Enum):
+    screen = "screen"
+    paper = "paper"
+
+
+# matplotlib refuses images of 2^16 pixels or more on a side; say so before fitting
+MAX_PIXELS = 2**16 - 1
+
+
+@app.command()
+def plot(
+    data: DataArg,
+    formula: FormulaArg,
+    kind: Annotated[PlotKind, typer.Option("--kind", "-k", help="What to draw.")] = PlotKind.ranef,
+    output: Annotated[str, typer.Option("--output", "-o", help="Image file: .png, .svg or .pdf.")] = "mlm-plot.png",
+    ml: MlOpt = False,
+    sep: SepOpt = None,
+    x: Annotated[str | None, typer.Option("--x", help="Term or variable on the x axis.")] = None,
+    y: Annotated[str | None, typer.Option("--y", help="Term on the y axis (ranef plot).")] = None,
+    group: Annotated[str | None, typer.Option("--group", help="Grouping factor (default: the first).")] = None,
+    where: Annotated[str | None, typer.Option("--where", help='Keep rows, e.g. "schcode <= 10".')] = None,
+    by: Annotated[str | None, typer.Option("--by", help="Split fitted lines by a level-2 variable.")] = None,
+    dpi: Annotated[int | None, typer.Option("--dpi", min=20, max=1200, help="Default: 100, paper 300.")] = None,
+    width: Annotated[float, typer.Option("--width", min=1.0, max=100.0, help="Inches.")] = 8.0,
+    height: Annotated[float, typer.Option("--height", min=1.0, max=100.0, help="Inches.")] = 6.0,
+    title: Annotated[str | None, typer.Option("--title", help='"" for none.')] = None,
+    caption: Annotated[str | None, typer.Option("--caption", help='Footer; "" for none.')] = None,
+    theme: Annotated[PlotTheme, typer.Option("--theme", help="screen, or paper (journal).")] = PlotTheme.screen,
+    groups: Annotated[int | None, typer.Option("--groups", min=0, help="Groups drawn; 0: all.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, help="Seed of the spaghetti sample (default 1).")] = None,
+    data_out: Annotated[str | None, typer.Option("--data-out", help="Also write the plotted numbers (CSV).")] = None,
+    fmt: Annotated[PlotFormat | None, typer.Option("--format", "-f", help="json: print the plotted numbers.")
+                   ] = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Draw a multilevel analyst's pictures (EB intercepts vs slopes, caterpillar, spaghetti...) as PNG."""
+    from mlmcli.render.plots import PlotOptions, draw, image_format
+
+    # every option is checked before the (possibly long) fit
+    image_format(output)
+    inputs = (data,)
+    _check_outputs(inputs, output, data_out)
+    if data_out is not None and output != "-" and os.path.realpath(data_out) == os.path.realpath(output):
+        raise MlmError(f"--data-out and --output name the same file: {output}")
+    px = dpi if dpi is not None else (300 if theme is PlotTheme.paper else 100)
+    if max(width, height) * px > MAX_PIXELS:
+        raise MlmError(f"the image would be {round(width * px)} x {round(height * px)} pixels; "
+                       f"at most {MAX_PIXELS} on a side: lower --dpi or the size")
+    if where is not None:
+        from mlmcli.where import parse_where
+
+        with _user_errors(where):
+            parse_where(where)
+    model, frame = _fit_and_warn(data, formula, ml, [c for c in (x, by) if c] + _where_columns(where), sep)
+    opts = PlotOptions(kind=kind.value, output=output, x=x, y=y, group=group, where=where, by=by, dpi=dpi,
+                       width=width, height=height, title=title, data_out=data_out, theme=theme.value,
+                       caption=caption, groups=groups, seed=seed, inputs=inputs)
+    if kind is PlotKind.profile:   # the profiles are the engine's work, done before drawing
+        from mlmcli.confint import profile_curves
+
+        with _user_errors(formula):
+            opts.profiles = profile_curves(model)
+    plotted = draw(model, frame, opts)
+    if fmt is not None:
+        _emit(_json(plotted), None)
+    _strict_exit(strict, model.warnings)
+
+
+@app.command()
+def schema(
+    name: Annotated[SchemaName, typer.Argument(
+        help="fit, tau, ranef, compare, predict, augment, confint, anova or ranova.", metavar="COMMAND")],
+) -> None:
+    """Print the JSON schema that `mlm COMMAND --format json` output follows."""
+    from importlib.resources import files
+
+    _emit((files("mlmcli") / "schemas" / f"{name.value}.schema.json").read_text(encoding="utf-8"), None)

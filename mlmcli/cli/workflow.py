@@ -1,0 +1,72 @@
+"""predict and augment: lme4's predict() and broom.mixed's augment()."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from mlmcli.cli.app import DataArg, FormulaArg, MlOpt, OutputOpt, ReForm, RowsFormat, StrictOpt, app
+from mlmcli.cli.common import _check_outputs, _emit, _fit_and_warn, _json, _user_errors
+from mlmcli.errors import MlmError
+
+
+@app.command()
+def predict(
+    data: DataArg,
+    formula: FormulaArg,
+    newdata: Annotated[str | None, typer.Option(
+        "--newdata", help="CSV file of new rows to predict (default: the fitted values of DATA's rows).")] = None,
+    re_form: Annotated[ReForm, typer.Option(
+        "--re-form", help="all: with the random effects (lme4's re.form = NULL); none: fixed part only (NA).")
+    ] = ReForm.all,
+    allow_new_levels: Annotated[bool, typer.Option(
+        "--allow-new-levels", help="Predict unseen (or missing) groups at the population value, not an error.")
+    ] = False,
+    ml: MlOpt = False,
+    fmt: Annotated[RowsFormat, typer.Option("--format", "-f", help="csv or json.")] = RowsFormat.csv,
+    output: OutputOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Predictions as lme4's predict(): NEWDATA's columns plus .fitted."""
+    from mlmcli.frame import read_csv
+    from mlmcli.report import prediction_report
+
+    inputs = (data,) if newdata is None else (data, newdata)
+    _check_outputs(inputs, output)
+    if newdata is not None and newdata == "-" and data == "-":
+        raise MlmError("DATA and --newdata cannot both be standard input")
+    model, frame = _fit_and_warn(data, formula, ml)
+    with _user_errors(formula):
+        new = read_csv(newdata) if newdata is not None else None
+        report, columns = prediction_report(model, frame, new, re_form.value, allow_new_levels)
+    if fmt == RowsFormat.json:
+        _emit(_json(report), output, inputs)
+    else:
+        from mlmcli.render.rows import rows_csv
+
+        _emit(rows_csv(columns), output, inputs)
+
+
+@app.command()
+def augment(
+    data: DataArg,
+    formula: FormulaArg,
+    ml: MlOpt = False,
+    fmt: Annotated[RowsFormat, typer.Option("--format", "-f", help="csv or json.")] = RowsFormat.csv,
+    output: OutputOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """The model frame's rows with broom.mixed's augment() columns .fitted, .resid and .fixed."""
+    from mlmcli.report import augment_report
+
+    inputs = (data,)
+    _check_outputs(inputs, output)
+    model, frame = _fit_and_warn(data, formula, ml)
+    report, columns = augment_report(model, frame.int_columns)
+    if fmt == RowsFormat.json:
+        _emit(_json(report), output, inputs)
+    else:
+        from mlmcli.render.rows import rows_csv
+
+        _emit(rows_csv(columns), output, inputs)
