@@ -279,11 +279,12 @@ def test_strict_exits_3_after_writing_the_output(tmp_path):
 
 def test_internal_errors_exit_1_and_say_how_to_report_them(monkeypatch, capsys):
     from mlmcli import cli
+    from mlmcli.cli import models
 
     def broken(*args, **kwargs):
         raise KeyError("oops")
 
-    monkeypatch.setattr(cli, "_fit", broken)
+    monkeypatch.setattr(models, "_fit", broken)    # what the fit command calls
     with pytest.raises(SystemExit) as done:
         cli.main(["fit", SLEEP, SS])
     assert done.value.code == 1
