@@ -30,9 +30,14 @@ _NUMBER = (
     r"[ \t]*[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d*)?|0[xX][0-9a-fA-F]+"
     r"|[iI][nN][fF](?:[iI][nN][iI][tT][yY])?|[nN][aA][nN])[ \t]*"
 )
-_NUMBERS = re.compile(rf"(?:{_NUMBER}\n)*{_NUMBER}", re.ASCII)
+_NUMBER_FIELD = re.compile(_NUMBER, re.ASCII)
 # integers: type.convert's strtol accepts leading but not trailing blanks
-_INTEGERS = re.compile(r"(?:[ \t]*[+-]?\d+\n)*[ \t]*[+-]?\d+", re.ASCII)
+_INTEGER_FIELD = re.compile(r"[ \t]*[+-]?\d+", re.ASCII)
+
+
+def all_integers(values: list[str]) -> bool:
+    """Every field is an integer as type.convert's strtol reads it (leading but no trailing blanks)."""
+    return bool(values) and all(_INTEGER_FIELD.fullmatch(v) for v in set(values))
 _PLAIN_FLOAT = re.compile(r"[ \t]*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?[ \t]*", re.ASCII)
 _LOGICALS = {"TRUE": 1, "T": 1, "FALSE": 0, "F": 0}
 
@@ -126,10 +131,12 @@ def _numeric_column(values: list[str]) -> tuple[np.ndarray, bool] | None:
     present = [v for v in values if v != "NA" and v.strip() != ""]
     if not present:
         return np.full(len(values), np.nan), False
-    joined = "\n".join(present)
-    if not _NUMBERS.fullmatch(joined):
+    # field by field, over the distinct values: one regex over the joined column backtracks
+    # exponentially on some inputs
+    distinct = set(present)
+    if not all(_NUMBER_FIELD.fullmatch(v) for v in distinct):
         return None
-    is_int = _INTEGERS.fullmatch(joined) is not None
+    is_int = all_integers(present)
     out = np.empty(len(values))
     for i, v in enumerate(values):
         if v == "NA" or v.strip() == "":

@@ -25,10 +25,10 @@ from mlmcli.csvtext import split_text
 from mlmcli.errors import DataError
 from mlmcli.frame import (
     _INT32_MAX,
-    _INTEGERS,
     Factor,
     Frame,
     _convert,
+    all_integers,
     make_names,
     no_data_rows,
     select_columns,
@@ -178,7 +178,7 @@ def _from_text(series) -> tuple[np.ndarray | Factor, bool] | None:
 def _integer_text(series) -> bool:
     """Whether R reads a whole-valued column as integer: every field looks like one."""
     present = [c for c in _distinct(series)[0] if c.strip() != ""]
-    return bool(present) and _INTEGERS.fullmatch("\n".join(present)) is not None
+    return all_integers(present)
 
 
 def _columns_writing(src: Source, sep: str, k: int, chars: bytes, targets: set[int]) -> set[int] | None:

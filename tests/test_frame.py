@@ -365,3 +365,13 @@ def test_command_line_header_only_file(tmp_path):
     out = _mlm("fit", str(p), "math ~ ses + (1|schcode)")
     assert out.returncode == 2
     assert out.stderr == f"mlm: error: '{p}': no data rows, only a header line\n"
+
+
+def test_a_long_column_of_digit_runs_is_checked_field_by_field(tmp_path):
+    """A column of long digit runs ending in one word is text (a factor) in R; checking it as one
+    regex over the joined column backtracked exponentially."""
+    path = tmp_path / "digits.csv"
+    path.write_text("y,g\n" + "".join(f"{i}.5,{'7' * 40} \n" for i in range(60)) + "1,7x\n")
+    for engine in ("python", "pandas"):
+        frame = read_csv(str(path), engine=engine)
+        assert isinstance(frame.columns["g"], Factor) and frame.columns["g"].levels[-1] == "7x"
