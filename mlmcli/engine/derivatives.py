@@ -36,7 +36,8 @@ def pwrss_gradient(f: BlockedFactor) -> np.ndarray:
     u = f.spherical_modes()
     b = [bi[:, :, None] for bi in f.conditional_modes(u)]
     # Z'r = Z'y - Z'X beta - Z'Z b
-    Zr = [ZF[:, :, p] - ZF[:, :, :p] @ f.beta() - ZZb[:, :, 0]
+    beta = f.beta()
+    Zr = [ZF[:, :, p] - ZF[:, :, :p] @ beta - ZZb[:, :, 0]
           for ZF, ZZb in zip(cp.z_xy(), cp.zz_times(b), strict=True)]
     us = [ui.reshape(s.ell, s.k) for s, ui in zip(f.structures, u, strict=True)]
     return np.array([-2.0 * float(Zr[j][:, a] @ us[j][:, bb]) for j, a, bb in _theta_entries(f)])

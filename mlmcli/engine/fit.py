@@ -195,11 +195,13 @@ def _finish(f: Objective, opt: Optimum, lower: np.ndarray, polish: bool) -> Opti
 def theta_scales(system: BlockedFactor) -> np.ndarray:
     """Per theta, the root mean square of its row's column of Z: T's row for a slope on a covariate
     in the hundreds holds numbers a hundred times smaller than the intercept's."""
-    out = []
-    for st in system.structures:
-        rms = np.sqrt(np.mean(st.X ** 2, axis=0))
-        out.append(np.where(rms > 0, rms, 1.0)[st.tri_rows])
-    return np.concatenate(out)
+    return np.concatenate([np.where(rms > 0, rms, 1.0)[st.tri_rows]
+                           for st, rms in zip(system.structures, _column_rms(system), strict=True)])
+
+
+def _column_rms(system: BlockedFactor) -> list[np.ndarray]:
+    """Per term, the root mean square of each of its columns of Z."""
+    return [np.sqrt(np.mean(st.X ** 2, axis=0)) for st in system.structures]
 
 
 def _may_gain(opt: Optimum) -> bool:
@@ -220,8 +222,7 @@ def _may_gain(opt: Optimum) -> bool:
 
 def _badly_scaled(system: BlockedFactor, ratio: float = 10.0) -> bool:
     """Some term's columns of Z differ in scale by more than `ratio`."""
-    for st in system.structures:
-        rms = np.sqrt(np.mean(st.X ** 2, axis=0))
+    for rms in _column_rms(system):
         rms = rms[rms > 0]
         if rms.size > 1 and rms.max() > ratio * rms.min():
             return True
