@@ -161,6 +161,14 @@ def _printable(report: dict) -> dict:
     return escape_strings(report)
 
 
+def _begin(data: str, output: str | None, fmt: Enum | None) -> tuple[tuple[str, ...], str]:
+    """A command's first step, before any work: the files it must not overwrite (checked against
+    -o) and the output format it will write."""
+    inputs = (data,)
+    _check_outputs(inputs, output)
+    return inputs, _default_format(fmt, output)
+
+
 def _check_outputs(inputs: tuple[str, ...], *outputs: str | None) -> None:
     """Before fitting: an output must not overwrite an input, and its folder must exist."""
     from mlmcli.outfile import check_output

@@ -9,8 +9,7 @@ import typer
 
 from mlmcli.cli.app import CiMethod, DataArg, Format, FormulaArg, MlOpt, NoColorOpt, OutputOpt, StrictOpt, app
 from mlmcli.cli.common import (
-    _check_outputs,
-    _default_format,
+    _begin,
     _deliver,
     _fit,
     _fit_and_warn,
@@ -54,9 +53,7 @@ def confint(
     from mlmcli.confint import check_level, confint_report, select
 
     check_level(level)
-    inputs = (data,)
-    _check_outputs(inputs, output)
-    kind = _default_format(fmt, output)
+    inputs, kind = _begin(data, output, fmt)
     names = [s.strip() for s in parm.split(",") if s.strip()] if parm else None
     model, _ = _fit_and_warn(data, formula, ml)
     select(model, names, method.value)   # a misspelt --parm is an error before any profiling
@@ -87,9 +84,7 @@ def anova(
     """F tests of the fixed-effect terms, as lmerTest's anova(fit, type =) with Satterthwaite's df."""
     from mlmcli.anova import anova_report
 
-    inputs = (data,)
-    _check_outputs(inputs, output)
-    kind = _default_format(fmt, output)
+    inputs, kind = _begin(data, output, fmt)
     model, frame = _fit(data, formula, ml, ddf.value)
     with _user_errors(formula):
         report = anova_report(model, frame, int(type_.value))
@@ -114,9 +109,7 @@ def ranova(
     """Likelihood-ratio tests of the random-effects terms, as lmerTest's ranova(fit)."""
     from mlmcli.ranova import ranova_report
 
-    inputs = (data,)
-    _check_outputs(inputs, output)
-    kind = _default_format(fmt, output)
+    inputs, kind = _begin(data, output, fmt)
     model, frame = _fit_and_warn(data, formula, ml)
     with _user_errors(formula):
         report = ranova_report(model, frame)

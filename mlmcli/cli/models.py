@@ -24,9 +24,8 @@ from mlmcli.cli.app import (
     app,
 )
 from mlmcli.cli.common import (
+    _begin,
     _check_finite,
-    _check_outputs,
-    _default_format,
     _deliver,
     _emit,
     _fit,
@@ -65,9 +64,7 @@ def fit(
     """Fit a linear mixed model and print lme4's summary (estimates, SEs, Satterthwaite df, p-values)."""
     from mlmcli.report import fit_report
 
-    inputs = (data,)
-    _check_outputs(inputs, output)
-    kind = _default_format(fmt, output)
+    inputs, kind = _begin(data, output, fmt)
     if correlation and kind != "table":
         _note_ignored("--correlation", kind, "table")
     if ci is not None:
@@ -118,9 +115,7 @@ def tau(
     """The Tau matrix: each grouping factor's random-effects covariance, and the residual variance."""
     from mlmcli.report import tau_report
 
-    inputs = (data,)
-    _check_outputs(inputs, output)
-    kind = _default_format(fmt, output)
+    inputs, kind = _begin(data, output, fmt)
     if corr and kind != "table":
         _note_ignored("--corr", kind, "table")
     model, _ = _fit_and_warn(data, formula, ml, sep=sep, optimizer=optimizer.value)
@@ -150,9 +145,7 @@ def ranef(
     """Conditional modes (Empirical Bayes estimates) of the random effects with conditional SDs."""
     from mlmcli.report import ranef_report
 
-    inputs = (data,)
-    _check_outputs(inputs, output)
-    kind = _default_format(fmt, output)
+    inputs, kind = _begin(data, output, fmt)
     if head is not None and kind not in ("table", "text"):
         _note_ignored("--head", kind, "table and text")
     if wide and kind not in ("table", "csv"):
@@ -208,9 +201,7 @@ def compare(
     labels = [s.strip() for s in names.split(",")] if names else [f"m{i + 1}" for i in range(len(formulas))]
     if len(labels) != len(formulas) or len(set(labels)) != len(labels):
         raise MlmError(f"--names needs {len(formulas)} distinct names, got {names!r}")
-    inputs = (data,)
-    _check_outputs(inputs, output)
-    kind = _default_format(fmt, output)
+    inputs, kind = _begin(data, output, fmt)
     with _user_errors(formulas[0]):
         models = [parse_formula(f) for f in formulas]
         frame = read_csv(data, columns=[c for parsed in models for c in parsed.columns()], sep=sep)
