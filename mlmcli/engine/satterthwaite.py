@@ -39,35 +39,16 @@ class Satterthwaite:
         return 2.0 * var_con**2 / denom
 
 
-class ProfiledPieces:
-    """ldL2, pwrss, ldRX2 and (R_X'R_X)^{-1} at theta, cached: varpar points that differ only in
-    sigma (a third of those numerical derivatives visit) need no new factorization."""
-
-    def __init__(self, system: BlockedFactor) -> None:
-        self.system = system
-        self._cache: dict[bytes, tuple[float, float, float, np.ndarray] | None] = {}
-
-    def at(self, theta: np.ndarray) -> tuple[float, float, float, np.ndarray] | None:
-        key = np.asarray(theta, dtype=float).tobytes()
-        if key not in self._cache:
-            s = self.system
-            self._cache[key] = ((s.ldL2, s.objective_pwrss(), s.ldRX2, s.unscaled_vcov())
-                                if s.update(theta) else None)
-        return self._cache[key]
-
-
-def deviance_varpar(pieces: ProfiledPieces, varpar: np.ndarray, reml: bool) -> float:
+def deviance_at(system: BlockedFactor, theta: np.ndarray, sigma: float, reml: bool) -> float:
     """lmerTest's devfun_vp: the deviance at theta with sigma given, beta profiled."""
-    got = pieces.at(varpar[:-1])
-    if got is None:
+    if not system.update(theta):
         return float("nan")
-    ldL2, pwrss, ldRX2, _ = got
-    sigma2 = varpar[-1] ** 2
-    n, p = pieces.system.n, pieces.system.p
-    dev = ldL2 + pwrss / sigma2 + n * (LOG_2PI + np.log(sigma2))
+    sigma2 = sigma**2
+    n, p = system.n, system.p
+    dev = system.ldL2 + system.objective_pwrss() / sigma2 + n * (LOG_2PI + np.log(sigma2))
     if not reml:
         return float(dev)
-    return float(dev + ldRX2 - p * (LOG_2PI + np.log(sigma2)))
+    return float(dev + system.ldRX2 - p * (LOG_2PI + np.log(sigma2)))
 
 
 def _steps(x: np.ndarray, d: float, eps: float = 1e-4, floor: float = 0.0) -> np.ndarray:
@@ -131,8 +112,7 @@ def satterthwaite(system: BlockedFactor, theta: np.ndarray, sigma: float, reml: 
     # mostly rounding noise.  A larger step with the same Richardson extrapolation converges to the
     # exact Hessian, which lmerTest's own evaluations approximate to about seven digits (checked on
     # the reference suite for steps from 1e-2 to 2e-1).
-    pieces = ProfiledPieces(system)
-    Htt = hessian(lambda th: deviance_varpar(pieces, np.append(th, sigma), reml), theta, d=HESSIAN_STEP,
+    Htt = hessian(lambda th: deviance_at(system, th, sigma, reml), theta, d=HESSIAN_STEP,
                   r=HESSIAN_LEVELS)
     system.update(theta)
     n, p = system.n, system.p
