@@ -365,10 +365,13 @@ def _scale(x: np.ndarray, center: float | bool | None = True,
 def _numeric_factor(x: np.ndarray, integer: bool) -> Factor:
     """factor() of numbers: levels sorted numerically, labelled as R's as.character()."""
     ok = ~np.isnan(x)
-    codes = np.full(len(x), -1, dtype=np.int64)
-    values, codes[ok] = _sorted_codes(x[ok])
+    if ok.all():
+        values, codes = _sorted_codes(x)
+    else:
+        codes = np.full(len(x), -1, dtype=np.int64)
+        values, codes[ok] = _sorted_codes(x[ok])
     if integer:
-        levels = [str(int(v)) for v in values]
+        levels = values.astype(np.int64).astype(str).tolist()
     else:
         levels = [format_number(float(v)) for v in values]
     return Factor(codes, levels)
@@ -454,7 +457,7 @@ def model_matrix(spec: ModelSpec, values: dict[str, Column], n: int) -> tuple[np
         columns.append(np.ones(n))
         names.append("(Intercept)")
     for term, coding in zip(spec.terms, _contrast_codes(spec, values), strict=True):
-        block: list[np.ndarray] = [np.ones(n)]
+        block: list[np.ndarray | None] = [None]  # None: the column of ones, never formed
         block_names = [""]
         for var, code in zip(term.vars, coding, strict=True):
             col = values[var.label]
@@ -474,11 +477,14 @@ def model_matrix(spec: ModelSpec, values: dict[str, Column], n: int) -> tuple[np
                 pieces = [np.asarray(col, dtype=float).reshape(-1)]
                 piece_names = [var.label]
             # earlier variables vary fastest, as in R
-            block = [b * p for p in pieces for b in block]
+            block = [p if b is None else b * p for p in pieces for b in block]
             block_names = [f"{b}:{p}" if b else p for p in piece_names for b in block_names]
-        columns.extend(block)
+        columns.extend(np.ones(n) if b is None else b for b in block)
         names.extend(block_names)
-    X = np.column_stack(columns) if columns else np.empty((n, 0))
+    # column-major: the engine reads X column by column (cross-products per level)
+    X = np.empty((n, len(columns)), order="F")
+    for j, col in enumerate(columns):
+        X[:, j] = col
     return X, names
 
 
@@ -629,11 +635,12 @@ def build_design(frame: Frame, formula: Formula) -> Design:
             full[v.label] = evaluate(v, frame, used=complete)
     nan_message = _nan_rows_message(frame, formula, full, complete)
     values: dict[str, Column] = {}
+    every_row = n == frame.n_rows  # no copies of whole columns when no row is dropped
     for label, col in full.items():
         if isinstance(col, Factor):
-            values[label] = _drop_unused(Factor(col.codes[rows], col.levels, col.logical))
+            values[label] = _drop_unused(col if every_row else Factor(col.codes[rows], col.levels, col.logical))
         else:
-            values[label] = col[rows]
+            values[label] = col if every_row else col[rows]
 
     terms = _random_terms(formula, frame, values, n)
     _check_levels(terms, n)
@@ -722,6 +729,9 @@ def _nan_rows_message(frame: Frame, formula: Formula, full: dict[str, Column], c
 def _check_finite(y: Column, X: np.ndarray, xnames: list[str], terms: list[ReTerm], response: str) -> None:
     """lmer stops at infinite values (log(0), 1/0): NaN rows were dropped as missing, Inf rows were not."""
     def bad(M: np.ndarray, names: list[str]) -> str | None:
+        with np.errstate(all="ignore"):
+            if np.all(np.isfinite(M.sum(axis=0))):  # a sum is finite only when every term is
+                return None
         cols = np.flatnonzero(~np.all(np.isfinite(M), axis=0))
         return names[cols[0]] if cols.size else None
 

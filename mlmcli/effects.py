@@ -79,8 +79,12 @@ def variance_components(model: FittedModel) -> Effects:
     var_fixed = _r_var(fixed)
     warnings: list[str] = []
     names = list(design.xnames)
+    # mean(z' Sigma z) over the rows is sum(Sigma * Z'Z) / n: the Gram matrix of X's columns is
+    # all it needs, and no n x k product is formed
+    gram = X.T @ X
     if "(Intercept)" not in names:  # insight adds a column of ones for the random intercepts
-        X = np.column_stack([np.ones(X.shape[0]), X])
+        sums = X.sum(axis=0)
+        gram = np.block([[np.array([[float(X.shape[0])]]), sums[None, :]], [sums[:, None], gram]])
         names = ["(Intercept)", *names]
     slopes = [t for vc in model.varcomps() for t in vc.terms if t != "(Intercept)"]
     if any(t not in names for t in slopes):
@@ -89,11 +93,11 @@ def variance_components(model: FittedModel) -> Effects:
     if np.any(np.abs(_diagonal_theta(model)) < SINGULAR_TOLERANCE):
         warnings.insert(0, SINGULAR_WARNING)
     else:
-        var_random = _random_variance(model, X, names)
+        var_random = _random_variance(model, gram, names)
     return Effects(var_fixed, var_random, float(model.sigma) ** 2, warnings)
 
 
-def _random_variance(model: FittedModel, X: np.ndarray, names: list[str]) -> float:
+def _random_variance(model: FittedModel, gram: np.ndarray, names: list[str]) -> float:
     """Sum over grouping factors of mean(z_i' Sigma z_i).
 
     insight takes VarCorr's blocks by the names of ranef(), one per grouping factor: of the terms
@@ -111,7 +115,7 @@ def _random_variance(model: FittedModel, X: np.ndarray, names: list[str]) -> flo
         keep = [i for i, t in enumerate(vc.terms) if t in names]
         if not keep:
             continue
-        Z = X[:, [names.index(vc.terms[i]) for i in keep]]
+        cols = [names.index(vc.terms[i]) for i in keep]
         S = vc.covariance[np.ix_(keep, keep)]
-        total += float(np.sum((Z @ S) * Z)) / n
+        total += float(np.sum(S * gram[np.ix_(cols, cols)])) / n
     return total

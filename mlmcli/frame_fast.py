@@ -29,6 +29,7 @@ from mlmcli.frame import (
     Frame,
     _convert,
     all_integers,
+    from_distinct,
     make_names,
     no_data_rows,
     select_columns,
@@ -163,16 +164,7 @@ def _distinct(series) -> tuple[list[str], np.ndarray]:
 
 def _from_text(series) -> tuple[np.ndarray | Factor, bool] | None:
     """R's type.convert run on a text column's distinct values, spread back over the rows."""
-    cats, codes = _distinct(series)
-    if any("\r" in c for c in cats):
-        return None  # the pure-Python reader turns \r\n into \n inside quotes too
-    missing = codes < 0
-    col, is_int = _convert(cats)
-    if isinstance(col, Factor):
-        table = col.codes if cats else np.zeros(1, dtype=np.int64)
-        return Factor(np.where(missing, -1, table[np.maximum(codes, 0)]), col.levels, col.logical), False
-    values = np.where(missing, np.nan, col[np.maximum(codes, 0)] if cats else 0.0)
-    return values, is_int
+    return from_distinct(*_distinct(series))
 
 
 def _integer_text(series) -> bool:

@@ -14,13 +14,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import mlmcli.frame_arrow
 import mlmcli.frame_fast
 from mlmcli import frame as frame_module
 from mlmcli.errors import DataError
 from mlmcli.frame import Factor, Frame, read_csv
 
 FIXTURES = Path(__file__).parent / "fixtures" / "design"
-ENGINES = ["python", "pandas"]
+ENGINES = ["python", "pandas", "arrow"]
 
 
 def assert_same_frame(a: Frame, b: Frame) -> None:
@@ -42,18 +43,22 @@ def assert_same_frame(a: Frame, b: Frame) -> None:
 
 
 def read_both(path: str, **kw) -> Frame:
-    """Read with both engines; they must give the same frame or the same error."""
+    """Read with every engine; they must give the same frame or the same error."""
     results = []
     for engine in ENGINES:
         try:
             results.append(read_csv(path, engine=engine, **kw))
         except DataError as exc:
             results.append(str(exc))
-    if isinstance(results[0], str) or isinstance(results[1], str):
-        assert results[0] == results[1]
-        raise DataError(results[0])
-    assert_same_frame(results[0], results[1])
-    return results[0]
+    first = results[0]
+    for other in results[1:]:
+        if isinstance(first, str) or isinstance(other, str):
+            assert first == other
+        else:
+            assert_same_frame(first, other)
+    if isinstance(first, str):
+        raise DataError(first)
+    return first
 
 
 # ---------------------------------------------------------------- R's fixtures through pandas
@@ -64,19 +69,26 @@ def test_fixtures_same_through_both_engines(file):
     read_both(str(FIXTURES / file))
 
 
-def test_fixture_values_through_pandas(monkeypatch):
-    # the R fixture test itself, with the pandas engine forced through the environment
+@pytest.mark.parametrize("engine", ["pandas", "arrow"])
+def test_fixture_values_through_native_readers(monkeypatch, engine):
+    # the R fixture test itself, with a native reader forced through the environment
     from tests.test_design import test_read_csv_matches_read_csv
 
-    monkeypatch.setenv("MLM_CSV_ENGINE", "pandas")
+    monkeypatch.setenv("MLM_CSV_ENGINE", engine)
     for case in json.loads((FIXTURES / "reader.json").read_text()):
         test_read_csv_matches_read_csv(case)
 
 
-def test_pandas_engine_is_used_for_big_files(monkeypatch, tmp_path):
+def test_arrow_engine_is_used_for_big_files(monkeypatch, tmp_path):
     calls = []
-    real = mlmcli.frame_fast.read_fast
-    monkeypatch.setattr(mlmcli.frame_fast, "read_fast", lambda *a: calls.append(a) or real(*a))
+    real = mlmcli.frame_arrow.read_arrow
+
+    def spy(*a):
+        frame = real(*a)
+        calls.append(frame)
+        return frame
+
+    monkeypatch.setattr(mlmcli.frame_arrow, "read_arrow", spy)
     monkeypatch.delenv("MLM_CSV_ENGINE", raising=False)
     p = tmp_path / "d.csv"
     p.write_text("y,g\n" + "".join(f"{i * 0.5},g{i % 7}\n" for i in range(200)))
@@ -84,7 +96,7 @@ def test_pandas_engine_is_used_for_big_files(monkeypatch, tmp_path):
     assert calls == []
     monkeypatch.setattr(frame_module, "FAST_MIN_BYTES", 100)
     big = read_csv(str(p))
-    assert len(calls) == 1
+    assert len(calls) == 1 and calls[0] is not None  # pyarrow read it, nobody after it
     assert_same_frame(small, big)
 
 
@@ -349,7 +361,8 @@ def test_command_line_reads_compressed_separated_files_through_either_engine(tmp
     formula = "math ~ ses + (1|schcode)"
     plain = _mlm("fit", str(heck), formula, "--format", "json")
     assert plain.returncode == 0, plain.stderr
-    for args, env in [((str(gz),), {"MLM_CSV_ENGINE": "pandas"}), ((str(gz),), {}),
+    for args, env in [((str(gz),), {"MLM_CSV_ENGINE": "pandas"}), ((str(gz),), {"MLM_CSV_ENGINE": "arrow"}),
+                      ((str(gz),), {}), ((str(semi), "--sep", ";"), {"MLM_CSV_ENGINE": "arrow"}),
                       ((str(semi), "--sep", ";"), {"MLM_CSV_ENGINE": "pandas"})]:
         p = _mlm("fit", args[0], formula, "--format", "json", *args[1:], env=env)
         assert p.returncode == 0, p.stderr
@@ -372,6 +385,6 @@ def test_a_long_column_of_digit_runs_is_checked_field_by_field(tmp_path):
     regex over the joined column backtracked exponentially."""
     path = tmp_path / "digits.csv"
     path.write_text("y,g\n" + "".join(f"{i}.5,{'7' * 40} \n" for i in range(60)) + "1,7x\n")
-    for engine in ("python", "pandas"):
+    for engine in ENGINES:
         frame = read_csv(str(path), engine=engine)
         assert isinstance(frame.columns["g"], Factor) and frame.columns["g"].levels[-1] == "7x"
