@@ -32,7 +32,8 @@ def _design(rng: np.random.Generator, kind: str, ks: list[int]):
     mid = top * 3 + rng.integers(0, 3, size=n)               # 9 levels nested in top
     low = mid * 2 + rng.integers(0, 2, size=n)               # 18 levels nested in mid
     crossed = rng.integers(0, 5, size=n)                     # 5 levels crossed with everything
-    groups = {"nested": [low, mid, top], "crossed": [low, crossed], "mixed": [low, mid, crossed, top]}[kind]
+    groups = {"nested": [low, mid, top], "crossed": [low, crossed], "mixed": [low, mid, crossed, top],
+              "single": [low]}[kind]
     groups = [np.unique(g, return_inverse=True)[1] for g in groups]
     groups.sort(key=lambda g: -(g.max() + 1))
     terms = [_term(g, k, x) for g, k in zip(groups, ks, strict=False)]
@@ -72,8 +73,8 @@ def _dense_reference(terms: list[ReTerm], X: np.ndarray, y: np.ndarray, T: list[
     return 2 * np.log(np.diag(Lz)).sum(), pwrss, beta, u, cond
 
 
-@settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 10_000), kind=st.sampled_from(["nested", "crossed", "mixed"]),
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), kind=st.sampled_from(["nested", "crossed", "mixed", "single"]),
        ks=st.lists(st.integers(1, 3), min_size=4, max_size=4))
 def test_blocked_factor_equals_dense(seed, kind, ks):
     rng = np.random.default_rng(seed)
@@ -84,6 +85,7 @@ def test_blocked_factor_equals_dense(seed, kind, ks):
     elif kind == "crossed":
         assert cp.nbd == 1 and cp.q_tail > 0
     f = BlockedFactor(cp)
+    assert (f.small is not None) == (kind == "single" and ks[0] <= 2)
     theta = []
     for s in cp.structures:
         diag = s.tri_rows == s.tri_cols
@@ -127,6 +129,25 @@ def test_kernels_equal_their_dense_meaning(seed, k, m, ell):
     np.testing.assert_allclose(nb.t_times(u).reshape(-1, 2), dense.T @ u.reshape(-1, 2), atol=1e-12)
 
 
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), k=st.integers(1, 2))
+def test_closed_form_kernel_equals_the_stacked_blocks(seed, k):
+    """One term of one or two columns: the closed-form kernel and the general blocked factor give
+    the same L, L^{-1}, L_FZ and L_FF."""
+    rng = np.random.default_rng(seed)
+    terms, X, y = _design(rng, "single", [k])
+    cp = CrossProducts(terms, X, y)
+    theta = np.concatenate([rng.uniform(0.2, 1.5, size=1), rng.uniform(-0.6, 0.6, size=k - 1),
+                            rng.uniform(0.2, 1.5, size=k - 1)])
+    fast, general = BlockedFactor(cp), BlockedFactor(cp)
+    general.small = None
+    assert fast.small is not None and fast.update(theta) and general.update(theta)
+    assert fast.ldL2 == pytest.approx(general.ldL2, rel=1e-13)
+    np.testing.assert_allclose(fast.L_FF, general.L_FF, rtol=1e-12, atol=1e-13)
+    for a, b in [(fast.Ldiag, general.Ldiag), (fast.Linv, general.Linv), (fast.LF, general.LF)]:
+        np.testing.assert_allclose(a[0], b[0], rtol=1e-12, atol=1e-13)
+
+
 def test_term_order_decides_the_block_types():
     """A term nested in a later one stays block diagonal; a crossed one starts the dense tail."""
     rng = np.random.default_rng(3)
@@ -137,8 +158,8 @@ def test_term_order_decides_the_block_types():
     assert set(cp.A_nested) == {(1, 0)}
 
 
-@settings(max_examples=15, deadline=None)
-@given(seed=st.integers(0, 10_000), kind=st.sampled_from(["nested", "crossed", "mixed"]),
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), kind=st.sampled_from(["nested", "crossed", "mixed", "single"]),
        ks=st.lists(st.integers(1, 2), min_size=4, max_size=4))
 def test_exact_derivatives_equal_central_differences(seed, kind, ks):
     """d pwrss / d theta and d (R_X'R_X)^{-1} / d theta from the blocks of A, against differences."""

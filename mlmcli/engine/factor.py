@@ -20,6 +20,7 @@ import numpy as np
 
 from mlmcli.engine.blocks import Nested, batched_cholesky, bmm, congruence, segment_sum, t
 from mlmcli.engine.crossprod import CrossProducts
+from mlmcli.engine.small_term import SmallTermBlocks, SmallTermFactor, factor_small_term
 from mlmcli.engine.tail import TailLambda, block_diag_or_vector, block_diag_or_vector_stack, scale_right
 
 LOG_2PI = float(np.log(2.0 * np.pi))
@@ -40,6 +41,11 @@ class BlockedFactor:
         self.n, self.p = cp.n, cp.p
         self.structures = cp.structures
         self.ok = False
+        # one term of one or two columns: the closed-form kernel (small_term.py)
+        one_small = len(cp.structures) == 1 and cp.q_tail == 0 and cp.structures[0].k <= 2
+        self.small = SmallTermBlocks.of(cp.A_diag[0], cp.A_F[0]) if one_small else None
+        self._small_factor: SmallTermFactor | None = None
+        self._stacks: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] | None = None
 
     # ------------------------------------------------------------------ factor
     def update(self, theta: np.ndarray) -> bool:
@@ -54,14 +60,38 @@ class BlockedFactor:
         self.ok = bool(np.isfinite(self.L_FF).all())
         return self.ok
 
+    # the diagonal blocks of L_ZZ, their inverses and L_FZ, per leading term; the closed-form
+    # kernel forms these stacks only when something after the fit asks for them
+    @property
+    def Ldiag(self) -> list[np.ndarray]:
+        return self._stacked()[0]
+
+    @property
+    def Linv(self) -> list[np.ndarray]:
+        return self._stacked()[1]
+
+    @property
+    def LF(self) -> list[np.ndarray]:
+        return self._stacked()[2]
+
+    def _stacked(self) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+        if self._stacks is None:
+            L, Linv, LF = self._small_factor.stacks()
+            self._stacks = ([L], [Linv], [LF])
+        return self._stacks
+
     def _factor(self) -> None:
+        if self.small is not None:
+            self._factor_small()
+            return
         cp, T = self.cp, self.T
         nbd = cp.nbd
         tail = cp.q_tail > 0
-        self.Ldiag: list[np.ndarray] = []     # (ell, k, k) per leading term
-        self.Linv: list[np.ndarray] = []
+        Ldiag: list[np.ndarray] = []          # (ell, k, k) per leading term
+        Linvs: list[np.ndarray] = []
         self.Lnest: dict[tuple[int, int], Nested] = {}
-        self.LF: list[np.ndarray] = []        # (ell, p+1, k) per leading term
+        LFs: list[np.ndarray] = []            # (ell, p+1, k) per leading term
+        self._stacks = (Ldiag, Linvs, LFs)
         self.Lt: list[object] = []            # tail rows against each leading term (CSR)
         if tail:
             Lam_t = TailLambda(T[nbd:], [s.ell for s in cp.structures[nbd:]])
@@ -72,8 +102,8 @@ class BlockedFactor:
             for m in range(j):
                 D -= self.Lnest[j, m].gram()
             L, Linv = batched_cholesky(D)
-            self.Ldiag.append(L)
-            self.Linv.append(Linv)
+            Ldiag.append(L)
+            Linvs.append(Linv)
             LinvT = t(Linv)
             for i in range(j + 1, nbd):
                 V = cp.A_nested[i, j].scaled(T[i], Tj).values
@@ -83,8 +113,8 @@ class BlockedFactor:
             R = bmm(cp.A_F[j], Tj)
             for m in range(j):
                 Lm = self.Lnest[j, m]
-                R = R - segment_sum(bmm(self.LF[m], t(Lm.values)), cp.parents[m, j], cp.structures[j].ell)
-            self.LF.append(bmm(R, LinvT))
+                R = R - segment_sum(bmm(LFs[m], t(Lm.values)), cp.parents[m, j], cp.structures[j].ell)
+            LFs.append(bmm(R, LinvT))
             if tail:
                 Rt = Lam_t.left_t(cp.A_tail[j])
                 ell = cp.structures[j].ell
@@ -95,7 +125,7 @@ class BlockedFactor:
                     for m in range(j):
                         Rt = Rt - self.Lt[m] @ self.Lnest[j, m].to_csr().T
                     self.Lt.append(scale_right(Rt.tocsr(), block_diag_or_vector_stack(LinvT)))
-        LF_flat = [self._flat(F) for F in self.LF]
+        LF_flat = [self._flat(F) for F in LFs]
         if tail:
             from scipy.linalg import solve_triangular
 
@@ -108,12 +138,20 @@ class BlockedFactor:
             self.Ltt = np.linalg.cholesky(D)
             self.LFt = solve_triangular(self.Ltt, RF.T, lower=True).T
             LF_flat.append(self.LFt)
-        self.LF_flat = LF_flat
         MFF = cp.A_FF.copy()
         for F in LF_flat:
             MFF -= F @ F.T
-        if np.any(np.diag(cp.A_FF) > CANCELLATION * np.abs(np.diag(MFF))):
-            MFF = _schur_exact(cp.A_FF, LF_flat)
+        self._finish(MFF, LF_flat)
+
+    def _factor_small(self) -> None:
+        sf = factor_small_term(self.small, self.T[0])
+        self._small_factor, self._stacks = sf, None
+        self._finish(self.cp.A_FF - sf.gram_F(), sf.LF)
+
+    def _finish(self, MFF: np.ndarray, LF_flat: list[np.ndarray]) -> None:
+        """L_FF from the Schur complement of [X y]'[X y]; LF_flat holds L_FZ's columns in any order."""
+        if np.any(np.diag(self.cp.A_FF) > CANCELLATION * np.abs(np.diag(MFF))):
+            MFF = _schur_exact(self.cp.A_FF, LF_flat)
         self.L_FF = np.linalg.cholesky(MFF)
 
     def _flat(self, F: np.ndarray) -> np.ndarray:
@@ -127,6 +165,8 @@ class BlockedFactor:
 
     @property
     def ldL2(self) -> float:
+        if self.small is not None:
+            return self._small_factor.ldL2()
         v = sum(2.0 * float(np.log(np.diagonal(L, axis1=1, axis2=2)).sum()) for L in self.Ldiag)
         if self.cp.q_tail:
             v += 2.0 * float(np.log(np.diag(self.Ltt)).sum())
