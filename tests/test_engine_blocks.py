@@ -148,6 +148,46 @@ def test_closed_form_kernel_equals_the_stacked_blocks(seed, k):
         np.testing.assert_allclose(a[0], b[0], rtol=1e-12, atol=1e-13)
 
 
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), k=st.integers(1, 3), ell=st.integers(1, 9), q=st.integers(1, 8))
+def test_tail_gram_equals_the_dense_product(seed, k, ell, q):
+    import scipy.sparse as sp
+
+    from mlmcli.engine.tail import TailGram
+
+    rng = np.random.default_rng(seed)
+    A = rng.normal(size=(q, ell * k)) * (rng.uniform(size=(q, ell * k)) < 0.4)
+    W = rng.normal(size=(ell, k, k))
+    dense = A @ _block_diag(W) @ A.T
+    gram = TailGram.of(sp.csr_matrix(A), k)
+    assert gram.P.nnz <= TailGram.pairs(sp.csr_matrix(A), k)
+    np.testing.assert_allclose(gram(W), dense, rtol=1e-12, atol=1e-12)
+
+
+def _block_diag(W: np.ndarray) -> np.ndarray:
+    ell, k, _ = W.shape
+    out = np.zeros((ell * k, ell * k))
+    for lev in range(ell):
+        out[lev * k:(lev + 1) * k, lev * k:(lev + 1) * k] = W[lev]
+    return out
+
+
+def test_factor_with_and_without_the_tail_gram_agree():
+    rng = np.random.default_rng(7)
+    terms, X, y = _design(rng, "mixed", [2, 1, 2, 1])
+    cp = CrossProducts(terms, X, y)
+    assert cp.q_tail > 0
+    theta = np.concatenate([np.where(s.tri_rows == s.tri_cols, 0.8, 0.3) for s in cp.structures])
+    from mlmcli.engine.tail import TailGram
+
+    with_gram, without = BlockedFactor(cp), BlockedFactor(cp)
+    with_gram._gram0 = TailGram.of(cp.A_tail[0], cp.structures[0].k)
+    without._gram0 = False
+    assert with_gram.update(theta) and without.update(theta)
+    np.testing.assert_allclose(with_gram.Ltt, without.Ltt, rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(with_gram.L_FF, without.L_FF, rtol=1e-11, atol=1e-12)
+
+
 def test_term_order_decides_the_block_types():
     """A term nested in a later one stays block diagonal; a crossed one starts the dense tail."""
     rng = np.random.default_rng(3)

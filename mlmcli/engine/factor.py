@@ -21,7 +21,7 @@ import numpy as np
 from mlmcli.engine.blocks import Nested, batched_cholesky, bmm, congruence, segment_sum, t
 from mlmcli.engine.crossprod import CrossProducts
 from mlmcli.engine.small_term import SmallTermBlocks, SmallTermFactor, factor_small_term
-from mlmcli.engine.tail import TailLambda, block_diag_or_vector, block_diag_or_vector_stack, scale_right
+from mlmcli.engine.tail import TailGram, TailLambda, block_diag_or_vector, block_diag_or_vector_stack, scale_right
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 # When a diagonal element of [X y]'[X y] exceeds its Schur complement by this factor, half the
@@ -46,6 +46,7 @@ class BlockedFactor:
         self.small = SmallTermBlocks.of(cp.A_diag[0], cp.A_F[0]) if one_small else None
         self._small_factor: SmallTermFactor | None = None
         self._stacks: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] | None = None
+        self._gram0: TailGram | bool | None = None   # False: not worth laying out
 
     # ------------------------------------------------------------------ factor
     def update(self, theta: np.ndarray) -> bool:
@@ -119,7 +120,8 @@ class BlockedFactor:
                 Rt = Lam_t.left_t(cp.A_tail[j])
                 ell = cp.structures[j].ell
                 if j == 0:                                 # one product: Lambda_0 L_00^{-T}
-                    self.Lt.append(scale_right(Rt, block_diag_or_vector_stack(bmm(Tj, LinvT))))
+                    R0 = bmm(Tj, LinvT)
+                    self.Lt.append(scale_right(Rt, block_diag_or_vector_stack(R0)))
                 else:
                     Rt = scale_right(Rt, block_diag_or_vector(Tj, ell))
                     for m in range(j):
@@ -129,11 +131,16 @@ class BlockedFactor:
         if tail:
             from scipy.linalg import solve_triangular
 
-            D = Lam_t.sandwich(cp.A_tt)
+            gram0 = self._tail_gram()
+            if gram0 is not None:   # Lt_0 Lt_0' = Lambda_t' A_t0 R0 R0' A_t0' Lambda_t
+                D = Lam_t.sandwich(cp.A_tt - gram0(bmm(R0, t(R0))))
+            else:
+                D = Lam_t.sandwich(cp.A_tt)
             D[np.diag_indices_from(D)] += 1.0
             RF = Lam_t.right(cp.A_Ft)
             for j in range(nbd):
-                D -= (self.Lt[j] @ self.Lt[j].T).toarray()
+                if j > 0 or gram0 is None:
+                    D -= (self.Lt[j] @ self.Lt[j].T).toarray()
                 RF -= np.asarray((self.Lt[j] @ LF_flat[j].T).T)
             self.Ltt = np.linalg.cholesky(D)
             self.LFt = solve_triangular(self.Ltt, RF.T, lower=True).T
@@ -142,6 +149,14 @@ class BlockedFactor:
         for F in LF_flat:
             MFF -= F @ F.T
         self._finish(MFF, LF_flat)
+
+    def _tail_gram(self) -> TailGram | None:
+        """The laid-out product for the tail's rows against the first term, where it pays: its
+        products number at most a few times the dense tail block they fill."""
+        if self._gram0 is None:
+            A, k = self.cp.A_tail[0], self.structures[0].k
+            self._gram0 = TailGram.of(A, k) if TailGram.pairs(A, k) <= 3 * self.cp.q_tail ** 2 else False
+        return self._gram0 or None
 
     def _factor_small(self) -> None:
         sf = factor_small_term(self.small, self.T[0])

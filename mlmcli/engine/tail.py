@@ -74,3 +74,50 @@ class TailLambda:
         if self.vec is not None:
             return scale_csr(S, left=self.vec)
         return (self.M.T @ S).tocsr()
+
+
+class TailGram:
+    """G = A_t0 blockdiag(W_1 .. W_ell) A_t0' for the tail rows A_t0 (q_tail x ell*k) against the
+    first leading term, as one sparse matrix-vector product: vec(G) = P vec(W).
+
+    P is laid out once from A_t0's pattern: each level's block column contributes the products of
+    its entries pairwise. Every evaluation then costs one pass over those products, where forming
+    Lt Lt' as a sparse-sparse product builds and sums a sparse matrix as large as G itself.
+    """
+
+    def __init__(self, P, q_tail: int) -> None:
+        self.P = P
+        self.q_tail = q_tail
+
+    @staticmethod
+    def pairs(A, k: int) -> int:
+        """How many products P holds for A_t0 (to decide whether laying it out pays)."""
+        counts = np.diff(A.tocsc().indptr[::k])
+        return int(np.sum(counts.astype(np.int64) ** 2))
+
+    @classmethod
+    def of(cls, A, k: int) -> TailGram:
+        import scipy.sparse as sp
+
+        C = A.tocsc()
+        C.sort_indices()
+        q_tail, ncols = C.shape
+        ell = ncols // k
+        start = C.indptr[::k].astype(np.int64)            # each level's entries are contiguous
+        m = np.diff(start)
+        sizes = m * m
+        level = np.repeat(np.arange(ell), sizes)
+        t = np.arange(int(sizes.sum()), dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        mm = m[level]
+        e1 = start[level] + t // mm
+        e2 = start[level] + t % mm
+        col = np.repeat(np.arange(ncols), np.diff(C.indptr))   # column of each stored entry
+        a1, a2 = col[e1] % k, col[e2] % k
+        rows = C.indices.astype(np.int64)
+        P = sp.csr_matrix((C.data[e1] * C.data[e2], (rows[e1] * q_tail + rows[e2], level * (k * k) + a1 * k + a2)),
+                          shape=(q_tail * q_tail, ell * k * k))
+        return cls(P, q_tail)
+
+    def __call__(self, W: np.ndarray) -> np.ndarray:
+        """G for the (ell, k, k) stack W."""
+        return (self.P @ W.reshape(-1)).reshape(self.q_tail, self.q_tail)
