@@ -69,6 +69,8 @@ class Frame:
     n_rows: int
     # numeric columns R reads as integer: their values print without exponent ("100000")
     int_columns: set[str] = field(default_factory=set)
+    # what the reader did beyond R's read.csv rules (labelled columns made factors), for --verbose
+    notes: list[str] = field(default_factory=list)
 
 
 def make_name(name: str) -> str:
