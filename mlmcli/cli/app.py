@@ -63,6 +63,7 @@ class SchemaName(str, Enum):
     tau = "tau"
     ranef = "ranef"
     compare = "compare"
+    table = "table"
     predict = "predict"
     augment = "augment"
     confint = "confint"

@@ -100,7 +100,7 @@ def plot(
 @app.command()
 def schema(
     name: Annotated[SchemaName, typer.Argument(
-        help="fit, tau, ranef, compare, predict, augment, confint, anova or ranova.", metavar="COMMAND")],
+        help="fit, tau, ranef, compare, table, predict, augment, confint, anova or ranova.", metavar="COMMAND")],
 ) -> None:
     """Print the JSON schema that `mlm COMMAND --format json` output follows."""
     from importlib.resources import files
