@@ -126,7 +126,8 @@ def test_latex_is_a_booktabs_tabular_with_escapes(report):
     text = latex(report)
     lines = text.splitlines()
     assert lines[:4] == ["\\begin{table}", "\\centering", "\\begin{tabular}{lcc}", "\\toprule"]
-    assert lines[-2:] == ["\\end{tabular}", "\\end{table}"]
+    end = lines.index("\\end{tabular}")
+    assert lines[end - 1] == "\\bottomrule" and lines[-1] == "\\end{table}"
     assert lines.count("\\toprule") == lines.count("\\bottomrule") == 1 and lines.count("\\midrule") == 3
     body = lines[4:lines.index("\\bottomrule")]
     for line in body:
@@ -138,9 +139,11 @@ def test_latex_is_a_booktabs_tabular_with_escapes(report):
     assert "I(Days\\textasciicircum{}2) & " in text and "Cor (Intercept$\\sim$Days Subject)" in text
     days = report["models"][0]["fixed_effects"][1]
     assert f"Days & ${days['estimate']:.3f}^{{***}}$ & " in text
-    notes = lines[lines.index("\\bottomrule") + 1:-2]
-    assert all(n.startswith("\\multicolumn{3}{l}{\\footnotesize ") and n.endswith("} \\\\") for n in notes)
-    assert "$^{***}$p \\textless{} 0.001" in notes[0]
+    # the notes in small type under the tabular (a cell spanning it would widen its last column)
+    assert lines[end + 1:end + 3] == ["\\par\\smallskip", "{\\footnotesize"]
+    notes = lines[end + 3:-1]
+    assert len(notes) == 3 and all(n.endswith(" \\\\") for n in notes[:-1]) and notes[-1].endswith("\\par}")
+    assert notes[0].startswith("$^{*}$p \\textless{} 0.05, $^{**}$p \\textless{} 0.01, $^{***}$p \\textless{} 0.001")
 
 
 class _Tags(HTMLParser):
@@ -151,6 +154,7 @@ class _Tags(HTMLParser):
         self.stack: list[str] = []
         self.rows: list[list[str]] = []
         self.cell: list[str] | None = None
+        self.caption = ""
 
     def handle_starttag(self, tag, attrs):
         if tag not in self.VOID:
@@ -169,6 +173,8 @@ class _Tags(HTMLParser):
     def handle_data(self, data):
         if self.cell is not None:
             self.cell.append(data)
+        elif self.stack and self.stack[-1] == "caption":
+            self.caption += data
 
 
 def test_html_is_a_well_formed_page(report):
@@ -181,9 +187,9 @@ def test_html_is_a_well_formed_page(report):
     assert p.rows[0] == ["", "Intercepts_only", "Slopes & 100%"]  # escaped in the page, read back
     assert "Slopes &amp; 100%" in text
     n_rows = len(rows(report))
-    assert all(len(r) == 3 for r in p.rows[: n_rows + 1])
-    assert len(p.rows) == 1 + n_rows + 3  # header, body, three notes
+    assert len(p.rows) == 1 + n_rows and all(len(r) == 3 for r in p.rows)
     assert text.count("<tbody") == 3
+    assert p.caption.startswith("* p < 0.05, ** p < 0.01, *** p < 0.001")
 
 
 def test_csv_has_one_line_per_row(report):

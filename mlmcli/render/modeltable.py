@@ -165,7 +165,8 @@ def _latex_cell(c: Cell) -> str:
 
 
 def latex(report: dict, digits: int = 3) -> str:
-    """A booktabs table (\\usepackage{booktabs}): \\toprule, \\midrule between the parts, \\bottomrule."""
+    """A booktabs table (\\usepackage{booktabs}): \\toprule, \\midrule between the parts, \\bottomrule; the notes
+    in small type under it."""
     names = _names(report)
     k = len(names)
     out = ["\\begin{table}", "\\centering", f"\\begin{{tabular}}{{l{'c' * k}}}", "\\toprule",
@@ -176,13 +177,15 @@ def latex(report: dict, digits: int = 3) -> str:
             out.append("\\midrule")
             part = r.part
         out.append(" & ".join([latex_escape(r.label), *(_latex_cell(c) for c in r.cells)]) + " \\\\")
-    out.append("\\bottomrule")
+    out += ["\\bottomrule", "\\end{tabular}"]
+    # the notes below the tabular, not in a cell spanning it: a long note would widen the last column
+    texts = []
     for n in notes(report):
         text = latex_escape(n)
         for t in report["stars"]:  # the stars as they appear in the cells
             text = text.replace(f"{t['symbol']} p", f"$^{{{t['symbol']}}}$p", 1)
-        out.append(f"\\multicolumn{{{k + 1}}}{{l}}{{\\footnotesize {text}}} \\\\")
-    out += ["\\end{tabular}", "\\end{table}"]
+        texts.append(text)
+    out += ["\\par\\smallskip", "{\\footnotesize", " \\\\\n".join(texts) + "\\par}", "\\end{table}"]
     return "\n".join(out) + "\n"
 
 
@@ -194,12 +197,12 @@ table.mlm td, table.mlm th { text-align: center; }
 table.mlm thead tr { border-top: 2px solid black; border-bottom: 1px solid black; }
 table.mlm tbody.part { border-top: 1px solid black; }
 table.mlm tbody:last-of-type { border-bottom: 2px solid black; }
-table.mlm tfoot td { text-align: left; font-size: 85%; border: none; }
+table.mlm caption { caption-side: bottom; text-align: left; font-size: 85%; padding-top: 4px; }
 """
 
 
 def html_table(report: dict, digits: int = 3) -> str:
-    """A whole HTML page holding the table (class "mlm"): thead, one tbody per part, the notes in tfoot."""
+    """A whole HTML page holding the table (class "mlm"): thead, one tbody per part, the notes in its caption."""
     names = _names(report)
     e = html.escape
     out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
@@ -216,9 +219,9 @@ def html_table(report: dict, digits: int = 3) -> str:
         out.append("<tr>" + f"<td>{e(r.label)}</td>" + "".join(f"<td>{e(c.text + c.stars)}</td>" for c in r.cells)
                    + "</tr>")
     out.append("</tbody>")
-    out.append("<tfoot>")
-    out += [f'<tr><td colspan="{len(names) + 1}">{e(n)}</td></tr>' for n in notes(report)]
-    out += ["</tfoot>", "</table>", "</body>", "</html>"]
+    # the notes as a caption under the table: it wraps to the table's width instead of widening it
+    out.append('<caption>' + "<br>".join(e(n) for n in notes(report)) + "</caption>")
+    out += ["</table>", "</body>", "</html>"]
     return "\n".join(out) + "\n"
 
 
