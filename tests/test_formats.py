@@ -131,6 +131,20 @@ def test_pyreadstat_written_labels(tmp_path):
     np.testing.assert_array_equal(frame.columns["y"], [1, 2, 3, 4])
 
 
+@pytest.mark.parametrize("suffix", ["sav", "dta"])
+def test_dates_count_days_and_date_times_seconds(tmp_path, suffix):
+    import datetime as dt
+
+    df = pd.DataFrame({"d": [dt.date(1970, 1, 2), dt.date(2000, 1, 1), None],
+                       "t": pd.to_datetime(["1970-01-01 00:00:10", "2000-01-01 00:00:00", "2001-01-01 12:00:00"])})
+    path = tmp_path / f"dates.{suffix}"
+    (pyreadstat.write_sav if suffix == "sav" else pyreadstat.write_dta)(df, path)
+    frame = read_data(str(path))
+    # as.numeric() of what haven::read_sav / read_dta give (Date and POSIXct)
+    np.testing.assert_array_equal(frame.columns["d"], [1, 10957, np.nan])
+    np.testing.assert_array_equal(frame.columns["t"], [10, 946684800, 978350400])
+
+
 # ------------------------------------------------------------------ Parquet and Feather column types
 
 
