@@ -17,21 +17,40 @@ import numpy as np
 from mlmcli.errors import DataError
 from mlmcli.formats import data_name
 from mlmcli.frame import Factor, Frame
-from mlmcli.typedcolumns import fits_integer, logical_factor, pick, text_factor, unusable
+from mlmcli.typedcolumns import fits_integer, pick, text_factor, unusable
 
 
-def _missing(arr: Any) -> np.ndarray:
-    return arr.is_null().to_numpy(zero_copy_only=False)
+def _values(arr: Any, arrow_type: Any, dtype: Any, missing: float | int, safe: bool = True) -> np.ndarray:
+    """A pyarrow array cast to a fixed-width type, as numpy, nulls as `missing`. Read through the
+    buffers: pyarrow's own to_numpy imports pandas, which takes longer than reading the file."""
+    arr = arr.cast(arrow_type, safe=safe)
+    n = len(arr)
+    validity, data = arr.buffers()[:2]
+    if data is None or n == 0:
+        return np.full(n, missing, dtype=dtype)
+    out = np.frombuffer(data, dtype=dtype, count=n, offset=arr.offset * np.dtype(dtype).itemsize).copy()
+    if validity is not None and arr.null_count:
+        bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
+        out[bits[arr.offset:arr.offset + n] == 0] = missing
+    return out
+
+
+def _floats(arr: Any) -> np.ndarray:
+    import pyarrow as pa
+
+    # unsafe: an integer beyond 2^53 or a decimal becomes the nearest double, as R's as.numeric() makes it
+    return _values(arr, pa.float64(), np.float64, np.nan, safe=False)
 
 
 def _indices(arr: Any) -> np.ndarray:
-    return arr.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    import pyarrow as pa
+
+    return _values(arr, pa.int64(), np.int64, -1)
 
 
 def arrow_column(column: str, chunked: Any) -> tuple[np.ndarray | Factor, bool]:
     """One pyarrow column as a Frame column, and whether R reads it as integer."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     arr = chunked.combine_chunks() if isinstance(chunked, pa.ChunkedArray) else chunked
     t = arr.type
@@ -42,21 +61,19 @@ def arrow_column(column: str, chunked: Any) -> tuple[np.ndarray | Factor, bool]:
         encoded = arr.dictionary_encode()
         return text_factor(encoded.dictionary.to_pylist(), _indices(encoded.indices)), False
     if pa.types.is_boolean(t):
-        missing = _missing(arr)
-        return logical_factor(arr.fill_null(False).to_numpy(zero_copy_only=False), missing), False
+        codes = _values(arr, pa.int8(), np.int8, -1).astype(np.int64)
+        return Factor(codes, ["FALSE", "TRUE"], logical=True), False
     if pa.types.is_integer(t):
-        values = arr.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        values = _floats(arr)
         return values, fits_integer(values)
     if pa.types.is_floating(t) or pa.types.is_decimal(t):
-        return arr.cast(pa.float64()).to_numpy(zero_copy_only=False), False
-    if pa.types.is_date(t):
-        days = pc.cast(arr.cast(pa.date32()), pa.int32()).cast(pa.float64())
-        return days.to_numpy(zero_copy_only=False), False
-    if pa.types.is_timestamp(t):
-        seconds = pc.divide(arr.cast(pa.timestamp("ns", tz=t.tz)).cast(pa.int64()).cast(pa.float64()), 1e9)
-        return seconds.to_numpy(zero_copy_only=False), False
+        return _floats(arr), False
+    if pa.types.is_date(t):  # days since 1970, as.numeric() of R's Date
+        return _floats(arr.cast(pa.date32()).cast(pa.int32())), False
+    if pa.types.is_timestamp(t):  # seconds since 1970, as.numeric() of R's POSIXct
+        return _floats(arr.cast(pa.timestamp("ns", tz=t.tz)).cast(pa.int64())) / 1e9, False
     if pa.types.is_null(t):  # a column of nothing but nulls: R's logical NA
-        return logical_factor(np.zeros(len(arr), dtype=bool), np.ones(len(arr), dtype=bool)), False
+        return Factor(np.full(len(arr), -1, dtype=np.int64), ["FALSE", "TRUE"], logical=True), False
     raise unusable(column, f"values of type {t}")
 
 
@@ -74,11 +91,12 @@ def frame_from_arrow(table: Any, name: str, columns: set[str] | None = None) -> 
     return Frame(name=name, columns=out, n_rows=table.num_rows, int_columns=int_columns)
 
 
-def _read(path: str, columns: set[str] | None, schema: Any, read: Any, what: str) -> Frame:
+def _read(path: str, columns: set[str] | None, open_table: Any, what: str) -> Frame:
+    """`open_table(path)` gives the file's column names and a function reading some of its columns."""
     try:
-        names = list(schema(path).names)
+        names, read = open_table(path)
         chosen = pick(names, columns)
-        table = read(path, list(chosen.values()))
+        table = read(list(chosen.values()))
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         raise DataError(f"cannot read '{path}' as a {what} file: {str(exc).splitlines()[0]}") from None
     return frame_from_arrow(table, data_name(path), columns)
@@ -88,19 +106,27 @@ def read_parquet(path: str, columns: set[str] | None = None) -> Frame:
     """A Parquet file, as arrow::read_parquet() reads it."""
     import pyarrow.parquet as pq
 
-    return _read(path, columns, lambda p: pq.read_schema(p),
-                 lambda p, cols: pq.read_table(p, columns=cols), "Parquet")
+    def open_table(p: str) -> tuple[list[str], Any]:
+        # ParquetFile rather than read_table: the dataset layer behind read_table imports pandas (a second)
+        f = pq.ParquetFile(p)
+        return list(f.schema_arrow.names), lambda cols: f.read(columns=cols)
+
+    return _read(path, columns, open_table, "Parquet")
 
 
 def read_feather(path: str, columns: set[str] | None = None) -> Frame:
-    """A Feather (Arrow IPC) file, as arrow::read_feather() reads it."""
-    import pyarrow.feather as feather
+    """A Feather file, as arrow::read_feather() reads it: version 2 is the Arrow IPC file format."""
+    import pyarrow as pa
     import pyarrow.ipc as ipc
 
-    def schema(p: str) -> Any:
+    def open_table(p: str) -> tuple[list[str], Any]:
         try:
-            return ipc.open_file(p).schema
-        except Exception:  # Feather version 1 has no IPC schema: read the table for its names
-            return feather.read_table(p).schema
+            reader = ipc.open_file(p)
+        except pa.ArrowInvalid:  # Feather version 1, which pyarrow.feather still reads
+            import pyarrow.feather as feather
 
-    return _read(path, columns, schema, lambda p, cols: feather.read_table(p, columns=cols), "Feather")
+            table = feather.read_table(p)
+            return list(table.column_names), table.select
+        return list(reader.schema.names), lambda cols: reader.read_all().select(cols)
+
+    return _read(path, columns, open_table, "Feather")

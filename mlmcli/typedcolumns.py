@@ -23,12 +23,6 @@ def text_factor(uniques: list[str], codes: np.ndarray) -> Factor:
     return Factor(remap[np.asarray(codes, dtype=np.int64)], [uniques[i] for i in order])
 
 
-def logical_factor(values: np.ndarray, missing: np.ndarray) -> Factor:
-    """R's logical as the CSV reader gives it: the levels FALSE and TRUE, both kept even if unused."""
-    codes = np.where(missing, -1, np.asarray(values, dtype=bool).astype(np.int64))
-    return Factor(codes, ["FALSE", "TRUE"], logical=True)
-
-
 def fits_integer(values: np.ndarray) -> bool:
     """Whole numbers within R's integer range (R reads such integer-typed columns as integer)."""
     present = values[~np.isnan(values)]
