@@ -55,6 +55,7 @@ class Factor:
     codes: np.ndarray
     levels: list[str]
     logical: bool = False  # R logical (TRUE/FALSE): both levels stay even if unused
+    labelled: bool = False  # SPSS/Stata value labels made a factor (haven::as_factor)
 
     def __len__(self) -> int:
         return len(self.codes)

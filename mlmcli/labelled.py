@@ -46,7 +46,7 @@ def as_factor(values: list[Any], labels: dict[Any, str]) -> Factor:
     index = {lev: i for i, lev in enumerate(levels)}
     codes = np.array([-1 if v is None else index[named[float(v) if numeric else str(v)]] for v in values],
                      dtype=np.int64)
-    return Factor(codes, levels)
+    return Factor(codes, levels, labelled=True)
 
 
 def _is_missing(v: Any) -> bool:

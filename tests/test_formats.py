@@ -285,6 +285,8 @@ def test_cli_format_errors_are_one_line(tmp_path, heck_files):
         (["fit", str(heck_files["xlsx"]), "math ~ ses + (1|schcode)", "--sheet", "7"], "has no sheet '7'"),
         (["fit", str(tmp_path / "none.parquet"), "y ~ (1|g)"], "no such file"),
         (["fit", str(tmp_path / "old.xls"), "y ~ (1|g)"], "old Excel (.xls) files are not read"),
+        (["fit", str(FIXTURES / "labelled.sav"), "region ~ ses + (1|schcode)"],
+         "the response 'region' is not numeric: its column holds value labels, so it is a factor as haven::as_factor"),
     ]
     (tmp_path / "bad.parquet").write_text("not parquet\n")
     cases.append((["fit", str(tmp_path / "bad.parquet"), "y ~ (1|g)"], "cannot read '"))
