@@ -613,7 +613,8 @@ def build_design(frame: Frame, formula: Formula) -> Design:
     response = formula.response.label
     y_full = full[response]
     if isinstance(y_full, Factor):
-        kind = "TRUE/FALSE values" if y_full.logical else "text"
+        kind = ("TRUE/FALSE values" if y_full.logical else
+                "value labels, so it is a factor as haven::as_factor makes it" if y_full.labelled else "text")
         raise DataError(f"the response '{response}' is not numeric: its column holds {kind}")
     if y_full.ndim != 1:
         raise DataError(f"the response '{response}' must be one column")

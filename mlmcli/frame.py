@@ -55,6 +55,7 @@ class Factor:
     codes: np.ndarray
     levels: list[str]
     logical: bool = False  # R logical (TRUE/FALSE): both levels stay even if unused
+    labelled: bool = False  # SPSS/Stata value labels made a factor (haven::as_factor)
 
     def __len__(self) -> int:
         return len(self.codes)
@@ -69,6 +70,8 @@ class Frame:
     n_rows: int
     # numeric columns R reads as integer: their values print without exponent ("100000")
     int_columns: set[str] = field(default_factory=set)
+    # what the reader did beyond R's read.csv rules (labelled columns made factors), for --verbose
+    notes: list[str] = field(default_factory=list)
 
 
 def make_name(name: str) -> str:

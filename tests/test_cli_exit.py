@@ -376,6 +376,7 @@ def undeclared(doc, schema: dict, path: str = "$") -> list[str]:
     ("tau", [SLEEP, SS]),
     ("ranef", [SLEEP, SS, "--with-coef"]),
     ("compare", [SLEEP, "Reaction ~ 1 + (1|Subject)", "Reaction ~ Days + (1|Subject)", "--variance-reduction"]),
+    ("table", [SLEEP, "Reaction ~ 1 + (1|Subject)", SS, "--ci"]),
 ])
 def test_every_json_key_is_in_the_schema_mlm_schema_prints(command, args):
     printed = mlm("schema", command)

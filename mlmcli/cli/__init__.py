@@ -1,7 +1,7 @@
 """The `mlm` command line: parse options, call the engine, hand the result to a renderer.
 
 app.py holds the typer application and the shared option types; common.py what every command does
-around its work; models.py, inference.py, workflow.py and pictures.py the commands; entry.py main().
+around its work; models.py, tables.py, inference.py, workflow.py and pictures.py the commands; entry.py main().
 
 Exit codes: 0 ok, 1 internal error (a bug), 2 bad input or usage, 3 warnings under --strict,
 130 interrupted, 143 terminated.
@@ -13,13 +13,14 @@ import os
 # threads contend on a small machine); set before numpy is first imported.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from mlmcli.cli import inference, models, pictures, workflow  # noqa: E402, F401  (each registers its commands)
+from mlmcli.cli import inference, models, pictures, tables, workflow  # noqa: E402, F401  (each registers its commands)
 from mlmcli.cli.app import app  # noqa: E402
 from mlmcli.cli.common import _fit, _user_errors  # noqa: E402
 from mlmcli.cli.entry import main  # noqa: E402
 
 # help lists the commands in this order: the model, then what follows from it, then pictures
-_ORDER = ["fit", "tau", "ranef", "compare", "predict", "augment", "confint", "anova", "ranova", "plot", "schema"]
+_ORDER = ["fit", "tau", "ranef", "compare", "table", "predict", "augment", "confint", "anova", "ranova", "plot",
+          "schema"]
 app.registered_commands.sort(key=lambda c: _ORDER.index(c.callback.__name__))
 
 __all__ = ["_fit", "_user_errors", "app", "main"]

@@ -63,6 +63,7 @@ class SchemaName(str, Enum):
     tau = "tau"
     ranef = "ranef"
     compare = "compare"
+    table = "table"
     predict = "predict"
     augment = "augment"
     confint = "confint"
@@ -80,7 +81,8 @@ class ReForm(str, Enum):
     none = "none"
 
 
-DATA_HELP = ("CSV file with a header line (.csv, or compressed .csv.gz/.bz2/.xz), or - for standard input. "
+DATA_HELP = ("CSV file with a header line (.csv, or compressed .csv.gz/.bz2/.xz), or - for standard input; "
+             "also .parquet, .feather, SPSS .sav/.zsav, Stata .dta and Excel .xlsx (pip install 'mlm\\[formats]'). "
              "Text columns are factors; NA or an empty field is a missing value.")
 
 
@@ -114,6 +116,15 @@ OptimizerOpt = Annotated[Optimizer, typer.Option(
 
 
 SepOpt = Annotated[str | None, typer.Option("--sep", help="Field separator: , ; | or tab (default: tab for .tsv).")]
+
+
+SheetOpt = Annotated[str | None, typer.Option(
+    "--sheet", help="Excel sheet of DATA: its name or 1-based position (default: the first).")]
+
+
+VerboseOpt = Annotated[bool, typer.Option(
+    "--verbose", "-v", help="Say on stderr what reading DATA did beyond read.csv's rules (SPSS/Stata "
+    "value-labelled columns read as factors).")]
 
 
 def _show_version(value: bool) -> None:

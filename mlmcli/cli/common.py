@@ -52,16 +52,27 @@ def _check_finite(model: Any) -> None:
         raise DataError(f"the fit gave non-finite results ({', '.join(bad)}){hint}")
 
 
+def _read(data: str, columns: list[str] | None, sep: str | None = None, sheet: str | None = None,
+          verbose: bool = False):
+    """DATA by its format (CSV, Parquet, SPSS, ...); only `columns` are converted. --verbose: what the
+    reader did beyond read.csv's rules (labelled columns made factors) goes to stderr."""
+    from mlmcli.formats import read_data
+
+    frame = read_data(data, columns=columns, sep=sep, sheet=sheet)
+    if verbose:
+        _warn([f"mlm: {note}" for note in frame.notes])
+    return frame
+
+
 def _fit(data: str, formula: str, ml: bool, ddf: str = "Satterthwaite", also: list[str] | None = None,
-         sep: str | None = None, optimizer: str = "robust"):
+         sep: str | None = None, optimizer: str = "robust", sheet: str | None = None, verbose: bool = False):
     from mlmcli.design import build_design
     from mlmcli.formula import parse_formula
-    from mlmcli.frame import read_csv
     from mlmcli.model import fit_model
 
     with _user_errors(formula):
         parsed = parse_formula(formula)
-        frame = read_csv(data, columns=parsed.columns() + (also or []), sep=sep)  # only these are converted
+        frame = _read(data, parsed.columns() + (also or []), sep, sheet, verbose)  # only these are converted
         design = build_design(frame, parsed)
         model = fit_model(parsed, design, reml=not ml, data_name=frame.name, ddf=ddf, optimizer=optimizer)
     _check_finite(model)
@@ -69,9 +80,9 @@ def _fit(data: str, formula: str, ml: bool, ddf: str = "Satterthwaite", also: li
 
 
 def _fit_and_warn(data: str, formula: str, ml: bool, also: list[str] | None = None, sep: str | None = None,
-                  optimizer: str = "robust"):
+                  optimizer: str = "robust", sheet: str | None = None, verbose: bool = False):
     """Fit without Satterthwaite set-up and send lme4's warnings to stderr."""
-    model, frame = _fit(data, formula, ml, "none", also, sep, optimizer)
+    model, frame = _fit(data, formula, ml, "none", also, sep, optimizer, sheet, verbose)
     _warn(list(dict.fromkeys(model.warnings)))
     return model, frame
 

@@ -20,7 +20,9 @@ from mlmcli.cli.app import (
     OutputOpt,
     RanefFormat,
     SepOpt,
+    SheetOpt,
     StrictOpt,
+    VerboseOpt,
     app,
 )
 from mlmcli.cli.common import (
@@ -33,6 +35,7 @@ from mlmcli.cli.common import (
     _json,
     _note_ignored,
     _printable,
+    _read,
     _strict_exit,
     _table,
     _user_errors,
@@ -47,6 +50,7 @@ def fit(
     formula: FormulaArg,
     ml: MlOpt = False,
     sep: SepOpt = None,
+    sheet: SheetOpt = None,
     optimizer: OptimizerOpt = Optimizer.robust,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lme4's summary), table, json.")] = None,
     ddf: Annotated[Ddf, typer.Option("--ddf", help="Denominator df: Satterthwaite, or none.")] = Ddf.satterthwaite,
@@ -60,6 +64,7 @@ def fit(
     output: OutputOpt = None,
     no_color: NoColorOpt = False,
     strict: StrictOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Fit a linear mixed model and print lme4's summary (estimates, SEs, Satterthwaite df, p-values)."""
     from mlmcli.report import fit_report
@@ -73,7 +78,8 @@ def fit(
         check_level(level)
         if kind == "text":
             _note_ignored("--ci", kind, "json and table")
-    model, _ = _fit(data, formula, ml, ddf.value, sep=sep, optimizer=optimizer.value)
+    model, _ = _fit(data, formula, ml, ddf.value, sep=sep, optimizer=optimizer.value, sheet=sheet,
+                    verbose=verbose)
     report = fit_report(model)
     if ci is not None and kind != "text":
         from mlmcli.confint import add_fixed_effect_intervals
@@ -105,12 +111,14 @@ def tau(
     formula: FormulaArg,
     ml: MlOpt = False,
     sep: SepOpt = None,
+    sheet: SheetOpt = None,
     optimizer: OptimizerOpt = Optimizer.robust,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (Matrix::bdiag), table, json.")] = None,
     corr: Annotated[bool, typer.Option("--corr", help="Show the correlation matrix alone (table).")] = False,
     output: OutputOpt = None,
     no_color: NoColorOpt = False,
     strict: StrictOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """The Tau matrix: each grouping factor's random-effects covariance, and the residual variance."""
     from mlmcli.report import tau_report
@@ -118,7 +126,8 @@ def tau(
     inputs, kind = _begin(data, output, fmt)
     if corr and kind != "table":
         _note_ignored("--corr", kind, "table")
-    model, _ = _fit_and_warn(data, formula, ml, sep=sep, optimizer=optimizer.value)
+    model, _ = _fit_and_warn(data, formula, ml, sep=sep, optimizer=optimizer.value, sheet=sheet,
+                             verbose=verbose)
     report = tau_report(model)
     _deliver(kind, report, output, inputs, no_color, "mlmcli.render.text:tau_text", "mlmcli.render.table:print_tau",
              corr_only=corr)
@@ -131,6 +140,7 @@ def ranef(
     formula: FormulaArg,
     ml: MlOpt = False,
     sep: SepOpt = None,
+    sheet: SheetOpt = None,
     optimizer: OptimizerOpt = Optimizer.robust,
     fmt: Annotated[RanefFormat | None, typer.Option("--format", "-f", help="table, csv, json, text.")] = None,
     head: Annotated[int | None, typer.Option(
@@ -141,6 +151,7 @@ def ranef(
     output: OutputOpt = None,
     no_color: NoColorOpt = False,
     strict: StrictOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Conditional modes (Empirical Bayes estimates) of the random effects with conditional SDs."""
     from mlmcli.report import ranef_report
@@ -150,7 +161,8 @@ def ranef(
         _note_ignored("--head", kind, "table and text")
     if wide and kind not in ("table", "csv"):
         _note_ignored("--wide", kind, "table and csv")
-    model, _ = _fit_and_warn(data, formula, ml, sep=sep, optimizer=optimizer.value)
+    model, _ = _fit_and_warn(data, formula, ml, sep=sep, optimizer=optimizer.value, sheet=sheet,
+                             verbose=verbose)
     report = ranef_report(model, with_coef=with_coef)
     if kind == "json":
         _emit(_json(report), output, inputs)
@@ -177,6 +189,7 @@ def compare(
     formulas: Annotated[list[str], typer.Argument(help="Two or more model formulas.", metavar="FORMULA...")],
     ml: MlOpt = False,
     sep: SepOpt = None,
+    sheet: SheetOpt = None,
     optimizer: OptimizerOpt = Optimizer.robust,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lme4's anova), table, json.")] = None,
     names: Annotated[str | None, typer.Option("--names", help="Comma-separated model names.")] = None,
@@ -185,6 +198,7 @@ def compare(
     output: OutputOpt = None,
     no_color: NoColorOpt = False,
     strict: StrictOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Likelihood-ratio tests of nested models (lme4's anova), refitting REML fits by ML."""
     from mlmcli.compare import REFIT_MESSAGE, compare_report
@@ -192,7 +206,6 @@ def compare(
     from mlmcli.compare import variance_reduction as reduction
     from mlmcli.design import build_design
     from mlmcli.formula import parse_formula
-    from mlmcli.frame import read_csv
     from mlmcli.model import fit_model
     from mlmcli.report import SCHEMA_VERSION
 
@@ -204,7 +217,7 @@ def compare(
     inputs, kind = _begin(data, output, fmt)
     with _user_errors(formulas[0]):
         models = [parse_formula(f) for f in formulas]
-        frame = read_csv(data, columns=[c for parsed in models for c in parsed.columns()], sep=sep)
+        frame = _read(data, [c for parsed in models for c in parsed.columns()], sep, sheet, verbose)
     fits = []
     for f, parsed in zip(formulas, models, strict=True):
         with _user_errors(f):

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from mlmcli.cli.app import DataArg, FormulaArg, MlOpt, SchemaName, SepOpt, StrictOpt, app
+from mlmcli.cli.app import DataArg, FormulaArg, MlOpt, SchemaName, SepOpt, SheetOpt, StrictOpt, VerboseOpt, app
 from mlmcli.cli.common import _check_outputs, _emit, _fit_and_warn, _json, _strict_exit, _user_errors, _where_columns
 from mlmcli.errors import MlmError
 
@@ -43,6 +43,7 @@ def plot(
     output: Annotated[str, typer.Option("--output", "-o", help="Image file: .png, .svg or .pdf.")] = "mlm-plot.png",
     ml: MlOpt = False,
     sep: SepOpt = None,
+    sheet: SheetOpt = None,
     x: Annotated[str | None, typer.Option("--x", help="Term or variable on the x axis.")] = None,
     y: Annotated[str | None, typer.Option("--y", help="Term on the y axis (ranef plot).")] = None,
     group: Annotated[str | None, typer.Option("--group", help="Grouping factor (default: the first).")] = None,
@@ -60,6 +61,7 @@ def plot(
     fmt: Annotated[PlotFormat | None, typer.Option("--format", "-f", help="json: print the plotted numbers.")
                    ] = None,
     strict: StrictOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Draw a multilevel analyst's pictures (EB intercepts vs slopes, caterpillar, spaghetti...) as PNG."""
     from mlmcli.render.plots import PlotOptions, draw, image_format
@@ -79,7 +81,8 @@ def plot(
 
         with _user_errors(where):
             parse_where(where)
-    model, frame = _fit_and_warn(data, formula, ml, [c for c in (x, by) if c] + _where_columns(where), sep)
+    model, frame = _fit_and_warn(data, formula, ml, [c for c in (x, by) if c] + _where_columns(where), sep,
+                                 sheet=sheet, verbose=verbose)
     opts = PlotOptions(kind=kind.value, output=output, x=x, y=y, group=group, where=where, by=by, dpi=dpi,
                        width=width, height=height, title=title, data_out=data_out, theme=theme.value,
                        caption=caption, groups=groups, seed=seed, inputs=inputs)
@@ -97,7 +100,7 @@ def plot(
 @app.command()
 def schema(
     name: Annotated[SchemaName, typer.Argument(
-        help="fit, tau, ranef, compare, predict, augment, confint, anova or ranova.", metavar="COMMAND")],
+        help="fit, tau, ranef, compare, table, predict, augment, confint, anova or ranova.", metavar="COMMAND")],
 ) -> None:
     """Print the JSON schema that `mlm COMMAND --format json` output follows."""
     from importlib.resources import files

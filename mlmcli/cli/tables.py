@@ -1,0 +1,136 @@
+"""table: several models side by side, as a table for a paper (Markdown, LaTeX, HTML, CSV)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from mlmcli.cli.app import (
+    DataArg,
+    MlOpt,
+    NoColorOpt,
+    Optimizer,
+    OptimizerOpt,
+    OutputOpt,
+    SepOpt,
+    SheetOpt,
+    StrictOpt,
+    VerboseOpt,
+    app,
+)
+from mlmcli.cli.common import (
+    _check_finite,
+    _check_outputs,
+    _emit,
+    _json,
+    _read,
+    _strict_exit,
+    _table,
+    _user_errors,
+    _warn,
+)
+from mlmcli.errors import MlmError
+
+
+class TableFormat(str, Enum):
+    table = "table"
+    markdown = "markdown"
+    latex = "latex"
+    html = "html"
+    csv = "csv"
+    json = "json"
+
+
+# -o FILE with one of these suffixes picks the format when --format is not given
+_BY_SUFFIX = {".md": "markdown", ".tex": "latex", ".html": "html", ".htm": "html", ".csv": "csv", ".json": "json"}
+
+
+def table_format(fmt: TableFormat | None, output: str | None) -> str:
+    """--format, else the output file's suffix, else a terminal table on a terminal and Markdown otherwise."""
+    if fmt is not None:
+        return fmt.value
+    if output is not None and output != "-":
+        suffix = os.path.splitext(output)[1].lower()
+        if suffix in _BY_SUFFIX:
+            return _BY_SUFFIX[suffix]
+        return "markdown"
+    return "table" if sys.stdout.isatty() else "markdown"
+
+
+def model_names(names: str | None, n: int) -> list[str]:
+    labels = [s.strip() for s in names.split(",")] if names else [f"Model {i + 1}" for i in range(n)]
+    if len(labels) != n or len(set(labels)) != n or not all(labels):
+        raise MlmError(f"--names needs {n} distinct names, got {names!r}")
+    return labels
+
+
+@app.command()
+def table(
+    data: DataArg,
+    formulas: Annotated[list[str], typer.Argument(help="One or more model formulas, one column each.",
+                                                  metavar="FORMULA...")],
+    names: Annotated[str | None, typer.Option("--names", help="Comma-separated column names (default: Model 1, "
+                                                              "Model 2, ...).")] = None,
+    ci: Annotated[bool, typer.Option("--ci", help="Wald confidence intervals in brackets instead of standard "
+                                                  "errors in parentheses.")] = False,
+    level: Annotated[float, typer.Option("--level", help="Confidence level of --ci.")] = 0.95,
+    digits: Annotated[int, typer.Option("--digits", min=0, max=10, help="Decimals of estimates, SEs, SDs, ICC "
+                                                                        "and R² (AIC, BIC, logLik: 1).")] = 3,
+    fmt: Annotated[TableFormat | None, typer.Option(
+        "--format", "-f", help="markdown (default when piped), latex (booktabs), html, csv, json, or table "
+        "(default on a terminal); -o FILE.tex/.html/.md/.csv/.json chooses by suffix.")] = None,
+    ml: MlOpt = False,
+    sep: SepOpt = None,
+    sheet: SheetOpt = None,
+    optimizer: OptimizerOpt = Optimizer.robust,
+    output: OutputOpt = None,
+    no_color: NoColorOpt = False,
+    strict: StrictOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Models side by side for a paper: estimates with SEs and stars, variance components, N, AIC, BIC, ICC, R²."""
+    from mlmcli.design import build_design
+    from mlmcli.formula import parse_formula
+    from mlmcli.model import fit_model
+    from mlmcli.modeltable import table_report
+
+    labels = model_names(names, len(formulas))
+    if ci:
+        from mlmcli.confint import check_level
+
+        check_level(level)
+    inputs = (data,)
+    _check_outputs(inputs, output)
+    kind = table_format(fmt, output)
+    with _user_errors(formulas[0]):
+        parsed = [parse_formula(f) for f in formulas]
+        frame = _read(data, [c for p in parsed for c in p.columns()], sep, sheet, verbose)
+    fits = []
+    for f, p in zip(formulas, parsed, strict=True):
+        with _user_errors(f):
+            fits.append(fit_model(p, build_design(frame, p), reml=not ml, data_name=frame.name,
+                                  optimizer=optimizer.value))
+        _check_finite(fits[-1])
+    with _user_errors():
+        report = table_report(fits, labels, level if ci else None)
+    warnings = [f"{m['name']}: {w}" for m in report["models"] for w in m["warnings"]]
+    _warn(warnings)
+    if kind != "json":
+        _warn([f"mlm: note: {m['name']}: {w}" for m in report["models"] for w in m["effects_warnings"]])
+    if kind == "json":
+        _emit(_json(report), output, inputs)
+    elif kind == "table":
+        from mlmcli.render.modeltable import print_table
+
+        _table(lambda c: print_table(c, report, digits), output, no_color, inputs)
+    else:
+        from mlmcli.render import modeltable
+
+        render = {"markdown": modeltable.markdown, "latex": modeltable.latex, "html": modeltable.html_table,
+                  "csv": modeltable.csv_table}[kind]
+        _emit(render(report, digits), output, inputs)
+    _strict_exit(strict, warnings)

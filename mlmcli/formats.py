@@ -1,0 +1,91 @@
+"""Which reader reads a data file: CSV (plain or compressed) unless the file's name says Parquet,
+Feather, SPSS, Stata or Excel.
+
+Those readers need optional packages (`pip install 'mlm[formats]'`: pyarrow, pyreadstat, openpyxl);
+they are imported only when such a file is read, so CSV users pay nothing for them at start-up.
+Every reader gives the Frame the CSV reader gives: numbers as float64, text as factors with levels in
+R's sort order, column names made syntactic as make.names() makes them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from importlib import import_module
+
+from mlmcli.errors import DataError
+from mlmcli.frame import Frame, make_name, read_csv
+
+EXTRA = "pip install 'mlm[formats]'"
+
+# suffix -> (what the file is, "module:function" of its reader, the package it needs)
+READERS: dict[str, tuple[str, str, str]] = {
+    ".parquet": ("Parquet", "mlmcli.arrowframe:read_parquet", "pyarrow"),
+    ".pq": ("Parquet", "mlmcli.arrowframe:read_parquet", "pyarrow"),
+    ".feather": ("Feather", "mlmcli.arrowframe:read_feather", "pyarrow"),
+    ".arrow": ("Feather", "mlmcli.arrowframe:read_feather", "pyarrow"),
+    ".sav": ("SPSS", "mlmcli.labelled:read_spss", "pyreadstat"),
+    ".zsav": ("SPSS", "mlmcli.labelled:read_spss", "pyreadstat"),
+    ".dta": ("Stata", "mlmcli.labelled:read_stata", "pyreadstat"),
+    ".xlsx": ("Excel", "mlmcli.excel:read_xlsx", "openpyxl"),
+    ".xlsm": ("Excel", "mlmcli.excel:read_xlsx", "openpyxl"),
+}
+# formats people have that no reader here takes: say what to do instead of reading them as CSV
+_REFUSED = {
+    ".xls": "old Excel (.xls) files are not read: save the sheet as .xlsx or .csv",
+    ".por": "SPSS portable (.por) files are not read: save the data as .sav",
+    ".rds": "R's .rds files are not read: write the data with write.csv() or arrow::write_parquet()",
+    ".rdata": "R's .RData files are not read: write the data with write.csv() or arrow::write_parquet()",
+    ".sas7bdat": "SAS (.sas7bdat) files are not read: export the data as .csv",
+}
+
+
+def kind_of(path: str) -> str | None:
+    """The suffix of a non-CSV format the file's name has (".parquet", ...), or None for CSV."""
+    if path == "-":
+        return None
+    low = path.lower()
+    suffix = os.path.splitext(low)[1]
+    if suffix in _REFUSED:
+        raise DataError(f"'{path}': {_REFUSED[suffix]}")
+    return suffix if suffix in READERS else None
+
+
+def data_name(path: str) -> str:
+    """R's name of the data (what `Data:` prints): the file name without its suffix, made syntactic."""
+    return make_name(os.path.splitext(os.path.basename(path))[0])
+
+
+def reader(suffix: str) -> Callable[..., Frame]:
+    """The reader of a format, or one line naming the pip install that brings its package."""
+    what, target, package = READERS[suffix]
+    module, name = target.split(":")
+    try:
+        import_module(package)
+    except ImportError:
+        raise DataError(f"reading {what} files ({suffix}) needs the package {package}: {EXTRA}") from None
+    return getattr(import_module(module), name)
+
+
+def read_data(path: str, columns: Iterable[str] | None = None, sep: str | None = None,
+              sheet: str | None = None) -> Frame:
+    """Read DATA by its name's suffix: CSV (the default; also "-", stdin), or Parquet, Feather, SPSS,
+    Stata, Excel. `columns`: make.names of the columns to convert (None: all; an unknown name makes every
+    column read, so that the caller's error can list them). `sheet`: an Excel sheet's name or 1-based
+    position (the first sheet by default)."""
+    suffix = kind_of(path)
+    if suffix is None:
+        if sheet is not None:
+            raise DataError(f"--sheet applies to Excel files (.xlsx); '{path}' is read as CSV")
+        return read_csv(path, columns=columns, sep=sep)
+    if sep is not None:
+        raise DataError(f"--sep applies to CSV files; '{path}' is a {READERS[suffix][0]} file")
+    if sheet is not None and READERS[suffix][0] != "Excel":
+        raise DataError(f"--sheet applies to Excel files (.xlsx); '{path}' is a {READERS[suffix][0]} file")
+    if not os.path.exists(path):
+        raise DataError(f"cannot open file '{path}': no such file")
+    if os.path.isdir(path):
+        raise DataError(f"cannot open file '{path}': it is a directory")
+    wanted = None if columns is None else set(columns)
+    read = reader(suffix)
+    return read(path, wanted, sheet) if READERS[suffix][0] == "Excel" else read(path, wanted)

@@ -1,0 +1,258 @@
+"""`mlm table`: models side by side as Markdown, LaTeX (booktabs), HTML, CSV or a terminal table.
+
+The layout is modelsummary's: one column per model; each fixed effect's estimate with its stars, and
+under it the standard error in parentheses (or the confidence interval in brackets); then the
+variance components as standard deviations (`SD (ses schcode)`) and correlations
+(`Cor (Intercept~ses schcode)`), the residual SD (`SD (Observations)`); then the number of observations
+and of groups, AIC, BIC, log-likelihood, ICC and Nakagawa's R². A note says what the stars mean.
+Formatting only: every number comes from the report (modeltable.table_report).
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+from dataclasses import dataclass
+from typing import Any
+
+PARTS = ("estimates", "random", "gof")
+
+
+@dataclass
+class Cell:
+    text: str = ""
+    stars: str = ""
+
+
+@dataclass
+class Row:
+    part: str        # estimates, random or gof
+    label: str
+    statistic: str   # estimate, std_error, conf_int, std_dev, correlation, or the statistic's name
+    cells: list[Cell]
+
+
+def _num(x: float | None, digits: int) -> str:
+    if x is None:
+        return ""
+    s = f"{x:.{digits}f}"
+    return s[1:] if s.startswith("-") and float(s) == 0 else s  # no "-0.000"
+
+
+def _bare(term: str) -> str:
+    """(Intercept) as modelsummary writes it inside its own parentheses: Intercept."""
+    return "Intercept" if term == "(Intercept)" else term
+
+
+def _union(lists: list[list[str]]) -> list[str]:
+    return list(dict.fromkeys(k for keys in lists for k in keys))
+
+
+def rows(report: dict, digits: int = 3) -> list[Row]:
+    """The table's rows, cells formatted, in modelsummary's order."""
+    models = report["models"]
+    k = len(models)
+    out: list[Row] = []
+    ci = report["statistic"] == "conf_int"
+    fixed = [{r["term"]: r for r in m["fixed_effects"]} for m in models]
+    for term in _union([list(f) for f in fixed]):
+        est, stat = [], []
+        for f in fixed:
+            r = f.get(term)
+            if r is None:
+                est.append(Cell())
+                stat.append(Cell())
+                continue
+            est.append(Cell(_num(r["estimate"], digits), _stars(r["p_value"], report["stars"])))
+            if ci:
+                stat.append(Cell(f"[{_num(r['conf_low'], digits)}, {_num(r['conf_high'], digits)}]"))
+            else:
+                stat.append(Cell(f"({_num(r['std_error'], digits)})"))
+        out.append(Row("estimates", term, "estimate", est))
+        out.append(Row("estimates", "", "conf_int" if ci else "std_error", stat))
+
+    def keyed(label_of: Any, key: str, items: str, statistic: str) -> None:
+        per_model = [{label_of(r): r[key] for r in m[items]} for m in models]
+        for label in _union([list(p) for p in per_model]):
+            out.append(Row("random", label, statistic, [Cell(_num(p.get(label), digits)) for p in per_model]))
+
+    keyed(lambda r: f"SD ({_bare(r['term'])} {r['group']})", "std_dev", "random_effects", "std_dev")
+    keyed(lambda r: f"Cor ({_bare(r['term1'])}~{_bare(r['term2'])} {r['group']})", "correlation",
+          "random_effect_correlations", "correlation")
+    out.append(Row("random", "SD (Observations)", "std_dev", [Cell(_num(m["residual_sd"], digits)) for m in models]))
+
+    def gof(label: str, statistic: str, values: list[Any], d: int) -> None:
+        out.append(Row("gof", label, statistic, [Cell(str(v) if isinstance(v, int) else _num(v, d)) for v in values]))
+
+    gof("Num.Obs.", "n_obs", [m["n_obs"] for m in models], 0)
+    for g in _union([list(m["groups"]) for m in models]):
+        gof(f"N ({g})", "groups", [m["groups"].get(g) for m in models], 0)
+    gof("AIC", "aic", [m["aic"] for m in models], 1)
+    gof("BIC", "bic", [m["bic"] for m in models], 1)
+    gof("Log.Lik.", "loglik", [m["loglik"] for m in models], 1)
+    gof("ICC", "icc", [m["icc"]["adjusted"] for m in models], digits)
+    gof("R2 Marg.", "r2_marginal", [m["r2"]["marginal"] for m in models], digits)
+    gof("R2 Cond.", "r2_conditional", [m["r2"]["conditional"] for m in models], digits)
+    assert all(len(r.cells) == k for r in out)
+    return out
+
+
+def _stars(p: float | None, thresholds: list[dict]) -> str:
+    if p is None:
+        return ""
+    for t in thresholds:
+        if p < t["p_below"]:
+            return t["symbol"]
+    return ""
+
+
+def notes(report: dict) -> list[str]:
+    """The notes under the table: the stars, what the second line of an estimate is, REML's criteria."""
+    marks = ", ".join(f"{t['symbol']} p < {t['p_below']:g}" for t in reversed(report["stars"]))
+    out = [f"{marks} (t-tests with Satterthwaite's df)"]
+    if report["statistic"] == "conf_int":
+        out.append(f"{report['ci']['level'] * 100:g}% Wald confidence intervals in brackets")
+    else:
+        out.append("Standard errors in parentheses")
+    if any(m["method"] == "REML" for m in report["models"]):
+        out.append("AIC, BIC and Log.Lik. of REML fits come from the REML criterion")
+    return out
+
+
+def _names(report: dict) -> list[str]:
+    return [m["name"] for m in report["models"]]
+
+
+# ------------------------------------------------------------------------------------------ markdown
+def _md_escape(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("|", "\\|")
+
+
+def markdown(report: dict, digits: int = 3) -> str:
+    """A pipe table (GitHub, pandoc, Quarto), the notes below it."""
+    grid = [["", *_names(report)]]
+    grid += [[r.label, *(c.text + c.stars for c in r.cells)] for r in rows(report, digits)]
+    grid = [[_md_escape(s) for s in line] for line in grid]
+    widths = [max(len(line[j]) for line in grid) for j in range(len(grid[0]))]
+    widths = [max(w, 3) for w in widths]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) if j == 0 else c.center(w) for j, (c, w) in
+                                 enumerate(zip(cells, widths, strict=True))) + " |"
+
+    rule = "|" + "|".join(":" + "-" * (w + 1) if j == 0 else ":" + "-" * w + ":" for j, w in enumerate(widths)) + "|"
+    text = [line(grid[0]), rule, *(line(g) for g in grid[1:])]
+    return "\n".join(text) + "\n\n" + "\n".join(f"Note: {n}" if i == 0 else f"      {n}"
+                                                 for i, n in enumerate(notes(report))) + "\n"
+
+
+# ------------------------------------------------------------------------------------------ LaTeX
+_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+          "}": r"\}", "~": r"$\sim$", "^": r"\textasciicircum{}", "<": r"\textless{}",
+          ">": r"\textgreater{}"}
+
+
+def latex_escape(s: str) -> str:
+    return "".join(_LATEX.get(c, c) for c in s)
+
+
+def _latex_cell(c: Cell) -> str:
+    if not c.text:
+        return ""
+    star = f"^{{{c.stars}}}" if c.stars else ""
+    return f"${latex_escape(c.text)}{star}$"
+
+
+def latex(report: dict, digits: int = 3) -> str:
+    """A booktabs table (\\usepackage{booktabs}): \\toprule, \\midrule between the parts, \\bottomrule; the notes
+    in small type under it."""
+    names = _names(report)
+    k = len(names)
+    out = ["\\begin{table}", "\\centering", f"\\begin{{tabular}}{{l{'c' * k}}}", "\\toprule",
+           " & ".join(["", *(latex_escape(n) for n in names)]) + " \\\\", "\\midrule"]
+    part = "estimates"
+    for r in rows(report, digits):
+        if r.part != part:
+            out.append("\\midrule")
+            part = r.part
+        out.append(" & ".join([latex_escape(r.label), *(_latex_cell(c) for c in r.cells)]) + " \\\\")
+    out += ["\\bottomrule", "\\end{tabular}"]
+    # the notes below the tabular, not in a cell spanning it: a long note would widen the last column
+    texts = []
+    for n in notes(report):
+        text = latex_escape(n)
+        for t in report["stars"]:  # the stars as they appear in the cells
+            text = text.replace(f"{t['symbol']} p", f"$^{{{t['symbol']}}}$p", 1)
+        texts.append(text)
+    out += ["\\par\\smallskip", "{\\footnotesize", " \\\\\n".join(texts) + "\\par}", "\\end{table}"]
+    return "\n".join(out) + "\n"
+
+
+# ------------------------------------------------------------------------------------------ HTML
+_CSS = """table.mlm { border-collapse: collapse; font-family: sans-serif; font-variant-numeric: tabular-nums; }
+table.mlm th, table.mlm td { padding: 2px 12px; }
+table.mlm td:first-child, table.mlm th:first-child { text-align: left; }
+table.mlm td, table.mlm th { text-align: center; }
+table.mlm thead tr { border-top: 2px solid black; border-bottom: 1px solid black; }
+table.mlm tbody.part { border-top: 1px solid black; }
+table.mlm tbody:last-of-type { border-bottom: 2px solid black; }
+table.mlm caption { caption-side: bottom; text-align: left; font-size: 85%; padding-top: 4px; }
+"""
+
+
+def html_table(report: dict, digits: int = 3) -> str:
+    """A whole HTML page holding the table (class "mlm"): thead, one tbody per part, the notes in its caption."""
+    names = _names(report)
+    e = html.escape
+    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+           f"<title>{e(report['data_name'])}: {e(', '.join(names))}</title>", f"<style>\n{_CSS}</style>", "</head>",
+           "<body>", '<table class="mlm">', "<thead>",
+           "<tr>" + "".join(f"<th>{e(n)}</th>" for n in ["", *names]) + "</tr>", "</thead>"]
+    part = None
+    for r in rows(report, digits):
+        if r.part != part:
+            if part is not None:
+                out.append("</tbody>")
+            out.append('<tbody class="part">' if part is not None else "<tbody>")
+            part = r.part
+        out.append("<tr>" + f"<td>{e(r.label)}</td>" + "".join(f"<td>{e(c.text + c.stars)}</td>" for c in r.cells)
+                   + "</tr>")
+    out.append("</tbody>")
+    # the notes as a caption under the table: it wraps to the table's width instead of widening it
+    out.append('<caption>' + "<br>".join(e(n) for n in notes(report)) + "</caption>")
+    out += ["</table>", "</body>", "</html>"]
+    return "\n".join(out) + "\n"
+
+
+# ------------------------------------------------------------------------------------------ CSV
+def csv_table(report: dict, digits: int = 3) -> str:
+    """modelsummary's data-frame layout: part, term, statistic, then one column per model (formatted cells)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["part", "term", "statistic", *_names(report)])
+    term = ""
+    for r in rows(report, digits):
+        term = r.label or term  # the SE row belongs to the estimate above it
+        w.writerow([r.part, term, r.statistic, *(c.text + c.stars for c in r.cells)])
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------------------------------ terminal
+def print_table(console: Any, report: dict, digits: int = 3) -> None:
+    """A rich table for the terminal, a rule between the parts."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    t.add_column("")
+    for n in _names(report):
+        t.add_column(Text(n), justify="center")
+    grid = rows(report, digits)
+    for i, r in enumerate(grid):
+        last = i + 1 < len(grid) and grid[i + 1].part != r.part
+        t.add_row(Text(r.label), *(Text(c.text + c.stars) for c in r.cells), end_section=last)
+    console.print(t)
+    for n in notes(report):
+        console.print(Text(n, style="dim"))
