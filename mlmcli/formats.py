@@ -1,8 +1,9 @@
 """Which reader reads a data file: CSV (plain or compressed) unless the file's name says Parquet,
 Feather, SPSS, Stata or Excel.
 
-Those readers need optional packages (`pip install 'mlm[formats]'`: pyarrow, pyreadstat, openpyxl);
-they are imported only when such a file is read, so CSV users pay nothing for them at start-up.
+Parquet and Feather are read by pyarrow (a dependency); SPSS, Stata and Excel need the optional
+packages of `pip install 'mlm[formats]'` (pyreadstat, openpyxl). Each is imported only when such a file
+is read, so CSV users pay nothing for them at start-up.
 Every reader gives the Frame the CSV reader gives: numbers as float64, text as factors with levels in
 R's sort order, column names made syntactic as make.names() makes them.
 """
@@ -63,7 +64,9 @@ def reader(suffix: str) -> Callable[..., Frame]:
     try:
         import_module(package)
     except ImportError:
-        raise DataError(f"reading {what} files ({suffix}) needs the package {package}: {EXTRA}") from None
+        # pyarrow is a dependency of mlm itself: missing, the install is broken, not short of an extra
+        hint = f"pip install {package}" if package == "pyarrow" else EXTRA
+        raise DataError(f"reading {what} files ({suffix}) needs the package {package}: {hint}") from None
     return getattr(import_module(module), name)
 
 

@@ -82,7 +82,7 @@ class ReForm(str, Enum):
 
 
 DATA_HELP = ("CSV file with a header line (.csv, or compressed .csv.gz/.bz2/.xz), or - for standard input; "
-             "also .parquet, .feather, SPSS .sav/.zsav, Stata .dta and Excel .xlsx (pip install 'mlm\\[formats]'). "
+             "also .parquet, .feather, and SPSS .sav/.zsav, Stata .dta, Excel .xlsx (pip install 'mlm\\[formats]'). "
              "Text columns are factors; NA or an empty field is a missing value.")
 
 
