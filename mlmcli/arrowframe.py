@@ -20,18 +20,26 @@ from mlmcli.frame import Factor, Frame
 from mlmcli.typedcolumns import fits_integer, pick, text_factor, unusable
 
 
-def _values(arr: Any, arrow_type: Any, dtype: Any, missing: float | int, safe: bool = True) -> np.ndarray:
-    """A pyarrow array cast to a fixed-width type, as numpy, nulls as `missing`. Read through the
-    buffers: pyarrow's own to_numpy imports pandas, which takes longer than reading the file."""
+def arrow_values(arr: Any, arrow_type: Any, dtype: Any, missing: float | int, safe: bool = True) -> np.ndarray:
+    """A pyarrow array or chunked array cast to a fixed-width type, as one numpy array, nulls as
+    `missing`, chunk by chunk into the result (no combined copy). Read through the buffers:
+    pyarrow's own to_numpy imports pandas, which takes longer than reading the file."""
     arr = arr.cast(arrow_type, safe=safe)
-    n = len(arr)
-    validity, data = arr.buffers()[:2]
-    if data is None or n == 0:
-        return np.full(n, missing, dtype=dtype)
-    out = np.frombuffer(data, dtype=dtype, count=n, offset=arr.offset * np.dtype(dtype).itemsize).copy()
-    if validity is not None and arr.null_count:
-        bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
-        out[bits[arr.offset:arr.offset + n] == 0] = missing
+    chunks = getattr(arr, "chunks", None) or [arr]
+    out = np.empty(len(arr), dtype=dtype)
+    pos = 0
+    for c in chunks:
+        n = len(c)
+        validity, data = c.buffers()[:2]
+        piece = out[pos:pos + n]
+        if data is None:
+            piece[:] = missing
+        else:
+            piece[:] = np.frombuffer(data, dtype=dtype, count=n, offset=c.offset * np.dtype(dtype).itemsize)
+            if validity is not None and c.null_count:
+                bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
+                piece[bits[c.offset:c.offset + n] == 0] = missing
+        pos += n
     return out
 
 
@@ -39,13 +47,13 @@ def _floats(arr: Any) -> np.ndarray:
     import pyarrow as pa
 
     # unsafe: an integer beyond 2^53 or a decimal becomes the nearest double, as R's as.numeric() makes it
-    return _values(arr, pa.float64(), np.float64, np.nan, safe=False)
+    return arrow_values(arr, pa.float64(), np.float64, np.nan, safe=False)
 
 
 def _indices(arr: Any) -> np.ndarray:
     import pyarrow as pa
 
-    return _values(arr, pa.int64(), np.int64, -1)
+    return arrow_values(arr, pa.int64(), np.int64, -1)
 
 
 def arrow_column(column: str, chunked: Any) -> tuple[np.ndarray | Factor, bool]:
@@ -61,7 +69,7 @@ def arrow_column(column: str, chunked: Any) -> tuple[np.ndarray | Factor, bool]:
         encoded = arr.dictionary_encode()
         return text_factor(encoded.dictionary.to_pylist(), _indices(encoded.indices)), False
     if pa.types.is_boolean(t):
-        codes = _values(arr, pa.int8(), np.int8, -1).astype(np.int64)
+        codes = arrow_values(arr, pa.int8(), np.int8, -1).astype(np.int64)
         return Factor(codes, ["FALSE", "TRUE"], logical=True), False
     if pa.types.is_integer(t):
         values = _floats(arr)

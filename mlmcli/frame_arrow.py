@@ -17,6 +17,7 @@ import re
 
 import numpy as np
 
+from mlmcli.arrowframe import arrow_values
 from mlmcli.csvsource import Source
 from mlmcli.frame import _INT32_MAX, Factor, Frame, from_distinct, make_names, no_data_rows, select_columns
 from mlmcli.frame_fast import SCAN_CHUNK, _sample, _sample_bytes
@@ -42,24 +43,6 @@ def _holds_any(src: Source, data: bytes | None, needles: tuple[bytes, ...], star
         if all(found):
             break
     return found
-
-
-def _numpy(chunks, dtype: type, missing: float | int):
-    """The values of arrow arrays of a fixed-width type as one numpy array, nulls as `missing`.
-    Read through the buffers: pyarrow's own conversions import pandas, which costs more than
-    the whole read of a mid-sized file."""
-    n = sum(len(c) for c in chunks)
-    out = np.empty(n, dtype=dtype)
-    pos = 0
-    for c in chunks:
-        m = len(c)
-        validity, data = c.buffers()[:2]
-        out[pos:pos + m] = np.frombuffer(data, dtype=dtype, count=m, offset=c.offset * np.dtype(dtype).itemsize)
-        if validity is not None and c.null_count:
-            bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
-            out[pos:pos + m][bits[c.offset:c.offset + m] == 0] = missing
-        pos += m
-    return out
 
 
 def _give_back_memory() -> None:
@@ -151,7 +134,7 @@ def read_arrow(src: Source, sep: str, columns: set[str] | None, name: str) -> Fr
             if not (is_int or pa.types.is_floating(col.type)):
                 again.append(j)
                 continue
-            values = _numpy(col.cast(pa.float64()).chunks, np.float64, np.nan)
+            values = arrow_values(col, pa.float64(), np.float64, np.nan)
             present = values[~np.isnan(values)] if col.null_count else values
             if not np.all(np.isfinite(present)):
                 again.append(j)  # Inf, NaN and overflow: R's spelling rules decide
@@ -168,7 +151,7 @@ def read_arrow(src: Source, sep: str, columns: set[str] | None, name: str) -> Fr
             for j in again:
                 col = table.column(labels[j]).combine_chunks().dictionary_encode()
                 cats = [str(c) for c in col.dictionary.to_pylist()]
-                codes = _numpy([col.indices.cast(pa.int64())], np.int64, -1)
+                codes = arrow_values(col.indices, pa.int64(), np.int64, -1)
                 converted = from_distinct(cats, codes)
                 if converted is None:
                     return None
