@@ -55,6 +55,8 @@ def fit_report(model: FittedModel) -> dict:
     report = {
         "schema_version": SCHEMA_VERSION,
         "formula": model.formula.text,
+        "weights": model.design.args.weights,
+        "offset": model.design.args.offset,
         "method": model.method,
         "n_obs": model.n,
         "groups": model.groups(),

@@ -53,25 +53,27 @@ def _check_finite(model: Any) -> None:
 
 
 def _fit(data: str, formula: str, ml: bool, ddf: str = "Satterthwaite", also: list[str] | None = None,
-         sep: str | None = None, optimizer: str = "robust"):
-    from mlmcli.design import build_design
+         sep: str | None = None, optimizer: str = "robust", weights: str | None = None, offset: str | None = None):
+    from mlmcli.design import ModelArguments, build_design
     from mlmcli.formula import parse_formula
     from mlmcli.frame import read_csv
     from mlmcli.model import fit_model
 
+    args = ModelArguments(weights=weights, offset=offset)
     with _user_errors(formula):
         parsed = parse_formula(formula)
-        frame = read_csv(data, columns=parsed.columns() + (also or []), sep=sep)  # only these are converted
-        design = build_design(frame, parsed)
+        # only these columns are converted
+        frame = read_csv(data, columns=parsed.columns() + args.columns() + (also or []), sep=sep)
+        design = build_design(frame, parsed, args)
         model = fit_model(parsed, design, reml=not ml, data_name=frame.name, ddf=ddf, optimizer=optimizer)
     _check_finite(model)
     return model, frame
 
 
 def _fit_and_warn(data: str, formula: str, ml: bool, also: list[str] | None = None, sep: str | None = None,
-                  optimizer: str = "robust"):
+                  optimizer: str = "robust", weights: str | None = None, offset: str | None = None):
     """Fit without Satterthwaite set-up and send lme4's warnings to stderr."""
-    model, frame = _fit(data, formula, ml, "none", also, sep, optimizer)
+    model, frame = _fit(data, formula, ml, "none", also, sep, optimizer, weights, offset)
     _warn(list(dict.fromkeys(model.warnings)))
     return model, frame
 

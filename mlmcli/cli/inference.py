@@ -7,7 +7,19 @@ from typing import Annotated
 
 import typer
 
-from mlmcli.cli.app import CiMethod, DataArg, Format, FormulaArg, MlOpt, NoColorOpt, OutputOpt, StrictOpt, app
+from mlmcli.cli.app import (
+    CiMethod,
+    DataArg,
+    Format,
+    FormulaArg,
+    MlOpt,
+    NoColorOpt,
+    OffsetOpt,
+    OutputOpt,
+    StrictOpt,
+    WeightsOpt,
+    app,
+)
 from mlmcli.cli.common import (
     _begin,
     _deliver,
@@ -43,6 +55,8 @@ def confint(
         "--parm", help="Comma-separated parameter names (as printed; also theta_ or beta_ for all "
         "variance parameters or all fixed effects).")] = None,
     ml: MlOpt = False,
+    weights: WeightsOpt = None,
+    offset: OffsetOpt = None,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (R's confint matrix), table, json.")
                    ] = None,
     output: OutputOpt = None,
@@ -55,7 +69,7 @@ def confint(
     check_level(level)
     inputs, kind = _begin(data, output, fmt)
     names = [s.strip() for s in parm.split(",") if s.strip()] if parm else None
-    model, _ = _fit_and_warn(data, formula, ml)
+    model, _ = _fit_and_warn(data, formula, ml, weights=weights, offset=offset)
     select(model, names, method.value)   # a misspelt --parm is an error before any profiling
     if method == CiMethod.profile:
         _warn(["Computing profile confidence intervals ..."])   # lme4's message, before the long part
@@ -75,6 +89,8 @@ def anova(
     ddf: Annotated[AnovaDdf, typer.Option("--ddf", help="Denominator df: Satterthwaite.")
                    ] = AnovaDdf.satterthwaite,
     ml: MlOpt = False,
+    weights: WeightsOpt = None,
+    offset: OffsetOpt = None,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lmerTest's table), table, json.")
                    ] = None,
     output: OutputOpt = None,
@@ -85,7 +101,7 @@ def anova(
     from mlmcli.anova import anova_report
 
     inputs, kind = _begin(data, output, fmt)
-    model, frame = _fit(data, formula, ml, ddf.value)
+    model, frame = _fit(data, formula, ml, ddf.value, weights=weights, offset=offset)
     with _user_errors(formula):
         report = anova_report(model, frame, int(type_.value))
     warnings = list(dict.fromkeys(model.warnings)) + list(model.satterthwaite().messages)
@@ -100,6 +116,8 @@ def ranova(
     data: DataArg,
     formula: FormulaArg,
     ml: MlOpt = False,
+    weights: WeightsOpt = None,
+    offset: OffsetOpt = None,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lmerTest's table), table, json.")
                    ] = None,
     output: OutputOpt = None,
@@ -110,7 +128,7 @@ def ranova(
     from mlmcli.ranova import ranova_report
 
     inputs, kind = _begin(data, output, fmt)
-    model, frame = _fit_and_warn(data, formula, ml)
+    model, frame = _fit_and_warn(data, formula, ml, weights=weights, offset=offset)
     with _user_errors(formula):
         report = ranova_report(model, frame)
     _deliver(kind, report, output, inputs, no_color, "mlmcli.render.inference:ranova_text",

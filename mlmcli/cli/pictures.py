@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from mlmcli.cli.app import DataArg, FormulaArg, MlOpt, SchemaName, SepOpt, StrictOpt, app
+from mlmcli.cli.app import DataArg, FormulaArg, MlOpt, OffsetOpt, SchemaName, SepOpt, StrictOpt, WeightsOpt, app
 from mlmcli.cli.common import _check_outputs, _emit, _fit_and_warn, _json, _strict_exit, _user_errors, _where_columns
 from mlmcli.errors import MlmError
 
@@ -43,6 +43,8 @@ def plot(
     output: Annotated[str, typer.Option("--output", "-o", help="Image file: .png, .svg or .pdf.")] = "mlm-plot.png",
     ml: MlOpt = False,
     sep: SepOpt = None,
+    weights: WeightsOpt = None,
+    offset: OffsetOpt = None,
     x: Annotated[str | None, typer.Option("--x", help="Term or variable on the x axis.")] = None,
     y: Annotated[str | None, typer.Option("--y", help="Term on the y axis (ranef plot).")] = None,
     group: Annotated[str | None, typer.Option("--group", help="Grouping factor (default: the first).")] = None,
@@ -79,7 +81,8 @@ def plot(
 
         with _user_errors(where):
             parse_where(where)
-    model, frame = _fit_and_warn(data, formula, ml, [c for c in (x, by) if c] + _where_columns(where), sep)
+    model, frame = _fit_and_warn(data, formula, ml, [c for c in (x, by) if c] + _where_columns(where), sep,
+                                 weights=weights, offset=offset)
     opts = PlotOptions(kind=kind.value, output=output, x=x, y=y, group=group, where=where, by=by, dpi=dpi,
                        width=width, height=height, title=title, data_out=data_out, theme=theme.value,
                        caption=caption, groups=groups, seed=seed, inputs=inputs)

@@ -6,7 +6,18 @@ from typing import Annotated
 
 import typer
 
-from mlmcli.cli.app import DataArg, FormulaArg, MlOpt, OutputOpt, ReForm, RowsFormat, StrictOpt, app
+from mlmcli.cli.app import (
+    DataArg,
+    FormulaArg,
+    MlOpt,
+    OffsetOpt,
+    OutputOpt,
+    ReForm,
+    RowsFormat,
+    StrictOpt,
+    WeightsOpt,
+    app,
+)
 from mlmcli.cli.common import _check_outputs, _emit, _fit_and_warn, _json, _user_errors
 from mlmcli.errors import MlmError
 
@@ -24,6 +35,8 @@ def predict(
         "--allow-new-levels", help="Predict unseen (or missing) groups at the population value, not an error.")
     ] = False,
     ml: MlOpt = False,
+    weights: WeightsOpt = None,
+    offset: OffsetOpt = None,
     fmt: Annotated[RowsFormat, typer.Option("--format", "-f", help="csv or json.")] = RowsFormat.csv,
     output: OutputOpt = None,
     strict: StrictOpt = False,
@@ -36,7 +49,7 @@ def predict(
     _check_outputs(inputs, output)
     if newdata is not None and newdata == "-" and data == "-":
         raise MlmError("DATA and --newdata cannot both be standard input")
-    model, frame = _fit_and_warn(data, formula, ml)
+    model, frame = _fit_and_warn(data, formula, ml, weights=weights, offset=offset)
     with _user_errors(formula):
         new = read_csv(newdata) if newdata is not None else None
         report, columns = prediction_report(model, frame, new, re_form.value, allow_new_levels)
@@ -53,6 +66,8 @@ def augment(
     data: DataArg,
     formula: FormulaArg,
     ml: MlOpt = False,
+    weights: WeightsOpt = None,
+    offset: OffsetOpt = None,
     fmt: Annotated[RowsFormat, typer.Option("--format", "-f", help="csv or json.")] = RowsFormat.csv,
     output: OutputOpt = None,
     strict: StrictOpt = False,
@@ -62,7 +77,7 @@ def augment(
 
     inputs = (data,)
     _check_outputs(inputs, output)
-    model, frame = _fit_and_warn(data, formula, ml)
+    model, frame = _fit_and_warn(data, formula, ml, weights=weights, offset=offset)
     report, columns = augment_report(model, frame.int_columns)
     if fmt == RowsFormat.json:
         _emit(_json(report), output, inputs)

@@ -153,10 +153,11 @@ class BlockedFactor:
         if pwrss <= 0.0:
             return float("inf")
         n, p = self.n, self.p
+        ldL2 = self.ldL2 - self.cp.log_weights    # lme4's ldL2 - ldW: prior weights' constant
         if reml:
             nmp = n - p
-            return self.ldL2 + self.ldRX2 + nmp * (1.0 + LOG_2PI + np.log(pwrss / nmp))
-        return self.ldL2 + n * (1.0 + LOG_2PI + np.log(pwrss / n))
+            return ldL2 + self.ldRX2 + nmp * (1.0 + LOG_2PI + np.log(pwrss / nmp))
+        return ldL2 + n * (1.0 + LOG_2PI + np.log(pwrss / n))
 
     def beta(self) -> np.ndarray:
         return np.linalg.solve(self.RXt.T, self.L_FF[self.p, : self.p])
@@ -212,7 +213,7 @@ class BlockedFactor:
         return self.cp.Zb(b)
 
     def pwrss_direct(self) -> float:
-        """||y - X beta - Z b||^2 + ||u||^2, summed from the solution as lme4 does."""
+        """||y - X beta - Z b||^2 + ||u||^2 (rows weighted), summed from the solution as lme4 does."""
         u = self.spherical_modes()
         r = self.cp.y - self.cp.X @ self.beta() - self.Zb(self.conditional_modes(u))
         return float(r @ r + sum(float(ui @ ui) for ui in u))
