@@ -67,6 +67,8 @@ class Design:
     # prior weights on the rows used (None without --weights), and the columns lmer's arguments named
     weights: np.ndarray | None = None
     args: ModelArguments = field(default_factory=lambda: ModelArguments())
+    # the model frame's "(weights)" and "(offset)" columns (lmer's arguments) on the rows used
+    arg_values: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -690,9 +692,11 @@ def build_design(frame: Frame, formula: Formula, args: ModelArguments | None = N
             raise DataError("NA/NaN/Inf in the offset: " + ", ".join(labels))
     weights = None if args.weights is None else _check_weights(extra[args.weights][rows], args.weights, rows)
     levels = {label: list(col.levels) for label, col in values.items() if isinstance(col, Factor)}
+    arg_values = {f"({key})": extra[name][rows] for key, name in (("weights", args.weights), ("offset", args.offset))
+                  if name is not None}
     return Design(y=y if offset is None else y - offset, X=X, xnames=xnames, terms=terms, n_obs=n, rows=rows,
                   response=response, messages=messages, dropped=dropped, offset=offset, values=values,
-                  levels=levels, response_values=y, weights=weights, args=args)
+                  levels=levels, response_values=y, weights=weights, args=args, arg_values=arg_values)
 
 
 def _argument_columns(frame: Frame, args: ModelArguments) -> dict[str, np.ndarray]:

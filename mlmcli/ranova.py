@@ -68,7 +68,8 @@ def model_line(formula: Formula) -> str:
     spec = formula.fixed
     first = [t.label for t in spec.terms if len(t.vars) == 1]
     higher = [t.label for t in sorted(spec.terms, key=lambda t: len(t.vars)) if len(t.vars) > 1]
-    parts = first + [f"({r.label})" for r in formula.random] + higher
+    # offset() terms last, as R's terms() keeps them out of the term labels
+    parts = first + [f"({r.label})" for r in formula.random] + higher + [v.label for v in formula.offsets]
     text = " + ".join(parts) if parts else "1"
     if not spec.intercept:
         text += " - 1"

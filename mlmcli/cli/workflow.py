@@ -18,7 +18,7 @@ from mlmcli.cli.app import (
     WeightsOpt,
     app,
 )
-from mlmcli.cli.common import _check_outputs, _emit, _fit_and_warn, _json, _user_errors
+from mlmcli.cli.common import _check_outputs, _emit, _fit_and_warn, _json, _user_errors, _warn
 from mlmcli.errors import MlmError
 
 
@@ -50,6 +50,9 @@ def predict(
     if newdata is not None and newdata == "-" and data == "-":
         raise MlmError("DATA and --newdata cannot both be standard input")
     model, frame = _fit_and_warn(data, formula, ml, weights=weights, offset=offset)
+    if offset is not None and newdata is not None:
+        _warn(["mlm: note: as lme4's predict(), predictions for --newdata leave out --offset; write "
+               f"offset({offset}) in the formula to include it"])
     with _user_errors(formula):
         new = read_csv(newdata) if newdata is not None else None
         report, columns = prediction_report(model, frame, new, re_form.value, allow_new_levels)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 def residuals(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: PlotOptions,
               theme: Theme) -> Drawn:
     idx = np.flatnonzero(keep)
-    scaled = model.residuals[idx] / model.sigma
+    scaled = model.pearson_residuals[idx] / model.sigma   # lme4's plot(fit): Pearson residuals
     fitted = model.fitted[idx]
     row_labels = [str(r + 1) for r in model.design.rows[idx]]  # data row of the CSV file, from 1
     re_panels = []
