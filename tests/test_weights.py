@@ -21,6 +21,7 @@ from mlmcli.design import ModelArguments, build_design
 from mlmcli.formula import parse_formula
 from mlmcli.frame import read_csv
 from mlmcli.model import fit_model
+from tests.test_cli_exit import undeclared
 from tests.test_text_end_to_end import nearly_same
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -246,6 +247,7 @@ def test_fit_json_names_weights_and_offset_and_follows_the_schema():
                          "-f", "json").stdout)
     schema = json.loads((ROOT / "mlmcli" / "schemas" / "fit.schema.json").read_text())
     jsonschema.validate(doc, schema)
+    assert undeclared(doc, schema) == []
     assert (doc["weights"], doc["offset"]) == ("w", "off")
     ref = CASES["sleep_w_off"]
     assert doc["criterion"] == pytest.approx(ref["criterion"], rel=1e-9)
@@ -325,3 +327,15 @@ def test_missing_weights_drop_rows_as_missing_data():
     model = fitted("sleep_w_na")
     assert model.n == case["n_obs"] == 178
     assert 4 not in model.design.rows and 76 not in model.design.rows
+
+
+def test_residual_plot_shows_pearson_residuals_against_fitted_values(tmp_path):
+    """lme4's plot(fit): Pearson residuals over sigma against fitted(fit), offsets included."""
+    p = mlm("plot", SLEEP_W, "Reaction ~ Days + (Days|Subject)", "--weights", "w", "--offset", "off",
+            "-k", "residuals", "-o", str(tmp_path / "r.png"), "-f", "json")
+    assert p.returncode == 0, p.stderr
+    points = [q for q in json.loads(p.stdout)["points"] if q["panel"] == "residuals_vs_fitted"]
+    ref = CASES["sleep_w_off"]
+    np.testing.assert_allclose([q["x"] for q in points], ref["fitted"][:len(points)], rtol=1e-6)
+    np.testing.assert_allclose([q["y"] for q in points], np.array(ref["pearson"][:len(points)]) / ref["sigma"],
+                               atol=1e-5)
