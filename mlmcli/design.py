@@ -64,6 +64,24 @@ class Design:
     values: dict[str, Column] = field(default_factory=dict)
     levels: dict[str, list[str]] = field(default_factory=dict)
     response_values: np.ndarray | None = None  # the response itself, before the offset is taken off
+    # prior weights on the rows used (None without --weights), and the columns lmer's arguments named
+    weights: np.ndarray | None = None
+    args: ModelArguments = field(default_factory=lambda: ModelArguments())
+    # the model frame's "(weights)" and "(offset)" columns (lmer's arguments) on the rows used
+    arg_values: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelArguments:
+    """lmer()'s arguments besides the formula that name columns of the data: `weights =` (prior
+    weights, residual variance sigma^2 / w) and `offset =` (added to the formula's offset() terms).
+    Their columns join the model frame: a missing value drops the row, as na.omit does."""
+
+    weights: str | None = None
+    offset: str | None = None
+
+    def columns(self) -> list[str]:
+        return [c for c in (self.weights, self.offset) if c is not None]
 
 
 # ------------------------------------------------------------ variables
@@ -405,15 +423,15 @@ def _drop_unused(f: Factor) -> Factor:
     return Factor(codes, [lev for lev, u in zip(f.levels, used, strict=True) if u])
 
 
-def _unknown_column(name: str, frame: Frame) -> DataError:
+def _unknown_column(name: str, frame: Frame, where: str = "formula") -> DataError:
     import difflib
 
     names = list(frame.columns)
     close = [n for n in names if n.lower() == name.lower()]
     close = close or difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     if close:
-        return DataError(f"unknown column '{name}' in formula; did you mean '{close[0]}'?")
-    return DataError(f"unknown column '{name}' in formula; the columns are: {', '.join(names)}")
+        return DataError(f"unknown column '{name}' in {where}; did you mean '{close[0]}'?")
+    return DataError(f"unknown column '{name}' in {where}; the columns are: {', '.join(names)}")
 
 
 # ------------------------------------------------------------ model matrices
@@ -481,10 +499,7 @@ def model_matrix(spec: ModelSpec, values: dict[str, Column], n: int) -> tuple[np
             block_names = [f"{b}:{p}" if b else p for p in piece_names for b in block_names]
         columns.extend(np.ones(n) if b is None else b for b in block)
         names.extend(block_names)
-    # column-major: the engine reads X column by column (cross-products per level)
-    X = np.empty((n, len(columns)), order="F")
-    for j, col in enumerate(columns):
-        X[:, j] = col
+    X = np.column_stack(columns) if columns else np.empty((n, 0))
     return X, names
 
 
@@ -604,11 +619,13 @@ def _interaction(factors: list[Factor]) -> Factor:
 # ------------------------------------------------------------ the design
 
 
-def build_design(frame: Frame, formula: Formula) -> Design:
+def build_design(frame: Frame, formula: Formula, args: ModelArguments | None = None) -> Design:
     """Response, fixed-effects matrix and random-effects terms as lmer builds them."""
+    args = args or ModelArguments()
     for name in formula.columns():
         if name not in frame.columns:
             raise _unknown_column(name, frame)
+    extra = _argument_columns(frame, args)
     full = {v.label: evaluate(v, frame) for v in formula.variables}
     response = formula.response.label
     y_full = full[response]
@@ -621,7 +638,7 @@ def build_design(frame: Frame, formula: Formula) -> Design:
 
     # na.omit over every variable of the model frame
     complete = np.ones(frame.n_rows, dtype=bool)
-    for col in full.values():
+    for col in list(full.values()) + list(extra.values()):
         if isinstance(col, Factor):
             complete &= col.codes >= 0
         else:
@@ -634,7 +651,7 @@ def build_design(frame: Frame, formula: Formula) -> Design:
         if _uses_group_means(v.expr):
             # cluster means over the model frame's rows, now that they are known
             full[v.label] = evaluate(v, frame, used=complete)
-    nan_message = _nan_rows_message(frame, formula, full, complete)
+    nan_message = _nan_rows_message(frame, formula, full, complete, args)
     values: dict[str, Column] = {}
     every_row = n == frame.n_rows  # no copies of whole columns when no row is dropped
     for label, col in full.items():
@@ -672,13 +689,47 @@ def build_design(frame: Frame, formula: Formula) -> Design:
         messages.append(nan_message)
     y = np.asarray(values[response], dtype=float)
     offset = total_offset(formula, values, n)
+    if args.offset is not None:
+        offset = (0.0 if offset is None else offset) + extra[args.offset][rows]
     if offset is not None:
         if not np.all(np.isfinite(offset)):
-            raise DataError("NA/NaN/Inf in the offset: " + ", ".join(v.label for v in formula.offsets))
+            labels = [v.label for v in formula.offsets] + ([args.offset] if args.offset else [])
+            raise DataError("NA/NaN/Inf in the offset: " + ", ".join(labels))
+    weights = None if args.weights is None else _check_weights(extra[args.weights][rows], args.weights, rows)
     levels = {label: list(col.levels) for label, col in values.items() if isinstance(col, Factor)}
+    arg_values = {f"({key})": extra[name][rows] for key, name in (("weights", args.weights), ("offset", args.offset))
+                  if name is not None}
     return Design(y=y if offset is None else y - offset, X=X, xnames=xnames, terms=terms, n_obs=n, rows=rows,
                   response=response, messages=messages, dropped=dropped, offset=offset, values=values,
-                  levels=levels, response_values=y)
+                  levels=levels, response_values=y, weights=weights, args=args, arg_values=arg_values)
+
+
+def _argument_columns(frame: Frame, args: ModelArguments) -> dict[str, np.ndarray]:
+    """The numeric columns --weights and --offset name, on every row of the data."""
+    out = {}
+    for option, name in (("--weights", args.weights), ("--offset", args.offset)):
+        if name is None:
+            continue
+        if name not in frame.columns:
+            raise _unknown_column(name, frame, option)
+        col = frame.columns[name]
+        if isinstance(col, Factor):
+            raise DataError(f"{option} {name}: the column must be numeric")
+        out[name] = np.asarray(col, dtype=float)
+    return out
+
+
+def _check_weights(w: np.ndarray, name: str, rows: np.ndarray) -> np.ndarray:
+    """lme4 stops at negative weights (mkRespMod: all(weights >= 0)); a zero weight makes its
+    criterion infinite (log 0 in the weights' determinant), so it is refused too."""
+    for bad, what in ((~np.isfinite(w), "is infinite"), (w < 0, "is negative"), (w == 0, "is zero")):
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            extra = "" if what != "is zero" else (" (lme4's criterion is infinite with a zero weight; "
+                                                  "leave such rows out of the data)")
+            raise DataError(f"--weights {name}: the weight of data row {int(rows[i]) + 1} {what}; "
+                            f"weights must be positive{extra}")
+    return w
 
 
 def total_offset(formula: Formula, values: dict[str, Column], n: int) -> np.ndarray | None:
@@ -712,11 +763,12 @@ def _missing(col: Column) -> np.ndarray:
     return np.isnan(col).reshape(len(col), -1).any(axis=1)
 
 
-def _nan_rows_message(frame: Frame, formula: Formula, full: dict[str, Column], complete: np.ndarray) -> str | None:
+def _nan_rows_message(frame: Frame, formula: Formula, full: dict[str, Column], complete: np.ndarray,
+                      args: ModelArguments) -> str | None:
     """R warns "NaNs produced" where log(), sqrt() ... of a value outside their domain drop rows; say how
     many rows went that way, beyond those with missing data."""
     missing_in_data = np.zeros(frame.n_rows, dtype=bool)
-    for name in formula.columns():
+    for name in formula.columns() + args.columns():
         missing_in_data |= _missing(frame.columns[name])
     produced = ~complete & ~missing_in_data
     count = int(produced.sum())

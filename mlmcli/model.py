@@ -131,7 +131,9 @@ class FittedModel:
         self._u = self.system.spherical_modes()
         self._b = self.system.conditional_modes(self._u)
         self._vcov = self.sigma**2 * self.system.unscaled_vcov()
-        self._fitted = self.system.cp.X @ self._beta + self.system.Zb(self._b)
+        cp = self.system.cp
+        # the system's rows are weighted (crossprod.py); fitted values are on the data's scale
+        self._fitted = self.design.X @ self._beta + cp.unweighted(cp.Zb(self._b))
 
     # ---------------------------------------------------------------- random effects
     def varcomps(self) -> list[VarComp]:
@@ -171,10 +173,18 @@ class FittedModel:
 
     @property
     def residuals(self) -> np.ndarray:
-        return self.system.cp.y - self._fitted
+        """y - fitted: lme4's residuals(fit), type "response" (offsets cancel, weights do not enter)."""
+        return self.design.y - self._fitted
+
+    @property
+    def pearson_residuals(self) -> np.ndarray:
+        """sqrt(w) (y - fitted): lme4's residuals(fit, "pearson"); the response residuals without weights."""
+        w = self.design.weights
+        return self.residuals if w is None else self.residuals * np.sqrt(w)
 
     def scaled_residual_quantiles(self) -> list[float]:
-        r = np.sort(self.residuals / self.sigma)
+        # summary.merMod's residuals(object, "pearson", scaled = TRUE)
+        r = np.sort(self.pearson_residuals / self.sigma)
         # R's quantile(type = 7), written out: np.quantile's first call costs more than a fit
         h = (len(r) - 1) * np.array([0.0, 0.25, 0.5, 0.75, 1.0])
         lo = np.floor(h).astype(int)
@@ -240,7 +250,7 @@ def fit_model(formula: Formula, design: Design, reml: bool = True, data_name: st
               ddf: str = "Satterthwaite", optimizer: str = "robust") -> FittedModel:
     """Fit by REML or ML as lmer() does.  optimizer "lme4" stops where lme4's BOBYQA stops;
     "robust" (the default) refines an end point that fails lme4's convergence checks."""
-    system = BlockedFactor(CrossProducts(design.terms, design.X, design.y))
+    system = BlockedFactor(CrossProducts(design.terms, design.X, design.y, design.weights))
     warnings = list(design.messages)
     w = scale_warning(design.X)
     if w:
@@ -248,7 +258,7 @@ def fit_model(formula: Formula, design: Design, reml: bool = True, data_name: st
     factors = [t.group for t in design.terms]
     scalar_distinct = (all(t.X.shape[1] == 1 and list(t.cnames) == ["(Intercept)"] for t in design.terms)
                        and len(set(factors)) == len(factors))
-    theta0 = start_theta(system, [t.codes for t in design.terms], scalar_distinct)
+    theta0 = start_theta(system, [t.codes for t in design.terms], scalar_distinct, design.response_values)
     opt = optimize_theta(system, reml, theta0, polish=optimizer == "robust")
     warnings.extend(opt.warnings)
     model = FittedModel(formula=formula, design=design, reml=reml, system=system, optimum=opt,

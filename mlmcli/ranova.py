@@ -68,15 +68,20 @@ def model_line(formula: Formula) -> str:
     spec = formula.fixed
     first = [t.label for t in spec.terms if len(t.vars) == 1]
     higher = [t.label for t in sorted(spec.terms, key=lambda t: len(t.vars)) if len(t.vars) > 1]
-    parts = first + [f"({r.label})" for r in formula.random] + higher
+    # offset() terms last, as R's terms() keeps them out of the term labels
+    parts = first + [f"({r.label})" for r in formula.random] + higher + [v.label for v in formula.offsets]
     text = " + ".join(parts) if parts else "1"
     if not spec.intercept:
         text += " - 1"
     return f"{formula.response.label} ~ {text}"
 
 
-def _lm_loglik(X: np.ndarray, y: np.ndarray, reml: bool) -> tuple[int, float]:
-    """logLik() of lm(): (df, value), REML when asked."""
+def _lm_loglik(X: np.ndarray, y: np.ndarray, reml: bool, weights: np.ndarray | None = None) -> tuple[int, float]:
+    """logLik() of lm(): (df, value), REML when asked; with prior weights, of the rows scaled by
+    sqrt(w) plus sum(log w) / 2, as logLik.lm."""
+    if weights is not None:
+        sw = np.sqrt(weights)
+        X, y = X * sw[:, None], y * sw
     n, p = X.shape
     if p:
         Q, R = np.linalg.qr(X)
@@ -89,11 +94,13 @@ def _lm_loglik(X: np.ndarray, y: np.ndarray, reml: bool) -> tuple[int, float]:
     val = 0.5 * (-N * (math.log(2 * math.pi) + 1 - math.log(N) + math.log(rss)))
     if reml and p:
         val -= float(np.sum(np.log(np.abs(np.diag(R)))))
+    if weights is not None:
+        val += 0.5 * float(np.log(weights).sum())
     return p + 1, val
 
 
 def _random_free(model: FittedModel) -> tuple[int, float]:
-    return _lm_loglik(model.design.X, model.design.y, model.reml)
+    return _lm_loglik(model.design.X, model.design.y, model.reml, model.design.weights)
 
 
 def ranova_report(model: FittedModel, frame: Frame) -> dict:
@@ -107,7 +114,7 @@ def ranova_report(model: FittedModel, frame: Frame) -> dict:
     for name, text in reductions(model.formula):
         if "|" in text:
             parsed = parse_formula(text)
-            design = build_design(frame, parsed)
+            design = build_design(frame, parsed, model.design.args)
             if design.n_obs != model.n:
                 raise DataError("number of rows in use has changed: remove missing values?")
             fit = fit_model(parsed, design, reml=model.reml, data_name=model.data_name, ddf="none")

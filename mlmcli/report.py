@@ -55,6 +55,8 @@ def fit_report(model: FittedModel) -> dict:
     report = {
         "schema_version": SCHEMA_VERSION,
         "formula": model.formula.text,
+        "weights": model.design.args.weights,
+        "offset": model.design.args.offset,
         "method": model.method,
         "n_obs": model.n,
         "groups": model.groups(),
@@ -184,7 +186,8 @@ def augment_report(model: FittedModel, int_columns: set[str] | None = None) -> t
     from mlmcli.render.rows import named_columns, records
 
     pred = fitted_values(model)
-    columns = named_columns(model.design.values, int_columns or set())
+    # lme4's model frame: the formula's variables, then lmer's "(weights)" and "(offset)" columns
+    columns = named_columns({**model.design.values, **model.design.arg_values}, int_columns or set())
     columns[".fitted"] = clean(pred.values)
     columns[".resid"] = clean(np.asarray(model.residuals, dtype=float))
     columns[".fixed"] = clean(pred.fixed)

@@ -115,6 +115,16 @@ OptimizerOpt = Annotated[Optimizer, typer.Option(
     "lme4: stop where lme4's BOBYQA stops.")]
 
 
+WeightsOpt = Annotated[str | None, typer.Option(
+    "--weights", help="Column of prior weights (lme4's weights =): row i has residual variance sigma^2 / w_i.",
+    metavar="COLUMN")]
+
+
+OffsetOpt = Annotated[str | None, typer.Option(
+    "--offset", help="Column added to the linear predictor with coefficient 1 (lme4's offset =), on top "
+    "of any offset() in the formula.", metavar="COLUMN")]
+
+
 SepOpt = Annotated[str | None, typer.Option("--sep", help="Field separator: , ; | or tab (default: tab for .tsv).")]
 
 

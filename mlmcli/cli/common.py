@@ -65,24 +65,29 @@ def _read(data: str, columns: list[str] | None, sep: str | None = None, sheet: s
 
 
 def _fit(data: str, formula: str, ml: bool, ddf: str = "Satterthwaite", also: list[str] | None = None,
-         sep: str | None = None, optimizer: str = "robust", sheet: str | None = None, verbose: bool = False):
-    from mlmcli.design import build_design
+         sep: str | None = None, optimizer: str = "robust", sheet: str | None = None, verbose: bool = False,
+         weights: str | None = None, offset: str | None = None):
+    from mlmcli.design import ModelArguments, build_design
     from mlmcli.formula import parse_formula
     from mlmcli.model import fit_model
 
+    args = ModelArguments(weights=weights, offset=offset)
     with _user_errors(formula):
         parsed = parse_formula(formula)
-        frame = _read(data, parsed.columns() + (also or []), sep, sheet, verbose)  # only these are converted
-        design = build_design(frame, parsed)
+        # only these columns are converted
+        frame = _read(data, parsed.columns() + args.columns() + (also or []), sep, sheet, verbose)
+        design = build_design(frame, parsed, args)
         model = fit_model(parsed, design, reml=not ml, data_name=frame.name, ddf=ddf, optimizer=optimizer)
     _check_finite(model)
     return model, frame
 
 
 def _fit_and_warn(data: str, formula: str, ml: bool, also: list[str] | None = None, sep: str | None = None,
-                  optimizer: str = "robust", sheet: str | None = None, verbose: bool = False):
+                  optimizer: str = "robust", sheet: str | None = None, verbose: bool = False,
+                  weights: str | None = None, offset: str | None = None):
     """Fit without Satterthwaite set-up and send lme4's warnings to stderr."""
-    model, frame = _fit(data, formula, ml, "none", also, sep, optimizer, sheet, verbose)
+    model, frame = _fit(data, formula, ml, "none", also, sep, optimizer, sheet=sheet, verbose=verbose,
+                        weights=weights, offset=offset)
     _warn(list(dict.fromkeys(model.warnings)))
     return model, frame
 

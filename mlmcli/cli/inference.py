@@ -14,10 +14,12 @@ from mlmcli.cli.app import (
     FormulaArg,
     MlOpt,
     NoColorOpt,
+    OffsetOpt,
     OutputOpt,
     SheetOpt,
     StrictOpt,
     VerboseOpt,
+    WeightsOpt,
     app,
 )
 from mlmcli.cli.common import (
@@ -56,6 +58,8 @@ def confint(
         "variance parameters or all fixed effects).")] = None,
     ml: MlOpt = False,
     sheet: SheetOpt = None,
+    weights: WeightsOpt = None,
+    offset: OffsetOpt = None,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (R's confint matrix), table, json.")
                    ] = None,
     output: OutputOpt = None,
@@ -69,7 +73,7 @@ def confint(
     check_level(level)
     inputs, kind = _begin(data, output, fmt)
     names = [s.strip() for s in parm.split(",") if s.strip()] if parm else None
-    model, _ = _fit_and_warn(data, formula, ml, sheet=sheet, verbose=verbose)
+    model, _ = _fit_and_warn(data, formula, ml, sheet=sheet, verbose=verbose, weights=weights, offset=offset)
     select(model, names, method.value)   # a misspelt --parm is an error before any profiling
     if method == CiMethod.profile:
         _warn(["Computing profile confidence intervals ..."])   # lme4's message, before the long part
@@ -90,6 +94,8 @@ def anova(
                    ] = AnovaDdf.satterthwaite,
     ml: MlOpt = False,
     sheet: SheetOpt = None,
+    weights: WeightsOpt = None,
+    offset: OffsetOpt = None,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lmerTest's table), table, json.")
                    ] = None,
     output: OutputOpt = None,
@@ -101,7 +107,7 @@ def anova(
     from mlmcli.anova import anova_report
 
     inputs, kind = _begin(data, output, fmt)
-    model, frame = _fit(data, formula, ml, ddf.value, sheet=sheet, verbose=verbose)
+    model, frame = _fit(data, formula, ml, ddf.value, sheet=sheet, verbose=verbose, weights=weights, offset=offset)
     with _user_errors(formula):
         report = anova_report(model, frame, int(type_.value))
     warnings = list(dict.fromkeys(model.warnings)) + list(model.satterthwaite().messages)
@@ -117,6 +123,8 @@ def ranova(
     formula: FormulaArg,
     ml: MlOpt = False,
     sheet: SheetOpt = None,
+    weights: WeightsOpt = None,
+    offset: OffsetOpt = None,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lmerTest's table), table, json.")
                    ] = None,
     output: OutputOpt = None,
@@ -128,7 +136,7 @@ def ranova(
     from mlmcli.ranova import ranova_report
 
     inputs, kind = _begin(data, output, fmt)
-    model, frame = _fit_and_warn(data, formula, ml, sheet=sheet, verbose=verbose)
+    model, frame = _fit_and_warn(data, formula, ml, sheet=sheet, verbose=verbose, weights=weights, offset=offset)
     with _user_errors(formula):
         report = ranova_report(model, frame)
     _deliver(kind, report, output, inputs, no_color, "mlmcli.render.inference:ranova_text",

@@ -15,6 +15,7 @@ from mlmcli.cli.app import (
     FormulaArg,
     MlOpt,
     NoColorOpt,
+    OffsetOpt,
     Optimizer,
     OptimizerOpt,
     OutputOpt,
@@ -23,6 +24,7 @@ from mlmcli.cli.app import (
     SheetOpt,
     StrictOpt,
     VerboseOpt,
+    WeightsOpt,
     app,
 )
 from mlmcli.cli.common import (
@@ -52,6 +54,8 @@ def fit(
     sep: SepOpt = None,
     sheet: SheetOpt = None,
     optimizer: OptimizerOpt = Optimizer.robust,
+    weights: WeightsOpt = None,
+    offset: OffsetOpt = None,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lme4's summary), table, json.")] = None,
     ddf: Annotated[Ddf, typer.Option("--ddf", help="Denominator df: Satterthwaite, or none.")] = Ddf.satterthwaite,
     correlation: Annotated[bool, typer.Option(
@@ -79,7 +83,7 @@ def fit(
         if kind == "text":
             _note_ignored("--ci", kind, "json and table")
     model, _ = _fit(data, formula, ml, ddf.value, sep=sep, optimizer=optimizer.value, sheet=sheet,
-                    verbose=verbose)
+                    verbose=verbose, weights=weights, offset=offset)
     report = fit_report(model)
     if ci is not None and kind != "text":
         from mlmcli.confint import add_fixed_effect_intervals
@@ -113,6 +117,8 @@ def tau(
     sep: SepOpt = None,
     sheet: SheetOpt = None,
     optimizer: OptimizerOpt = Optimizer.robust,
+    weights: WeightsOpt = None,
+    offset: OffsetOpt = None,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (Matrix::bdiag), table, json.")] = None,
     corr: Annotated[bool, typer.Option("--corr", help="Show the correlation matrix alone (table).")] = False,
     output: OutputOpt = None,
@@ -127,7 +133,7 @@ def tau(
     if corr and kind != "table":
         _note_ignored("--corr", kind, "table")
     model, _ = _fit_and_warn(data, formula, ml, sep=sep, optimizer=optimizer.value, sheet=sheet,
-                             verbose=verbose)
+                             verbose=verbose, weights=weights, offset=offset)
     report = tau_report(model)
     _deliver(kind, report, output, inputs, no_color, "mlmcli.render.text:tau_text", "mlmcli.render.table:print_tau",
              corr_only=corr)
@@ -142,6 +148,8 @@ def ranef(
     sep: SepOpt = None,
     sheet: SheetOpt = None,
     optimizer: OptimizerOpt = Optimizer.robust,
+    weights: WeightsOpt = None,
+    offset: OffsetOpt = None,
     fmt: Annotated[RanefFormat | None, typer.Option("--format", "-f", help="table, csv, json, text.")] = None,
     head: Annotated[int | None, typer.Option(
         "--head", min=1, help="Show the first N levels of each factor (table and text).")] = None,
@@ -162,7 +170,7 @@ def ranef(
     if wide and kind not in ("table", "csv"):
         _note_ignored("--wide", kind, "table and csv")
     model, _ = _fit_and_warn(data, formula, ml, sep=sep, optimizer=optimizer.value, sheet=sheet,
-                             verbose=verbose)
+                             verbose=verbose, weights=weights, offset=offset)
     report = ranef_report(model, with_coef=with_coef)
     if kind == "json":
         _emit(_json(report), output, inputs)
@@ -191,6 +199,8 @@ def compare(
     sep: SepOpt = None,
     sheet: SheetOpt = None,
     optimizer: OptimizerOpt = Optimizer.robust,
+    weights: WeightsOpt = None,
+    offset: OffsetOpt = None,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lme4's anova), table, json.")] = None,
     names: Annotated[str | None, typer.Option("--names", help="Comma-separated model names.")] = None,
     variance_reduction: Annotated[bool, typer.Option(
@@ -204,7 +214,7 @@ def compare(
     from mlmcli.compare import REFIT_MESSAGE, compare_report
     from mlmcli.compare import compare as run_compare
     from mlmcli.compare import variance_reduction as reduction
-    from mlmcli.design import build_design
+    from mlmcli.design import ModelArguments, build_design
     from mlmcli.formula import parse_formula
     from mlmcli.model import fit_model
     from mlmcli.report import SCHEMA_VERSION
@@ -215,13 +225,15 @@ def compare(
     if len(labels) != len(formulas) or len(set(labels)) != len(labels):
         raise MlmError(f"--names needs {len(formulas)} distinct names, got {names!r}")
     inputs, kind = _begin(data, output, fmt)
+    args = ModelArguments(weights=weights, offset=offset)
     with _user_errors(formulas[0]):
         models = [parse_formula(f) for f in formulas]
-        frame = _read(data, [c for parsed in models for c in parsed.columns()], sep, sheet, verbose)
+        columns = [c for parsed in models for c in parsed.columns()] + args.columns()
+        frame = _read(data, columns, sep, sheet, verbose)
     fits = []
     for f, parsed in zip(formulas, models, strict=True):
         with _user_errors(f):
-            fits.append(fit_model(parsed, build_design(frame, parsed), reml=not ml, data_name=frame.name,
+            fits.append(fit_model(parsed, build_design(frame, parsed, args), reml=not ml, data_name=frame.name,
                                   ddf="none", optimizer=optimizer.value))
         _check_finite(fits[-1])
     warnings = list(dict.fromkeys(w for m in fits for w in m.warnings))

@@ -8,7 +8,19 @@ from typing import Annotated
 
 import typer
 
-from mlmcli.cli.app import DataArg, FormulaArg, MlOpt, SchemaName, SepOpt, SheetOpt, StrictOpt, VerboseOpt, app
+from mlmcli.cli.app import (
+    DataArg,
+    FormulaArg,
+    MlOpt,
+    OffsetOpt,
+    SchemaName,
+    SepOpt,
+    SheetOpt,
+    StrictOpt,
+    VerboseOpt,
+    WeightsOpt,
+    app,
+)
 from mlmcli.cli.common import _check_outputs, _emit, _fit_and_warn, _json, _strict_exit, _user_errors, _where_columns
 from mlmcli.errors import MlmError
 
@@ -44,6 +56,8 @@ def plot(
     ml: MlOpt = False,
     sep: SepOpt = None,
     sheet: SheetOpt = None,
+    weights: WeightsOpt = None,
+    offset: OffsetOpt = None,
     x: Annotated[str | None, typer.Option("--x", help="Term or variable on the x axis.")] = None,
     y: Annotated[str | None, typer.Option("--y", help="Term on the y axis (ranef plot).")] = None,
     group: Annotated[str | None, typer.Option("--group", help="Grouping factor (default: the first).")] = None,
@@ -82,7 +96,7 @@ def plot(
         with _user_errors(where):
             parse_where(where)
     model, frame = _fit_and_warn(data, formula, ml, [c for c in (x, by) if c] + _where_columns(where), sep,
-                                 sheet=sheet, verbose=verbose)
+                                 sheet=sheet, verbose=verbose, weights=weights, offset=offset)
     opts = PlotOptions(kind=kind.value, output=output, x=x, y=y, group=group, where=where, by=by, dpi=dpi,
                        width=width, height=height, title=title, data_out=data_out, theme=theme.value,
                        caption=caption, groups=groups, seed=seed, inputs=inputs)

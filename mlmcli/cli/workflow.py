@@ -10,15 +10,17 @@ from mlmcli.cli.app import (
     DataArg,
     FormulaArg,
     MlOpt,
+    OffsetOpt,
     OutputOpt,
     ReForm,
     RowsFormat,
     SheetOpt,
     StrictOpt,
     VerboseOpt,
+    WeightsOpt,
     app,
 )
-from mlmcli.cli.common import _check_outputs, _emit, _fit_and_warn, _json, _read, _user_errors
+from mlmcli.cli.common import _check_outputs, _emit, _fit_and_warn, _json, _read, _user_errors, _warn
 from mlmcli.errors import MlmError
 
 
@@ -40,6 +42,8 @@ def predict(
     ] = False,
     ml: MlOpt = False,
     sheet: SheetOpt = None,
+    weights: WeightsOpt = None,
+    offset: OffsetOpt = None,
     fmt: Annotated[RowsFormat, typer.Option("--format", "-f", help="csv or json.")] = RowsFormat.csv,
     output: OutputOpt = None,
     strict: StrictOpt = False,
@@ -52,7 +56,11 @@ def predict(
     _check_outputs(inputs, output)
     if newdata is not None and newdata == "-" and data == "-":
         raise MlmError("DATA and --newdata cannot both be standard input")
-    model, frame = _fit_and_warn(data, formula, ml, sheet=sheet, verbose=verbose)
+    model, frame = _fit_and_warn(data, formula, ml, sheet=sheet, verbose=verbose, weights=weights,
+                                 offset=offset)
+    if offset is not None and newdata is not None:
+        _warn(["mlm: note: as lme4's predict(), predictions for --newdata leave out --offset; write "
+               f"offset({offset}) in the formula to include it"])
     with _user_errors(formula):
         new = _read(newdata, None, None, newdata_sheet, verbose) if newdata is not None else None
         report, columns = prediction_report(model, frame, new, re_form.value, allow_new_levels)
@@ -70,6 +78,8 @@ def augment(
     formula: FormulaArg,
     ml: MlOpt = False,
     sheet: SheetOpt = None,
+    weights: WeightsOpt = None,
+    offset: OffsetOpt = None,
     fmt: Annotated[RowsFormat, typer.Option("--format", "-f", help="csv or json.")] = RowsFormat.csv,
     output: OutputOpt = None,
     strict: StrictOpt = False,
@@ -80,7 +90,7 @@ def augment(
 
     inputs = (data,)
     _check_outputs(inputs, output)
-    model, frame = _fit_and_warn(data, formula, ml, sheet=sheet, verbose=verbose)
+    model, frame = _fit_and_warn(data, formula, ml, sheet=sheet, verbose=verbose, weights=weights, offset=offset)
     report, columns = augment_report(model, frame.int_columns)
     if fmt == RowsFormat.json:
         _emit(_json(report), output, inputs)

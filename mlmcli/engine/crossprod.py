@@ -3,6 +3,10 @@
 Every evaluation of the criterion works on these blocks alone (sizes O(levels)); the rows are
 read again only to sum the penalized residual exactly on small data (see factor.py).
 
+Prior weights w (lme4's `weights =`: residual variance sigma^2 / w_i) scale every row of [Z X y] by
+sqrt(w_i) before anything is formed, so that A, the factor and the penalized RSS are the weighted
+ones and the rest of the engine is unchanged; fitted values are unscaled again (`unweighted`).
+
 The terms come in lme4's order (decreasing number of levels).  A leading run of terms that each
 nest in all later terms of the run is *block diagonal* (no fill-in); from the first term that is
 crossed with an earlier one on, the remaining terms form one dense *tail* (crossed fill-in).
@@ -10,6 +14,7 @@ crossed with an earlier one on, the remaining terms form one dense *tail* (cross
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -50,11 +55,22 @@ def _z_crossprod(si: TermStructure, sj: TermStructure, row_offset: int, nrows: i
 class CrossProducts:
     """The blocks of A for given terms, X and y; immutable once built."""
 
-    def __init__(self, terms: list[ReTerm], X: np.ndarray, y: np.ndarray) -> None:
+    def __init__(self, terms: list[ReTerm], X: np.ndarray, y: np.ndarray,
+                 weights: np.ndarray | None = None) -> None:
         S = [term_structure(t) for t in terms]
-        self.structures = S
         self.X = np.asarray(X, dtype=float)
         self.y = np.asarray(y, dtype=float)
+        # prior weights: the rows below are sqrt(w) times the data's; log_weights is sum(log w),
+        # which the criterion subtracts (lme4's ldW)
+        self.weights = None if weights is None else np.asarray(weights, dtype=float)
+        self.log_weights = 0.0
+        if self.weights is not None:
+            sw = np.sqrt(self.weights)
+            self.X = self.X * sw[:, None]
+            self.y = self.y * sw
+            S = [replace(s, X=s.X * sw[:, None]) for s in S]
+            self.log_weights = float(np.log(self.weights).sum())
+        self.structures = S
         self.n, self.p = self.X.shape
         # the columns of [X y] as views: no n x (p+1) copy
         XY = [self.X[:, c] for c in range(self.p)] + [self.y]
@@ -169,8 +185,12 @@ class CrossProducts:
         return out
 
     # ------------------------------------------------------------------ rows
+    def unweighted(self, v: np.ndarray) -> np.ndarray:
+        """Rows of the weighted system back on the data's scale (v / sqrt(w))."""
+        return v if self.weights is None else v / np.sqrt(self.weights)
+
     def Zb(self, b: list[np.ndarray]) -> np.ndarray:
-        """Z b for b as (ell, k) arrays per term: one pass over the rows."""
+        """Z b for b as (ell, k) arrays per term: one pass over the rows (weighted rows with weights)."""
         v = np.zeros(self.n)
         for s, bi in zip(self.structures, b, strict=True):
             for a in range(s.k):

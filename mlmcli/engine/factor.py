@@ -41,12 +41,15 @@ class BlockedFactor:
         self.n, self.p = cp.n, cp.p
         self.structures = cp.structures
         self.ok = False
-        # one term of one or two columns: the closed-form kernel (small_term.py)
-        one_small = len(cp.structures) == 1 and cp.q_tail == 0 and cp.structures[0].k <= 2
+        # one term of one or two columns: the closed-form kernel (small_term.py), on big data only:
+        # its sums round differently in the last bits, and on small data BOBYQA should follow
+        # lme4's path as closely as the per-row penalized RSS lets it
+        big = cp.n > DIRECT_PWRSS_ROWS
+        one_small = big and len(cp.structures) == 1 and cp.q_tail == 0 and cp.structures[0].k <= 2
         self.small = SmallTermBlocks.of(cp.A_diag[0], cp.A_F[0]) if one_small else None
         self._small_factor: SmallTermFactor | None = None
         self._stacks: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] | None = None
-        self._gram0: TailGram | bool | None = None   # False: not worth laying out
+        self._gram0: TailGram | bool | None = None if big else False  # False: not used (as above)
 
     # ------------------------------------------------------------------ factor
     def update(self, theta: np.ndarray) -> bool:
@@ -208,10 +211,11 @@ class BlockedFactor:
         if pwrss <= 0.0:
             return float("inf")
         n, p = self.n, self.p
+        ldL2 = self.ldL2 - self.cp.log_weights    # lme4's ldL2 - ldW: prior weights' constant
         if reml:
             nmp = n - p
-            return self.ldL2 + self.ldRX2 + nmp * (1.0 + LOG_2PI + np.log(pwrss / nmp))
-        return self.ldL2 + n * (1.0 + LOG_2PI + np.log(pwrss / n))
+            return ldL2 + self.ldRX2 + nmp * (1.0 + LOG_2PI + np.log(pwrss / nmp))
+        return ldL2 + n * (1.0 + LOG_2PI + np.log(pwrss / n))
 
     def beta(self) -> np.ndarray:
         return np.linalg.solve(self.RXt.T, self.L_FF[self.p, : self.p])
@@ -267,7 +271,7 @@ class BlockedFactor:
         return self.cp.Zb(b)
 
     def pwrss_direct(self) -> float:
-        """||y - X beta - Z b||^2 + ||u||^2, summed from the solution as lme4 does."""
+        """||y - X beta - Z b||^2 + ||u||^2 (rows weighted), summed from the solution as lme4 does."""
         u = self.spherical_modes()
         r = self.cp.y - self.cp.X @ self.beta() - self.Zb(self.conditional_modes(u))
         return float(r @ r + sum(float(ui @ ui) for ui in u))

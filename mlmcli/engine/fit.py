@@ -60,11 +60,13 @@ class Objective:
         return v if np.isfinite(v) else FAILED_VALUE
 
 
-def start_theta(system: BlockedFactor, group_codes: list[np.ndarray], scalar_distinct: bool) -> np.ndarray:
-    """lme4's start: 1 on diagonals, 0 off them; for scalar terms on distinct factors, a moment guess."""
+def start_theta(system: BlockedFactor, group_codes: list[np.ndarray], scalar_distinct: bool,
+                response: np.ndarray | None = None) -> np.ndarray:
+    """lme4's start: 1 on diagonals, 0 off them; for scalar terms on distinct factors, a moment guess
+    from the response as the data hold it (lme4's model.response: no offset taken off, no weights)."""
     theta = np.concatenate([np.where(s.tri_rows == s.tri_cols, 1.0, 0.0) for s in system.structures])
     if scalar_distinct:
-        y = system.cp.y
+        y = system.cp.y if response is None else np.asarray(response, dtype=float)
         n = len(y)
         v = []
         for codes in group_codes:

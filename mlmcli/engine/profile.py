@@ -98,7 +98,8 @@ def varpar_deviance(system: BlockedFactor, pars: np.ndarray) -> float:
     if not system.update(theta_from_sdcor(system, pars)):
         return FAILED_VALUE
     s2 = sigma * sigma
-    dev = system.ldL2 + system.objective_pwrss() / s2 + system.n * (LOG_2PI + np.log(s2))
+    dev = (system.ldL2 - system.cp.log_weights + system.objective_pwrss() / s2
+           + system.n * (LOG_2PI + np.log(s2)))
     return float(dev) if np.isfinite(dev) else FAILED_VALUE
 
 
@@ -157,15 +158,19 @@ class FixedProfile:
     def __init__(self, terms: list, system: BlockedFactor, theta: np.ndarray, which: int) -> None:
         cp = system.cp
         self.terms = terms
-        self.X = np.delete(cp.X, which, axis=1)
-        self.x = cp.X[:, which]
-        self.y = cp.y
+        # on the data's scale: each profile point's cross-products weight the rows again
+        X = cp.unweighted(cp.X.T).T
+        self.X = np.delete(X, which, axis=1)
+        self.x = X[:, which]
+        self.y = cp.unweighted(cp.y)
+        self.weights = cp.weights
         self.theta = np.asarray(theta, dtype=float)
         self.lower = cp.lower_bounds()
         self.default_start = np.where(self.lower == 0, 1.0, 0.0)   # lme4's start: 1 on diagonals
 
     def __call__(self, b: float) -> float:
-        f = Objective(BlockedFactor(CrossProducts(self.terms, self.X, self.y - b * self.x)), reml=False)
+        f = Objective(BlockedFactor(CrossProducts(self.terms, self.X, self.y - b * self.x, self.weights)),
+                      reml=False)
         theta, fval, _ = bobyqa(f, self.theta, self.lower)
         # a warm start with a variance near zero can hold BOBYQA there (heck2011's ML fit, whose
         # slope variance is 2e-8): lme4's own start is the second opinion, the lower one counts

@@ -277,6 +277,9 @@ def _fit_header(fit: dict) -> Panel:
     grid.add_row(_t("Formula"), _t(fit.get("formula")))
     if fit.get("data_name"):
         grid.add_row(_t("Data"), _t(fit["data_name"]))
+    for key, label in (("weights", "Weights"), ("offset", "Offset")):
+        if fit.get(key):
+            grid.add_row(_t(label), _t(fit[key]))
     # as lme4: rounded to one decimal, then printed with R's default 7 significant digits
     if fit.get("method") == "REML":
         grid.add_row(_t("REML criterion"), _t(format_column([round(fit["criterion"], 1)], 7)[0]))

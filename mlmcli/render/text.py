@@ -69,6 +69,11 @@ def _call_lines(fit: dict) -> str:
     out = rf.cat("Formula:", list(fit.get("deparsed_formula") or [fit["formula"]]), fill=True)
     if fit.get("data_name") is not None:
         out += rf.cat("   Data:", fit["data_name"], fill=True)
+    # lmer's weights = and offset = arguments, as .prt.call prints the call's
+    if fit.get("weights") is not None:
+        out += rf.cat("Weights:", fit["weights"], fill=True)
+    if fit.get("offset") is not None:
+        out += rf.cat(" Offset:", fit["offset"], fill=True)
     return out
 
 
