@@ -52,6 +52,14 @@ def _check_finite(model: Any) -> None:
         raise DataError(f"the fit gave non-finite results ({', '.join(bad)}){hint}")
 
 
+def _check_ddf(ddf: str, ml: bool) -> None:
+    """lmerTest refuses Kenward-Roger for ML fits; say so before fitting."""
+    if ddf == "Kenward-Roger" and ml:
+        from mlmcli.model import KR_REML_ONLY
+
+        raise MlmError(f"{KR_REML_ONLY}: drop --ml or use --ddf Satterthwaite")
+
+
 def _fit(data: str, formula: str, ml: bool, ddf: str = "Satterthwaite", also: list[str] | None = None,
          sep: str | None = None, optimizer: str = "robust"):
     from mlmcli.design import build_design

@@ -10,6 +10,7 @@ import typer
 from mlmcli.cli.app import CiMethod, DataArg, Format, FormulaArg, MlOpt, NoColorOpt, OutputOpt, StrictOpt, app
 from mlmcli.cli.common import (
     _begin,
+    _check_ddf,
     _deliver,
     _fit,
     _fit_and_warn,
@@ -27,6 +28,7 @@ class AnovaType(str, Enum):
 
 class AnovaDdf(str, Enum):
     satterthwaite = "Satterthwaite"
+    kenward_roger = "Kenward-Roger"
 
 
 LevelOpt = Annotated[float, typer.Option("--level", help="Confidence level, between 0 and 1.")]
@@ -72,8 +74,8 @@ def anova(
     formula: FormulaArg,
     type_: Annotated[AnovaType, typer.Option("--type", "-t", help="Type of sums of squares: 1, 2 or 3.")
                      ] = AnovaType.three,
-    ddf: Annotated[AnovaDdf, typer.Option("--ddf", help="Denominator df: Satterthwaite.")
-                   ] = AnovaDdf.satterthwaite,
+    ddf: Annotated[AnovaDdf, typer.Option("--ddf", help="Denominator df: Satterthwaite or Kenward-Roger "
+                                          "(REML fits only).")] = AnovaDdf.satterthwaite,
     ml: MlOpt = False,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lmerTest's table), table, json.")
                    ] = None,
@@ -81,14 +83,17 @@ def anova(
     no_color: NoColorOpt = False,
     strict: StrictOpt = False,
 ) -> None:
-    """F tests of the fixed-effect terms, as lmerTest's anova(fit, type =) with Satterthwaite's df."""
+    """F tests of the fixed-effect terms, as lmerTest's anova(fit, type =, ddf =)."""
     from mlmcli.anova import anova_report
 
     inputs, kind = _begin(data, output, fmt)
+    _check_ddf(ddf.value, ml)
     model, frame = _fit(data, formula, ml, ddf.value)
     with _user_errors(formula):
         report = anova_report(model, frame, int(type_.value))
-    warnings = list(dict.fromkeys(model.warnings)) + list(model.satterthwaite().messages)
+    warnings = list(dict.fromkeys(model.warnings))
+    if ddf == AnovaDdf.satterthwaite:
+        warnings += list(model.satterthwaite().messages)
     _warn(warnings)
     _deliver(kind, report, output, inputs, no_color, "mlmcli.render.inference:anova_text",
              "mlmcli.render.inference:print_anova")

@@ -25,6 +25,7 @@ from mlmcli.cli.app import (
 )
 from mlmcli.cli.common import (
     _begin,
+    _check_ddf,
     _check_finite,
     _deliver,
     _emit,
@@ -49,7 +50,8 @@ def fit(
     sep: SepOpt = None,
     optimizer: OptimizerOpt = Optimizer.robust,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lme4's summary), table, json.")] = None,
-    ddf: Annotated[Ddf, typer.Option("--ddf", help="Denominator df: Satterthwaite, or none.")] = Ddf.satterthwaite,
+    ddf: Annotated[Ddf, typer.Option("--ddf", help="Denominator df: Satterthwaite, Kenward-Roger (adjusted "
+                                     "SEs; REML fits only), or none.")] = Ddf.satterthwaite,
     correlation: Annotated[bool, typer.Option(
         "--correlation", help="Show fixed-effect correlations in the table (text and json always have them).")
     ] = False,
@@ -65,6 +67,7 @@ def fit(
     from mlmcli.report import fit_report
 
     inputs, kind = _begin(data, output, fmt)
+    _check_ddf(ddf.value, ml)
     if correlation and kind != "table":
         _note_ignored("--correlation", kind, "table")
     if ci is not None:

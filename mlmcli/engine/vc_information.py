@@ -1,0 +1,161 @@
+"""The pieces of Kenward and Roger's adjustment, through the blocked factor (no n x n matrix).
+
+pbkrtest writes the marginal covariance as Sigma = sum_r gamma_r G_r over the variance-covariance
+parameters gamma: the entries of each term's Tau (lower triangle, column by column) and sigma^2 last,
+with G_r = Z_j (I (x) E_r) Z_j' (E_r the symmetric unit matrix of the entry) and G = I for sigma^2.
+It needs, with X the fixed-effects matrix,
+
+    P_r  = -X' Sigma^-1 G_r Sigma^-1 X
+    Q_rs =  X' Sigma^-1 G_r Sigma^-1 G_s Sigma^-1 X
+    K_rs =  tr(Sigma^-1 G_r Sigma^-1 G_s).
+
+With Sigma = sigma^2 V, V = I + Z Lambda Lambda' Z' and Woodbury's V^-1 = I - Z S Z' where
+S = Lambda Omega^-1 Lambda' and Omega = L L' the factor's random-effects block, every piece is a
+product of A = Z'Z's blocks, Lambda and solves with L:
+
+    W = Z'V^-1 X = Z'X - A S Z'X,   M = Z'V^-1 Z = A - A S A,   Z'V^-2 X = W - M S Z'X,
+    X'V^-2 X = R_X'R_X - W' S Z'X,  X'V^-3 X = X'V^-2 X - W' S W.
+
+The traces between two Tau entries are weighted sums of squares of M's blocks; the trace with
+sigma^2 needs the diagonal blocks of Z'V^-2 Z = M (I - S A); tr(V^-2) follows from
+V^-1 = V^-2 + V^-2 Z Lambda Lambda' Z'.  M is formed a chunk of columns at a time and only its
+sums are kept: memory O(q x chunk), never q x q.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mlmcli.engine.blocks import bmm
+
+if TYPE_CHECKING:
+    from mlmcli.engine.factor import BlockedFactor
+
+CHUNK_ENTRIES = 1_000_000     # entries of each q x m column block of M
+
+
+@dataclass
+class VcInformation:
+    """P, Q and K over gamma = (Tau entries..., sigma^2), in pbkrtest's order and scale."""
+
+    P: list[np.ndarray]             # (p, p) each
+    Q: list[list[np.ndarray]]       # Q[r][s], (p, p)
+    K: np.ndarray                   # (m, m)
+
+
+def _entries(f: BlockedFactor) -> list[tuple[int, np.ndarray]]:
+    """(term, E_r) for every Tau entry, in theta's order (lme4's and pbkrtest's)."""
+    out = []
+    for j, s in enumerate(f.structures):
+        for a, b in zip(s.tri_rows, s.tri_cols, strict=True):
+            E = np.zeros((s.k, s.k))
+            E[a, b] = E[b, a] = 1.0
+            out.append((j, E))
+    return out
+
+
+class _Operators:
+    """Products with A, S and M on per-term stacks (ell, k, m) of q x m matrices."""
+
+    def __init__(self, f: BlockedFactor) -> None:
+        self.f = f
+
+    def A(self, V: list[np.ndarray]) -> list[np.ndarray]:
+        return self.f.cp.zz_times(V)
+
+    def S(self, V: list[np.ndarray]) -> list[np.ndarray]:
+        """Lambda Omega^-1 Lambda' V."""
+        f = self.f
+        m = V[0].shape[-1]
+        x = f.solve_lower([bmm(T.T, v) for T, v in zip(f.T, V, strict=True)])
+        u = f.solve_modes(x)
+        return [bmm(T, ui.reshape(s.ell, s.k, m)) for T, ui, s in zip(f.T, u, f.structures, strict=True)]
+
+    def SA(self, V: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """(A V, S A V)."""
+        AV = self.A(V)
+        return AV, self.S(AV)
+
+    def M(self, V: list[np.ndarray]) -> list[np.ndarray]:
+        AV, SAV = self.SA(V)
+        return [a - b for a, b in zip(AV, self.A(SAV), strict=True)]
+
+
+def inner(U: list[np.ndarray], V: list[np.ndarray]) -> np.ndarray:
+    """U'V for two q x m stacks."""
+    return sum(np.einsum("lkp,lkq->pq", u, v) for u, v in zip(U, V, strict=True))
+
+
+def _times_entry(f: BlockedFactor, j: int, E: np.ndarray, V: list[np.ndarray]) -> list[np.ndarray]:
+    """(I (x) E) on term j's block of V, zero elsewhere."""
+    return [bmm(E, v) if i == j else np.zeros_like(v) for i, v in enumerate(V)]
+
+
+def vc_information(f: BlockedFactor, sigma: float) -> VcInformation:
+    """P, Q and K at the factored theta (f must be factored at the fit's theta)."""
+    ops = _Operators(f)
+    p = f.p
+    entries = _entries(f)
+    ZX = [z[:, :, :p] for z in f.cp.z_xy()]
+    B = ops.S(ZX)                                                   # S Z'X
+    W = [zx - ab for zx, ab in zip(ZX, ops.A(B), strict=True)]      # Z'V^-1 X
+    XV2X = f.RXt @ f.RXt.T - inner(W, B)
+    XV3X = XV2X - inner(W, ops.S(W))
+    ZV2X = [w - mb for w, mb in zip(W, ops.M(B), strict=True)]
+    DW = [_times_entry(f, j, E, W) for j, E in entries]
+    MDW = [ops.M(d) for d in DW]
+    s2 = sigma**2
+    nr = len(entries)
+    P = [-inner(W, d) / s2**2 for d in DW] + [-XV2X / s2**2]
+    Q = [[np.empty((p, p))] * (nr + 1) for _ in range(nr + 1)]
+    for r in range(nr):
+        for s in range(nr):
+            Q[r][s] = inner(DW[r], MDW[s]) / s2**3
+        Q[r][nr] = inner(DW[r], ZV2X) / s2**3
+        Q[nr][r] = Q[r][nr].T
+    Q[nr][nr] = XV3X / s2**3
+    K = _traces(f, ops, entries) / s2**2
+    return VcInformation(P=P, Q=Q, K=K)
+
+
+def _traces(f: BlockedFactor, ops: _Operators, entries: list[tuple[int, np.ndarray]]) -> np.ndarray:
+    """tr(V^-1 G_r V^-1 G_s) for all pairs, from M's columns a chunk at a time."""
+    S = f.structures
+    q = sum(s.q for s in S)
+    nt = len(S)
+    # G4[j][i][a, b, c, d] = sum over level pairs of M_jl,im[b, c] M_jl,im[a, d]
+    G4 = [[np.zeros((S[j].k, S[j].k, S[i].k, S[i].k)) for i in range(nt)] for j in range(nt)]
+    N = [np.empty((s.ell, s.k, s.k)) for s in S]       # diagonal blocks of Z'V^-2 Z
+    tr_SA = 0.0
+    for i, si in enumerate(S):
+        per = max(1, CHUNK_ENTRIES // (q * si.k))
+        for l0 in range(0, si.ell, per):
+            nl = min(si.ell, l0 + per) - l0
+            idx = np.arange(nl)
+            E = [np.zeros((s.ell, s.k, nl * si.k)) for s in S]
+            for a in range(si.k):
+                E[i][l0 + idx, a, idx * si.k + a] = 1.0
+            AE, SAE = ops.SA(E)
+            ME = [ae - x for ae, x in zip(AE, ops.A(SAE), strict=True)]
+            cross = np.zeros((nl, si.k, si.k))
+            for j, sj in enumerate(S):
+                X = ME[j].reshape(sj.ell, sj.k, nl, si.k)
+                G4[j][i] += np.einsum("lbmc,lamd->abcd", X, X)
+                cross += np.einsum("lkta,lktb->tab", X, SAE[j].reshape(sj.ell, sj.k, nl, si.k))
+            Mdiag = ME[i][l0 + idx].reshape(nl, si.k, nl, si.k)[idx, :, idx, :]
+            N[i][l0:l0 + nl] = Mdiag - cross
+            d = SAE[i][l0 + idx].reshape(nl, si.k, nl, si.k)[idx, :, idx, :]
+            tr_SA += float(np.trace(d, axis1=1, axis2=2).sum())
+    m = len(entries) + 1
+    K = np.empty((m, m))
+    for r, (j, Er) in enumerate(entries):
+        for s, (i, Es) in enumerate(entries):
+            K[r, s] = float(np.einsum("ab,cd,abcd->", Er, Es, G4[j][i]))
+        K[r, -1] = K[-1, r] = float(np.einsum("ab,lba->", Er, N[j]))
+    # tr(V^-2) = tr(V^-1) - tr(Lambda Lambda' Z'V^-2 Z), tr(V^-1) = n - tr(S A)
+    lam = sum(float(np.einsum("ab,lba->", T @ T.T, Nj)) for T, Nj in zip(f.T, N, strict=True))
+    K[-1, -1] = f.n - tr_SA - lam
+    return K
