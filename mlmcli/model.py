@@ -219,7 +219,7 @@ class FittedModel:
         rows = []
         se = self.std_errors
         sat = self.satterthwaite() if self.ddf == "Satterthwaite" else None
-        kr = self.kenward_roger() if self.ddf == "Kenward-Roger" else None
+        kr = self.kenward_roger() if self.ddf == "Kenward-Roger" and self.p else None
         if kr is not None:
             se = np.sqrt(np.diag(kr.vcov_adjusted))
         for i, name in enumerate(self.design.xnames):

@@ -203,3 +203,12 @@ def test_cli_kenward_roger_needs_reml(command):
         "mlm: error: Kenward-Roger's method is only available for REML model fits: drop --ml or use "
         "--ddf Satterthwaite"]
     assert p.stdout == ""
+
+
+def test_cli_no_fixed_effects():
+    """Nothing to adjust: the summary without a fixed-effects table, under either method."""
+    for ddf in ("Kenward-Roger", "Satterthwaite"):
+        p = mlm("fit", "tests/fixtures/lme4/data/Penicillin.csv", "diameter ~ 0 + (1|plate) + (1|sample)",
+                "--ddf", ddf, "-f", "text")
+        assert p.returncode == 0, p.stderr
+        assert "Fixed effects" not in p.stdout and "Number of obs: 144" in p.stdout

@@ -182,7 +182,7 @@ class BlockedFactor:
         if cp.q_tail:
             from scipy.linalg import solve_triangular
 
-            Ct = np.concatenate([c.reshape(-1, m) for c in rhs[cp.nbd:]])
+            Ct = np.concatenate([c.reshape(c.shape[0] * c.shape[1], m) for c in rhs[cp.nbd:]])
             ut = solve_triangular(self.Ltt, Ct, lower=True, trans="T")
             offs = cp.tail_offsets
             for i in range(len(cp.tail_sizes)):
@@ -194,7 +194,7 @@ class BlockedFactor:
                 r = r - self.Lnest[i, j].t_times(U[i].reshape(si.ell, si.k, m))
             if ut is not None:
                 r = r - np.asarray(self.Lt[j].T @ ut).reshape(r.shape)
-            U[j] = np.einsum("lab,lam->lbm", self.Linv[j], r).reshape(-1, m)   # L_jj^{-T} r, per level
+            U[j] = np.einsum("lab,lam->lbm", self.Linv[j], r).reshape(self.structures[j].q, m)   # L_jj^{-T} r
         return U
 
     def solve_lower(self, rhs: list[np.ndarray]) -> list[np.ndarray]:
@@ -212,9 +212,9 @@ class BlockedFactor:
         if cp.q_tail:
             from scipy.linalg import solve_triangular
 
-            Ct = np.concatenate([c.reshape(-1, m) for c in rhs[cp.nbd:]])
+            Ct = np.concatenate([c.reshape(c.shape[0] * c.shape[1], m) for c in rhs[cp.nbd:]])
             for j in range(cp.nbd):
-                Ct = Ct - np.asarray(self.Lt[j] @ U[j].reshape(-1, m))
+                Ct = Ct - np.asarray(self.Lt[j] @ U[j].reshape(S[j].q, m))
             ut = solve_triangular(self.Ltt, Ct, lower=True)
             offs = cp.tail_offsets
             for i, s in enumerate(S[cp.nbd:]):

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mlmcli.engine.blocks import bmm
+from mlmcli.engine.blocks import block_diag_csr, bmm
 
 if TYPE_CHECKING:
     from mlmcli.engine.factor import BlockedFactor
@@ -62,6 +62,40 @@ class _Operators:
 
     def __init__(self, f: BlockedFactor) -> None:
         self.f = f
+        self._A_csc = None
+
+    def A_columns(self, i: int, l0: int, l1: int) -> list[np.ndarray]:
+        """A's columns of levels l0..l1-1 of term i, sliced from A assembled sparse (once): a
+        product with unit vectors would pass over all of A's crossed blocks for each column."""
+        import scipy.sparse as sp
+
+        f = self.f
+        cp, S = f.cp, f.structures
+        if self._A_csc is None:
+            nbd, nt = cp.nbd, len(S)
+            blocks = [[None] * nt for _ in range(nt)]
+            for a in range(nbd):
+                blocks[a][a] = block_diag_csr(cp.A_diag[a])
+                for b in range(a):
+                    blocks[a][b] = cp.A_nested[a, b].to_csr()
+                    blocks[b][a] = blocks[a][b].T
+            if cp.q_tail:
+                tail = [sp.csr_matrix(cp.A_tail[b]) for b in range(nbd)]
+                rows = np.concatenate([[0], np.cumsum([s.q for s in S[nbd:]])])
+                for t in range(nbd, nt):
+                    r0, r1 = rows[t - nbd], rows[t - nbd + 1]
+                    for b in range(nbd):
+                        blocks[t][b] = tail[b][r0:r1]
+                        blocks[b][t] = blocks[t][b].T
+                    for u in range(nbd, nt):
+                        c0, c1 = rows[u - nbd], rows[u - nbd + 1]
+                        blocks[t][u] = sp.csr_matrix(cp.A_tt[r0:r1, c0:c1])
+            self._A_csc = sp.bmat(blocks, format="csc")
+            self._offsets = np.concatenate([[0], np.cumsum([s.q for s in S])])
+        o, k = int(self._offsets[i]), S[i].k
+        cols = self._A_csc[:, o + l0 * k:o + l1 * k].toarray()
+        return [cols[int(self._offsets[j]):int(self._offsets[j + 1])].reshape(s.ell, s.k, -1)
+                for j, s in enumerate(S)]
 
     def A(self, V: list[np.ndarray]) -> list[np.ndarray]:
         return self.f.cp.zz_times(V)
@@ -135,10 +169,8 @@ def _traces(f: BlockedFactor, ops: _Operators, entries: list[tuple[int, np.ndarr
         for l0 in range(0, si.ell, per):
             nl = min(si.ell, l0 + per) - l0
             idx = np.arange(nl)
-            E = [np.zeros((s.ell, s.k, nl * si.k)) for s in S]
-            for a in range(si.k):
-                E[i][l0 + idx, a, idx * si.k + a] = 1.0
-            AE, SAE = ops.SA(E)
+            AE = ops.A_columns(i, l0, l0 + nl)
+            SAE = ops.S(AE)
             ME = [ae - x for ae, x in zip(AE, ops.A(SAE), strict=True)]
             cross = np.zeros((nl, si.k, si.k))
             for j, sj in enumerate(S):
