@@ -92,6 +92,19 @@ def test_blocked_pieces_equal_the_dense_ones(case):
     assert_pieces_equal(vci.vc_information(model.system, model.sigma), *dense_pieces(model))
 
 
+@pytest.mark.parametrize("formula", ["y ~ x + (1|a) + (1|b) + (1|c)", "y ~ x + (x|a) + (1|b) + (x|c)"])
+def test_a_dense_tail_of_two_crossed_terms(formula, tmp_path, monkeypatch):
+    """Three crossed factors (two in the dense tail), with slopes and a singular fit, in chunks."""
+    lines = (ROOT / "tests" / "fixtures" / "lme4" / "data" / "crossed3.csv").read_text().splitlines()
+    data = tmp_path / "crossed3_head.csv"
+    data.write_text("\n".join(lines[:301]) + "\n")
+    model, _ = _fit(str(data), formula, False, "none")
+    assert model.system.cp.q_tail > 0
+    model.system.update(model.theta)
+    monkeypatch.setattr(vci, "CHUNK_ENTRIES", 30)
+    assert_pieces_equal(vci.vc_information(model.system, model.sigma), *dense_pieces(model))
+
+
 @pytest.mark.parametrize("case", ["penicillin", "pastes", "nested_slopes", "subjitem_nested", "subjitem_slopes"])
 def test_chunks_of_m_give_the_same_traces(case, monkeypatch):
     """M's columns a few levels at a time (crossed tail, nested blocks, slopes) sum as in one go."""
