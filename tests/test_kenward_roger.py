@@ -189,17 +189,21 @@ FACT = "tests/fixtures/lme4/data/factorial.csv"
 
 
 def test_cli_anova_and_fit_with_kenward_roger():
+    from tests.test_cli_exit import undeclared
+
     p = mlm("anova", FACT, "y ~ f1*f2*x + (1|g)", "--ddf", "Kenward-Roger", "-f", "text")
     assert p.returncode == 0, p.stderr
     assert p.stdout == (REFS / "factorial.anova3.txt").read_text()
     p = mlm("anova", FACT, "y ~ f1*f2*x + (1|g)", "--ddf", "Kenward-Roger", "--type", "1", "-f", "json")
     doc = json.loads(p.stdout)
     jsonschema.validate(doc, schema("anova"))
+    assert undeclared(doc, schema("anova")) == []
     assert doc["ddf"] == "Kenward-Roger" and doc["type"] == 1
     p = mlm("fit", FACT, "y ~ f1*f2*x + (1|g)", "--ddf", "Kenward-Roger", "-f", "json")
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
     jsonschema.validate(doc, schema("fit"))
+    assert undeclared(doc, schema("fit")) == []
     assert doc["ddf"] == "Kenward-Roger" and "lmerTest_messages" not in doc
     for got, w in zip(doc["fixed_effects"], ref("factorial")["coefficients"], strict=True):
         assert got["std_error"] == pytest.approx(w["std_error"], rel=1e-5)
