@@ -105,6 +105,19 @@ def test_a_dense_tail_of_two_crossed_terms(formula, tmp_path, monkeypatch):
     assert_pieces_equal(vci.vc_information(model.system, model.sigma), *dense_pieces(model))
 
 
+@pytest.mark.parametrize("case", ["heck_seed2", "sleep", "dye2"])
+def test_one_term_by_levels_equals_the_chunked_columns(case):
+    """The per-level sums of a single term's block-diagonal M are those of the general path."""
+    model, _ = fitted(case)
+    model.system.update(model.theta)
+    ops = vci._Operators(model.system)
+    G4, N, tr_SA = vci._single_term_sums(model.system)
+    G4c, Nc, tr_SAc = vci._chunked_sums(model.system, ops)
+    assert G4[0][0] == pytest.approx(G4c[0][0], rel=1e-9, abs=1e-12 * np.abs(G4c[0][0]).max())
+    assert N[0] == pytest.approx(Nc[0], rel=1e-9, abs=1e-12 * np.abs(Nc[0]).max())
+    assert tr_SA == pytest.approx(tr_SAc, rel=1e-12)
+
+
 @pytest.mark.parametrize("case", ["penicillin", "pastes", "nested_slopes", "subjitem_nested", "subjitem_slopes"])
 def test_chunks_of_m_give_the_same_traces(case, monkeypatch):
     """M's columns a few levels at a time (crossed tail, nested blocks, slopes) sum as in one go."""

@@ -156,13 +156,41 @@ def vc_information(f: BlockedFactor, sigma: float) -> VcInformation:
 
 
 def _traces(f: BlockedFactor, ops: _Operators, entries: list[tuple[int, np.ndarray]]) -> np.ndarray:
-    """tr(V^-1 G_r V^-1 G_s) for all pairs, from M's columns a chunk at a time."""
+    """tr(V^-1 G_r V^-1 G_s) for all pairs."""
+    single = len(f.structures) == 1 and not f.cp.q_tail
+    G4, N, tr_SA = _single_term_sums(f) if single else _chunked_sums(f, ops)
+    m = len(entries) + 1
+    K = np.empty((m, m))
+    for r, (j, Er) in enumerate(entries):
+        for s, (i, Es) in enumerate(entries):
+            K[r, s] = float(np.einsum("ab,cd,abcd->", Er, Es, G4[j][i]))
+        K[r, -1] = K[-1, r] = float(np.einsum("ab,lba->", Er, N[j]))
+    # tr(V^-2) = tr(V^-1) - tr(Lambda Lambda' Z'V^-2 Z), tr(V^-1) = n - tr(S A)
+    lam = sum(float(np.einsum("ab,lba->", T @ T.T, Nj)) for T, Nj in zip(f.T, N, strict=True))
+    K[-1, -1] = f.n - tr_SA - lam
+    return K
+
+
+def _single_term_sums(f: BlockedFactor):
+    """One term: M, S and A are block diagonal, so every sum is over the levels' k x k blocks."""
+    A = f.cp.A_diag[0]
+    T, Linv = f.T[0], f.Linv[0]
+    S = bmm(bmm(T, np.swapaxes(Linv, 1, 2)), bmm(Linv, T.T))      # T Omega_l^-1 T'
+    SA = bmm(S, A)
+    M = A - bmm(A, SA)
+    G4 = [[np.einsum("lbc,lad->abcd", M, M)]]
+    N = [M - bmm(M, SA)]
+    return G4, N, float(np.trace(SA, axis1=1, axis2=2).sum())
+
+
+def _chunked_sums(f: BlockedFactor, ops: _Operators):
+    """From M's columns a chunk at a time: G4[j][i][a, b, c, d], the sum over level pairs of
+    M_jl,im[b, c] M_jl,im[a, d]; the diagonal blocks of Z'V^-2 Z = M (I - S A); tr(S A)."""
     S = f.structures
     q = sum(s.q for s in S)
     nt = len(S)
-    # G4[j][i][a, b, c, d] = sum over level pairs of M_jl,im[b, c] M_jl,im[a, d]
     G4 = [[np.zeros((S[j].k, S[j].k, S[i].k, S[i].k)) for i in range(nt)] for j in range(nt)]
-    N = [np.empty((s.ell, s.k, s.k)) for s in S]       # diagonal blocks of Z'V^-2 Z
+    N = [np.empty((s.ell, s.k, s.k)) for s in S]
     tr_SA = 0.0
     for i, si in enumerate(S):
         per = max(1, CHUNK_ENTRIES // (q * si.k))
@@ -181,13 +209,4 @@ def _traces(f: BlockedFactor, ops: _Operators, entries: list[tuple[int, np.ndarr
             N[i][l0:l0 + nl] = Mdiag - cross
             d = SAE[i][l0 + idx].reshape(nl, si.k, nl, si.k)[idx, :, idx, :]
             tr_SA += float(np.trace(d, axis1=1, axis2=2).sum())
-    m = len(entries) + 1
-    K = np.empty((m, m))
-    for r, (j, Er) in enumerate(entries):
-        for s, (i, Es) in enumerate(entries):
-            K[r, s] = float(np.einsum("ab,cd,abcd->", Er, Es, G4[j][i]))
-        K[r, -1] = K[-1, r] = float(np.einsum("ab,lba->", Er, N[j]))
-    # tr(V^-2) = tr(V^-1) - tr(Lambda Lambda' Z'V^-2 Z), tr(V^-1) = n - tr(S A)
-    lam = sum(float(np.einsum("ab,lba->", T @ T.T, Nj)) for T, Nj in zip(f.T, N, strict=True))
-    K[-1, -1] = f.n - tr_SA - lam
-    return K
+    return G4, N, tr_SA
