@@ -118,6 +118,28 @@ def test_one_term_by_levels_equals_the_chunked_columns(case):
     assert tr_SA == pytest.approx(tr_SAc, rel=1e-12)
 
 
+@pytest.mark.parametrize("case", ["pastes", "nested_slopes", "sleep_uncorr"])
+@pytest.mark.parametrize("chunk", [vci.CHUNK_ENTRIES, 40])
+def test_nested_terms_probed_by_group_equal_the_chunked_columns(case, chunk, monkeypatch):
+    """Nested terms without a crossed one: one probe column per level rank within the outermost
+    groups gives the sums of all of M's columns."""
+    monkeypatch.setattr(vci, "CHUNK_ENTRIES", chunk)
+    model, _ = fitted(case)
+    model.system.update(model.theta)
+    ops = vci._Operators(model.system)
+    G4, N, tr_SA = vci._probed_sums(model.system, ops)
+    G4c, Nc, tr_SAc = vci._chunked_sums(model.system, ops)
+    for j in range(len(N)):
+        assert N[j] == pytest.approx(Nc[j], rel=1e-9, abs=1e-12 * np.abs(Nc[j]).max())
+        for i in range(len(N)):
+            assert G4[j][i] == pytest.approx(G4c[j][i], rel=1e-9, abs=1e-12 * np.abs(G4c[j][i]).max())
+    assert tr_SA == pytest.approx(tr_SAc, rel=1e-12)
+
+
+def test_ranks_within_groups():
+    assert vci._ranks(np.array([2, 0, 2, 1, 0, 2])).tolist() == [0, 0, 1, 0, 1, 2]
+
+
 @pytest.mark.parametrize("case", ["penicillin", "pastes", "nested_slopes", "subjitem_nested", "subjitem_slopes"])
 def test_chunks_of_m_give_the_same_traces(case, monkeypatch):
     """M's columns a few levels at a time (crossed tail, nested blocks, slopes) sum as in one go."""

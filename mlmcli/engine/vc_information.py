@@ -18,8 +18,12 @@ product of A = Z'Z's blocks, Lambda and solves with L:
 
 The traces between two Tau entries are weighted sums of squares of M's blocks; the trace with
 sigma^2 needs the diagonal blocks of Z'V^-2 Z = M (I - S A); tr(V^-2) follows from
-V^-1 = V^-2 + V^-2 Z Lambda Lambda' Z'.  M is formed a chunk of columns at a time and only its
-sums are kept: memory O(q x chunk), never q x q.
+V^-1 = V^-2 + V^-2 Z Lambda Lambda' Z'.  Only M's sums are kept, never M:
+
+- one term: M is block diagonal, its blocks come level by level;
+- nested terms: M is block diagonal by the outermost term's levels; a probe column holds a unit
+  vector in every such group at once, so M's columns come a group's width at a time;
+- crossed terms: M is dense; its columns come a chunk at a time (memory O(q x chunk)).
 """
 
 from __future__ import annotations
@@ -157,8 +161,12 @@ def vc_information(f: BlockedFactor, sigma: float) -> VcInformation:
 
 def _traces(f: BlockedFactor, ops: _Operators, entries: list[tuple[int, np.ndarray]]) -> np.ndarray:
     """tr(V^-1 G_r V^-1 G_s) for all pairs."""
-    single = len(f.structures) == 1 and not f.cp.q_tail
-    G4, N, tr_SA = _single_term_sums(f) if single else _chunked_sums(f, ops)
+    if f.cp.q_tail:
+        G4, N, tr_SA = _chunked_sums(f, ops)
+    elif len(f.structures) == 1:
+        G4, N, tr_SA = _single_term_sums(f)
+    else:
+        G4, N, tr_SA = _probed_sums(f, ops)
     m = len(entries) + 1
     K = np.empty((m, m))
     for r, (j, Er) in enumerate(entries):
@@ -208,5 +216,63 @@ def _chunked_sums(f: BlockedFactor, ops: _Operators):
             Mdiag = ME[i][l0 + idx].reshape(nl, si.k, nl, si.k)[idx, :, idx, :]
             N[i][l0:l0 + nl] = Mdiag - cross
             d = SAE[i][l0 + idx].reshape(nl, si.k, nl, si.k)[idx, :, idx, :]
+            tr_SA += float(np.trace(d, axis1=1, axis2=2).sum())
+    return G4, N, tr_SA
+
+
+def _groups(f: BlockedFactor) -> list[np.ndarray]:
+    """For nested terms only: the level of the outermost term that holds each level of each term."""
+    top = len(f.structures) - 1
+    return [f.cp.parents[j, top] if j < top else np.arange(f.structures[top].ell) for j in range(top + 1)]
+
+
+def _ranks(group: np.ndarray) -> np.ndarray:
+    """Each level's position among the levels of its group."""
+    order = np.argsort(group, kind="stable")
+    sorted_g = group[order]
+    starts = np.searchsorted(sorted_g, sorted_g, side="left")
+    rank = np.empty_like(group)
+    rank[order] = np.arange(len(group)) - starts
+    return rank
+
+
+def _probed_sums(f: BlockedFactor, ops: _Operators):
+    """Nested terms without crossed ones: M is block diagonal by the outermost term's levels, so one
+    probe column can carry a unit vector in every group at once (the r-th level of a term in each
+    group) and M's columns come a group-width at a time: O(levels x width), not O(levels^2)."""
+    from mlmcli.engine.blocks import segment_sum
+
+    S = f.structures
+    nt = len(S)
+    q = sum(s.q for s in S)
+    groups = _groups(f)
+    ngroups = S[-1].ell
+    G4 = [[np.zeros((S[j].k, S[j].k, S[i].k, S[i].k)) for i in range(nt)] for j in range(nt)]
+    N = [np.empty((s.ell, s.k, s.k)) for s in S]
+    tr_SA = 0.0
+    for i, si in enumerate(S):
+        k = si.k
+        rank = _ranks(groups[i])
+        width = int(rank.max()) + 1
+        per = max(1, CHUNK_ENTRIES // (q * k))
+        for r0 in range(0, width, per):
+            nr = min(width, r0 + per) - r0
+            lev = np.flatnonzero((rank >= r0) & (rank < r0 + nr))
+            loc = rank[lev] - r0
+            E = [np.zeros((s.ell, s.k, nr * k)) for s in S]
+            for a in range(k):
+                E[i][lev, a, loc * k + a] = 1.0
+            AE = ops.A(E)
+            SAE = ops.S(AE)
+            ME = [ae - x for ae, x in zip(AE, ops.A(SAE), strict=True)]
+            cross = np.zeros((ngroups, nr, k, k))
+            for j, sj in enumerate(S):
+                X = ME[j].reshape(sj.ell, sj.k, nr, k)
+                G4[j][i] += np.einsum("lbmc,lamd->abcd", X, X)
+                Y = SAE[j].reshape(sj.ell, sj.k, nr, k)
+                cross += segment_sum(np.einsum("lkta,lktb->ltab", X, Y), groups[j], ngroups)
+            own = ME[i].reshape(si.ell, k, nr, k)[lev, :, loc, :]
+            N[i][lev] = own - cross[groups[i][lev], loc]
+            d = SAE[i].reshape(si.ell, k, nr, k)[lev, :, loc, :]
             tr_SA += float(np.trace(d, axis1=1, axis2=2).sum())
     return G4, N, tr_SA
