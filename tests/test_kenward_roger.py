@@ -23,7 +23,7 @@ from mlmcli.report import fit_report
 ROOT = Path(__file__).resolve().parent.parent
 REFS = ROOT / "tests" / "fixtures" / "kenward_roger"
 CASES = ["heck_seed1", "heck_seed2", "sleep", "sleep_uncorr", "penicillin", "pastes", "factorial", "dye2",
-         "nested_slopes", "subjitem_nested", "subjitem_slopes"]
+         "nested3", "block3", "nested_slopes", "subjitem_nested", "subjitem_slopes"]
 SMALL = ["sleep", "sleep_uncorr", "penicillin", "pastes", "factorial", "dye2"]     # n <= 300: dense is cheap
 _fits: dict[str, tuple] = {}
 
@@ -118,7 +118,7 @@ def test_one_term_by_levels_equals_the_chunked_columns(case):
     assert tr_SA == pytest.approx(tr_SAc, rel=1e-12)
 
 
-@pytest.mark.parametrize("case", ["pastes", "nested_slopes", "sleep_uncorr"])
+@pytest.mark.parametrize("case", ["pastes", "nested_slopes", "sleep_uncorr", "nested3"])
 @pytest.mark.parametrize("chunk", [vci.CHUNK_ENTRIES, 40])
 def test_nested_terms_probed_by_group_equal_the_chunked_columns(case, chunk, monkeypatch):
     """Nested terms without a crossed one: one probe column per level rank within the outermost
