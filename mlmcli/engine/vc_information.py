@@ -91,13 +91,15 @@ class _Operators:
                     for b in range(nbd):
                         blocks[t][b] = tail[b][r0:r1]
                         blocks[b][t] = blocks[t][b].T
-                    for u in range(nbd, nt):
-                        c0, c1 = rows[u - nbd], rows[u - nbd + 1]
-                        blocks[t][u] = sp.csr_matrix(cp.A_tt[r0:r1, c0:c1])
+                    # the crossed terms' own block is dense already: sliced from A_tt below
+                    blocks[t][t] = sp.csr_matrix((S[t].q, S[t].q))
             self._A_csc = sp.bmat(blocks, format="csc")
             self._offsets = np.concatenate([[0], np.cumsum([s.q for s in S])])
         o, k = int(self._offsets[i]), S[i].k
         cols = self._A_csc[:, o + l0 * k:o + l1 * k].toarray()
+        if i >= cp.nbd:
+            t0 = int(self._offsets[cp.nbd])
+            cols[t0:] += cp.A_tt[:, o - t0 + l0 * k:o - t0 + l1 * k]
         return [cols[int(self._offsets[j]):int(self._offsets[j + 1])].reshape(s.ell, s.k, -1)
                 for j, s in enumerate(S)]
 
