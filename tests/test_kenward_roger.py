@@ -203,8 +203,9 @@ def test_multi_df_f_from_the_adjusted_covariance():
     assert kr.ftest(np.vstack([L, L[0] + L[1]]), model.beta) == pytest.approx((F, q, ddf, scale))
 
 
-def test_full_row_rank_keeps_the_row_space():
-    L = np.array([[1.0, 0, 0], [0, 1, 0], [1, 1, 0]])
+@pytest.mark.parametrize("L", [[[1.0, 0, 0], [0, 1, 0], [1, 1, 0]], [[1.0, 1, 0], [2, 2, 0], [0, 0, 1]]])
+def test_full_row_rank_keeps_the_row_space(L):
+    L = np.array(L)
     B = full_row_rank(L)
     assert B.shape == (2, 3)
     assert np.linalg.matrix_rank(np.vstack([B, L])) == 2

@@ -82,10 +82,13 @@ def _ddf(A1: float, A2: float, q: int) -> float:
 
 
 def full_row_rank(L: np.ndarray) -> np.ndarray:
-    """pbkrtest's force_full_rank: an orthonormal basis of L's rows when they are dependent."""
-    Q, R = np.linalg.qr(L.T)
+    """pbkrtest's force_full_rank: an orthonormal basis of L's rows when they are dependent (the
+    test depends on the row space alone; the leading right singular vectors span it whatever the
+    order of the rows)."""
     rank = int(np.linalg.matrix_rank(L))
-    return L if rank == L.shape[0] else Q[:, :rank].T
+    if rank == L.shape[0]:
+        return L
+    return np.linalg.svd(L)[2][:rank]
 
 
 def kenward_roger(system: BlockedFactor, sigma: float, vcov_beta: np.ndarray) -> KenwardRoger:
