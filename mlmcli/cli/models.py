@@ -77,7 +77,8 @@ def fit(
         if kind == "text":
             _note_ignored("--ci", kind, "json and table")
     model, _ = _fit(data, formula, ml, ddf.value, sep=sep, optimizer=optimizer.value)
-    report = fit_report(model)
+    with _user_errors(formula):   # the df methods' linear algebra can break down as the fit's can
+        report = fit_report(model)
     if ci is not None and kind != "text":
         from mlmcli.confint import add_fixed_effect_intervals
 
