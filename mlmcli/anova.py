@@ -1,9 +1,12 @@
-"""lmerTest's anova(fit, type =): an F test per fixed-effect term with Satterthwaite's df.
+"""lmerTest's anova(fit, type =, ddf =): an F test per fixed-effect term with Satterthwaite's or
+Kenward-Roger's df.
 
-Each term's hypothesis matrix L (hypotheses.py) is tested as lmerTest's contestMD does: the
-eigen-decomposition L V L' = P D P' turns L beta into q independent t statistics, F is the mean of
-their squares, and the denominator df comes from the per-eigenvector Satterthwaite df nu_m
-(get_Fstat_ddf: 2E / (E - q) with E = sum nu_m / (nu_m - 2)).
+Each term's hypothesis matrix L (hypotheses.py) is tested as lmerTest's contestMD does.
+Satterthwaite: the eigen-decomposition L V L' = P D P' turns L beta into q independent t
+statistics, F is the mean of their squares, and the denominator df comes from the per-eigenvector
+Satterthwaite df nu_m (get_Fstat_ddf: 2E / (E - q) with E = sum nu_m / (nu_m - 2)).
+Kenward-Roger: pbkrtest's KRmodcomp; the sums of squares come from the Wald F on the adjusted
+covariance, the F value is that F scaled as pbkrtest scales it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 from mlmcli.distributions import f_upper
 
 if TYPE_CHECKING:
+    from mlmcli.engine.kenward_roger import KenwardRoger
     from mlmcli.engine.satterthwaite import Satterthwaite
     from mlmcli.frame import Frame
     from mlmcli.model import FittedModel
@@ -66,9 +70,19 @@ def contest(beta: np.ndarray, sat: Satterthwaite, L: np.ndarray, sigma: float) -
     return _row(F, q, fstat_ddf(nu), sigma)
 
 
-def _row(F: float, ndf: int, ddf: float, sigma: float) -> dict:
+def contest_kr(beta: np.ndarray, kr: KenwardRoger, L: np.ndarray, sigma: float) -> dict | None:
+    """contestMD with ddf = "Kenward-Roger": KRmodcomp's test of L beta = 0."""
+    if L.shape[0] == 0:
+        return None
+    F, ndf, ddf, scale = kr.ftest(L, beta)
+    return _row(F, ndf, ddf, sigma, scale)
+
+
+def _row(F: float, ndf: int, ddf: float, sigma: float, scale: float = 1.0) -> dict:
+    """lmerTest's mk_Ftable: sums of squares from F, the test on F * scale."""
     ms = F * sigma**2
-    p = f_upper(F, ndf, ddf) if math.isfinite(ddf) else None
+    F = F * scale
+    p = f_upper(F, ndf, ddf) if math.isfinite(ddf) and math.isfinite(F) else None
     return {"sum_sq": ms * ndf, "mean_sq": ms, "num_df": ndf, "den_df": ddf, "f_value": F, "p_value": p}
 
 
@@ -78,15 +92,19 @@ def anova_report(model: FittedModel, frame: Frame, kind: int = 3) -> dict:
     from mlmcli.hypotheses import contrasts, fixed_terms
     from mlmcli.report import SCHEMA_VERSION, clean
 
+    ddf = "Kenward-Roger" if model.ddf == "Kenward-Roger" else "Satterthwaite"
     ft = fixed_terms(model, frame)
     rows = []
     if ft.labels:
-        sat = model.satterthwaite()
+        if ddf == "Kenward-Roger":
+            method, test = model.kenward_roger(), contest_kr
+        else:
+            method, test = model.satterthwaite(), contest
         for term, L in contrasts(ft, kind).items():
-            r = contest(model.beta, sat, L, model.sigma)
+            r = test(model.beta, method, L, model.sigma)
             if r is None:
                 r = dict.fromkeys(("sum_sq", "mean_sq", "num_df", "den_df", "f_value", "p_value"))
             rows.append({"term": term, **r})
-    heading = f"Type {ROMAN[kind]} Analysis of Variance Table with Satterthwaite's method"
+    heading = f"Type {ROMAN[kind]} Analysis of Variance Table with {ddf}'s method"
     return clean({"schema_version": SCHEMA_VERSION, "formula": model.formula.text, "type": kind,
-                  "ddf": "Satterthwaite", "heading": heading, "terms": rows})
+                  "ddf": ddf, "heading": heading, "terms": rows})

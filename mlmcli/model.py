@@ -14,10 +14,13 @@ from mlmcli.engine.fit import Optimum, optimize_theta, start_theta
 
 if TYPE_CHECKING:
     from mlmcli.design import Design
+    from mlmcli.engine.kenward_roger import KenwardRoger
     from mlmcli.engine.satterthwaite import Satterthwaite
     from mlmcli.formula import Formula
 
 SCALE_WARNING = "Some predictor variables are on very different scales: consider rescaling"
+KR_REML_ONLY = "Kenward-Roger's method is only available for REML model fits"
+DDF_METHODS = ("Satterthwaite", "Kenward-Roger", "none")
 
 
 @dataclass
@@ -55,6 +58,7 @@ class FittedModel:
     ddf: str = "Satterthwaite"
     optimizer: str = "robust"
     _satterthwaite: Satterthwaite | None = None
+    _kenward_roger: KenwardRoger | None = None
 
     # ---------------------------------------------------------------- basics
     @property
@@ -204,20 +208,37 @@ class FittedModel:
             self.system.update(self.theta)
         return self._satterthwaite
 
+    def kenward_roger(self) -> KenwardRoger:
+        """pbkrtest's adjusted covariance and its pieces (REML fits only, as lmerTest)."""
+        if not self.reml:
+            from mlmcli.errors import MlmError
+
+            raise MlmError(KR_REML_ONLY)
+        if self._kenward_roger is None:
+            from mlmcli.engine.kenward_roger import kenward_roger
+
+            self.system.update(self.theta)
+            self._kenward_roger = kenward_roger(self.system, self.sigma, self._vcov)
+        return self._kenward_roger
+
     def coef_table(self) -> list[dict]:
-        """Estimate, SE, df, t and p per fixed effect (df and p are None with ddf 'none')."""
+        """Estimate, SE, df, t and p per fixed effect (df and p are None with ddf 'none'); with
+        Kenward-Roger the SE is the adjusted one, as lmerTest's summary prints it."""
         from mlmcli.distributions import t_two_sided
 
         rows = []
         se = self.std_errors
         sat = self.satterthwaite() if self.ddf == "Satterthwaite" else None
+        kr = self.kenward_roger() if self.ddf == "Kenward-Roger" and self.p else None
+        if kr is not None:
+            se = np.sqrt(np.diag(kr.vcov_adjusted))
         for i, name in enumerate(self.design.xnames):
             t = float(self._beta[i] / se[i])
             df = p = None
-            if sat is not None:
+            if sat is not None or kr is not None:
                 c = np.zeros(self.p)
                 c[i] = 1.0
-                d = sat.df(c)
+                d = sat.df(c) if sat is not None else kr.ddf(c)
                 if math.isfinite(d):
                     df = d
                     p = t_two_sided(t, d)

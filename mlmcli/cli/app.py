@@ -45,6 +45,7 @@ class RanefFormat(str, Enum):
 
 class Ddf(str, Enum):
     satterthwaite = "Satterthwaite"
+    kenward_roger = "Kenward-Roger"
     none = "none"
 
 

@@ -64,6 +64,18 @@ def _read(data: str, columns: list[str] | None, sep: str | None = None, sheet: s
     return frame
 
 
+def _check_ddf(ddf: str, ml: bool, weights: str | None = None) -> None:
+    """lmerTest refuses Kenward-Roger for ML fits; say so before fitting. With prior weights
+    pbkrtest leaves the weights out of its covariance, so there is no reference to agree with."""
+    if ddf == "Kenward-Roger" and ml:
+        from mlmcli.model import KR_REML_ONLY
+
+        raise MlmError(f"{KR_REML_ONLY}: drop --ml or use --ddf Satterthwaite")
+    if ddf == "Kenward-Roger" and weights is not None:
+        raise MlmError("--ddf Kenward-Roger with --weights is not offered (pbkrtest leaves prior weights out of "
+                       "its covariance): use --ddf Satterthwaite")
+
+
 def _fit(data: str, formula: str, ml: bool, ddf: str = "Satterthwaite", also: list[str] | None = None,
          sep: str | None = None, optimizer: str = "robust", sheet: str | None = None, verbose: bool = False,
          weights: str | None = None, offset: str | None = None):

@@ -24,6 +24,7 @@ from mlmcli.cli.app import (
 )
 from mlmcli.cli.common import (
     _begin,
+    _check_ddf,
     _deliver,
     _fit,
     _fit_and_warn,
@@ -41,6 +42,7 @@ class AnovaType(str, Enum):
 
 class AnovaDdf(str, Enum):
     satterthwaite = "Satterthwaite"
+    kenward_roger = "Kenward-Roger"
 
 
 LevelOpt = Annotated[float, typer.Option("--level", help="Confidence level, between 0 and 1.")]
@@ -90,8 +92,8 @@ def anova(
     formula: FormulaArg,
     type_: Annotated[AnovaType, typer.Option("--type", "-t", help="Type of sums of squares: 1, 2 or 3.")
                      ] = AnovaType.three,
-    ddf: Annotated[AnovaDdf, typer.Option("--ddf", help="Denominator df: Satterthwaite.")
-                   ] = AnovaDdf.satterthwaite,
+    ddf: Annotated[AnovaDdf, typer.Option("--ddf", help="Denominator df: Satterthwaite or Kenward-Roger "
+                                          "(REML fits only).")] = AnovaDdf.satterthwaite,
     ml: MlOpt = False,
     sheet: SheetOpt = None,
     weights: WeightsOpt = None,
@@ -103,14 +105,17 @@ def anova(
     strict: StrictOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """F tests of the fixed-effect terms, as lmerTest's anova(fit, type =) with Satterthwaite's df."""
+    """F tests of the fixed-effect terms, as lmerTest's anova(fit, type =, ddf =)."""
     from mlmcli.anova import anova_report
 
     inputs, kind = _begin(data, output, fmt)
+    _check_ddf(ddf.value, ml, weights)
     model, frame = _fit(data, formula, ml, ddf.value, sheet=sheet, verbose=verbose, weights=weights, offset=offset)
     with _user_errors(formula):
         report = anova_report(model, frame, int(type_.value))
-    warnings = list(dict.fromkeys(model.warnings)) + list(model.satterthwaite().messages)
+    warnings = list(dict.fromkeys(model.warnings))
+    if ddf == AnovaDdf.satterthwaite:
+        warnings += list(model.satterthwaite().messages)
     _warn(warnings)
     _deliver(kind, report, output, inputs, no_color, "mlmcli.render.inference:anova_text",
              "mlmcli.render.inference:print_anova")

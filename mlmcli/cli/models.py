@@ -29,6 +29,7 @@ from mlmcli.cli.app import (
 )
 from mlmcli.cli.common import (
     _begin,
+    _check_ddf,
     _check_finite,
     _deliver,
     _emit,
@@ -57,7 +58,8 @@ def fit(
     weights: WeightsOpt = None,
     offset: OffsetOpt = None,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lme4's summary), table, json.")] = None,
-    ddf: Annotated[Ddf, typer.Option("--ddf", help="Denominator df: Satterthwaite, or none.")] = Ddf.satterthwaite,
+    ddf: Annotated[Ddf, typer.Option("--ddf", help="Denominator df: Satterthwaite, Kenward-Roger (adjusted "
+                                     "SEs; REML fits only), or none.")] = Ddf.satterthwaite,
     correlation: Annotated[bool, typer.Option(
         "--correlation", help="Show fixed-effect correlations in the table (text and json always have them).")
     ] = False,
@@ -74,6 +76,7 @@ def fit(
     from mlmcli.report import fit_report
 
     inputs, kind = _begin(data, output, fmt)
+    _check_ddf(ddf.value, ml, weights)
     if correlation and kind != "table":
         _note_ignored("--correlation", kind, "table")
     if ci is not None:
@@ -84,7 +87,8 @@ def fit(
             _note_ignored("--ci", kind, "json and table")
     model, _ = _fit(data, formula, ml, ddf.value, sep=sep, optimizer=optimizer.value, sheet=sheet,
                     verbose=verbose, weights=weights, offset=offset)
-    report = fit_report(model)
+    with _user_errors(formula):   # the df methods' linear algebra can break down as the fit's can
+        report = fit_report(model)
     if ci is not None and kind != "text":
         from mlmcli.confint import add_fixed_effect_intervals
 

@@ -163,7 +163,7 @@ class CrossProducts:
         no pass over the rows."""
         nbd, S = self.nbd, self.structures
         m = B[0].shape[-1]
-        Bt = np.concatenate([b.reshape(-1, m) for b in B[nbd:]]) if self.q_tail else None
+        Bt = np.concatenate([b.reshape(s.q, m) for b, s in zip(B[nbd:], S[nbd:], strict=True)]) if self.q_tail else None
         out = []
         for j in range(nbd):
             acc = bmm(self.A_diag[j], B[j])
@@ -179,7 +179,7 @@ class CrossProducts:
         if Bt is not None:
             Rt = self.A_tt @ Bt
             for j in range(nbd):
-                Rt = Rt + np.asarray(self.A_tail[j] @ B[j].reshape(-1, m))
+                Rt = Rt + np.asarray(self.A_tail[j] @ B[j].reshape(S[j].q, m))
             o = self.tail_offsets
             out.extend(Rt[o[i]:o[i + 1]].reshape(s.ell, s.k, m) for i, s in enumerate(S[nbd:]))
         return out

@@ -241,7 +241,7 @@ class BlockedFactor:
         if cp.q_tail:
             from scipy.linalg import solve_triangular
 
-            Ct = np.concatenate([c.reshape(-1, m) for c in rhs[cp.nbd:]])
+            Ct = np.concatenate([c.reshape(c.shape[0] * c.shape[1], m) for c in rhs[cp.nbd:]])
             ut = solve_triangular(self.Ltt, Ct, lower=True, trans="T")
             offs = cp.tail_offsets
             for i in range(len(cp.tail_sizes)):
@@ -253,7 +253,31 @@ class BlockedFactor:
                 r = r - self.Lnest[i, j].t_times(U[i].reshape(si.ell, si.k, m))
             if ut is not None:
                 r = r - np.asarray(self.Lt[j].T @ ut).reshape(r.shape)
-            U[j] = np.einsum("lab,lam->lbm", self.Linv[j], r).reshape(-1, m)   # L_jj^{-T} r, per level
+            U[j] = np.einsum("lab,lam->lbm", self.Linv[j], r).reshape(self.structures[j].q, m)   # L_jj^{-T} r
+        return U
+
+    def solve_lower(self, rhs: list[np.ndarray]) -> list[np.ndarray]:
+        """Solve L_ZZ U = C by block forward substitution (leading terms first, the tail last); C and
+        U per term as (ell, k, m) arrays."""
+        cp, S = self.cp, self.structures
+        m = rhs[0].shape[-1]
+        U: list[np.ndarray] = [np.empty(0)] * len(S)
+        for j in range(cp.nbd):
+            r = rhs[j]
+            for i in range(j):
+                Ln = self.Lnest[j, i]
+                r = r - segment_sum(bmm(Ln.values, U[i]), Ln.parent, S[j].ell)
+            U[j] = np.einsum("lab,lbm->lam", self.Linv[j], r)
+        if cp.q_tail:
+            from scipy.linalg import solve_triangular
+
+            Ct = np.concatenate([c.reshape(c.shape[0] * c.shape[1], m) for c in rhs[cp.nbd:]])
+            for j in range(cp.nbd):
+                Ct = Ct - np.asarray(self.Lt[j] @ U[j].reshape(S[j].q, m))
+            ut = solve_triangular(self.Ltt, Ct, lower=True)
+            offs = cp.tail_offsets
+            for i, s in enumerate(S[cp.nbd:]):
+                U[cp.nbd + i] = ut[offs[i]:offs[i + 1]].reshape(s.ell, s.k, m)
         return U
 
     def spherical_modes(self) -> list[np.ndarray]:

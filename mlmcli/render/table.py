@@ -297,7 +297,7 @@ def _fit_header(fit: dict) -> Panel:
     groups = ", ".join(f"{g} ({n} levels)" for g, n in fit.get("groups", {}).items())
     grid.add_row(_t("Groups"), _t(groups))
     title = f"Linear mixed model fit by {'REML' if fit.get('method') == 'REML' else 'maximum likelihood'}"
-    subtitle = "t-tests use Satterthwaite's method" if _ddf(fit) == "Satterthwaite" else None
+    subtitle = f"t-tests use {_ddf(fit)}'s method" if _ddf(fit) != "none" else None
     return Panel(grid, title=Text(title, style="bold"), title_align="left", subtitle=subtitle,
                  subtitle_align="left", expand=False, border_style="blue")
 
