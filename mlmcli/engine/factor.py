@@ -164,6 +164,7 @@ class BlockedFactor:
     def _factor_small(self) -> None:
         sf = factor_small_term(self.small, self.T[0])
         self._small_factor, self._stacks = sf, None
+        self.Lnest, self.Lt = {}, []     # one term: no off-diagonal blocks
         self._finish(self.cp.A_FF - sf.gram_F(), sf.LF)
 
     def _finish(self, MFF: np.ndarray, LF_flat: list[np.ndarray]) -> None:
