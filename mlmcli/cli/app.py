@@ -51,6 +51,14 @@ class Ddf(str, Enum):
 class CiMethod(str, Enum):
     wald = "wald"
     profile = "profile"
+    boot = "boot"
+
+
+class FitFormat(str, Enum):
+    text = "text"
+    table = "table"
+    json = "json"
+    csv = "csv"
 
 
 class Optimizer(str, Enum):
@@ -111,6 +119,13 @@ StrictOpt = Annotated[bool, typer.Option(
 OptimizerOpt = Annotated[Optimizer, typer.Option(
     "--optimizer", help="robust (default): refine an end point that fails lme4's convergence checks; "
     "lme4: stop where lme4's BOBYQA stops.")]
+
+
+NsimOpt = Annotated[int, typer.Option("--nsim", help="Bootstrap replicates (--method boot / --ci boot).")]
+
+
+SeedOpt = Annotated[int | None, typer.Option(
+    "--seed", help="Random seed of the bootstrap (default: a fresh one, reported in json output).")]
 
 
 SepOpt = Annotated[str | None, typer.Option("--sep", help="Field separator: , ; | or tab (default: tab for .tsv).")]

@@ -35,11 +35,14 @@ DIRECT_PWRSS_ROWS = 50_000
 class BlockedFactor:
     """L(theta) over the blocks of A; `update` refactors."""
 
-    def __init__(self, cp: CrossProducts) -> None:
+    def __init__(self, cp: CrossProducts, direct_rows: int = DIRECT_PWRSS_ROWS) -> None:
         self.cp = cp
         self.n, self.p = cp.n, cp.p
         self.structures = cp.structures
         self.ok = False
+        # up to this many rows the criterion sums the residuals (see DIRECT_PWRSS_ROWS); 0 for
+        # refits that need not follow lme4's path to the last digit (the bootstrap)
+        self.direct_rows = direct_rows
 
     # ------------------------------------------------------------------ factor
     def update(self, theta: np.ndarray) -> bool:
@@ -143,7 +146,7 @@ class BlockedFactor:
 
     def objective_pwrss(self) -> float:
         """The penalized RSS the criterion uses: summed from the residuals on small data."""
-        return self.pwrss_direct() if self.n <= DIRECT_PWRSS_ROWS else self.pwrss
+        return self.pwrss_direct() if self.n <= self.direct_rows else self.pwrss
 
     def objective(self, reml: bool) -> float:
         """lme4's profiled REML criterion or ML deviance at the current theta."""
