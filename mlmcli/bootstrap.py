@@ -2,7 +2,7 @@
 intervals of its replicates (confint(fit, method = "boot"), boot.ci(type = "perc")).
 
 The replicates are refitted in worker processes (the refits are many small numpy calls that hold
-the GIL: threads would run them one at a time), each worker given the shared blocks once.  Each
+the GIL much of the time), each worker given the shared blocks once.  Each
 replicate has its own random stream (engine/bootstrap.py), so the result depends on the seed alone,
 not on the number of workers or on the order in which chunks finish.
 """
@@ -25,6 +25,9 @@ WORKERS = 2
 # replicates per task: small enough for a smooth progress bar and an even share between workers,
 # large enough that sending the results back costs nothing
 CHUNK = 20
+# below this many chunks the workers' start-up (a fresh interpreter each) is not worth it
+MIN_CHUNKS = 4
+BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 SINGULAR_MESSAGE = "boundary (singular) fit: see help('isSingular')"
 
 _shared: BootstrapModel | None = None
@@ -64,7 +67,7 @@ def bootstrap(model: FittedModel, nsim: int, seed: int, progress: Callable[[int]
     chunks = [range(a, min(a + CHUNK, nsim)) for a in range(0, nsim, CHUNK)]
     workers = min(workers, os.cpu_count() or 1, len(chunks))
     parts: dict[int, Replicates] = {}
-    if workers > 1:
+    if workers > 1 and len(chunks) >= MIN_CHUNKS:
         parts = _in_processes(bm, chunks, workers, progress)
     for c, idx in enumerate(chunks):      # serially: one worker, or no process pool on this system
         if c not in parts:
@@ -82,16 +85,25 @@ def _in_processes(bm: BootstrapModel, chunks: list[range], workers: int,
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
+    # Fresh worker processes with one BLAS thread each: the processes already fill the cores, and a
+    # threaded BLAS on a busy machine turns a 6 x 6 triangular solve into milliseconds of waiting
+    # (crossed models refit three times faster).  A forked worker would keep the parent's threads.
+    saved = {k: os.environ.get(k) for k in BLAS_THREADS}
+    os.environ.update(dict.fromkeys(BLAS_THREADS, "1"))
     try:
-        # fork: the workers inherit the imported modules instead of importing them again
-        ctx = multiprocessing.get_context("fork")
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_start_worker,
-                                   initargs=(bm,))
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_start_worker, initargs=(bm,))
+        futures = {pool.submit(_work, idx): c for c, idx in enumerate(chunks)}
     except (OSError, ValueError, NotImplementedError):
-        return {}     # no semaphores or no fork here: the caller runs the chunks itself
+        return {}     # no semaphores or processes here: the caller runs the chunks itself
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     parts: dict[int, Replicates] = {}
     try:
-        futures = {pool.submit(_work, idx): c for c, idx in enumerate(chunks)}
         for fut in as_completed(futures):
             c = futures[fut]
             parts[c] = fut.result()
