@@ -22,9 +22,10 @@ if TYPE_CHECKING:
     from mlmcli.model import FittedModel
 
 WORKERS = 2
-# replicates per task: small enough for a smooth progress bar and an even share between workers,
-# large enough that sending the results back costs nothing
-CHUNK = 20
+# replicates per task: a one-term model refits a task's replicates in lockstep, and a batch of 50
+# amortizes the interpreter's cost per evaluation; still small enough for a smooth progress bar
+# and an even share between the workers
+CHUNK = 50
 # below this many chunks the workers' start-up (a fresh interpreter each) is not worth it
 MIN_CHUNKS = 4
 BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")

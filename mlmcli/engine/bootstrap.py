@@ -19,7 +19,8 @@ import numpy as np
 
 from mlmcli.engine.crossprod import CrossProducts
 from mlmcli.engine.factor import BlockedFactor
-from mlmcli.engine.fit import optimize_theta
+from mlmcli.engine.fit import Objective, optimize_theta
+from mlmcli.engine.lockstep import one_term
 from mlmcli.errors import MlmError
 
 
@@ -84,25 +85,56 @@ def sdcor(cp: CrossProducts, theta: np.ndarray, sigma: float) -> np.ndarray:
     return np.array(out, dtype=float)
 
 
-def refit(bm: BootstrapModel, y: np.ndarray) -> tuple[np.ndarray, bool]:
+def refit(bm: BootstrapModel, y: np.ndarray, system: BlockedFactor | None = None,
+          objective: Objective | None = None) -> tuple[np.ndarray, bool]:
     """The statistic of the model refitted to response y, and whether the refit is singular."""
-    system = BlockedFactor(bm.cp.with_response(y), direct_rows=0)
-    opt = optimize_theta(system, bm.reml, bm.theta, polish=False, checks=False, initial_step=bm.step)
+    if system is None:
+        system = BlockedFactor(bm.cp.with_response(y), direct_rows=0)
+    opt = optimize_theta(system, bm.reml, bm.theta, polish=False, checks=False, initial_step=bm.step,
+                         objective=objective)
     denom = system.n - system.p if bm.reml else system.n
     sigma = math.sqrt(system.pwrss / denom)
     return np.concatenate([sdcor(bm.cp, opt.theta, sigma), system.beta()]), opt.singular
 
 
-def replicate(bm: BootstrapModel, indices: range | list[int]) -> Replicates:
-    """Simulate and refit the replicates `indices`."""
-    values = np.full((len(indices), bm.nstat), np.nan)
+FAILURES = (MlmError, np.linalg.LinAlgError, FloatingPointError)
+
+
+def replicate(bm: BootstrapModel, indices: range | list[int], lockstep: bool = True) -> Replicates:
+    """Simulate and refit the replicates `indices`: in lockstep (lockstep.py) for a model with one
+    random-effects term, else one after another."""
+    ys = [bm.simulate(i) for i in indices]
+    if lockstep and len(ys) > 1 and one_term(bm.cp):
+        results = _in_lockstep(bm, ys)
+    else:
+        results = []
+        for y in ys:
+            try:
+                results.append(refit(bm, y))
+            except FAILURES as e:
+                results.append(e)
+    values = np.full((len(ys), bm.nstat), np.nan)
     failed = singular = 0
     errors: list[str] = []
-    for r, i in enumerate(indices):
-        try:
-            values[r], sing = refit(bm, bm.simulate(i))
-            singular += sing
-        except (MlmError, np.linalg.LinAlgError, FloatingPointError) as e:
+    for r, res in enumerate(results):
+        if isinstance(res, BaseException):
+            if not isinstance(res, FAILURES):
+                raise res
             failed += 1
-            errors.append(str(e))
+            errors.append(str(res))
+        else:
+            values[r], sing = res
+            singular += sing
     return Replicates(values, failed, singular, errors)
+
+
+def _in_lockstep(bm: BootstrapModel, ys: list[np.ndarray]) -> list:
+    from mlmcli.engine.lockstep import BatchedCriterion, Lockstep, LockstepObjective
+
+    criterion = BatchedCriterion([bm.cp.with_response(y) for y in ys], bm.reml)
+    step = Lockstep(criterion)
+    tasks = []
+    for j, y in enumerate(ys):
+        system = criterion.fallback[j].system
+        tasks.append(lambda j=j, y=y, system=system: refit(bm, y, system, LockstepObjective(step, j, system)))
+    return step.run(tasks)

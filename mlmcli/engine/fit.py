@@ -135,11 +135,13 @@ def deriv12(fn, x: np.ndarray, fx: float, delta: float = DERIV_DELTA) -> tuple[n
 
 
 def optimize_theta(system: BlockedFactor, reml: bool, theta0: np.ndarray, polish: bool = True,
-                   checks: bool = True, initial_step: float | None = None) -> Optimum:
+                   checks: bool = True, initial_step: float | None = None,
+                   objective: Objective | None = None) -> Optimum:
     """lme4's optimizeLmer and checkConv: BOBYQA, restart at an edge, snap to the boundary, checks.
     With `polish`, an end point that fails lme4's checks is refined (`rescaled_restart`).  Without
-    `checks` only singularity is judged: the derivative checks cost a fifth of a warm-started refit."""
-    f = Objective(system, reml)
+    `checks` only singularity is judged: the derivative checks cost a fifth of a warm-started refit.
+    `objective` evaluates the criterion in place of the system's own (the bootstrap's, batched)."""
+    f = objective if objective is not None else Objective(system, reml)
     lower = system.cp.lower_bounds()
     theta, fval, status = bobyqa(f, theta0, lower, initial_step=initial_step)
     # derivatives at the optimizer's answer, before any boundary adjustment (lme4's optwrap);
