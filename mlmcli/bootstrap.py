@@ -1,8 +1,10 @@
 """Parametric bootstrap of a fitted model on every core (lme4's bootMer), and boot's percentile
 intervals of its replicates (confint(fit, method = "boot"), boot.ci(type = "perc")).
 
-The replicates are refitted in worker processes (the refits are many small numpy calls that hold
-the GIL much of the time), each worker given the shared blocks once.  Each
+The replicates are refitted in chunks, shared between worker processes (a refit is many small numpy
+calls that hold the GIL much of the time, so threads would not use the second core), each worker
+given the shared blocks once; within a chunk a one-term model's refits run in lockstep
+(engine/lockstep.py).  Each
 replicate has its own random stream (engine/bootstrap.py), so the result depends on the seed alone,
 not on the number of workers or on the order in which chunks finish.
 """

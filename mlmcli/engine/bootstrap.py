@@ -4,7 +4,8 @@ Each replicate simulates a response from the fitted model, y* = X beta + Z Lambd
 with u* ~ N(0, sigma^2 I) and e* ~ N(0, I) (lme4's simulate()), and refits it.  A refit changes
 only the response: the blocks of A that involve Z and X alone are shared with the fit
 (CrossProducts.with_response), the optimizer starts at the fitted theta (lme4's refit() does), and
-the criterion reads the penalized RSS off the factor instead of summing it over the rows.
+the criterion reads the penalized RSS off the factor instead of summing it over the rows.  With
+one random-effects term the refits of a chunk share one batched criterion (lockstep.py).
 
 Replicate i draws from its own stream, SeedSequence(seed, spawn_key=(i,)), so the replicates do
 not depend on how they are shared out between processes.
