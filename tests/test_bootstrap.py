@@ -30,6 +30,7 @@ from mlmcli.bootstrap import bootstrap, percentile_interval
 from mlmcli.cli import _fit
 from mlmcli.confint import Bootstrap, confint_report
 from mlmcli.engine.crossprod import CrossProducts
+from tests.test_cli_exit import undeclared
 
 ROOT = Path(__file__).resolve().parent.parent
 REFS = ROOT / "tests" / "fixtures" / "inference" / "boot"
@@ -167,11 +168,19 @@ def schema(name: str) -> dict:
 SLEEP = ("tests/fixtures/lme4/data/sleepstudy.csv", "Reaction ~ Days + (Days|Subject)")
 
 
+def test_cli_confint_boot_table():
+    p = mlm("confint", *SLEEP, "--method", "boot", "--nsim", "20", "--seed", "3", "-f", "table")
+    assert p.returncode == 0, p.stderr
+    assert "Bootstrap confidence intervals (0.95)" in p.stdout
+    assert "percentiles of 20 parametric bootstrap refits (seed 3)" in p.stdout
+
+
 def test_cli_confint_boot_json_and_text():
     p = mlm("confint", *SLEEP, "--method", "boot", "--nsim", "40", "--seed", "3", "-f", "json")
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     jsonschema.validate(out, schema("confint"))
+    assert undeclared(out, schema("confint")) == []
     assert (out["method"], out["nsim"], out["seed"]) == ("boot", 40, 3)
     assert [r["parameter"] for r in out["intervals"]] == [
         "sd_(Intercept)|Subject", "cor_Days.(Intercept)|Subject", "sd_Days|Subject", "sigma", "(Intercept)", "Days"]
@@ -190,6 +199,7 @@ def test_cli_fit_ci_boot_in_json_and_csv():
     assert p.returncode == 0, p.stderr
     fit = json.loads(p.stdout)
     jsonschema.validate(fit, schema("fit"))
+    assert undeclared(fit, schema("fit")) == []
     assert fit["confint"]["method"] == "boot" and fit["confint"]["nsim"] == 30
     c = mlm("fit", *SLEEP, "--ci", "boot", "--nsim", "30", "--seed", "5", "-f", "csv")
     assert c.returncode == 0, c.stderr
