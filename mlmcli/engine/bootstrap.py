@@ -21,7 +21,6 @@ import numpy as np
 from mlmcli.engine.crossprod import CrossProducts
 from mlmcli.engine.factor import BlockedFactor
 from mlmcli.engine.fit import Objective, optimize_theta
-from mlmcli.engine.lockstep import one_term
 from mlmcli.errors import MlmError
 
 
@@ -90,12 +89,24 @@ def refit(bm: BootstrapModel, y: np.ndarray, system: BlockedFactor | None = None
           objective: Objective | None = None) -> tuple[np.ndarray, bool]:
     """The statistic of the model refitted to response y, and whether the refit is singular."""
     if system is None:
-        system = BlockedFactor(bm.cp.with_response(y), direct_rows=0)
+        system = refit_system(bm.cp.with_response(y))
     opt = optimize_theta(system, bm.reml, bm.theta, polish=False, checks=False, initial_step=bm.step,
                          objective=objective)
     denom = system.n - system.p if bm.reml else system.n
     sigma = math.sqrt(system.pwrss / denom)
     return np.concatenate([sdcor(bm.cp, opt.theta, sigma), system.beta()]), opt.singular
+
+
+def one_term(cp: CrossProducts) -> bool:
+    """Whether refits can run in lockstep (lockstep.py): one random-effects term, no crossed tail."""
+    return len(cp.structures) == 1 and cp.nbd == 1 and not cp.q_tail
+
+
+def refit_system(cp: CrossProducts) -> BlockedFactor:
+    """A refit's factor: the penalized RSS read off the factor, no pass over the rows."""
+    system = BlockedFactor(cp)
+    system.direct_rows = 0
+    return system
 
 
 FAILURES = (MlmError, np.linalg.LinAlgError, FloatingPointError)

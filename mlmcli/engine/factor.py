@@ -35,14 +35,15 @@ DIRECT_PWRSS_ROWS = 50_000
 class BlockedFactor:
     """L(theta) over the blocks of A; `update` refactors."""
 
-    def __init__(self, cp: CrossProducts, direct_rows: int = DIRECT_PWRSS_ROWS) -> None:
+    # up to this many rows the criterion sums the residuals (see DIRECT_PWRSS_ROWS); an instance
+    # sets 0 for refits that need not follow lme4's path to the last digit (the bootstrap's)
+    direct_rows = DIRECT_PWRSS_ROWS
+
+    def __init__(self, cp: CrossProducts) -> None:
         self.cp = cp
         self.n, self.p = cp.n, cp.p
         self.structures = cp.structures
         self.ok = False
-        # up to this many rows the criterion sums the residuals (see DIRECT_PWRSS_ROWS); 0 for
-        # refits that need not follow lme4's path to the last digit (the bootstrap)
-        self.direct_rows = direct_rows
 
     # ------------------------------------------------------------------ factor
     def update(self, theta: np.ndarray) -> bool:

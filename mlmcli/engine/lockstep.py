@@ -25,16 +25,12 @@ from typing import TypeVar
 import numpy as np
 
 from mlmcli.engine.blocks import batched_cholesky
+from mlmcli.engine.bootstrap import refit_system
 from mlmcli.engine.crossprod import CrossProducts
 from mlmcli.engine.factor import CANCELLATION, LOG_2PI, BlockedFactor
 from mlmcli.engine.fit import FAILED_VALUE, Objective
 
 R = TypeVar("R")
-
-
-def one_term(cp: CrossProducts) -> bool:
-    """Whether the batched criterion applies: one random-effects term, no crossed tail."""
-    return len(cp.structures) == 1 and cp.nbd == 1 and not cp.q_tail
 
 
 class BatchedCriterion:
@@ -50,7 +46,7 @@ class BatchedCriterion:
         self.AF = np.stack([c.A_F[0] for c in cps])           # (B, ell, p+1, k)
         self.AFF = np.stack([c.A_FF for c in cps])            # (B, p+1, p+1)
         self.AFk = [np.ascontiguousarray(self.AF[..., a]) for a in range(self.k)]
-        self.fallback = [Objective(BlockedFactor(c, direct_rows=0), reml) for c in cps]
+        self.fallback = [Objective(refit_system(c), reml) for c in cps]
 
     def _small(self, which: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """ldL2 and the Schur complement for k <= 2: the level blocks' Cholesky factors in closed
