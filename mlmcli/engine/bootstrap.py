@@ -148,5 +148,5 @@ def _in_lockstep(bm: BootstrapModel, ys: list[np.ndarray]) -> list:
     tasks = []
     for j, y in enumerate(ys):
         system = criterion.fallback[j].system
-        tasks.append(lambda j=j, y=y, system=system: refit(bm, y, system, LockstepObjective(step, j, system)))
+        tasks.append(lambda j=j, y=y, system=system: refit(bm, y, system, LockstepObjective(step, j, system, bm.reml)))
     return step.run(tasks)

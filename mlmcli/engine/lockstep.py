@@ -198,12 +198,12 @@ class Lockstep:
         return out
 
 
-class LockstepObjective:
-    """What optimize_theta needs of an objective, for task j of a Lockstep."""
+class LockstepObjective(Objective):
+    """Task j's objective in a Lockstep (its own system is the fallback's, factored at the end)."""
 
-    def __init__(self, lockstep: Lockstep, j: int, system: BlockedFactor) -> None:
-        self.lockstep, self.j, self.system = lockstep, j, system
-        self.count = 0
+    def __init__(self, lockstep: Lockstep, j: int, system: BlockedFactor, reml: bool) -> None:
+        super().__init__(system, reml)
+        self.lockstep, self.j = lockstep, j
 
     def __call__(self, theta: np.ndarray) -> float:
         self.count += 1
