@@ -112,10 +112,11 @@ def test_bootstrap_intervals_agree_with_lme4_within_monte_carlo_error(case, nsim
     assert abs(got["singular"] / nsim - rate) <= Z * se
 
 
-def test_replicates_depend_on_the_seed_alone():
+@pytest.mark.parametrize("case", ["sleep", "heck_seed1"])    # two processes; two threads
+def test_replicates_depend_on_the_seed_alone(case):
     """The same seed gives the same replicates with one worker or two (200: enough chunks for the
     worker processes); another seed others."""
-    model = fitted("sleep")
+    model = fitted(case)
     one = bootstrap(model, 200, seed=7, workers=1)
     two = bootstrap(model, 200, seed=7, workers=2)
     np.testing.assert_array_equal(one.values, two.values)
