@@ -46,7 +46,8 @@ class BootstrapModel:
         return np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(i,)))
 
     def simulate(self, i: int) -> np.ndarray:
-        """Replicate i's response: new random effects and new residuals."""
+        """Replicate i's response: new random effects and new residuals, on the scale of the
+        blocks' rows (rows with prior weights w carry sqrt(w) y: residual variance sigma^2 / w)."""
         g = self.rng(i)
         b = [self.sigma * g.standard_normal((s.ell, s.k)) @ T.T
              for s, T in zip(self.cp.structures, self.T, strict=True)]

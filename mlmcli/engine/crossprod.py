@@ -107,7 +107,9 @@ class CrossProducts:
 
     def with_response(self, y: np.ndarray) -> CrossProducts:
         """The same blocks for another response: only the rows and columns of A that involve y are
-        recomputed (one pass over the rows per random-effects column), the rest is shared."""
+        recomputed (one pass over the rows per random-effects column), the rest is shared.  y is on
+        the scale of these rows (times sqrt(w) where rows carry prior weights), as the bootstrap
+        simulates it from them."""
         new = copy.copy(self)
         new.y = y = np.asarray(y, dtype=float)
         p = self.p

@@ -47,6 +47,9 @@ class BatchedCriterion:
         self.AFF = np.stack([c.A_FF for c in cps])            # (B, p+1, p+1)
         self.AFk = [np.ascontiguousarray(self.AF[..., a]) for a in range(self.k)]
         self.fallback = [Objective(refit_system(c), reml) for c in cps]
+        # a constant of the criterion where rows carry prior weights (lme4's ldW), as factor.py
+        # subtracts it: the fallback's values and the batch's must be one function
+        self.log_weights = float(getattr(cp, "log_weights", 0.0))
 
     def _small(self, which: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """ldL2 and the Schur complement for k <= 2: the level blocks' Cholesky factors in closed
@@ -112,6 +115,7 @@ class BatchedCriterion:
         diag = np.diagonal(S, axis1=1, axis2=2)
         bad = np.any(np.diagonal(self.AFF[which], axis1=1, axis2=2) > CANCELLATION * np.abs(diag), axis=1)
         good = ~bad
+        ldL2 = ldL2 - self.log_weights
         if good.any():
             try:
                 LF = np.linalg.cholesky(S[good])
