@@ -1,14 +1,17 @@
-"""Confidence intervals for a fitted model, as lme4's confint(): Wald and likelihood profile.
+"""Confidence intervals for a fitted model, as lme4's confint(): Wald, likelihood profile, bootstrap.
 
 Wald: fixed effects +- z SE; the variance parameters get NA (lme4 prints them first, under its
 old names .sig01, ..., .sigma).  Profile: confint(fit, oldNames = FALSE): the ML deviance profiled
 (engine/profile.py) on the sd/cor scale, then the fixed effects; a REML fit is refitted by ML
-first, as lme4's profile does.
+first, as lme4's profile does.  Boot: confint(fit, method = "boot", oldNames = FALSE): percentile
+intervals of a parametric bootstrap of the fit as it is (REML or ML), bootstrap.py.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import TYPE_CHECKING
 
@@ -17,7 +20,8 @@ from mlmcli.errors import MlmError
 if TYPE_CHECKING:
     from mlmcli.model import FittedModel
 
-METHODS = ("wald", "profile")
+METHODS = ("wald", "profile", "boot")
+NSIM = 1000
 
 
 def varpar_names(model: FittedModel, old: bool) -> list[str]:
@@ -187,40 +191,105 @@ def profile_curves(model: FittedModel, level: float = 0.99, points: int = 8) -> 
     return out
 
 
+@dataclass
+class Bootstrap:
+    """How `--method boot` draws its replicates, and (after the run) what became of them."""
+
+    nsim: int = NSIM
+    seed: int | None = None          # None: a fresh one, reported so that the run can be repeated
+    progress: Callable[[int], None] | None = None
+    failed: int = 0
+    singular: int = 0
+    messages: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.nsim < 1:
+            raise MlmError(f"--nsim must be a positive number of replicates, got {self.nsim}")
+        if self.seed is None:
+            import secrets
+
+            self.seed = secrets.randbelow(2**31)
+        elif self.seed < 0:
+            raise MlmError(f"--seed must be a non-negative integer, got {self.seed}")
+
+
+def boot(model: FittedModel, level: float, which: list[int], spec: Bootstrap) -> dict[int, tuple[float, float]]:
+    """Percentile intervals of the parameters `which` from spec.nsim parametric bootstrap refits."""
+    from mlmcli.bootstrap import bootstrap, bootstrap_messages, percentile_interval
+
+    assert spec.seed is not None
+    reps = bootstrap(model, spec.nsim, spec.seed, spec.progress)
+    if reps.failed == spec.nsim:
+        raise MlmError("*all* bootstrap runs failed!")    # lme4's error
+    spec.failed, spec.singular = reps.failed, reps.singular
+    spec.messages = bootstrap_messages(reps, spec.nsim)
+    return {w: percentile_interval(reps.values[:, w], level) for w in which}
+
+
+def intervals(model: FittedModel, method: str, level: float, which: list[int],
+              spec: Bootstrap | None = None) -> dict[int, tuple[float | None, float | None]]:
+    """(lower, upper) of the parameters `which` (indices into variance parameters then fixed effects)."""
+    if method == "wald":
+        all_ci = wald(model, level)
+        return {i: all_ci[i] for i in which}
+    if method == "boot":
+        return boot(model, level, which, spec or Bootstrap())   # type: ignore[return-value]
+    return profile(model, level, which)    # type: ignore[return-value]
+
+
+def _boot_keys(spec: Bootstrap | None) -> dict:
+    if spec is None:
+        return {}
+    return {"nsim": spec.nsim, "seed": spec.seed, "failed": spec.failed, "singular": spec.singular}
+
+
 def confint_report(model: FittedModel, method: str, level: float = 0.95,
-                   parm: list[str] | None = None) -> dict:
+                   parm: list[str] | None = None, spec: Bootstrap | None = None) -> dict:
     """{"method", "level", "intervals": [{"parameter", "lower", "upper"}]} in lme4's order."""
     from mlmcli.report import SCHEMA_VERSION, clean
 
     check_level(level)
     which = select(model, parm, method)
     names = varpar_names(model, old=method == "wald") + list(model.design.xnames)
-    if method == "wald":
-        all_ci = wald(model, level)
-        ci = {i: all_ci[i] for i in which}
-    else:
-        ci = profile(model, level, which)
+    spec = (spec or Bootstrap()) if method == "boot" else None
+    ci = intervals(model, method, level, which, spec)
     rows = [{"parameter": names[i], "lower": ci[i][0], "upper": ci[i][1]} for i in which]
     return clean({"schema_version": SCHEMA_VERSION, "formula": model.formula.text, "method": method,
-                  "level": level, "labels": percent_labels(level), "intervals": rows})
+                  "level": level, **_boot_keys(spec), "labels": percent_labels(level), "intervals": rows})
 
 
-def fixed_effect_intervals(model: FittedModel, method: str, level: float = 0.95) -> list[tuple[float, float]]:
+def all_intervals(model: FittedModel, method: str, level: float = 0.95,
+                  spec: Bootstrap | None = None) -> list[tuple[float | None, float | None]]:
+    """(lower, upper) of every parameter, variance parameters (None for Wald) then fixed effects."""
+    nv = len(varpar_names(model, old=True))
+    ci = intervals(model, method, level, list(range(nv + model.p)), spec)
+    return [ci[i] for i in range(nv + model.p)]
+
+
+def fixed_effect_intervals(model: FittedModel, method: str, level: float = 0.95,
+                           spec: Bootstrap | None = None) -> list[tuple[float | None, float | None]]:
     """(lower, upper) per fixed effect, for `mlm fit --ci`."""
     nv = len(varpar_names(model, old=True))
     idx = list(range(nv, nv + model.p))
-    if method == "wald":
-        all_ci = wald(model, level)
-        return [all_ci[i] for i in idx]  # type: ignore[misc]
-    ci = profile(model, level, idx)
+    ci = intervals(model, method, level, idx, spec)
     return [ci[i] for i in idx]
 
 
-def add_fixed_effect_intervals(report: dict, model: FittedModel, method: str, level: float) -> None:
+def add_fixed_effect_intervals(report: dict, model: FittedModel, method: str, level: float,
+                               spec: Bootstrap | None = None, variance_parameters: bool = False
+                               ) -> list[tuple[float | None, float | None]]:
     """`mlm fit --ci`: conf_low and conf_high on every fixed effect of a fit report, and which
-    intervals they are under "confint"."""
+    intervals they are under "confint".  Returns the intervals of every parameter: the variance
+    parameters' are None unless asked for (profile) or free (the bootstrap's replicates have them)."""
     from mlmcli.report import clean
 
-    for row, (lo, hi) in zip(report["fixed_effects"], fixed_effect_intervals(model, method, level), strict=True):
+    spec = (spec or Bootstrap()) if method == "boot" else None
+    nv = len(varpar_names(model, old=True))
+    if method == "boot" or (method == "profile" and variance_parameters):
+        ci = all_intervals(model, method, level, spec)
+    else:
+        ci = [(None, None)] * nv + fixed_effect_intervals(model, method, level)
+    for row, (lo, hi) in zip(report["fixed_effects"], ci[nv:], strict=True):
         row["conf_low"], row["conf_high"] = clean(lo), clean(hi)
-    report["confint"] = {"method": method, "level": level, "labels": percent_labels(level)}
+    report["confint"] = {"method": method, "level": level, **_boot_keys(spec), "labels": percent_labels(level)}
+    return ci

@@ -225,7 +225,7 @@ def test_cli_fit_ci_is_not_part_of_lme4_text():
     p = mlm("fit", "tests/fixtures/lme4/data/sleepstudy.csv", "Reaction ~ Days + (Days|Subject)",
             "--ci", "wald", "-f", "text")
     assert p.returncode == 0
-    assert "2.5 %" not in p.stdout and "--ci applies to json and table output" in p.stderr
+    assert "2.5 %" not in p.stdout and "--ci applies to json, table and csv output" in p.stderr
 
 
 @pytest.mark.parametrize(("command", "args"), [

@@ -52,6 +52,14 @@ class Ddf(str, Enum):
 class CiMethod(str, Enum):
     wald = "wald"
     profile = "profile"
+    boot = "boot"
+
+
+class FitFormat(str, Enum):
+    text = "text"
+    table = "table"
+    json = "json"
+    csv = "csv"
 
 
 class Optimizer(str, Enum):
@@ -124,6 +132,13 @@ WeightsOpt = Annotated[str | None, typer.Option(
 OffsetOpt = Annotated[str | None, typer.Option(
     "--offset", help="Column added to the linear predictor with coefficient 1 (lme4's offset =), on top "
     "of any offset() in the formula.", metavar="COLUMN")]
+
+
+NsimOpt = Annotated[int, typer.Option("--nsim", help="Bootstrap replicates (--method boot / --ci boot).")]
+
+
+SeedOpt = Annotated[int | None, typer.Option(
+    "--seed", help="Random seed of the bootstrap (default: a fresh one, reported in json output).")]
 
 
 SepOpt = Annotated[str | None, typer.Option("--sep", help="Field separator: , ; | or tab (default: tab for .tsv).")]

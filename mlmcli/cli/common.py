@@ -38,6 +38,20 @@ def _user_errors(formula: str = "") -> Iterator[None]:
                         "check for predictors on extreme scales or nearly collinear terms") from None
 
 
+@contextmanager
+def _bootstrap_progress(spec: Any) -> Iterator[None]:
+    """The bootstrap's progress bar on a terminal (its refits take seconds to minutes); `spec` is a
+    confint.Bootstrap, or None for the other methods."""
+    if spec is None:
+        yield
+        return
+    from mlmcli.render.progress import progress_bar
+
+    with progress_bar("bootstrap", spec.nsim) as advance:
+        spec.progress = advance
+        yield
+
+
 def _check_finite(model: Any) -> None:
     """Non-finite estimates are no result: lme4 stops with an error where these arise."""
     import numpy as np

@@ -14,8 +14,10 @@ from mlmcli.cli.app import (
     FormulaArg,
     MlOpt,
     NoColorOpt,
+    NsimOpt,
     OffsetOpt,
     OutputOpt,
+    SeedOpt,
     SheetOpt,
     StrictOpt,
     VerboseOpt,
@@ -24,6 +26,7 @@ from mlmcli.cli.app import (
 )
 from mlmcli.cli.common import (
     _begin,
+    _bootstrap_progress,
     _check_ddf,
     _deliver,
     _fit,
@@ -52,9 +55,12 @@ LevelOpt = Annotated[float, typer.Option("--level", help="Confidence level, betw
 def confint(
     data: DataArg,
     formula: FormulaArg,
-    method: Annotated[CiMethod, typer.Option("--method", "-m", help="wald (fixed effects) or profile "
-                                             "(likelihood profile of every parameter).")] = CiMethod.profile,
+    method: Annotated[CiMethod, typer.Option("--method", "-m", help="wald (fixed effects), profile "
+                                             "(likelihood profile of every parameter) or boot (parametric "
+                                             "bootstrap, percentile intervals).")] = CiMethod.profile,
     level: LevelOpt = 0.95,
+    nsim: NsimOpt = 1000,
+    seed: SeedOpt = None,
     parm: Annotated[str | None, typer.Option(
         "--parm", help="Comma-separated parameter names (as printed; also theta_ or beta_ for all "
         "variance parameters or all fixed effects).")] = None,
@@ -69,21 +75,27 @@ def confint(
     strict: StrictOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Confidence intervals as lme4's confint(): Wald, or likelihood profile (ML deviance)."""
-    from mlmcli.confint import check_level, confint_report, select
+    """Confidence intervals as lme4's confint(): Wald, likelihood profile (ML deviance) or parametric
+    bootstrap."""
+    from mlmcli.confint import Bootstrap, check_level, confint_report, select
 
     check_level(level)
+    spec = Bootstrap(nsim=nsim, seed=seed) if method == CiMethod.boot else None   # bad --nsim, --seed: now
     inputs, kind = _begin(data, output, fmt)
     names = [s.strip() for s in parm.split(",") if s.strip()] if parm else None
     model, _ = _fit_and_warn(data, formula, ml, sheet=sheet, verbose=verbose, weights=weights, offset=offset)
     select(model, names, method.value)   # a misspelt --parm is an error before any profiling
-    if method == CiMethod.profile:
-        _warn(["Computing profile confidence intervals ..."])   # lme4's message, before the long part
-    with _user_errors(formula):
-        report = confint_report(model, method.value, level, names)
+    if method != CiMethod.wald:          # lme4's message, before the long part
+        _warn([f"Computing {'bootstrap' if spec else 'profile'} confidence intervals ..."])
+    with _user_errors(formula), _bootstrap_progress(spec):
+        report = confint_report(model, method.value, level, names, spec)
+    warnings = list(model.warnings)
+    if spec is not None:
+        _warn(spec.messages)
+        warnings += [m for m in spec.messages if "failed" in m]
     _deliver(kind, report, output, inputs, no_color, "mlmcli.render.inference:confint_text",
              "mlmcli.render.inference:print_confint")
-    _strict_exit(strict, model.warnings)
+    _strict_exit(strict, warnings)
 
 
 @app.command()

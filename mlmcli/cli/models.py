@@ -11,15 +11,18 @@ from mlmcli.cli.app import (
     CiMethod,
     DataArg,
     Ddf,
+    FitFormat,
     Format,
     FormulaArg,
     MlOpt,
     NoColorOpt,
+    NsimOpt,
     OffsetOpt,
     Optimizer,
     OptimizerOpt,
     OutputOpt,
     RanefFormat,
+    SeedOpt,
     SepOpt,
     SheetOpt,
     StrictOpt,
@@ -29,6 +32,7 @@ from mlmcli.cli.app import (
 )
 from mlmcli.cli.common import (
     _begin,
+    _bootstrap_progress,
     _check_ddf,
     _check_finite,
     _deliver,
@@ -57,16 +61,19 @@ def fit(
     optimizer: OptimizerOpt = Optimizer.robust,
     weights: WeightsOpt = None,
     offset: OffsetOpt = None,
-    fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lme4's summary), table, json.")] = None,
+    fmt: Annotated[FitFormat | None, typer.Option(
+        "--format", "-f", help="text (lme4's summary), table, json, csv (broom.mixed's tidy()).")] = None,
     ddf: Annotated[Ddf, typer.Option("--ddf", help="Denominator df: Satterthwaite, Kenward-Roger (adjusted "
                                      "SEs; REML fits only), or none.")] = Ddf.satterthwaite,
     correlation: Annotated[bool, typer.Option(
         "--correlation", help="Show fixed-effect correlations in the table (text and json always have them).")
     ] = False,
     ci: Annotated[CiMethod | None, typer.Option(
-        "--ci", help="Add confidence intervals of the fixed effects (conf_low, conf_high) to json and "
-        "table output: wald or profile.")] = None,
+        "--ci", help="Add confidence intervals of the fixed effects (conf_low, conf_high) to json, "
+        "table and csv output: wald, profile or boot.")] = None,
     level: Annotated[float, typer.Option("--level", help="Confidence level of --ci.")] = 0.95,
+    nsim: NsimOpt = 1000,
+    seed: SeedOpt = None,
     output: OutputOpt = None,
     no_color: NoColorOpt = False,
     strict: StrictOpt = False,
@@ -79,26 +86,38 @@ def fit(
     _check_ddf(ddf.value, ml, weights)
     if correlation and kind != "table":
         _note_ignored("--correlation", kind, "table")
+    spec = None
     if ci is not None:
-        from mlmcli.confint import check_level
+        from mlmcli.confint import Bootstrap, check_level
 
         check_level(level)
+        spec = Bootstrap(nsim=nsim, seed=seed) if ci == CiMethod.boot else None
         if kind == "text":
-            _note_ignored("--ci", kind, "json and table")
+            _note_ignored("--ci", kind, "json, table and csv")
     model, _ = _fit(data, formula, ml, ddf.value, sep=sep, optimizer=optimizer.value, sheet=sheet,
                     verbose=verbose, weights=weights, offset=offset)
     with _user_errors(formula):   # the df methods' linear algebra can break down as the fit's can
         report = fit_report(model)
+    varpar_ci = None
     if ci is not None and kind != "text":
         from mlmcli.confint import add_fixed_effect_intervals
 
-        with _user_errors(formula):
-            add_fixed_effect_intervals(report, model, ci.value, level)
+        with _user_errors(formula), _bootstrap_progress(spec):
+            all_ci = add_fixed_effect_intervals(report, model, ci.value, level, spec,
+                                                variance_parameters=kind == "csv")
+        varpar_ci = all_ci[: len(all_ci) - model.p]
     warnings = report["warnings"] + report.get("lmerTest_messages", [])
     _warn(warnings)
-    if kind != "text":  # the ICC and R² appear in json and table output only
+    if spec is not None and kind != "text":
+        _warn(spec.messages)
+        warnings += [m for m in spec.messages if "failed" in m]
+    if kind in ("json", "table"):  # the ICC and R² appear in json and table output only
         _warn([f"mlm: note: {w}" for w in report.get("effects_warnings", [])])
-    if kind == "json":
+    if kind == "csv":
+        from mlmcli.render.tidy import tidy_csv
+
+        _emit(tidy_csv(_printable(report), varpar_ci), output, inputs)
+    elif kind == "json":
         _emit(_json(report), output, inputs)
     elif kind == "text":
         from mlmcli.render.text import fit_summary_output

@@ -14,6 +14,7 @@ crossed with an earlier one on, the remaining terms form one dense *tail* (cross
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -119,6 +120,33 @@ class CrossProducts:
             self.A_Ft = np.hstack([
                 _level_crossprod(s.codes, s.ell, XY, s.X).transpose(1, 0, 2).reshape(self.p + 1, s.q)
                 for s in tail])
+
+    def with_response(self, y: np.ndarray) -> CrossProducts:
+        """The same blocks for another response: only the rows and columns of A that involve y are
+        recomputed (one pass over the rows per random-effects column), the rest is shared.  y is on
+        the scale of these rows (times sqrt(w) where rows carry prior weights), as the bootstrap
+        simulates it from them."""
+        new = copy.copy(self)
+        new.y = y = np.asarray(y, dtype=float)
+        p = self.p
+        Xy = self.X.T @ y
+        A_FF = self.A_FF.copy()
+        A_FF[p, :p] = A_FF[:p, p] = Xy
+        A_FF[p, p] = y @ y
+        if not np.all(np.isfinite(A_FF)):
+            raise FitError("the cross-products of the response are non-finite")
+        new.A_FF = A_FF
+        S = self.structures
+        new.A_F = []
+        for s, F in zip(S[:self.nbd], self.A_F, strict=True):
+            F = F.copy()
+            F[:, p, :] = _level_crossprod(s.codes, s.ell, [y], s.X)[:, 0, :]
+            new.A_F.append(F)
+        if self.q_tail:
+            new.A_Ft = self.A_Ft.copy()
+            new.A_Ft[p] = np.concatenate([_level_crossprod(s.codes, s.ell, [y], s.X)[:, 0, :].reshape(-1)
+                                          for s in S[self.nbd:]])
+        return new
 
     def _block_diagonal_run(self, S: list[TermStructure]) -> int:
         """Length of the leading run of terms each nested in every later term of the run."""

@@ -36,6 +36,10 @@ DIRECT_PWRSS_ROWS = 50_000
 class BlockedFactor:
     """L(theta) over the blocks of A; `update` refactors."""
 
+    # up to this many rows the criterion sums the residuals (see DIRECT_PWRSS_ROWS); an instance
+    # sets 0 for refits that need not follow lme4's path to the last digit (the bootstrap's)
+    direct_rows = DIRECT_PWRSS_ROWS
+
     def __init__(self, cp: CrossProducts) -> None:
         self.cp = cp
         self.n, self.p = cp.n, cp.p
@@ -202,7 +206,7 @@ class BlockedFactor:
 
     def objective_pwrss(self) -> float:
         """The penalized RSS the criterion uses: summed from the residuals on small data."""
-        return self.pwrss_direct() if self.n <= DIRECT_PWRSS_ROWS else self.pwrss
+        return self.pwrss_direct() if self.n <= self.direct_rows else self.pwrss
 
     def objective(self, reml: bool) -> float:
         """lme4's profiled REML criterion or ML deviance at the current theta."""

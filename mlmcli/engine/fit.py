@@ -136,12 +136,16 @@ def deriv12(fn, x: np.ndarray, fx: float, delta: float = DERIV_DELTA) -> tuple[n
     return g, H
 
 
-def optimize_theta(system: BlockedFactor, reml: bool, theta0: np.ndarray, polish: bool = True) -> Optimum:
+def optimize_theta(system: BlockedFactor, reml: bool, theta0: np.ndarray, polish: bool = True,
+                   checks: bool = True, initial_step: float | None = None,
+                   objective: Objective | None = None) -> Optimum:
     """lme4's optimizeLmer and checkConv: BOBYQA, restart at an edge, snap to the boundary, checks.
-    With `polish`, an end point that fails lme4's checks is refined (`rescaled_restart`)."""
-    f = Objective(system, reml)
+    With `polish`, an end point that fails lme4's checks is refined (`rescaled_restart`).  Without
+    `checks` only singularity is judged: the derivative checks cost a fifth of a warm-started refit.
+    `objective` evaluates the criterion in place of the system's own (the bootstrap's, batched)."""
+    f = objective if objective is not None else Objective(system, reml)
     lower = system.cp.lower_bounds()
-    theta, fval, status = bobyqa(f, theta0, lower)
+    theta, fval, status = bobyqa(f, theta0, lower, initial_step=initial_step)
     # derivatives at the optimizer's answer, before any boundary adjustment (lme4's optwrap);
     # computed only when the checks need them (a singular fit skips them)
     at = theta.copy()
@@ -159,7 +163,10 @@ def optimize_theta(system: BlockedFactor, reml: bool, theta0: np.ndarray, polish
             at = theta.copy()
     theta, fval = check_boundary(f, theta, fval, lower)
     opt = Optimum(theta=theta, criterion=fval, evaluations=f.count, status=status)
-    check_convergence(opt, lambda: deriv12(f, at, f(at)), lower)
+    if checks:
+        check_convergence(opt, lambda: deriv12(f, at, f(at)), lower)
+    else:
+        opt.singular = is_singular(theta, lower)
     return _finish(f, opt, lower, polish)
 
 
@@ -273,10 +280,14 @@ def check_boundary(f: Objective, theta: np.ndarray, fval: float, lower: np.ndarr
     return new, f(new)
 
 
+def is_singular(theta: np.ndarray, lower: np.ndarray) -> bool:
+    """lme4's isSingular: a diagonal element of some T_i below SINGULAR_TOL."""
+    return bool(np.any(theta[lower == 0] < SINGULAR_TOL))
+
+
 def check_convergence(opt: Optimum, derivs: Callable[[], tuple[np.ndarray, np.ndarray]], lower: np.ndarray) -> None:
     """lme4's checkConv: the singular message, else the gradient and Hessian checks."""
-    bounded = lower == 0
-    opt.singular = bool(np.any(opt.theta[bounded] < SINGULAR_TOL))
+    opt.singular = is_singular(opt.theta, lower)
     if opt.singular:
         opt.messages.append(SINGULAR_MESSAGE)
         opt.warnings.append(SINGULAR_MESSAGE)

@@ -60,8 +60,13 @@ def print_confint(console: Any, report: dict) -> None:
     cols = [_col("", [r["parameter"] for r in rows], label=True),
             _col(labels[0], format_column([r["lower"] for r in rows], 5)),
             _col(labels[1], format_column([r["upper"] for r in rows], 5))]
-    title = f"{'Wald' if report['method'] == 'wald' else 'Profile'} confidence intervals ({report['level']:g})"
-    notes = ["Wald intervals are given for fixed effects only"] if report["method"] == "wald" else []
+    method = report["method"]
+    kind = {"wald": "Wald", "profile": "Profile", "boot": "Bootstrap"}.get(method, method)
+    title = f"{kind} confidence intervals ({report['level']:g})"
+    notes = ["Wald intervals are given for fixed effects only"] if method == "wald" else []
+    if method == "boot":
+        notes.append(f"percentiles of {report['nsim']} parametric bootstrap refits (seed {report['seed']}); "
+                     f"{report['singular']} singular, {report['failed']} failed")
     _emit(console, title, cols, notes)
 
 
