@@ -704,6 +704,29 @@ def build_design(frame: Frame, formula: Formula, args: ModelArguments | None = N
                   levels=levels, response_values=y, weights=weights, args=args, arg_values=arg_values)
 
 
+def model_frame(frame: Frame, formula: Formula) -> tuple[dict[str, Column], np.ndarray]:
+    """Every formula variable evaluated on the whole data, and the complete rows (na.omit), as
+    build_design starts (without --weights and --offset columns): for data read in partitions."""
+    for name in formula.columns():
+        if name not in frame.columns:
+            raise _unknown_column(name, frame)
+    full = {v.label: evaluate(v, frame) for v in formula.variables}
+    response = formula.response.label
+    y_full = full[response]
+    if isinstance(y_full, Factor):
+        kind = "TRUE/FALSE values" if y_full.logical else "text"
+        raise DataError(f"the response '{response}' is not numeric: its column holds {kind}")
+    if y_full.ndim != 1:
+        raise DataError(f"the response '{response}' must be one column")
+    complete = np.ones(frame.n_rows, dtype=bool)
+    for col in full.values():
+        if isinstance(col, Factor):
+            complete &= col.codes >= 0
+        else:
+            complete &= ~np.isnan(col).reshape(len(col), -1).any(axis=1)
+    return full, complete
+
+
 def _argument_columns(frame: Frame, args: ModelArguments) -> dict[str, np.ndarray]:
     """The numeric columns --weights and --offset name, on every row of the data."""
     out = {}
@@ -743,6 +766,11 @@ def total_offset(formula: Formula, values: dict[str, Column], n: int) -> np.ndar
             raise DataError(f"{v.label}: an offset must be numeric")
         total = total + np.asarray(col, dtype=float).reshape(n)
     return total
+
+
+def uses_group_means(node: Node | None) -> bool:
+    """Whether an expression holds cwc() or cmean() (they average over the model frame's rows)."""
+    return _uses_group_means(node)
 
 
 def _uses_group_means(node: Node | None) -> bool:

@@ -1,0 +1,299 @@
+"""Pass 1 over the partitions: the kinds of the columns, the rows the model uses, and the levels of
+every factor and grouping factor over the whole data, ordered as the in-memory design orders them."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mlmcli import formula as fm
+from mlmcli.design import evaluate, model_frame, uses_group_means
+from mlmcli.errors import DataError
+from mlmcli.formula import Formula, match_arguments
+from mlmcli.frame import Factor, Frame
+from mlmcli.rsort import format_number
+
+Value = str | float
+
+
+@dataclass
+class PartSpec:
+    """What a worker needs to read one partition as a Frame and evaluate the formula on it."""
+
+    formula: str
+    columns: dict[str, str]          # make.names name -> name in the files
+    name: str
+    csv: bool
+    kinds: dict[str, str] | None = None
+
+
+@dataclass
+class Scan:
+    """One partition's pass 1."""
+
+    kinds: dict[str, str]
+    n_rows: int
+    n_complete: int
+    produced: int                                       # rows a transformation's NaN dropped
+    produced_labels: list[str]
+    column_values: dict[str, object]                    # column -> its distinct values on the rows used
+    logical_used: dict[str, set[str]]                   # logical variable -> the labels used
+    group_values: dict[str, np.ndarray]                 # numeric grouping variable -> distinct values
+    widths: dict[str, int]                              # numeric variable -> its number of columns
+    combos: dict[int, set[tuple[Value, ...]]]           # interaction term -> its observed combinations
+    digest: str                                         # of the rows used
+    factor_vars: set[str] = field(default_factory=set)  # variables that are (non-logical) factors
+
+
+def refuse_unsupported(formula: Formula) -> None:
+    """Transformations whose values depend on the whole data's rows at once are not offered."""
+    for v in formula.variables:
+        bad = _data_dependent(v.expr)
+        if bad:
+            raise DataError(f"{bad}() is not supported with --engine dask (it needs every row at once): "
+                            f"{v.label}; compute it in the data instead")
+
+
+def _data_dependent(node: fm.Node | None) -> str | None:
+    if node is None:
+        return None
+    if uses_group_means(node):
+        return "cwc/cmean"
+    if isinstance(node, fm.Call):
+        if node.fn == "scale":
+            return "scale"
+        if node.fn == "poly":
+            args = match_arguments(node)
+            if not ("raw" in args and fm.constant_value(args["raw"])):
+                return "poly"
+        for a in node.args:
+            found = _data_dependent(a)
+            if found:
+                return found
+    for attr in ("inner", "arg", "left", "right"):
+        child = getattr(node, attr, None)
+        if isinstance(child, fm.Node):
+            found = _data_dependent(child)
+            if found:
+                return found
+    return None
+
+
+def frame_of(pdf, spec: PartSpec) -> tuple[Frame, dict[str, str]]:
+    from mlmcli.distributed.source import partition_frame
+
+    frame, kinds, _ = partition_frame(pdf, spec.columns, spec.name, spec.csv, spec.kinds)
+    return frame, kinds
+
+
+def scan_partition(pdf, spec: PartSpec) -> Scan:
+    """Pass 1 on one partition (runs on a worker)."""
+    from mlmcli.formula import parse_formula
+
+    formula = parse_formula(spec.formula)
+    frame, kinds = frame_of(pdf, spec)
+    if frame.n_rows == 0:
+        return Scan(kinds, 0, 0, 0, [], {}, {}, {}, {}, {}, "", set())
+    full, complete = model_frame(frame, formula)
+    produced, produced_labels = _produced(frame, formula, full, complete)
+    column_values: dict[str, object] = {}
+    logical_used: dict[str, set[str]] = {}
+    widths: dict[str, int] = {}
+    group_values: dict[str, np.ndarray] = {}
+    factor_vars: set[str] = set()
+    groups = {g for rt in formula.random for g in rt.group_vars}
+    for v in formula.variables:
+        col = full[v.label]
+        if isinstance(col, Factor):
+            used = col.codes[complete]
+            if col.logical:
+                logical_used[v.label] = {col.levels[c] for c in np.unique(used)}
+            else:
+                factor_vars.add(v.label)
+                for c in v.columns():
+                    column_values[c] = _distinct(frame.columns[c], complete)
+        else:
+            widths[v.label] = 1 if col.ndim == 1 else col.shape[1]
+            if v.label in groups and not np.isnan(col).all():
+                group_values[v.label] = np.unique(col[complete])
+    combos: dict[int, set[tuple[Value, ...]]] = {}
+    for i, rt in enumerate(formula.random):
+        if len(rt.group_vars) > 1:
+            parts = [_values(full[g], complete) for g in rt.group_vars]
+            combos[i] = set(zip(*parts, strict=True))
+    digest = hashlib.sha1(np.packbits(complete).tobytes()).hexdigest()
+    return Scan(kinds, frame.n_rows, int(complete.sum()), produced, produced_labels, column_values, logical_used,
+                group_values, widths, combos, digest, factor_vars)
+
+
+def _distinct(col: np.ndarray | Factor, rows: np.ndarray) -> object:
+    if isinstance(col, Factor):
+        return {col.levels[c] for c in np.unique(col.codes[rows]) if c >= 0}
+    x = col[rows]
+    return np.unique(x[~np.isnan(x)])
+
+
+def _values(col: np.ndarray | Factor, rows: np.ndarray) -> list[Value]:
+    if isinstance(col, Factor):
+        return [col.levels[c] for c in col.codes[rows].tolist()]
+    return col[rows].tolist()
+
+
+def _produced(frame: Frame, formula: Formula, full: dict, complete: np.ndarray) -> tuple[int, list[str]]:
+    """Rows dropped because a transformation gave NaN (not because the data had NA), and by which."""
+    def missing(col) -> np.ndarray:
+        if isinstance(col, Factor):
+            return col.codes < 0
+        return np.isnan(col).reshape(len(col), -1).any(axis=1)
+
+    in_data = np.zeros(frame.n_rows, dtype=bool)
+    for name in formula.columns():
+        in_data |= missing(frame.columns[name])
+    produced = ~complete & ~in_data
+    labels = [label for label, col in full.items() if missing(col)[produced].any()] if produced.any() else []
+    return int(produced.sum()), labels
+
+
+@dataclass
+class Levels:
+    """Pass 1 over all partitions: what every partition's design must agree on."""
+
+    kinds: dict[str, str]
+    int_columns: set[str]
+    n: int
+    messages: list[str]
+    factor_levels: dict[str, list[str]]        # Factor-valued variable -> its levels in the model frame
+    group_values: dict[str, np.ndarray]        # numeric grouping variable -> sorted distinct values
+    term_levels: list[list[str]]               # per random term (formula order): its grouping factor's levels
+    term_keys: list[np.ndarray | None]         # per interaction term: sorted mixed-radix keys of its levels
+    order: list[int]                           # the terms in lme4's order (most levels first)
+    widths: dict[str, int]
+    digests: list[str] = field(default_factory=list)
+
+
+def combine(formula: Formula, scans: list[Scan], where: list[str], name: str) -> Levels:
+    """The global levels from every partition's scan."""
+    from mlmcli.distributed.source import agree
+
+    kinds = agree([s.kinds for s in scans], where)
+    ints = {c for c, k in kinds.items() if k == "integer"}
+    n = sum(s.n_complete for s in scans)
+    if n == 0:
+        raise DataError("no rows left after removing rows with missing values in the model's columns")
+    messages = []
+    produced = sum(s.produced for s in scans)
+    if produced:
+        found = {lab for s in scans for lab in s.produced_labels}
+        labels = [v.label for v in formula.variables if v.label in found]
+        messages.append(f"NaNs produced by {', '.join(labels)}: {produced} {'row' if produced == 1 else 'rows'} "
+                        "dropped")
+    widths: dict[str, int] = {}
+    for s in scans:
+        widths.update(s.widths)
+    columns: dict[str, object] = {}
+    for s in scans:
+        for c, vals in s.column_values.items():
+            have = columns.get(c)
+            if isinstance(vals, set):
+                columns[c] = vals | (have if isinstance(have, set) else set())
+            else:
+                columns[c] = vals if have is None or isinstance(have, set) else np.union1d(have, vals)
+    factor_levels: dict[str, list[str]] = {}
+    logical = {v for s in scans for v in s.logical_used}
+    factors = {v for s in scans for v in s.factor_vars}
+    for v in formula.variables:
+        if v.label in logical:
+            used = set().union(*(s.logical_used.get(v.label, set()) for s in scans))
+            factor_levels[v.label] = ["FALSE", "TRUE"] if v.label not in _groups(formula) else [
+                lev for lev in ("FALSE", "TRUE") if lev in used]
+        elif v.label in factors:
+            factor_levels[v.label] = _levels_of(v, columns, kinds, ints, name)
+    group_values: dict[str, np.ndarray] = {}
+    for s in scans:
+        for g, vals in s.group_values.items():
+            group_values[g] = vals if g not in group_values else np.union1d(group_values[g], vals)
+    term_levels: list[list[str]] = []
+    term_keys: list[np.ndarray | None] = []
+    for i, rt in enumerate(formula.random):
+        per_var = [group_levels(g, factor_levels, group_values, ints) for g in rt.group_vars]
+        if len(rt.group_vars) == 1:
+            term_levels.append(per_var[0])
+            term_keys.append(None)
+            continue
+        combos = set().union(*(s.combos.get(i, set()) for s in scans))
+        index = [_value_index(g, per_var[m], group_values) for m, g in enumerate(rt.group_vars)]
+        keys = []
+        for combo in combos:
+            key = 0
+            for m, value in enumerate(combo):
+                key = key * len(per_var[m]) + index[m](value)
+            keys.append(key)
+        keys_arr = np.unique(np.array(keys, dtype=np.int64))
+        labels = []
+        for k in keys_arr.tolist():
+            parts = []
+            for levs in reversed(per_var):
+                k, c = divmod(k, len(levs))
+                parts.append(levs[c])
+            labels.append(":".join(reversed(parts)))
+        term_levels.append(labels)
+        term_keys.append(keys_arr)
+    n_levels = np.array([len(t) for t in term_levels])
+    order = list(range(len(term_levels)))
+    if np.any(np.diff(n_levels) > 0):
+        order = [int(i) for i in np.argsort(n_levels, kind="stable")[::-1]]  # rev(order(nl)), as lme4
+    return Levels(kinds, ints, n, messages, factor_levels, group_values, term_levels, term_keys, order, widths,
+                  [s.digest for s in scans])
+
+
+def _groups(formula: Formula) -> set[str]:
+    return {g for rt in formula.random for g in rt.group_vars}
+
+
+def _levels_of(v: fm.Var, columns: dict[str, object], kinds: dict[str, str], ints: set[str],
+               name: str) -> list[str]:
+    """A factor variable's levels: the variable evaluated on the distinct values of its column."""
+    if len(v.columns()) != 1:
+        raise DataError(f"a factor computed from several columns is not supported with --engine dask: {v.label}")
+    c = v.columns()[0]
+    vals = columns[c]
+    if isinstance(vals, set):
+        if kinds.get(c) == "logical":
+            codes = np.array(sorted({"FALSE": 0, "TRUE": 1}[x] for x in vals), dtype=np.int64)
+            col: np.ndarray | Factor = Factor(codes, ["FALSE", "TRUE"], logical=True)
+        else:
+            from mlmcli.rsort import collation_key
+
+            levels = sorted(vals, key=collation_key)
+            col = Factor(np.arange(len(levels), dtype=np.int64), levels)
+        m = len(vals)
+    else:
+        col = np.asarray(vals, dtype=float)
+        m = len(col)
+    frame = Frame(name, {c: col}, m, {c} & ints)
+    f = evaluate(v, frame)
+    assert isinstance(f, Factor)
+    used = np.zeros(len(f.levels), dtype=bool)
+    used[f.codes[f.codes >= 0]] = True
+    return [lev for lev, u in zip(f.levels, used, strict=True) if u]
+
+
+def group_levels(g: str, factor_levels: dict[str, list[str]], group_values: dict[str, np.ndarray],
+                 ints: set[str]) -> list[str]:
+    """A grouping variable's levels (lme4's makeFac: a factor stays, numbers become factor(x))."""
+    if g in factor_levels:
+        return factor_levels[g]
+    vals = group_values[g]
+    if g in ints:
+        return [str(int(v)) for v in vals]
+    return [format_number(float(v)) for v in vals]
+
+
+def _value_index(g: str, levels: list[str], group_values: dict[str, np.ndarray]):
+    if g in group_values:
+        vals = group_values[g]
+        return lambda x: int(np.searchsorted(vals, x))
+    index = {lev: i for i, lev in enumerate(levels)}
+    return lambda x: index[x]
