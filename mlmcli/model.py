@@ -13,7 +13,6 @@ from mlmcli.engine.factor import BlockedFactor
 from mlmcli.engine.fit import Optimum, optimize_theta, start_theta
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
 
     from mlmcli.design import Design
     from mlmcli.engine.kenward_roger import KenwardRoger

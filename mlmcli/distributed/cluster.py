@@ -52,7 +52,7 @@ def _one_line(e: BaseException) -> str:
 def run(client: Any, tasks: list, label: str, on_done: Callable[[int], None] | None = None) -> list:
     """Compute one delayed task per partition; their results in partition order."""
     futures = client.compute(tasks)
-    _wait(futures, label, on_done)
+    _wait(client, futures, label, on_done)
     return _results(client, futures)
 
 
@@ -63,7 +63,7 @@ def tree_sum(client: Any, tasks: list, combine: Callable, label: str,
     level = list(futures)
     while len(level) > 1:
         level = [client.submit(combine, *level[i:i + FAN_IN], pure=False) for i in range(0, len(level), FAN_IN)]
-    _wait(futures, label, on_done)
+    _wait(client, futures, label, on_done)
     del futures
     return _results(client, [level[0]])[0]
 
@@ -77,7 +77,7 @@ def _results(client: Any, futures: list) -> list:
         raise DataError(f"the pass over the data failed: {_one_line(e)}") from None
 
 
-def _wait(futures: list, label: str, on_done: Callable[[int], None] | None) -> None:
+def _wait(client: Any, futures: list, label: str, on_done: Callable[[int], None] | None) -> None:
     """Follow the partitions as they finish: a progress bar on a terminal, the callback each time."""
     from distributed import as_completed
 
@@ -89,7 +89,7 @@ def _wait(futures: list, label: str, on_done: Callable[[int], None] | None) -> N
         bar.start()
         task = bar.add_task(label, total=len(futures))
     try:
-        for done, _ in enumerate(as_completed(futures), start=1):
+        for done, _ in enumerate(as_completed(futures, loop=client.loop), start=1):
             if bar is not None:
                 bar.update(task, completed=done)
             if on_done is not None:

@@ -93,4 +93,5 @@ def scaled_residual_quantiles(client, leaves: list, layout_future, model) -> lis
         stats = order_statistics(client, parts, n, sorted(set(lo.tolist()) | set(hi.tolist())))
     finally:
         del parts
-    return [float(stats[a] + (hh - a) * (stats[c] - stats[a])) for a, c, hh in zip(lo.tolist(), hi.tolist(), h, strict=True)]
+    return [float(stats[a] + (hh - a) * (stats[c] - stats[a]))
+            for a, c, hh in zip(lo.tolist(), hi.tolist(), h, strict=True)]
