@@ -1,5 +1,6 @@
 """A model fitted on a dask cluster: pass 1 (levels), pass 2 (the blocks of A, tree-reduced), the fit
-on the client from the sums, and a pass for the scaled-residual quantiles when the output shows them."""
+on the client from the sums, and a pass for the scaled-residual quantiles when the output shows them.
+Small data (ROWS_TO_CLIENT) take the in-memory engine's path after pass 1."""
 
 from __future__ import annotations
 
@@ -10,15 +11,31 @@ from typing import Any
 
 import numpy as np
 
-from mlmcli.design import Design, ReTerm, _check_levels
-from mlmcli.distributed.blocks import Layout, crossproducts, names_of, partition_blocks, sum_blocks
+from mlmcli.design import Design, ReTerm, _check_levels, pivoted_rank
+from mlmcli.design import _scale_warning as _scale_warning_rows
+from mlmcli.distributed.blocks import (
+    BlockSums,
+    Layout,
+    PartDesign,
+    crossproducts,
+    names_of,
+    partition_blocks,
+    partition_design,
+    sum_blocks,
+)
 from mlmcli.distributed.cluster import run, tree_sum
-from mlmcli.distributed.levels import PartSpec, combine, refuse_unsupported, scan_partition
+from mlmcli.distributed.levels import Levels, PartSpec, combine, refuse_unsupported, scan_partition
 from mlmcli.distributed.source import Source, read_partitions
+from mlmcli.engine.factor import DIRECT_PWRSS_ROWS
 from mlmcli.engine.terms import term_structure
 from mlmcli.errors import DataError
 from mlmcli.formula import R_CONSTANTS, Formula, parse_formula
-from mlmcli.model import SCALE_WARNING, FittedModel, fit_crossproducts
+from mlmcli.model import SCALE_WARNING, FittedModel, fit_crossproducts, fit_model
+
+# Up to this many rows the design's rows come to the client (a few MB) and the fit is the in-memory
+# engine's, which sums the penalized residual from them as lme4 does (engine/factor.py): the same
+# numbers to the last digit.  Above it everything is computed from the sums.
+ROWS_TO_CLIENT = DIRECT_PWRSS_ROWS
 
 
 @dataclass
@@ -61,6 +78,11 @@ def fit_on_cluster(client: Any, source: Source, formula_text: str, reml: bool = 
     levels = combine(formula, scans, where, source.name)
     spec.kinds = levels.kinds
     layout = client.scatter(Layout(spec, levels), broadcast=True, hash=False)
+    if levels.n <= ROWS_TO_CLIENT:
+        rows = dask.delayed(partition_design, pure=True)
+        parts = run(client, [rows(leaf, layout) for leaf in leaves], "rows", progress("rows"))
+        design = _design_from_rows(formula, levels, parts)
+        return fit_model(formula, design, reml, source.name, ddf, optimizer)
     blocks = dask.delayed(partition_blocks, pure=True)
     sums = tree_sum(client, [blocks(leaf, layout) for leaf in leaves], sum_blocks, "cross-products",
                     progress("cross-products"))
@@ -78,7 +100,42 @@ def fit_on_cluster(client: Any, source: Source, formula_text: str, reml: bool = 
     return model
 
 
-def _design(formula: Formula, levels, sums) -> Design:
+def _design_from_rows(formula: Formula, levels: Levels, parts: list[PartDesign]) -> Design:
+    """The whole design on the client, as the in-memory engine builds it (small data)."""
+    n = levels.n
+    xnames, cnames = names_of(formula, levels)
+    X = np.concatenate([d.X for d in parts])
+    y = np.concatenate([d.y for d in parts])
+    terms = [ReTerm(formula.random[i].group, levels.term_levels[i], np.concatenate([d.codes[j] for d in parts]),
+                    np.concatenate([d.Z[j] for d in parts]), cn, formula.random[i].label)
+             for j, (i, cn) in enumerate(zip(levels.order, cnames, strict=True))]
+    _check_levels(terms, n)
+    messages: list[str] = []
+    dropped: list[str] = []
+    keep = pivoted_rank(X)
+    if len(keep) < X.shape[1]:
+        m = X.shape[1] - len(keep)
+        messages.append(f"fixed-effect model matrix is rank deficient so dropping {m} "
+                        + ("column / coefficient" if m == 1 else "columns / coefficients"))
+        dropped = [xnames[j] for j in range(X.shape[1]) if j not in keep]
+        X = X[:, keep]
+        xnames = [xnames[j] for j in keep]
+    _check_residual_df(X.shape[1], n)
+    if _scale_warning_rows(X):
+        messages.append(SCALE_WARNING)
+    messages.extend(levels.messages)
+    return Design(y=y, X=X, xnames=xnames, terms=terms, n_obs=n, rows=np.array(levels.digests),
+                  response=formula.response.label, messages=messages, dropped=dropped,
+                  levels=dict(levels.factor_levels))
+
+
+def _check_residual_df(p: int, n: int) -> None:
+    if p >= n:
+        raise DataError(f"{p} fixed-effect coefficients for {n} observations: no residual degrees of freedom are "
+                        "left; remove fixed-effect terms (a factor with one row per level cannot be a fixed effect)")
+
+
+def _design(formula: Formula, levels: Levels, sums: BlockSums) -> Design:
     """The design without its rows: names, levels and the checks the in-memory design makes."""
     n = levels.n
     xnames, cnames = names_of(formula, levels)
@@ -91,9 +148,7 @@ def _design(formula: Formula, levels, sums) -> Design:
     if p and not _clearly_full_rank(XtX):
         raise DataError("the fixed-effect model matrix is rank deficient (or nearly so); --engine dask needs "
                         "full rank: remove the redundant fixed-effect terms")
-    if p >= n:
-        raise DataError(f"{p} fixed-effect coefficients for {n} observations: no residual degrees of freedom are "
-                        "left; remove fixed-effect terms (a factor with one row per level cannot be a fixed effect)")
+    _check_residual_df(p, n)
     messages = []
     if _scale_warning(sums, p):
         messages.append(SCALE_WARNING)

@@ -126,9 +126,12 @@ def read_partitions(source: Source, columns: list[str]) -> list:
     if source.kind == "parquet":
         df = dd.read_parquet(source.files, columns=wanted)
     else:
-        # text as R's read.csv sees it: every field a string, converted by R's rules per partition
-        df = dd.read_csv(source.files, usecols=wanted, dtype=str, keep_default_na=False, na_filter=False,
-                         blocksize=None)
+        # text as R's read.csv sees it: every field a string, converted by R's rules per partition;
+        # one partition per file, each with its own compression
+        return [part for f in source.files
+                for part in dd.read_csv(f, usecols=wanted, dtype=str, keep_default_na=False, na_filter=False,
+                                        blocksize=None, compression="gzip" if f.endswith(".gz") else None
+                                        ).to_delayed()]
     return list(df.to_delayed())
 
 
