@@ -74,6 +74,9 @@ def _results(client: Any, futures: list) -> list:
     except MlmError:
         raise
     except Exception as e:  # a file that cannot be parsed, a lost cluster: one line, not a traceback
+        if "deserializ" in str(e):
+            raise DataError("the dask scheduler or a worker cannot load mlm's tasks: install mlm "
+                            "(pip install 'mlm[dask]') where they run, in the same version as here") from None
         raise DataError(f"the pass over the data failed: {_one_line(e)}") from None
 
 

@@ -30,7 +30,8 @@ class Source:
 def open_source(data: str) -> Source:
     """The files behind DATA, after checking that they agree in their columns (and, for Parquet,
     in the columns' types)."""
-    path = data.rstrip("/")
+    # absolute paths: the workers need not share the client's working directory
+    path = os.path.abspath(data.rstrip("/")) if data.rstrip("/") else data
     if os.path.isdir(path):
         files = sorted(os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs if f.endswith(".parquet"))
         if not files:
@@ -40,7 +41,7 @@ def open_source(data: str) -> Source:
         if not os.path.exists(path):
             raise DataError(f"cannot open file '{data}': no such file")
         return _parquet([path], make_name(os.path.basename(path)[: -len(".parquet")]))
-    files = sorted(glob.glob(data))
+    files = sorted(os.path.abspath(f) for f in glob.glob(data))
     if not files:
         raise DataError(f"no files match {data} (--engine dask reads a Parquet file, a folder of Parquet "
                         "files, or a quoted glob of .csv or .csv.gz files)")
