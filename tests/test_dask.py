@@ -320,3 +320,25 @@ def test_cli_compare_and_ranef(client, data):
     ours = run(app, ["ranef", data["heck2011"], formulas[0], "--engine", "dask", "--format", "csv"], env=env)
     assert ours.exit_code == 0, ours.output
     assert ours.stdout == run(app, ["ranef", heck, formulas[0], "--format", "csv"]).stdout
+
+
+def test_order_statistics_narrow_brackets_exactly(client, monkeypatch):
+    """The quantile search on data larger than what it may send whole: brackets narrowed by samples
+    and counts, ties included, give the exact order statistics."""
+    import mlmcli.distributed.residuals as res
+
+    monkeypatch.setattr(res, "LIMIT", 40)
+    monkeypatch.setattr(res, "SAMPLE", 6)
+    rng = np.random.default_rng(7)
+    parts = [np.sort(np.round(rng.normal(size=m), 2)) for m in (500, 1, 0, 733, 250)]
+    futures = client.scatter(parts)
+    values = np.sort(np.concatenate(parts))
+    ranks = [0, 3, 370, 371, 742, 1113, len(values) - 1]
+    found = res.order_statistics(client, futures, len(values), ranks)
+    assert found == {k: float(values[k]) for k in ranks}
+    # a value tied more often than LIMIT
+    parts = [np.sort(np.concatenate([np.zeros(300), rng.normal(size=100)])) for _ in range(3)]
+    values = np.sort(np.concatenate(parts))
+    ranks = [0, 450, 600, len(values) - 1]
+    found = res.order_statistics(client, client.scatter(parts), len(values), ranks)
+    assert found == {k: float(values[k]) for k in ranks}

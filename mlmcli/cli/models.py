@@ -101,6 +101,10 @@ def fit(
         spec = Bootstrap(nsim=nsim, seed=seed) if ci == CiMethod.boot else None
         if kind == "text":
             _note_ignored("--ci", kind, "json, table and csv")
+        if ci in (CiMethod.profile, CiMethod.boot) and engine == Engine.dask:
+            # profiles refit with a fixed effect moved into the response, the bootstrap simulates
+            # responses: both need the rows
+            raise MlmError(f"--ci {ci.value} is not offered with --engine dask; use --ci wald")
     model, _ = _fit(data, formula, ml, ddf.value, sep=sep, optimizer=optimizer.value, sheet=sheet,
                     verbose=verbose, weights=weights, offset=offset, engine=engine.value, scheduler=scheduler,
                     residuals=True)

@@ -51,7 +51,8 @@ def order_statistics(client, parts: list, n: int, ranks: list[int]) -> dict[int,
     below = dict.fromkeys(ranks, 0)                 # values < lo
     upto = dict.fromkeys(ranks, n)                  # values <= hi
     for _ in range(20):
-        active = [k for k in ranks if upto[k] - below[k] > LIMIT]
+        # a bracket [v, v] holds only v (ties): nothing is left to find
+        active = [k for k in ranks if upto[k] - below[k] > LIMIT and lo[k] < hi[k]]
         if not active:
             break
         brackets = [(lo[k], hi[k]) for k in active]
@@ -69,10 +70,11 @@ def order_statistics(client, parts: list, n: int, ranks: list[int]) -> dict[int,
             if ok_hi.size:
                 j = ok_hi[0]
                 hi[k], upto[k] = float(pivots[j]), int(leq[j])
-    brackets = [(lo[k], hi[k]) for k in ranks]
-    pieces = client.gather([client.submit(_within, p, brackets, pure=False) for p in parts])
-    out = {}
-    for m, k in enumerate(ranks):
+    out = {k: lo[k] for k in ranks if lo[k] == hi[k]}
+    rest = [k for k in ranks if k not in out]
+    brackets = [(lo[k], hi[k]) for k in rest]
+    pieces = client.gather([client.submit(_within, p, brackets, pure=False) for p in parts]) if rest else []
+    for m, k in enumerate(rest):
         values = np.sort(np.concatenate([piece[m] for piece in pieces]))
         out[k] = float(values[k - below[k]])
     return out
