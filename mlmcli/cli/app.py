@@ -97,7 +97,8 @@ class ReForm(str, Enum):
 
 DATA_HELP = ("CSV file with a header line (.csv, or compressed .csv.gz/.bz2/.xz), or - for standard input; "
              "also .parquet, .feather, and SPSS .sav/.zsav, Stata .dta, Excel .xlsx (pip install 'mlm\\[formats]'). "
-             "Text columns are factors; NA or an empty field is a missing value.")
+             "Text columns are factors; NA or an empty field is a missing value. With --engine dask: a Parquet "
+             "file, a folder of Parquet files, or a quoted glob of .csv/.csv.gz files.")
 
 
 FORMULA_HELP = ('lme4 model formula in quotes, e.g. "math ~ ses + (ses|schcode)": fixed effects left of the '

@@ -45,6 +45,7 @@ from mlmcli.cli.common import (
     _fit_and_warn,
     _fit_on_cluster,
     _json,
+    _note_engine,
     _note_ignored,
     _printable,
     _read,
@@ -272,6 +273,8 @@ def compare(
         _dask_refuses(weights=weights, offset=offset, sheet=sheet)
         fits = _fit_on_cluster(data, formulas, ml, "none", sep, optimizer.value, scheduler, residuals=False)
     else:
+        if scheduler is not None:
+            _note_engine("--scheduler")
         args = ModelArguments(weights=weights, offset=offset)
         with _user_errors(formulas[0]):
             models = [parse_formula(f) for f in formulas]
