@@ -342,3 +342,15 @@ def test_order_statistics_narrow_brackets_exactly(client, monkeypatch):
     ranks = [0, 450, 600, len(values) - 1]
     found = res.order_statistics(client, client.scatter(parts), len(values), ranks)
     assert found == {k: float(values[k]) for k in ranks}
+
+
+def test_what_dask_refuses_or_rejects(client, tmp_path):
+    (tmp_path / "a.csv").write_text("y,x,g\n1,2,a\n3,4,b\n5,6,a\n2,1,b\n")
+    (tmp_path / "b.csv").write_text("y,x,g\n1,0,a\n3,4,b\n5,6,b\n4,3,a\n")
+    source = open_source(str(tmp_path / "*.csv"))
+    with pytest.raises(DataError, match=r"^scale\(\) is not supported with --engine dask .*: scale\(x\); "):
+        fit_on_cluster(client, source, "y ~ scale(x) + (1|g)")
+    with pytest.raises(DataError, match="column 'log\\(x\\)' has infinite values"):
+        fit_on_cluster(client, source, "y ~ log(x) + (1|g)")
+    with pytest.raises(DataError, match="^unknown column 'z' in formula; the columns are: y, x, g$"):
+        fit_on_cluster(client, source, "y ~ z + (1|g)")

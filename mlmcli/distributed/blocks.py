@@ -32,6 +32,8 @@ class PartDesign:
     y: np.ndarray                       # the response minus any offset
     codes: list[np.ndarray]             # per term, in lme4's order
     Z: list[np.ndarray]                 # per term, its model matrix
+    xnames: list[str]
+    cnames: list[list[str]]
 
 
 def partition_design(pdf, layout: Layout) -> PartDesign:
@@ -41,10 +43,10 @@ def partition_design(pdf, layout: Layout) -> PartDesign:
     formula = parse_formula(layout.spec.formula)
     lv = layout.levels
     frame, _ = frame_of(pdf, layout.spec)
-    p = _width(formula, lv)
-    k = [len(lv.term_levels[i]) and 0 for i in lv.order]
+    xnames, cnames = names_of(formula, lv)
     if frame.n_rows == 0:
-        return _empty(formula, lv, p, k)
+        return PartDesign(np.empty((0, len(xnames))), np.empty(0), [np.empty(0, dtype=np.int64) for _ in lv.order],
+                          [np.empty((0, len(c))) for c in cnames], xnames, cnames)
     full, complete = model_frame(frame, formula)
     rows = np.flatnonzero(complete)
     n = len(rows)
@@ -62,22 +64,17 @@ def partition_design(pdf, layout: Layout) -> PartDesign:
         if not np.all(np.isfinite(offset)):
             raise DataError("NA/NaN/Inf in the offset: " + ", ".join(v.label for v in formula.offsets))
         y = y - offset
+    _check_finite(y, X, xnames, [], response)
     codes, Z = [], []
-    for i in lv.order:
+    for i, names in zip(lv.order, cnames, strict=True):
         rt = formula.random[i]
         codes.append(_term_codes(rt.group_vars, values, lv, i))
         Z.append(model_matrix(rt.lhs, values, n)[0])
-    return PartDesign(X, y, codes, Z)
-
-
-def _width(formula: Formula, lv: Levels) -> int:
-    return len(names_of(formula, lv)[0])
-
-
-def _empty(formula: Formula, lv: Levels, p: int, k: list[int]) -> PartDesign:
-    _, cnames = names_of(formula, lv)
-    return PartDesign(np.empty((0, p)), np.empty(0), [np.empty(0, dtype=np.int64) for _ in lv.order],
-                      [np.empty((0, len(cnames[j]))) for j in range(len(lv.order))])
+        bad = np.flatnonzero(~np.all(np.isfinite(Z[-1]), axis=0))
+        if bad.size:
+            raise DataError(f"NA/NaN/Inf in the random-effects term ({rt.label}): '{names[bad[0]]}' has infinite "
+                            "values")
+    return PartDesign(X, y, codes, Z, xnames, cnames)
 
 
 def names_of(formula: Formula, lv: Levels) -> tuple[list[str], list[list[str]]]:
@@ -174,10 +171,6 @@ def partition_blocks(pdf, layout: Layout) -> BlockSums:
     d = partition_design(pdf, layout)
     lv = layout.levels
     ells = [len(lv.term_levels[i]) for i in lv.order]
-    _check_finite(d.y, d.X, [str(j) for j in range(d.X.shape[1])], [], "response")
-    for Zt in d.Z:
-        if not np.all(np.isfinite(Zt)):
-            raise DataError("NA/NaN/Inf in a random-effects term: it has infinite values")
     n = len(d.y)
     W = np.column_stack([np.ones(n), d.X, d.y])
     with np.errstate(over="ignore", invalid="ignore"):
