@@ -24,7 +24,7 @@ from mlmcli.distributed.blocks import (
     sum_blocks,
 )
 from mlmcli.distributed.cluster import run, tree_sum
-from mlmcli.distributed.levels import Levels, PartSpec, combine, refuse_unsupported, scan_partition
+from mlmcli.distributed.levels import Levels, PartSpec, combine, merge_scans, refuse_unsupported, scan_partition
 from mlmcli.distributed.source import Source, read_partitions
 from mlmcli.engine.factor import DIRECT_PWRSS_ROWS
 from mlmcli.engine.terms import term_structure
@@ -74,7 +74,7 @@ def fit_on_cluster(client: Any, source: Source, formula_text: str, reml: bool = 
 
     spec = PartSpec(formula_text, {c: source.columns[c] for c in columns}, source.name, source.kind == "csv")
     scan = dask.delayed(scan_partition, pure=True)
-    scans = run(client, [scan(leaf, spec) for leaf in leaves], "levels", progress("levels"))
+    scans = tree_sum(client, [scan(leaf, spec) for leaf in leaves], merge_scans, "levels", progress("levels"))
     levels = combine(formula, scans, where, source.name)
     spec.kinds = levels.kinds
     layout = client.scatter(Layout(spec, levels), broadcast=True, hash=False)

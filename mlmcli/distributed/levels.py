@@ -31,9 +31,9 @@ class PartSpec:
 
 @dataclass
 class Scan:
-    """One partition's pass 1."""
+    """Pass 1 on one partition, or on several merged (merge_scans): sets and sums of the partitions'."""
 
-    kinds: dict[str, str]
+    kinds: list[dict[str, str]]                         # per partition, in order
     n_rows: int
     n_complete: int
     produced: int                                       # rows a transformation's NaN dropped
@@ -43,7 +43,7 @@ class Scan:
     group_values: dict[str, np.ndarray]                 # numeric grouping variable -> distinct values
     widths: dict[str, int]                              # numeric variable -> its number of columns
     combos: dict[int, set[tuple[Value, ...]]]           # interaction term -> its observed combinations
-    digest: str                                         # of the rows used
+    digests: list[str]                                  # per partition: of the rows used
     factor_vars: set[str] = field(default_factory=set)  # variables that are (non-logical) factors
 
 
@@ -95,7 +95,7 @@ def scan_partition(pdf, spec: PartSpec) -> Scan:
     formula = parse_formula(spec.formula)
     frame, kinds = frame_of(pdf, spec)
     if frame.n_rows == 0:
-        return Scan(kinds, 0, 0, 0, [], {}, {}, {}, {}, {}, "", set())
+        return Scan([kinds], 0, 0, 0, [], {}, {}, {}, {}, {}, [""], set())
     full, complete = model_frame(frame, formula)
     produced, produced_labels = _produced(frame, formula, full, complete)
     column_values: dict[str, object] = {}
@@ -124,8 +124,36 @@ def scan_partition(pdf, spec: PartSpec) -> Scan:
             parts = [_values(full[g], complete) for g in rt.group_vars]
             combos[i] = set(zip(*parts, strict=True))
     digest = hashlib.sha1(np.packbits(complete).tobytes()).hexdigest()
-    return Scan(kinds, frame.n_rows, int(complete.sum()), produced, produced_labels, column_values, logical_used,
-                group_values, widths, combos, digest, factor_vars)
+    return Scan([kinds], frame.n_rows, int(complete.sum()), produced, produced_labels, column_values, logical_used,
+                group_values, widths, combos, [digest], factor_vars)
+
+
+def merge_scans(*scans: Scan) -> Scan:
+    """Several partitions' scans as one (a step of the tree reduction): what the client receives grows
+    with the number of levels, not of partitions."""
+    out = scans[0]
+    for s in scans[1:]:
+        columns = dict(out.column_values)
+        for c, vals in s.column_values.items():
+            have = columns.get(c)
+            if have is None:
+                columns[c] = vals
+            elif isinstance(vals, set) or isinstance(have, set):
+                columns[c] = (vals if isinstance(vals, set) else set()) | (have if isinstance(have, set) else set())
+            else:
+                columns[c] = np.union1d(have, vals)
+        logical = {v: out.logical_used.get(v, set()) | s.logical_used.get(v, set())
+                   for v in out.logical_used.keys() | s.logical_used.keys()}
+        groups = dict(out.group_values)
+        for g, vals in s.group_values.items():
+            groups[g] = vals if g not in groups else np.union1d(groups[g], vals)
+        combos = {i: out.combos.get(i, set()) | s.combos.get(i, set()) for i in out.combos.keys() | s.combos.keys()}
+        out = Scan(out.kinds + s.kinds, out.n_rows + s.n_rows, out.n_complete + s.n_complete,
+                   out.produced + s.produced, out.produced_labels + [x for x in s.produced_labels
+                                                                    if x not in out.produced_labels],
+                   columns, logical, groups, {**out.widths, **s.widths}, combos, out.digests + s.digests,
+                   out.factor_vars | s.factor_vars)
+    return out
 
 
 def _distinct(col: np.ndarray | Factor, rows: np.ndarray) -> object:
@@ -173,47 +201,31 @@ class Levels:
     digests: list[str] = field(default_factory=list)
 
 
-def combine(formula: Formula, scans: list[Scan], where: list[str], name: str) -> Levels:
-    """The global levels from every partition's scan."""
+def combine(formula: Formula, scan: Scan, where: list[str], name: str) -> Levels:
+    """The global levels from all partitions' (merged) scan."""
     from mlmcli.distributed.source import agree
 
-    kinds = agree([s.kinds for s in scans], where)
+    kinds = agree(scan.kinds, where)
     ints = {c for c, k in kinds.items() if k == "integer"}
-    n = sum(s.n_complete for s in scans)
+    n = scan.n_complete
     if n == 0:
         raise DataError("no rows left after removing rows with missing values in the model's columns")
     messages = []
-    produced = sum(s.produced for s in scans)
-    if produced:
-        found = {lab for s in scans for lab in s.produced_labels}
-        labels = [v.label for v in formula.variables if v.label in found]
-        messages.append(f"NaNs produced by {', '.join(labels)}: {produced} {'row' if produced == 1 else 'rows'} "
-                        "dropped")
-    widths: dict[str, int] = {}
-    for s in scans:
-        widths.update(s.widths)
-    columns: dict[str, object] = {}
-    for s in scans:
-        for c, vals in s.column_values.items():
-            have = columns.get(c)
-            if isinstance(vals, set):
-                columns[c] = vals | (have if isinstance(have, set) else set())
-            else:
-                columns[c] = vals if have is None or isinstance(have, set) else np.union1d(have, vals)
+    if scan.produced:
+        labels = [v.label for v in formula.variables if v.label in scan.produced_labels]
+        messages.append(f"NaNs produced by {', '.join(labels)}: {scan.produced} "
+                        f"{'row' if scan.produced == 1 else 'rows'} dropped")
+    widths = scan.widths
+    columns = scan.column_values
     factor_levels: dict[str, list[str]] = {}
-    logical = {v for s in scans for v in s.logical_used}
-    factors = {v for s in scans for v in s.factor_vars}
     for v in formula.variables:
-        if v.label in logical:
-            used = set().union(*(s.logical_used.get(v.label, set()) for s in scans))
+        if v.label in scan.logical_used:
+            used = scan.logical_used[v.label]
             factor_levels[v.label] = ["FALSE", "TRUE"] if v.label not in _groups(formula) else [
                 lev for lev in ("FALSE", "TRUE") if lev in used]
-        elif v.label in factors:
+        elif v.label in scan.factor_vars:
             factor_levels[v.label] = _levels_of(v, columns, kinds, ints, name)
-    group_values: dict[str, np.ndarray] = {}
-    for s in scans:
-        for g, vals in s.group_values.items():
-            group_values[g] = vals if g not in group_values else np.union1d(group_values[g], vals)
+    group_values = scan.group_values
     term_levels: list[list[str]] = []
     term_keys: list[np.ndarray | None] = []
     for i, rt in enumerate(formula.random):
@@ -222,7 +234,7 @@ def combine(formula: Formula, scans: list[Scan], where: list[str], name: str) ->
             term_levels.append(per_var[0])
             term_keys.append(None)
             continue
-        combos = set().union(*(s.combos.get(i, set()) for s in scans))
+        combos = scan.combos.get(i, set())
         index = [_value_index(g, per_var[m], group_values) for m, g in enumerate(rt.group_vars)]
         keys = []
         for combo in combos:
@@ -245,7 +257,7 @@ def combine(formula: Formula, scans: list[Scan], where: list[str], name: str) ->
     if np.any(np.diff(n_levels) > 0):
         order = [int(i) for i in np.argsort(n_levels, kind="stable")[::-1]]  # rev(order(nl)), as lme4
     return Levels(kinds, ints, n, messages, factor_levels, group_values, term_levels, term_keys, order, widths,
-                  [s.digest for s in scans])
+                  scan.digests)
 
 
 def _groups(formula: Formula) -> set[str]:
