@@ -55,7 +55,8 @@ def data(tmp_path_factory) -> dict[str, str]:
     """The reference data sets as folders of Parquet parts (and heck2011 as CSV parts, some gzipped)."""
     root = tmp_path_factory.mktemp("parts")
     out = {}
-    for name, parts in (("heck2011", 12), ("nested", 5), ("Penicillin", 3), ("crossed3", 4), ("sites", 3)):
+    for name, parts in (("heck2011", 12), ("nested", 5), ("Penicillin", 3), ("crossed3", 4), ("sites", 3),
+                        ("transforms", 3)):
         folder = root / name
         folder.mkdir()
         df = pd.read_csv(DATA / f"{name}.csv")
@@ -138,6 +139,7 @@ CASES = [  # (lme4 reference case, data set in the parts)
     ("crossed3_reml", "crossed3"),
     ("sites_logical_reml", "sites"),
     ("missing_reml", "missing"),
+    ("transforms_reml", "transforms"),       # scale() from moments merged over the partitions
 ]
 
 
@@ -348,8 +350,10 @@ def test_what_dask_refuses_or_rejects(client, tmp_path):
     (tmp_path / "a.csv").write_text("y,x,g\n1,2,a\n3,4,b\n5,6,a\n2,1,b\n")
     (tmp_path / "b.csv").write_text("y,x,g\n1,0,a\n3,4,b\n5,6,b\n4,3,a\n")
     source = open_source(str(tmp_path / "*.csv"))
-    with pytest.raises(DataError, match=r"^scale\(\) is not supported with --engine dask .*: scale\(x\); "):
-        fit_on_cluster(client, source, "y ~ scale(x) + (1|g)")
+    with pytest.raises(DataError, match=r"^poly\(\) is not supported with --engine dask .*: poly\(x, 2\); "):
+        fit_on_cluster(client, source, "y ~ poly(x, 2) + (1|g)")
+    with pytest.raises(DataError, match=r"^cwc/cmean\(\) is not supported with --engine dask"):
+        fit_on_cluster(client, source, "y ~ cwc(x, g) + (1|g)")
     with pytest.raises(DataError, match="column 'log\\(x\\)' has infinite values"):
         fit_on_cluster(client, source, "y ~ log(x) + (1|g)")
     with pytest.raises(DataError, match="^unknown column 'z' in formula; the columns are: y, x, g$"):

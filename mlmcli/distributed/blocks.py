@@ -47,7 +47,7 @@ def partition_design(pdf, layout: Layout) -> PartDesign:
     if frame.n_rows == 0:
         return PartDesign(np.empty((0, len(xnames))), np.empty(0), [np.empty(0, dtype=np.int64) for _ in lv.order],
                           [np.empty((0, len(c))) for c in cnames], xnames, cnames)
-    full, complete = model_frame(frame, formula)
+    full, complete = model_frame(frame, formula, lv.scales)
     rows = np.flatnonzero(complete)
     n = len(rows)
     values: dict[str, np.ndarray | Factor] = {}

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mlmcli import formula as fm
-from mlmcli.design import evaluate, model_frame, uses_group_means
+from mlmcli.design import evaluate, model_frame, scale_calls, uses_group_means
 from mlmcli.errors import DataError
 from mlmcli.formula import Formula, match_arguments
 from mlmcli.frame import Factor, Frame
@@ -45,6 +45,9 @@ class Scan:
     combos: dict[int, set[tuple[Value, ...]]]           # interaction term -> its observed combinations
     digests: list[str]                                  # per partition: of the rows used
     factor_vars: set[str] = field(default_factory=set)  # variables that are (non-logical) factors
+    # per scale() call: its arguments, and the count, mean and sum of squared deviations of its values
+    scale_specs: dict[str, tuple] = field(default_factory=dict)
+    moments: dict[str, tuple[int, float, float]] = field(default_factory=dict)
 
 
 def refuse_unsupported(formula: Formula) -> None:
@@ -62,8 +65,8 @@ def _data_dependent(node: fm.Node | None) -> str | None:
     if uses_group_means(node):
         return "cwc/cmean"
     if isinstance(node, fm.Call):
-        if node.fn == "scale":
-            return "scale"
+        if node.fn == "scale" and any(_has_scale(a) for a in node.args):
+            return "scale of scale"   # one centre and scale per call, computed before the calls inside it
         if node.fn == "poly":
             args = match_arguments(node)
             if not ("raw" in args and fm.constant_value(args["raw"])):
@@ -81,6 +84,15 @@ def _data_dependent(node: fm.Node | None) -> str | None:
     return None
 
 
+def _has_scale(node: fm.Node) -> bool:
+    if isinstance(node, fm.Call) and node.fn == "scale":
+        return True
+    children = list(node.args) if isinstance(node, fm.Call) else []
+    children += [c for c in (getattr(node, a, None) for a in ("inner", "arg", "left", "right"))
+                 if isinstance(c, fm.Node)]
+    return any(_has_scale(c) for c in children)
+
+
 def frame_of(pdf, spec: PartSpec) -> tuple[Frame, dict[str, str]]:
     from mlmcli.distributed.source import partition_frame
 
@@ -96,7 +108,13 @@ def scan_partition(pdf, spec: PartSpec) -> Scan:
     frame, kinds = frame_of(pdf, spec)
     if frame.n_rows == 0:
         return Scan([kinds], 0, 0, 0, [], {}, {}, {}, {}, {}, [""], set())
-    full, complete = model_frame(frame, formula)
+    specs, moments = {}, {}
+    for v in formula.variables:
+        for key, x, center, scale in scale_calls(v, frame):
+            specs[key] = (center, scale)
+            moments[key] = _moments(x)
+    # scale()'s values are not known yet, but whether they are missing is
+    full, complete = model_frame(frame, formula, dict.fromkeys(specs, (False, False)))
     produced, produced_labels = _produced(frame, formula, full, complete)
     column_values: dict[str, object] = {}
     logical_used: dict[str, set[str]] = {}
@@ -125,7 +143,44 @@ def scan_partition(pdf, spec: PartSpec) -> Scan:
             combos[i] = set(zip(*parts, strict=True))
     digest = hashlib.sha1(np.packbits(complete).tobytes()).hexdigest()
     return Scan([kinds], frame.n_rows, int(complete.sum()), produced, produced_labels, column_values, logical_used,
-                group_values, widths, combos, [digest], factor_vars)
+                group_values, widths, combos, [digest], factor_vars, specs, moments)
+
+
+def _moments(x: np.ndarray) -> tuple[int, float, float]:
+    ok = x[~np.isnan(x)]
+    if not ok.size:
+        return 0, 0.0, 0.0
+    mean = float(ok.mean())
+    return int(ok.size), mean, float(np.sum((ok - mean) ** 2))
+
+
+def _merge_moments(a: tuple[int, float, float], b: tuple[int, float, float]) -> tuple[int, float, float]:
+    """Two samples' count, mean and sum of squared deviations as one (Chan, Golub and LeVeque)."""
+    (na, ma, sa), (nb, mb, sb) = a, b
+    if not na or not nb:
+        return a if na else b
+    n = na + nb
+    delta = mb - ma
+    return n, ma + delta * nb / n, sa + sb + delta * delta * na * nb / n
+
+
+def scale_parameters(specs: dict[str, tuple], moments: dict[str, tuple[int, float, float]]) -> dict[str, tuple]:
+    """scale()'s centre and scale per call from the moments of its argument over the whole data, as
+    R's scale(x, center, scale) takes them (the root mean square about the centre, n - 1)."""
+    out = {}
+    for key, (center, scale) in specs.items():
+        m, mean, ss = moments[key]
+        c = center
+        if center is True:
+            c = mean if m else 0.0
+        s = scale
+        if scale is True:
+            shift = c if isinstance(c, float) else 0.0
+            s = float(np.sqrt((ss + m * (mean - shift) ** 2) / max(1, m - 1)))
+            if not s > 0:
+                raise DataError(f"{key} divides by a standard deviation of 0: the values do not vary")
+        out[key] = (c, s)
+    return out
 
 
 def merge_scans(*scans: Scan) -> Scan:
@@ -152,7 +207,9 @@ def merge_scans(*scans: Scan) -> Scan:
                    out.produced + s.produced, out.produced_labels + [x for x in s.produced_labels
                                                                     if x not in out.produced_labels],
                    columns, logical, groups, {**out.widths, **s.widths}, combos, out.digests + s.digests,
-                   out.factor_vars | s.factor_vars)
+                   out.factor_vars | s.factor_vars, {**out.scale_specs, **s.scale_specs},
+                   {k: _merge_moments(out.moments.get(k, (0, 0.0, 0.0)), s.moments.get(k, (0, 0.0, 0.0)))
+                    for k in out.moments.keys() | s.moments.keys()})
     return out
 
 
@@ -199,6 +256,7 @@ class Levels:
     order: list[int]                           # the terms in lme4's order (most levels first)
     widths: dict[str, int]
     digests: list[str] = field(default_factory=list)
+    scales: dict[str, tuple] = field(default_factory=dict)  # scale() calls' centre and scale
 
 
 def combine(formula: Formula, scan: Scan, where: list[str], name: str) -> Levels:
@@ -257,7 +315,7 @@ def combine(formula: Formula, scan: Scan, where: list[str], name: str) -> Levels
     if np.any(np.diff(n_levels) > 0):
         order = [int(i) for i in np.argsort(n_levels, kind="stable")[::-1]]  # rev(order(nl)), as lme4
     return Levels(kinds, ints, n, messages, factor_levels, group_values, term_levels, term_keys, order, widths,
-                  scan.digests)
+                  scan.digests, scale_parameters(scan.scale_specs, scan.moments))
 
 
 def _groups(formula: Formula) -> set[str]:
