@@ -162,7 +162,7 @@ VerboseOpt = Annotated[bool, typer.Option(
 EngineOpt = Annotated[Engine, typer.Option(
     "--engine", help="memory (default): read DATA into this process; dask: sum the model's statistics over "
     "the partitions of DATA (a Parquet file, a folder of Parquet files, or a quoted glob of .csv/.csv.gz "
-    "files) on a dask.distributed cluster (pip install 'mlm[dask]').")]
+    "files) on a dask.distributed cluster (pip install 'mlm\\[dask]').")]
 
 
 SchedulerOpt = Annotated[str | None, typer.Option(

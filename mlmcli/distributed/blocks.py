@@ -34,6 +34,7 @@ class PartDesign:
     Z: list[np.ndarray]                 # per term, its model matrix
     xnames: list[str]
     cnames: list[list[str]]
+    response: np.ndarray | None = None  # the response as the data hold it (y is less any offset)
 
 
 def partition_design(pdf, layout: Layout) -> PartDesign:
@@ -58,7 +59,7 @@ def partition_design(pdf, layout: Layout) -> PartDesign:
             values[label] = col[rows]
     X, _ = model_matrix(formula.fixed, values, n)
     response = formula.response.label
-    y = np.asarray(values[response], dtype=float)
+    y = raw = np.asarray(values[response], dtype=float)
     offset = total_offset(formula, values, n)
     if offset is not None:
         if not np.all(np.isfinite(offset)):
@@ -74,7 +75,7 @@ def partition_design(pdf, layout: Layout) -> PartDesign:
         if bad.size:
             raise DataError(f"NA/NaN/Inf in the random-effects term ({rt.label}): '{names[bad[0]]}' has infinite "
                             "values")
-    return PartDesign(X, y, codes, Z, xnames, cnames)
+    return PartDesign(X, y, codes, Z, xnames, cnames, raw)
 
 
 def names_of(formula: Formula, lv: Levels) -> tuple[list[str], list[list[str]]]:

@@ -124,9 +124,10 @@ def _design_from_rows(formula: Formula, levels: Levels, parts: list[PartDesign])
     if _scale_warning_rows(X):
         messages.append(SCALE_WARNING)
     messages.extend(levels.messages)
+    raw = np.concatenate([d.y if d.response is None else d.response for d in parts])
     return Design(y=y, X=X, xnames=xnames, terms=terms, n_obs=n, rows=np.array(levels.digests),
                   response=formula.response.label, messages=messages, dropped=dropped,
-                  levels=dict(levels.factor_levels))
+                  levels=dict(levels.factor_levels), response_values=raw)
 
 
 def _check_residual_df(p: int, n: int) -> None:
