@@ -126,13 +126,16 @@ def _fit_on_cluster(data: str, formulas: list[str], ml: bool, ddf: str, sep: str
         raise MlmError(f"--engine dask needs the dask extra ({e.name} is not installed): "
                        "pip install 'mlm[dask]'") from None
     from mlmcli.distributed.cluster import connect
-    from mlmcli.distributed.fit import fit_on_cluster
+    from mlmcli.distributed.fit import check_formula, fit_on_cluster
     from mlmcli.distributed.source import open_source
 
     if sep is not None:
         _note_engine("--sep", "the CSV reader of --engine memory")
     models = []
     source = open_source(data)
+    for formula in formulas:      # before a cluster is started or reached
+        with _user_errors(formula):
+            check_formula(source, formula)
     with connect(scheduler) as client:
         for formula in formulas:
             with _user_errors(formula):

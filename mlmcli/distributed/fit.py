@@ -60,12 +60,7 @@ def fit_on_cluster(client: Any, source: Source, formula_text: str, reml: bool = 
     """fit_model on the partitions of `source`; `residuals`: also the scaled-residual quantiles."""
     import dask
 
-    formula = parse_formula(formula_text)
-    refuse_unsupported(formula)
-    columns = [c for c in formula.columns() if not (c in R_CONSTANTS and c not in source.columns)]
-    for c in columns:
-        if c not in source.columns:
-            raise DataError(f"unknown column '{c}' in formula; the columns are: {', '.join(source.columns)}")
+    formula, columns = check_formula(source, formula_text)
     leaves = read_partitions(source, columns)
     where = source.files if source.kind == "csv" else [f"partition {i + 1}" for i in range(len(leaves))]
 
@@ -98,6 +93,17 @@ def fit_on_cluster(client: Any, source: Source, formula_text: str, reml: bool = 
 
         remote.quantiles[id(model)] = scaled_residual_quantiles(client, leaves, layout, model)
     return model
+
+
+def check_formula(source: Source, formula_text: str) -> tuple[Formula, list[str]]:
+    """The parsed formula and the columns it reads, or the error that stops it before any pass."""
+    formula = parse_formula(formula_text)
+    refuse_unsupported(formula)
+    columns = [c for c in formula.columns() if not (c in R_CONSTANTS and c not in source.columns)]
+    for c in columns:
+        if c not in source.columns:
+            raise DataError(f"unknown column '{c}' in formula; the columns are: {', '.join(source.columns)}")
+    return formula, columns
 
 
 def _design_from_rows(formula: Formula, levels: Levels, parts: list[PartDesign]) -> Design:
