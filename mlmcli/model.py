@@ -295,8 +295,10 @@ def fit_model(formula: Formula, design: Design, reml: bool = True, data_name: st
 
 def fit_crossproducts(formula: Formula, design: Design, cp: CrossProducts, scale_message: str | None,
                       reml: bool = True, data_name: str = "", ddf: str = "Satterthwaite",
-                      optimizer: str = "robust", remote: RemoteRows | None = None) -> FittedModel:
-    """fit_model on the blocks of A already formed (for rows kept elsewhere: `remote`)."""
+                      optimizer: str = "robust", remote: RemoteRows | None = None,
+                      theta0: np.ndarray | None = None) -> FittedModel:
+    """fit_model on the blocks of A already formed (for rows kept elsewhere: `remote`, and then
+    lme4's start value `theta0` computed where the rows are)."""
     system = BlockedFactor(cp)
     warnings = list(design.messages)
     if scale_message:
@@ -304,7 +306,8 @@ def fit_crossproducts(formula: Formula, design: Design, cp: CrossProducts, scale
     factors = [t.group for t in design.terms]
     scalar_distinct = (all(t.X.shape[1] == 1 and list(t.cnames) == ["(Intercept)"] for t in design.terms)
                        and len(set(factors)) == len(factors))
-    theta0 = start_theta(system, [t.codes for t in design.terms], scalar_distinct, design.response_values)
+    if theta0 is None or not scalar_distinct:
+        theta0 = start_theta(system, [t.codes for t in design.terms], scalar_distinct, design.response_values)
     opt = optimize_theta(system, reml, theta0, polish=optimizer == "robust")
     warnings.extend(opt.warnings)
     model = FittedModel(formula=formula, design=design, reml=reml, system=system, optimum=opt,

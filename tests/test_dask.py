@@ -63,6 +63,12 @@ def data(tmp_path_factory) -> dict[str, str]:
         for i, part in enumerate(_split(df, parts)):
             part.to_parquet(folder / f"part{i:02d}.parquet")
         out[name] = str(folder)
+    for name, parts in (("heck_w", 5), ("pastes_w", 3), ("penicillin_w", 3)):
+        folder = root / name
+        folder.mkdir()
+        for i, part in enumerate(_split(pd.read_csv(SUITE.parent / "weights" / f"{name}.csv"), parts)):
+            part.to_parquet(folder / f"part{i}.parquet")
+        out[name] = str(folder)
     folder = root / "csv" / "missing"
     folder.mkdir(parents=True)
     text = (DATA / "missing.csv").read_text().splitlines(keepends=True)
@@ -115,7 +121,8 @@ def assert_same_fit(ours, theirs) -> None:
     assert ours.sigma == pytest.approx(theirs.sigma, rel=end)
     np.testing.assert_allclose(ours.theta, theirs.theta, rtol=end, atol=end)
     mine, yours = fit_report(ours), fit_report(theirs)
-    for key in ("formula", "method", "groups", "npar", "singular", "converged", "warnings", "data_name"):
+    for key in ("formula", "method", "groups", "npar", "singular", "converged", "warnings", "data_name", "weights",
+                "offset"):
         assert mine[key] == yours[key], key
     for x, y in zip(mine["fixed_effects"], yours["fixed_effects"], strict=True):
         assert x["term"] == y["term"]
@@ -165,6 +172,28 @@ def test_same_fit_as_in_memory_and_lme4(client, data, from_sums, case_id, name):
     problems = check_fit(report, ref["fit"]) + check_ranef(ranef_report(model), ref["ranef"], ref["fit"])
     assert not problems, "\n".join(problems)
     assert report["warnings"] == ref["fit"]["warnings"]
+
+
+WEIGHTED = ["heck_w", "heck_w_slope", "pastes_w", "penicillin_w"]
+
+
+@pytest.mark.parametrize("name", WEIGHTED)
+def test_weights_and_offsets(client, data, from_sums, name):
+    """--weights and --offset: rows of [Z X y] scaled by sqrt(w) per partition, Pearson residuals."""
+    from mlmcli.design import ModelArguments
+
+    ref = next(f for f in json.loads((SUITE.parent / "weights" / "refs.json").read_text())["fits"]
+               if f["name"] == name)
+    model = fit_on_cluster(client, open_source(data[ref["data"][:-4]]), ref["formula"], reml=ref["reml"],
+                           weights=ref["weights"], offset=ref["offset"])
+    frame = read_csv(str(SUITE.parent / "weights" / ref["data"]))
+    parsed = parse_formula(ref["formula"])
+    design = build_design(frame, parsed, ModelArguments(ref["weights"], ref["offset"]))
+    theirs = fit_model(parsed, design, reml=ref["reml"], data_name=frame.name)
+    assert_same_fit(model, theirs)
+    assert model.criterion == pytest.approx(ref["criterion"], abs=1e-3)
+    np.testing.assert_allclose(model.beta, ref["fixef"], rtol=1e-4)
+    assert model.sigma == pytest.approx(ref["sigma"], rel=1e-4)
 
 
 def test_csv_parts_give_the_same_fit(client, data, from_sums):
@@ -358,3 +387,14 @@ def test_what_dask_refuses_or_rejects(client, tmp_path):
         fit_on_cluster(client, source, "y ~ log(x) + (1|g)")
     with pytest.raises(DataError, match="^unknown column 'z' in formula; the columns are: y, x, g$"):
         fit_on_cluster(client, source, "y ~ z + (1|g)")
+
+
+def test_weights_on_small_data_take_the_in_memory_path(client, data):
+    from mlmcli.design import ModelArguments
+
+    formula, args = "math ~ ses + (ses | schcode)", ModelArguments("w", "off")
+    model = fit_on_cluster(client, open_source(data["heck_w"]), formula, weights="w", offset="off")
+    frame = read_csv(str(SUITE.parent / "weights" / "heck_w.csv"))
+    theirs = fit_model(parse_formula(formula), build_design(frame, parse_formula(formula), args))
+    assert model.remote is None
+    assert fit_report(model) | {"data_name": ""} == fit_report(theirs) | {"data_name": ""}

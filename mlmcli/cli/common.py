@@ -95,8 +95,8 @@ def _fit(data: str, formula: str, ml: bool, ddf: str = "Satterthwaite", also: li
          weights: str | None = None, offset: str | None = None, engine: str = "memory",
          scheduler: str | None = None, residuals: bool = False):
     if engine == "dask":
-        _dask_refuses(weights=weights, offset=offset, sheet=sheet)
-        models = _fit_on_cluster(data, [formula], ml, ddf, sep, optimizer, scheduler, residuals)
+        _dask_refuses(sheet=sheet)
+        models = _fit_on_cluster(data, [formula], ml, ddf, sep, optimizer, scheduler, residuals, weights, offset)
         return models[0], None
     if scheduler is not None:
         _note_engine("--scheduler")
@@ -116,7 +116,8 @@ def _fit(data: str, formula: str, ml: bool, ddf: str = "Satterthwaite", also: li
 
 
 def _fit_on_cluster(data: str, formulas: list[str], ml: bool, ddf: str, sep: str | None, optimizer: str,
-                    scheduler: str | None, residuals: bool) -> list:
+                    scheduler: str | None, residuals: bool, weights: str | None = None,
+                    offset: str | None = None) -> list:
     """--engine dask: every formula fitted from sums over DATA's partitions on one cluster."""
     try:
         import dask  # noqa: F401
@@ -135,12 +136,12 @@ def _fit_on_cluster(data: str, formulas: list[str], ml: bool, ddf: str, sep: str
     source = open_source(data)
     for formula in formulas:      # before a cluster is started or reached
         with _user_errors(formula):
-            check_formula(source, formula)
+            check_formula(source, formula, weights, offset)
     with connect(scheduler) as client:
         for formula in formulas:
             with _user_errors(formula):
                 models.append(fit_on_cluster(client, source, formula, reml=not ml, ddf=ddf, optimizer=optimizer,
-                                             residuals=residuals))
+                                             residuals=residuals, weights=weights, offset=offset))
             _check_finite(models[-1])
     return models
 

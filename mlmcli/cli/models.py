@@ -270,8 +270,9 @@ def compare(
         raise MlmError(f"--names needs {len(formulas)} distinct names, got {names!r}")
     inputs, kind = _begin(data, output, fmt)
     if engine == Engine.dask:
-        _dask_refuses(weights=weights, offset=offset, sheet=sheet)
-        fits = _fit_on_cluster(data, formulas, ml, "none", sep, optimizer.value, scheduler, residuals=False)
+        _dask_refuses(sheet=sheet)
+        fits = _fit_on_cluster(data, formulas, ml, "none", sep, optimizer.value, scheduler, residuals=False,
+                               weights=weights, offset=offset)
     else:
         if scheduler is not None:
             _note_engine("--scheduler")

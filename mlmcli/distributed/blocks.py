@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlmcli.design import _check_finite, model_frame, model_matrix, total_offset
-from mlmcli.distributed.levels import Levels, PartSpec, frame_of
+from mlmcli.distributed.levels import Levels, PartSpec, frame_of, with_arguments
 from mlmcli.engine.crossprod import CrossProducts
 from mlmcli.engine.terms import TermStructure
 from mlmcli.errors import DataError
@@ -35,6 +35,7 @@ class PartDesign:
     xnames: list[str]
     cnames: list[list[str]]
     response: np.ndarray | None = None  # the response as the data hold it (y is less any offset)
+    weights: np.ndarray | None = None   # --weights
 
 
 def partition_design(pdf, layout: Layout) -> PartDesign:
@@ -49,6 +50,7 @@ def partition_design(pdf, layout: Layout) -> PartDesign:
         return PartDesign(np.empty((0, len(xnames))), np.empty(0), [np.empty(0, dtype=np.int64) for _ in lv.order],
                           [np.empty((0, len(c))) for c in cnames], xnames, cnames)
     full, complete = model_frame(frame, formula, lv.scales)
+    complete = with_arguments(frame, layout.spec, complete)
     rows = np.flatnonzero(complete)
     n = len(rows)
     values: dict[str, np.ndarray | Factor] = {}
@@ -61,10 +63,15 @@ def partition_design(pdf, layout: Layout) -> PartDesign:
     response = formula.response.label
     y = raw = np.asarray(values[response], dtype=float)
     offset = total_offset(formula, values, n)
+    spec = layout.spec
+    if spec.offset is not None:
+        offset = (0.0 if offset is None else offset) + np.asarray(frame.columns[spec.offset])[rows]
     if offset is not None:
         if not np.all(np.isfinite(offset)):
-            raise DataError("NA/NaN/Inf in the offset: " + ", ".join(v.label for v in formula.offsets))
+            labels = [v.label for v in formula.offsets] + ([spec.offset] if spec.offset else [])
+            raise DataError("NA/NaN/Inf in the offset: " + ", ".join(labels))
         y = y - offset
+    weights = None if spec.weights is None else np.asarray(frame.columns[spec.weights])[rows]
     _check_finite(y, X, xnames, [], response)
     codes, Z = [], []
     for i, names in zip(lv.order, cnames, strict=True):
@@ -75,7 +82,7 @@ def partition_design(pdf, layout: Layout) -> PartDesign:
         if bad.size:
             raise DataError(f"NA/NaN/Inf in the random-effects term ({rt.label}): '{names[bad[0]]}' has infinite "
                             "values")
-    return PartDesign(X, y, codes, Z, xnames, cnames, raw)
+    return PartDesign(X, y, codes, Z, xnames, cnames, raw, weights)
 
 
 def names_of(formula: Formula, lv: Levels) -> tuple[list[str], list[list[str]]]:
@@ -134,19 +141,28 @@ class BlockSums:
     """A partition's (or several partitions') share of the blocks of A."""
 
     n: int
-    G: np.ndarray                          # [1 X y]'[1 X y]
+    G: np.ndarray                          # [1 X y]'[1 X y] of the data's rows (moments, scales)
+    A_FF: np.ndarray                       # [X y]'[X y] of the weighted rows (the engine's)
+    log_w: float                           # sum(log w) of the prior weights
     binary: np.ndarray                     # per column of X: only 0s and 1s so far
-    D: list[np.ndarray]                    # per term: Z_i'Z_i per level (ell, k, k)
-    F: list[np.ndarray]                    # per term: [X y]'Z_i per level (ell, p+1, k)
-    C: dict[tuple[int, int], object]       # i > j: Z_i'Z_j (CSR)
+    D: list[np.ndarray]                    # per term: Z_i'Z_i per level (ell, k, k), weighted rows
+    F: list[np.ndarray]                    # per term: [X y]'Z_i per level (ell, p+1, k), weighted rows
+    C: dict[tuple[int, int], object]       # i > j: Z_i'Z_j (CSR), weighted rows
     N: dict[tuple[int, int], object]       # i > j: rows per pair of levels (CSR), for the nesting
+    level_n: list[np.ndarray]              # per term: rows per level
+    level_y: list[np.ndarray]              # per term: the response (as the data hold it) summed per level
+    y_sums: np.ndarray                     # that response's sum and sum of squares
 
     def __add__(self, other: BlockSums) -> BlockSums:
-        return BlockSums(self.n + other.n, self.G + other.G, self.binary & other.binary,
+        return BlockSums(self.n + other.n, self.G + other.G, self.A_FF + other.A_FF, self.log_w + other.log_w,
+                         self.binary & other.binary,
                          [a + b for a, b in zip(self.D, other.D, strict=True)],
                          [a + b for a, b in zip(self.F, other.F, strict=True)],
                          {key: (self.C[key] + other.C[key]).tocsr() for key in self.C},
-                         {key: (self.N[key] + other.N[key]).tocsr() for key in self.N})
+                         {key: (self.N[key] + other.N[key]).tocsr() for key in self.N},
+                         [a + b for a, b in zip(self.level_n, other.level_n, strict=True)],
+                         [a + b for a, b in zip(self.level_y, other.level_y, strict=True)],
+                         self.y_sums + other.y_sums)
 
 
 def sum_blocks(*parts: BlockSums) -> BlockSums:
@@ -176,21 +192,29 @@ def partition_blocks(pdf, layout: Layout) -> BlockSums:
     W = np.column_stack([np.ones(n), d.X, d.y])
     with np.errstate(over="ignore", invalid="ignore"):
         G = W.T @ W
-    XY = W[:, 1:]
+    XY, Z, log_w = W[:, 1:], d.Z, 0.0
+    if d.weights is not None:     # prior weights scale every row of [Z X y] by sqrt(w) (crossprod.py)
+        sw = np.sqrt(d.weights)
+        XY, Z, log_w = XY * sw[:, None], [Zt * sw[:, None] for Zt in Z], float(np.log(d.weights).sum())
+    with np.errstate(over="ignore", invalid="ignore"):
+        A_FF = XY.T @ XY
     binary = np.all((d.X == 0) | (d.X == 1), axis=0)
-    D = [_level_crossprod(c, ell, Zt, Zt) for c, ell, Zt in zip(d.codes, ells, d.Z, strict=True)]
-    F = [_level_crossprod(c, ell, XY, Zt) for c, ell, Zt in zip(d.codes, ells, d.Z, strict=True)]
+    D = [_level_crossprod(c, ell, Zt, Zt) for c, ell, Zt in zip(d.codes, ells, Z, strict=True)]
+    F = [_level_crossprod(c, ell, XY, Zt) for c, ell, Zt in zip(d.codes, ells, Z, strict=True)]
     C, N = {}, {}
     for i in range(len(ells)):
-        ki = d.Z[i].shape[1]
+        ki = Z[i].shape[1]
         for j in range(i):
-            kj = d.Z[j].shape[1]
+            kj = Z[j].shape[1]
             rows = np.concatenate([d.codes[i] * ki + a for a in range(ki) for _ in range(kj)])
             cols = np.concatenate([d.codes[j] * kj + b for _ in range(ki) for b in range(kj)])
-            vals = np.concatenate([d.Z[i][:, a] * d.Z[j][:, b] for a in range(ki) for b in range(kj)])
+            vals = np.concatenate([Z[i][:, a] * Z[j][:, b] for a in range(ki) for b in range(kj)])
             C[i, j] = sp.coo_matrix((vals, (rows, cols)), shape=(ells[i] * ki, ells[j] * kj)).tocsr()
             N[i, j] = sp.coo_matrix((np.ones(n), (d.codes[i], d.codes[j])), shape=(ells[i], ells[j])).tocsr()
-    return BlockSums(n, G, binary, D, F, C, N)
+    raw = d.y if d.response is None else d.response
+    level_n = [np.bincount(c, minlength=ell).astype(float) for c, ell in zip(d.codes, ells, strict=True)]
+    level_y = [np.bincount(c, weights=raw, minlength=ell) for c, ell in zip(d.codes, ells, strict=True)]
+    return BlockSums(n, G, A_FF, log_w, binary, D, F, C, N, level_n, level_y, np.array([raw.sum(), raw @ raw]))
 
 
 def crossproducts(s: BlockSums, structures: list[TermStructure]) -> CrossProducts:
@@ -241,8 +265,25 @@ def crossproducts(s: BlockSums, structures: list[TermStructure]) -> CrossProduct
                 A_tt[offs[b]:offs[b + 1], offs[a]:offs[a + 1]] = B.T
         p1 = s.F[0].shape[1]
         A_Ft = np.hstack([s.F[t].transpose(1, 0, 2).reshape(p1, structures[t].q) for t in tail])
-    return CrossProducts.from_blocks(structures, s.n, s.G[1:, 1:], s.D[:nbd], s.F[:nbd], parents, nested, nbd,
-                                     A_tail, A_tt, A_Ft)
+    return CrossProducts.from_blocks(structures, s.n, s.A_FF, s.D[:nbd], s.F[:nbd], parents, nested, nbd,
+                                     A_tail, A_tt, A_Ft, s.log_w)
+
+
+def start_theta(s: BlockSums, structures: list[TermStructure]) -> np.ndarray:
+    """engine.fit.start_theta's moment guess for scalar terms on distinct factors, from the sums:
+    var(ave(y, g)) is (sum_l n_l m_l^2 - n mean^2) / (n - 1), on the response as the data hold it."""
+    theta = np.ones(len(structures))
+    n = s.n
+    total, sumsq = float(s.y_sums[0]), float(s.y_sums[1])
+    v = []
+    for counts, sums in zip(s.level_n, s.level_y, strict=True):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ss = float(np.sum(np.where(counts > 0, sums * sums / counts, 0.0)))
+        v.append((ss - total * total / n) / (n - 1) if n > 1 else 0.0)
+    v_e = (sumsq - total * total / n) / (n - 1) - sum(v)
+    if np.isfinite(v_e) and v_e > 0:
+        theta = np.sqrt(np.array(v) / v_e)
+    return theta
 
 
 def _parent(N) -> np.ndarray | None:

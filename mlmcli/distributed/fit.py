@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from mlmcli.design import Design, ReTerm, _check_levels, pivoted_rank
+from mlmcli.design import Design, ModelArguments, ReTerm, _check_levels, pivoted_rank
 from mlmcli.design import _scale_warning as _scale_warning_rows
 from mlmcli.distributed.blocks import (
     BlockSums,
@@ -21,6 +21,7 @@ from mlmcli.distributed.blocks import (
     names_of,
     partition_blocks,
     partition_design,
+    start_theta,
     sum_blocks,
 )
 from mlmcli.distributed.cluster import run, tree_sum
@@ -56,18 +57,21 @@ class ClusterRows:
 
 def fit_on_cluster(client: Any, source: Source, formula_text: str, reml: bool = True, ddf: str = "Satterthwaite",
                    optimizer: str = "robust", residuals: bool = True,
-                   on_done: Callable[[str, int], None] | None = None) -> FittedModel:
-    """fit_model on the partitions of `source`; `residuals`: also the scaled-residual quantiles."""
+                   on_done: Callable[[str, int], None] | None = None, weights: str | None = None,
+                   offset: str | None = None) -> FittedModel:
+    """fit_model on the partitions of `source`; `residuals`: also the scaled-residual quantiles;
+    `weights` and `offset`: lmer()'s weights = and offset = columns (--weights, --offset)."""
     import dask
 
-    formula, columns = check_formula(source, formula_text)
+    formula, columns = check_formula(source, formula_text, weights, offset)
     leaves = read_partitions(source, columns)
     where = source.files if source.kind == "csv" else [f"partition {i + 1}" for i in range(len(leaves))]
 
     def progress(label: str) -> Callable[[int], None] | None:
         return None if on_done is None else (lambda k: on_done(label, k))
 
-    spec = PartSpec(formula_text, {c: source.columns[c] for c in columns}, source.name, source.kind == "csv")
+    spec = PartSpec(formula_text, {c: source.columns[c] for c in columns}, source.name, source.kind == "csv",
+                    weights=weights, offset=offset)
     scan = dask.delayed(scan_partition, pure=True)
     scans = tree_sum(client, [scan(leaf, spec) for leaf in leaves], merge_scans, "levels", progress("levels"))
     levels = combine(formula, scans, where, source.name)
@@ -76,18 +80,19 @@ def fit_on_cluster(client: Any, source: Source, formula_text: str, reml: bool = 
     if levels.n <= ROWS_TO_CLIENT:
         rows = dask.delayed(partition_design, pure=True)
         parts = run(client, [rows(leaf, layout) for leaf in leaves], "rows", progress("rows"))
-        design = _design_from_rows(formula, levels, parts)
+        design = _design_from_rows(formula, levels, parts, ModelArguments(weights, offset))
         return fit_model(formula, design, reml, source.name, ddf, optimizer)
     blocks = dask.delayed(partition_blocks, pure=True)
     sums = tree_sum(client, [blocks(leaf, layout) for leaf in leaves], sum_blocks, "cross-products",
                     progress("cross-products"))
-    design = _design(formula, levels, sums)
+    design = _design(formula, levels, sums, ModelArguments(weights, offset))
     structures = [term_structure(t) for t in design.terms]
     cp = crossproducts(sums, structures)
     p = len(design.xnames)
     remote = ClusterRows(sums.G[: p + 1, : p + 1])
     scale = SCALE_WARNING if SCALE_WARNING in design.messages else None
-    model = fit_crossproducts(formula, design, cp, scale, reml, source.name, ddf, optimizer, remote)
+    model = fit_crossproducts(formula, design, cp, scale, reml, source.name, ddf, optimizer, remote,
+                              start_theta(sums, structures))
     if residuals:
         from mlmcli.distributed.residuals import scaled_residual_quantiles
 
@@ -95,18 +100,25 @@ def fit_on_cluster(client: Any, source: Source, formula_text: str, reml: bool = 
     return model
 
 
-def check_formula(source: Source, formula_text: str) -> tuple[Formula, list[str]]:
-    """The parsed formula and the columns it reads, or the error that stops it before any pass."""
+def check_formula(source: Source, formula_text: str, weights: str | None = None,
+                  offset: str | None = None) -> tuple[Formula, list[str]]:
+    """The parsed formula and the columns it reads (with --weights and --offset), or the error that
+    stops it before any pass."""
     formula = parse_formula(formula_text)
     refuse_unsupported(formula)
     columns = [c for c in formula.columns() if not (c in R_CONSTANTS and c not in source.columns)]
     for c in columns:
         if c not in source.columns:
             raise DataError(f"unknown column '{c}' in formula; the columns are: {', '.join(source.columns)}")
+    for option, c in (("--weights", weights), ("--offset", offset)):
+        if c is not None and c not in source.columns:
+            raise DataError(f"unknown column '{c}' for {option}; the columns are: {', '.join(source.columns)}")
+        if c is not None and c not in columns:
+            columns.append(c)
     return formula, columns
 
 
-def _design_from_rows(formula: Formula, levels: Levels, parts: list[PartDesign]) -> Design:
+def _design_from_rows(formula: Formula, levels: Levels, parts: list[PartDesign], args: ModelArguments) -> Design:
     """The whole design on the client, as the in-memory engine builds it (small data)."""
     n = levels.n
     xnames, cnames = names_of(formula, levels)
@@ -131,9 +143,10 @@ def _design_from_rows(formula: Formula, levels: Levels, parts: list[PartDesign])
         messages.append(SCALE_WARNING)
     messages.extend(levels.messages)
     raw = np.concatenate([d.y if d.response is None else d.response for d in parts])
+    weights = None if parts[0].weights is None else np.concatenate([d.weights for d in parts])
     return Design(y=y, X=X, xnames=xnames, terms=terms, n_obs=n, rows=np.array(levels.digests),
                   response=formula.response.label, messages=messages, dropped=dropped,
-                  levels=dict(levels.factor_levels), response_values=raw)
+                  levels=dict(levels.factor_levels), response_values=raw, weights=weights, args=args)
 
 
 def _check_residual_df(p: int, n: int) -> None:
@@ -142,7 +155,7 @@ def _check_residual_df(p: int, n: int) -> None:
                         "left; remove fixed-effect terms (a factor with one row per level cannot be a fixed effect)")
 
 
-def _design(formula: Formula, levels: Levels, sums: BlockSums) -> Design:
+def _design(formula: Formula, levels: Levels, sums: BlockSums, args: ModelArguments) -> Design:
     """The design without its rows: names, levels and the checks the in-memory design makes."""
     n = levels.n
     xnames, cnames = names_of(formula, levels)
@@ -162,7 +175,7 @@ def _design(formula: Formula, levels: Levels, sums: BlockSums) -> Design:
     messages.extend(levels.messages)
     return Design(y=np.empty(0), X=np.empty((0, p)), xnames=xnames, terms=terms, n_obs=n,
                   rows=np.array(levels.digests), response=formula.response.label, messages=messages,
-                  levels=dict(levels.factor_levels))
+                  levels=dict(levels.factor_levels), args=args)
 
 
 def _clearly_full_rank(G: np.ndarray) -> bool:

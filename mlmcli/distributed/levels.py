@@ -27,6 +27,26 @@ class PartSpec:
     name: str
     csv: bool
     kinds: dict[str, str] | None = None
+    weights: str | None = None        # --weights and --offset: columns that join the model frame
+    offset: str | None = None
+
+
+def with_arguments(frame: Frame, spec: PartSpec, complete: np.ndarray) -> np.ndarray:
+    """The complete rows once --weights and --offset join the model frame (a missing value drops
+    the row, as na.omit does); their columns must be numbers and the weights positive."""
+    for option, name in (("weights", spec.weights), ("offset", spec.offset)):
+        if name is None:
+            continue
+        col = frame.columns[name]
+        if isinstance(col, Factor):
+            raise DataError(f"--{option} {name}: the column must be numeric")
+        complete = complete & ~np.isnan(col)
+        if option == "weights":
+            w = col[complete]
+            for bad, what in ((~np.isfinite(w), "is infinite"), (w < 0, "is negative"), (w == 0, "is zero")):
+                if bad.any():
+                    raise DataError(f"--weights {name}: a weight {what}; weights must be positive")
+    return complete
 
 
 @dataclass
@@ -115,7 +135,9 @@ def scan_partition(pdf, spec: PartSpec) -> Scan:
             moments[key] = _moments(x)
     # scale()'s values are not known yet, but whether they are missing is
     full, complete = model_frame(frame, formula, dict.fromkeys(specs, (False, False)))
-    produced, produced_labels = _produced(frame, formula, full, complete)
+    extra = [c for c in (spec.weights, spec.offset) if c is not None]
+    produced, produced_labels = _produced(frame, formula, full, complete, extra)
+    complete = with_arguments(frame, spec, complete)
     column_values: dict[str, object] = {}
     logical_used: dict[str, set[str]] = {}
     widths: dict[str, int] = {}
@@ -226,7 +248,8 @@ def _values(col: np.ndarray | Factor, rows: np.ndarray) -> list[Value]:
     return col[rows].tolist()
 
 
-def _produced(frame: Frame, formula: Formula, full: dict, complete: np.ndarray) -> tuple[int, list[str]]:
+def _produced(frame: Frame, formula: Formula, full: dict, complete: np.ndarray,
+              extra: list[str]) -> tuple[int, list[str]]:
     """Rows dropped because a transformation gave NaN (not because the data had NA), and by which."""
     def missing(col) -> np.ndarray:
         if isinstance(col, Factor):
@@ -234,7 +257,7 @@ def _produced(frame: Frame, formula: Formula, full: dict, complete: np.ndarray) 
         return np.isnan(col).reshape(len(col), -1).any(axis=1)
 
     in_data = np.zeros(frame.n_rows, dtype=bool)
-    for name in formula.columns():
+    for name in formula.columns() + extra:
         in_data |= missing(frame.columns[name])
     produced = ~complete & ~in_data
     labels = [label for label, col in full.items() if missing(col)[produced].any()] if produced.any() else []

@@ -24,7 +24,10 @@ def partition_residuals(pdf, layout: Layout, beta: np.ndarray, b: list[np.ndarra
     for codes, Z, bi in zip(d.codes, d.Z, b, strict=True):
         for a in range(Z.shape[1]):
             zb += Z[:, a] * bi[:, a][codes]
-    return np.sort((d.y - (fitted + zb)) / sigma)
+    r = d.y - (fitted + zb)
+    if d.weights is not None:          # Pearson residuals, as summary.merMod scales them
+        r = r * np.sqrt(d.weights)
+    return np.sort(r / sigma)
 
 
 def _sample(r: np.ndarray, brackets: list[tuple[float, float]]) -> list[np.ndarray]:

@@ -65,8 +65,6 @@ def start_theta(system: BlockedFactor, group_codes: list[np.ndarray], scalar_dis
     """lme4's start: 1 on diagonals, 0 off them; for scalar terms on distinct factors, a moment guess
     from the response as the data hold it (lme4's model.response: no offset taken off, no weights)."""
     theta = np.concatenate([np.where(s.tri_rows == s.tri_cols, 1.0, 0.0) for s in system.structures])
-    if scalar_distinct and not system.cp.rows_available:
-        return _start_from_blocks(system, theta)
     if scalar_distinct:
         y = system.cp.y if response is None else np.asarray(response, dtype=float)
         n = len(y)
@@ -78,31 +76,6 @@ def start_theta(system: BlockedFactor, group_codes: list[np.ndarray], scalar_dis
         v_e = float(np.var(y, ddof=1)) - sum(v)
         if np.isfinite(v_e) and v_e > 0:
             theta = np.sqrt(np.array(v) / v_e)
-    return theta
-
-
-def _start_from_blocks(system: BlockedFactor, theta: np.ndarray) -> np.ndarray:
-    """start_theta's moment guess from the blocks of A (no rows): per level, the count is the
-    level's Z'Z (a column of ones) and the sum of y its Z'y."""
-    cp = system.cp
-    n, p = cp.n, cp.p
-    zxy = cp.z_xy()
-    v = []
-    total = 0.0
-    for j, s in enumerate(cp.structures):
-        ysum = zxy[j][:, 0, p]
-        if j < cp.nbd:
-            counts = cp.A_diag[j][:, 0, 0]
-        else:
-            o = cp.tail_offsets[j - cp.nbd]
-            counts = np.diag(cp.A_tt)[o:o + s.ell]
-        total = float(ysum.sum())
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ss = float(np.sum(np.where(counts > 0, ysum * ysum / counts, 0.0)))
-        v.append((ss - total * total / n) / (n - 1) if n > 1 else 0.0)
-    v_e = (float(cp.A_FF[p, p]) - total * total / n) / (n - 1) - sum(v)
-    if np.isfinite(v_e) and v_e > 0:
-        theta = np.sqrt(np.array(v) / v_e)
     return theta
 
 
