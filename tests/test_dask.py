@@ -159,6 +159,7 @@ def from_sums(monkeypatch):
 
     monkeypatch.setattr(dfit, "ROWS_TO_CLIENT", 0)
     monkeypatch.setattr(factor, "DIRECT_PWRSS_ROWS", 0)
+    monkeypatch.setattr(factor.BlockedFactor, "direct_rows", 0)
 
 
 @pytest.mark.parametrize(("case_id", "name"), CASES, ids=[c[0] for c in CASES])
@@ -194,6 +195,16 @@ def test_weights_and_offsets(client, data, from_sums, name):
     assert model.criterion == pytest.approx(ref["criterion"], abs=1e-3)
     np.testing.assert_allclose(model.beta, ref["fixef"], rtol=1e-4)
     assert model.sigma == pytest.approx(ref["sigma"], rel=1e-4)
+
+
+def test_kenward_roger_from_the_sums(client, data, from_sums):
+    formula = "math ~ ses*public + (ses|schcode)"
+    model = fit_on_cluster(client, open_source(data["heck2011"]), formula, ddf="Kenward-Roger")
+    theirs = in_memory(ROOT / "sample_data" / "heck2011.csv", formula)
+    theirs.ddf = "Kenward-Roger"
+    for a, b in zip(model.coef_table(), theirs.coef_table(), strict=True):
+        assert a["df"] == pytest.approx(b["df"], rel=1e-4)
+        assert a["std_error"] == pytest.approx(b["std_error"], rel=1e-4)
 
 
 def test_csv_parts_give_the_same_fit(client, data, from_sums):
