@@ -94,19 +94,52 @@ class _Context:
     used: the rows of the model frame (after NA removal), over which cwc() and cmean() average;
     None before they are known (every row with the values present). reference: the training data
     when evaluating new data for predictions, whose scale() centre and poly() basis apply (R's
-    predvars)."""
+    predvars). scales: each scale() call's centre and scale (by its deparsed text) when they were
+    computed elsewhere (over data partitioned across machines)."""
 
     frame: Frame
     label: str
     used: np.ndarray | None = None
     reference: Frame | None = None
+    scales: dict[str, tuple] | None = None
 
 
-def evaluate(var: Var, frame: Frame, used: np.ndarray | None = None, reference: Frame | None = None) -> Column:
+ScaleParameters = dict[str, tuple]
+
+
+def evaluate(var: Var, frame: Frame, used: np.ndarray | None = None, reference: Frame | None = None,
+             scales: ScaleParameters | None = None) -> Column:
     """The values of one formula variable on the whole data (as R's model.frame does)."""
     assert var.expr is not None
     with np.errstate(all="ignore"):
-        return _evaluate(var.expr, _Context(frame, var.label, used, reference))
+        return _evaluate(var.expr, _Context(frame, var.label, used, reference, scales))
+
+
+def scale_calls(var: Var, frame: Frame) -> list[tuple[str, np.ndarray, float | bool | None, float | bool | None]]:
+    """Each scale() call of a variable: its deparsed text, the values of its argument on the whole data,
+    and its center and scale arguments."""
+    out = []
+    stack: list[Node] = [var.expr] if var.expr is not None else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, fm.Call):
+            if node.fn == "scale":
+                args = match_arguments(node)
+                center = constant_value(args["center"]) if "center" in args else True
+                scale = constant_value(args["scale"]) if "scale" in args else True
+                with np.errstate(all="ignore"):
+                    x = _numeric(args["x"], _Context(frame, var.label))
+                out.append((scale_key(node), x, center, scale))
+            stack.extend(node.args)
+        for attr in ("inner", "arg", "left", "right"):
+            child = getattr(node, attr, None)
+            if isinstance(child, fm.Node):
+                stack.append(child)
+    return out
+
+
+def scale_key(node: Node) -> str:
+    return " ".join(fm.deparse_node(node, 500))
 
 
 def _evaluate(node: Node, ctx: _Context) -> Column:
@@ -299,7 +332,9 @@ def _numeric(node: Node, ctx: _Context) -> np.ndarray:
     if node.fn == "scale":
         center = constant_value(args["center"]) if "center" in args else True
         scale = constant_value(args["scale"]) if "scale" in args else True
-        if ctx.reference is not None:  # the training data's centre and scale (R's makepredictcall)
+        if ctx.scales is not None:
+            center, scale = ctx.scales[scale_key(node)]
+        elif ctx.reference is not None:  # the training data's centre and scale (R's makepredictcall)
             center, scale = _scale_parameters(_numeric(args["x"], _Context(ctx.reference, label)), center, scale)
         return _scale(x, center, scale)
     if node.fn == "log" and "base" in args:
@@ -704,6 +739,30 @@ def build_design(frame: Frame, formula: Formula, args: ModelArguments | None = N
                   levels=levels, response_values=y, weights=weights, args=args, arg_values=arg_values)
 
 
+def model_frame(frame: Frame, formula: Formula,
+                scales: ScaleParameters | None = None) -> tuple[dict[str, Column], np.ndarray]:
+    """Every formula variable evaluated on the whole data, and the complete rows (na.omit), as
+    build_design starts (without --weights and --offset columns): for data read in partitions."""
+    for name in formula.columns():
+        if name not in frame.columns:
+            raise _unknown_column(name, frame)
+    full = {v.label: evaluate(v, frame, scales=scales) for v in formula.variables}
+    response = formula.response.label
+    y_full = full[response]
+    if isinstance(y_full, Factor):
+        kind = "TRUE/FALSE values" if y_full.logical else "text"
+        raise DataError(f"the response '{response}' is not numeric: its column holds {kind}")
+    if y_full.ndim != 1:
+        raise DataError(f"the response '{response}' must be one column")
+    complete = np.ones(frame.n_rows, dtype=bool)
+    for col in full.values():
+        if isinstance(col, Factor):
+            complete &= col.codes >= 0
+        else:
+            complete &= ~np.isnan(col).reshape(len(col), -1).any(axis=1)
+    return full, complete
+
+
 def _argument_columns(frame: Frame, args: ModelArguments) -> dict[str, np.ndarray]:
     """The numeric columns --weights and --offset name, on every row of the data."""
     out = {}
@@ -743,6 +802,11 @@ def total_offset(formula: Formula, values: dict[str, Column], n: int) -> np.ndar
             raise DataError(f"{v.label}: an offset must be numeric")
         total = total + np.asarray(col, dtype=float).reshape(n)
     return total
+
+
+def uses_group_means(node: Node | None) -> bool:
+    """Whether an expression holds cwc() or cmean() (they average over the model frame's rows)."""
+    return _uses_group_means(node)
 
 
 def _uses_group_means(node: Node | None) -> bool:

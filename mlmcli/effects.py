@@ -74,6 +74,8 @@ def _diagonal_theta(model: FittedModel) -> np.ndarray:
 def variance_components(model: FittedModel) -> Effects:
     """var.fixed, var.random and var.residual as insight::get_variance() gives them for lmer fits."""
     design = model.design
+    if model.remote is not None:
+        return _from_moments(model, model.remote.fixed_moments())
     X = np.asarray(design.X, dtype=float)
     fixed = X @ np.asarray(model.beta, dtype=float)
     var_fixed = _r_var(fixed)
@@ -119,3 +121,23 @@ def _random_variance(model: FittedModel, gram: np.ndarray, names: list[str]) -> 
         S = vc.covariance[np.ix_(keep, keep)]
         total += float(np.sum(S * gram[np.ix_(cols, cols)])) / n
     return total
+
+
+def _from_moments(model: FittedModel, M: np.ndarray) -> Effects:
+    """The same parts from M = [1 X]'[1 X] alone (rows kept elsewhere): var(X beta) is
+    (beta'X'X beta - (1'X beta)^2 / n) / (n - 1), and the random part takes M as its Gram matrix."""
+    n = model.n
+    beta = np.asarray(model.beta, dtype=float)
+    s = float(M[0, 1:] @ beta)
+    var_fixed = float(beta @ M[1:, 1:] @ beta - s * s / n) / (n - 1) if n > 1 else 0.0
+    names = ["(Intercept)", *model.design.xnames]       # [1 X]: X's own intercept is a copy of the ones
+    warnings: list[str] = []
+    slopes = [t for vc in model.varcomps() for t in vc.terms if t != "(Intercept)"]
+    if any(t not in names for t in slopes):
+        warnings.append(SLOPES_WARNING)
+    var_random: float | None = None
+    if np.any(np.abs(_diagonal_theta(model)) < SINGULAR_TOLERANCE):
+        warnings.insert(0, SINGULAR_WARNING)
+    else:
+        var_random = _random_variance(model, M, names)
+    return Effects(var_fixed, var_random, float(model.sigma) ** 2, warnings)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -13,6 +13,7 @@ from mlmcli.engine.factor import BlockedFactor
 from mlmcli.engine.fit import Optimum, optimize_theta, start_theta
 
 if TYPE_CHECKING:
+
     from mlmcli.design import Design
     from mlmcli.engine.kenward_roger import KenwardRoger
     from mlmcli.engine.satterthwaite import Satterthwaite
@@ -46,6 +47,16 @@ class VarComp:
         return C
 
 
+class RemoteRows(Protocol):
+    """The rows of a model fitted from statistics summed elsewhere."""
+
+    def scaled_residual_quantiles(self, model: FittedModel) -> list[float]:
+        """Min, quartiles and max of the scaled residuals (R's quantile type 7)."""
+
+    def fixed_moments(self) -> np.ndarray:
+        """[1 X]'[1 X] over the rows used (the column sums of X and its cross-products)."""
+
+
 @dataclass
 class FittedModel:
     formula: Formula
@@ -59,6 +70,9 @@ class FittedModel:
     optimizer: str = "robust"
     _satterthwaite: Satterthwaite | None = None
     _kenward_roger: KenwardRoger | None = None
+    # where the rows live when they are not in this process (a cluster's partitions): what the
+    # output needs from them (scaled-residual quantiles, moments of X) comes from there
+    remote: RemoteRows | None = None
 
     # ---------------------------------------------------------------- basics
     @property
@@ -135,9 +149,7 @@ class FittedModel:
         self._u = self.system.spherical_modes()
         self._b = self.system.conditional_modes(self._u)
         self._vcov = self.sigma**2 * self.system.unscaled_vcov()
-        cp = self.system.cp
-        # the system's rows are weighted (crossprod.py); fitted values are on the data's scale
-        self._fitted = self.design.X @ self._beta + cp.unweighted(cp.Zb(self._b))
+        self._fitted: np.ndarray | None = None
 
     # ---------------------------------------------------------------- random effects
     def varcomps(self) -> list[VarComp]:
@@ -173,12 +185,16 @@ class FittedModel:
     # ---------------------------------------------------------------- fit
     @property
     def fitted(self) -> np.ndarray:
+        if self._fitted is None:
+            cp = self.system.cp
+            # the system's rows are weighted (crossprod.py); fitted values are on the data's scale
+            self._fitted = self.design.X @ self._beta + cp.unweighted(cp.Zb(self._b))
         return self._fitted
 
     @property
     def residuals(self) -> np.ndarray:
         """y - fitted: lme4's residuals(fit), type "response" (offsets cancel, weights do not enter)."""
-        return self.design.y - self._fitted
+        return self.design.y - self.fitted
 
     @property
     def pearson_residuals(self) -> np.ndarray:
@@ -187,6 +203,8 @@ class FittedModel:
         return self.residuals if w is None else self.residuals * np.sqrt(w)
 
     def scaled_residual_quantiles(self) -> list[float]:
+        if self.remote is not None:
+            return self.remote.scaled_residual_quantiles(self)
         # summary.merMod's residuals(object, "pearson", scaled = TRUE)
         r = np.sort(self.pearson_residuals / self.sigma)
         # R's quantile(type = 7), written out: np.quantile's first call costs more than a fit
@@ -271,19 +289,29 @@ def fit_model(formula: Formula, design: Design, reml: bool = True, data_name: st
               ddf: str = "Satterthwaite", optimizer: str = "robust") -> FittedModel:
     """Fit by REML or ML as lmer() does.  optimizer "lme4" stops where lme4's BOBYQA stops;
     "robust" (the default) refines an end point that fails lme4's convergence checks."""
-    system = BlockedFactor(CrossProducts(design.terms, design.X, design.y, design.weights))
+    cp = CrossProducts(design.terms, design.X, design.y, design.weights)
+    return fit_crossproducts(formula, design, cp, scale_warning(design.X), reml, data_name, ddf, optimizer)
+
+
+def fit_crossproducts(formula: Formula, design: Design, cp: CrossProducts, scale_message: str | None,
+                      reml: bool = True, data_name: str = "", ddf: str = "Satterthwaite",
+                      optimizer: str = "robust", remote: RemoteRows | None = None,
+                      theta0: np.ndarray | None = None) -> FittedModel:
+    """fit_model on the blocks of A already formed (for rows kept elsewhere: `remote`, and then
+    lme4's start value `theta0` computed where the rows are)."""
+    system = BlockedFactor(cp)
     warnings = list(design.messages)
-    w = scale_warning(design.X)
-    if w:
-        warnings.append(w)
+    if scale_message:
+        warnings.append(scale_message)
     factors = [t.group for t in design.terms]
     scalar_distinct = (all(t.X.shape[1] == 1 and list(t.cnames) == ["(Intercept)"] for t in design.terms)
                        and len(set(factors)) == len(factors))
-    theta0 = start_theta(system, [t.codes for t in design.terms], scalar_distinct, design.response_values)
+    if theta0 is None or not scalar_distinct:
+        theta0 = start_theta(system, [t.codes for t in design.terms], scalar_distinct, design.response_values)
     opt = optimize_theta(system, reml, theta0, polish=optimizer == "robust")
     warnings.extend(opt.warnings)
     model = FittedModel(formula=formula, design=design, reml=reml, system=system, optimum=opt,
-                        data_name=data_name, warnings=warnings, ddf=ddf, optimizer=optimizer)
+                        data_name=data_name, warnings=warnings, ddf=ddf, optimizer=optimizer, remote=remote)
     model._finish()
     return model
 
@@ -296,6 +324,6 @@ def refit(model: FittedModel, reml: bool) -> FittedModel:
     opt = reoptimize_theta(system, reml, model.theta, polish=model.optimizer == "robust")
     new = FittedModel(formula=model.formula, design=model.design, reml=reml, system=system, optimum=opt,
                       data_name=model.data_name, warnings=list(model.design.messages) + opt.warnings,
-                      ddf=model.ddf, optimizer=model.optimizer)
+                      ddf=model.ddf, optimizer=model.optimizer, remote=model.remote)
     new._finish()
     return new

@@ -151,3 +151,18 @@ def test_agreement_message(capsys: pytest.CaptureFixture[str]) -> None:
     run.check_agreement(cases.CASES["slope1m"], tallies)
     err = capsys.readouterr().err
     assert "DISAGREE with lme4: lme-python" in err and "no criterion from mixedlm-rs" in err
+
+
+def test_dask_bench_data_parts_and_csv_hold_the_same_rows(tmp_path: Path) -> None:
+    import dask_bench
+    import pandas as pd
+
+    folder = dask_bench.write(2000, tmp_path, parts=4, csv=True)
+    parts = sorted(folder.glob("*.parquet"))
+    assert [p.name for p in parts] == [f"part{i:04d}.parquet" for i in range(4)]
+    df = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    assert len(df) == 2000 and df["g"].nunique() == 40          # 50 rows a group below 5M rows
+    pd.testing.assert_frame_equal(df, pd.read_csv(tmp_path / "slope_2000.csv"), check_dtype=False)
+    again = dask_bench.write(2000, tmp_path / "again", parts=4, csv=False)
+    pd.testing.assert_frame_equal(df, pd.concat([pd.read_parquet(p) for p in sorted(again.glob("*.parquet"))],
+                                                ignore_index=True))

@@ -67,6 +67,11 @@ class Optimizer(str, Enum):
     lme4 = "lme4"
 
 
+class Engine(str, Enum):
+    memory = "memory"
+    dask = "dask"
+
+
 class SchemaName(str, Enum):
     fit = "fit"
     tau = "tau"
@@ -92,7 +97,8 @@ class ReForm(str, Enum):
 
 DATA_HELP = ("CSV file with a header line (.csv, or compressed .csv.gz/.bz2/.xz), or - for standard input; "
              "also .parquet, .feather, and SPSS .sav/.zsav, Stata .dta, Excel .xlsx (pip install 'mlm\\[formats]'). "
-             "Text columns are factors; NA or an empty field is a missing value.")
+             "Text columns are factors; NA or an empty field is a missing value. With --engine dask: a Parquet "
+             "file, a folder of Parquet files, or a quoted glob of .csv/.csv.gz files.")
 
 
 FORMULA_HELP = ('lme4 model formula in quotes, e.g. "math ~ ses + (ses|schcode)": fixed effects left of the '
@@ -151,6 +157,17 @@ SheetOpt = Annotated[str | None, typer.Option(
 VerboseOpt = Annotated[bool, typer.Option(
     "--verbose", "-v", help="Say on stderr what reading DATA did beyond read.csv's rules (SPSS/Stata "
     "value-labelled columns read as factors).")]
+
+
+EngineOpt = Annotated[Engine, typer.Option(
+    "--engine", help="memory (default): read DATA into this process; dask: sum the model's statistics over "
+    "the partitions of DATA (a Parquet file, a folder of Parquet files, or a quoted glob of .csv/.csv.gz "
+    "files) on a dask.distributed cluster (pip install 'mlm\\[dask]').")]
+
+
+SchedulerOpt = Annotated[str | None, typer.Option(
+    "--scheduler", help="With --engine dask: the address of a running dask scheduler, e.g. "
+    "tcp://10.0.0.5:8786 (default: DASK_SCHEDULER_ADDRESS, else a local cluster of one worker per core).")]
 
 
 def _show_version(value: bool) -> None:

@@ -92,7 +92,14 @@ def _check_ddf(ddf: str, ml: bool, weights: str | None = None) -> None:
 
 def _fit(data: str, formula: str, ml: bool, ddf: str = "Satterthwaite", also: list[str] | None = None,
          sep: str | None = None, optimizer: str = "robust", sheet: str | None = None, verbose: bool = False,
-         weights: str | None = None, offset: str | None = None):
+         weights: str | None = None, offset: str | None = None, engine: str = "memory",
+         scheduler: str | None = None, residuals: bool = False):
+    if engine == "dask":
+        _dask_refuses(sheet=sheet)
+        models = _fit_on_cluster(data, [formula], ml, ddf, sep, optimizer, scheduler, residuals, weights, offset)
+        return models[0], None
+    if scheduler is not None:
+        _note_engine("--scheduler")
     from mlmcli.design import ModelArguments, build_design
     from mlmcli.formula import parse_formula
     from mlmcli.model import fit_model
@@ -108,12 +115,55 @@ def _fit(data: str, formula: str, ml: bool, ddf: str = "Satterthwaite", also: li
     return model, frame
 
 
+def _fit_on_cluster(data: str, formulas: list[str], ml: bool, ddf: str, sep: str | None, optimizer: str,
+                    scheduler: str | None, residuals: bool, weights: str | None = None,
+                    offset: str | None = None) -> list:
+    """--engine dask: every formula fitted from sums over DATA's partitions on one cluster."""
+    try:
+        import dask  # noqa: F401
+        import distributed  # noqa: F401
+        import pyarrow  # noqa: F401
+    except ImportError as e:
+        raise MlmError(f"--engine dask needs the dask extra ({e.name} is not installed): "
+                       "pip install 'mlm[dask]'") from None
+    from mlmcli.distributed.cluster import connect
+    from mlmcli.distributed.fit import check_formula, fit_on_cluster
+    from mlmcli.distributed.source import open_source
+
+    if sep is not None:
+        _note_engine("--sep", "the CSV reader of --engine memory")
+    models = []
+    source = open_source(data)
+    for formula in formulas:      # before a cluster is started or reached
+        with _user_errors(formula):
+            check_formula(source, formula, weights, offset)
+    with connect(scheduler) as client:
+        for formula in formulas:
+            with _user_errors(formula):
+                models.append(fit_on_cluster(client, source, formula, reml=not ml, ddf=ddf, optimizer=optimizer,
+                                             residuals=residuals, weights=weights, offset=offset))
+            _check_finite(models[-1])
+    return models
+
+
+def _dask_refuses(**options: str | None) -> None:
+    """Options --engine dask does not offer (yet): one line, exit status 2."""
+    given = [f"--{name}" for name, value in options.items() if value is not None]
+    if given:
+        raise MlmError(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} not offered with --engine dask")
+
+
+def _note_engine(option: str, applies_to: str = "--engine dask") -> None:
+    sys.stderr.write(f"mlm: note: {option} applies to {applies_to}; ignored\n")
+
+
 def _fit_and_warn(data: str, formula: str, ml: bool, also: list[str] | None = None, sep: str | None = None,
                   optimizer: str = "robust", sheet: str | None = None, verbose: bool = False,
-                  weights: str | None = None, offset: str | None = None):
+                  weights: str | None = None, offset: str | None = None, engine: str = "memory",
+                  scheduler: str | None = None):
     """Fit without Satterthwaite set-up and send lme4's warnings to stderr."""
     model, frame = _fit(data, formula, ml, "none", also, sep, optimizer, sheet=sheet, verbose=verbose,
-                        weights=weights, offset=offset)
+                        weights=weights, offset=offset, engine=engine, scheduler=scheduler)
     _warn(list(dict.fromkeys(model.warnings)))
     return model, frame
 

@@ -11,6 +11,8 @@ from mlmcli.cli.app import (
     CiMethod,
     DataArg,
     Ddf,
+    Engine,
+    EngineOpt,
     FitFormat,
     Format,
     FormulaArg,
@@ -22,6 +24,7 @@ from mlmcli.cli.app import (
     OptimizerOpt,
     OutputOpt,
     RanefFormat,
+    SchedulerOpt,
     SeedOpt,
     SepOpt,
     SheetOpt,
@@ -35,11 +38,14 @@ from mlmcli.cli.common import (
     _bootstrap_progress,
     _check_ddf,
     _check_finite,
+    _dask_refuses,
     _deliver,
     _emit,
     _fit,
     _fit_and_warn,
+    _fit_on_cluster,
     _json,
+    _note_engine,
     _note_ignored,
     _printable,
     _read,
@@ -61,6 +67,8 @@ def fit(
     optimizer: OptimizerOpt = Optimizer.robust,
     weights: WeightsOpt = None,
     offset: OffsetOpt = None,
+    engine: EngineOpt = Engine.memory,
+    scheduler: SchedulerOpt = None,
     fmt: Annotated[FitFormat | None, typer.Option(
         "--format", "-f", help="text (lme4's summary), table, json, csv (broom.mixed's tidy()).")] = None,
     ddf: Annotated[Ddf, typer.Option("--ddf", help="Denominator df: Satterthwaite, Kenward-Roger (adjusted "
@@ -94,8 +102,13 @@ def fit(
         spec = Bootstrap(nsim=nsim, seed=seed) if ci == CiMethod.boot else None
         if kind == "text":
             _note_ignored("--ci", kind, "json, table and csv")
+        if ci in (CiMethod.profile, CiMethod.boot) and engine == Engine.dask:
+            # profiles refit with a fixed effect moved into the response, the bootstrap simulates
+            # responses: both need the rows
+            raise MlmError(f"--ci {ci.value} is not offered with --engine dask; use --ci wald")
     model, _ = _fit(data, formula, ml, ddf.value, sep=sep, optimizer=optimizer.value, sheet=sheet,
-                    verbose=verbose, weights=weights, offset=offset)
+                    verbose=verbose, weights=weights, offset=offset, engine=engine.value, scheduler=scheduler,
+                    residuals=True)
     with _user_errors(formula):   # the df methods' linear algebra can break down as the fit's can
         report = fit_report(model)
     varpar_ci = None
@@ -142,6 +155,8 @@ def tau(
     optimizer: OptimizerOpt = Optimizer.robust,
     weights: WeightsOpt = None,
     offset: OffsetOpt = None,
+    engine: EngineOpt = Engine.memory,
+    scheduler: SchedulerOpt = None,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (Matrix::bdiag), table, json.")] = None,
     corr: Annotated[bool, typer.Option("--corr", help="Show the correlation matrix alone (table).")] = False,
     output: OutputOpt = None,
@@ -156,7 +171,8 @@ def tau(
     if corr and kind != "table":
         _note_ignored("--corr", kind, "table")
     model, _ = _fit_and_warn(data, formula, ml, sep=sep, optimizer=optimizer.value, sheet=sheet,
-                             verbose=verbose, weights=weights, offset=offset)
+                             verbose=verbose, weights=weights, offset=offset, engine=engine.value,
+                             scheduler=scheduler)
     report = tau_report(model)
     _deliver(kind, report, output, inputs, no_color, "mlmcli.render.text:tau_text", "mlmcli.render.table:print_tau",
              corr_only=corr)
@@ -173,6 +189,8 @@ def ranef(
     optimizer: OptimizerOpt = Optimizer.robust,
     weights: WeightsOpt = None,
     offset: OffsetOpt = None,
+    engine: EngineOpt = Engine.memory,
+    scheduler: SchedulerOpt = None,
     fmt: Annotated[RanefFormat | None, typer.Option("--format", "-f", help="table, csv, json, text.")] = None,
     head: Annotated[int | None, typer.Option(
         "--head", min=1, help="Show the first N levels of each factor (table and text).")] = None,
@@ -193,7 +211,8 @@ def ranef(
     if wide and kind not in ("table", "csv"):
         _note_ignored("--wide", kind, "table and csv")
     model, _ = _fit_and_warn(data, formula, ml, sep=sep, optimizer=optimizer.value, sheet=sheet,
-                             verbose=verbose, weights=weights, offset=offset)
+                             verbose=verbose, weights=weights, offset=offset, engine=engine.value,
+                             scheduler=scheduler)
     report = ranef_report(model, with_coef=with_coef)
     if kind == "json":
         _emit(_json(report), output, inputs)
@@ -224,6 +243,8 @@ def compare(
     optimizer: OptimizerOpt = Optimizer.robust,
     weights: WeightsOpt = None,
     offset: OffsetOpt = None,
+    engine: EngineOpt = Engine.memory,
+    scheduler: SchedulerOpt = None,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lme4's anova), table, json.")] = None,
     names: Annotated[str | None, typer.Option("--names", help="Comma-separated model names.")] = None,
     variance_reduction: Annotated[bool, typer.Option(
@@ -248,17 +269,24 @@ def compare(
     if len(labels) != len(formulas) or len(set(labels)) != len(labels):
         raise MlmError(f"--names needs {len(formulas)} distinct names, got {names!r}")
     inputs, kind = _begin(data, output, fmt)
-    args = ModelArguments(weights=weights, offset=offset)
-    with _user_errors(formulas[0]):
-        models = [parse_formula(f) for f in formulas]
-        columns = [c for parsed in models for c in parsed.columns()] + args.columns()
-        frame = _read(data, columns, sep, sheet, verbose)
-    fits = []
-    for f, parsed in zip(formulas, models, strict=True):
-        with _user_errors(f):
-            fits.append(fit_model(parsed, build_design(frame, parsed, args), reml=not ml, data_name=frame.name,
-                                  ddf="none", optimizer=optimizer.value))
-        _check_finite(fits[-1])
+    if engine == Engine.dask:
+        _dask_refuses(sheet=sheet)
+        fits = _fit_on_cluster(data, formulas, ml, "none", sep, optimizer.value, scheduler, residuals=False,
+                               weights=weights, offset=offset)
+    else:
+        if scheduler is not None:
+            _note_engine("--scheduler")
+        args = ModelArguments(weights=weights, offset=offset)
+        with _user_errors(formulas[0]):
+            models = [parse_formula(f) for f in formulas]
+            columns = [c for parsed in models for c in parsed.columns()] + args.columns()
+            frame = _read(data, columns, sep, sheet, verbose)
+        fits = []
+        for f, parsed in zip(formulas, models, strict=True):
+            with _user_errors(f):
+                fits.append(fit_model(parsed, build_design(frame, parsed, args), reml=not ml, data_name=frame.name,
+                                      ddf="none", optimizer=optimizer.value))
+            _check_finite(fits[-1])
     warnings = list(dict.fromkeys(w for m in fits for w in m.warnings))
     _warn(warnings)
     with _user_errors():

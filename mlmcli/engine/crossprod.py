@@ -148,6 +148,42 @@ class CrossProducts:
                                           for s in S[self.nbd:]])
         return new
 
+    # the rows X, y and each term's codes and columns are kept: the criterion sums the penalized
+    # residual from them on small data, and the fitted values come from them
+    rows_available = True
+
+    @classmethod
+    def from_blocks(cls, structures: list[TermStructure], n: int, A_FF: np.ndarray,
+                    A_diag: list[np.ndarray], A_F: list[np.ndarray],
+                    parents: dict[tuple[int, int], np.ndarray], nested: dict[tuple[int, int], np.ndarray],
+                    nbd: int, A_tail: list[object], A_tt: np.ndarray | None,
+                    A_Ft: np.ndarray | None, log_weights: float = 0.0) -> CrossProducts:
+        """The blocks of A summed elsewhere (over partitions of the rows): no rows are kept.  `nested`
+        holds the values of A_nested[i, j] per level of j, `parents` the nesting of the leading run."""
+        self = cls.__new__(cls)
+        self.rows_available = False
+        self.structures = structures
+        self.X = self.y = None
+        self.weights, self.log_weights = None, log_weights     # blocks of weighted rows: sum(log w)
+        self.n, self.p = n, A_FF.shape[0] - 1
+        self.A_FF = A_FF
+        if not np.all(np.isfinite(self.A_FF)):
+            raise FitError("the model cannot be fitted: the cross-products of the model matrix are non-finite "
+                           "(values too large to square); rescale the response or predictors")
+        self.theta_sizes = [s.ntheta for s in structures]
+        self.ntheta = sum(self.theta_sizes)
+        self.parents = parents
+        self.nbd = nbd
+        self.A_diag, self.A_F = A_diag, A_F
+        self.A_nested = {(i, j): Nested(parents[j, i], vals, structures[i].ell) for (i, j), vals in nested.items()}
+        tail = structures[nbd:]
+        self.tail_sizes = [s.q for s in tail]
+        self.q_tail = sum(self.tail_sizes)
+        if tail:
+            self.tail_offsets = np.cumsum([0] + self.tail_sizes)
+            self.A_tail, self.A_tt, self.A_Ft = A_tail, A_tt, A_Ft
+        return self
+
     def _block_diagonal_run(self, S: list[TermStructure]) -> int:
         """Length of the leading run of terms each nested in every later term of the run."""
         nbd = 1

@@ -206,7 +206,8 @@ class BlockedFactor:
 
     def objective_pwrss(self) -> float:
         """The penalized RSS the criterion uses: summed from the residuals on small data."""
-        return self.pwrss_direct() if self.n <= self.direct_rows else self.pwrss
+        direct = self.n <= self.direct_rows and self.cp.rows_available
+        return self.pwrss_direct() if direct else self.pwrss
 
     def objective(self, reml: bool) -> float:
         """lme4's profiled REML criterion or ML deviance at the current theta."""

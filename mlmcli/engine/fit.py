@@ -210,7 +210,19 @@ def theta_scales(system: BlockedFactor) -> np.ndarray:
 
 def _column_rms(system: BlockedFactor) -> list[np.ndarray]:
     """Per term, the root mean square of each of its columns of Z."""
-    return [np.sqrt(np.mean(st.X ** 2, axis=0)) for st in system.structures]
+    cp = system.cp
+    if cp.rows_available:
+        return [np.sqrt(np.mean(st.X ** 2, axis=0)) for st in system.structures]
+    # sums of squares of Z's columns: the diagonals of Z'Z's blocks, over the levels
+    out = []
+    for j, st in enumerate(cp.structures):
+        if j < cp.nbd:
+            ss = np.diagonal(cp.A_diag[j], axis1=1, axis2=2).sum(axis=0)
+        else:
+            o = cp.tail_offsets[j - cp.nbd]
+            ss = np.diag(cp.A_tt)[o:o + st.q].reshape(st.ell, st.k).sum(axis=0)
+        out.append(np.sqrt(ss / cp.n))
+    return out
 
 
 def _may_gain(opt: Optimum) -> bool:

@@ -1,0 +1,7 @@
+"""--engine dask: the same fit from data partitioned across a dask.distributed cluster.
+
+A linear mixed model needs its rows only through sums (the blocks of A = [Z X y]'[Z X y]), which
+add over any partition of the rows.  Pass 1 finds the factor levels, pass 2 sums the blocks with a
+tree reduction, and the fit runs on the client from the sums; a last pass over the rows gives the
+scaled-residual quantiles.  Nothing here is imported unless --engine dask is asked for.
+"""

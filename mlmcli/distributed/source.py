@@ -1,0 +1,235 @@
+"""DATA for --engine dask: a Parquet file, a folder of Parquet files, or a glob of CSV files
+(.csv, .csv.gz), as partitions, each turned into a Frame as the in-memory reader would give it."""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from mlmcli.errors import DataError
+from mlmcli.frame import Factor, Frame, make_name, make_names
+from mlmcli.rsort import collation_key
+
+# what a partition's column holds; "missing" (every value NA) agrees with any other kind
+KINDS = ("integer", "double", "logical", "text", "missing")
+
+
+@dataclass
+class Source:
+    """The files of DATA, their (make.names) columns and R's data name."""
+
+    name: str
+    kind: str                 # "parquet" or "csv"
+    files: list[str]
+    columns: dict[str, str]   # make.names name -> the name in the files
+
+
+def open_source(data: str) -> Source:
+    """The files behind DATA, after checking that they agree in their columns (and, for Parquet,
+    in the columns' types)."""
+    # absolute paths: the workers need not share the client's working directory
+    path = os.path.abspath(data.rstrip("/")) if data.rstrip("/") else data
+    if os.path.isdir(path):
+        files = sorted(os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs if f.endswith(".parquet"))
+        if not files:
+            raise DataError(f"no .parquet files in the folder {data}")
+        return _parquet(files, make_name(os.path.basename(path)))
+    if path.endswith(".parquet"):
+        if not os.path.exists(path):
+            raise DataError(f"cannot open file '{data}': no such file")
+        return _parquet([path], make_name(os.path.basename(path)[: -len(".parquet")]))
+    files = sorted(os.path.abspath(f) for f in glob.glob(data))
+    if not files:
+        raise DataError(f"no files match {data} (--engine dask reads a Parquet file, a folder of Parquet "
+                        "files, or a quoted glob of .csv or .csv.gz files)")
+    bad = [f for f in files if not f.endswith((".csv", ".csv.gz"))]
+    if bad:
+        raise DataError(f"--engine dask reads .csv and .csv.gz files (and Parquet): {bad[0]} is neither")
+    return _csv(files, _glob_name(data, files))
+
+
+def _glob_name(data: str, files: list[str]) -> str:
+    """R's data name: the file's for one file, else the folder's."""
+    if len(files) == 1 and not glob.has_magic(data):
+        base = os.path.basename(files[0])
+        return make_name(base[: -len(".csv.gz")] if base.endswith(".gz") else base[: -len(".csv")])
+    folder = os.path.dirname(data) or "."
+    return make_name(os.path.basename(os.path.abspath(folder)))
+
+
+def _parquet(files: list[str], name: str) -> Source:
+    import pyarrow.parquet as pq
+
+    first = None
+    for f in files:
+        try:
+            schema = pq.read_schema(f)
+        except Exception as e:  # pyarrow raises several types for a file that is not Parquet
+            raise DataError(f"cannot read {f} as Parquet: {e}") from None
+        fields = {fld.name: str(fld.type) for fld in schema if not fld.name.startswith("__")}
+        if first is None:
+            first = (f, fields)
+            continue
+        f0, fields0 = first
+        if list(fields) != list(fields0):
+            raise DataError(f"partitions disagree in their columns: {f0} has {', '.join(fields0)}; "
+                            f"{f} has {', '.join(fields)}")
+        for col, typ in fields.items():
+            if _arrow_kind(typ) != _arrow_kind(fields0[col]):
+                raise DataError(f"partitions disagree in the type of column '{col}': {fields0[col]} in {f0}, "
+                                f"{typ} in {f}")
+    assert first is not None
+    names = list(first[1])
+    return Source(name, "parquet", files, dict(zip(make_names(names), names, strict=True)))
+
+
+def _arrow_kind(typ: str) -> str:
+    if typ.startswith(("int", "uint")):
+        return "integer"
+    if typ.startswith(("float", "double", "decimal", "halffloat")):
+        return "double"
+    if typ == "bool":
+        return "logical"
+    return "text"
+
+
+def _csv(files: list[str], name: str) -> Source:
+    import csv
+    import gzip
+
+    first = None
+    for f in files:
+        opener = gzip.open if f.endswith(".gz") else open
+        try:
+            with opener(f, "rt", encoding="utf-8", newline="") as fh:
+                header = next(csv.reader(fh), None)
+        except (OSError, UnicodeDecodeError) as e:
+            raise DataError(f"cannot read {f}: {e}") from None
+        if not header:
+            raise DataError(f"{f} is empty: no header line")
+        if first is None:
+            first = (f, header)
+        elif header != first[1]:
+            raise DataError(f"partitions disagree in their columns: {first[0]} has {', '.join(first[1])}; "
+                            f"{f} has {', '.join(header)}")
+    assert first is not None
+    return Source(name, "csv", files, dict(zip(make_names(first[1]), first[1], strict=True)))
+
+
+def read_partitions(source: Source, columns: list[str]) -> list:
+    """One dask.delayed pandas DataFrame per partition, holding the (file) columns asked for."""
+    import dask.dataframe as dd
+
+    wanted = [source.columns[c] for c in columns]
+    if source.kind == "parquet":
+        df = dd.read_parquet(source.files, columns=wanted)
+    else:
+        # text as R's read.csv sees it: every field a string, converted by R's rules per partition;
+        # one partition per file, each with its own compression
+        return [part for f in source.files
+                for part in dd.read_csv(f, usecols=wanted, dtype=str, keep_default_na=False, na_filter=False,
+                                        blocksize=None, compression="gzip" if f.endswith(".gz") else None
+                                        ).to_delayed()]
+    return list(df.to_delayed())
+
+
+def partition_frame(pdf, columns: dict[str, str], name: str, csv: bool,
+                    kinds: dict[str, str] | None = None) -> tuple[Frame, dict[str, str], set[str]]:
+    """A partition as a Frame (columns under their make.names names), the kind of each column, and
+    the columns R reads as integers.  `kinds`: the kinds over all partitions (a column that is all
+    NA here takes the others' kind; integers become doubles where some partition has decimals)."""
+    out: dict[str, np.ndarray | Factor] = {}
+    found: dict[str, str] = {}
+    ints: set[str] = set()
+    for made, orig in columns.items():
+        series = pdf[orig]
+        col, kind = _csv_column(series) if csv else _typed_column(series)
+        found[made] = kind
+        if kinds is not None:
+            col, kind = _as_kind(col, kinds[made], len(series))
+        if kind == "integer":
+            ints.add(made)
+        out[made] = col
+    return Frame(name, out, len(pdf), ints), found, ints
+
+
+def _csv_column(series) -> tuple[np.ndarray | Factor, str]:
+    """R's type.convert of the strings of one partition's column."""
+    from mlmcli.frame import convert_column
+
+    values = [str(v) for v in series.tolist()]
+    col, is_int = convert_column(values)
+    if isinstance(col, Factor):
+        if (col.codes < 0).all():
+            return col, "missing"
+        return col, "logical" if col.logical else "text"
+    if np.isnan(col).all():
+        return col, "missing"
+    return col, "integer" if is_int else "double"
+
+
+def _typed_column(series) -> tuple[np.ndarray | Factor, str]:
+    """A Parquet column by its pandas dtype."""
+    import pandas as pd
+
+    if series.isna().all():
+        return np.full(len(series), np.nan), "missing"
+    if pd.api.types.is_bool_dtype(series.dtype):
+        codes = np.where(series.isna(), -1, series.fillna(False).astype(bool)).astype(np.int64)
+        return Factor(codes, ["FALSE", "TRUE"], logical=True), "logical"
+    if pd.api.types.is_numeric_dtype(series.dtype):
+        kind = "integer" if pd.api.types.is_integer_dtype(series.dtype) else "double"
+        return series.astype("float64").to_numpy(na_value=np.nan), kind
+    labels = series.astype(object)
+    present = labels.notna().to_numpy()
+    text = labels[present].astype(str)
+    levels = sorted(set(text.tolist()), key=collation_key)
+    index = {lev: i for i, lev in enumerate(levels)}
+    codes = np.full(len(series), -1, dtype=np.int64)
+    codes[present] = text.map(index).to_numpy(dtype=np.int64)
+    return Factor(codes, levels), "text"
+
+
+def _as_kind(col: np.ndarray | Factor, kind: str, n: int) -> tuple[np.ndarray | Factor, str]:
+    """A partition's column as the kind all partitions agree on."""
+    if kind in ("integer", "double"):
+        if isinstance(col, Factor):          # all NA here
+            return np.full(n, np.nan), kind
+        return col, kind
+    if kind == "logical" and not isinstance(col, Factor):
+        return Factor(np.full(n, -1, dtype=np.int64), ["FALSE", "TRUE"], logical=True), kind
+    if kind == "text" and (not isinstance(col, Factor) or col.logical):
+        if isinstance(col, Factor) and (col.codes >= 0).any():
+            return col, kind
+        return Factor(np.full(n, -1, dtype=np.int64), []), kind
+    return col, kind
+
+
+def agree(kinds: list[dict[str, str]], where: list[str]) -> dict[str, str]:
+    """The kind of each column over all partitions, or the error naming two that disagree."""
+    out: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for i, part in enumerate(kinds):
+        for col, kind in part.items():
+            if kind == "missing":
+                continue
+            have = out.get(col)
+            if have is None or have == kind:
+                out[col], seen[col] = kind, seen.get(col, i)
+            elif {have, kind} == {"integer", "double"}:
+                out[col] = "double"
+            else:
+                j = seen[col]
+                raise DataError(f"partitions disagree in the type of column '{col}': {_kind_words(have)} in "
+                                f"{where[j]}, {_kind_words(kind)} in {where[i]}")
+    for part in kinds:
+        for col in part:
+            out.setdefault(col, "double")
+    return out
+
+
+def _kind_words(kind: str) -> str:
+    return {"integer": "numbers", "double": "numbers", "logical": "TRUE/FALSE values", "text": "text"}[kind]
