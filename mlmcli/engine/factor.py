@@ -150,7 +150,7 @@ class BlockedFactor:
                     D -= (self.Lt[j] @ self.Lt[j].T).toarray()
                 RF -= np.asarray((self.Lt[j] @ LF_flat[j].T).T)
             self.Ltt = np.linalg.cholesky(D)
-            self.LFt = solve_triangular(self.Ltt, RF.T, lower=True).T
+            self.LFt = solve_triangular(self.Ltt, RF.T, lower=True, check_finite=False).T
             LF_flat.append(self.LFt)
         MFF = cp.A_FF.copy()
         for F in LF_flat:

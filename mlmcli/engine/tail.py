@@ -50,7 +50,10 @@ class TailLambda:
             self.vec: np.ndarray | None = np.concatenate([np.full(ell, T[0, 0]) for T, ell in zip(T_tail, ells,
                                                                                                strict=True)])
             self.M = None
+            # one scalar term: Lambda_t is a multiple of the identity
+            self.scalar: float | None = float(T_tail[0][0, 0]) if len(T_tail) == 1 else None
         else:
+            self.scalar = None
             import scipy.sparse as sp
 
             self.vec = None
@@ -59,12 +62,16 @@ class TailLambda:
 
     def sandwich(self, A: np.ndarray) -> np.ndarray:
         """Lambda_t' A Lambda_t for a dense symmetric A."""
+        if self.scalar is not None:
+            return A * (self.scalar * self.scalar)
         if self.vec is not None:
             return A * np.outer(self.vec, self.vec)
         return np.asarray(self.M.T @ (self.M.T @ A).T)
 
     def right(self, F: np.ndarray) -> np.ndarray:
         """F Lambda_t for a dense F."""
+        if self.scalar is not None:
+            return F * self.scalar
         if self.vec is not None:
             return F * self.vec
         return np.asarray((self.M.T @ F.T).T)
@@ -78,7 +85,8 @@ class TailLambda:
 
 class TailGram:
     """G = A_t0 blockdiag(W_1 .. W_ell) A_t0' for the tail rows A_t0 (q_tail x ell*k) against the
-    first leading term, as one sparse matrix-vector product: vec(G) = P vec(W).
+    first leading term and symmetric W_l, as one sparse matrix-vector product for G's lower
+    triangle: vec(G_low) = P vec(W).
 
     P is laid out once from A_t0's pattern: each level's block column contributes the products of
     its entries pairwise. Every evaluation then costs one pass over those products, where forming
@@ -114,10 +122,16 @@ class TailGram:
         col = np.repeat(np.arange(ncols), np.diff(C.indptr))   # column of each stored entry
         a1, a2 = col[e1] % k, col[e2] % k
         rows = C.indices.astype(np.int64)
+        # G is symmetric: its lower triangle (diagonal included) is all P has to give
+        lower = rows[e1] >= rows[e2]
+        e1, e2, level, a1, a2 = e1[lower], e2[lower], level[lower], a1[lower], a2[lower]
         P = sp.csr_matrix((C.data[e1] * C.data[e2], (rows[e1] * q_tail + rows[e2], level * (k * k) + a1 * k + a2)),
                           shape=(q_tail * q_tail, ell * k * k))
         return cls(P, q_tail)
 
     def __call__(self, W: np.ndarray) -> np.ndarray:
-        """G for the (ell, k, k) stack W."""
-        return (self.P @ W.reshape(-1)).reshape(self.q_tail, self.q_tail)
+        """G for the (ell, k, k) stack of symmetric W."""
+        low = (self.P @ W.reshape(-1)).reshape(self.q_tail, self.q_tail)
+        G = low + low.T
+        G[np.diag_indices_from(G)] = np.diagonal(low)
+        return G
