@@ -63,6 +63,20 @@ def _split_quoted(text: str, source: str, sep: str) -> tuple[list[str], list[lis
     return header, columns, len(rows)
 
 
+def _quoted_header_only(text: str, sep: str) -> list[str] | None:
+    """The header's fields when quotes occur in the header line only (R's write.csv quotes the
+    names and not the numbers), so that the rows can take the plain path; else None."""
+    start = len(text) - len(text.lstrip("\n"))
+    end = text.find("\n", start)
+    end = len(text) if end < 0 else end
+    line = text[start:end]
+    if text.find('"', end) >= 0 or line.count('"') % 2:
+        return None
+    fields = next(csv.reader([line], delimiter=sep, strict=False), [])
+    # a separator inside a quoted name would make the plain split's field count differ
+    return fields if len(fields) == line.count(sep) + 1 else None
+
+
 def try_numbers(text: str, sep: str, count: int) -> np.ndarray | None:
     """numpy's parser for separated plain numbers; None unless exactly `count` parse."""
     if " " in text or "\t" in text or "\n" in text or "\r" in text:  # numpy reads a blank field as -1
@@ -79,9 +93,14 @@ def split_text(text: str, source: str, sep: str) -> tuple[list[str], list[list[s
     all fields as one float array in row order."""
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
+    quoted_header = None
     if '"' in text:
-        header, columns, n = _split_quoted(text, source, sep)
-        return header, columns, n, None
+        quoted_header = _quoted_header_only(text, sep)
+        if quoted_header is None:
+            header, columns, n = _split_quoted(text, source, sep)
+            return header, columns, n, None
     header, columns, n, body = _split_plain(text.split("\n"), source, sep)
+    if quoted_header is not None:
+        header = quoted_header
     whole = try_numbers(body.replace("\n", sep), sep, n * len(header)) if n else None
     return header, columns, n, whole

@@ -175,9 +175,12 @@ def _block_diag(W: np.ndarray) -> np.ndarray:
     return out
 
 
-def test_factor_with_and_without_the_tail_gram_agree():
+@pytest.mark.parametrize(("kind", "ks"), [("mixed", [2, 1, 2, 1]), ("crossed", [1, 1]), ("crossed", [2, 1])])
+def test_factor_with_and_without_the_tail_gram_agree(kind, ks):
+    """The laid-out product against the sparse product; a scalar tail (a diagonal Lambda_t) takes
+    G's lower triangle only."""
     rng = np.random.default_rng(7)
-    terms, X, y = _design(rng, "mixed", [2, 1, 2, 1])
+    terms, X, y = _design(rng, kind, ks)
     cp = CrossProducts(terms, X, y)
     assert cp.q_tail > 0
     theta = np.concatenate([np.where(s.tri_rows == s.tri_cols, 0.8, 0.3) for s in cp.structures])

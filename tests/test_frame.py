@@ -388,3 +388,24 @@ def test_a_long_column_of_digit_runs_is_checked_field_by_field(tmp_path):
     for engine in ENGINES:
         frame = read_csv(str(path), engine=engine)
         assert isinstance(frame.columns["g"], Factor) and frame.columns["g"].levels[-1] == "7x"
+
+
+def test_a_quoted_header_over_plain_rows_reads_as_the_quoted_file(tmp_path):
+    """R's write.csv quotes the names only: the rows take the plain path (and its fast numbers);
+    a separator inside a quoted name, or a quote in the rows, keeps the csv module's path."""
+    rows = "".join(f"{i},{i % 3},{i * 0.25}\n" for i in range(50))
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_text('"a","b","c"\n' + "".join(f'"{i}","{i % 3}","{i * 0.25}"\n' for i in range(50)))
+    reference = read_csv(str(quoted), engine="python")
+    cases = {'"a","b","c"\n': (["a", "b", "c"], 50), '\n"a b","b,c",c\n': (["a.b", "b.c", "c"], 50),
+             '"a","b","c"\n"7",1,0.5\n': (["a", "b", "c"], 51)}
+    for k, (head, (names, n)) in enumerate(cases.items()):
+        path = tmp_path / f"h{k}.csv"
+        path.write_text(head + rows)
+        frame = read_both(str(path))
+        assert list(frame.columns) == names and frame.n_rows == n
+        if n == 50:
+            for name, ref in zip(names, reference.columns.values(), strict=True):
+                np.testing.assert_array_equal(frame.columns[name], ref)
+            assert {names.index(c) for c in frame.int_columns} == {list(reference.columns).index(c)
+                                                                    for c in reference.int_columns}

@@ -140,7 +140,10 @@ class BlockedFactor:
 
             gram0 = self._tail_gram()
             if gram0 is not None:   # Lt_0 Lt_0' = Lambda_t' A_t0 R0 R0' A_t0' Lambda_t
-                D = Lam_t.sandwich(cp.A_tt - gram0(bmm(R0, t(R0))))
+                # a diagonal Lambda_t keeps triangles apart, so G's lower triangle serves: LAPACK's
+                # Cholesky (lower) reads nothing above the diagonal
+                W0 = bmm(R0, t(R0))
+                D = Lam_t.sandwich(cp.A_tt - (gram0.lower(W0) if Lam_t.M is None else gram0(W0)))
             else:
                 D = Lam_t.sandwich(cp.A_tt)
             D[np.diag_indices_from(D)] += 1.0

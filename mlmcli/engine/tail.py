@@ -129,9 +129,14 @@ class TailGram:
                           shape=(q_tail * q_tail, ell * k * k))
         return cls(P, q_tail)
 
+    def lower(self, W: np.ndarray) -> np.ndarray:
+        """G's lower triangle and diagonal (zeros above) for the (ell, k, k) stack of symmetric W:
+        all that a Cholesky factorization reads."""
+        return (self.P @ W.reshape(-1)).reshape(self.q_tail, self.q_tail)
+
     def __call__(self, W: np.ndarray) -> np.ndarray:
         """G for the (ell, k, k) stack of symmetric W."""
-        low = (self.P @ W.reshape(-1)).reshape(self.q_tail, self.q_tail)
+        low = self.lower(W)
         G = low + low.T
         G[np.diag_indices_from(G)] = np.diagonal(low)
         return G
