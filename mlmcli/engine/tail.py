@@ -104,7 +104,7 @@ class TailGram:
         return int(np.sum(counts.astype(np.int64) ** 2))
 
     @classmethod
-    def of(cls, A, k: int) -> TailGram:
+    def of(cls, A, k: int, chunk: int = 1 << 21) -> TailGram:
         import scipy.sparse as sp
 
         C = A.tocsc()
@@ -114,19 +114,27 @@ class TailGram:
         start = C.indptr[::k].astype(np.int64)            # each level's entries are contiguous
         m = np.diff(start)
         sizes = m * m
-        level = np.repeat(np.arange(ell), sizes)
-        t = np.arange(int(sizes.sum()), dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-        mm = m[level]
-        e1 = start[level] + t // mm
-        e2 = start[level] + t % mm
-        col = np.repeat(np.arange(ncols), np.diff(C.indptr))   # column of each stored entry
-        a1, a2 = col[e1] % k, col[e2] % k
+        col = np.repeat(np.arange(ncols), np.diff(C.indptr)) % k   # column within its level's block
         rows = C.indices.astype(np.int64)
-        # G is symmetric: its lower triangle (diagonal included) is all P has to give
-        lower = rows[e1] >= rows[e2]
-        e1, e2, level, a1, a2 = e1[lower], e2[lower], level[lower], a1[lower], a2[lower]
-        P = sp.csr_matrix((C.data[e1] * C.data[e2], (rows[e1] * q_tail + rows[e2], level * (k * k) + a1 * k + a2)),
-                          shape=(q_tail * q_tail, ell * k * k))
+        ends = np.cumsum(sizes)
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        lo = 0
+        while lo < ell:   # levels in groups of about `chunk` products: the index arrays stay small
+            hi = max(lo + 1, int(np.searchsorted(ends, (ends[lo - 1] if lo else 0) + chunk, side="right")))
+            sz = sizes[lo:hi]
+            level = np.repeat(np.arange(lo, hi), sz)
+            t = np.arange(int(sz.sum()), dtype=np.int64) - np.repeat(np.cumsum(sz) - sz, sz)
+            mm = m[level]
+            e1 = start[level] + t // mm
+            e2 = start[level] + t % mm
+            # G is symmetric: its lower triangle (diagonal included) is all P has to give
+            lower = rows[e1] >= rows[e2]
+            e1, e2, level = e1[lower], e2[lower], level[lower]
+            parts.append((C.data[e1] * C.data[e2], rows[e1] * q_tail + rows[e2],
+                          level * (k * k) + col[e1] * k + col[e2]))
+            lo = hi
+        values, flat, wcol = (np.concatenate(x) for x in zip(*parts, strict=True)) if parts else ([], [], [])
+        P = sp.csr_matrix((values, (flat, wcol)), shape=(q_tail * q_tail, ell * k * k))
         return cls(P, q_tail)
 
     def lower(self, W: np.ndarray) -> np.ndarray:
