@@ -9,9 +9,12 @@ Exit codes: 0 ok, 1 internal error (a bug), 2 bad input or usage, 3 warnings und
 
 import os
 
-# Threaded OpenBLAS is several times slower on the moderate dense blocks of crossed designs (its
-# threads contend on a small machine); set before numpy is first imported.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# One BLAS thread unless the user chose otherwise, set before numpy is first imported: the engine's
+# dense work is many small products and one factorization of modest size per evaluation, where
+# OpenBLAS's threads cost more in waking and spinning than they save (InstEval with df: 4.3 s with
+# one thread, 6.7 s and twice the CPU with two).
+for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 from mlmcli.cli import inference, models, pictures, tables, workflow  # noqa: E402, F401  (each registers its commands)
 from mlmcli.cli.app import app  # noqa: E402
