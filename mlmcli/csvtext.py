@@ -88,9 +88,10 @@ def try_numbers(text: str, sep: str, count: int) -> np.ndarray | None:
     return arr if arr.size == count else None
 
 
-def split_text(text: str, source: str, sep: str) -> tuple[list[str], list[list[str]], int, np.ndarray | None]:
-    """Header, columns of strings, number of rows, and (when every field is a plain number)
-    all fields as one float array in row order."""
+def split_text(text: str, source: str, sep: str,
+               numbers: bool = True) -> tuple[list[str], list[list[str]], int, np.ndarray | None]:
+    """Header, columns of strings, number of rows, and (with `numbers`, when every field is a
+    plain number) all fields as one float array in row order."""
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     quoted_header = None
@@ -102,5 +103,5 @@ def split_text(text: str, source: str, sep: str) -> tuple[list[str], list[list[s
     header, columns, n, body = _split_plain(text.split("\n"), source, sep)
     if quoted_header is not None:
         header = quoted_header
-    whole = try_numbers(body.replace("\n", sep), sep, n * len(header)) if n else None
+    whole = try_numbers(body.replace("\n", sep), sep, n * len(header)) if n and numbers else None
     return header, columns, n, whole

@@ -200,7 +200,8 @@ def _is_integer_text(values: list[str]) -> bool:
 
 def frame_from_text(text: str, source: str, sep: str, columns: set[str] | None, name: str) -> Frame:
     """The pure-Python reader: split the text, then convert the wanted columns."""
-    header, raw_columns, n, whole = split_text(text, source, sep)
+    # all fields parsed at once pays when all columns are wanted; else the wanted ones, column by column
+    header, raw_columns, n, whole = split_text(text, source, sep, numbers=columns is None)
     names = select_columns(header, columns, source, sep)
     if n == 0:
         raise no_data_rows(source)
