@@ -596,7 +596,12 @@ def _clearly_full_rank(X: np.ndarray) -> bool:
     if p == 0 or n < p or n < 1000:
         return False
     with np.errstate(all="ignore"):
-        G = X.T @ X
+        return gram_clearly_full_rank(X.T @ X)
+
+
+def gram_clearly_full_rank(G: np.ndarray) -> bool:
+    """The same test on X'X: each column keeps over 1e-3 of its norm after the ones before it."""
+    with np.errstate(all="ignore"):
         norms = np.sqrt(np.diag(G))
         if not np.all(np.isfinite(G)) or np.any(norms == 0):
             return False

@@ -88,6 +88,12 @@ def variance_components(model: FittedModel) -> Effects:
         sums = X.sum(axis=0)
         gram = np.block([[np.array([[float(X.shape[0])]]), sums[None, :]], [sums[:, None], gram]])
         names = ["(Intercept)", *names]
+    return _effects(model, var_fixed, gram, names, warnings)
+
+
+def _effects(model: FittedModel, var_fixed: float, gram: np.ndarray, names: list[str],
+             warnings: list[str]) -> Effects:
+    """The random part from the Gram matrix of the columns named `names`, and insight's warnings."""
     slopes = [t for vc in model.varcomps() for t in vc.terms if t != "(Intercept)"]
     if any(t not in names for t in slopes):
         warnings.append(SLOPES_WARNING)
@@ -131,13 +137,4 @@ def _from_moments(model: FittedModel, M: np.ndarray) -> Effects:
     s = float(M[0, 1:] @ beta)
     var_fixed = float(beta @ M[1:, 1:] @ beta - s * s / n) / (n - 1) if n > 1 else 0.0
     names = ["(Intercept)", *model.design.xnames]       # [1 X]: X's own intercept is a copy of the ones
-    warnings: list[str] = []
-    slopes = [t for vc in model.varcomps() for t in vc.terms if t != "(Intercept)"]
-    if any(t not in names for t in slopes):
-        warnings.append(SLOPES_WARNING)
-    var_random: float | None = None
-    if np.any(np.abs(_diagonal_theta(model)) < SINGULAR_TOLERANCE):
-        warnings.insert(0, SINGULAR_WARNING)
-    else:
-        var_random = _random_variance(model, M, names)
-    return Effects(var_fixed, var_random, float(model.sigma) ** 2, warnings)
+    return _effects(model, var_fixed, M, names, [])

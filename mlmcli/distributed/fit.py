@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from mlmcli.design import Design, ModelArguments, ReTerm, _check_levels, pivoted_rank
+from mlmcli.design import Design, ModelArguments, ReTerm, _check_levels, gram_clearly_full_rank, pivoted_rank
 from mlmcli.design import _scale_warning as _scale_warning_rows
 from mlmcli.distributed.blocks import (
     BlockSums,
@@ -165,7 +165,7 @@ def _design(formula: Formula, levels: Levels, sums: BlockSums, args: ModelArgume
     _check_levels(terms, n)
     p = len(xnames)
     XtX = sums.G[1: p + 1, 1: p + 1]
-    if p and not _clearly_full_rank(XtX):
+    if p and not gram_clearly_full_rank(XtX):
         raise DataError("the fixed-effect model matrix is rank deficient (or nearly so); --engine dask needs "
                         "full rank: remove the redundant fixed-effect terms")
     _check_residual_df(p, n)
@@ -176,19 +176,6 @@ def _design(formula: Formula, levels: Levels, sums: BlockSums, args: ModelArgume
     return Design(y=np.empty(0), X=np.empty((0, p)), xnames=xnames, terms=terms, n_obs=n,
                   rows=np.array(levels.digests), response=formula.response.label, messages=messages,
                   levels=dict(levels.factor_levels), args=args)
-
-
-def _clearly_full_rank(G: np.ndarray) -> bool:
-    """design's test on X'X: each column keeps over 1e-3 of its norm after the ones before it."""
-    with np.errstate(all="ignore"):
-        norms = np.sqrt(np.diag(G))
-        if not np.all(np.isfinite(G)) or np.any(norms == 0):
-            return False
-        try:
-            R = np.linalg.cholesky(G / np.outer(norms, norms))
-        except np.linalg.LinAlgError:
-            return False
-    return bool(np.all(np.abs(np.diag(R)) > 1e-3))
 
 
 def _scale_warning(sums, p: int) -> bool:

@@ -21,6 +21,7 @@ import numpy as np
 from mlmcli.engine.crossprod import CrossProducts
 from mlmcli.engine.factor import BlockedFactor
 from mlmcli.engine.fit import Objective, optimize_theta
+from mlmcli.engine.profile import sdcor
 from mlmcli.errors import MlmError
 
 
@@ -67,23 +68,6 @@ class Replicates:
     failed: int
     singular: int
     errors: list[str]
-
-
-def sdcor(cp: CrossProducts, theta: np.ndarray, sigma: float) -> np.ndarray:
-    """lme4's Cv_to_Sv(theta, s = sigma): per term the sd (diagonal) and correlations (below it)
-    column by column, then sigma; a correlation with a zero sd is NaN (cov2cor's 0/0)."""
-    out = []
-    for s, th in zip(cp.structures, cp.split_theta(theta), strict=True):
-        T = s.template(th)
-        C = sigma**2 * T @ T.T
-        sd = np.sqrt(np.diag(C))
-        for i, j in zip(s.tri_rows, s.tri_cols, strict=True):
-            if i == j:
-                out.append(sd[i])
-            else:
-                out.append(C[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else math.nan)
-    out.append(sigma)
-    return np.array(out, dtype=float)
 
 
 def refit(bm: BootstrapModel, y: np.ndarray, system: BlockedFactor | None = None,

@@ -16,6 +16,7 @@ ends are the exact crossings zeta = +-z (lme4 interpolates a spline through prof
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -48,9 +49,14 @@ def _safe_chol(C: np.ndarray) -> np.ndarray:
 
 def sdcor_from_theta(system: BlockedFactor, theta: np.ndarray, sigma: float) -> np.ndarray:
     """lme4's Cv_to_Sv: per term the lower triangle (by columns) of the covariance's sd (diagonal)
-    and correlations (off it), then sigma."""
+    and correlations (off it), then sigma; a correlation with a zero sd is 0 (the profile's start)."""
+    return sdcor(system.cp, theta, sigma, zero_sd=0.0)
+
+
+def sdcor(cp: CrossProducts, theta: np.ndarray, sigma: float, zero_sd: float = math.nan) -> np.ndarray:
+    """Cv_to_Sv(theta, s = sigma); a correlation with a zero sd is `zero_sd` (cov2cor's 0/0 is NaN)."""
     out = []
-    for s, th in zip(system.structures, system.cp.split_theta(theta), strict=True):
+    for s, th in zip(cp.structures, cp.split_theta(theta), strict=True):
         T = s.template(th)
         C = sigma**2 * T @ T.T
         sd = np.sqrt(np.diag(C))
@@ -58,7 +64,7 @@ def sdcor_from_theta(system: BlockedFactor, theta: np.ndarray, sigma: float) -> 
             if i == j:
                 out.append(sd[i])
             else:
-                out.append(C[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else 0.0)
+                out.append(C[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else zero_sd)
     out.append(sigma)
     return np.array(out, dtype=float)
 
