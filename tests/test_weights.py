@@ -339,3 +339,27 @@ def test_residual_plot_shows_pearson_residuals_against_fitted_values(tmp_path):
     np.testing.assert_allclose([q["x"] for q in points], ref["fitted"][:len(points)], rtol=1e-6)
     np.testing.assert_allclose([q["y"] for q in points], np.array(ref["pearson"][:len(points)]) / ref["sigma"],
                                atol=1e-5)
+
+
+def test_fitted_lines_of_the_plot_carry_the_offset():
+    """plot --kind fitted: a subject's line is the mean over its rows of what fitted() gives at each
+    x, its rows' offsets included (Reaction is linear in Days, so the mean is exact)."""
+    from mlmcli.design import ModelArguments, build_design
+    from mlmcli.formula import parse_formula
+    from mlmcli.frame import read_csv
+    from mlmcli.model import fit_model
+    from mlmcli.render.plots.implied import Implied
+
+    frame = read_csv(str(FIXTURES / "sleep_w.csv"))
+    parsed = parse_formula("Reaction ~ Days + (Days|Subject)")
+    model = fit_model(parsed, build_design(frame, parsed, ModelArguments(offset="off")), reml=True, data_name="x")
+    design = model.design
+    codes = design.terms[0].codes
+    x = np.asarray(design.values["Days"], dtype=float)
+    _, grid, means, _ = Implied(model, frame, "Days").curves(x, codes, len(design.terms[0].levels), "Subject")
+    b = model.conditional_modes()[0]
+    beta = model.beta
+    off_mean = np.bincount(codes, weights=design.offset) / np.bincount(codes)
+    expected = (beta[0] + b[:, :1]) + (beta[1] + b[:, 1:]) * grid + off_mean[:, None]
+    np.testing.assert_allclose(means, expected, rtol=1e-10)
+    assert np.all(off_mean > 0.4)   # lines without the offsets would be this much lower: the test sees it

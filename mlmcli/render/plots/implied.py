@@ -94,6 +94,8 @@ class Implied:
         X, names = model_matrix(self.model.formula.fixed, values, N)
         X = X[:, [names.index(nm) for nm in design.xnames]]
         eta = X @ self.model.beta
+        if design.offset is not None:   # each row's own offset, as lme4's fitted() includes it
+            eta = eta + np.tile(np.asarray(design.offset, dtype=float)[sel], m)
         if random_group is not None:
             modes = self.model.conditional_modes()
             used: set[int] = set()
