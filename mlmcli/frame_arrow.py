@@ -72,7 +72,8 @@ def read_arrow(src: Source, sep: str, columns: set[str] | None, name: str) -> Fr
     except ImportError:
         return None
     raw = _sample_bytes(src)
-    if not raw or raw[:1] in (b"\n", b"\r", b" ", b"\t"):
+    bom = 3 if raw and raw.startswith(b"\xef\xbb\xbf") else 0
+    if not raw or len(raw) == bom or raw[bom:bom + 1] in (b"\n", b"\r", b" ", b"\t"):
         return None  # leading blank lines: R's header rules, not a skipped first row
     header_end = _line_end(raw)
     if raw.count(b'"', 0, header_end) % 2:
@@ -91,7 +92,9 @@ def read_arrow(src: Source, sep: str, columns: set[str] | None, name: str) -> Fr
 
     # decompressed input is held in memory anyway; a plain file is read by pyarrow itself
     data = src.read() if src.data is not None or src.compression else None
-    quoted, *ambiguous_bytes = _holds_any(src, data, (b'"', *_AMBIGUOUS), header_end)
+    # the separator itself (a tab) is no blank inside a field
+    needles = tuple(c for c in _AMBIGUOUS if c != sep.encode())
+    quoted, *ambiguous_bytes = _holds_any(src, data, (b'"', *needles), header_end)
     ambiguous = any(ambiguous_bytes)
     source = src.name if data is None else pa.BufferReader(data)
     try:

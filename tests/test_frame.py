@@ -409,3 +409,13 @@ def test_a_quoted_header_over_plain_rows_reads_as_the_quoted_file(tmp_path):
                 np.testing.assert_array_equal(frame.columns[name], ref)
             assert {names.index(c) for c in frame.int_columns} == {list(reference.columns).index(c)
                                                                     for c in reference.int_columns}
+
+
+def test_a_byte_order_mark_before_a_blank_line_is_no_header(tmp_path):
+    """Found by the generated files: the blank line after a BOM is skipped, so the header is the
+    next line and there are no rows, with every reader."""
+    path = tmp_path / "bom.csv"
+    path.write_bytes("\ufeff\n0,1\n".encode())
+    for engine in ENGINES:
+        with pytest.raises(DataError, match="no data rows"):
+            read_csv(str(path), engine=engine)
