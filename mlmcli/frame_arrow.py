@@ -96,11 +96,10 @@ def read_arrow(src: Source, sep: str, columns: set[str] | None, name: str) -> Fr
     needles = tuple(c for c in _AMBIGUOUS if c != sep.encode())
     quoted, *ambiguous_bytes = _holds_any(src, data, (b'"', *needles), header_end)
     ambiguous = any(ambiguous_bytes)
-    source = src.name if data is None else pa.BufferReader(data)
     try:
         def read(cols: list[int], types: dict[str, str], null_values: list[str]):
             return pc.read_csv(
-                source,
+                src.name if data is None else pa.BufferReader(data),   # a fresh stream for each read
                 # malloc's pool hands the parser's buffers back to the system once the columns
                 # are copied out; arrow's default pool keeps them for the rest of the fit
                 memory_pool=pa.system_memory_pool(),

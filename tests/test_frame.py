@@ -419,3 +419,17 @@ def test_a_byte_order_mark_before_a_blank_line_is_no_header(tmp_path):
     for engine in ENGINES:
         with pytest.raises(DataError, match="no data rows"):
             read_csv(str(path), engine=engine)
+
+
+def test_compressed_file_with_text_read_again_by_arrow(tmp_path):
+    """A compressed file is parsed from memory; the second read (text columns under R's rules)
+    needs its own stream over the same bytes."""
+    text = "y,g,w\n" + "".join(f"{i * 0.5},g{i % 7},{'T' if i % 2 else 'F'}\n" for i in range(300))
+    path = tmp_path / "d.csv.gz"
+    path.write_bytes(gzip.compress(text.encode()))
+    frame = read_both(str(path))
+    assert frame.columns["g"].levels == [f"g{i}" for i in range(7)] and frame.columns["w"].logical
+    from mlmcli.csvsource import Source
+    from mlmcli.frame_arrow import read_arrow
+
+    assert read_arrow(Source.open(str(path)), ",", None, "d") is not None   # arrow's own result
