@@ -316,6 +316,26 @@ def fit_crossproducts(formula: Formula, design: Design, cp: CrossProducts, scale
     return model
 
 
+def at_theta(model: FittedModel, theta: np.ndarray) -> FittedModel:
+    """The model at a given theta, not optimized, with lme4's checks (checkConv) made there: what
+    lme4's mkMerMod gives after lmer(start = theta, control = lmerControl(optimizer = NULL))."""
+    from mlmcli.engine.fit import Objective, check_convergence, deriv12, factor_at
+
+    system = BlockedFactor(model.system.cp)
+    theta = np.array(theta, dtype=float)
+    f = Objective(system, model.reml)
+    opt = Optimum(theta=theta, criterion=f(theta), evaluations=1, status="NLOPT_SUCCESS", checked_at=theta)
+    check_convergence(opt, lambda: deriv12(f, theta, opt.criterion), system.cp.lower_bounds())
+    factor_at(system, theta)
+    # the design's and the scale check's messages; the optimizer's are those made at theta
+    kept = [w for w in model.warnings if w not in model.optimum.warnings]
+    new = FittedModel(formula=model.formula, design=model.design, reml=model.reml, system=system, optimum=opt,
+                      data_name=model.data_name, warnings=kept + opt.warnings, ddf=model.ddf,
+                      optimizer=model.optimizer, remote=model.remote)
+    new._finish()
+    return new
+
+
 def refit(model: FittedModel, reml: bool) -> FittedModel:
     """Refit with the other criterion from the current theta (lme4's refitML)."""
     from mlmcli.engine.fit import reoptimize_theta

@@ -9,7 +9,14 @@ from pathlib import Path
 
 SUITE = Path(__file__).parent / "fixtures" / "lme4"
 
-CRIT_WORSE_ABS = 1e-3
+# lme4 stops where BOBYQA's trust region has shrunk, up to ~1e-6 above the criterion's minimum; we
+# go on to the minimum (engine/polish.py).  Numbers are checked twice: ours at lme4's theta, with
+# tight tolerances (our arithmetic against lme4's at the same point), and ours at our optimum,
+# with the tolerances below, which cover what lme4's early stop moves (theta up to 1e-4 over
+# this suite, a 4th-5th digit of a variance on a flat optimum).
+CRIT_NOT_WORSE_REL = 1e-12  # ours may exceed lme4's criterion by the criterion's rounding only
+CRIT_SAME_REL = 1e-8        # where lme4 converged, its criterion is this close to ours
+AT_THETA_REL = 1e-6         # at lme4's theta: estimates, SEs, variances, df relative to lme4's
 BETA_SE_FRAC = 1e-3
 SE_REL = 1e-3
 VAR_REL = 1e-3
@@ -44,6 +51,27 @@ def compare_cases() -> list[dict]:
 # step 1e-4 against a sigma of 2e-7), mapped to the same data on another scale, whose df and
 # p-values are the exact ones: both are free of the response's scale.
 DF_ARTEFACTS = {"scaled_tiny_reml": "scaled_huge_reml"}
+
+
+# Suite fits on which lme4 1.1-31 stops short of the optimum without a convergence warning, with
+# the optimum R reaches there: lmer(..., control = lmerControl(optimizer = "Nelder_Mead")) and
+# lmer(..., start = list(theta = ours)) both end at it.  twogroups_sing_reml: lme4 ends at the
+# boundary (theta_g2 = 2.7e-5, "singular") at 1616.9154; the optimum is interior at 1616.7608.
+LME4_STOPS_SHORT = {"twogroups_sing_reml": 1616.7608}
+
+
+def check_optimum(case_id: str, ours: float, ref: dict) -> Mismatches:
+    """Our criterion is never above lme4's; where lme4 converged, it is lme4's optimum."""
+    m = Mismatches()
+    theirs = ref["criterion"]
+    if ours - theirs > max(1e-9, CRIT_NOT_WORSE_REL * abs(theirs)):
+        m.append(f"criterion: ours={ours!r} is above lme4's {theirs!r}")
+    best = LME4_STOPS_SHORT.get(case_id)
+    if best is not None:
+        m.close("criterion (the optimum lme4 misses)", ours, best, 1e-4)
+    elif theirs - ours > CRIT_SAME_REL * abs(theirs):
+        m.append(f"criterion: lme4's {theirs!r} is above ours {ours!r} although lme4 converged")
+    return m
 
 
 def reference(case_id: str) -> dict:
@@ -86,7 +114,11 @@ class Mismatches(list):
             self.append(f"{what}: ours={ours!r} ref={ref!r}")
 
 
-def check_fit(ours: dict, ref: dict) -> Mismatches:
+def check_fit(ours: dict, ref: dict, at_theta: bool = False) -> Mismatches:
+    """`at_theta`: ours is evaluated at lme4's theta, so every number is lme4's to rounding, at
+    singular fits too; else ours is at our optimum, checked with the suite's tolerances."""
+    if at_theta:
+        return _check_fit_at_theta(ours, ref)
     m = Mismatches()
     m.equal("method", ours["method"], ref["method"])
     m.equal("n_obs", ours["n_obs"], ref["n_obs"])
@@ -94,8 +126,6 @@ def check_fit(ours: dict, ref: dict) -> Mismatches:
     m.equal("npar", ours["npar"], ref["npar"])
     m.equal("len(theta)", len(ours["theta"]), len(ref["theta"]))
     m.equal("singular", ours["singular"], ref["singular"])
-    if ours["criterion"] - ref["criterion"] > CRIT_WORSE_ABS:
-        m.append(f"criterion: ours={ours['criterion']!r} ref={ref['criterion']!r}")
     sing = ref["singular"]
     fe_ref = {r["term"]: r for r in ref["fixed_effects"]}
     fe_ours = {r["term"]: r for r in ours["fixed_effects"]}
@@ -138,9 +168,52 @@ def check_fit(ours: dict, ref: dict) -> Mismatches:
     return m
 
 
-def check_ranef(ours: dict, ref: dict, ref_fit: dict) -> Mismatches:
+def _check_fit_at_theta(ours: dict, ref: dict) -> Mismatches:
+    """Every number of summary() at lme4's own theta, singular fits included."""
     m = Mismatches()
-    if ref_fit["singular"]:
+    rel = AT_THETA_REL
+    for k in ("method", "n_obs", "groups", "npar", "singular", "df_resid"):
+        m.equal(k, ours[k], ref[k])
+    for k in ("criterion", "loglik", "aic", "bic", "sigma"):
+        m.rel(k, ours[k], ref[k], 1e-9 if k != "sigma" else rel)
+    fe_ref = {r["term"]: r for r in ref["fixed_effects"]}
+    fe_ours = {r["term"]: r for r in ours["fixed_effects"]}
+    m.equal("fixed effect terms", list(fe_ours), list(fe_ref))
+    for term, r in fe_ref.items():
+        o = fe_ours.get(term)
+        if o is None:
+            continue
+        m.close(f"{term}.estimate", o["estimate"], r["estimate"], rel * r["std_error"])
+        m.rel(f"{term}.std_error", o["std_error"], r["std_error"], rel)
+        # lmerTest's df come from numDeriv's Hessian of the deviance: its own rounding
+        m.rel(f"{term}.df", o["df"], r["df"], DF_REL)
+        m.pvalue(f"{term}.p_value", o["p_value"], r["p_value"])
+    floor = 1e-10 * ref["sigma"] ** 2
+    re_ref = {(r["group"], r["term"]): r for r in ref["random_effects"]}
+    re_ours = {(r["group"], r["term"]): r for r in ours["random_effects"]}
+    m.equal("random effect rows", list(re_ours), list(re_ref))
+    for k, r in re_ref.items():
+        if k in re_ours:
+            m.rel(f"{k}.variance", re_ours[k]["variance"], r["variance"], rel, floor)
+    rc_ours = {(r["group"], r["term1"], r["term2"]): r["correlation"] for r in ours["random_effect_correlations"]}
+    for r in ref["random_effect_correlations"]:
+        k = (r["group"], r["term1"], r["term2"])
+        o, want = rc_ours.get(k), r["correlation"]
+        if want is None or o is None:
+            m.equal(f"corr{k}", o is None, want is None)
+        else:
+            m.close(f"corr{k}", o, want, 1e-6)
+    for q in ("min", "q1", "median", "q3", "max"):
+        m.close(f"scaled_residuals.{q}", ours["scaled_residuals"][q], ref["scaled_residuals"][q], 1e-6)
+    for i, row in enumerate(ref["fixed_effect_correlation"]["matrix"]):
+        for j, v in enumerate(row):
+            m.close(f"fecorr[{i},{j}]", ours["fixed_effect_correlation"]["matrix"][i][j], v, 1e-6)
+    return m
+
+
+def check_ranef(ours: dict, ref: dict, ref_fit: dict, at_theta: bool = False) -> Mismatches:
+    m = Mismatches()
+    if ref_fit["singular"] and not at_theta:
         return m
     sd = {}
     for r in ref_fit["random_effects"]:
@@ -155,8 +228,9 @@ def check_ranef(ours: dict, ref: dict, ref_fit: dict) -> Mismatches:
             m.append(f"ranef{k}: missing")
             continue
         s = sd.get((r["group"], r["term"]), 1.0)
-        m.close(f"ranef{k}.value", o["value"], r["value"], RANEF_SD_FRAC * (s + 1e-8))
-        m.rel(f"ranef{k}.cond_sd", o["cond_sd"], r["cond_sd"], COND_SD_REL)
+        frac, rel = (1e-6, 1e-6) if at_theta else (RANEF_SD_FRAC, COND_SD_REL)
+        m.close(f"ranef{k}.value", o["value"], r["value"], frac * (s + 1e-8) + 1e-12)
+        m.rel(f"ranef{k}.cond_sd", o["cond_sd"], r["cond_sd"], rel, 1e-12)
     return m
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mlmcli.engine.factor import BlockedFactor
+from mlmcli.engine.polish import Derivatives, Polisher
 from mlmcli.errors import FitError
 
 SINGULAR_TOL = 1e-4       # lme4's isSingular(tol = 1e-4)
@@ -35,6 +36,7 @@ class Optimum:
     polished: bool = False                              # refined past lme4's end point (rescaled_restart)
     gradient: np.ndarray | None = None                  # lme4's finite-difference derivatives at the end
     hessian: np.ndarray | None = None                   # point, where its checks computed them
+    checked_at: np.ndarray | None = None                # that point (before any boundary adjustment)
 
     @property
     def conv_code(self) -> int:
@@ -162,7 +164,7 @@ def optimize_theta(system: BlockedFactor, reml: bool, theta0: np.ndarray, polish
             theta, fval, status = bobyqa(f, theta, lower)
             at = theta.copy()
     theta, fval = check_boundary(f, theta, fval, lower)
-    opt = Optimum(theta=theta, criterion=fval, evaluations=f.count, status=status)
+    opt = Optimum(theta=theta, criterion=fval, evaluations=f.count, status=status, checked_at=at)
     if checks:
         check_convergence(opt, lambda: deriv12(f, at, f(at)), lower)
     else:
@@ -179,26 +181,68 @@ def reoptimize_theta(system: BlockedFactor, reml: bool, theta0: np.ndarray, poli
     lower = system.cp.lower_bounds()
     theta, fval, status = bobyqa(f, x0, lower, initial_step=rhobeg, xtol_abs=1e-6 * rhobeg,
                                  ftol_abs=1e-12, xtol_rel=0.0)
-    opt = Optimum(theta=theta, criterion=fval, evaluations=f.count, status=status)
+    opt = Optimum(theta=theta, criterion=fval, evaluations=f.count, status=status, checked_at=theta)
     check_convergence(opt, lambda: deriv12(f, theta, fval), lower)
     return _finish(f, opt, lower, polish)
 
 
 def _finish(f: Objective, opt: Optimum, lower: np.ndarray, polish: bool) -> Optimum:
-    """Polish an end point that fails lme4's checks, then leave the system factored at the optimum."""
-    failed = not opt.singular and (opt.check_code != 0 or opt.conv_code != 0) and _may_gain(opt)
-    # lme4 skips its checks at a singular end point; on badly scaled columns of Z such a point is
-    # often a boundary BOBYQA ran into rather than the optimum
-    if polish and (failed or (opt.singular and _badly_scaled(f.system))):
-        better = rescaled_restart(f, opt.theta, opt.criterion, lower)
-        if better is not None:
-            theta, fval, status = better
-            theta, fval = check_boundary(f, theta, fval, lower)
+    """Polish the end point into the optimum (polish.py), then leave the system factored there.
+    An end point that fails lme4's checks first gets BOBYQA again on rescaled theta."""
+    if polish:
+        start = opt.theta.copy()
+        failed = not opt.singular and (opt.check_code != 0 or opt.conv_code != 0) and _may_gain(opt)
+        theta, fval, status = opt.theta, opt.criterion, opt.status
+        # lme4 skips its checks at a singular end point; on badly scaled columns of Z such a point is
+        # often a boundary BOBYQA ran into rather than the optimum
+        if failed or (opt.singular and _badly_scaled(f.system)):
+            better = rescaled_restart(f, theta, fval, lower)
+            if better is not None:
+                theta, fval, status = better
+                theta, fval = check_boundary(f, theta, fval, lower)
+        polisher = newton_polisher(f, lower)
+        known = None
+        if opt.gradient is not None and opt.hessian is not None and np.array_equal(theta, opt.checked_at):
+            # lme4's checks differentiated at BOBYQA's end point: the first Newton step's derivatives
+            known = Derivatives(start, fval, opt.gradient, opt.hessian, np.full(len(start), DERIV_DELTA))
+        theta, fval = polisher.run(theta, fval, known)
+        if not np.array_equal(theta, start):
             opt = Optimum(theta=theta, criterion=fval, evaluations=f.count, status=status, polished=True)
             # lme4's checks and messages for the point we end at, not for the one we left
-            check_convergence(opt, lambda: deriv12(f, theta, f(theta)), lower)
+            last = polisher.last
+            if (last is not None and np.array_equal(last.theta, theta)
+                    and np.all(last.delta == DERIV_DELTA)):
+                derivs = (last.gradient, last.hessian)
+                check_convergence(opt, lambda: derivs, lower)
+            else:
+                check_convergence(opt, lambda: deriv12(f, theta, f(theta)), lower)
+        opt.evaluations = f.count
     factor_at(f.system, opt.theta)
     return opt
+
+
+def newton_polisher(f: Objective, lower: np.ndarray) -> Polisher:
+    """Newton steps on the scaled theta, with BOBYQA on that scale for the restarts."""
+    s = theta_scales(f.system)
+
+    def restart(theta: np.ndarray) -> tuple[np.ndarray, float]:
+        phi, value, _ = bobyqa(lambda v: f(v / s), theta * s, lower)
+        return check_boundary(f, phi / s, value, lower)
+
+    return Polisher(f, lower, s, restart, _columns_below(f.system))
+
+
+def _columns_below(system: BlockedFactor) -> dict[int, np.ndarray]:
+    """Per diagonal theta, the thetas below it in its column of T."""
+    out, offset = {}, 0
+    for st in system.structures:
+        rows, cols = np.asarray(st.tri_rows), np.asarray(st.tri_cols)
+        for i in np.flatnonzero(rows == cols):
+            below = np.flatnonzero((cols == cols[i]) & (rows > rows[i]))
+            if below.size:
+                out[offset + int(i)] = offset + below
+        offset += len(rows)
+    return out
 
 
 def theta_scales(system: BlockedFactor) -> np.ndarray:

@@ -1,0 +1,238 @@
+"""The end point made the optimum: Newton steps on the profiled criterion after BOBYQA.
+
+BOBYQA (lme4's optimizeLmer) stops when its trust region has shrunk below its tolerance, wherever
+its path led; on a flat or ill-conditioned criterion the last bits of the BLAS kernel decide that
+path, and so the end point.  Newton steps on the criterion's gradient and Hessian end where the
+gradient vanishes, whichever path led there, so every kernel ends at the same optimum:
+
+- on theta scaled by the RMS of Z's columns (fit.theta_scales), where a unit step means the same
+  in every direction;
+- the derivatives are central differences of the criterion (lme4's deriv12 scheme), which is
+  smooth through theta = 0, so a parameter on its bound is differentiated as any other;
+- a step that leaves the feasible region is projected onto it: a variance that wants to cross
+  zero is set to zero, and kept there only when the criterion is lower;
+- a Hessian with a negative eigenvalue marks a saddle or ridge, not an optimum: a step along that
+  direction, then BOBYQA again from the lower point, then Newton again;
+- a point is kept only when its criterion is lower than the best so far.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+# central-difference step on the scaled theta: truncation error ~1e-8 of the curvature, rounding
+# error of the criterion divided by 1e-8 in the Hessian
+SCALED_DELTA = 1e-4
+NEWTON_STEPS = 12
+RESTARTS = 3                    # BOBYQA runs after steps along negative curvature
+# stop when the Newton step promises less than this (relative to the criterion, with an absolute
+# floor): far below any printed digit, above the criterion's rounding
+GAIN_REL, GAIN_ABS = 1e-13, 1e-11
+FLAT = 1e-9                     # eigenvalues below this fraction of the largest are flat directions
+NEGATIVE = 1e-6                 # lme4's check.conv.hess: curvature below -this is negative
+ZERO_TRY = 1e-2                 # scaled diagonal thetas below this are tried at zero
+
+
+@dataclass
+class Derivatives:
+    """Gradient and Hessian of the criterion at theta, and the steps they were taken with."""
+
+    theta: np.ndarray
+    value: float
+    gradient: np.ndarray
+    hessian: np.ndarray
+    delta: np.ndarray
+
+
+def central_differences(fn: Callable[[np.ndarray], float], x: np.ndarray, fx: float,
+                        delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """lme4's deriv12 with a step per coordinate: gradient and Hessian by central differences."""
+    n = len(x)
+    g = np.zeros(n)
+    H = np.zeros((n, n))
+
+    def at(*moves: tuple[int, float]) -> float:
+        z = np.array(x, dtype=float)
+        for i, d in moves:
+            z[i] = x[i] + d
+        return fn(z)
+
+    for j in range(n):
+        dj = delta[j]
+        fadd, fsub = at((j, dj)), at((j, -dj))
+        H[j, j] = (fadd - 2 * fx + fsub) / dj**2
+        g[j] = (fadd - fsub) / (2 * dj)
+        for i in range(j):
+            di = delta[i]
+            H[i, j] = H[j, i] = (at((i, di), (j, dj)) - at((i, di), (j, -dj))
+                                 - at((i, -di), (j, dj)) + at((i, -di), (j, -dj))) / (4 * di * dj)
+    return g, H
+
+
+class Polisher:
+    """Newton steps with a line search on f(theta), theta >= lower, from BOBYQA's end point."""
+
+    def __init__(self, fn: Callable[[np.ndarray], float], lower: np.ndarray, scales: np.ndarray,
+                 restart: Callable[[np.ndarray], tuple[np.ndarray, float]],
+                 columns: dict[int, np.ndarray] | None = None) -> None:
+        self.fn = fn
+        # diagonal theta -> the thetas below it in its column of T: at a zero diagonal the column's
+        # sign is free (T T' is the same), so the bound there is the parametrization's, not the model's
+        self.columns = columns or {}
+        self.lower = lower
+        self.scales = scales
+        self.restart = restart          # BOBYQA from a theta: (theta, criterion)
+        self.steps = 0
+        self.last: Derivatives | None = None
+
+    @property
+    def delta(self) -> np.ndarray:
+        return SCALED_DELTA / self.scales
+
+    def derivatives(self, theta: np.ndarray, value: float) -> Derivatives:
+        last = self.last
+        if last is not None and np.array_equal(last.theta, theta) and last.value == value:
+            return last
+        g, H = central_differences(self.fn, theta, value, self.delta)
+        self.last = Derivatives(theta.copy(), value, g, H, self.delta)
+        return self.last
+
+    def run(self, theta: np.ndarray, value: float, known: Derivatives | None = None) -> tuple[np.ndarray, float]:
+        """The optimum reached from theta, and its criterion (never above `value`); `known`: the
+        derivatives at theta already computed with this polisher's steps (lme4's checks')."""
+        theta = np.array(theta, dtype=float)
+        if known is not None and np.array_equal(known.delta, self.delta):
+            self.last = known
+        restarts = zeroed = 0
+        while True:
+            theta, value, curvature = self._newton(theta, value)
+            if zeroed < RESTARTS:
+                t0, v0 = self._zero_tries(theta, value)
+                if v0 < value:          # Newton again from the boundary
+                    theta, value, zeroed = t0, v0, zeroed + 1
+                    continue
+            if curvature is None or restarts >= RESTARTS:
+                return theta, value
+            moved = self._down_the_ridge(theta, value, curvature)
+            if moved is None:
+                return theta, value
+            restarts += 1
+            t_new, v_new = self.restart(moved[0])
+            theta, value = (t_new, v_new) if v_new < moved[1] else moved
+
+    def _newton(self, theta: np.ndarray, value: float) -> tuple[np.ndarray, float, np.ndarray | None]:
+        """Newton steps until the promised gain is negligible; with a direction of negative
+        curvature (scaled) when the Hessian there has one."""
+        s = self.scales
+        tol = max(GAIN_ABS, GAIN_REL * abs(value))
+        for _ in range(NEWTON_STEPS):
+            d = self.derivatives(theta, value)
+            # in scaled coordinates phi = theta * s
+            g = d.gradient / s
+            H = d.hessian / np.outer(s, s)
+            at_bound = (theta <= self.lower) & (g >= 0)   # held at zero by the gradient
+            flipped = self._flip_columns(theta, value, at_bound & (g > 0), tol)
+            if flipped is not None:
+                theta, value = flipped
+                continue
+            free = ~at_bound
+            if not free.any():
+                return theta, value, None
+            gf, Hf = g[free], H[np.ix_(free, free)]
+            if not (np.all(np.isfinite(gf)) and np.all(np.isfinite(Hf))):
+                return theta, value, None
+            w, V = np.linalg.eigh(Hf)
+            scale = max(float(np.max(np.abs(w))), 1e-300)
+            if w[0] < -NEGATIVE and w[0] < -FLAT * scale:
+                v = np.zeros(len(theta))
+                v[free] = V[:, 0]
+                return theta, value, v / s
+            keep = w > FLAT * scale
+            coef = (V[:, keep].T @ gf) / w[keep]
+            step_f = -V[:, keep] @ coef
+            gain = 0.5 * float(coef @ (V[:, keep].T @ gf))
+            if not gain > tol:
+                return theta, value, self._negative_curvature(H, at_bound)
+            step = np.zeros(len(theta))
+            step[free] = step_f
+            moved = self._line_search(theta, value, step / s)
+            if moved is None:
+                return theta, value, None
+            theta, value = moved
+            self.steps += 1
+        return theta, value, None
+
+    def _flip_columns(self, theta: np.ndarray, value: float, pushed: np.ndarray,
+                      tol: float) -> tuple[np.ndarray, float] | None:
+        """A zero diagonal whose gradient holds it at zero, with the column below it flipped: the
+        same covariance, where the gradient points into the feasible region instead."""
+        cand = theta.copy()
+        for i in np.flatnonzero(pushed):
+            below = self.columns.get(int(i))
+            if below is not None and np.any(theta[below] != 0):
+                cand[below] = -cand[below]
+        if np.array_equal(cand, theta):
+            return None
+        fc = self.fn(cand)
+        return (cand, fc) if fc <= value + tol else None
+
+    def _negative_curvature(self, H: np.ndarray, at_bound: np.ndarray) -> np.ndarray | None:
+        """At a point where the free parameters are optimal, a direction of negative curvature
+        that moves parameters held at zero too (theta), pointing into the feasible region."""
+        w, V = np.linalg.eigh(H)
+        if not (w[0] < -NEGATIVE and w[0] < -FLAT * max(float(np.max(np.abs(w))), 1e-300)):
+            return None
+        v = V[:, 0]
+        if at_bound.any() and v[at_bound].sum() < 0:
+            v = -v
+        return v / self.scales
+
+    def _project(self, theta: np.ndarray) -> np.ndarray:
+        return np.maximum(theta, self.lower)
+
+    def _line_search(self, theta: np.ndarray, value: float, step: np.ndarray) -> tuple[np.ndarray, float] | None:
+        t = 1.0
+        for _ in range(30):
+            cand = self._project(theta + t * step)
+            fc = self.fn(cand)
+            if fc < value:
+                return cand, fc
+            t *= 0.5
+        return None
+
+    def _down_the_ridge(self, theta: np.ndarray, value: float, v: np.ndarray) -> tuple[np.ndarray, float] | None:
+        """The lowest point found along +-v (a direction of negative curvature), by doubling steps."""
+        s = self.scales
+        length = max(1e-3, 0.1 * float(np.linalg.norm(theta * s)))
+        best = None
+        for sign in (1.0, -1.0):
+            t = length
+            for _ in range(30):
+                cand = self._project(theta + sign * t * v)
+                fc = self.fn(cand)
+                if best is not None and fc >= best[1]:
+                    break
+                if fc < value and (best is None or fc < best[1]):
+                    best = (cand, fc)
+                    t *= 2.0
+                elif best is None:
+                    t *= 0.5
+                    if t < 1e-8 * length:
+                        break
+                else:
+                    break
+        return best
+
+    def _zero_tries(self, theta: np.ndarray, value: float) -> tuple[np.ndarray, float]:
+        """A small variance set to zero, kept where the criterion is lower there."""
+        small = np.flatnonzero((self.lower == 0) & (theta > 0) & (theta * self.scales < ZERO_TRY))
+        for i in small:
+            cand = theta.copy()
+            cand[i] = 0.0
+            fc = self.fn(cand)
+            if fc < value:
+                theta, value = cand, fc
+        return theta, value
