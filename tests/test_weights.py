@@ -370,7 +370,7 @@ def test_fitted_lines_of_the_plot_carry_the_offset():
     from mlmcli.design import ModelArguments, build_design
     from mlmcli.formula import parse_formula
     from mlmcli.frame import read_csv
-    from mlmcli.model import at_theta, fit_model
+    from mlmcli.model import fit_model
     from mlmcli.render.plots.implied import Implied
 
     frame = read_csv(str(FIXTURES / "sleep_w.csv"))

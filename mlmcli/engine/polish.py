@@ -26,14 +26,14 @@ import numpy as np
 # central-difference step on the scaled theta: truncation error ~1e-8 of the curvature, rounding
 # error of the criterion divided by 1e-8 in the Hessian
 SCALED_DELTA = 1e-4
-NEWTON_STEPS = 12
+NEWTON_STEPS = 20
 RESTARTS = 3                    # BOBYQA runs after steps along negative curvature
 # stop when the Newton step promises less than this (relative to the criterion, with an absolute
 # floor): far below any printed digit, above the criterion's rounding
 GAIN_REL, GAIN_ABS = 1e-13, 1e-11
 FLAT = 1e-9                     # eigenvalues below this fraction of the largest are flat directions
 NEGATIVE = 1e-6                 # lme4's check.conv.hess: curvature below -this is negative
-ZERO_TRY = 1e-2                 # scaled diagonal thetas below this are tried at zero
+ZERO_TRY = 0.1                  # scaled diagonal thetas below this are tried at zero
 
 
 @dataclass
@@ -70,6 +70,17 @@ def central_differences(fn: Callable[[np.ndarray], float], x: np.ndarray, fx: fl
             H[i, j] = H[j, i] = (at((i, di), (j, dj)) - at((i, di), (j, -dj))
                                  - at((i, -di), (j, dj)) + at((i, -di), (j, -dj))) / (4 * di * dj)
     return g, H
+
+
+def _newton_step(g: np.ndarray, H: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, float]:
+    """-H^+ g over the free coordinates (flat directions left out), and the gain it promises."""
+    step = np.zeros(len(g))
+    w, V = np.linalg.eigh(H[np.ix_(free, free)])
+    keep = w > FLAT * max(float(np.max(np.abs(w))), 1e-300)
+    proj = V[:, keep].T @ g[free]
+    coef = proj / w[keep]
+    step[free] = -V[:, keep] @ coef
+    return step, 0.5 * float(coef @ proj)
 
 
 class Polisher:
@@ -110,9 +121,9 @@ class Polisher:
         while True:
             theta, value, curvature = self._newton(theta, value)
             if zeroed < RESTARTS:
-                t0, v0 = self._zero_tries(theta, value)
-                if v0 < value:          # Newton again from the boundary
-                    theta, value, zeroed = t0, v0, zeroed + 1
+                better = self._zero_tries(theta, value)
+                if better is not None:
+                    (theta, value), zeroed = better, zeroed + 1
                     continue
             if curvature is None or restarts >= RESTARTS:
                 return theta, value
@@ -150,20 +161,48 @@ class Polisher:
                 v = np.zeros(len(theta))
                 v[free] = V[:, 0]
                 return theta, value, v / s
-            keep = w > FLAT * scale
-            coef = (V[:, keep].T @ gf) / w[keep]
-            step_f = -V[:, keep] @ coef
-            gain = 0.5 * float(coef @ (V[:, keep].T @ gf))
+            step, gain = _newton_step(g, H, free)
             if not gain > tol:
                 return theta, value, self._negative_curvature(H, at_bound)
-            step = np.zeros(len(theta))
-            step[free] = step_f
-            moved = self._line_search(theta, value, step / s)
+            moved = None
+            for cand in self._bounded_steps(theta * s, g, H, at_bound, step):
+                found = self._line_search(theta, value, cand / s)
+                if found is not None and (moved is None or found[1] < moved[1]):
+                    moved = found
             if moved is None:
                 return theta, value, None
             theta, value = moved
             self.steps += 1
         return theta, value, None
+
+    def _bounded_steps(self, phi: np.ndarray, g: np.ndarray, H: np.ndarray, held: np.ndarray,
+                       step: np.ndarray) -> list[np.ndarray]:
+        """The Newton step; where it crosses a bound, the step that stops those parameters on it
+        and is Newton's for the others given that (a projected step would leave them where the
+        crossing ones' pull put them); and where it heads for a zero variance from close by, that
+        variance set to zero, the rest left as they are (the criterion is even in a scalar
+        variance's theta, flat to second order at zero: Newton only creeps towards it there, and
+        its quadratic model misjudges the others' response)."""
+        low = self.lower * self.scales
+        out = [step]
+        heading = ~held & (low == 0) & (step < 0) & (phi < ZERO_TRY)
+        if heading.any():
+            out.append(np.where(heading, low - phi, 0.0))
+        held = held.copy()
+        fixed = np.zeros(len(phi))
+        for _ in range(len(phi)):
+            cross = ~held & (phi + step < low)
+            if not cross.any():
+                break
+            held |= cross
+            fixed[cross] = low[cross] - phi[cross]
+            free = ~held
+            step = fixed.copy()
+            if free.any():
+                rhs = g[free] + H[np.ix_(free, held)] @ fixed[held]
+                step[free] = _newton_step(rhs, H[np.ix_(free, free)], np.ones(int(free.sum()), bool))[0]
+            out.append(step)
+        return out
 
     def _flip_columns(self, theta: np.ndarray, value: float, pushed: np.ndarray,
                       tol: float) -> tuple[np.ndarray, float] | None:
@@ -226,13 +265,14 @@ class Polisher:
                     break
         return best
 
-    def _zero_tries(self, theta: np.ndarray, value: float) -> tuple[np.ndarray, float]:
-        """A small variance set to zero, kept where the criterion is lower there."""
+    def _zero_tries(self, theta: np.ndarray, value: float) -> tuple[np.ndarray, float] | None:
+        """A small variance set to zero and the others optimized given that (Newton creeps towards
+        a zero variance, and the others move with it): the point, where its criterion is lower."""
         small = np.flatnonzero((self.lower == 0) & (theta > 0) & (theta * self.scales < ZERO_TRY))
         for i in small:
             cand = theta.copy()
             cand[i] = 0.0
-            fc = self.fn(cand)
-            if fc < value:
-                theta, value = cand, fc
-        return theta, value
+            t0, v0, _ = self._newton(cand, self.fn(cand))
+            if v0 < value:
+                return t0, v0
+        return None
