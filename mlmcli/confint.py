@@ -1,10 +1,10 @@
 """Confidence intervals for a fitted model, as lme4's confint(): Wald, likelihood profile, bootstrap.
 
-Wald: fixed effects +- z SE; the variance parameters get NA (lme4 prints them first, under its
-old names .sig01, ..., .sigma).  Profile: confint(fit, oldNames = FALSE): the ML deviance profiled
+Wald: fixed effects +- z SE; the variance parameters get NA.  Profile: the ML deviance profiled
 (engine/profile.py) on the sd/cor scale, then the fixed effects; a REML fit is refitted by ML
-first, as lme4's profile does.  Boot: confint(fit, method = "boot", oldNames = FALSE): percentile
-intervals of a parametric bootstrap of the fit as it is (REML or ML), bootstrap.py.
+first, as lme4's profile does.  Boot: percentile intervals of a parametric bootstrap of the fit as
+it is (REML or ML), bootstrap.py.  Every method's rows carry the names of confint(fit, oldNames =
+FALSE) (sd_x|g, cor_x.y|g, sigma) and the names confint(fit) prints (.sig01, ..., .sigma).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def select(model: FittedModel, parm: list[str] | None, method: str) -> list[int]
         elif name in fixed:
             idx = [nv + fixed.index(name)]
         else:
-            shown = ", ".join((old if method == "wald" else new) + fixed)
+            shown = ", ".join(new + fixed)
             raise MlmError(f"--parm: no parameter {name!r}; the parameters are: {shown}")
         out += [i for i in idx if i not in out]
     return out
@@ -250,10 +250,14 @@ def confint_report(model: FittedModel, method: str, level: float = 0.95,
 
     check_level(level)
     which = select(model, parm, method)
-    names = varpar_names(model, old=method == "wald") + list(model.design.xnames)
+    fixed = list(model.design.xnames)
+    # lme4's names with oldNames = FALSE for every method; its print (oldNames = TRUE) beside them
+    names = varpar_names(model, old=False) + fixed
+    printed = varpar_names(model, old=True) + fixed
     spec = (spec or Bootstrap()) if method == "boot" else None
     ci = intervals(model, method, level, which, spec)
-    rows = [{"parameter": names[i], "lower": ci[i][0], "upper": ci[i][1]} for i in which]
+    rows = [{"parameter": names[i], "printed_name": printed[i], "lower": ci[i][0], "upper": ci[i][1]}
+            for i in which]
     return clean({"schema_version": SCHEMA_VERSION, "formula": model.formula.text, "method": method,
                   "level": level, **_boot_keys(spec), "labels": percent_labels(level), "intervals": rows})
 

@@ -190,7 +190,7 @@ def test_cli_confint_boot_json_and_text():
     text = mlm("confint", *SLEEP, "--method", "boot", "--nsim", "40", "--seed", "3", "--parm", "sigma,Days")
     assert text.returncode == 0, text.stderr
     lines = text.stdout.splitlines()
-    assert lines[0].split() == ["2.5", "%", "97.5", "%"] and [ln.split()[0] for ln in lines[1:]] == ["sigma", "Days"]
+    assert lines[0].split() == ["2.5", "%", "97.5", "%"] and [ln.split()[0] for ln in lines[1:]] == [".sigma", "Days"]
     sigma = next(r for r in out["intervals"] if r["parameter"] == "sigma")
     assert float(lines[1].split()[1]) == pytest.approx(sigma["lower"], rel=1e-6)
 

@@ -42,8 +42,9 @@ def printed(case: str, what: str) -> str:
     return (REFS / f"{case}.{what}.txt").read_text()
 
 
-def assert_intervals(got: dict, want: dict, tol: float) -> None:
-    assert [r["parameter"] for r in got["intervals"]] == [r["parameter"] for r in want["intervals"]]
+def assert_intervals(got: dict, want: dict, tol: float, names: str = "parameter") -> None:
+    """`names`: our key holding R's names (R's Wald references carry confint()'s printed names)."""
+    assert [r[names] for r in got["intervals"]] == [r["parameter"] for r in want["intervals"]]
     for g, w in zip(got["intervals"], want["intervals"], strict=True):
         if w["lower"] is None:
             assert g["lower"] is None and g["upper"] is None
@@ -59,7 +60,10 @@ def assert_intervals(got: dict, want: dict, tol: float) -> None:
 def test_wald_intervals_and_text_match_lme4(case):
     model, _ = fitted(case)
     got = confint_report(model, "wald")
-    assert_intervals(got, ref(case)["confint_wald"], 1e-6)
+    assert_intervals(got, ref(case)["confint_wald"], 1e-6, names="printed_name")
+    # JSON names as confint(fit, oldNames = FALSE), whatever the method
+    profile_names = [r["parameter"] for r in ref(case)["confint_profile"]["intervals"]]
+    assert [r["parameter"] for r in got["intervals"]] == profile_names
     assert confint_text(got) == printed(case, "confint_wald")
 
 
@@ -245,3 +249,15 @@ def test_every_json_key_is_in_the_schema(command, args):
     jsonschema.validate(doc, sch)
     assert undeclared(doc, sch) == []
     assert doc["schema_version"] == 1
+
+
+def test_profile_text_prints_lme4s_default_names():
+    """confint(fit) prints .sig01, ..., .sigma (oldNames = TRUE); the JSON keeps oldNames = FALSE."""
+    model, _ = fitted("sleep")
+    got = confint_report(model, "profile")
+    assert [r["printed_name"] for r in got["intervals"]] == [".sig01", ".sig02", ".sig03", ".sigma",
+                                                             "(Intercept)", "Days"]
+    assert [r["parameter"] for r in got["intervals"]] == [
+        r["parameter"] for r in ref("sleep")["confint_profile"]["intervals"]]
+    assert [line.split()[0] for line in confint_text(got).splitlines()[1:]] == [
+        r["printed_name"] for r in got["intervals"]]

@@ -20,7 +20,7 @@ def confint_text(report: dict) -> str:
     labels = report.get("labels") or ["lower", "upper"]
     cols = [rf.format_num([_num(r[key]) for r in rows]) for key in ("lower", "upper")]
     cells = [[cols[0][i], cols[1][i]] for i in range(len(rows))]
-    return rf.print_matrix(cells, [r["parameter"] for r in rows], labels, right=True)
+    return rf.print_matrix(cells, [r.get("printed_name", r["parameter"]) for r in rows], labels, right=True)
 
 
 def anova_text(report: dict) -> str:
