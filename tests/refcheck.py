@@ -74,6 +74,40 @@ def check_optimum(case_id: str, ours: float, ref: dict) -> Mismatches:
     return m
 
 
+def _formula_key(data: str, formula: str, reml: bool) -> tuple:
+    """The model, however its formula is written (ses*public or 1 + ses + public + ses:public)."""
+    from mlmcli.formula import parse_formula
+
+    f = parse_formula(formula)
+    return (Path(data).name, bool(reml), f.response, f.fixed, f.offsets,
+            tuple((t.lhs, t.group_vars, t.group) for t in f.random))
+
+
+@lru_cache
+def _lme4_thetas() -> dict[tuple, list[float]]:
+    """lme4's theta of every unweighted fit some fixture set records, by (data file, formula, REML)."""
+    out: dict[tuple, list[float]] = {}
+    for c in fit_cases() + fit_cases(big=True):
+        out[_formula_key(c["data"], c["formula"], c["reml"])] = reference(c["id"])["fit"]["theta"]
+    fixtures = SUITE.parent
+    for folder in ("kenward_roger", "inference"):
+        for path in sorted((fixtures / folder).glob("*.json")):
+            ref = json.loads(path.read_text())
+            case = ref.get("case") or {}
+            if "theta" in ref and "formula" in case:
+                out.setdefault(_formula_key(case["data"], case["formula"], case["reml"]), ref["theta"])
+    return out
+
+
+def lme4_theta(data: str, formula: str, reml: bool) -> list[float]:
+    """lme4's theta for this fit, from whichever fixture set recorded it: the R scripts of the
+    other sets ran on the same machine as the suite's, so the same fit ended at the same theta."""
+    theta = _lme4_thetas().get(_formula_key(data, formula, reml))
+    if theta is None:
+        raise KeyError(f"no fixture records lme4's theta for {formula} on {Path(data).name}")
+    return theta
+
+
 def reference(case_id: str) -> dict:
     return json.loads((SUITE / f"{case_id}.json").read_text())
 

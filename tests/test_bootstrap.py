@@ -135,7 +135,9 @@ def test_lockstep_refits_equal_one_at_a_time(case):
     batched, single = replicate(bm, range(30)), replicate(bm, range(30), lockstep=False)
     assert batched.singular == single.singular and batched.failed == single.failed == 0
     scale = np.nanstd(single.values, axis=0)
-    np.testing.assert_allclose(batched.values, single.values, rtol=0, atol=1e-3 * float(scale.min()))
+    # both polished into the optimum (engine/polish.py); at a singular refit (a correlation of -1)
+    # the criterion is flat along the boundary: the same to 1e-4 of a bootstrap standard deviation
+    np.testing.assert_allclose(batched.values, single.values, rtol=0, atol=1e-4 * float(scale.min()))
 
 
 @pytest.mark.parametrize("data, formula", [

@@ -14,16 +14,19 @@ from mlmcli.anova import anova_report, fstat_ddf
 from mlmcli.cli import _fit
 from mlmcli.confint import confint_report, percent_labels
 from mlmcli.distributions import f_upper
+from mlmcli.model import at_theta
 from mlmcli.ranova import ranova_report
 from mlmcli.render.inference import anova_text, confint_text, ranova_text
+from tests.refcheck import lme4_theta
 
 ROOT = Path(__file__).resolve().parent.parent
 REFS = ROOT / "tests" / "fixtures" / "inference"
 CASES = ["heck_ses", "heck_public", "sleep", "sleep_ml", "penicillin", "pastes", "factorial", "dye2",
          "sleep_uncorr"]
 # lme4 reads each bound off a spline through profile points; the exact crossing agrees to this
-# fraction of the interval's width on regular fits
-PROFILE_TOL = 2e-3
+# fraction of the interval's width (README: "Inference"; measured 6e-7 to 2.7e-4, the largest where
+# a variance is estimated as zero)
+PROFILE_TOL = 3e-4
 _fits: dict[str, tuple] = {}
 
 
@@ -31,11 +34,20 @@ def ref(case: str) -> dict:
     return json.loads((REFS / f"{case}.json").read_text())
 
 
-def fitted(case: str):
+def optimum(case: str):
     if case not in _fits:
         c = ref(case)["case"]
         _fits[case] = _fit(str(ROOT / c["data"]), c["formula"], not c["reml"])
     return _fits[case]
+
+
+def fitted(case: str):
+    """Ours at lme4's theta (R stops up to ~1e-6 above the criterion's minimum, where our optimizer
+    goes on; tests/refcheck.py): R's numbers are ours there, to rounding."""
+    model, frame = optimum(case)
+    c = ref(case)
+    theta = c.get("theta") or lme4_theta(c["case"]["data"], c["case"]["formula"], c["case"]["reml"])
+    return at_theta(model, theta), frame
 
 
 def printed(case: str, what: str) -> str:

@@ -75,7 +75,7 @@ def refit(bm: BootstrapModel, y: np.ndarray, system: BlockedFactor | None = None
     """The statistic of the model refitted to response y, and whether the refit is singular."""
     if system is None:
         system = refit_system(bm.cp.with_response(y))
-    opt = optimize_theta(system, bm.reml, bm.theta, polish=False, checks=False, initial_step=bm.step,
+    opt = optimize_theta(system, bm.reml, bm.theta, polish=True, checks=False, initial_step=bm.step,
                          objective=objective)
     denom = system.n - system.p if bm.reml else system.n
     sigma = math.sqrt(system.pwrss / denom)

@@ -169,7 +169,7 @@ def optimize_theta(system: BlockedFactor, reml: bool, theta0: np.ndarray, polish
         check_convergence(opt, lambda: deriv12(f, at, f(at)), lower)
     else:
         opt.singular = is_singular(theta, lower)
-    return _finish(f, opt, lower, polish)
+    return _finish(f, opt, lower, polish, checks)
 
 
 def reoptimize_theta(system: BlockedFactor, reml: bool, theta0: np.ndarray, polish: bool = True) -> Optimum:
@@ -186,9 +186,10 @@ def reoptimize_theta(system: BlockedFactor, reml: bool, theta0: np.ndarray, poli
     return _finish(f, opt, lower, polish)
 
 
-def _finish(f: Objective, opt: Optimum, lower: np.ndarray, polish: bool) -> Optimum:
+def _finish(f: Objective, opt: Optimum, lower: np.ndarray, polish: bool, checks: bool = True) -> Optimum:
     """Polish the end point into the optimum (polish.py), then leave the system factored there.
-    An end point that fails lme4's checks first gets BOBYQA again on rescaled theta."""
+    An end point that fails lme4's checks first gets BOBYQA again on rescaled theta.  Without
+    `checks`, only singularity is judged at the end point."""
     if polish:
         start = opt.theta.copy()
         failed = not opt.singular and (opt.check_code != 0 or opt.conv_code != 0) and _may_gain(opt)
@@ -210,7 +211,9 @@ def _finish(f: Objective, opt: Optimum, lower: np.ndarray, polish: bool) -> Opti
             opt = Optimum(theta=theta, criterion=fval, evaluations=f.count, status=status, polished=True)
             # lme4's checks and messages for the point we end at, not for the one we left
             last = polisher.last
-            if (last is not None and np.array_equal(last.theta, theta)
+            if not checks:
+                opt.singular = is_singular(theta, lower)
+            elif (last is not None and np.array_equal(last.theta, theta)
                     and np.all(last.delta == DERIV_DELTA)):
                 derivs = (last.gradient, last.hessian)
                 check_convergence(opt, lambda: derivs, lower)

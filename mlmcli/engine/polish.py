@@ -29,8 +29,10 @@ SCALED_DELTA = 1e-4
 NEWTON_STEPS = 20
 RESTARTS = 3                    # BOBYQA runs after steps along negative curvature
 # stop when the Newton step promises less than this (relative to the criterion, with an absolute
-# floor): far below any printed digit, above the criterion's rounding
-GAIN_REL, GAIN_ABS = 1e-13, 1e-11
+# floor): the criterion's own rounding (measured ~1e-16 to 1e-15 of it).  A gain far below any
+# printed digit of the criterion can still be a 1e-5 move of a parameter along a flat direction.
+GAIN_REL, GAIN_ABS = 1e-15, 1e-13
+STEP_TOL = 1e-7                 # or when it moves no scaled theta by more than this
 FLAT = 1e-9                     # eigenvalues below this fraction of the largest are flat directions
 NEGATIVE = 1e-6                 # lme4's check.conv.hess: curvature below -this is negative
 ZERO_TRY = 0.1                  # scaled diagonal thetas below this are tried at zero
@@ -98,6 +100,7 @@ class Polisher:
         self.restart = restart          # BOBYQA from a theta: (theta, criterion)
         self.steps = 0
         self.last: Derivatives | None = None
+        self.heading = np.zeros(len(lower), dtype=bool)
 
     @property
     def delta(self) -> np.ndarray:
@@ -162,7 +165,9 @@ class Polisher:
                 v[free] = V[:, 0]
                 return theta, value, v / s
             step, gain = _newton_step(g, H, free)
-            if not gain > tol:
+            # variances Newton moves towards zero by a good part of their value
+            self.heading = (self.lower == 0) & (theta > 0) & (step < -0.01 * theta * s)
+            if not (gain > tol and np.max(np.abs(step)) > STEP_TOL):
                 return theta, value, self._negative_curvature(H, at_bound)
             moved = None
             for cand in self._bounded_steps(theta * s, g, H, at_bound, step):
@@ -266,9 +271,10 @@ class Polisher:
         return best
 
     def _zero_tries(self, theta: np.ndarray, value: float) -> tuple[np.ndarray, float] | None:
-        """A small variance set to zero and the others optimized given that (Newton creeps towards
-        a zero variance, and the others move with it): the point, where its criterion is lower."""
-        small = np.flatnonzero((self.lower == 0) & (theta > 0) & (theta * self.scales < ZERO_TRY))
+        """A small variance that Newton was moving towards zero, set to zero and the others
+        optimized given that (Newton creeps towards a zero variance, and the others move with it):
+        the point, where its criterion is lower."""
+        small = np.flatnonzero(self.heading & (theta * self.scales < ZERO_TRY))
         for i in small:
             cand = theta.copy()
             cand[i] = 0.0
