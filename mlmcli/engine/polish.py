@@ -24,8 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 
 # central-difference step on the scaled theta: truncation error ~1e-8 of the curvature, rounding
-# error of the criterion divided by 1e-8 in the Hessian
+# error of the criterion divided by 1e-8 in the Hessian.  Where every scale lies within
+# LME4_STEP_SCALES of 1, lme4's own step (1e-4 on theta) serves as well, and the derivatives at
+# the end point are then those lme4's checks need: no second set
 SCALED_DELTA = 1e-4
+LME4_STEP_SCALES = (0.1, 10.0)
 NEWTON_STEPS = 20
 RESTARTS = 3                    # BOBYQA runs after steps along negative curvature
 # stop when the Newton step promises less than this (relative to the criterion, with an absolute
@@ -104,6 +107,9 @@ class Polisher:
 
     @property
     def delta(self) -> np.ndarray:
+        lo, hi = LME4_STEP_SCALES
+        if np.all((self.scales >= lo) & (self.scales <= hi)):
+            return np.full(len(self.scales), SCALED_DELTA)
         return SCALED_DELTA / self.scales
 
     def derivatives(self, theta: np.ndarray, value: float) -> Derivatives:
