@@ -85,13 +85,12 @@ def arrow_column(column: str, chunked: Any) -> tuple[np.ndarray | Factor, bool]:
     raise unusable(column, f"values of type {t}")
 
 
-def frame_from_arrow(table: Any, name: str, columns: set[str] | None = None) -> Frame:
-    """A pyarrow Table as a Frame: the wanted columns (make.names of the table's) converted."""
-    chosen = pick(list(table.column_names), columns)
+def _frame(table: Any, chosen: dict[str, int], name: str) -> Frame:
+    """The Frame of `table`'s columns at the positions `chosen` gives under their make.names."""
     out: dict[str, np.ndarray | Factor] = {}
     int_columns: set[str] = set()
-    for syntactic, original in chosen.items():
-        out[syntactic], is_int = arrow_column(original, table.column(original))
+    for syntactic, j in chosen.items():
+        out[syntactic], is_int = arrow_column(table.column_names[j], table.column(j))
         if is_int:
             int_columns.add(syntactic)
     if table.num_rows == 0:
@@ -99,15 +98,47 @@ def frame_from_arrow(table: Any, name: str, columns: set[str] | None = None) -> 
     return Frame(name=name, columns=out, n_rows=table.num_rows, int_columns=int_columns)
 
 
+def frame_from_arrow(table: Any, name: str, columns: set[str] | None = None) -> Frame:
+    """A pyarrow Table as a Frame: the wanted columns (make.names of the table's) converted."""
+    return _frame(table, pick(list(table.column_names), columns), name)
+
+
+def _seekable(path: str) -> Any:
+    """The path of a regular file; the bytes of a pipe or device, read once (the readers seek)."""
+    import os
+    import stat
+
+    import pyarrow as pa
+
+    with open(path, "rb") as fh:
+        if stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            return path
+        return pa.BufferReader(fh.read())
+
+
 def _read(path: str, columns: set[str] | None, open_table: Any, what: str) -> Frame:
-    """`open_table(path)` gives the file's column names and a function reading some of its columns."""
+    """`open_table(path)` gives the file's column names and a function reading the columns at some
+    positions, in that order."""
     try:
-        names, read = open_table(path)
+        names, read = open_table(_seekable(path))
         chosen = pick(names, columns)
         table = read(list(chosen.values()))
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         raise DataError(f"cannot read '{path}' as a {what} file: {str(exc).splitlines()[0]}") from None
-    return frame_from_arrow(table, data_name(path), columns)
+    return _frame(table, {s: k for k, s in enumerate(chosen)}, data_name(path))
+
+
+def _by_position(names: list[str], read_names: Any, positions: list[int]) -> Any:
+    """The columns at `positions` through a reader that takes names: a name the file holds more
+    than once gives all of its columns, in the file's order, after the names asked for before it."""
+    asked = list(dict.fromkeys(names[j] for j in positions))
+    table = read_names(asked)
+    start, where = 0, {}
+    for name in asked:
+        for j in (i for i, n in enumerate(names) if n == name):
+            where[j] = start
+            start += 1
+    return table.select([where[j] for j in positions])
 
 
 def read_parquet(path: str, columns: set[str] | None = None) -> Frame:
@@ -117,7 +148,8 @@ def read_parquet(path: str, columns: set[str] | None = None) -> Frame:
     def open_table(p: str) -> tuple[list[str], Any]:
         # ParquetFile rather than read_table: the dataset layer behind read_table imports pandas (a second)
         f = pq.ParquetFile(p)
-        return list(f.schema_arrow.names), lambda cols: f.read(columns=cols)
+        names = list(f.schema_arrow.names)
+        return names, lambda positions: _by_position(names, lambda cols: f.read(columns=cols), positions)
 
     return _read(path, columns, open_table, "Parquet")
 

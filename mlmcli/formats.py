@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from importlib import import_module
 
 from mlmcli.errors import DataError
-from mlmcli.frame import Frame, make_name, read_csv
+from mlmcli.frame import Frame, make_name, read_csv, text_among_numbers
 
 EXTRA = "pip install 'mlm[formats]'"
 
@@ -77,10 +77,13 @@ def read_data(path: str, columns: Iterable[str] | None = None, sep: str | None =
     column read, so that the caller's error can list them). `sheet`: an Excel sheet's name or 1-based
     position (the first sheet by default)."""
     suffix = kind_of(path)
+    columns = None if columns is None else list(columns)
     if suffix is None:
         if sheet is not None:
             raise DataError(f"--sheet applies to Excel files (.xlsx); '{path}' is read as CSV")
-        return read_csv(path, columns=columns, sep=sep)
+        frame = read_csv(path, columns=columns, sep=sep)
+        frame.warnings += text_among_numbers(frame, columns or [])
+        return frame
     if sep is not None:
         raise DataError(f"--sep applies to CSV files; '{path}' is a {READERS[suffix][0]} file")
     if sheet is not None and READERS[suffix][0] != "Excel":
@@ -91,4 +94,8 @@ def read_data(path: str, columns: Iterable[str] | None = None, sep: str | None =
         raise DataError(f"cannot open file '{path}': it is a directory")
     wanted = None if columns is None else set(columns)
     read = reader(suffix)
-    return read(path, wanted, sheet) if READERS[suffix][0] == "Excel" else read(path, wanted)
+    if READERS[suffix][0] != "Excel":
+        return read(path, wanted)
+    frame = read(path, wanted, sheet)
+    frame.warnings += text_among_numbers(frame, columns or [])  # typed as a CSV file's columns are
+    return frame

@@ -10,6 +10,7 @@ ones go through pandas' C parser (frame_fast), which gives the same Frame.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterable
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mlmcli.csvsource import SEPARATORS, Source, choose_separator, decode
+from mlmcli.csvsource import SEPARATORS, Source, choose_separator, decode, line_of, nul_in_field
 from mlmcli.csvtext import split_text, try_numbers
 from mlmcli.errors import DataError
 from mlmcli.rsort import collation_key
@@ -72,6 +73,8 @@ class Frame:
     int_columns: set[str] = field(default_factory=set)
     # what the reader did beyond R's read.csv rules (labelled columns made factors), for --verbose
     notes: list[str] = field(default_factory=list)
+    # what the user should hear whatever --verbose says (numbers read as text), printed as notes
+    warnings: list[str] = field(default_factory=list)
 
 
 def make_name(name: str) -> str:
@@ -170,6 +173,27 @@ def _convert(values: list[str]) -> tuple[np.ndarray | Factor, bool]:
 
 
 
+def text_among_numbers(frame: Frame, columns: Iterable[str], shown: int = 3) -> list[str]:
+    """A note for each of `columns` that read.csv makes a factor although most of its distinct
+    values are numbers (one "n/a" is enough): the column and its first values that are not."""
+    out = []
+    for name in dict.fromkeys(columns):
+        col = frame.columns.get(name)
+        if not isinstance(col, Factor) or col.logical or col.labelled:
+            continue
+        words = [v for v in col.levels if not _NUMBER_FIELD.fullmatch(v)]
+        if not words or len(words) * 2 > len(col.levels):
+            continue
+        # in the order the file has them, as one finds them there
+        used, first = np.unique(col.codes[col.codes >= 0], return_index=True)
+        seen = [col.levels[c] for c in used[np.argsort(first)]]
+        words = [v for v in seen if not _NUMBER_FIELD.fullmatch(v)]
+        listed = ", ".join(json.dumps(v, ensure_ascii=False) for v in words[:shown])
+        more = f" and {len(words) - shown} more" if len(words) > shown else ""
+        out.append(f"column '{name}' is read as text (a factor): values that are not numbers: {listed}{more}")
+    return out
+
+
 def from_distinct(cats: list[str], codes: np.ndarray) -> tuple[np.ndarray | Factor, bool] | None:
     """R's type.convert of a column given as its distinct strings and each row's index into them
     (-1: NA), spread back over the rows; None where a value holds a carriage return (the
@@ -262,6 +286,7 @@ def read_csv(source: str, columns: Iterable[str] | None = None, sep: str | None 
     cannot vouch for R's result on a file hands it on: arrow to pandas, pandas to python.
     """
     src = Source.open(source)
+    src.check_text()
     sep = choose_separator(src, sep)
     name = make_name(src.base_name()[:-4] if src.base_name().lower().endswith((".csv", ".tsv"))
                      else src.base_name())
@@ -291,4 +316,7 @@ def read_csv(source: str, columns: Iterable[str] | None = None, sep: str | None 
         frame = read_fast(src, sep, wanted, name)
         if frame is not None:
             return frame
-    return frame_from_text(decode(raw if raw is not None else src.read()), source, sep, wanted, name)
+    text = decode(raw if raw is not None else src.read())
+    if "\x00" in text:
+        raise nul_in_field(source, line_of(text, text.index("\x00")))
+    return frame_from_text(text, source, sep, wanted, name)

@@ -18,7 +18,7 @@ import re
 import numpy as np
 
 from mlmcli.arrowframe import arrow_values
-from mlmcli.csvsource import Source
+from mlmcli.csvsource import Source, nul_in_field
 from mlmcli.frame import _INT32_MAX, Factor, Frame, from_distinct, make_names, no_data_rows, select_columns
 from mlmcli.frame_fast import SCAN_CHUNK, _sample, _sample_bytes
 
@@ -94,7 +94,9 @@ def read_arrow(src: Source, sep: str, columns: set[str] | None, name: str) -> Fr
     data = src.read() if src.data is not None or src.compression else None
     # the separator itself (a tab) is no blank inside a field
     needles = tuple(c for c in _AMBIGUOUS if c != sep.encode())
-    quoted, *ambiguous_bytes = _holds_any(src, data, (b'"', *needles), header_end)
+    nul, quoted, *ambiguous_bytes = _holds_any(src, data, (b"\x00", b'"', *needles), header_end)
+    if nul:
+        raise nul_in_field(src.name, src.nul_line() or 1)
     ambiguous = any(ambiguous_bytes)
     try:
         def read(cols: list[int], types: dict[str, str], null_values: list[str]):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlmcli.csvsource import Source
+from mlmcli.csvsource import Source, nul_in_field
 from mlmcli.csvtext import split_text
 from mlmcli.errors import DataError
 from mlmcli.frame import (
@@ -51,6 +51,7 @@ class _Scan:
     blank_ends: bool = False
     blank_line: bool = False
     utf8: bool = True
+    nul: bool = False  # a NUL byte somewhere
 
 
 def _has_blank(data: bytes) -> bool:
@@ -89,6 +90,7 @@ def _scan(src: Source, sep: str, k: int) -> _Scan:
     carry_len = carry_seps = 0  # the line the previous piece ended in
     tail = b""  # its bytes (up to 4 kB), for the blank checks
     for chunk in src.chunks(SCAN_CHUNK):
+        out.nul = out.nul or chunk.find(b"\x00") >= 0
         if out.utf8 and not chunk.isascii():
             try:
                 decoder.decode(chunk)
@@ -236,6 +238,8 @@ def read_fast(src: Source, sep: str, columns: set[str] | None, name: str) -> Fra
     if first is None:
         return None
     scan = _scan(src, sep, len(first[0]))
+    if scan.nul:
+        raise nul_in_field(src.name, src.nul_line() or 1)
     if scan.blank_line or not scan.fields_ok:
         return None
     encoding = "utf-8" if scan.utf8 else "latin-1"

@@ -89,7 +89,8 @@ def _read(path: str, columns: set[str] | None, read: Any, what: str) -> Frame:
 
     try:
         _, meta = read(path, metadataonly=True)
-        chosen = pick(list(meta.column_names), columns)
+        names = list(meta.column_names)
+        chosen = {syntactic: names[j] for syntactic, j in pick(names, columns).items()}
         df, meta = read(path, usecols=list(chosen.values()))
     except (pyreadstat.ReadstatError, OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read '{path}' as a {what} file: {exc}") from None

@@ -29,13 +29,14 @@ def fits_integer(values: np.ndarray) -> bool:
     return present.size == 0 or float(np.max(np.abs(present))) <= _INT32_MAX
 
 
-def pick(names: list[str], wanted: set[str] | None) -> dict[str, str]:
-    """make.names of the file's columns -> the columns themselves, for the columns to convert: those
-    asked for, or all of them when one asked for is not in the file (the caller's error lists them)."""
+def pick(names: list[str], wanted: set[str] | None) -> dict[str, int]:
+    """make.names of the file's columns -> the columns' positions, for the columns to convert: those
+    asked for, or all of them when one asked for is not in the file (the caller's error lists them).
+    Positions, not names: a file may hold one name twice (make.names makes the second "x.1")."""
     syntactic = make_names(names)
     if wanted is not None and wanted <= set(syntactic):
-        return {s: n for s, n in zip(syntactic, names, strict=True) if s in wanted}
-    return dict(zip(syntactic, names, strict=True))
+        return {s: j for j, s in enumerate(syntactic) if s in wanted}
+    return {s: j for j, s in enumerate(syntactic)}
 
 
 def unusable(column: str, what: str) -> DataError:

@@ -73,6 +73,7 @@ def _read(data: str, columns: list[str] | None, sep: str | None = None, sheet: s
     from mlmcli.formats import read_data
 
     frame = read_data(data, columns=columns, sep=sep, sheet=sheet)
+    _warn([f"mlm: note: {w}" for w in dict.fromkeys(frame.warnings)])
     if verbose:
         _warn([f"mlm: {note}" for note in frame.notes])
     return frame
