@@ -40,13 +40,21 @@ def _expand_double_vert(node: Binary, text: str) -> Node:
     spec, _ = model_spec(node.left, text)
     pieces = (["1"] if spec.intercept else []) + ["0+" + label for label in spec.labels]
     if not pieces:
-        raise FormulaError("empty term on the left of '||'", text, node.pos)
+        raise FormulaError(f"the random-effects term ({_line(node)}) has no columns: put 1 or a variable "
+                           "on the left of '||'", text, _start(node))
     group = _line(node.right)
     # lme4 builds the expansion as text and parses it back; so do we
     source = "~(" + ")+(".join(f"{p}|{group}" for p in pieces) + ")"
     expanded = _Parser(source).parse()
     assert isinstance(expanded, Unary)
     return _reposition(expanded.arg, node.pos)
+
+
+def _start(node: Node) -> int:
+    """Where the text of a node begins (a binary operator's node points at the operator)."""
+    while isinstance(node, Binary):
+        node = node.left
+    return node.pos
 
 
 def _reposition(node: Node, pos: int) -> Node:
