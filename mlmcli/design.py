@@ -165,8 +165,10 @@ def _evaluate(node: Node, ctx: _Context) -> Column:
 
 
 def _factor_call(node: fm.Call, ctx: _Context) -> Factor:
-    """factor(x), factor(x, levels = c(...)), as.factor(x) and relevel(f, ref = ...)."""
+    """factor(x), factor(x, levels = c(...)), as.factor(x), relevel(f, ref = ...) and interaction(a, b, ...)."""
     args = match_arguments(node)
+    if node.fn == "interaction":
+        return _interaction_call(args, ctx)
     arg = args["x"]
     inner = _evaluate(arg, ctx)
     if node.fn == "relevel":
@@ -181,6 +183,28 @@ def _factor_call(node: fm.Call, ctx: _Context) -> Factor:
         return _drop_unused(Factor(inner.codes, inner.levels))
     integer = isinstance(arg, fm.Sym) and arg.name in ctx.frame.int_columns
     return _numeric_factor(inner, integer)
+
+
+def _interaction_call(args: dict[str, Node], ctx: _Context) -> Factor:
+    """R's interaction(): each argument made a factor as as.factor() makes it (drop = TRUE dropping
+    its unused levels, which changes nothing here: only combinations in use are levels)."""
+    from mlmcli.interaction import interaction
+
+    factors = []
+    for name, arg in args.items():
+        if not name.startswith(".."):
+            continue
+        col = _evaluate(arg, ctx)
+        if isinstance(col, Factor):
+            # as.factor() of TRUE/FALSE has the values present as levels
+            factors.append(_drop_unused(Factor(col.codes, col.levels)) if col.logical else col)
+        elif col.ndim != 1:
+            raise DataError(f"interaction() of a matrix cannot be used: {ctx.label}")
+        else:
+            factors.append(_numeric_factor(col, isinstance(arg, fm.Sym) and arg.name in ctx.frame.int_columns))
+    sep = literal_values(args["sep"])[0] if "sep" in args else "."  # type: ignore[index]
+    lex_order = bool(constant_value(args["lex.order"])) if "lex.order" in args else False
+    return interaction(factors, str(sep), lex_order)
 
 
 def value_labels(col: Column, integer: bool) -> list[str | None]:

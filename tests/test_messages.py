@@ -6,11 +6,15 @@ one line on standard error (or, for the grouping factors, the numbers against lm
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,3 +58,81 @@ def test_an_empty_term_beside_others_is_refused_too():
     """lme4 fits (0|Subject) + (1|Subject) and then cannot print it: refused at once instead."""
     line = one_error_line(mlm("ranova", SLEEP, "Reaction ~ Days + (1|Subject) + (0|Subject)"))
     assert "the random-effects term (0 | Subject) has no columns" in line
+
+
+# ------------------------------------------------------- grouping factors as expressions
+
+# lme4 evaluates a grouping factor's expression where it finds the variables: with the data attached,
+# lmer(..., data) fits these formulas (the values below are R 4's, lme4 1.1-31, options(digits = 15)).
+GROUPING_REFERENCES = [
+    # attach(ss); m <- lmer(Reaction ~ Days + (1|factor(Subject)), ss)
+    (SLEEP, "Reaction ~ Days + (1|factor(Subject))", {"factor(Subject)": 18}, [1.19788153282896],
+     30.9912338986441, 1786.46508539492, [251.405104848484, 10.467285959596],
+     [" factor(Subject) (Intercept) 1378.2   37.12   "]),
+    # attach(P); m2 <- lmer(strength ~ 1 + (1|interaction(batch, cask)) + (1|batch), P)
+    (PASTES, "strength ~ 1 + (1|interaction(batch, cask)) + (1|batch)", {"interaction(batch, cask)": 30, "batch": 10},
+     [3.52690178773174, 1.56346140209686], 0.823407523446778, 246.990745853487, [60.0533333333354],
+     [" interaction(batch, cask) (Intercept) 8.434    2.9041  ",
+      " batch                    (Intercept) 1.657    1.2874  "]),
+    # m3 <- lmer(strength ~ 1 + (1|factor(batch):cask) + (1|batch), P)
+    (PASTES, "strength ~ 1 + (1|factor(batch):cask) + (1|batch)", {"factor(batch):cask": 30, "batch": 10},
+     [3.52690220896523, 1.56346001183544], 0.823407522595863, 246.990745853486, [60.053333333334],
+     [" factor(batch):cask (Intercept) 8.434    2.9041  ",
+      " batch              (Intercept) 1.657    1.2874  "]),
+]
+
+
+@pytest.mark.parametrize(("data", "formula", "groups", "theta", "sigma", "reml", "beta", "lines"),
+                         GROUPING_REFERENCES, ids=[r[1] for r in GROUPING_REFERENCES])
+def test_grouping_factor_expressions_fit_as_lme4_fits_them(data, formula, groups, theta, sigma, reml, beta, lines):
+    p = mlm("fit", data, formula, "-f", "json")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["groups"] == groups
+    np.testing.assert_allclose(doc["theta"], theta, rtol=1e-5)
+    np.testing.assert_allclose(doc["sigma"], sigma, rtol=1e-6)
+    np.testing.assert_allclose(doc["criterion"], reml, rtol=1e-9)
+    np.testing.assert_allclose([r["estimate"] for r in doc["fixed_effects"]], beta, rtol=1e-9)
+    assert [r["group"] for r in doc["random_effects"]] == [*groups, "Residual"]
+    text = mlm("fit", data, formula)
+    assert text.returncode == 0, text.stderr
+    out = text.stdout.splitlines()
+    start = out.index("Random effects:")
+    assert out[start + 2:start + 2 + len(lines)] == lines
+    groups_line = ", groups:  " + "; ".join(f"{g}, {k}" for g, k in groups.items())
+    assert any(line.endswith(groups_line) for line in out), out
+
+
+def test_interaction_levels_are_rs():
+    """R's interaction() levels: the first factor varies fastest, joined by '.'.
+
+    head(ranef(m2)[[1]], 4) of the second reference fit above:
+    A.a 1.774686285371947, B.a 0.883655895342906, C.a -2.572209328732687, D.a -3.052808698711910
+    """
+    p = mlm("ranef", PASTES, "strength ~ 1 + (1|interaction(batch, cask)) + (1|batch)", "-f", "csv")
+    assert p.returncode == 0, p.stderr
+    rows = list(csv.DictReader(io.StringIO(p.stdout)))[:4]
+    assert [(r["group"], r["level"]) for r in rows] == [("interaction(batch, cask)", lev)
+                                                         for lev in ("A.a", "B.a", "C.a", "D.a")]
+    np.testing.assert_allclose([float(r["value"]) for r in rows],
+                               [1.774686285371947, 0.883655895342906, -2.572209328732687, -3.052808698711910],
+                               rtol=1e-5)
+
+
+def test_predictions_find_levels_of_grouping_expressions(tmp_path):
+    """New data are grouped by the same expression: a known combination gets its random effect,
+    a new one is an error naming the level as the fit labels it."""
+    new = tmp_path / "new.csv"
+    new.write_text('"strength","batch","cask","sample"\n0,"A","a","A:a"\n0,"K","a","x"\n')
+    formula = "strength ~ 1 + (1|interaction(batch, cask)) + (1|batch)"
+    fit = json.loads(mlm("ranef", PASTES, formula, "-f", "json").stdout)
+    p = mlm("predict", PASTES, formula, "--newdata", str(new), "--allow-new-levels", "-f", "csv")
+    assert p.returncode == 0, p.stderr
+    fitted = [float(r[".fitted"]) for r in csv.DictReader(io.StringIO(p.stdout))]
+    doc = json.loads(mlm("fit", PASTES, formula, "-f", "json").stdout)
+    intercept = doc["fixed_effects"][0]["estimate"]
+    effects = {(r["group"], r["level"]): r["value"] for r in fit["ranef"]}
+    np.testing.assert_allclose(fitted, [intercept + effects[("interaction(batch, cask)", "A.a")]
+                                        + effects[("batch", "A")], intercept], rtol=1e-9)
+    line = one_error_line(mlm("predict", PASTES, formula, "--newdata", str(new)))
+    assert line.startswith("mlm: error: new levels detected in newdata: K.a")

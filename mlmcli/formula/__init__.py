@@ -14,7 +14,7 @@ from mlmcli.formula.bars import (
     _expand_double_verts,
     _expand_slash,
     _find_bars,
-    _group_columns,
+    _group_variables,
     _has_bar,
     _inner_tilde,
     _no_bars,
@@ -100,10 +100,10 @@ def parse_formula(text: str) -> Formula:
         if any(_is_offset(v) for v in lhs_vars):
             raise FormulaError("offset() belongs to the fixed part of the formula", text, bar.pos)
         for group in _expand_slash(bar.right, text):
-            columns: list[str] = []
-            _group_columns(group, text, columns)
+            group_vars: list[str] = []
+            _group_variables(group, text, group_vars)
             label = _line(Binary("|", bar.left, group))
-            random.append(RandomTerm(lhs_spec, tuple(columns), _line(group), label))
+            random.append(RandomTerm(lhs_spec, tuple(group_vars), _line(group), label))
     frame_terms = _Terms(text)
     frame_terms.install(lhs)
     frame_terms.extract(_sub_bars(rhs))

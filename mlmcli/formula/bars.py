@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mlmcli.errors import FormulaError
-from mlmcli.formula.deparse import _line
+from mlmcli.formula.deparse import _label, _line
 from mlmcli.formula.syntax import Binary, Bool, Call, Node, Num, Paren, Str, Sym, Unary, _Parser
 from mlmcli.formula.terms import model_spec
 
@@ -182,14 +182,21 @@ def _inner_tilde(node: Node | None) -> Node | None:
     return None
 
 
-def _group_columns(node: Node, text: str, out: list[str]) -> None:
+def _group_variables(node: Node, text: str, out: list[str]) -> None:
+    """The model-frame variables whose interaction is a grouping factor, by label: columns, and
+    calls such as factor(g) or interaction(a, b) (lme4 takes any expression giving a factor)."""
     if isinstance(node, Sym):
         if node.name not in out:
             out.append(node.name)
     elif isinstance(node, Paren):
-        _group_columns(node.inner, text, out)
+        _group_variables(node.inner, text, out)
     elif isinstance(node, Binary) and node.op == ":":
-        _group_columns(node.left, text, out)
-        _group_columns(node.right, text, out)
+        _group_variables(node.left, text, out)
+        _group_variables(node.right, text, out)
+    elif isinstance(node, Call):
+        label = _label(node)
+        if label not in out:
+            out.append(label)
     else:
-        raise FormulaError("a grouping factor must be column names joined by ':' or '/'", text, node.pos)
+        raise FormulaError("a grouping factor must be columns or factor(), interaction() ... of columns, "
+                           "joined by ':' or '/'", text, node.pos)
