@@ -136,3 +136,44 @@ def test_predictions_find_levels_of_grouping_expressions(tmp_path):
                                         + effects[("batch", "A")], intercept], rtol=1e-9)
     line = one_error_line(mlm("predict", PASTES, formula, "--newdata", str(new)))
     assert line.startswith("mlm: error: new levels detected in newdata: K.a")
+
+
+# ------------------------------------------------------- columns missing in every row
+
+
+def _sleep_with(tmp_path: Path, response_missing: bool) -> str:
+    """sleepstudy with an empty column x (and the response emptied too when asked)."""
+    lines = Path(SLEEP).read_text().splitlines()
+    out = ['"Reaction","Days","Subject","x"']
+    for line in lines[1:]:
+        reaction, days, subject = line.split(",")
+        out.append(f"{'NA' if response_missing else reaction},{days},{subject},NA")
+    path = tmp_path / "empty.csv"
+    path.write_text("\n".join(out) + "\n")
+    return str(path)
+
+
+@pytest.mark.parametrize(("formula", "message"), [
+    ("Reaction ~ Days + (1|Subject)", "the response column 'Reaction' is missing in every row"),
+    ("log(Reaction) ~ Days + (1|Subject)",
+     "the response 'log(Reaction)' is missing in every row, as its column 'Reaction' is"),
+])
+def test_an_empty_response_column_is_named_as_missing(tmp_path, formula, message):
+    """A column of NA alone reads as logical (as in R); the error says it is empty, not TRUE/FALSE."""
+    data = _sleep_with(tmp_path, response_missing=True)
+    for command in ("fit", "anova"):
+        assert one_error_line(mlm(command, data, formula)) == f"mlm: error: {message}"
+
+
+@pytest.mark.parametrize(("formula", "options", "message"), [
+    ("Reaction ~ Days + x + (1|Subject)", (), "column 'x' is missing in every row; no rows are left"),
+    ("Reaction ~ Days + (1|x)", (), "column 'x' is missing in every row; no rows are left"),
+    ("Reaction ~ Days + log(x) + (1|Subject)", (),
+     "'log(x)' is missing in every row, as its column 'x' is; no rows are left"),
+    ("Reaction ~ log(-Days - 1) + (1|Subject)", (),
+     "'log(-Days - 1)' is missing (NA or NaN) in every row; no rows are left"),
+    ("Reaction ~ Days + (1|Subject)", ("--weights", "x"), "--weights x: the column is missing in every row"),
+])
+def test_an_empty_predictor_column_is_named(tmp_path, formula, options, message):
+    data = _sleep_with(tmp_path, response_missing=False)
+    assert one_error_line(mlm("fit", data, formula, *options)) == f"mlm: error: {message}"
