@@ -177,3 +177,27 @@ def test_an_empty_response_column_is_named_as_missing(tmp_path, formula, message
 def test_an_empty_predictor_column_is_named(tmp_path, formula, options, message):
     data = _sleep_with(tmp_path, response_missing=False)
     assert one_error_line(mlm("fit", data, formula, *options)) == f"mlm: error: {message}"
+
+
+# ------------------------------------------------------- --where too deep
+
+
+@pytest.mark.parametrize("where", [
+    "(" * 5000 + "Days > 1" + ")" * 5000,
+    "not " * 5000 + "Days > 1",
+    " and ".join(["Days > 1"] * 5000),
+])
+def test_a_where_nested_too_deeply_names_where(tmp_path, where):
+    out = tmp_path / "p.png"
+    p = mlm("plot", SLEEP, "Reaction ~ Days + (1|Subject)", "--kind", "caterpillar", "-o", str(out), "--where", where)
+    assert one_error_line(p) == ("mlm: error: --where: the expression is nested too deeply or has too many terms "
+                                 f"to process ({len(where)} characters)")
+    assert not out.exists()
+
+
+def test_a_where_nested_within_reason_is_read(tmp_path):
+    out = tmp_path / "p.png"
+    where = "(" * 200 + "Days > 1" + ")" * 200 + " and " + " and ".join(["Subject != 308"] * 100)
+    p = mlm("plot", SLEEP, "Reaction ~ Days + (1|Subject)", "--kind", "caterpillar", "-o", str(out), "--where", where)
+    assert p.returncode == 0, p.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
