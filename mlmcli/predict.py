@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from mlmcli.model import FittedModel
 
 
+NEW_LEVELS_HINT = " (give --allow-new-levels to predict {what} without their random effects)"
+
+
 @dataclass
 class Prediction:
     values: np.ndarray  # one per new row; NaN where a variable the prediction needs is missing
@@ -131,10 +134,12 @@ def _random_part(model: FittedModel, train: Frame, new: Frame, values: dict[str,
         if not allow_new_levels:
             if any(lab is None for lab in labels):
                 raise DataError("NAs are not allowed in prediction data for grouping variables unless "
-                                "allow.new.levels is TRUE")
+                                f"allow.new.levels is TRUE{NEW_LEVELS_HINT.format(what='those rows')}")
             unseen = list(dict.fromkeys(lab for lab, c in zip(labels, codes, strict=True) if c < 0))
             if unseen:
-                raise DataError(f"new levels detected in newdata: {', '.join(str(u) for u in unseen)}")
+                # lme4's words, then the option that allows them
+                raise DataError(f"new levels detected in newdata: {', '.join(str(u) for u in unseen)}"
+                                + NEW_LEVELS_HINT.format(what="them"))
         Z, _ = model_matrix(rt.lhs, values, n)
         known = codes >= 0
         contribution = np.zeros(n)

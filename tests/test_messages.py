@@ -135,7 +135,8 @@ def test_predictions_find_levels_of_grouping_expressions(tmp_path):
     np.testing.assert_allclose(fitted, [intercept + effects[("interaction(batch, cask)", "A.a")]
                                         + effects[("batch", "A")], intercept], rtol=1e-9)
     line = one_error_line(mlm("predict", PASTES, formula, "--newdata", str(new)))
-    assert line.startswith("mlm: error: new levels detected in newdata: K.a")
+    assert line == ("mlm: error: new levels detected in newdata: K.a (give --allow-new-levels to predict them "
+                    "without their random effects)")
 
 
 # ------------------------------------------------------- columns missing in every row
@@ -201,3 +202,18 @@ def test_a_where_nested_within_reason_is_read(tmp_path):
     p = mlm("plot", SLEEP, "Reaction ~ Days + (1|Subject)", "--kind", "caterpillar", "-o", str(out), "--where", where)
     assert p.returncode == 0, p.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ------------------------------------------------------- predictions for groups the fit never saw
+
+
+def test_a_missing_group_in_new_data_names_the_option(tmp_path):
+    new = tmp_path / "new.csv"
+    new.write_text("Days,Subject\n1,\n")
+    line = one_error_line(mlm("predict", SLEEP, "Reaction ~ Days + (Days|Subject)", "--newdata", str(new)))
+    assert line == ("mlm: error: NAs are not allowed in prediction data for grouping variables unless "
+                    "allow.new.levels is TRUE (give --allow-new-levels to predict those rows without their random "
+                    "effects)")
+    p = mlm("predict", SLEEP, "Reaction ~ Days + (Days|Subject)", "--newdata", str(new), "--allow-new-levels")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[0] == "Days,Subject,.fitted"
