@@ -217,3 +217,33 @@ def test_a_missing_group_in_new_data_names_the_option(tmp_path):
     p = mlm("predict", SLEEP, "Reaction ~ Days + (Days|Subject)", "--newdata", str(new), "--allow-new-levels")
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines()[0] == "Days,Subject,.fitted"
+
+
+# ------------------------------------------------------- DATA and FORMULA swapped
+
+SS = "Reaction ~ Days + (1|Subject)"
+
+
+@pytest.mark.parametrize(("command", "formulas"), [
+    ("fit", [SS]), ("tau", [SS]), ("ranef", [SS]), ("predict", [SS]), ("augment", [SS]), ("confint", [SS]),
+    ("anova", [SS]), ("ranova", [SS]), ("plot", [SS]), ("table", [SS]), ("compare", [SS, "Reaction ~ (1|Subject)"]),
+])
+def test_swapped_data_and_formula_are_named_with_the_usage(command, formulas):
+    line = one_error_line(mlm(command, formulas[0], SLEEP, *formulas[1:]))
+    usage = "DATA FORMULA..." if command in ("table", "compare") else "DATA FORMULA"
+    assert line == f"mlm: error: DATA and FORMULA look swapped: usage: mlm {command} [OPTIONS] {usage}"
+
+
+@pytest.mark.parametrize("args", [
+    ["-f", "json", SS, "no-such-file.parquet"],     # by the suffix, even when the file is not there
+    [SS, "-f", "json", "tests/fixtures/lme4/data/PASTES.CSV"],
+])
+def test_swapped_arguments_are_found_among_options(args):
+    line = one_error_line(mlm("fit", *args))
+    assert line == "mlm: error: DATA and FORMULA look swapped: usage: mlm fit [OPTIONS] DATA FORMULA"
+
+
+def test_a_formula_in_place_of_data_alone_is_not_called_swapped():
+    """Two formulas are not a swap: the first is reported as a file that is not there."""
+    line = one_error_line(mlm("fit", "Reaction ~ Days", SS))
+    assert "swapped" not in line
