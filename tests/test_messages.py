@@ -103,6 +103,11 @@ def test_grouping_factor_expressions_fit_as_lme4_fits_them(data, formula, groups
     assert any(line.endswith(groups_line) for line in out), out
 
 
+def test_a_grouping_expression_of_several_columns_is_refused():
+    line = one_error_line(mlm("fit", SLEEP, "Reaction ~ Days + (1|poly(Days, 2))"))
+    assert line == "mlm: error: the grouping factor poly(Days, 2) has several columns; it must be one"
+
+
 def test_interaction_levels_are_rs():
     """R's interaction() levels: the first factor varies fastest, joined by '.'.
 
