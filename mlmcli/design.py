@@ -165,8 +165,10 @@ def _evaluate(node: Node, ctx: _Context) -> Column:
 
 
 def _factor_call(node: fm.Call, ctx: _Context) -> Factor:
-    """factor(x), factor(x, levels = c(...)), as.factor(x) and relevel(f, ref = ...)."""
+    """factor(x), factor(x, levels = c(...)), as.factor(x), relevel(f, ref = ...) and interaction(a, b, ...)."""
     args = match_arguments(node)
+    if node.fn == "interaction":
+        return _interaction_call(args, ctx)
     arg = args["x"]
     inner = _evaluate(arg, ctx)
     if node.fn == "relevel":
@@ -181,6 +183,28 @@ def _factor_call(node: fm.Call, ctx: _Context) -> Factor:
         return _drop_unused(Factor(inner.codes, inner.levels))
     integer = isinstance(arg, fm.Sym) and arg.name in ctx.frame.int_columns
     return _numeric_factor(inner, integer)
+
+
+def _interaction_call(args: dict[str, Node], ctx: _Context) -> Factor:
+    """R's interaction(): each argument made a factor as as.factor() makes it (drop = TRUE dropping
+    its unused levels, which changes nothing here: only combinations in use are levels)."""
+    from mlmcli.interaction import interaction
+
+    factors = []
+    for name, arg in args.items():
+        if not name.startswith(".."):
+            continue
+        col = _evaluate(arg, ctx)
+        if isinstance(col, Factor):
+            # as.factor() of TRUE/FALSE has the values present as levels
+            factors.append(_drop_unused(Factor(col.codes, col.levels)) if col.logical else col)
+        elif col.ndim != 1:
+            raise DataError(f"interaction() of a matrix cannot be used: {ctx.label}")
+        else:
+            factors.append(_numeric_factor(col, isinstance(arg, fm.Sym) and arg.name in ctx.frame.int_columns))
+    sep = literal_values(args["sep"])[0] if "sep" in args else "."  # type: ignore[index]
+    lex_order = bool(constant_value(args["lex.order"])) if "lex.order" in args else False
+    return interaction(factors, str(sep), lex_order)
 
 
 def value_labels(col: Column, integer: bool) -> list[str | None]:
@@ -669,6 +693,7 @@ def build_design(frame: Frame, formula: Formula, args: ModelArguments | None = N
     full = {v.label: evaluate(v, frame) for v in formula.variables}
     response = formula.response.label
     y_full = full[response]
+    _check_not_empty(formula.response, y_full, frame, response=True)
     if isinstance(y_full, Factor):
         kind = ("TRUE/FALSE values" if y_full.logical else
                 "value labels, so it is a factor as haven::as_factor makes it" if y_full.labelled else "text")
@@ -686,6 +711,11 @@ def build_design(frame: Frame, formula: Formula, args: ModelArguments | None = N
     rows = np.flatnonzero(complete)
     n = len(rows)
     if n == 0:
+        for v in formula.variables:
+            _check_not_empty(v, full[v.label], frame)
+        for option, name in (("--weights", args.weights), ("--offset", args.offset)):
+            if name is not None and _missing(extra[name]).all():
+                raise DataError(f"{option} {name}: the column is missing in every row; no rows are left")
         raise DataError("no rows left after removing rows with missing values in the model's columns")
     for v in formula.variables:
         if _uses_group_means(v.expr):
@@ -754,6 +784,9 @@ def model_frame(frame: Frame, formula: Formula,
     full = {v.label: evaluate(v, frame, scales=scales) for v in formula.variables}
     response = formula.response.label
     y_full = full[response]
+    if isinstance(y_full, Factor) and y_full.logical:
+        # a column of NA alone reads as logical: say so rather than call it TRUE/FALSE values
+        _check_not_empty(formula.response, y_full, frame, response=True)
     if isinstance(y_full, Factor):
         kind = "TRUE/FALSE values" if y_full.logical else "text"
         raise DataError(f"the response '{response}' is not numeric: its column holds {kind}")
@@ -777,6 +810,8 @@ def _argument_columns(frame: Frame, args: ModelArguments) -> dict[str, np.ndarra
         if name not in frame.columns:
             raise _unknown_column(name, frame, option)
         col = frame.columns[name]
+        if isinstance(col, Factor) and frame.n_rows and _missing(col).all():
+            raise DataError(f"{option} {name}: the column is missing in every row")
         if isinstance(col, Factor):
             raise DataError(f"{option} {name}: the column must be numeric")
         out[name] = np.asarray(col, dtype=float)
@@ -824,6 +859,20 @@ def _uses_group_means(node: Node | None) -> bool:
     if isinstance(node, fm.Binary):
         return _uses_group_means(node.left) or _uses_group_means(node.right)
     return False
+
+
+def _check_not_empty(var: Var, col: Column, frame: Frame, response: bool = False) -> None:
+    """A variable missing in every row is named, and so is the column that makes it so."""
+    if frame.n_rows == 0 or not _missing(col).all():
+        return
+    empty = [c for c in var.columns() if c in frame.columns and _missing(frame.columns[c]).all()]
+    what = "the response " if response else ""
+    then = "" if response else "; no rows are left"
+    if empty == [var.label]:
+        raise DataError(f"{what}column '{var.label}' is missing in every row{then}")
+    if empty:
+        raise DataError(f"{what}'{var.label}' is missing in every row, as its column '{empty[0]}' is{then}")
+    raise DataError(f"{what}'{var.label}' is missing (NA or NaN) in every row{then}")
 
 
 def _missing(col: Column) -> np.ndarray:
@@ -874,6 +923,9 @@ def _random_terms(formula: Formula, frame: Frame, values: dict[str, Column], n: 
     """lme4's mkReTrms: one term per bar, sorted by decreasing number of levels."""
     terms: list[ReTerm] = []
     for rt in formula.random:
+        for g in rt.group_vars:
+            if not isinstance(values[g], Factor) and values[g].ndim != 1:
+                raise DataError(f"the grouping factor {g} has several columns; it must be one")
         factors = [_as_factor(values[g], g in frame.int_columns) for g in rt.group_vars]
         group = _interaction(factors)
         X, cnames = model_matrix(rt.lhs, values, n)

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from mlmcli.model import FittedModel
 
 
+NEW_LEVELS_HINT = " (give --allow-new-levels to predict {what} without their random effects)"
+
+
 @dataclass
 class Prediction:
     values: np.ndarray  # one per new row; NaN where a variable the prediction needs is missing
@@ -45,7 +48,7 @@ def predict_new(model: FittedModel, train: Frame, new: Frame, random: bool = Tru
     fixed_vars = _unique([v for t in formula.fixed.terms for v in t.vars] + list(formula.offsets))
     random_terms = list(formula.random) if random else []
     needed = fixed_vars + _unique([v for rt in random_terms for t in rt.lhs.terms for v in t.vars])
-    _check_columns(needed, random_terms, new)
+    _check_columns(needed, random_terms, new, formula.variables)
     values = {v.label: _recode(v, evaluate(v, new, reference=train), design.levels) for v in needed}
     n = new.n_rows
     missing = np.zeros(n, dtype=bool)
@@ -61,7 +64,7 @@ def predict_new(model: FittedModel, train: Frame, new: Frame, random: bool = Tru
         fixed = fixed + offset
     out = fixed.copy()
     if random_terms:
-        out = out + _random_part(model, new, values, allow_new_levels)
+        out = out + _random_part(model, train, new, values, allow_new_levels)
     out[missing] = np.nan
     fixed[missing] = np.nan
     return Prediction(values=out, fixed=fixed)
@@ -74,8 +77,13 @@ def _unique(vs: list[Var]) -> list[Var]:
     return list(seen.values())
 
 
-def _check_columns(needed: list[Var], random_terms: list[RandomTerm], new: Frame) -> None:
-    columns = [c for v in needed for c in v.columns()] + [g for rt in random_terms for g in rt.group_vars]
+def _check_columns(needed: list[Var], random_terms: list[RandomTerm], new: Frame,
+                   formula_variables: tuple[Var, ...]) -> None:
+    variables = {v.label: v for v in formula_variables}
+    # a grouping variable is a column, or a call such as factor(g) of columns
+    groups = [c for rt in random_terms for g in rt.group_vars
+              for c in (variables[g].columns() if g in variables else [g])]
+    columns = [c for v in needed for c in v.columns()] + groups
     absent = [c for c in dict.fromkeys(columns) if c not in new.columns]
     if absent:
         names = ", ".join(f"'{c}'" for c in absent)
@@ -110,7 +118,8 @@ def _recode(var: Var, col: Column, levels: dict[str, list[str]]) -> Column:
     return Factor(codes, list(train), col.logical)
 
 
-def _random_part(model: FittedModel, new: Frame, values: dict[str, Column], allow_new_levels: bool) -> np.ndarray:
+def _random_part(model: FittedModel, train: Frame, new: Frame, values: dict[str, Column],
+                 allow_new_levels: bool) -> np.ndarray:
     """Sum over random terms of z' b for each new row; unseen or missing levels add nothing."""
     n = new.n_rows
     total = np.zeros(n)
@@ -119,16 +128,18 @@ def _random_part(model: FittedModel, new: Frame, values: dict[str, Column], allo
     for term, b in zip(model.design.terms, modes, strict=True):
         rt = next(r for r in remaining if r.label == term.label)  # design terms are sorted by levels
         remaining.remove(rt)
-        labels = _group_labels(rt.group_vars, new)
+        labels = _group_labels(rt.group_vars, new, train, model.formula.variables)
         index = {lev: i for i, lev in enumerate(term.levels)}
         codes = np.array([-1 if lab is None else index.get(lab, -1) for lab in labels], dtype=np.int64)
         if not allow_new_levels:
             if any(lab is None for lab in labels):
                 raise DataError("NAs are not allowed in prediction data for grouping variables unless "
-                                "allow.new.levels is TRUE")
+                                f"allow.new.levels is TRUE{NEW_LEVELS_HINT.format(what='those rows')}")
             unseen = list(dict.fromkeys(lab for lab, c in zip(labels, codes, strict=True) if c < 0))
             if unseen:
-                raise DataError(f"new levels detected in newdata: {', '.join(str(u) for u in unseen)}")
+                # lme4's words, then the option that allows them
+                raise DataError(f"new levels detected in newdata: {', '.join(str(u) for u in unseen)}"
+                                + NEW_LEVELS_HINT.format(what="them"))
         Z, _ = model_matrix(rt.lhs, values, n)
         known = codes >= 0
         contribution = np.zeros(n)
@@ -137,9 +148,13 @@ def _random_part(model: FittedModel, new: Frame, values: dict[str, Column], allo
     return total
 
 
-def _group_labels(group_vars: tuple[str, ...], new: Frame) -> list[str | None]:
-    """Each new row's grouping level as the fit labels it ("308", "a:b"); None if any part is missing."""
-    parts = [value_labels(new.columns[g], g in new.int_columns) for g in group_vars]
+def _group_labels(group_vars: tuple[str, ...], new: Frame, train: Frame,
+                  formula_variables: tuple[Var, ...]) -> list[str | None]:
+    """Each new row's grouping level as the fit labels it ("308", "a:b", "A.a" for interaction(a, b));
+    None if any part is missing."""
+    variables = {v.label: v for v in formula_variables}
+    parts = [value_labels(new.columns[g] if g in new.columns else evaluate(variables[g], new, reference=train),
+                          g in new.int_columns) for g in group_vars]
     out: list[str | None] = []
     for row in zip(*parts, strict=True):
         out.append(None if any(p is None for p in row) else ":".join(row))  # type: ignore[arg-type]

@@ -191,9 +191,31 @@ class _Parser:
             return values
 
 
+# deeper trees are refused: walking them (columns_used, the evaluation) recurses once per level
+_MAX_DEPTH = 250
+
+
 def parse_where(text: str) -> tuple:
     """The expression as a small tree; DataError with the position when it does not parse."""
-    return _Parser(text).parse()
+    try:
+        node = _Parser(text).parse()
+    except RecursionError:
+        node = None
+    if node is None or _depth(node) > _MAX_DEPTH:
+        raise DataError(f"--where: the expression is nested too deeply or has too many terms to process "
+                        f"({len(text)} characters)")
+    return node
+
+
+def _depth(node: tuple) -> int:
+    deepest = 0
+    stack = [(node, 1)]
+    while stack:
+        n, d = stack.pop()
+        deepest = max(deepest, d)
+        stack.extend((child, d + 1) for child in n[1:] if isinstance(child, tuple) and child
+                     and isinstance(child[0], str))
+    return deepest
 
 
 def columns_used(node: tuple) -> list[str]:

@@ -225,8 +225,11 @@ def test_text_response_and_missing_rows():
     with pytest.raises(DataError, match="cannot be computed"):
         build_design(frame, parse_formula("y ~ I(f * 2) + (1 | a)"))
     frame2 = Frame("d", {"y": np.array([np.nan, np.nan]), "g": Factor(np.array([0, 1]), ["a", "b"])}, 2)
-    with pytest.raises(DataError, match="no rows left after removing rows with missing values"):
+    with pytest.raises(DataError, match="the response column 'y' is missing in every row"):
         build_design(frame2, parse_formula("y ~ 1 + (1 | g)"))
+    frame3 = Frame("d", {"y": np.array([1.0, np.nan]), "g": Factor(np.array([-1, 1]), ["a", "b"])}, 2)
+    with pytest.raises(DataError, match="no rows left after removing rows with missing values"):
+        build_design(frame3, parse_formula("y ~ 1 + (1 | g)"))
 
 
 # ---------------------------------------------------------------- pieces

@@ -99,6 +99,33 @@ def test_random_terms_after_expansion():
     assert f.deparse() == ["y ~ x + ((1 | g) + (0 + x | g)) + (1 | a/b)"]
 
 
+def test_grouping_factors_may_be_calls():
+    """lme4 takes any expression giving a factor: the grouping variables are the model frame's."""
+    f = parse_formula("y ~ x + (1 | factor(a):b) + (x || interaction(a, b, sep = \"_\")) + (1 | c/factor(d))")
+    assert [(r.group, r.group_vars) for r in f.random] == [
+        ("factor(a):b", ("factor(a)", "b")),
+        ('interaction(a, b, sep = "_")', ('interaction(a, b, sep = "_")',)),
+        ('interaction(a, b, sep = "_")', ('interaction(a, b, sep = "_")',)),
+        ("factor(d):c", ("factor(d)", "c")),
+        ("c", ("c",)),
+    ]
+    assert [v.label for v in f.variables] == ["y", "x", "factor(a)", "b", 'interaction(a, b, sep = "_")', "c",
+                                              "factor(d)"]
+    assert f.columns() == ["y", "x", "a", "b", "c", "d"]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("y ~ (1 | interaction())", "interaction() needs an argument"),
+    ("y ~ (1 | interaction(sep = \".\"))", "interaction() needs an argument"),
+    ("y ~ (1 | interaction(a, b, sepp = \"_\"))", "interaction() has no argument 'sepp'"),
+    ("y ~ (1 | interaction(a, b, sep = 1))", 'interaction(): sep must be a string, as "."'),
+    ("y ~ (1 | interaction(a, b, drop = d))", "interaction(): drop must be TRUE, FALSE or a number"),
+])
+def test_interaction_arguments_are_checked(text, message):
+    with pytest.raises(FormulaError, match=re.escape(message)):
+        parse_formula(text)
+
+
 def test_intercept_implied_on_random_lhs():
     f = parse_formula("y ~ 1 + (x | g) + (0 + x | h) + (x - 1 | k)")
     assert [r.lhs.intercept for r in f.random] == [True, False, False]
@@ -145,7 +172,7 @@ def test_deparse_breaks_long_formulas_like_r():
         ("y ~ (a+b)^1 + (1|g)", "invalid power", 10),
         ("y ~ x ~ z + (1|g)", "more than one '~'", 6),
         ("y ~ x * (1|g)", "must be added", 10),
-        ("y ~ x + (1|log(g))", "grouping factor", 11),
+        ("y ~ x + (1|g + h)", "grouping factor", 13),
         ("y ~ x + (1|g) + #", "unexpected character '#'", 16),
         ("y ~ I(x | z) + (1|g)", "cannot be inside", 4),
         ("y ~ I(a:b) + (1|g)", "cannot be used inside I()", 7),

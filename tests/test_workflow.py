@@ -143,7 +143,9 @@ def test_predictions_match_lme4(case):
     fixed_only = predict_new(model, frame, new, random=False)  # no level checks without random effects
     np.testing.assert_allclose(fixed_only.values, case["none"], rtol=1e-7)
     if case.get("error"):
-        with pytest.raises(DataError, match="^" + re.escape(case["error"]) + "$"):
+        # lme4's words first, then the option that allows new levels
+        hint = " (give --allow-new-levels to predict them without their random effects)"
+        with pytest.raises(DataError, match="^" + re.escape(case["error"] + hint) + "$"):
             predict_new(model, frame, new, random=True)
 
 
@@ -249,7 +251,9 @@ def test_predict_without_new_data_gives_the_fitted_values():
 def test_predict_new_level_is_an_error_naming_the_level():
     p = mlm("predict", SLEEP, SS, "--newdata", SLEEP_NEW)
     assert p.returncode == 2 and p.stdout == ""
-    assert p.stderr.strip().splitlines()[-1] == "mlm: error: new levels detected in newdata: 999"
+    assert p.stderr.strip().splitlines() == [
+        "mlm: error: new levels detected in newdata: 999 (give --allow-new-levels to predict them without their "
+        "random effects)"]
 
 
 def test_predict_new_data_without_a_needed_column(tmp_path):

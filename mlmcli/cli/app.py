@@ -107,8 +107,29 @@ FORMULA_HELP = ('lme4 model formula in quotes, e.g. "math ~ ses + (ses|schcode)"
 
 DataArg = Annotated[str, typer.Argument(help=DATA_HELP, metavar="DATA")]
 
+# names that are data files, whatever their case: the readers' suffixes and CSV's
+_DATA_SUFFIXES = (".csv", ".tsv", ".txt", ".dat", ".gz", ".bz2", ".xz", ".zst", ".parquet", ".pq", ".feather",
+                  ".arrow", ".sav", ".zsav", ".dta", ".xlsx", ".xlsm", ".xls", ".por", ".rds", ".rdata",
+                  ".sas7bdat")
 
-FormulaArg = Annotated[str, typer.Argument(help=FORMULA_HELP, metavar="FORMULA")]
+
+def check_argument_order(ctx: typer.Context, value: str | list[str] | None) -> str | list[str] | None:
+    """FORMULA's callback: `mlm fit "y ~ x + (1|g)" data.csv` would otherwise report the file name as a
+    formula without '~'. DATA is processed first (it comes first), so its value is known here."""
+    import os
+
+    from mlmcli.errors import MlmError
+
+    data = ctx.params.get("data")
+    formulas = [value] if isinstance(value, str) else list(value or [])
+    if isinstance(data, str) and "~" in data and any(
+            "~" not in f and (f.lower().endswith(_DATA_SUFFIXES) or os.path.isfile(f)) for f in formulas):
+        usage = " ".join(ctx.command.collect_usage_pieces(ctx))
+        raise MlmError(f"DATA and FORMULA look swapped: usage: {ctx.command_path} {usage}")
+    return value
+
+
+FormulaArg = Annotated[str, typer.Argument(help=FORMULA_HELP, metavar="FORMULA", callback=check_argument_order)]
 
 
 MlOpt = Annotated[bool, typer.Option("--ml", help="Fit by maximum likelihood instead of REML.")]

@@ -32,6 +32,7 @@ from mlmcli.cli.app import (
     VerboseOpt,
     WeightsOpt,
     app,
+    check_argument_order,
 )
 from mlmcli.cli.common import (
     _begin,
@@ -236,7 +237,8 @@ def ranef(
 @app.command()
 def compare(
     data: DataArg,
-    formulas: Annotated[list[str], typer.Argument(help="Two or more model formulas.", metavar="FORMULA...")],
+    formulas: Annotated[list[str], typer.Argument(help="Two or more model formulas.", metavar="FORMULA...",
+                                                  callback=check_argument_order)],
     ml: MlOpt = False,
     sep: SepOpt = None,
     sheet: SheetOpt = None,

@@ -21,6 +21,7 @@ from mlmcli.cli.app import (
     StrictOpt,
     VerboseOpt,
     app,
+    check_argument_order,
 )
 from mlmcli.cli.common import (
     _check_finite,
@@ -72,7 +73,7 @@ def model_names(names: str | None, n: int) -> list[str]:
 def table(
     data: DataArg,
     formulas: Annotated[list[str], typer.Argument(help="One or more model formulas, one column each.",
-                                                  metavar="FORMULA...")],
+                                                  metavar="FORMULA...", callback=check_argument_order)],
     names: Annotated[str | None, typer.Option("--names", help="Comma-separated column names (default: Model 1, "
                                                               "Model 2, ...).")] = None,
     ci: Annotated[bool, typer.Option("--ci", help="Wald confidence intervals in brackets instead of standard "

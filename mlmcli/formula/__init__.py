@@ -14,10 +14,11 @@ from mlmcli.formula.bars import (
     _expand_double_verts,
     _expand_slash,
     _find_bars,
-    _group_columns,
+    _group_variables,
     _has_bar,
     _inner_tilde,
     _no_bars,
+    _start,
     _sub_bars,
 )
 from mlmcli.formula.deparse import _line, deparse_node
@@ -91,13 +92,18 @@ def parse_formula(text: str) -> Formula:
     random: list[RandomTerm] = []
     for bar in bars:
         lhs_spec, lhs_vars = model_spec(bar.left, text)
+        if not lhs_spec.intercept and not lhs_spec.terms:
+            # lme4 gets as far as a model with no covariance parameters and stops at
+            # "length(theta) > 0L is not TRUE" (or, beside other terms, fits and then cannot print)
+            raise FormulaError(f"the random-effects term ({_line(bar)}) has no columns: put 1 or a variable "
+                               "on the left of '|'", text, _start(bar))
         if any(_is_offset(v) for v in lhs_vars):
             raise FormulaError("offset() belongs to the fixed part of the formula", text, bar.pos)
         for group in _expand_slash(bar.right, text):
-            columns: list[str] = []
-            _group_columns(group, text, columns)
+            group_vars: list[str] = []
+            _group_variables(group, text, group_vars)
             label = _line(Binary("|", bar.left, group))
-            random.append(RandomTerm(lhs_spec, tuple(columns), _line(group), label))
+            random.append(RandomTerm(lhs_spec, tuple(group_vars), _line(group), label))
     frame_terms = _Terms(text)
     frame_terms.install(lhs)
     frame_terms.extract(_sub_bars(rhs))

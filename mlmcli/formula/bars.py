@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mlmcli.errors import FormulaError
-from mlmcli.formula.deparse import _line
+from mlmcli.formula.deparse import _label, _line
 from mlmcli.formula.syntax import Binary, Bool, Call, Node, Num, Paren, Str, Sym, Unary, _Parser
 from mlmcli.formula.terms import model_spec
 
@@ -40,13 +40,21 @@ def _expand_double_vert(node: Binary, text: str) -> Node:
     spec, _ = model_spec(node.left, text)
     pieces = (["1"] if spec.intercept else []) + ["0+" + label for label in spec.labels]
     if not pieces:
-        raise FormulaError("empty term on the left of '||'", text, node.pos)
+        raise FormulaError(f"the random-effects term ({_line(node)}) has no columns: put 1 or a variable "
+                           "on the left of '||'", text, _start(node))
     group = _line(node.right)
     # lme4 builds the expansion as text and parses it back; so do we
     source = "~(" + ")+(".join(f"{p}|{group}" for p in pieces) + ")"
     expanded = _Parser(source).parse()
     assert isinstance(expanded, Unary)
     return _reposition(expanded.arg, node.pos)
+
+
+def _start(node: Node) -> int:
+    """Where the text of a node begins (a binary operator's node points at the operator)."""
+    while isinstance(node, Binary):
+        node = node.left
+    return node.pos
 
 
 def _reposition(node: Node, pos: int) -> Node:
@@ -174,14 +182,21 @@ def _inner_tilde(node: Node | None) -> Node | None:
     return None
 
 
-def _group_columns(node: Node, text: str, out: list[str]) -> None:
+def _group_variables(node: Node, text: str, out: list[str]) -> None:
+    """The model-frame variables whose interaction is a grouping factor, by label: columns, and
+    calls such as factor(g) or interaction(a, b) (lme4 takes any expression giving a factor)."""
     if isinstance(node, Sym):
         if node.name not in out:
             out.append(node.name)
     elif isinstance(node, Paren):
-        _group_columns(node.inner, text, out)
+        _group_variables(node.inner, text, out)
     elif isinstance(node, Binary) and node.op == ":":
-        _group_columns(node.left, text, out)
-        _group_columns(node.right, text, out)
+        _group_variables(node.left, text, out)
+        _group_variables(node.right, text, out)
+    elif isinstance(node, Call):
+        label = _label(node)
+        if label not in out:
+            out.append(label)
     else:
-        raise FormulaError("a grouping factor must be column names joined by ':' or '/'", text, node.pos)
+        raise FormulaError("a grouping factor must be columns or factor(), interaction() ... of columns, "
+                           "joined by ':' or '/'", text, node.pos)

@@ -78,6 +78,8 @@ class ModelSpec:
 @dataclass(frozen=True)
 class RandomTerm:
     lhs: ModelSpec
+    # the labels of the model-frame variables whose interaction is the grouping factor: "schcode",
+    # ("a", "b") for a:b, "factor(g)", "interaction(a, b)"
     group_vars: tuple[str, ...]
     group: str
     label: str = ""  # lme4's name of the term, deparse of the bar: "1 + ses | schcode"
@@ -120,22 +122,41 @@ FUNCTIONS: dict[str, tuple[str, ...]] = {
     "relevel": ("x", "ref"), "poly": ("x", "degree", "raw"), "offset": ("x",),
     # centring within clusters: x minus its cluster mean, and the cluster mean (over the rows used)
     "cwc": ("x", "g"), "cmean": ("x", "g"),
+    # the factors' combinations; its positional arguments are R's `...`, matched as ..1, ..2, ...
+    "interaction": ("...", "drop", "sep", "lex.order"),
 }
-FACTOR_FUNCTIONS = {"factor", "as.factor", "relevel"}
+FACTOR_FUNCTIONS = {"factor", "as.factor", "relevel", "interaction"}
 GROUP_MEAN_FUNCTIONS = {"cwc", "cmean"}
 # options that must be constants: TRUE/FALSE (T/F) or numbers
-_CONSTANT_OPTIONS = {"center", "scale", "degree", "raw", "digits"}
+_CONSTANT_OPTIONS = {"center", "scale", "degree", "raw", "digits", "drop", "lex.order"}
 # options that are literal values: strings or numbers, c() of them for levels
-_LITERAL_OPTIONS = {"ref", "levels"}
+_LITERAL_OPTIONS = {"ref", "levels", "sep"}
 # R's constant pi, unless the data have a column of that name
 R_CONSTANTS = {"pi": 3.141592653589793}
 _ARITHMETIC = {"+", "-", "*", "/", "^", "%%", "%/%"} | COMPARISONS
 
 
 def match_arguments(call: Call) -> dict[str, Node]:
-    """R's argument matching for the known functions: names first (exactly), then positions."""
+    """R's argument matching for the known functions: names first (exactly), then positions.
+
+    A function whose first formal is `...` takes every positional argument there, as ..1, ..2, ...
+    """
     formals = FUNCTIONS[call.fn]
     out: dict[str, Node] = {}
+    if formals[0] == "...":
+        dots = 0
+        for name, arg in zip(call.names, call.args, strict=True):
+            if name is None:
+                dots += 1
+                out[f"..{dots}"] = arg
+            elif name not in formals[1:] or name in out:
+                raise FormulaError(f"{call.fn}() has no argument '{name}'" if name not in formals
+                                   else f"argument '{name}' of {call.fn}() given twice", "", arg.pos)
+            else:
+                out[name] = arg
+        if "..1" not in out:
+            raise FormulaError(f"{call.fn}() needs an argument", "", call.pos)
+        return out
     for name, arg in zip(call.names, call.args, strict=True):
         if name is not None:
             if name not in formals or name in out:
@@ -215,8 +236,10 @@ def _check_variable(node: Node, text: str) -> None:
                     raise FormulaError(f"{node.fn}(): {name} must be TRUE, FALSE or a number", text, arg.pos)
             elif name in _LITERAL_OPTIONS:
                 values = literal_values(arg)
-                if values is None or (name == "ref" and len(values) != 1):
-                    what = "a level in quotes or a number" if name == "ref" else 'levels in quotes, as c("a", "b")'
+                if values is None or (name in ("ref", "sep") and len(values) != 1) or (
+                        name == "sep" and not isinstance(values[0], str)):
+                    what = ("a level in quotes or a number" if name == "ref" else
+                            'levels in quotes, as c("a", "b")' if name == "levels" else 'a string, as "."')
                     raise FormulaError(f"{node.fn}(): {name} must be {what}", text, arg.pos)
             elif name == "g":
                 if not isinstance(arg, Sym):
