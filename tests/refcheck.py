@@ -105,6 +105,17 @@ def lme4_theta(data: str, formula: str, reml: bool) -> list[float]:
     return theta
 
 
+def at_lme4(model, ref: dict):
+    """Our fit evaluated at lme4's theta for a fixture `ref` ({"case": {data, formula, reml}, and
+    "theta" where the fixture recorded it}): R stops up to ~1e-6 above the criterion's minimum,
+    where our optimizer goes on, so R's numbers are ours there, to rounding."""
+    from mlmcli.model import at_theta
+
+    case = ref["case"]
+    theta = ref.get("theta") or lme4_theta(case["data"], case["formula"], case["reml"])
+    return at_theta(model, theta)
+
+
 def reference(case_id: str) -> dict:
     return json.loads((SUITE / f"{case_id}.json").read_text())
 
@@ -157,18 +168,7 @@ def check_fit(ours: dict, ref: dict, at_theta: bool = False) -> Mismatches:
     m.equal("npar", ours["npar"], ref["npar"])
     m.equal("len(theta)", len(ours["theta"]), len(ref["theta"]))
     m.equal("singular", ours["singular"], ref["singular"])
-    fe_ref = {r["term"]: r for r in ref["fixed_effects"]}
-    fe_ours = {r["term"]: r for r in ours["fixed_effects"]}
-    m.equal("fixed effect terms", list(fe_ours), list(fe_ref))
-    for term, r in fe_ref.items():
-        o = fe_ours.get(term)
-        if o is None:
-            continue
-        m.close(f"{term}.estimate", o["estimate"], r["estimate"],
-                BETA_SE_FRAC * r["std_error"])
-        m.rel(f"{term}.std_error", o["std_error"], r["std_error"], SE_REL)
-        m.rel(f"{term}.df", o["df"], r["df"], DF_REL)
-        m.pvalue(f"{term}.p_value", o["p_value"], r["p_value"])
+    _fixed_effects(m, ours, ref, BETA_SE_FRAC, SE_REL)
     m.rel("sigma", ours["sigma"], ref["sigma"], VAR_REL)
     for k in ("loglik", "aic", "bic"):
         m.close(k, ours[k], ref[k], LL_ABS)
@@ -195,6 +195,22 @@ def check_fit(ours: dict, ref: dict, at_theta: bool = False) -> Mismatches:
     return m
 
 
+def _fixed_effects(m: Mismatches, ours: dict, ref: dict, se_frac: float, se_rel: float) -> None:
+    """Estimates to `se_frac` of their SE, SEs to `se_rel`; df and p-values to lmerTest's own
+    rounding (numDeriv's Hessian of the deviance)."""
+    fe_ref = {r["term"]: r for r in ref["fixed_effects"]}
+    fe_ours = {r["term"]: r for r in ours["fixed_effects"]}
+    m.equal("fixed effect terms", list(fe_ours), list(fe_ref))
+    for term, r in fe_ref.items():
+        o = fe_ours.get(term)
+        if o is None:
+            continue
+        m.close(f"{term}.estimate", o["estimate"], r["estimate"], se_frac * r["std_error"])
+        m.rel(f"{term}.std_error", o["std_error"], r["std_error"], se_rel)
+        m.rel(f"{term}.df", o["df"], r["df"], DF_REL)
+        m.pvalue(f"{term}.p_value", o["p_value"], r["p_value"])
+
+
 def _check_fit_at_theta(ours: dict, ref: dict) -> Mismatches:
     """Every number of summary() at lme4's own theta, singular fits included."""
     m = Mismatches()
@@ -203,18 +219,7 @@ def _check_fit_at_theta(ours: dict, ref: dict) -> Mismatches:
         m.equal(k, ours[k], ref[k])
     for k in ("criterion", "loglik", "aic", "bic", "sigma"):
         m.rel(k, ours[k], ref[k], 1e-9 if k != "sigma" else rel)
-    fe_ref = {r["term"]: r for r in ref["fixed_effects"]}
-    fe_ours = {r["term"]: r for r in ours["fixed_effects"]}
-    m.equal("fixed effect terms", list(fe_ours), list(fe_ref))
-    for term, r in fe_ref.items():
-        o = fe_ours.get(term)
-        if o is None:
-            continue
-        m.close(f"{term}.estimate", o["estimate"], r["estimate"], rel * r["std_error"])
-        m.rel(f"{term}.std_error", o["std_error"], r["std_error"], rel)
-        # lmerTest's df come from numDeriv's Hessian of the deviance: its own rounding
-        m.rel(f"{term}.df", o["df"], r["df"], DF_REL)
-        m.pvalue(f"{term}.p_value", o["p_value"], r["p_value"])
+    _fixed_effects(m, ours, ref, rel, rel)
     floor = 1e-10 * ref["sigma"] ** 2
     re_ref = {(r["group"], r["term"]): r for r in ref["random_effects"]}
     re_ours = {(r["group"], r["term"]): r for r in ours["random_effects"]}

@@ -14,10 +14,9 @@ from mlmcli.anova import anova_report, fstat_ddf
 from mlmcli.cli import _fit
 from mlmcli.confint import confint_report, percent_labels
 from mlmcli.distributions import f_upper
-from mlmcli.model import at_theta
 from mlmcli.ranova import ranova_report
 from mlmcli.render.inference import anova_text, confint_text, ranova_text
-from tests.refcheck import lme4_theta
+from tests.refcheck import at_lme4
 
 ROOT = Path(__file__).resolve().parent.parent
 REFS = ROOT / "tests" / "fixtures" / "inference"
@@ -42,12 +41,9 @@ def optimum(case: str):
 
 
 def fitted(case: str):
-    """Ours at lme4's theta (R stops up to ~1e-6 above the criterion's minimum, where our optimizer
-    goes on; tests/refcheck.py): R's numbers are ours there, to rounding."""
+    """Ours at lme4's theta (tests/refcheck.py: at_lme4)."""
     model, frame = optimum(case)
-    c = ref(case)
-    theta = c.get("theta") or lme4_theta(c["case"]["data"], c["case"]["formula"], c["case"]["reml"])
-    return at_theta(model, theta), frame
+    return at_lme4(model, ref(case)), frame
 
 
 def printed(case: str, what: str) -> str:

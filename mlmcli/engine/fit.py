@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mlmcli.engine.factor import BlockedFactor
-from mlmcli.engine.polish import Derivatives, Polisher
+from mlmcli.engine.polish import Derivatives, Polisher, central_differences
 from mlmcli.errors import FitError
 
 SINGULAR_TOL = 1e-4       # lme4's isSingular(tol = 1e-4)
@@ -116,26 +116,7 @@ def _status_name(code: int) -> str:
 
 def deriv12(fn, x: np.ndarray, fx: float, delta: float = DERIV_DELTA) -> tuple[np.ndarray, np.ndarray]:
     """Central-difference gradient and Hessian, as lme4's deriv12 (no bounds)."""
-    n = len(x)
-    g = np.zeros(n)
-    H = np.zeros((n, n))
-
-    def at(*moves: tuple[int, float]) -> float:
-        z = np.array(x, dtype=float)
-        for i, d in moves:
-            z[i] = x[i] + d
-        return fn(z)
-
-    for j in range(n):
-        fadd = at((j, delta))
-        fsub = at((j, -delta))
-        H[j, j] = fadd / delta**2 - 2 * fx / delta**2 + fsub / delta**2
-        g[j] = (fadd - fsub) / (2 * delta)
-        for i in range(j):
-            d2 = (2 * delta) ** 2
-            H[i, j] = H[j, i] = (at((i, delta), (j, delta)) - at((i, delta), (j, -delta))
-                                 - at((i, -delta), (j, delta)) + at((i, -delta), (j, -delta))) / d2
-    return g, H
+    return central_differences(fn, np.asarray(x, dtype=float), fx, np.full(len(x), delta))
 
 
 def optimize_theta(system: BlockedFactor, reml: bool, theta0: np.ndarray, polish: bool = True,

@@ -54,7 +54,8 @@ class Derivatives:
 
 def central_differences(fn: Callable[[np.ndarray], float], x: np.ndarray, fx: float,
                         delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """lme4's deriv12 with a step per coordinate: gradient and Hessian by central differences."""
+    """lme4's deriv12 with a step per coordinate: gradient and Hessian by central differences, in
+    lme4's order of operations (its checks' messages are computed from these)."""
     n = len(x)
     g = np.zeros(n)
     H = np.zeros((n, n))
@@ -68,12 +69,12 @@ def central_differences(fn: Callable[[np.ndarray], float], x: np.ndarray, fx: fl
     for j in range(n):
         dj = delta[j]
         fadd, fsub = at((j, dj)), at((j, -dj))
-        H[j, j] = (fadd - 2 * fx + fsub) / dj**2
+        H[j, j] = fadd / dj**2 - 2 * fx / dj**2 + fsub / dj**2
         g[j] = (fadd - fsub) / (2 * dj)
         for i in range(j):
             di = delta[i]
             H[i, j] = H[j, i] = (at((i, di), (j, dj)) - at((i, di), (j, -dj))
-                                 - at((i, -di), (j, dj)) + at((i, -di), (j, -dj))) / (4 * di * dj)
+                                 - at((i, -di), (j, dj)) + at((i, -di), (j, -dj))) / ((2 * di) * (2 * dj))
     return g, H
 
 
