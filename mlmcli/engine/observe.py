@@ -1,7 +1,7 @@
 """Who is told of the criterion's evaluations: the command line's progress line on a terminal.
 
 The engine never prints; it calls `on_evaluation` (when set) once per evaluation of the profiled
-criterion, from whichever thread evaluates it.  Nothing is imported here, so that the command line
+criterion, from whichever thread evaluates it.  Nothing heavy is imported here, so that the command line
 can set the hook without loading the engine.
 """
 
