@@ -34,7 +34,10 @@ def _raise_terminated(signum: int, frame: object) -> None:
 
 
 def _exit_now(signum: int, frame: object) -> None:
-    os.write(2, MESSAGE.encode())
+    try:
+        os.write(2, MESSAGE.encode())
+    except OSError:
+        pass   # stderr closed or full: the exit status still says it
     os._exit(EXIT_INTERRUPTED)
 
 

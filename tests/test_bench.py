@@ -79,8 +79,8 @@ def test_process_measurement() -> None:
     assert r.ok and r.stdout == "done\n" and r.rss_mb > 140
     r = procs.run([sys.executable, "-c", "import sys; sys.stderr.write('bad'); sys.exit(3)"])
     assert r.code == 3 and not r.ok and r.stderr == "bad"
-    r = procs.run([sys.executable, "-c", "import time; time.sleep(30)"], timeout=0.5)
-    assert r.timed_out and not r.ok and r.seconds < 10
+    r = procs.run([sys.executable, "-c", "import time; time.sleep(3600)"], timeout=0.5)
+    assert r.timed_out and not r.ok and r.code != 0
 
 
 def test_criterion_parsing_and_agreement() -> None:
@@ -129,17 +129,35 @@ def test_runner_rejects_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_interrupted_runner_takes_its_child_down(tmp_path: Path) -> None:
+    import os
+    import select
     import signal
     import subprocess
-    import time
 
-    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import signal, procs, run\n"
+    # the child says it runs, and holds the FIFO open until it ends: end of file there is its end
+    fifo = tmp_path / "child"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    child = f"import time; f = open({str(fifo)!r}, 'w'); f.write('started\\n'); f.flush(); time.sleep(3600)"
+    bench = str(Path(__file__).resolve().parent.parent / "bench")
+    code = (f"import sys; sys.path.insert(0, {bench!r}); import signal, procs, run\n"
             "signal.signal(signal.SIGTERM, run.interrupted)\n"
-            "procs.run([sys.executable, '-c', 'import time; time.sleep(60)'], timeout=3600)\n")
+            f"procs.run([sys.executable, '-c', {child!r}], timeout=3600)\n")
     p = subprocess.Popen([sys.executable, "-c", code])
-    time.sleep(1.5)
-    p.send_signal(signal.SIGTERM)
-    assert p.wait(timeout=20) != 0   # exits promptly instead of waiting for the timer or the child
+
+    def read() -> bytes:
+        assert select.select([reader], [], [], 120)[0], "hang guard"
+        return os.read(reader, 100)
+
+    try:
+        assert read() == b"started\n"
+        p.send_signal(signal.SIGTERM)
+        assert read() == b""               # the child is gone: the runner did not wait for it or the timer
+        assert p.wait(timeout=120) != 0
+    finally:
+        os.close(reader)
+        if p.poll() is None:
+            p.kill()
 
 
 def test_agreement_message(capsys: pytest.CaptureFixture[str]) -> None:

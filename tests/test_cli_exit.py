@@ -13,7 +13,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jsonschema
@@ -59,28 +58,35 @@ def noisy_rows(n: int, groups: int, x=lambda i, rnd: rnd.gauss(0, 1), seed: int 
 # ------------------------------------------------------------ interrupts
 
 
-def test_ctrl_c_during_a_fit_exits_130_without_output(tmp_path):
-    out = tmp_path / "cmp.json"
-    p = subprocess.Popen([sys.executable, "-m", "mlmcli", "compare", str(DATA / "InstEval.csv"),
-                          "y ~ 1 + (1|s) + (1|d)", "y ~ 1 + service + (1|s) + (1|d)", "-f", "json", "-o", str(out)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    time.sleep(1.5)  # well into the fits (the whole command takes several seconds)
-    p.send_signal(signal.SIGINT)
-    stdout, stderr = p.communicate()
-    assert (p.returncode, stderr, stdout) == (130, "mlm: interrupted\n", "")
-    assert list(tmp_path.iterdir()) == []
+INSTEVAL_COMPARE = ["compare", str(DATA / "InstEval.csv"), "y ~ 1 + (1|s) + (1|d)",
+                    "y ~ 1 + service + (1|s) + (1|d)", "-f", "json"]
 
 
-def test_sigterm_during_a_fit_exits_143_without_output(tmp_path):
-    """A cancelled CI job gets SIGTERM: one line, status 143 (128 + 15), no file left behind."""
+def fitting(args: list[str]) -> subprocess.Popen:
+    """`mlm ARGS`, returned once it has begun to fit: it writes "started" to the pipe that
+    MLM_TEST_STARTED_FIFO names when it first evaluates the criterion."""
+    read, write = os.pipe()
+    p = subprocess.Popen([sys.executable, "-m", "mlmcli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, cwd=ROOT, pass_fds=(write,),
+                         env={**os.environ, "MLM_TEST_STARTED_FIFO": f"/dev/fd/{write}"})
+    os.close(write)
+    with os.fdopen(read) as started:
+        said = started.readline()    # "" if the command ended without fitting
+    assert said == "started\n", p.communicate()
+    return p
+
+
+@pytest.mark.parametrize(("signum", "code", "message"), [
+    (signal.SIGINT, 130, "mlm: interrupted\n"),
+    # a cancelled CI job gets SIGTERM: status 143 (128 + 15)
+    (signal.SIGTERM, 143, "mlm: terminated\n"),
+])
+def test_signal_during_a_fit_exits_with_one_line_and_no_output(tmp_path, signum, code, message):
     out = tmp_path / "cmp.json"
-    p = subprocess.Popen([sys.executable, "-m", "mlmcli", "compare", str(DATA / "InstEval.csv"),
-                          "y ~ 1 + (1|s) + (1|d)", "y ~ 1 + service + (1|s) + (1|d)", "-f", "json", "-o", str(out)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    time.sleep(1.5)
-    p.send_signal(signal.SIGTERM)
-    stdout, stderr = p.communicate()
-    assert (p.returncode, stderr, stdout) == (143, "mlm: terminated\n", "")
+    p = fitting([*INSTEVAL_COMPARE, "-o", str(out)])
+    p.send_signal(signum)
+    stdout, stderr = p.communicate(timeout=300)
+    assert (p.returncode, stderr, stdout) == (code, message, "")
     assert list(tmp_path.iterdir()) == []
 
 

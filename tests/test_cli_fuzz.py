@@ -7,6 +7,9 @@ pieces of each grammar; the command runs in process (as `mlm ...` does) and must
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -84,3 +87,77 @@ def test_csv_text_never_gives_an_internal_error(tmp_path_factory, text):
     path.write_text(text, encoding="utf-8")
     code, err = run("fit", str(path), "y ~ x + (1|g)", "-f", "json", "--ddf", "none")
     assert code in ALLOWED, err
+
+
+# ------------------------------------------------------------ closed and full standard streams
+
+HECK = str(ROOT / "sample_data" / "heck2011.csv")
+SS = "Reaction ~ Days + (Days|Subject)"
+COMMANDS = [
+    ("fit", SLEEP, SS, "-f", "json"),
+    ("fit", HECK, "math ~ ses + (ses|schcode)", "-f", "json"),              # warns
+    ("fit", HECK, "math ~ ses + (ses|schcode)", "-f", "text", "--strict"),  # warns: exit 3
+    ("ranef", SLEEP, SS, "-f", "csv"),
+    ("fit", SLEEP, "Reaction ~ nope + (1|Subject)"),                        # a user error
+    ("fit", str(ROOT / "no-such.csv"), SS),
+    ("--version",),
+    (),                                                                     # the help
+]
+STREAMS = st.sampled_from(["pipe", "closed", "full"])
+OUTPUT_FILE = "out.txt"
+
+
+def run_with(args: tuple[str, ...], stdout: str, stderr: str, folder: Path) -> tuple[int, bytes, bytes, bytes]:
+    """`mlm ARGS` in a subprocess, in `folder`, with stdout and stderr each a pipe, closed (`>&-`) or
+    /dev/full: its exit status, what the pipes received and the output file (b"" if none)."""
+    def stream(kind: str):
+        return open("/dev/full", "wb") if kind == "full" else subprocess.PIPE if kind == "pipe" else None
+
+    def close() -> None:
+        for fd, kind in ((1, stdout), (2, stderr)):
+            if kind == "closed":
+                os.close(fd)
+
+    out, err = stream(stdout), stream(stderr)
+    try:
+        p = subprocess.run([sys.executable, "-m", "mlmcli", *args], stdout=out, stderr=err,
+                           stdin=subprocess.DEVNULL, preexec_fn=close, cwd=folder, timeout=300)
+    finally:
+        for s in (out, err):
+            if s not in (None, subprocess.PIPE):
+                s.close()
+    written = folder / OUTPUT_FILE
+    return p.returncode, p.stdout or b"", p.stderr or b"", written.read_bytes() if written.exists() else b""
+
+
+_baselines: dict[tuple, tuple[int, bytes, bytes, bytes]] = {}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(COMMANDS), st.booleans(), STREAMS, STREAMS)
+def test_closed_or_full_streams_keep_the_exit_status_contract(tmp_path_factory, args, to_file, stdout, stderr):
+    """0, 2 or 3, never 1 and never a traceback; stderr that cannot be written changes nothing; stdout
+    that cannot be written is exit status 2 (one more line saying so) when the command had something to
+    write there; an output file is written whole whatever becomes of the streams."""
+    if to_file and args[:1] in (("fit",), ("ranef",)):
+        args = (*args, "-o", OUTPUT_FILE)
+    if args not in _baselines:
+        _baselines[args] = run_with(args, "pipe", "pipe", tmp_path_factory.mktemp("baseline"))
+    base_code, base_out, base_err, base_file = _baselines[args]
+    assert base_code in ALLOWED and b"Traceback" not in base_err
+    code, out, err, written = run_with(args, stdout, stderr, tmp_path_factory.mktemp("streams"))
+    assert code in ALLOWED, err
+    assert b"Traceback" not in err and b"internal error" not in err, err
+    if stdout == "pipe":
+        assert (code, out) == (base_code, base_out)
+    elif base_out:
+        assert code == 2
+        if stderr == "pipe":
+            said = {"closed": b"mlm: error: standard output is closed",
+                    "full": b"mlm: error: cannot write standard output: no space left on device"}[stdout]
+            assert err == base_err + said + b"\n"     # the warnings, then the one error line
+    else:
+        assert code == base_code
+    if stdout == "pipe" and stderr == "pipe":
+        assert err == base_err
+    assert written == base_file

@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -310,16 +309,9 @@ def scheduler():
                                       cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         from distributed import Client
 
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with Client(address, timeout=5) as c:
-                    c.wait_for_workers(1, timeout=120)
-                break
-            except (OSError, TimeoutError):
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+        # the client retries the connection until the scheduler listens; both timeouts are hang guards
+        with Client(address, timeout=120) as c:
+            c.wait_for_workers(1, timeout=120)
         yield address
     finally:
         for proc in reversed(procs):

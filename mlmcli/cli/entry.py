@@ -45,8 +45,6 @@ def _command():
     return command
 
 
-
-
 def _os_error_message(e: OSError) -> str:
     import errno
 
@@ -64,11 +62,21 @@ def main(argv: list[str] | None = None) -> None:
     """
     import warnings
 
-    from mlmcli.interrupt import EXIT_TERMINATED, raise_keyboard_interrupt, terminated
+    from mlmcli.cli.streams import guarded_streams
+    from mlmcli.interrupt import raise_keyboard_interrupt
 
     # numpy's overflow and invalid-value notes are not for users: results are checked instead
     warnings.simplefilter("ignore", RuntimeWarning)
     raise_keyboard_interrupt()
+    with guarded_streams():
+        code = _run(argv)
+    sys.exit(code)
+
+
+def _run(argv: list[str] | None) -> int:
+    """The command, and every way it can end as an exit status and at most one line on stderr."""
+    from mlmcli.interrupt import EXIT_TERMINATED, terminated
+
     exc = _click_exceptions()
     code = EXIT_OK
     try:
@@ -78,7 +86,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.write(f"mlm: error: {e}\n")
         code = EXIT_USAGE
     except exc.NoArgsIsHelpError as e:
-        sys.stdout.write(e.ctx.get_help() + "\n")
+        try:
+            sys.stdout.write(e.ctx.get_help() + "\n")
+        except MlmError as closed:
+            sys.stderr.write(f"mlm: error: {closed}\n")
+            code = EXIT_USAGE
     except exc.UsageError as e:
         sys.stderr.write(f"mlm: error: {e.format_message()}\n")
         code = EXIT_USAGE
@@ -125,4 +137,4 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as e:
         sys.stderr.write(f"mlm: error: {_os_error_message(e)}\n")
         code = code or EXIT_USAGE
-    sys.exit(code)
+    return code

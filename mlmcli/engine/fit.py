@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mlmcli.engine import observe
 from mlmcli.engine.factor import BlockedFactor
 from mlmcli.engine.polish import Derivatives, Polisher, central_differences
 from mlmcli.errors import FitError
@@ -56,6 +57,8 @@ class Objective:
 
     def __call__(self, theta: np.ndarray) -> float:
         self.count += 1
+        if observe.on_evaluation is not None:
+            observe.on_evaluation()
         if not self.system.update(np.asarray(theta, dtype=float)):
             return FAILED_VALUE
         v = self.system.objective(self.reml)
