@@ -177,7 +177,8 @@ def test_progress_line_is_cleared_before_an_error(tmp_path):
     code, out, screen = on_terminal("predict", SLEEP, SS, "--newdata", str(newdata), env=PROGRESS_NOW)
     assert code == 2 and out == b""
     assert b"mlm: fitting..." in screen
-    assert rendered(screen) == ["mlm: error: new levels detected in newdata: 999"]
+    assert rendered(screen) == ["mlm: error: new levels detected in newdata: 999 (give --allow-new-levels to "
+                                "predict them without their random effects)"]
 
 
 def test_no_progress_line_when_stderr_is_not_a_terminal():
