@@ -6,10 +6,13 @@ pieces of each grammar; the command runs in process (as `mlm ...` does) and must
 
 from __future__ import annotations
 
+import gzip
 import io
+import json
 import os
 import subprocess
 import sys
+import threading
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -161,3 +164,57 @@ def test_closed_or_full_streams_keep_the_exit_status_contract(tmp_path_factory, 
     if stdout == "pipe" and stderr == "pipe":
         assert err == base_err
     assert written == base_file
+
+
+# ------------------------------------------------------------ inputs that are not regular files
+
+DELIVERY = st.sampled_from(["fifo", "dash", "dev_stdin", "gzip_dash", "gzip_fifo"])
+
+
+def run_delivered(text: bytes, how: str, folder: Path) -> tuple[int, bytes, bytes]:
+    """`mlm fit DATA ...` with DATA's bytes given through a FIFO, standard input (`-` or
+    /dev/stdin), or gzip-compressed through either: each read once, as a regular file is."""
+    payload = gzip.compress(text) if how.startswith("gzip") else text
+    args = [sys.executable, "-m", "mlmcli", "fit", "", "y ~ x + (1|g)", "-f", "json", "--ddf", "none"]
+    stdin = None
+    if how.endswith("fifo"):
+        fifo = folder / ("data.csv.gz" if how.startswith("gzip") else "data.csv")
+        os.mkfifo(fifo)
+        args[4] = str(fifo)
+
+        def feed() -> None:
+            try:
+                with open(fifo, "wb") as f:
+                    f.write(payload)
+            except BrokenPipeError:         # refused before reading it all
+                pass
+        writer = threading.Thread(target=feed, daemon=True)
+        writer.start()
+    else:
+        args[4] = "-" if how.endswith("dash") else "/dev/stdin"
+        stdin = payload
+    # the timeout guards against a hang (a second open of the FIFO); it asserts nothing about speed
+    p = subprocess.run(args, input=stdin, capture_output=True, timeout=120, cwd=ROOT)
+    if how.endswith("fifo"):
+        # a refusal before the FIFO was opened leaves the writer waiting: open it to release it
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        os.close(fd)
+        writer.join(timeout=10)
+    return p.returncode, p.stdout, p.stderr
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(CELL, min_size=1, max_size=4).map(",".join), max_size=12).map(
+    lambda rows: "\n".join(["y,x,g", *rows]) + "\n"), DELIVERY)
+def test_inputs_that_are_not_regular_files_give_the_regular_files_result(tmp_path_factory, text, how):
+    folder = tmp_path_factory.mktemp("pipe")
+    regular = folder / "regular.csv"
+    regular.write_text(text, encoding="utf-8")
+    code, out, err = run_delivered(text.encode(), how, folder)
+    assert code in ALLOWED, err
+    p = subprocess.run([sys.executable, "-m", "mlmcli", "fit", str(regular), "y ~ x + (1|g)", "-f", "json",
+                        "--ddf", "none"], capture_output=True, timeout=120, cwd=ROOT)
+    assert code == p.returncode, (err, p.stderr)
+    if code == 0:
+        ours, theirs = json.loads(out), json.loads(p.stdout)
+        assert ours["criterion"] == theirs["criterion"] and ours["fixed_effects"] == theirs["fixed_effects"]
