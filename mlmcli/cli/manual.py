@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -78,6 +76,9 @@ def roff_to_text(roff: str) -> str:
 @app.command(epilog=examples("mlm man", "mlm man | grep -A3 -- --where"))
 def man() -> None:
     """Show the manual page (mlm.1): through a pager on a terminal, as plain text into a pipe or file."""
+    import shutil
+    import subprocess
+
     path = page_path()
     if not sys.stdout.isatty():
         _emit(roff_to_text(path.read_text(encoding="utf-8")), None)
