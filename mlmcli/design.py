@@ -69,6 +69,8 @@ class Design:
     args: ModelArguments = field(default_factory=lambda: ModelArguments())
     # the model frame's "(weights)" and "(offset)" columns (lmer's arguments) on the rows used
     arg_values: dict[str, np.ndarray] = field(default_factory=dict)
+    # rows na.omit left out for a missing value in the data (lme4 says nothing of them; mlm notes them)
+    missing_rows: int = 0
 
 
 @dataclass(frozen=True)
@@ -722,6 +724,7 @@ def build_design(frame: Frame, formula: Formula, args: ModelArguments | None = N
             # cluster means over the model frame's rows, now that they are known
             full[v.label] = evaluate(v, frame, used=complete)
     nan_message = _nan_rows_message(frame, formula, full, complete, args)
+    missing_rows = int((~complete & _missing_in_data(frame, formula, args)).sum())
     values: dict[str, Column] = {}
     every_row = n == frame.n_rows  # no copies of whole columns when no row is dropped
     for label, col in full.items():
@@ -771,7 +774,8 @@ def build_design(frame: Frame, formula: Formula, args: ModelArguments | None = N
                   if name is not None}
     return Design(y=y if offset is None else y - offset, X=X, xnames=xnames, terms=terms, n_obs=n, rows=rows,
                   response=response, messages=messages, dropped=dropped, offset=offset, values=values,
-                  levels=levels, response_values=y, weights=weights, args=args, arg_values=arg_values)
+                  levels=levels, response_values=y, weights=weights, args=args, arg_values=arg_values,
+                  missing_rows=missing_rows)
 
 
 def model_frame(frame: Frame, formula: Formula,
@@ -885,16 +889,21 @@ def _nan_rows_message(frame: Frame, formula: Formula, full: dict[str, Column], c
                       args: ModelArguments) -> str | None:
     """R warns "NaNs produced" where log(), sqrt() ... of a value outside their domain drop rows; say how
     many rows went that way, beyond those with missing data."""
-    missing_in_data = np.zeros(frame.n_rows, dtype=bool)
-    for name in formula.columns() + args.columns():
-        missing_in_data |= _missing(frame.columns[name])
-    produced = ~complete & ~missing_in_data
+    produced = ~complete & ~_missing_in_data(frame, formula, args)
     count = int(produced.sum())
     if count == 0:
         return None
     labels = [label for label, col in full.items() if _missing(col)[produced].any()]
     rows = "row" if count == 1 else "rows"
     return f"NaNs produced by {', '.join(labels)}: {count} {rows} dropped"
+
+
+def _missing_in_data(frame: Frame, formula: Formula, args: ModelArguments) -> np.ndarray:
+    """Rows with a missing value in a column the model uses."""
+    missing = np.zeros(frame.n_rows, dtype=bool)
+    for name in formula.columns() + args.columns():
+        missing |= _missing(frame.columns[name])
+    return missing
 
 
 def _check_finite(y: Column, X: np.ndarray, xnames: list[str], terms: list[ReTerm], response: str) -> None:

@@ -13,7 +13,7 @@ unknown stays unknown).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -348,3 +348,16 @@ def where_mask(frame: Frame, text: str) -> np.ndarray:
     node = parse_where(text)
     true, _ = _Evaluator(frame, text).run(node)
     return true
+
+
+def keep_rows(frame: Frame, text: str) -> Frame:
+    """The rows of `frame` where the expression is true, as R's subset() (and lmer's subset =) keeps them;
+    factors keep their levels, which the model frame then drops when unused, as R's does."""
+    keep = where_mask(frame, text)
+    if not keep.any():
+        raise DataError(f"--where '{text}' keeps none of the {frame.n_rows} rows of the data")
+    if keep.all():
+        return frame
+    columns = {name: replace(col, codes=col.codes[keep]) if isinstance(col, Factor) else col[keep]
+               for name, col in frame.columns.items()}
+    return replace(frame, columns=columns, n_rows=int(keep.sum()))

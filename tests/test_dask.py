@@ -289,7 +289,7 @@ def _free_port() -> int:
 def test_unreachable_scheduler(data):
     port = _free_port()
     p = mlm("fit", data["heck2011"], "math ~ ses + (1|schcode)", "--engine", "dask", "--scheduler",
-            f"tcp://127.0.0.1:{port}", env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"})
+            f"tcp://127.0.0.1:{port}", "--timeout", "2")
     assert p.returncode == 2
     assert p.stdout == ""
     assert p.stderr.count("\n") == 1

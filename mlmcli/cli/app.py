@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_STRICT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
-HELP = """Multilevel (linear mixed-effects) models with lme4's numbers, from the command line.
+HELP = """Multilevel (linear mixed-effects) models with lme4's numbers, from the command line. \
+The manual: mlm man.
 
 Exit status: 0 ok, 1 internal error (a bug), 2 bad input or usage, 3 warnings under --strict, \
 130 interrupted, 143 terminated."""
@@ -83,6 +88,7 @@ class SchemaName(str, Enum):
     confint = "confint"
     anova = "anova"
     ranova = "ranova"
+    plot = "plot"
 
 
 class RowsFormat(str, Enum):
@@ -102,7 +108,7 @@ DATA_HELP = ("CSV file with a header line (.csv, or compressed .csv.gz/.bz2/.xz)
 
 
 FORMULA_HELP = ('lme4 model formula in quotes, e.g. "math ~ ses + (ses|schcode)": fixed effects left of the '
-                "first (, random terms as (terms | group); see man mlm for the grammar.")
+                "first (, random terms as (terms | group); see mlm man for the grammar.")
 
 
 DataArg = Annotated[str, typer.Argument(help=DATA_HELP, metavar="DATA")]
@@ -151,22 +157,21 @@ OptimizerOpt = Annotated[Optimizer, typer.Option(
     "lme4: stop where lme4's BOBYQA stops.")]
 
 
-WeightsOpt = Annotated[str | None, typer.Option(
-    "--weights", help="Column of prior weights (lme4's weights =): row i has residual variance sigma^2 / w_i.",
-    metavar="COLUMN")]
-
-
-OffsetOpt = Annotated[str | None, typer.Option(
-    "--offset", help="Column added to the linear predictor with coefficient 1 (lme4's offset =), on top "
-    "of any offset() in the formula.", metavar="COLUMN")]
-
-
 NsimOpt = Annotated[int, typer.Option("--nsim", help="Bootstrap replicates (--method boot / --ci boot).")]
 
 
 SeedOpt = Annotated[int | None, typer.Option(
     "--seed", help="Random seed of the bootstrap (default: a fresh one, reported in json output).")]
 
+
+VerboseOpt = Annotated[bool, typer.Option(
+    "--verbose", "-v", help="Say on stderr what reading DATA did beyond read.csv's rules (SPSS/Stata "
+    "value-labelled columns read as factors).")]
+
+
+# ------------------------------------------------------------ reading and filtering DATA
+# Every command that reads DATA takes these options, declared here once; @reads_data adds them to a
+# command's signature and hands the command one DataOptions.
 
 SepOpt = Annotated[str | None, typer.Option("--sep", help="Field separator: , ; | or tab (default: tab for .tsv).")]
 
@@ -175,9 +180,19 @@ SheetOpt = Annotated[str | None, typer.Option(
     "--sheet", help="Excel sheet of DATA: its name or 1-based position (default: the first).")]
 
 
-VerboseOpt = Annotated[bool, typer.Option(
-    "--verbose", "-v", help="Say on stderr what reading DATA did beyond read.csv's rules (SPSS/Stata "
-    "value-labelled columns read as factors).")]
+WhereOpt = Annotated[str | None, typer.Option(
+    "--where", help='Use only the rows where EXPR is true, as lmer\'s subset = does, e.g. "schcode <= 10" '
+    "(see mlm man: WHERE EXPRESSIONS).", metavar="EXPR")]
+
+
+WeightsOpt = Annotated[str | None, typer.Option(
+    "--weights", help="Column of prior weights (lme4's weights =): row i has residual variance sigma^2 / w_i.",
+    metavar="COLUMN")]
+
+
+OffsetOpt = Annotated[str | None, typer.Option(
+    "--offset", help="Column added to the linear predictor with coefficient 1 (lme4's offset =), on top "
+    "of any offset() in the formula.", metavar="COLUMN")]
 
 
 EngineOpt = Annotated[Engine, typer.Option(
@@ -189,6 +204,63 @@ EngineOpt = Annotated[Engine, typer.Option(
 SchedulerOpt = Annotated[str | None, typer.Option(
     "--scheduler", help="With --engine dask: the address of a running dask scheduler, e.g. "
     "tcp://10.0.0.5:8786 (default: DASK_SCHEDULER_ADDRESS, else a local cluster of one worker per core).")]
+
+
+TimeoutOpt = Annotated[float, typer.Option(
+    "--timeout", min=0.001, help="With --engine dask and a scheduler address: seconds to wait "
+    "for the scheduler to answer before giving up.", metavar="SECONDS")]
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """How DATA is read and which of its rows and columns the model uses."""
+
+    sep: str | None = None
+    sheet: str | None = None
+    where: str | None = None
+    weights: str | None = None
+    offset: str | None = None
+    engine: str = "memory"
+    scheduler: str | None = None
+    timeout: float = 30.0
+
+
+_DATA_OPTIONS = {"sep": (SepOpt, None), "sheet": (SheetOpt, None), "where": (WhereOpt, None),
+                 "weights": (WeightsOpt, None), "offset": (OffsetOpt, None), "engine": (EngineOpt, Engine.memory),
+                 "scheduler": (SchedulerOpt, None), "timeout": (TimeoutOpt, 30.0)}
+assert set(_DATA_OPTIONS) == {f.name for f in fields(DataOptions)}
+
+
+def reads_data(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command the options of DATA: its parameter `source: DataOptions` becomes --sep, --sheet,
+    --where, --weights, --offset, --engine, --scheduler and --timeout on the command line."""
+    signature = inspect.signature(command, eval_str=True)
+    params = list(signature.parameters.values())
+    at = [p.name for p in params].index("source")
+    added = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation, default=default)
+             for name, (annotation, default) in _DATA_OPTIONS.items()]
+    params[at:at + 1] = added
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        given = {name: kwargs.pop(name) for name in _DATA_OPTIONS}
+        given["engine"] = given["engine"].value
+        return command(**kwargs, source=DataOptions(**given))
+
+    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper
+
+
+# the examples' data, bundled with the sources, so that each example runs as it is written
+HECK = "sample_data/heck2011.csv"
+SLEEP = "tests/fixtures/lme4/data/sleepstudy.csv"
+SLEEP_MODEL = '"Reaction ~ Days + (Days|Subject)"'
+
+
+def examples(*lines: str) -> str:
+    """A command's epilog: the examples -h shows below the options (blank lines keep typer from joining them)."""
+    return "Examples:\n\n" + "\n\n".join(lines)
 
 
 def _show_version(value: bool) -> None:

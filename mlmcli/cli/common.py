@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from mlmcli.cli.app import EXIT_STRICT
+from mlmcli.cli.app import EXIT_STRICT, DataOptions
 from mlmcli.errors import DataError, FormulaError, MlmError
 
 
@@ -79,6 +79,33 @@ def _read(data: str, columns: list[str] | None, sep: str | None = None, sheet: s
     return frame
 
 
+def _read_rows(data: str, columns: list[str], source: DataOptions, verbose: bool = False):
+    """DATA as the data options say: read with --sep and --sheet (only `columns`, the --weights and
+    --offset columns and those --where names are converted), then the rows --where keeps."""
+    from mlmcli.where import parse_where
+
+    if source.where is not None:
+        with _user_errors(source.where):
+            parse_where(source.where)   # a mistake in it is found before reading
+    extra = [c for c in (source.weights, source.offset) if c is not None] + _where_columns(source.where)
+    frame = _read(data, columns + extra, source.sep, source.sheet, verbose)
+    if source.where is None:
+        return frame
+    from mlmcli.where import keep_rows
+
+    with _user_errors(source.where):
+        return keep_rows(frame, source.where)
+
+
+def _memory_only(command: str, source: DataOptions) -> None:
+    """Commands that need DATA's rows in this process: --engine dask is one line and exit 2."""
+    if source.engine == "dask":
+        raise MlmError(f"mlm {command} needs the rows of DATA in this process: it is not offered with "
+                       "--engine dask")
+    if source.scheduler is not None:
+        _note_engine("--scheduler")
+
+
 def _check_ddf(ddf: str, ml: bool, weights: str | None = None) -> None:
     """lmerTest refuses Kenward-Roger for ML fits; say so before fitting. With prior weights
     pbkrtest leaves the weights out of its covariance, so there is no reference to agree with."""
@@ -92,34 +119,79 @@ def _check_ddf(ddf: str, ml: bool, weights: str | None = None) -> None:
 
 
 def _fit(data: str, formula: str, ml: bool, ddf: str = "Satterthwaite", also: list[str] | None = None,
-         sep: str | None = None, optimizer: str = "robust", sheet: str | None = None, verbose: bool = False,
-         weights: str | None = None, offset: str | None = None, engine: str = "memory",
-         scheduler: str | None = None, residuals: bool = False):
-    if engine == "dask":
-        _dask_refuses(sheet=sheet)
-        models = _fit_on_cluster(data, [formula], ml, ddf, sep, optimizer, scheduler, residuals, weights, offset)
+         source: DataOptions | None = None, optimizer: str = "robust", verbose: bool = False,
+         residuals: bool = False):
+    """The model of `formula` on DATA read and filtered as `source` says; the frame it was built from
+    (None with --engine dask)."""
+    source = source or DataOptions()
+    if source.engine == "dask":
+        models = _fit_on_cluster(data, [formula], ml, ddf, optimizer, source, residuals)
         return models[0], None
-    if scheduler is not None:
+    if source.scheduler is not None:
         _note_engine("--scheduler")
-    from mlmcli.design import ModelArguments, build_design
+    from mlmcli.design import build_design
     from mlmcli.formula import parse_formula
     from mlmcli.model import fit_model
 
-    args = ModelArguments(weights=weights, offset=offset)
+    args = _model_arguments(source)
     with _user_errors(formula):
         parsed = parse_formula(formula)
         # only these columns are converted
-        frame = _read(data, parsed.columns() + args.columns() + (also or []), sep, sheet, verbose)
+        frame = _read_rows(data, parsed.columns() + (also or []), source, verbose)
         design = build_design(frame, parsed, args)
         model = fit_model(parsed, design, reml=not ml, data_name=frame.name, ddf=ddf, optimizer=optimizer)
     _check_finite(model)
+    _note_missing_rows(model, frame.n_rows)
     return model, frame
 
 
-def _fit_on_cluster(data: str, formulas: list[str], ml: bool, ddf: str, sep: str | None, optimizer: str,
-                    scheduler: str | None, residuals: bool, weights: str | None = None,
-                    offset: str | None = None) -> list:
+def _fit_all(data: str, formulas: list[str], ml: bool, source: DataOptions, optimizer: str, verbose: bool,
+             ddf: str = "none") -> list:
+    """Several models of one DATA, read once (every formula's columns) as `source` says."""
+    from mlmcli.design import build_design
+    from mlmcli.formula import parse_formula
+    from mlmcli.model import fit_model
+
+    if source.scheduler is not None:
+        _note_engine("--scheduler")
+    args = _model_arguments(source)
+    with _user_errors(formulas[0]):
+        parsed = [parse_formula(f) for f in formulas]
+        frame = _read_rows(data, [c for p in parsed for c in p.columns()], source, verbose)
+    fits = []
+    for f, p in zip(formulas, parsed, strict=True):
+        with _user_errors(f):
+            fits.append(fit_model(p, build_design(frame, p, args), reml=not ml, data_name=frame.name, ddf=ddf,
+                                  optimizer=optimizer))
+        _check_finite(fits[-1])
+    for missing in dict.fromkeys(m.design.missing_rows for m in fits):   # once for models that lost the same rows
+        _note_missing_rows(next(m for m in fits if m.design.missing_rows == missing), frame.n_rows)
+    return fits
+
+
+def _model_arguments(source: DataOptions):
+    from mlmcli.design import ModelArguments
+
+    return ModelArguments(weights=source.weights, offset=source.offset)
+
+
+def _note_missing_rows(model: Any, n_rows: int) -> None:
+    """lme4 drops rows with missing values silently (na.omit); say how many went (--strict counts it)."""
+    missing = model.design.missing_rows
+    if missing:
+        rows = "row with a missing value was" if missing == 1 else "rows with missing values were"
+        _warn([f"mlm: note: {missing} {rows} left out (of {n_rows})"])
+
+
+def _row_notes(*models: Any) -> bool:
+    """Whether the data lost rows to missing values before a fit, which --strict counts as a warning."""
+    return any(getattr(m.design, "missing_rows", 0) for m in models)
+
+
+def _fit_on_cluster(data: str, formulas: list[str], ml: bool, ddf: str, optimizer: str, source: DataOptions,
+                    residuals: bool) -> list:
     """--engine dask: every formula fitted from sums over DATA's partitions on one cluster."""
+    _dask_refuses(sheet=source.sheet, where=source.where)
     try:
         import dask  # noqa: F401
         import distributed  # noqa: F401
@@ -127,22 +199,23 @@ def _fit_on_cluster(data: str, formulas: list[str], ml: bool, ddf: str, sep: str
     except ImportError as e:
         raise MlmError(f"--engine dask needs the dask extra ({e.name} is not installed): "
                        "pip install 'mlm[dask]'") from None
-    from mlmcli.distributed.cluster import connect
+    from mlmcli.distributed.cluster import check_address, connect
     from mlmcli.distributed.fit import check_formula, fit_on_cluster
     from mlmcli.distributed.source import open_source
 
-    if sep is not None:
+    if source.sep is not None:
         _note_engine("--sep", "the CSV reader of --engine memory")
+    address = check_address(source.scheduler)   # a malformed address is found before anything is read
     models = []
-    source = open_source(data)
+    data_source = open_source(data)
     for formula in formulas:      # before a cluster is started or reached
         with _user_errors(formula):
-            check_formula(source, formula, weights, offset)
-    with connect(scheduler) as client:
+            check_formula(data_source, formula, source.weights, source.offset)
+    with connect(address, source.timeout) as client:
         for formula in formulas:
             with _user_errors(formula):
-                models.append(fit_on_cluster(client, source, formula, reml=not ml, ddf=ddf, optimizer=optimizer,
-                                             residuals=residuals, weights=weights, offset=offset))
+                models.append(fit_on_cluster(client, data_source, formula, reml=not ml, ddf=ddf, optimizer=optimizer,
+                                             residuals=residuals, weights=source.weights, offset=source.offset))
             _check_finite(models[-1])
     return models
 
@@ -158,13 +231,10 @@ def _note_engine(option: str, applies_to: str = "--engine dask") -> None:
     sys.stderr.write(f"mlm: note: {option} applies to {applies_to}; ignored\n")
 
 
-def _fit_and_warn(data: str, formula: str, ml: bool, also: list[str] | None = None, sep: str | None = None,
-                  optimizer: str = "robust", sheet: str | None = None, verbose: bool = False,
-                  weights: str | None = None, offset: str | None = None, engine: str = "memory",
-                  scheduler: str | None = None):
+def _fit_and_warn(data: str, formula: str, ml: bool, also: list[str] | None = None,
+                  source: DataOptions | None = None, optimizer: str = "robust", verbose: bool = False):
     """Fit without Satterthwaite set-up and send lme4's warnings to stderr."""
-    model, frame = _fit(data, formula, ml, "none", also, sep, optimizer, sheet=sheet, verbose=verbose,
-                        weights=weights, offset=offset, engine=engine, scheduler=scheduler)
+    model, frame = _fit(data, formula, ml, "none", also, source, optimizer, verbose=verbose)
     _warn(list(dict.fromkeys(model.warnings)))
     return model, frame
 
@@ -183,17 +253,22 @@ def _deliver(kind: str, report: dict, output: str | None, inputs: tuple[str, ...
         return
     from importlib import import_module
 
-    module, name = (text if kind == "text" else table).split(":")
-    render = getattr(import_module(module), name)
+    def renderer(spec: str) -> Callable:
+        module, name = spec.split(":")
+        return getattr(import_module(module), name)
+
+    shown = _printable(report)
     if kind == "text":
-        _emit(render(_printable(report)), output, inputs)
+        _emit(renderer(text)(shown), output, inputs)
     else:
-        _table(lambda c: render(c, _printable(report), **table_options), output, no_color, inputs)
+        draw = renderer(table)
+        _table(lambda c: draw(c, shown, **table_options), output, no_color, inputs, lambda: renderer(text)(shown))
 
 
-def _strict_exit(strict: bool, warnings: list[str]) -> None:
-    """--strict: a CI job fails (exit 3) on a doubtful fit; the output is written first."""
-    if strict and warnings:
+def _strict_exit(strict: bool, warnings: list[str], *models: Any) -> None:
+    """--strict: a CI job fails (exit 3) on a doubtful fit, or one that lost rows to missing values
+    (the `models`' notes); the output is written first."""
+    if strict and (warnings or _row_notes(*models)):
         raise typer.Exit(EXIT_STRICT)
 
 
@@ -221,10 +296,13 @@ def _json(obj: dict) -> str:
     return json.dumps(obj, indent=1, allow_nan=False) + "\n"
 
 
-def _table(draw: Callable[[Any], None], output: str | None, no_color: bool, inputs: tuple[str, ...]) -> None:
+def _table(draw: Callable[[Any], None], output: str | None, no_color: bool, inputs: tuple[str, ...],
+           text: Callable[[], str] | None = None) -> None:
     """Rich tables, rendered whole into a string and then written like any other output.
 
     Rendering first means a closed pipe (`| head -1`) is handled as for text, and `-o FILE` gets the table.
+    A table that needs more than the terminal's width (or a terminal narrower than MIN_TABLE_WIDTH) would
+    wrap into a mess: the text layout (`text`, R's print-out) is written instead.
     """
     import io
 
@@ -232,19 +310,29 @@ def _table(draw: Callable[[Any], None], output: str | None, no_color: bool, inpu
 
     tty = (output is None or output == "-") and sys.stdout.isatty()
     plain = no_color or bool(os.environ.get("NO_COLOR")) or not tty
+    columns = _terminal_columns()
+    if text is not None and columns < MIN_TABLE_WIDTH:
+        _emit(text(), output, inputs)
+        return
     buf = io.StringIO()
-    draw(make_console(no_color=plain, width=_table_width(), file=buf, force_terminal=True if tty else None))
+    console = make_console(no_color=plain, width=max(columns, MIN_TABLE_WIDTH), file=buf,
+                           force_terminal=True if tty else None)
+    draw(console)
+    if text is not None and console.too_narrow:
+        _emit(text(), output, inputs)
+        return
     _emit(buf.getvalue(), output, inputs)
 
 
-# narrower than this, rich would cut numbers short (`-3…`); a wider table wraps in the terminal instead
+# narrower than this, rich would cut numbers short (`-3…`) and split matrices into slivers: the text
+# layout is written instead (where there is none, the table is this wide and wraps in the terminal)
 MIN_TABLE_WIDTH = 60
 
 
-def _table_width() -> int:
+def _terminal_columns() -> int:
     from shutil import get_terminal_size
 
-    return max(get_terminal_size((80, 24)).columns, MIN_TABLE_WIDTH)
+    return get_terminal_size((80, 24)).columns
 
 
 def _printable(report: dict) -> dict:

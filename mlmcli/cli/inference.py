@@ -8,21 +8,24 @@ from typing import Annotated
 import typer
 
 from mlmcli.cli.app import (
+    HECK,
+    SLEEP,
+    SLEEP_MODEL,
     CiMethod,
     DataArg,
+    DataOptions,
     Format,
     FormulaArg,
     MlOpt,
     NoColorOpt,
     NsimOpt,
-    OffsetOpt,
     OutputOpt,
     SeedOpt,
-    SheetOpt,
     StrictOpt,
     VerboseOpt,
-    WeightsOpt,
     app,
+    examples,
+    reads_data,
 )
 from mlmcli.cli.common import (
     _begin,
@@ -31,10 +34,12 @@ from mlmcli.cli.common import (
     _deliver,
     _fit,
     _fit_and_warn,
+    _memory_only,
     _strict_exit,
     _user_errors,
     _warn,
 )
+from mlmcli.errors import MlmError
 
 
 class AnovaType(str, Enum):
@@ -48,10 +53,25 @@ class AnovaDdf(str, Enum):
     kenward_roger = "Kenward-Roger"
 
 
+CONFINT_EXAMPLES = examples(
+    f'mlm confint {SLEEP} {SLEEP_MODEL}',
+    f'mlm confint {SLEEP} {SLEEP_MODEL} --method boot --nsim 200 --seed 1',
+    f'mlm confint {HECK} "math ~ ses + (1|schcode)" --method wald --format json',
+)
+ANOVA_EXAMPLES = examples(
+    f'mlm anova {HECK} "math ~ ses*public + (ses|schcode)"',
+    f'mlm anova {HECK} "math ~ ses*public + (1|schcode)" --type 1 --ddf Kenward-Roger',
+)
+RANOVA_EXAMPLES = examples(
+    f'mlm ranova {SLEEP} {SLEEP_MODEL}',
+    f'mlm ranova {HECK} "math ~ ses + (1|schcode)" --format json',
+)
+
 LevelOpt = Annotated[float, typer.Option("--level", help="Confidence level, between 0 and 1.")]
 
 
-@app.command()
+@app.command(epilog=CONFINT_EXAMPLES)
+@reads_data
 def confint(
     data: DataArg,
     formula: FormulaArg,
@@ -65,9 +85,7 @@ def confint(
         "--parm", help="Comma-separated parameter names (as printed; also theta_ or beta_ for all "
         "variance parameters or all fixed effects).")] = None,
     ml: MlOpt = False,
-    sheet: SheetOpt = None,
-    weights: WeightsOpt = None,
-    offset: OffsetOpt = None,
+    source: DataOptions = DataOptions(),
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (R's confint matrix), table, json.")
                    ] = None,
     output: OutputOpt = None,
@@ -83,7 +101,10 @@ def confint(
     spec = Bootstrap(nsim=nsim, seed=seed) if method == CiMethod.boot else None   # bad --nsim, --seed: now
     inputs, kind = _begin(data, output, fmt)
     names = [s.strip() for s in parm.split(",") if s.strip()] if parm else None
-    model, _ = _fit_and_warn(data, formula, ml, sheet=sheet, verbose=verbose, weights=weights, offset=offset)
+    if source.engine == "dask" and method != CiMethod.wald:
+        # profiles refit with a parameter held fixed, the bootstrap simulates responses: both need the rows
+        raise MlmError(f"--method {method.value} is not offered with --engine dask; use --method wald")
+    model, _ = _fit_and_warn(data, formula, ml, source=source, verbose=verbose)
     select(model, names, method.value)   # a misspelt --parm is an error before any profiling
     if method != CiMethod.wald:          # lme4's message, before the long part
         _warn([f"Computing {'bootstrap' if spec else 'profile'} confidence intervals ..."])
@@ -95,10 +116,11 @@ def confint(
         warnings += [m for m in spec.messages if "failed" in m]
     _deliver(kind, report, output, inputs, no_color, "mlmcli.render.inference:confint_text",
              "mlmcli.render.inference:print_confint")
-    _strict_exit(strict, warnings)
+    _strict_exit(strict, warnings, model)
 
 
-@app.command()
+@app.command(epilog=ANOVA_EXAMPLES)
+@reads_data
 def anova(
     data: DataArg,
     formula: FormulaArg,
@@ -107,9 +129,7 @@ def anova(
     ddf: Annotated[AnovaDdf, typer.Option("--ddf", help="Denominator df: Satterthwaite or Kenward-Roger "
                                           "(REML fits only).")] = AnovaDdf.satterthwaite,
     ml: MlOpt = False,
-    sheet: SheetOpt = None,
-    weights: WeightsOpt = None,
-    offset: OffsetOpt = None,
+    source: DataOptions = DataOptions(),
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lmerTest's table), table, json.")
                    ] = None,
     output: OutputOpt = None,
@@ -120,9 +140,10 @@ def anova(
     """F tests of the fixed-effect terms, as lmerTest's anova(fit, type =, ddf =)."""
     from mlmcli.anova import anova_report
 
+    _memory_only("anova", source)   # the terms' contrasts come from the data's rows
     inputs, kind = _begin(data, output, fmt)
-    _check_ddf(ddf.value, ml, weights)
-    model, frame = _fit(data, formula, ml, ddf.value, sheet=sheet, verbose=verbose, weights=weights, offset=offset)
+    _check_ddf(ddf.value, ml, source.weights)
+    model, frame = _fit(data, formula, ml, ddf.value, source=source, verbose=verbose)
     with _user_errors(formula):
         report = anova_report(model, frame, int(type_.value))
     warnings = list(dict.fromkeys(model.warnings))
@@ -131,17 +152,16 @@ def anova(
     _warn(warnings)
     _deliver(kind, report, output, inputs, no_color, "mlmcli.render.inference:anova_text",
              "mlmcli.render.inference:print_anova")
-    _strict_exit(strict, warnings)
+    _strict_exit(strict, warnings, model)
 
 
-@app.command()
+@app.command(epilog=RANOVA_EXAMPLES)
+@reads_data
 def ranova(
     data: DataArg,
     formula: FormulaArg,
     ml: MlOpt = False,
-    sheet: SheetOpt = None,
-    weights: WeightsOpt = None,
-    offset: OffsetOpt = None,
+    source: DataOptions = DataOptions(),
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lmerTest's table), table, json.")
                    ] = None,
     output: OutputOpt = None,
@@ -152,10 +172,11 @@ def ranova(
     """Likelihood-ratio tests of the random-effects terms, as lmerTest's ranova(fit)."""
     from mlmcli.ranova import ranova_report
 
+    _memory_only("ranova", source)   # the reduced models are refitted to the rows
     inputs, kind = _begin(data, output, fmt)
-    model, frame = _fit_and_warn(data, formula, ml, sheet=sheet, verbose=verbose, weights=weights, offset=offset)
+    model, frame = _fit_and_warn(data, formula, ml, source=source, verbose=verbose)
     with _user_errors(formula):
         report = ranova_report(model, frame)
     _deliver(kind, report, output, inputs, no_color, "mlmcli.render.inference:ranova_text",
              "mlmcli.render.inference:print_ranova")
-    _strict_exit(strict, model.warnings)
+    _strict_exit(strict, model.warnings, model)

@@ -8,48 +8,44 @@ from typing import Annotated
 import typer
 
 from mlmcli.cli.app import (
+    HECK,
+    SLEEP,
+    SLEEP_MODEL,
     CiMethod,
     DataArg,
+    DataOptions,
     Ddf,
-    Engine,
-    EngineOpt,
     FitFormat,
     Format,
     FormulaArg,
     MlOpt,
     NoColorOpt,
     NsimOpt,
-    OffsetOpt,
     Optimizer,
     OptimizerOpt,
     OutputOpt,
     RanefFormat,
-    SchedulerOpt,
     SeedOpt,
-    SepOpt,
-    SheetOpt,
     StrictOpt,
     VerboseOpt,
-    WeightsOpt,
     app,
     check_argument_order,
+    examples,
+    reads_data,
 )
 from mlmcli.cli.common import (
     _begin,
     _bootstrap_progress,
     _check_ddf,
-    _check_finite,
-    _dask_refuses,
     _deliver,
     _emit,
     _fit,
+    _fit_all,
     _fit_and_warn,
     _fit_on_cluster,
     _json,
-    _note_engine,
     _note_ignored,
     _printable,
-    _read,
     _strict_exit,
     _table,
     _user_errors,
@@ -57,19 +53,33 @@ from mlmcli.cli.common import (
 )
 from mlmcli.errors import MlmError
 
+FIT_EXAMPLES = examples(
+    f'mlm fit {HECK} "math ~ ses + (ses|schcode)"',
+    f'mlm fit {HECK} "math ~ ses*public + (ses|schcode)" --ml --format json -o fit.json',
+    f'mlm fit {SLEEP} {SLEEP_MODEL} --format csv --ci wald -o tidy.csv',
+)
+TAU_EXAMPLES = examples(
+    f'mlm tau {HECK} "math ~ ses + (ses|schcode)"',
+    f'mlm tau {SLEEP} {SLEEP_MODEL} --format json',
+)
+RANEF_EXAMPLES = examples(
+    f'mlm ranef {HECK} "math ~ ses + (ses|schcode)" --format csv -o ranef.csv',
+    f'mlm ranef {SLEEP} {SLEEP_MODEL} --with-coef --head 5',
+)
+COMPARE_EXAMPLES = examples(
+    f'mlm compare {HECK} "math ~ ses + (ses|schcode)" "math ~ ses*public + (ses|schcode)"',
+    f'mlm compare {SLEEP} "Reaction ~ 1 + (1|Subject)" {SLEEP_MODEL} --names null,days --variance-reduction',
+)
 
-@app.command()
+
+@app.command(epilog=FIT_EXAMPLES)
+@reads_data
 def fit(
     data: DataArg,
     formula: FormulaArg,
     ml: MlOpt = False,
-    sep: SepOpt = None,
-    sheet: SheetOpt = None,
+    source: DataOptions = DataOptions(),
     optimizer: OptimizerOpt = Optimizer.robust,
-    weights: WeightsOpt = None,
-    offset: OffsetOpt = None,
-    engine: EngineOpt = Engine.memory,
-    scheduler: SchedulerOpt = None,
     fmt: Annotated[FitFormat | None, typer.Option(
         "--format", "-f", help="text (lme4's summary), table, json, csv (broom.mixed's tidy()).")] = None,
     ddf: Annotated[Ddf, typer.Option("--ddf", help="Denominator df: Satterthwaite, Kenward-Roger (adjusted "
@@ -92,7 +102,7 @@ def fit(
     from mlmcli.report import fit_report
 
     inputs, kind = _begin(data, output, fmt)
-    _check_ddf(ddf.value, ml, weights)
+    _check_ddf(ddf.value, ml, source.weights)
     if correlation and kind != "table":
         _note_ignored("--correlation", kind, "table")
     spec = None
@@ -103,12 +113,11 @@ def fit(
         spec = Bootstrap(nsim=nsim, seed=seed) if ci == CiMethod.boot else None
         if kind == "text":
             _note_ignored("--ci", kind, "json, table and csv")
-        if ci in (CiMethod.profile, CiMethod.boot) and engine == Engine.dask:
+        if ci in (CiMethod.profile, CiMethod.boot) and source.engine == "dask":
             # profiles refit with a fixed effect moved into the response, the bootstrap simulates
             # responses: both need the rows
             raise MlmError(f"--ci {ci.value} is not offered with --engine dask; use --ci wald")
-    model, _ = _fit(data, formula, ml, ddf.value, sep=sep, optimizer=optimizer.value, sheet=sheet,
-                    verbose=verbose, weights=weights, offset=offset, engine=engine.value, scheduler=scheduler,
+    model, _ = _fit(data, formula, ml, ddf.value, source=source, optimizer=optimizer.value, verbose=verbose,
                     residuals=True)
     with _user_errors(formula):   # the df methods' linear algebra can break down as the fit's can
         report = fit_report(model)
@@ -141,23 +150,21 @@ def fit(
         sys.stderr.write(printed.err)
     else:
         from mlmcli.render.table import print_fit
+        from mlmcli.render.text import fit_summary_output
 
-        _table(lambda c: print_fit(c, _printable(report), correlation=correlation), output, no_color, inputs)
-    _strict_exit(strict, warnings)
+        _table(lambda c: print_fit(c, _printable(report), correlation=correlation), output, no_color, inputs,
+               lambda: fit_summary_output(_printable(report)).out)
+    _strict_exit(strict, warnings, model)
 
 
-@app.command()
+@app.command(epilog=TAU_EXAMPLES)
+@reads_data
 def tau(
     data: DataArg,
     formula: FormulaArg,
     ml: MlOpt = False,
-    sep: SepOpt = None,
-    sheet: SheetOpt = None,
+    source: DataOptions = DataOptions(),
     optimizer: OptimizerOpt = Optimizer.robust,
-    weights: WeightsOpt = None,
-    offset: OffsetOpt = None,
-    engine: EngineOpt = Engine.memory,
-    scheduler: SchedulerOpt = None,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (Matrix::bdiag), table, json.")] = None,
     corr: Annotated[bool, typer.Option("--corr", help="Show the correlation matrix alone (table).")] = False,
     output: OutputOpt = None,
@@ -171,27 +178,21 @@ def tau(
     inputs, kind = _begin(data, output, fmt)
     if corr and kind != "table":
         _note_ignored("--corr", kind, "table")
-    model, _ = _fit_and_warn(data, formula, ml, sep=sep, optimizer=optimizer.value, sheet=sheet,
-                             verbose=verbose, weights=weights, offset=offset, engine=engine.value,
-                             scheduler=scheduler)
+    model, _ = _fit_and_warn(data, formula, ml, source=source, optimizer=optimizer.value, verbose=verbose)
     report = tau_report(model)
     _deliver(kind, report, output, inputs, no_color, "mlmcli.render.text:tau_text", "mlmcli.render.table:print_tau",
              corr_only=corr)
-    _strict_exit(strict, model.warnings)
+    _strict_exit(strict, model.warnings, model)
 
 
-@app.command()
+@app.command(epilog=RANEF_EXAMPLES)
+@reads_data
 def ranef(
     data: DataArg,
     formula: FormulaArg,
     ml: MlOpt = False,
-    sep: SepOpt = None,
-    sheet: SheetOpt = None,
+    source: DataOptions = DataOptions(),
     optimizer: OptimizerOpt = Optimizer.robust,
-    weights: WeightsOpt = None,
-    offset: OffsetOpt = None,
-    engine: EngineOpt = Engine.memory,
-    scheduler: SchedulerOpt = None,
     fmt: Annotated[RanefFormat | None, typer.Option("--format", "-f", help="table, csv, json, text.")] = None,
     head: Annotated[int | None, typer.Option(
         "--head", min=1, help="Show the first N levels of each factor (table and text).")] = None,
@@ -211,9 +212,7 @@ def ranef(
         _note_ignored("--head", kind, "table and text")
     if wide and kind not in ("table", "csv"):
         _note_ignored("--wide", kind, "table and csv")
-    model, _ = _fit_and_warn(data, formula, ml, sep=sep, optimizer=optimizer.value, sheet=sheet,
-                             verbose=verbose, weights=weights, offset=offset, engine=engine.value,
-                             scheduler=scheduler)
+    model, _ = _fit_and_warn(data, formula, ml, source=source, optimizer=optimizer.value, verbose=verbose)
     report = ranef_report(model, with_coef=with_coef)
     if kind == "json":
         _emit(_json(report), output, inputs)
@@ -229,24 +228,22 @@ def ranef(
         from mlmcli.render.table import print_ranef
 
         shown = _printable(report)
+        from mlmcli.render.ranef_text import ranef_text
+
         _table(lambda c: print_ranef(c, shown, head=head, wide=wide, coef=shown.get("coef") if with_coef else None),
-               output, no_color, inputs)
-    _strict_exit(strict, model.warnings)
+               output, no_color, inputs, lambda: ranef_text(shown, head=head))
+    _strict_exit(strict, model.warnings, model)
 
 
-@app.command()
+@app.command(epilog=COMPARE_EXAMPLES)
+@reads_data
 def compare(
     data: DataArg,
     formulas: Annotated[list[str], typer.Argument(help="Two or more model formulas.", metavar="FORMULA...",
                                                   callback=check_argument_order)],
     ml: MlOpt = False,
-    sep: SepOpt = None,
-    sheet: SheetOpt = None,
+    source: DataOptions = DataOptions(),
     optimizer: OptimizerOpt = Optimizer.robust,
-    weights: WeightsOpt = None,
-    offset: OffsetOpt = None,
-    engine: EngineOpt = Engine.memory,
-    scheduler: SchedulerOpt = None,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lme4's anova), table, json.")] = None,
     names: Annotated[str | None, typer.Option("--names", help="Comma-separated model names.")] = None,
     variance_reduction: Annotated[bool, typer.Option(
@@ -260,9 +257,6 @@ def compare(
     from mlmcli.compare import REFIT_MESSAGE, compare_report
     from mlmcli.compare import compare as run_compare
     from mlmcli.compare import variance_reduction as reduction
-    from mlmcli.design import ModelArguments, build_design
-    from mlmcli.formula import parse_formula
-    from mlmcli.model import fit_model
     from mlmcli.report import SCHEMA_VERSION
 
     if len(formulas) < 2:
@@ -271,24 +265,10 @@ def compare(
     if len(labels) != len(formulas) or len(set(labels)) != len(labels):
         raise MlmError(f"--names needs {len(formulas)} distinct names, got {names!r}")
     inputs, kind = _begin(data, output, fmt)
-    if engine == Engine.dask:
-        _dask_refuses(sheet=sheet)
-        fits = _fit_on_cluster(data, formulas, ml, "none", sep, optimizer.value, scheduler, residuals=False,
-                               weights=weights, offset=offset)
+    if source.engine == "dask":
+        fits = _fit_on_cluster(data, formulas, ml, "none", optimizer.value, source, residuals=False)
     else:
-        if scheduler is not None:
-            _note_engine("--scheduler")
-        args = ModelArguments(weights=weights, offset=offset)
-        with _user_errors(formulas[0]):
-            models = [parse_formula(f) for f in formulas]
-            columns = [c for parsed in models for c in parsed.columns()] + args.columns()
-            frame = _read(data, columns, sep, sheet, verbose)
-        fits = []
-        for f, parsed in zip(formulas, models, strict=True):
-            with _user_errors(f):
-                fits.append(fit_model(parsed, build_design(frame, parsed, args), reml=not ml, data_name=frame.name,
-                                      ddf="none", optimizer=optimizer.value))
-            _check_finite(fits[-1])
+        fits = _fit_all(data, formulas, ml, source, optimizer.value, verbose)
     warnings = list(dict.fromkeys(w for m in fits for w in m.warnings))
     _warn(warnings)
     with _user_errors():
@@ -302,17 +282,21 @@ def compare(
     if kind == "json":
         _emit(_json(report), output, inputs)
     elif kind == "text":
-        from mlmcli.render.text import anova_text
-
-        text = anova_text(_printable(report))
-        if vr is not None:
-            from mlmcli.render.csvout import variance_reduction_text
-
-            text += variance_reduction_text(_printable(vr))
-        _emit(text, output, inputs)
+        _emit(_compare_text(report, vr), output, inputs)
     else:
         from mlmcli.render.table import print_compare
 
         _table(lambda c: print_compare(c, _printable(report), variance_reduction=_printable(vr) if vr else None),
-               output, no_color, inputs)
-    _strict_exit(strict, warnings)
+               output, no_color, inputs, lambda: _compare_text(report, vr))
+    _strict_exit(strict, warnings, *fits)
+
+
+def _compare_text(report: dict, vr: dict | None) -> str:
+    from mlmcli.render.text import anova_text
+
+    text = anova_text(_printable(report))
+    if vr is not None:
+        from mlmcli.render.csvout import variance_reduction_text
+
+        text += variance_reduction_text(_printable(vr))
+    return text

@@ -9,19 +9,21 @@ from typing import Annotated
 import typer
 
 from mlmcli.cli.app import (
+    HECK,
+    SLEEP,
+    SLEEP_MODEL,
     DataArg,
+    DataOptions,
     FormulaArg,
     MlOpt,
-    OffsetOpt,
     SchemaName,
-    SepOpt,
-    SheetOpt,
     StrictOpt,
     VerboseOpt,
-    WeightsOpt,
     app,
+    examples,
+    reads_data,
 )
-from mlmcli.cli.common import _check_outputs, _emit, _fit_and_warn, _json, _strict_exit, _user_errors, _where_columns
+from mlmcli.cli.common import _check_outputs, _emit, _fit_and_warn, _json, _memory_only, _strict_exit, _user_errors
 from mlmcli.errors import MlmError
 
 
@@ -43,25 +45,32 @@ class PlotTheme(str, Enum):
     paper = "paper"
 
 
+EXAMPLES = examples(
+    f'mlm plot {HECK} "math ~ ses + (ses|schcode)" --kind caterpillar -o caterpillar.png',
+    f'mlm plot {SLEEP} {SLEEP_MODEL} --kind spaghetti --theme paper -o spaghetti.pdf',
+    f'mlm plot {SLEEP} {SLEEP_MODEL} --kind fitted --where "Days >= 2" --format json -o fitted.png',
+)
+SCHEMA_EXAMPLES = examples(
+    'mlm schema fit',
+    'mlm schema plot',
+)
+
 # matplotlib refuses images of 2^16 pixels or more on a side; say so before fitting
 MAX_PIXELS = 2**16 - 1
 
 
-@app.command()
+@app.command(epilog=EXAMPLES)
+@reads_data
 def plot(
     data: DataArg,
     formula: FormulaArg,
     kind: Annotated[PlotKind, typer.Option("--kind", "-k", help="What to draw.")] = PlotKind.ranef,
     output: Annotated[str, typer.Option("--output", "-o", help="Image file: .png, .svg or .pdf.")] = "mlm-plot.png",
     ml: MlOpt = False,
-    sep: SepOpt = None,
-    sheet: SheetOpt = None,
-    weights: WeightsOpt = None,
-    offset: OffsetOpt = None,
+    source: DataOptions = DataOptions(),
     x: Annotated[str | None, typer.Option("--x", help="Term or variable on the x axis.")] = None,
     y: Annotated[str | None, typer.Option("--y", help="Term on the y axis (ranef plot).")] = None,
     group: Annotated[str | None, typer.Option("--group", help="Grouping factor (default: the first).")] = None,
-    where: Annotated[str | None, typer.Option("--where", help='Keep rows, e.g. "schcode <= 10".')] = None,
     by: Annotated[str | None, typer.Option("--by", help="Split fitted lines by a level-2 variable.")] = None,
     dpi: Annotated[int | None, typer.Option("--dpi", min=20, max=1200, help="Default: 100, paper 300.")] = None,
     width: Annotated[float, typer.Option("--width", min=1.0, max=100.0, help="Inches.")] = 8.0,
@@ -81,6 +90,7 @@ def plot(
     from mlmcli.render.plots import PlotOptions, draw, image_format
 
     # every option is checked before the (possibly long) fit
+    _memory_only("plot", source)   # the pictures are drawn from the rows
     image_format(output)
     inputs = (data,)
     _check_outputs(inputs, output, data_out)
@@ -90,14 +100,9 @@ def plot(
     if max(width, height) * px > MAX_PIXELS:
         raise MlmError(f"the image would be {round(width * px)} x {round(height * px)} pixels; "
                        f"at most {MAX_PIXELS} on a side: lower --dpi or the size")
-    if where is not None:
-        from mlmcli.where import parse_where
-
-        with _user_errors(where):
-            parse_where(where)
-    model, frame = _fit_and_warn(data, formula, ml, [c for c in (x, by) if c] + _where_columns(where), sep,
-                                 sheet=sheet, verbose=verbose, weights=weights, offset=offset)
-    opts = PlotOptions(kind=kind.value, output=output, x=x, y=y, group=group, where=where, by=by, dpi=dpi,
+    model, frame = _fit_and_warn(data, formula, ml, [c for c in (x, by) if c], source, verbose=verbose)
+    # the rows --where chose were the model's rows: the caption and the json name the expression
+    opts = PlotOptions(kind=kind.value, output=output, x=x, y=y, group=group, where=source.where, by=by, dpi=dpi,
                        width=width, height=height, title=title, data_out=data_out, theme=theme.value,
                        caption=caption, groups=groups, seed=seed, inputs=inputs)
     if kind is PlotKind.profile:   # the profiles are the engine's work, done before drawing
@@ -108,13 +113,14 @@ def plot(
     plotted = draw(model, frame, opts)
     if fmt is not None:
         _emit(_json(plotted), None)
-    _strict_exit(strict, model.warnings)
+    _strict_exit(strict, model.warnings, model)
 
 
-@app.command()
+@app.command(epilog=SCHEMA_EXAMPLES)
 def schema(
     name: Annotated[SchemaName, typer.Argument(
-        help="fit, tau, ranef, compare, table, predict, augment, confint, anova or ranova.", metavar="COMMAND")],
+        help="fit, tau, ranef, compare, table, predict, augment, confint, anova, ranova or plot.",
+        metavar="COMMAND")],
 ) -> None:
     """Print the JSON schema that `mlm COMMAND --format json` output follows."""
     from importlib.resources import files

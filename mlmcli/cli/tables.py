@@ -10,25 +10,29 @@ from typing import Annotated
 import typer
 
 from mlmcli.cli.app import (
+    HECK,
+    SLEEP,
+    SLEEP_MODEL,
     DataArg,
+    DataOptions,
     MlOpt,
     NoColorOpt,
     Optimizer,
     OptimizerOpt,
     OutputOpt,
-    SepOpt,
-    SheetOpt,
     StrictOpt,
     VerboseOpt,
     app,
     check_argument_order,
+    examples,
+    reads_data,
 )
 from mlmcli.cli.common import (
-    _check_finite,
     _check_outputs,
     _emit,
+    _fit_all,
+    _fit_on_cluster,
     _json,
-    _read,
     _strict_exit,
     _table,
     _user_errors,
@@ -45,6 +49,11 @@ class TableFormat(str, Enum):
     csv = "csv"
     json = "json"
 
+
+EXAMPLES = examples(
+    f'mlm table {HECK} "math ~ ses + (1|schcode)" "math ~ ses*public + (ses|schcode)" -o table.tex',
+    f'mlm table {SLEEP} {SLEEP_MODEL} --ci --format markdown',
+)
 
 # -o FILE with one of these suffixes picks the format when --format is not given
 _BY_SUFFIX = {".md": "markdown", ".tex": "latex", ".html": "html", ".htm": "html", ".csv": "csv", ".json": "json"}
@@ -69,7 +78,8 @@ def model_names(names: str | None, n: int) -> list[str]:
     return labels
 
 
-@app.command()
+@app.command(epilog=EXAMPLES)
+@reads_data
 def table(
     data: DataArg,
     formulas: Annotated[list[str], typer.Argument(help="One or more model formulas, one column each.",
@@ -85,8 +95,7 @@ def table(
         "--format", "-f", help="markdown (default when piped), latex (booktabs), html, csv, json, or table "
         "(default on a terminal); -o FILE.tex/.html/.md/.csv/.json chooses by suffix.")] = None,
     ml: MlOpt = False,
-    sep: SepOpt = None,
-    sheet: SheetOpt = None,
+    source: DataOptions = DataOptions(),
     optimizer: OptimizerOpt = Optimizer.robust,
     output: OutputOpt = None,
     no_color: NoColorOpt = False,
@@ -94,9 +103,6 @@ def table(
     verbose: VerboseOpt = False,
 ) -> None:
     """Models side by side for a paper: estimates with SEs and stars, variance components, N, AIC, BIC, ICC, R²."""
-    from mlmcli.design import build_design
-    from mlmcli.formula import parse_formula
-    from mlmcli.model import fit_model
     from mlmcli.modeltable import table_report
 
     labels = model_names(names, len(formulas))
@@ -107,15 +113,10 @@ def table(
     inputs = (data,)
     _check_outputs(inputs, output)
     kind = table_format(fmt, output)
-    with _user_errors(formulas[0]):
-        parsed = [parse_formula(f) for f in formulas]
-        frame = _read(data, [c for p in parsed for c in p.columns()], sep, sheet, verbose)
-    fits = []
-    for f, p in zip(formulas, parsed, strict=True):
-        with _user_errors(f):
-            fits.append(fit_model(p, build_design(frame, p), reml=not ml, data_name=frame.name,
-                                  optimizer=optimizer.value))
-        _check_finite(fits[-1])
+    if source.engine == "dask":
+        fits = _fit_on_cluster(data, formulas, ml, "Satterthwaite", optimizer.value, source, residuals=False)
+    else:
+        fits = _fit_all(data, formulas, ml, source, optimizer.value, verbose, ddf="Satterthwaite")
     with _user_errors():
         report = table_report(fits, labels, level if ci else None)
     warnings = [f"{m['name']}: {w}" for m in report["models"] for w in m["warnings"]]
@@ -125,13 +126,14 @@ def table(
     if kind == "json":
         _emit(_json(report), output, inputs)
     elif kind == "table":
-        from mlmcli.render.modeltable import print_table
+        from mlmcli.render.modeltable import markdown, print_table
 
-        _table(lambda c: print_table(c, report, digits), output, no_color, inputs)
+        # too narrow for the table: the Markdown layout, as piped output has
+        _table(lambda c: print_table(c, report, digits), output, no_color, inputs, lambda: markdown(report, digits))
     else:
         from mlmcli.render import modeltable
 
         render = {"markdown": modeltable.markdown, "latex": modeltable.latex, "html": modeltable.html_table,
                   "csv": modeltable.csv_table}[kind]
         _emit(render(report, digits), output, inputs)
-    _strict_exit(strict, warnings)
+    _strict_exit(strict, warnings, *fits)

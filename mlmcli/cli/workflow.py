@@ -7,24 +7,47 @@ from typing import Annotated
 import typer
 
 from mlmcli.cli.app import (
+    HECK,
+    SLEEP,
+    SLEEP_MODEL,
     DataArg,
+    DataOptions,
     FormulaArg,
     MlOpt,
-    OffsetOpt,
     OutputOpt,
     ReForm,
     RowsFormat,
-    SheetOpt,
     StrictOpt,
     VerboseOpt,
-    WeightsOpt,
     app,
+    examples,
+    reads_data,
 )
-from mlmcli.cli.common import _check_outputs, _emit, _fit_and_warn, _json, _read, _user_errors, _warn
+from mlmcli.cli.common import (
+    _check_outputs,
+    _emit,
+    _fit_and_warn,
+    _json,
+    _memory_only,
+    _read,
+    _strict_exit,
+    _user_errors,
+    _warn,
+)
 from mlmcli.errors import MlmError
 
+PREDICT_EXAMPLES = examples(
+    f'mlm predict {SLEEP} {SLEEP_MODEL} --newdata {SLEEP} --re-form none',
+    f'mlm predict {HECK} "math ~ ses + (1|schcode)" --where "schcode <= 10" -o predicted.csv',
+)
+AUGMENT_EXAMPLES = examples(
+    f'mlm augment {SLEEP} {SLEEP_MODEL} -o augmented.csv',
+    f'mlm augment {HECK} "math ~ ses + (1|schcode)" --format json -o augmented.json',
+)
 
-@app.command()
+
+@app.command(epilog=PREDICT_EXAMPLES)
+@reads_data
 def predict(
     data: DataArg,
     formula: FormulaArg,
@@ -41,9 +64,7 @@ def predict(
         "--allow-new-levels", help="Predict unseen (or missing) groups at the population value, not an error.")
     ] = False,
     ml: MlOpt = False,
-    sheet: SheetOpt = None,
-    weights: WeightsOpt = None,
-    offset: OffsetOpt = None,
+    source: DataOptions = DataOptions(),
     fmt: Annotated[RowsFormat, typer.Option("--format", "-f", help="csv or json.")] = RowsFormat.csv,
     output: OutputOpt = None,
     strict: StrictOpt = False,
@@ -52,17 +73,17 @@ def predict(
     """Predictions as lme4's predict(): NEWDATA's columns plus .fitted."""
     from mlmcli.report import prediction_report
 
+    _memory_only("predict", source)   # the fitted values and the levels come from DATA's rows
     inputs = (data,) if newdata is None else (data, newdata)
     _check_outputs(inputs, output)
     if newdata is not None and newdata == "-" and data == "-":
         raise MlmError("DATA and --newdata cannot both be standard input")
-    model, frame = _fit_and_warn(data, formula, ml, sheet=sheet, verbose=verbose, weights=weights,
-                                 offset=offset)
-    if offset is not None and newdata is not None:
+    model, frame = _fit_and_warn(data, formula, ml, source=source, verbose=verbose)
+    if source.offset is not None and newdata is not None:
         _warn(["mlm: note: as lme4's predict(), predictions for --newdata leave out --offset; write "
-               f"offset({offset}) in the formula to include it"])
+               f"offset({source.offset}) in the formula to include it"])
     with _user_errors(formula):
-        new = _read(newdata, None, None, newdata_sheet, verbose) if newdata is not None else None
+        new = _read(newdata, None, source.sep, newdata_sheet, verbose) if newdata is not None else None
         report, columns = prediction_report(model, frame, new, re_form.value, allow_new_levels)
     if fmt == RowsFormat.json:
         _emit(_json(report), output, inputs)
@@ -70,16 +91,16 @@ def predict(
         from mlmcli.render.rows import rows_csv
 
         _emit(rows_csv(columns), output, inputs)
+    _strict_exit(strict, model.warnings, model)
 
 
-@app.command()
+@app.command(epilog=AUGMENT_EXAMPLES)
+@reads_data
 def augment(
     data: DataArg,
     formula: FormulaArg,
     ml: MlOpt = False,
-    sheet: SheetOpt = None,
-    weights: WeightsOpt = None,
-    offset: OffsetOpt = None,
+    source: DataOptions = DataOptions(),
     fmt: Annotated[RowsFormat, typer.Option("--format", "-f", help="csv or json.")] = RowsFormat.csv,
     output: OutputOpt = None,
     strict: StrictOpt = False,
@@ -88,9 +109,10 @@ def augment(
     """The model frame's rows with broom.mixed's augment() columns .fitted, .resid and .fixed."""
     from mlmcli.report import augment_report
 
+    _memory_only("augment", source)   # its output is DATA's rows
     inputs = (data,)
     _check_outputs(inputs, output)
-    model, frame = _fit_and_warn(data, formula, ml, sheet=sheet, verbose=verbose, weights=weights, offset=offset)
+    model, frame = _fit_and_warn(data, formula, ml, source=source, verbose=verbose)
     report, columns = augment_report(model, frame.int_columns)
     if fmt == RowsFormat.json:
         _emit(_json(report), output, inputs)
@@ -98,3 +120,4 @@ def augment(
         from mlmcli.render.rows import rows_csv
 
         _emit(rows_csv(columns), output, inputs)
+    _strict_exit(strict, model.warnings, model)

@@ -4,6 +4,7 @@ cluster of one worker process per core; passes over the partitions with a progre
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,18 +16,83 @@ from mlmcli.errors import DataError, MlmError
 FAN_IN = 8
 
 
+# the protocols distributed's comms speak between machines
+_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
+_ADDRESS = re.compile(r"(?:(?P<scheme>[^:/]*)://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(?P<port>[^/]*))?/?")
+_FORM = "write it as tcp://HOST:PORT or HOST:PORT, e.g. tcp://10.0.0.5:8786"
+
+
+def check_address(scheduler: str | None) -> str | None:
+    """The scheduler's address (--scheduler, else DASK_SCHEDULER_ADDRESS), None for a local cluster; a
+    malformed one is an error at once rather than after distributed's own attempts."""
+    env = os.environ.get("DASK_SCHEDULER_ADDRESS")
+    address = scheduler if scheduler is not None else env
+    if not address:
+        return None
+    what = f"the dask scheduler address {address!r}" + ("" if scheduler is not None else
+                                                          " (DASK_SCHEDULER_ADDRESS)")
+    m = _ADDRESS.fullmatch(address.strip())
+    if m is None:
+        raise MlmError(f"{what} is not an address: {_FORM}")
+    scheme, port = m.group("scheme"), m.group("port")
+    if scheme is not None and scheme not in _SCHEMES:
+        raise MlmError(f"{what} has an unknown protocol {scheme + '://'!r} (known: "
+                       f"{', '.join(s + '://' for s in _SCHEMES)}): {_FORM}")
+    if port is None or port == "":
+        raise MlmError(f"{what} has no port: {_FORM}")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise MlmError(f"{what} has the port {port!r}, not a number from 1 to 65535: {_FORM}")
+    return address.strip() if scheme is not None else f"tcp://{address.strip()}"
+
+
+def _probe(address: str, timeout: float) -> None:
+    """Ask the scheduler who it is, giving up after `timeout` seconds: distributed's client waits for
+    a server that accepts the connection and never answers without end, whatever its timeout."""
+    import asyncio
+
+    from distributed.comm import connect as open_comm
+
+    async def ask() -> None:
+        # distributed retries a refused connection until its own timeout and then says so (set shorter
+        # than ours, to be the error seen); its handshake and the reply have no end but ours
+        comm = await open_comm(address, timeout=0.9 * timeout)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            reply = await comm.read()
+        finally:
+            comm.abort()
+        if not isinstance(reply, dict) or reply.get("type") != "Scheduler":
+            raise DataError(f"{address} answered, but is not a dask scheduler")
+
+    seconds = f"{timeout:g} second{'s' if timeout != 1 else ''}"
+    try:
+        asyncio.run(asyncio.wait_for(ask(), timeout))
+    except MlmError:
+        raise
+    except TimeoutError:
+        raise DataError(f"the dask scheduler at {address} took the connection but did not answer within "
+                        f"{seconds} (--timeout)") from None
+    except (OSError, ValueError) as e:
+        if str(e).startswith("Timed out trying to connect"):
+            raise DataError(f"cannot reach the dask scheduler at {address}: no connection within {seconds} "
+                            "(--timeout)") from None
+        raise DataError(f"cannot reach the dask scheduler at {address}: {_one_line(e)}") from None
+    except Exception:   # noqa: BLE001 - bytes that are not dask's protocol (an HTTP server, say)
+        raise DataError(f"{address} answered, but not as a dask scheduler does") from None
+
+
 @contextmanager
-def connect(scheduler: str | None) -> Iterator[Any]:
-    """A client of the scheduler at `scheduler` (or DASK_SCHEDULER_ADDRESS); without one, of a local
-    cluster started here and closed afterwards."""
+def connect(address: str | None, timeout: float = 30.0) -> Iterator[Any]:
+    """A client of the scheduler at `address` (from check_address); without one, of a local cluster
+    started here and closed afterwards."""
     import logging
 
     from distributed import Client, LocalCluster
 
-    address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
     if address:
+        _probe(address, timeout)
         try:
-            client = Client(address, set_as_default=False)
+            client = Client(address, set_as_default=False, timeout=timeout)
         except (OSError, TimeoutError, ValueError) as e:
             raise DataError(f"cannot reach the dask scheduler at {address}: {_one_line(e)}") from None
         try:

@@ -161,8 +161,24 @@ def abbreviate(names: Sequence[str], minlength: int = 6) -> list[str]:
 
 
 # -------------------------------------------------------------------------------------------- console
+class FittingConsole(Console):
+    """A Console that notes whether a table or panel printed on it needed more than its width (rich then
+    wraps or squeezes it)."""
+
+    too_narrow = False
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        from rich.measure import Measurement
+
+        unbounded = self.options.update_width(10**6)   # the width it would take, not what it is given
+        for obj in objects:
+            if isinstance(obj, Table | Panel) and Measurement.get(self, unbounded, obj).maximum > self.width:
+                self.too_narrow = True
+        super().print(*objects, **kwargs)
+
+
 def make_console(no_color: bool = False, width: int | None = None, file=None,
-                 force_terminal: bool | None = None) -> Console:
+                 force_terminal: bool | None = None) -> FittingConsole:
     """A Console that uses colour only on a terminal and not at all under NO_COLOR or no_color=True."""
     plain = no_color or bool(os.environ.get("NO_COLOR"))
     kwargs: dict[str, Any] = {"file": file, "width": width, "highlight": False, "emoji": False}
@@ -171,7 +187,7 @@ def make_console(no_color: bool = False, width: int | None = None, file=None,
     if plain:
         # no colour system at all: rich then writes no escape sequences, not even bold
         kwargs.update(color_system=None, no_color=True)
-    return Console(**kwargs)
+    return FittingConsole(**kwargs)
 
 
 # ------------------------------------------------------------------------------------------- layout
