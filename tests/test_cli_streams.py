@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "fixtures" / "lme4" / "data"
 SLEEP = str(DATA / "sleepstudy.csv")
@@ -185,3 +187,41 @@ def test_no_progress_line_when_stderr_is_not_a_terminal():
     p = run("fit", SLEEP, SS, "-f", "json", env=PROGRESS_NOW)
     assert (p.returncode, p.stderr) == (0, b"")
     assert json.loads(p.stdout)["n_obs"] == 180
+
+
+def test_waiting_for_a_dask_scheduler_shows_on_a_terminal():
+    """A scheduler that takes the connection and never answers: 'connecting ...' on the terminal
+    while mlm waits, wiped before the error."""
+    import socket
+    import threading
+
+    pytest.importorskip("distributed")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    try:
+        code, out, screen = on_terminal("fit", SLEEP, SS, "--engine", "dask", "--scheduler", address,
+                                        "--timeout", "1", env=PROGRESS_NOW)
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        server.close()
+    assert code == 2 and out == b""
+    assert f"mlm: connecting to the dask scheduler at {address}...".encode() in screen
+    assert rendered(screen) == [f"mlm: error: the dask scheduler at {address} took the connection but did "
+                                "not answer within 1 second (--timeout)"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from enum import Enum
 from typing import Any
 
@@ -202,6 +202,7 @@ def _fit_on_cluster(data: str, formulas: list[str], ml: bool, ddf: str, optimize
     from mlmcli.distributed.cluster import check_address, connect
     from mlmcli.distributed.fit import check_formula, fit_on_cluster
     from mlmcli.distributed.source import open_source
+    from mlmcli.render.progress import waiting
 
     if source.sep is not None:
         _note_engine("--sep", "the CSV reader of --engine memory")
@@ -211,7 +212,10 @@ def _fit_on_cluster(data: str, formulas: list[str], ml: bool, ddf: str, optimize
     for formula in formulas:      # before a cluster is started or reached
         with _user_errors(formula):
             check_formula(data_source, formula, source.weights, source.offset)
-    with connect(address, source.timeout) as client:
+    with ExitStack() as stack:
+        where = f"the dask scheduler at {address}" if address else "a local dask cluster"
+        with waiting(f"mlm: connecting to {where}..."):
+            client = stack.enter_context(connect(address, source.timeout))
         for formula in formulas:
             with _user_errors(formula):
                 models.append(fit_on_cluster(client, data_source, formula, reml=not ml, ddf=ddf, optimizer=optimizer,

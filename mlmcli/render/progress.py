@@ -46,6 +46,17 @@ class StatusLine:
             self._put("\r" + text + " " * (self._shown - len(text)))
             self._shown = len(text)
 
+    def show(self, text: str) -> None:
+        """`text` on the line now (a wait that is not counted in evaluations)."""
+        with self._lock:
+            text = text[: self._width]
+            self._put("\r" + text + " " * (self._shown - len(text)))
+            self._shown = len(text)
+
+    @property
+    def delay(self) -> float:
+        return self._delay
+
     def clear(self) -> None:
         """Wipe the line, if shown; the next evaluation draws it again."""
         if not self._shown:
@@ -87,6 +98,24 @@ def clear_status() -> None:
     """Before writing to stdout or stderr: the status line, if shown, is wiped first."""
     if _status is not None:
         _status.clear()
+
+
+@contextmanager
+def waiting(text: str) -> Iterator[None]:
+    """`text` on the status line while a wait (a dask scheduler's answer) lasts longer than the
+    status line's delay; nothing where there is no status line (stderr is not a terminal)."""
+    line = _status
+    if line is None:
+        yield
+        return
+    timer = threading.Timer(line.delay, line.show, args=(text,))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        line.clear()
 
 
 @contextmanager
