@@ -61,7 +61,7 @@ def _r_var(x: np.ndarray) -> float:
 
 def _diagonal_theta(model: FittedModel) -> np.ndarray:
     """The elements of theta on the diagonals of the relative covariance factors (lower bound 0)."""
-    out = []
+    out: list[float] = []
     offset = 0
     for term in model.design.terms:
         k = term.X.shape[1]

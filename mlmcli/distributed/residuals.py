@@ -34,7 +34,8 @@ def _sample(r: np.ndarray, brackets: list[tuple[float, float]]) -> list[np.ndarr
     out = []
     for lo, hi in brackets:
         inside = r[np.searchsorted(r, lo, "left"):np.searchsorted(r, hi, "right")]
-        take = np.unique(np.linspace(0, len(inside) - 1, SAMPLE).astype(np.int64)) if len(inside) else []
+        take = np.unique(np.linspace(0, len(inside) - 1, SAMPLE).astype(np.int64)) if len(inside) else \
+            np.zeros(0, dtype=np.int64)
         out.append(inside[take])
     return out
 

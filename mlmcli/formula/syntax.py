@@ -183,7 +183,7 @@ def _check_parentheses(text: str, tokens: list[_Token]) -> None:
 
 # binding powers (left, right) following R's precedence:
 # ~ < | || < comparisons < + - < * / < %op% < : < unary < ^
-_BINARY = {
+_BINARY: dict[str, tuple[float, float]] = {
     "~": (1, 2), "|": (3, 4), "||": (3, 4), "+": (5, 6), "-": (5, 6), "*": (7, 8), "/": (7, 8),
     ":": (11, 12), "^": (16, 16),
 }
@@ -220,7 +220,7 @@ class _Parser:
             raise self._error(f"unexpected '{tok.value}'", tok.pos)
         return node
 
-    def _expr(self, min_bp: int) -> Node:
+    def _expr(self, min_bp: float) -> Node:
         left = self._prefix()
         while True:
             tok = self._peek()

@@ -142,7 +142,7 @@ def format_vc(fit: dict, digits: int = SUMMARY_DIGITS) -> str:
         names.append("Residual")
         terms.append("")
         sds.append(sd_res)
-    cols = [names, terms, rf.format_num([s * s for s in sds], digits), rf.format_num(sds, digits)]
+    cols: list[list[str]] = [names, terms, rf.format_num([s * s for s in sds], digits), rf.format_num(sds, digits)]
     header = ["Groups", "Name", "Variance", "Std.Dev."]
     maxlen = max(len(ts) for _, ts, _ in groups) if groups else 0
     if maxlen > 1:
@@ -158,8 +158,8 @@ def format_vc(fit: dict, digits: int = SUMMARY_DIGITS) -> str:
         corr_rows += [[""] * (maxlen - 1)] * (len(names) - len(corr_rows))
         cols += [[r[j] for r in corr_rows] for j in range(maxlen - 1)]
         header += ["Corr"] + [""] * (maxlen - 2)
-    cells = [[c[i] for c in cols] for i in range(len(names))]
-    return rf.print_matrix(cells, [""] * len(names), header, right=False)
+    matrix = [[c[i] for c in cols] for i in range(len(names))]
+    return rf.print_matrix(matrix, [""] * len(names), header, right=False)
 
 
 def _groups_line(fit: dict) -> str:

@@ -129,7 +129,8 @@ def darker(colour: str, by: float = 0.35) -> tuple[float, float, float]:
     """`colour` mixed with black: a population line beside its groups' lines of the same hue."""
     from matplotlib.colors import to_rgb
 
-    return tuple(c * (1.0 - by) for c in to_rgb(colour))
+    r, g, b = to_rgb(colour)
+    return r * (1.0 - by), g * (1.0 - by), b * (1.0 - by)
 
 
 def wrap(text: str, width: int) -> str:
