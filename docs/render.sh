@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerate the pictures the README shows: bash docs/render.sh [python]
+# Regenerate the pictures the documentation pages show: bash docs/render.sh [python]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${1:-python3}
