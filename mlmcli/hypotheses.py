@@ -40,7 +40,7 @@ class FixedTerms:
 
 def fixed_terms(model: FittedModel, frame: Frame) -> FixedTerms:
     """Map the fixed-effect terms to their columns (R's assign attribute)."""
-    from mlmcli.design import _contrast_codes, _drop_unused, evaluate
+    from mlmcli.design import contrast_codes, drop_unused, evaluate
     from mlmcli.frame import Factor
 
     design = model.design
@@ -52,11 +52,11 @@ def fixed_terms(model: FittedModel, frame: Frame) -> FixedTerms:
     values: dict[str, Column] = {}
     for v in model.formula.variables:
         col = evaluate(v, frame)
-        values[v.label] = (_drop_unused(Factor(col.codes[rows], col.levels, col.logical))
+        values[v.label] = (drop_unused(Factor(col.codes[rows], col.levels, col.logical))
                            if isinstance(col, Factor) else col[rows])
     columns: dict[str, list[int]] = {}
     pos = 1 if spec.intercept else 0
-    for term, coding in zip(spec.terms, _contrast_codes(spec, values), strict=True):
+    for term, coding in zip(spec.terms, contrast_codes(spec, values), strict=True):
         width = 1
         for var, code in zip(term.vars, coding, strict=True):
             col = values[var.label]
