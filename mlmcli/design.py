@@ -31,7 +31,7 @@ from mlmcli.formula import (
     match_arguments,
 )
 from mlmcli.frame import Factor, Frame
-from mlmcli.rsort import format_number
+from mlmcli.rcompat.rsort import format_number
 
 Column = np.ndarray | Factor
 

@@ -21,7 +21,7 @@ import numpy as np
 from mlmcli.csvsource import SEPARATORS, Source, choose_separator, decode, line_of, nul_in_field
 from mlmcli.csvtext import split_text, try_numbers
 from mlmcli.errors import DataError
-from mlmcli.rsort import collation_key
+from mlmcli.rcompat.rsort import collation_key
 
 _INT32_MAX = 2147483647
 

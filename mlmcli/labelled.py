@@ -18,7 +18,7 @@ import numpy as np
 from mlmcli.errors import DataError
 from mlmcli.formats import data_name
 from mlmcli.frame import Factor, Frame
-from mlmcli.rsort import collation_key, format_number
+from mlmcli.rcompat.rsort import collation_key, format_number
 from mlmcli.typedcolumns import pick, text_factor, unusable
 
 _EPOCH = dt.datetime(1970, 1, 1)

@@ -242,7 +242,7 @@ class FittedModel:
     def coef_table(self) -> list[dict]:
         """Estimate, SE, df, t and p per fixed effect (df and p are None with ddf 'none'); with
         Kenward-Roger the SE is the adjusted one, as lmerTest's summary prints it."""
-        from mlmcli.distributions import t_two_sided
+        from mlmcli.rcompat.distributions import t_two_sided
 
         rows = []
         se = self.std_errors

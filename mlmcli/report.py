@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from mlmcli.render.jsonvalues import clean
 
 if TYPE_CHECKING:
     from mlmcli.frame import Frame
@@ -13,24 +14,6 @@ if TYPE_CHECKING:
 
 # version of the JSON contracts (mlmcli/schemas/): raised when a key changes meaning or goes away
 SCHEMA_VERSION = 1
-
-
-def clean(x: Any) -> Any:
-    """numpy scalars and arrays to plain Python; NaN and infinities to None (JSON null)."""
-    if isinstance(x, dict):
-        return {k: clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [clean(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return clean(x.tolist())
-    if isinstance(x, (np.floating, float)):
-        v = float(x)
-        return v if math.isfinite(v) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
 
 
 def fit_report(model: FittedModel) -> dict:

@@ -11,7 +11,7 @@ import numpy as np
 
 from mlmcli.errors import DataError
 from mlmcli.frame import _INT32_MAX, Factor, make_names
-from mlmcli.rsort import collation_key
+from mlmcli.rcompat.rsort import collation_key
 
 
 def text_factor(uniques: list[str], codes: np.ndarray) -> Factor:

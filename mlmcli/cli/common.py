@@ -341,7 +341,7 @@ def _terminal_columns() -> int:
 
 def _printable(report: dict) -> dict:
     """Levels with newlines or tabs escaped as R prints them, for text and table output."""
-    from mlmcli.render.escape import escape_strings
+    from mlmcli.rcompat.escape import escape_strings
 
     return escape_strings(report)
 

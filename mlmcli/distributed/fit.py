@@ -11,7 +11,15 @@ from typing import Any
 
 import numpy as np
 
-from mlmcli.design import Design, ModelArguments, ReTerm, check_levels, gram_clearly_full_rank, pivoted_rank, scale_warning
+from mlmcli.design import (
+    Design,
+    ModelArguments,
+    ReTerm,
+    check_levels,
+    gram_clearly_full_rank,
+    pivoted_rank,
+    scale_warning,
+)
 from mlmcli.distributed.blocks import (
     BlockSums,
     Layout,

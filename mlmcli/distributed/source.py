@@ -11,7 +11,7 @@ import numpy as np
 
 from mlmcli.errors import DataError
 from mlmcli.frame import Factor, Frame, make_name, make_names
-from mlmcli.rsort import collation_key
+from mlmcli.rcompat.rsort import collation_key
 
 # what a partition's column holds; "missing" (every value NA) agrees with any other kind
 KINDS = ("integer", "double", "logical", "text", "missing")
