@@ -21,7 +21,7 @@ from mlmcli.rcompat.distributions import f_upper
 if TYPE_CHECKING:
     from mlmcli.engine.kenward_roger import KenwardRoger
     from mlmcli.engine.satterthwaite import Satterthwaite
-    from mlmcli.frame import Frame
+    from mlmcli.io.frame import Frame
     from mlmcli.model import FittedModel
 
 TYPES = (1, 2, 3)

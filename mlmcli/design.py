@@ -30,7 +30,7 @@ from mlmcli.formula import (
     literal_values,
     match_arguments,
 )
-from mlmcli.frame import Factor, Frame
+from mlmcli.io.frame import Factor, Frame
 from mlmcli.rcompat.rsort import format_number
 
 Column = np.ndarray | Factor

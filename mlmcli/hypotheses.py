@@ -18,7 +18,7 @@ from mlmcli.errors import DataError
 if TYPE_CHECKING:
     from mlmcli.design import Column
     from mlmcli.formula import Term
-    from mlmcli.frame import Frame
+    from mlmcli.io.frame import Frame
     from mlmcli.model import FittedModel
 
 ZERO_ROW = 1e-8          # lmerTest drops contrast rows with sum |L| below this
@@ -41,7 +41,7 @@ class FixedTerms:
 def fixed_terms(model: FittedModel, frame: Frame) -> FixedTerms:
     """Map the fixed-effect terms to their columns (R's assign attribute)."""
     from mlmcli.design import contrast_codes, drop_unused, evaluate
-    from mlmcli.frame import Factor
+    from mlmcli.io.frame import Factor
 
     design = model.design
     if design.dropped:
@@ -106,7 +106,7 @@ def type1(ft: FixedTerms) -> dict[str, np.ndarray]:
 
 
 def _numeric_vars(ft: FixedTerms, term: Term) -> set[str]:
-    from mlmcli.frame import Factor
+    from mlmcli.io.frame import Factor
 
     return {v.label for v in term.vars
             if not isinstance(ft.values[v.label], Factor) and np.ndim(ft.values[v.label]) == 1}

@@ -17,7 +17,7 @@ import numpy as np
 
 from mlmcli.design import Column, evaluate, model_matrix, total_offset, value_labels
 from mlmcli.errors import DataError
-from mlmcli.frame import Factor, Frame
+from mlmcli.io.frame import Factor, Frame
 
 if TYPE_CHECKING:
     from mlmcli.formula import RandomTerm, Var

@@ -19,7 +19,7 @@ from mlmcli.rcompat.distributions import chisq_upper
 
 if TYPE_CHECKING:
     from mlmcli.formula import Formula, ModelSpec
-    from mlmcli.frame import Frame
+    from mlmcli.io.frame import Frame
     from mlmcli.model import FittedModel
 
 HEADING = "ANOVA-like table for random-effects: Single term deletions"

@@ -9,7 +9,7 @@ import numpy as np
 from mlmcli.render.jsonvalues import clean
 
 if TYPE_CHECKING:
-    from mlmcli.frame import Frame
+    from mlmcli.io.frame import Frame
     from mlmcli.model import FittedModel
 
 # version of the JSON contracts (mlmcli/schemas/): raised when a key changes meaning or goes away
@@ -180,7 +180,7 @@ def augment_report(model: FittedModel, int_columns: set[str] | None = None) -> t
 
 
 def _take(col: Any, rows: np.ndarray) -> Any:
-    from mlmcli.frame import Factor
+    from mlmcli.io.frame import Factor
 
     if isinstance(col, Factor):
         return Factor(col.codes[rows], col.levels, col.logical)

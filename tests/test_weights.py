@@ -19,7 +19,7 @@ import pytest
 
 from mlmcli.design import ModelArguments, build_design
 from mlmcli.formula import parse_formula
-from mlmcli.frame import read_csv
+from mlmcli.io.csv import read_csv
 from mlmcli.model import at_theta, fit_model
 from tests.test_cli_exit import undeclared
 from tests.test_text_end_to_end import nearly_same
@@ -369,7 +369,7 @@ def test_fitted_lines_of_the_plot_carry_the_offset():
     x, its rows' offsets included (Reaction is linear in Days, so the mean is exact)."""
     from mlmcli.design import ModelArguments, build_design
     from mlmcli.formula import parse_formula
-    from mlmcli.frame import read_csv
+    from mlmcli.io.csv import read_csv
     from mlmcli.model import fit_model
     from mlmcli.render.plots.implied import Implied
 

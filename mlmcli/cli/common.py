@@ -70,7 +70,7 @@ def _read(data: str, columns: list[str] | None, sep: str | None = None, sheet: s
           verbose: bool = False):
     """DATA by its format (CSV, Parquet, SPSS, ...); only `columns` are converted. --verbose: what the
     reader did beyond read.csv's rules (labelled columns made factors) goes to stderr."""
-    from mlmcli.formats import read_data
+    from mlmcli.io.formats import read_data
 
     frame = read_data(data, columns=columns, sep=sep, sheet=sheet)
     _warn([f"mlm: note: {w}" for w in dict.fromkeys(frame.warnings)])

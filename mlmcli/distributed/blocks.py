@@ -15,7 +15,7 @@ from mlmcli.engine.crossprod import CrossProducts
 from mlmcli.engine.terms import TermStructure
 from mlmcli.errors import DataError
 from mlmcli.formula import Formula
-from mlmcli.frame import Factor
+from mlmcli.io.frame import Factor
 
 
 @dataclass

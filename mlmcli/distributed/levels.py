@@ -12,7 +12,7 @@ from mlmcli import formula as fm
 from mlmcli.design import evaluate, model_frame, scale_calls, uses_group_means
 from mlmcli.errors import DataError
 from mlmcli.formula import Formula, match_arguments
-from mlmcli.frame import Factor, Frame
+from mlmcli.io.frame import Factor, Frame
 from mlmcli.rcompat.rsort import format_number
 
 Value = str | float

@@ -27,7 +27,7 @@ from mlmcli.render.plots.textfit import keep_inside
 if TYPE_CHECKING:
     import numpy as np
 
-    from mlmcli.frame import Frame
+    from mlmcli.io.frame import Frame
     from mlmcli.model import FittedModel
 
 _KIND_FUNCS = {"ranef": ranef, "caterpillar": caterpillar, "spaghetti": spaghetti, "fitted": fitted,
