@@ -216,7 +216,7 @@ IN_PROCESS_MLM = """
 import statistics, sys, time
 from mlmcli.design import build_design
 from mlmcli.formula import parse_formula
-from mlmcli.frame import read_csv
+from mlmcli.io.csv import read_csv
 from mlmcli.model import fit_model
 path, formula, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 frame = read_csv(path)

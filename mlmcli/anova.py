@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mlmcli.distributions import f_upper
+from mlmcli.rcompat.distributions import f_upper
 
 if TYPE_CHECKING:
     from mlmcli.engine.kenward_roger import KenwardRoger
     from mlmcli.engine.satterthwaite import Satterthwaite
-    from mlmcli.frame import Frame
+    from mlmcli.io.frame import Frame
     from mlmcli.model import FittedModel
 
 TYPES = (1, 2, 3)
@@ -90,7 +90,8 @@ def anova_report(model: FittedModel, frame: Frame, kind: int = 3) -> dict:
     """{"type", "ddf", "heading", "terms": [{"term", "sum_sq", ...}]}; a fit without fixed-effect
     terms gives an empty table, as lmerTest does."""
     from mlmcli.hypotheses import contrasts, fixed_terms
-    from mlmcli.report import SCHEMA_VERSION, clean
+    from mlmcli.render.jsonvalues import clean
+    from mlmcli.report import SCHEMA_VERSION
 
     ddf = "Kenward-Roger" if model.ddf == "Kenward-Roger" else "Satterthwaite"
     ft = fixed_terms(model, frame)

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mlmcli.distributions import chisq_upper
 from mlmcli.errors import DataError
-from mlmcli.report import clean
+from mlmcli.rcompat.distributions import chisq_upper
+from mlmcli.render.jsonvalues import clean
 
 if TYPE_CHECKING:
     from mlmcli.model import FittedModel

@@ -40,7 +40,7 @@ def varpar_names(model: FittedModel, old: bool) -> list[str]:
 
 def percent_labels(level: float) -> list[str]:
     """lme4's format.perc(): "2.5 %", "97.5 %"."""
-    from mlmcli.render import rformat as rf
+    from mlmcli.rcompat import rformat as rf
 
     a = (1.0 - level) / 2.0
     return [s.strip() + " %" for s in rf.format_num([100 * a, 100 * (1 - a)], digits=3)]
@@ -246,7 +246,8 @@ def _boot_keys(spec: Bootstrap | None) -> dict:
 def confint_report(model: FittedModel, method: str, level: float = 0.95,
                    parm: list[str] | None = None, spec: Bootstrap | None = None) -> dict:
     """{"method", "level", "intervals": [{"parameter", "lower", "upper"}]} in lme4's order."""
-    from mlmcli.report import SCHEMA_VERSION, clean
+    from mlmcli.render.jsonvalues import clean
+    from mlmcli.report import SCHEMA_VERSION
 
     check_level(level)
     which = select(model, parm, method)
@@ -285,7 +286,7 @@ def add_fixed_effect_intervals(report: dict, model: FittedModel, method: str, le
     """`mlm fit --ci`: conf_low and conf_high on every fixed effect of a fit report, and which
     intervals they are under "confint".  Returns the intervals of every parameter: the variance
     parameters' are None unless asked for (profile) or free (the bootstrap's replicates have them)."""
-    from mlmcli.report import clean
+    from mlmcli.render.jsonvalues import clean
 
     spec = (spec or Bootstrap()) if method == "boot" else None
     nv = len(varpar_names(model, old=True))

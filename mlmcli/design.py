@@ -30,8 +30,8 @@ from mlmcli.formula import (
     literal_values,
     match_arguments,
 )
-from mlmcli.frame import Factor, Frame
-from mlmcli.rsort import format_number
+from mlmcli.io.frame import Factor, Frame
+from mlmcli.rcompat.rsort import format_number
 
 Column = np.ndarray | Factor
 
@@ -182,7 +182,7 @@ def _factor_call(node: fm.Call, ctx: _Context) -> Factor:
     if "levels" in args:
         return _factor_with_levels(inner, literal_values(args["levels"]) or [], arg, ctx)
     if isinstance(inner, Factor):
-        return _drop_unused(Factor(inner.codes, inner.levels))
+        return drop_unused(Factor(inner.codes, inner.levels))
     integer = isinstance(arg, fm.Sym) and arg.name in ctx.frame.int_columns
     return _numeric_factor(inner, integer)
 
@@ -199,7 +199,7 @@ def _interaction_call(args: dict[str, Node], ctx: _Context) -> Factor:
         col = _evaluate(arg, ctx)
         if isinstance(col, Factor):
             # as.factor() of TRUE/FALSE has the values present as levels
-            factors.append(_drop_unused(Factor(col.codes, col.levels)) if col.logical else col)
+            factors.append(drop_unused(Factor(col.codes, col.levels)) if col.logical else col)
         elif col.ndim != 1:
             raise DataError(f"interaction() of a matrix cannot be used: {ctx.label}")
         else:
@@ -471,7 +471,7 @@ def _sorted_codes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values, codes.ravel()
 
 
-def _drop_unused(f: Factor) -> Factor:
+def drop_unused(f: Factor) -> Factor:
     """Drop levels no row uses (R's drop.unused.levels); R's logicals keep FALSE and TRUE."""
     if f.logical:
         return f
@@ -502,7 +502,7 @@ def _n_levels(col: Column) -> int:
     return len(col.levels) if isinstance(col, Factor) else 0
 
 
-def _contrast_codes(spec: ModelSpec, values: dict[str, Column]) -> list[list[int]]:
+def contrast_codes(spec: ModelSpec, values: dict[str, Column]) -> list[list[int]]:
     """R's factor coding per variable of each term: 1 = contrasts, 2 = indicators.
 
     A factor gets contrasts in a term when the term without it is empty or is part
@@ -535,7 +535,7 @@ def model_matrix(spec: ModelSpec, values: dict[str, Column], n: int) -> tuple[np
     if spec.intercept:
         columns.append(np.ones(n))
         names.append("(Intercept)")
-    for term, coding in zip(spec.terms, _contrast_codes(spec, values), strict=True):
+    for term, coding in zip(spec.terms, contrast_codes(spec, values), strict=True):
         block: list[np.ndarray | None] = [None]  # None: the column of ones, never formed
         block_names = [""]
         for var, code in zip(term.vars, coding, strict=True):
@@ -638,7 +638,7 @@ def gram_clearly_full_rank(G: np.ndarray) -> bool:
     return bool(np.all(np.abs(np.diag(R)) > 1e-3))
 
 
-def _scale_warning(X: np.ndarray) -> str | None:
+def scale_warning(X: np.ndarray) -> str | None:
     """lme4's checkScaleX: predictors whose standard deviations differ by more than 1000-fold."""
     if X.shape[0] < 2:
         return None
@@ -660,7 +660,7 @@ def _scale_warning(X: np.ndarray) -> str | None:
 def _as_factor(col: Column, integer: bool) -> Factor:
     """lme4's makeFac: a factor stays, anything else becomes factor(x)."""
     if isinstance(col, Factor):
-        return _drop_unused(Factor(col.codes, col.levels)) if col.logical else col
+        return drop_unused(Factor(col.codes, col.levels)) if col.logical else col
     return _numeric_factor(col, integer)
 
 
@@ -729,15 +729,15 @@ def build_design(frame: Frame, formula: Formula, args: ModelArguments | None = N
     every_row = n == frame.n_rows  # no copies of whole columns when no row is dropped
     for label, col in full.items():
         if isinstance(col, Factor):
-            values[label] = _drop_unused(col if every_row else Factor(col.codes[rows], col.levels, col.logical))
+            values[label] = drop_unused(col if every_row else Factor(col.codes[rows], col.levels, col.logical))
         else:
             values[label] = col if every_row else col[rows]
 
     terms = _random_terms(formula, frame, values, n)
-    _check_levels(terms, n)
+    check_levels(terms, n)
 
     X, xnames = model_matrix(formula.fixed, values, n)
-    _check_finite(values[response], X, xnames, terms, response)
+    check_finite(values[response], X, xnames, terms, response)
     messages: list[str] = []
     dropped: list[str] = []
     keep = pivoted_rank(X)
@@ -755,7 +755,7 @@ def build_design(frame: Frame, formula: Formula, args: ModelArguments | None = N
             f"{X.shape[1]} fixed-effect coefficients for {n} observations: no residual degrees of freedom are "
             "left; remove fixed-effect terms (a factor with one row per level cannot be a fixed effect)"
         )
-    warning = _scale_warning(X)
+    warning = scale_warning(X)
     if warning:
         messages.append(warning)
     if nan_message:
@@ -906,7 +906,7 @@ def _missing_in_data(frame: Frame, formula: Formula, args: ModelArguments) -> np
     return missing
 
 
-def _check_finite(y: Column, X: np.ndarray, xnames: list[str], terms: list[ReTerm], response: str) -> None:
+def check_finite(y: Column, X: np.ndarray, xnames: list[str], terms: list[ReTerm], response: str) -> None:
     """lmer stops at infinite values (log(0), 1/0): NaN rows were dropped as missing, Inf rows were not."""
     def bad(M: np.ndarray, names: list[str]) -> str | None:
         with np.errstate(all="ignore"):
@@ -946,7 +946,7 @@ def _random_terms(formula: Formula, frame: Frame, values: dict[str, Column], n: 
     return terms
 
 
-def _check_levels(terms: list[ReTerm], n: int) -> None:
+def check_levels(terms: list[ReTerm], n: int) -> None:
     """lme4's checkNlevels and checkZdims, with lme4's wording."""
     groups: dict[str, int] = {}
     for t in terms:

@@ -18,7 +18,7 @@ from mlmcli.errors import DataError
 if TYPE_CHECKING:
     from mlmcli.design import Column
     from mlmcli.formula import Term
-    from mlmcli.frame import Frame
+    from mlmcli.io.frame import Frame
     from mlmcli.model import FittedModel
 
 ZERO_ROW = 1e-8          # lmerTest drops contrast rows with sum |L| below this
@@ -40,8 +40,8 @@ class FixedTerms:
 
 def fixed_terms(model: FittedModel, frame: Frame) -> FixedTerms:
     """Map the fixed-effect terms to their columns (R's assign attribute)."""
-    from mlmcli.design import _contrast_codes, _drop_unused, evaluate
-    from mlmcli.frame import Factor
+    from mlmcli.design import contrast_codes, drop_unused, evaluate
+    from mlmcli.io.frame import Factor
 
     design = model.design
     if design.dropped:
@@ -52,11 +52,11 @@ def fixed_terms(model: FittedModel, frame: Frame) -> FixedTerms:
     values: dict[str, Column] = {}
     for v in model.formula.variables:
         col = evaluate(v, frame)
-        values[v.label] = (_drop_unused(Factor(col.codes[rows], col.levels, col.logical))
+        values[v.label] = (drop_unused(Factor(col.codes[rows], col.levels, col.logical))
                            if isinstance(col, Factor) else col[rows])
     columns: dict[str, list[int]] = {}
     pos = 1 if spec.intercept else 0
-    for term, coding in zip(spec.terms, _contrast_codes(spec, values), strict=True):
+    for term, coding in zip(spec.terms, contrast_codes(spec, values), strict=True):
         width = 1
         for var, code in zip(term.vars, coding, strict=True):
             col = values[var.label]
@@ -106,7 +106,7 @@ def type1(ft: FixedTerms) -> dict[str, np.ndarray]:
 
 
 def _numeric_vars(ft: FixedTerms, term: Term) -> set[str]:
-    from mlmcli.frame import Factor
+    from mlmcli.io.frame import Factor
 
     return {v.label for v in term.vars
             if not isinstance(ft.values[v.label], Factor) and np.ndim(ft.values[v.label]) == 1}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlmcli.frame import Factor
+from mlmcli.io.frame import Factor
 
 
 def interaction(factors: list[Factor], sep: str = ".", lex_order: bool = False) -> Factor:

@@ -242,7 +242,7 @@ class FittedModel:
     def coef_table(self) -> list[dict]:
         """Estimate, SE, df, t and p per fixed effect (df and p are None with ddf 'none'); with
         Kenward-Roger the SE is the adjusted one, as lmerTest's summary prints it."""
-        from mlmcli.distributions import t_two_sided
+        from mlmcli.rcompat.distributions import t_two_sided
 
         rows = []
         se = self.std_errors
@@ -347,3 +347,17 @@ def refit(model: FittedModel, reml: bool) -> FittedModel:
                       ddf=model.ddf, optimizer=model.optimizer, remote=model.remote)
     new._finish()
     return new
+
+
+@dataclass
+class Prediction:
+    values: np.ndarray  # one per new row; NaN where a variable the prediction needs is missing
+    fixed: np.ndarray   # the fixed part plus offsets (lme4's re.form = NA)
+
+
+def fitted_values(model: FittedModel) -> Prediction:
+    """predict(fit) and predict(fit, re.form = NA) on the rows the fit used: offsets included."""
+    design = model.design
+    offset = design.offset if design.offset is not None else 0.0
+    fixed = np.asarray(design.X, dtype=float) @ np.asarray(model.beta, dtype=float) + offset
+    return Prediction(values=np.asarray(model.fitted, dtype=float) + offset, fixed=fixed)

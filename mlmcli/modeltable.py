@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mlmcli.report import SCHEMA_VERSION, clean, effects_report
+from mlmcli.render.jsonvalues import clean
+from mlmcli.report import SCHEMA_VERSION, effects_report
 
 if TYPE_CHECKING:
     from mlmcli.model import FittedModel

@@ -10,14 +10,16 @@ population value), as in lme4. Offsets are added back.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mlmcli.design import Column, evaluate, model_matrix, total_offset, value_labels
 from mlmcli.errors import DataError
-from mlmcli.frame import Factor, Frame
+from mlmcli.io.frame import Factor, Frame
+from mlmcli.model import Prediction, fitted_values
+from mlmcli.render.jsonvalues import clean
+from mlmcli.report import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from mlmcli.formula import RandomTerm, Var
@@ -25,20 +27,6 @@ if TYPE_CHECKING:
 
 
 NEW_LEVELS_HINT = " (give --allow-new-levels to predict {what} without their random effects)"
-
-
-@dataclass
-class Prediction:
-    values: np.ndarray  # one per new row; NaN where a variable the prediction needs is missing
-    fixed: np.ndarray   # the fixed part plus offsets (lme4's re.form = NA)
-
-
-def fitted_values(model: FittedModel) -> Prediction:
-    """predict(fit) and predict(fit, re.form = NA) on the rows the fit used: offsets included."""
-    design = model.design
-    offset = design.offset if design.offset is not None else 0.0
-    fixed = np.asarray(design.X, dtype=float) @ np.asarray(model.beta, dtype=float) + offset
-    return Prediction(values=np.asarray(model.fitted, dtype=float) + offset, fixed=fixed)
 
 
 def predict_new(model: FittedModel, train: Frame, new: Frame, random: bool = True,
@@ -159,3 +147,47 @@ def _group_labels(group_vars: tuple[str, ...], new: Frame, train: Frame,
     for row in zip(*parts, strict=True):
         out.append(None if any(p is None for p in row) else ":".join(row))  # type: ignore[arg-type]
     return out
+
+
+def prediction_report(model: FittedModel, frame: Frame, new: Frame | None, re_form: str,
+                      allow_new_levels: bool) -> tuple[dict, dict]:
+    """`mlm predict`: the new data's columns (without new data, the fit's rows of the data) and .fitted.
+
+    Returns the JSON report and the columns for CSV."""
+    from mlmcli.render.rows import named_columns, records
+
+    if new is None:
+        pred = fitted_values(model)
+        rows = model.design.rows
+        source = {name: _take(col, rows) for name, col in frame.columns.items()}
+        columns = named_columns(source, frame.int_columns)
+    else:
+        pred = predict_new(model, frame, new, random=re_form == "all", allow_new_levels=allow_new_levels)
+        columns = named_columns(new.columns, new.int_columns)
+    fitted = pred.values if re_form == "all" else pred.fixed
+    columns[".fitted"] = clean(fitted)
+    report = {"schema_version": SCHEMA_VERSION, "formula": model.formula.text, "data_name": model.data_name,
+              "newdata_name": new.name if new is not None else None, "re_form": re_form,
+              "allow_new_levels": allow_new_levels, "n": len(fitted), "rows": records(columns)}
+    return clean(report), columns
+
+
+def augment_report(model: FittedModel, int_columns: set[str] | None = None) -> tuple[dict, dict]:
+    """`mlm augment`: broom.mixed's augment(fit) columns .fitted, .resid and .fixed on the model frame."""
+    from mlmcli.render.rows import named_columns, records
+
+    pred = fitted_values(model)
+    # lme4's model frame: the formula's variables, then lmer's "(weights)" and "(offset)" columns
+    columns = named_columns({**model.design.values, **model.design.arg_values}, int_columns or set())
+    columns[".fitted"] = clean(pred.values)
+    columns[".resid"] = clean(np.asarray(model.residuals, dtype=float))
+    columns[".fixed"] = clean(pred.fixed)
+    report = {"schema_version": SCHEMA_VERSION, "formula": model.formula.text, "data_name": model.data_name,
+              "n": model.n, "rows": records(columns)}
+    return clean(report), columns
+
+
+def _take(col: Any, rows: np.ndarray) -> Any:
+    if isinstance(col, Factor):
+        return Factor(col.codes[rows], col.levels, col.logical)
+    return col[rows]

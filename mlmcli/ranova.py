@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mlmcli.distributions import chisq_upper
 from mlmcli.errors import DataError
+from mlmcli.rcompat.distributions import chisq_upper
 
 if TYPE_CHECKING:
     from mlmcli.formula import Formula, ModelSpec
-    from mlmcli.frame import Frame
+    from mlmcli.io.frame import Frame
     from mlmcli.model import FittedModel
 
 HEADING = "ANOVA-like table for random-effects: Single term deletions"
@@ -108,7 +108,8 @@ def ranova_report(model: FittedModel, frame: Frame) -> dict:
     from mlmcli.design import build_design
     from mlmcli.formula import parse_formula
     from mlmcli.model import fit_model
-    from mlmcli.report import SCHEMA_VERSION, clean
+    from mlmcli.render.jsonvalues import clean
+    from mlmcli.report import SCHEMA_VERSION
 
     rows = [{"term": "<none>", "npar": model.npar, "loglik": model.loglik}]
     for name, text in reductions(model.formula):

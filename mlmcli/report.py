@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import numpy as np
+from mlmcli.render.jsonvalues import clean
 
 if TYPE_CHECKING:
-    from mlmcli.frame import Frame
     from mlmcli.model import FittedModel
 
 # version of the JSON contracts (mlmcli/schemas/): raised when a key changes meaning or goes away
 SCHEMA_VERSION = 1
-
-
-def clean(x: Any) -> Any:
-    """numpy scalars and arrays to plain Python; NaN and infinities to None (JSON null)."""
-    if isinstance(x, dict):
-        return {k: clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [clean(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return clean(x.tolist())
-    if isinstance(x, (np.floating, float)):
-        v = float(x)
-        return v if math.isfinite(v) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
 
 
 def fit_report(model: FittedModel) -> dict:
@@ -154,51 +134,3 @@ def coef_table(model: FittedModel) -> dict[str, dict[str, dict[str, float]]]:
             for j, name in enumerate(term.cnames):
                 cell[name] = cell.get(name, 0.0) + float(modes[i][lev_i, j])
     return out
-
-
-def prediction_report(model: FittedModel, frame: Frame, new: Frame | None, re_form: str,
-                      allow_new_levels: bool) -> tuple[dict, dict]:
-    """`mlm predict`: the new data's columns (without new data, the fit's rows of the data) and .fitted.
-
-    Returns the JSON report and the columns for CSV."""
-    from mlmcli.predict import fitted_values, predict_new
-    from mlmcli.render.rows import named_columns, records
-
-    if new is None:
-        pred = fitted_values(model)
-        rows = model.design.rows
-        source = {name: _take(col, rows) for name, col in frame.columns.items()}
-        columns = named_columns(source, frame.int_columns)
-    else:
-        pred = predict_new(model, frame, new, random=re_form == "all", allow_new_levels=allow_new_levels)
-        columns = named_columns(new.columns, new.int_columns)
-    fitted = pred.values if re_form == "all" else pred.fixed
-    columns[".fitted"] = clean(fitted)
-    report = {"schema_version": SCHEMA_VERSION, "formula": model.formula.text, "data_name": model.data_name,
-              "newdata_name": new.name if new is not None else None, "re_form": re_form,
-              "allow_new_levels": allow_new_levels, "n": len(fitted), "rows": records(columns)}
-    return clean(report), columns
-
-
-def augment_report(model: FittedModel, int_columns: set[str] | None = None) -> tuple[dict, dict]:
-    """`mlm augment`: broom.mixed's augment(fit) columns .fitted, .resid and .fixed on the model frame."""
-    from mlmcli.predict import fitted_values
-    from mlmcli.render.rows import named_columns, records
-
-    pred = fitted_values(model)
-    # lme4's model frame: the formula's variables, then lmer's "(weights)" and "(offset)" columns
-    columns = named_columns({**model.design.values, **model.design.arg_values}, int_columns or set())
-    columns[".fitted"] = clean(pred.values)
-    columns[".resid"] = clean(np.asarray(model.residuals, dtype=float))
-    columns[".fixed"] = clean(pred.fixed)
-    report = {"schema_version": SCHEMA_VERSION, "formula": model.formula.text, "data_name": model.data_name,
-              "n": model.n, "rows": records(columns)}
-    return clean(report), columns
-
-
-def _take(col: Any, rows: np.ndarray) -> Any:
-    from mlmcli.frame import Factor
-
-    if isinstance(col, Factor):
-        return Factor(col.codes[rows], col.levels, col.logical)
-    return col[rows]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from mlmcli.errors import DataError
-from mlmcli.frame import Factor, Frame
+from mlmcli.io.frame import Factor, Frame
 
 _TOKEN = re.compile(
     r"""

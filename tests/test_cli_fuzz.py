@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from mlmcli import cli
 from mlmcli.errors import MlmError
-from mlmcli.frame import read_csv
+from mlmcli.io.csv import read_csv
 from mlmcli.where import parse_where, where_mask
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,7 +23,7 @@ from mlmcli.distributed.fit import fit_on_cluster
 from mlmcli.distributed.source import open_source
 from mlmcli.errors import DataError
 from mlmcli.formula import parse_formula
-from mlmcli.frame import read_csv
+from mlmcli.io.csv import read_csv
 from mlmcli.model import fit_model
 from mlmcli.report import fit_report, ranef_report, tau_report
 from tests.refcheck import SUITE, check_compare, check_fit, check_ranef, reference

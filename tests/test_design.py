@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from mlmcli.design import build_design, evaluate, model_matrix, pivoted_rank
 from mlmcli.errors import DataError
 from mlmcli.formula import parse_formula
-from mlmcli.frame import Factor, Frame, make_names, read_csv
-from mlmcli.rsort import collation_key, format_number, r_sort
+from mlmcli.io.csv import read_csv
+from mlmcli.io.frame import Factor, Frame, make_names
+from mlmcli.rcompat.rsort import collation_key, format_number, r_sort
 
 FIXTURES = Path(__file__).parent / "fixtures" / "design"
 ROOT = Path(__file__).parent.parent

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlmcli.distributions import chisq_upper, t_two_sided
 from mlmcli.engine.blocks import batched_cholesky as _batched_cholesky
 from mlmcli.engine.fit import Optimum
+from mlmcli.rcompat.distributions import chisq_upper, t_two_sided
 
 
 # values from R: 2 * pt(-abs(t), df), pchisq(x, df, lower.tail = FALSE)

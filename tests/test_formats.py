@@ -18,10 +18,11 @@ import pytest
 
 from mlmcli.design import build_design
 from mlmcli.errors import DataError
-from mlmcli.formats import read_data
 from mlmcli.formula import parse_formula
-from mlmcli.frame import Factor, read_csv
-from mlmcli.labelled import as_factor
+from mlmcli.io.csv import read_csv
+from mlmcli.io.formats import read_data
+from mlmcli.io.frame import Factor
+from mlmcli.io.labelled import as_factor
 from mlmcli.model import fit_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,7 +174,7 @@ def test_arrow_columns_keep_r_semantics(tmp_path):
     assert "my.col" in c  # make.names, as for CSV
     # the same columns from Feather, and without importing pandas (a second of start-up)
     df.to_feather(tmp_path / "types.feather")
-    code = (f"import sys; from mlmcli.formats import read_data; f = read_data({str(tmp_path / 'types.feather')!r}); "
+    code = (f"import sys; from mlmcli.io.formats import read_data; f = read_data({str(tmp_path / 'types.feather')!r}); "
             f"g = read_data({str(path)!r}); print(sorted(f.columns) == sorted(g.columns), 'pandas' in sys.modules)")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                        env={**os.environ, "PYTHONPATH": str(ROOT)})

@@ -14,11 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import mlmcli.frame_arrow
-import mlmcli.frame_fast
-from mlmcli import frame as frame_module
+import mlmcli.io.csv_arrow
+import mlmcli.io.csv_fast
 from mlmcli.errors import DataError
-from mlmcli.frame import Factor, Frame, read_csv
+from mlmcli.io import csv as csv_module
+from mlmcli.io.csv import read_csv
+from mlmcli.io.frame import Factor, Frame
 
 FIXTURES = Path(__file__).parent / "fixtures" / "design"
 ENGINES = ["python", "pandas", "arrow"]
@@ -81,20 +82,20 @@ def test_fixture_values_through_native_readers(monkeypatch, engine):
 
 def test_arrow_engine_is_used_for_big_files(monkeypatch, tmp_path):
     calls = []
-    real = mlmcli.frame_arrow.read_arrow
+    real = mlmcli.io.csv_arrow.read_arrow
 
     def spy(*a):
         frame = real(*a)
         calls.append(frame)
         return frame
 
-    monkeypatch.setattr(mlmcli.frame_arrow, "read_arrow", spy)
+    monkeypatch.setattr(mlmcli.io.csv_arrow, "read_arrow", spy)
     monkeypatch.delenv("MLM_CSV_ENGINE", raising=False)
     p = tmp_path / "d.csv"
     p.write_text("y,g\n" + "".join(f"{i * 0.5},g{i % 7}\n" for i in range(200)))
     small = read_csv(str(p))
     assert calls == []
-    monkeypatch.setattr(frame_module, "FAST_MIN_BYTES", 100)
+    monkeypatch.setattr(csv_module, "FAST_MIN_BYTES", 100)
     big = read_csv(str(p))
     assert len(calls) == 1 and calls[0] is not None  # pyarrow read it, nobody after it
     assert_same_frame(small, big)
@@ -184,14 +185,14 @@ def test_engines_agree_when_the_scan_reads_small_pieces(tmp_path, case, chunk):
     text, sep = case
     path = tmp_path / "gen.csv"
     path.write_bytes(text.encode("utf-8"))
-    saved = mlmcli.frame_fast.SCAN_CHUNK
-    mlmcli.frame_fast.SCAN_CHUNK = chunk
+    saved = mlmcli.io.csv_fast.SCAN_CHUNK
+    mlmcli.io.csv_fast.SCAN_CHUNK = chunk
     try:
         read_both(str(path), sep=sep)
     except DataError:
         pass
     finally:
-        mlmcli.frame_fast.SCAN_CHUNK = saved
+        mlmcli.io.csv_fast.SCAN_CHUNK = saved
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -429,7 +430,7 @@ def test_compressed_file_with_text_read_again_by_arrow(tmp_path):
     path.write_bytes(gzip.compress(text.encode()))
     frame = read_both(str(path))
     assert frame.columns["g"].levels == [f"g{i}" for i in range(7)] and frame.columns["w"].logical
-    from mlmcli.csvsource import Source
-    from mlmcli.frame_arrow import read_arrow
+    from mlmcli.io.csv_arrow import read_arrow
+    from mlmcli.io.source import Source
 
     assert read_arrow(Source.open(str(path)), ",", None, "d") is not None   # arrow's own result

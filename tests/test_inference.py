@@ -13,8 +13,8 @@ import pytest
 from mlmcli.anova import anova_report, fstat_ddf
 from mlmcli.cli import _fit
 from mlmcli.confint import confint_report, percent_labels
-from mlmcli.distributions import f_upper
 from mlmcli.ranova import ranova_report
+from mlmcli.rcompat.distributions import f_upper
 from mlmcli.render.inference import anova_text, confint_text, ranova_text
 from tests.refcheck import at_lme4
 

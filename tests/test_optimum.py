@@ -14,7 +14,7 @@ import pytest
 
 from mlmcli.design import build_design
 from mlmcli.formula import parse_formula
-from mlmcli.frame import read_csv
+from mlmcli.io.csv import read_csv
 from mlmcli.model import at_theta, fit_model
 from tests.refcheck import SUITE, fit_cases, reference
 

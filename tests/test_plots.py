@@ -22,7 +22,8 @@ from scipy import stats
 from mlmcli.design import build_design
 from mlmcli.errors import DataError, MlmError
 from mlmcli.formula import parse_formula
-from mlmcli.frame import Factor, Frame, read_csv
+from mlmcli.io.csv import read_csv
+from mlmcli.io.frame import Factor, Frame
 from mlmcli.model import fit_model
 from mlmcli.render.plots import (
     DEFAULT_GROUPS,

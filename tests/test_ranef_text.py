@@ -12,7 +12,7 @@ import pytest
 
 from mlmcli.cli import _fit
 from mlmcli.model import at_theta
-from mlmcli.render.escape import escape_strings
+from mlmcli.rcompat.escape import escape_strings
 from mlmcli.render.ranef_text import list_tag, ranef_text
 from mlmcli.report import ranef_report
 from tests.refcheck import lme4_theta

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mlmcli.render import rformat as rf
+from mlmcli.rcompat import rformat as rf
 
 CASES = json.loads((Path(__file__).parent / "fixtures" / "rformat" / "rformat_cases.json").read_text())
 

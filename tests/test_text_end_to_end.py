@@ -16,7 +16,7 @@ import pytest
 from mlmcli.compare import compare, compare_report
 from mlmcli.design import build_design
 from mlmcli.formula import parse_formula
-from mlmcli.frame import read_csv
+from mlmcli.io.csv import read_csv
 from mlmcli.model import at_theta, fit_model
 from mlmcli.render.text import anova_output, fit_summary_output, tau_output
 from mlmcli.report import fit_report, tau_report

@@ -19,7 +19,7 @@ import pytest
 
 from mlmcli.design import ModelArguments, build_design
 from mlmcli.formula import parse_formula
-from mlmcli.frame import read_csv
+from mlmcli.io.csv import read_csv
 from mlmcli.model import at_theta, fit_model
 from tests.test_cli_exit import undeclared
 from tests.test_text_end_to_end import nearly_same
@@ -113,8 +113,8 @@ def test_satterthwaite_df_match_lmertest(name):
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_residuals_fitted_and_predictions_match_lme4(name):
-    from mlmcli.predict import fitted_values
-    from mlmcli.report import augment_report
+    from mlmcli.model import fitted_values
+    from mlmcli.predict import augment_report
 
     case, model = CASES[name], fitted(name)
     k = len(case["fitted"])
@@ -297,7 +297,7 @@ def test_predict_new_data_leaves_the_offset_argument_out_as_lme4_does():
     assert p.returncode == 0, p.stderr
     assert "predictions for --newdata leave out --offset" in p.stderr
     got = [float(r[".fitted"]) for r in csv.DictReader(io.StringIO(p.stdout))]
-    from mlmcli.predict import fitted_values
+    from mlmcli.model import fitted_values
 
     # the library's numbers at the optimum (lme4's at lme4's theta: test_residuals_fitted_...)
     model = optimum("sleep_w_off")
@@ -356,7 +356,7 @@ def test_residual_plot_shows_pearson_residuals_against_fitted_values(tmp_path):
             "-k", "residuals", "-o", str(tmp_path / "r.png"), "-f", "json")
     assert p.returncode == 0, p.stderr
     points = [q for q in json.loads(p.stdout)["points"] if q["panel"] == "residuals_vs_fitted"]
-    from mlmcli.predict import fitted_values
+    from mlmcli.model import fitted_values
 
     model = optimum("sleep_w_off")
     np.testing.assert_allclose([q["x"] for q in points], fitted_values(model).values[:len(points)], rtol=1e-9)
@@ -369,7 +369,7 @@ def test_fitted_lines_of_the_plot_carry_the_offset():
     x, its rows' offsets included (Reaction is linear in Days, so the mean is exact)."""
     from mlmcli.design import ModelArguments, build_design
     from mlmcli.formula import parse_formula
-    from mlmcli.frame import read_csv
+    from mlmcli.io.csv import read_csv
     from mlmcli.model import fit_model
     from mlmcli.render.plots.implied import Implied
 

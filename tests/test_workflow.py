@@ -20,9 +20,10 @@ import pytest
 from mlmcli.design import build_design
 from mlmcli.errors import DataError, FormulaError
 from mlmcli.formula import parse_formula
-from mlmcli.frame import Frame, read_csv
-from mlmcli.model import at_theta, fit_model
-from mlmcli.predict import fitted_values, predict_new
+from mlmcli.io.csv import read_csv
+from mlmcli.io.frame import Frame
+from mlmcli.model import at_theta, fit_model, fitted_values
+from mlmcli.predict import predict_new
 from tests.test_cli_exit import undeclared
 
 ROOT = Path(__file__).resolve().parent.parent

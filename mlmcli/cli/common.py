@@ -70,7 +70,7 @@ def _read(data: str, columns: list[str] | None, sep: str | None = None, sheet: s
           verbose: bool = False):
     """DATA by its format (CSV, Parquet, SPSS, ...); only `columns` are converted. --verbose: what the
     reader did beyond read.csv's rules (labelled columns made factors) goes to stderr."""
-    from mlmcli.formats import read_data
+    from mlmcli.io.formats import read_data
 
     frame = read_data(data, columns=columns, sep=sep, sheet=sheet)
     _warn([f"mlm: note: {w}" for w in dict.fromkeys(frame.warnings)])
@@ -341,7 +341,7 @@ def _terminal_columns() -> int:
 
 def _printable(report: dict) -> dict:
     """Levels with newlines or tabs escaped as R prints them, for text and table output."""
-    from mlmcli.render.escape import escape_strings
+    from mlmcli.rcompat.escape import escape_strings
 
     return escape_strings(report)
 

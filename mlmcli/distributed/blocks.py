@@ -9,13 +9,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlmcli.design import _check_finite, model_frame, model_matrix, total_offset
+from mlmcli.design import check_finite, model_frame, model_matrix, total_offset
 from mlmcli.distributed.levels import Levels, PartSpec, frame_of, with_arguments
 from mlmcli.engine.crossprod import CrossProducts
 from mlmcli.engine.terms import TermStructure
 from mlmcli.errors import DataError
 from mlmcli.formula import Formula
-from mlmcli.frame import Factor
+from mlmcli.io.frame import Factor
 
 
 @dataclass
@@ -72,7 +72,7 @@ def partition_design(pdf, layout: Layout) -> PartDesign:
             raise DataError("NA/NaN/Inf in the offset: " + ", ".join(labels))
         y = y - offset
     weights = None if spec.weights is None else np.asarray(frame.columns[spec.weights])[rows]
-    _check_finite(y, X, xnames, [], response)
+    check_finite(y, X, xnames, [], response)
     codes, Z = [], []
     for i, names in zip(lv.order, cnames, strict=True):
         rt = formula.random[i]

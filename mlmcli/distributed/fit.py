@@ -11,8 +11,15 @@ from typing import Any
 
 import numpy as np
 
-from mlmcli.design import Design, ModelArguments, ReTerm, _check_levels, gram_clearly_full_rank, pivoted_rank
-from mlmcli.design import _scale_warning as _scale_warning_rows
+from mlmcli.design import (
+    Design,
+    ModelArguments,
+    ReTerm,
+    check_levels,
+    gram_clearly_full_rank,
+    pivoted_rank,
+    scale_warning,
+)
 from mlmcli.distributed.blocks import (
     BlockSums,
     Layout,
@@ -127,7 +134,7 @@ def _design_from_rows(formula: Formula, levels: Levels, parts: list[PartDesign],
     terms = [ReTerm(formula.random[i].group, levels.term_levels[i], np.concatenate([d.codes[j] for d in parts]),
                     np.concatenate([d.Z[j] for d in parts]), cn, formula.random[i].label)
              for j, (i, cn) in enumerate(zip(levels.order, cnames, strict=True))]
-    _check_levels(terms, n)
+    check_levels(terms, n)
     messages: list[str] = []
     dropped: list[str] = []
     keep = pivoted_rank(X)
@@ -139,7 +146,7 @@ def _design_from_rows(formula: Formula, levels: Levels, parts: list[PartDesign],
         X = X[:, keep]
         xnames = [xnames[j] for j in keep]
     _check_residual_df(X.shape[1], n)
-    if _scale_warning_rows(X):
+    if scale_warning(X):
         messages.append(SCALE_WARNING)
     messages.extend(levels.messages)
     raw = np.concatenate([d.y if d.response is None else d.response for d in parts])
@@ -162,7 +169,7 @@ def _design(formula: Formula, levels: Levels, sums: BlockSums, args: ModelArgume
     terms = [ReTerm(formula.random[i].group, levels.term_levels[i], np.empty(0, dtype=np.int64),
                     np.empty((0, len(cn))), cn, formula.random[i].label)
              for i, cn in zip(levels.order, cnames, strict=True)]
-    _check_levels(terms, n)
+    check_levels(terms, n)
     p = len(xnames)
     XtX = sums.G[1: p + 1, 1: p + 1]
     if p and not gram_clearly_full_rank(XtX):

@@ -12,8 +12,8 @@ from mlmcli import formula as fm
 from mlmcli.design import evaluate, model_frame, scale_calls, uses_group_means
 from mlmcli.errors import DataError
 from mlmcli.formula import Formula, match_arguments
-from mlmcli.frame import Factor, Frame
-from mlmcli.rsort import format_number
+from mlmcli.io.frame import Factor, Frame
+from mlmcli.rcompat.rsort import format_number
 
 Value = str | float
 
@@ -357,7 +357,7 @@ def _levels_of(v: fm.Var, columns: dict[str, object], kinds: dict[str, str], int
             codes = np.array(sorted({"FALSE": 0, "TRUE": 1}[x] for x in vals), dtype=np.int64)
             col: np.ndarray | Factor = Factor(codes, ["FALSE", "TRUE"], logical=True)
         else:
-            from mlmcli.rsort import collation_key
+            from mlmcli.rcompat.rsort import collation_key
 
             levels = sorted(vals, key=collation_key)
             col = Factor(np.arange(len(levels), dtype=np.int64), levels)

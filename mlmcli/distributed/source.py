@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlmcli.errors import DataError
-from mlmcli.frame import Factor, Frame, make_name, make_names
-from mlmcli.rsort import collation_key
+from mlmcli.io.frame import Factor, Frame, make_name, make_names
+from mlmcli.rcompat.rsort import collation_key
 
 # what a partition's column holds; "missing" (every value NA) agrees with any other kind
 KINDS = ("integer", "double", "logical", "text", "missing")
@@ -158,7 +158,7 @@ def partition_frame(pdf, columns: dict[str, str], name: str, csv: bool,
 
 def _csv_column(series) -> tuple[np.ndarray | Factor, str]:
     """R's type.convert of the strings of one partition's column."""
-    from mlmcli.frame import convert_column
+    from mlmcli.io.frame import convert_column
 
     values = [str(v) for v in series.tolist()]
     col, is_int = convert_column(values)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlmcli.engine.crossprod import CrossProducts
-from mlmcli.engine.factor import BlockedFactor
+from mlmcli.engine.factor import BlockedFactor, refit_system
 from mlmcli.engine.fit import Objective, optimize_theta
 from mlmcli.engine.profile import sdcor
 from mlmcli.errors import MlmError
@@ -85,13 +85,6 @@ def refit(bm: BootstrapModel, y: np.ndarray, system: BlockedFactor | None = None
 def one_term(cp: CrossProducts) -> bool:
     """Whether refits can run in lockstep (lockstep.py): one random-effects term, no crossed tail."""
     return len(cp.structures) == 1 and cp.nbd == 1 and not cp.q_tail
-
-
-def refit_system(cp: CrossProducts) -> BlockedFactor:
-    """A refit's factor: the penalized RSS read off the factor, no pass over the rows."""
-    system = BlockedFactor(cp)
-    system.direct_rows = 0
-    return system
 
 
 FAILURES = (MlmError, np.linalg.LinAlgError, FloatingPointError)

@@ -322,6 +322,13 @@ class BlockedFactor:
         return [T @ B @ T.T for T, B in zip(self.T, blocks, strict=True)]
 
 
+def refit_system(cp: CrossProducts) -> BlockedFactor:
+    """A refit's factor: the penalized RSS read off the factor, no pass over the rows."""
+    system = BlockedFactor(cp)
+    system.direct_rows = 0
+    return system
+
+
 def _schur_exact(A: np.ndarray, LF: list[np.ndarray]) -> np.ndarray:
     """A - sum LF LF' with exactly rounded sums, for when the subtraction cancels most digits
     (predictors on a large scale whose variation the random effects absorb)."""

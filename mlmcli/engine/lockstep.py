@@ -25,9 +25,8 @@ from typing import TypeVar
 import numpy as np
 
 from mlmcli.engine.blocks import batched_cholesky
-from mlmcli.engine.bootstrap import refit_system
 from mlmcli.engine.crossprod import CrossProducts
-from mlmcli.engine.factor import CANCELLATION, LOG_2PI, BlockedFactor
+from mlmcli.engine.factor import CANCELLATION, LOG_2PI, BlockedFactor, refit_system
 from mlmcli.engine.fit import FAILED_VALUE, Objective
 
 R = TypeVar("R")

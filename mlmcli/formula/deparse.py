@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from mlmcli.formula.syntax import COMPARISONS, Binary, Bool, Call, Node, Num, Paren, Str, Sym, Unary
-from mlmcli.rsort import format_number
+from mlmcli.rcompat.rsort import format_number
 
 # ------------------------------------------------------------------- deparse
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from mlmcli.errors import FormulaError
-from mlmcli.rsort import format_number
+from mlmcli.rcompat.rsort import format_number
 
 # ----------------------------------------------------------------- syntax tree
 

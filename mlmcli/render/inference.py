@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlmcli.render import rformat as rf
+from mlmcli.rcompat import rformat as rf
 
 ANOVA_DIGITS = 5      # print.anova: max(getOption("digits") - 2, 3)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from mlmcli.render.rformat import format_num, print_matrix
+from mlmcli.rcompat.rformat import format_num, print_matrix
 
 # R's reserved words: a list tag equal to one of them is printed in backticks
 _RESERVED = frozenset("""if else repeat while function for next break TRUE FALSE NULL Inf NaN NA

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from mlmcli.frame import Factor
+from mlmcli.io.frame import Factor
 
 Cell = float | int | str | bool | None
 

@@ -27,7 +27,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from mlmcli.render import rformat as rf
+from mlmcli.rcompat import rformat as rf
 
 SUMMARY_DIGITS = 4  # print.summary.merMod: max(3, getOption("digits") - 3)
 ANOVA_DIGITS = 5  # print.anova: max(getOption("digits") - 2, 3)

@@ -21,7 +21,7 @@ def _num(x: float | None) -> str:
     """as.character() of a double in write.csv: up to 15 significant digits, NA for missing."""
     import math
 
-    from mlmcli.render import rformat as rf
+    from mlmcli.rcompat import rformat as rf
 
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "NA"

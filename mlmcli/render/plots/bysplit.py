@@ -12,7 +12,7 @@ from mlmcli.render.plots.columns import data_column
 from mlmcli.render.plots.groups import factor_codes
 
 if TYPE_CHECKING:
-    from mlmcli.frame import Frame
+    from mlmcli.io.frame import Frame
     from mlmcli.model import FittedModel
 
 MAX_BY = 8          # panels of a --by split
@@ -42,7 +42,7 @@ def by_split(model: FittedModel, frame: Frame, by: str | None, group: str, keep:
     if by is None:
         one = np.zeros(len(keep), dtype=np.int64)
         return BySplit(None, one, [""], [], one)
-    from mlmcli.frame import Factor
+    from mlmcli.io.frame import Factor
 
     codes, levels = factor_codes(model, group)
     col = data_column(frame, by, "--by")

@@ -13,7 +13,7 @@ from mlmcli.render.plots.options import Drawn, PlotOptions
 from mlmcli.render.plots.style import Theme, wrap
 
 if TYPE_CHECKING:
-    from mlmcli.frame import Frame
+    from mlmcli.io.frame import Frame
     from mlmcli.model import FittedModel
 
 _SPACING_PT = 4.0               # least room per level (points, at any size) before intervals merge into a band

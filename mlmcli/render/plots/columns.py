@@ -9,7 +9,7 @@ import numpy as np
 from mlmcli.errors import DataError, MlmError
 
 if TYPE_CHECKING:
-    from mlmcli.frame import Frame
+    from mlmcli.io.frame import Frame
     from mlmcli.model import FittedModel
 
 
@@ -23,7 +23,7 @@ def data_column(frame: Frame, name: str, flag: str) -> Any:
 
 def numeric_column(frame: Frame, name: str, flag: str) -> np.ndarray:
     """A column as numbers: a logical one as 0/1 (NaN where missing); text is refused."""
-    from mlmcli.frame import Factor
+    from mlmcli.io.frame import Factor
 
     col = data_column(frame, name, flag)
     if isinstance(col, Factor):
@@ -49,7 +49,7 @@ def predictor_columns(model: FittedModel) -> list[str]:
 def default_x(model: FittedModel, frame: Frame, kind: str) -> str:
     """The first numeric predictor of the fixed part: a plain column first, else one inside a function."""
     from mlmcli.formula import Sym
-    from mlmcli.frame import Factor
+    from mlmcli.io.frame import Factor
 
     def numeric(c: str) -> bool:
         col = frame.columns.get(c)

@@ -27,7 +27,7 @@ from mlmcli.render.plots.textfit import keep_inside
 if TYPE_CHECKING:
     import numpy as np
 
-    from mlmcli.frame import Frame
+    from mlmcli.io.frame import Frame
     from mlmcli.model import FittedModel
 
 _KIND_FUNCS = {"ranef": ranef, "caterpillar": caterpillar, "spaghetti": spaghetti, "fitted": fitted,
@@ -95,7 +95,7 @@ def draw(model: FittedModel, frame: Frame, opts: PlotOptions) -> dict:
     if opts.data_out is not None:
         files.append((opts.data_out, table_csv(drawn.table).encode()))
     write_outputs(files, opts.inputs)   # the picture and its numbers, all or none
-    from mlmcli.report import clean
+    from mlmcli.render.jsonvalues import clean
 
     head = {"kind": opts.kind, "output": opts.output, "format": fmt, "theme": opts.theme,
             "width_px": int(round(opts.width * dpi)), "height_px": int(round(opts.height * dpi)),

@@ -16,7 +16,7 @@ from mlmcli.render.plots.options import Drawn, PlotOptions
 from mlmcli.render.plots.style import ONE, PALETTE, POP, Theme, darker, wrap
 
 if TYPE_CHECKING:
-    from mlmcli.frame import Frame
+    from mlmcli.io.frame import Frame
     from mlmcli.model import FittedModel
 
 Z95 = 1.959963984540054     # the band: estimate ± Z95 standard errors of the fixed part

@@ -9,7 +9,7 @@ import numpy as np
 from mlmcli.errors import MlmError
 
 if TYPE_CHECKING:
-    from mlmcli.frame import Factor, Frame
+    from mlmcli.io.frame import Factor, Frame
     from mlmcli.model import FittedModel
 
 CURVE_POINTS = 60   # points of a model-implied curve when x enters non-linearly
@@ -26,7 +26,7 @@ class Implied:
     def __init__(self, model: FittedModel, frame: Frame, x: str) -> None:
         from mlmcli.design import evaluate
         from mlmcli.formula import Sym
-        from mlmcli.frame import Factor
+        from mlmcli.io.frame import Factor
 
         self.model, self.frame, self.x = model, frame, x
         rows = model.design.rows
@@ -58,7 +58,7 @@ class Implied:
     def _values(self, sel: np.ndarray, xnew: np.ndarray) -> dict[str, Any]:
         """Variables of the observations `sel`, repeated once per grid point, x replaced by xnew."""
         from mlmcli.design import evaluate
-        from mlmcli.frame import Frame
+        from mlmcli.io.frame import Frame
 
         tiled = np.tile(sel, len(xnew) // len(sel))
         values = {label: _take(col, tiled) for label, col in self.ref.items()}
@@ -136,7 +136,7 @@ def _set_ranges(x: np.ndarray, sets: np.ndarray, n_sets: int) -> tuple[np.ndarra
 
 def _take(col: Any, idx: np.ndarray) -> Any:
     """Rows `idx` of a column, numeric or factor."""
-    from mlmcli.frame import Factor
+    from mlmcli.io.frame import Factor
 
     if isinstance(col, Factor):
         return Factor(col.codes[idx], col.levels, col.logical)
@@ -145,7 +145,7 @@ def _take(col: Any, idx: np.ndarray) -> Any:
 
 def _drop_unused(f: Factor) -> Factor:
     """Levels no observation uses are dropped, as lme4's model frame does."""
-    from mlmcli.frame import Factor
+    from mlmcli.io.frame import Factor
 
     if f.logical:
         return f

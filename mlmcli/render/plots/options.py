@@ -10,7 +10,7 @@ import numpy as np
 from mlmcli.errors import DataError, MlmError
 
 if TYPE_CHECKING:
-    from mlmcli.frame import Frame
+    from mlmcli.io.frame import Frame
     from mlmcli.model import FittedModel
 
 KINDS = ("ranef", "caterpillar", "spaghetti", "fitted", "residuals", "profile")

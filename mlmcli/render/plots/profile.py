@@ -19,7 +19,7 @@ from mlmcli.render.plots.options import Drawn, PlotOptions
 from mlmcli.render.plots.style import LINE, POINT, REF, Theme, wrap
 
 if TYPE_CHECKING:
-    from mlmcli.frame import Frame
+    from mlmcli.io.frame import Frame
     from mlmcli.model import FittedModel
 
 Z95 = 1.959963984540054

@@ -13,7 +13,7 @@ from mlmcli.render.plots.options import Drawn, PlotOptions
 from mlmcli.render.plots.style import MAX_LABELLED, POINT, REF, Theme, wrap
 
 if TYPE_CHECKING:
-    from mlmcli.frame import Frame
+    from mlmcli.io.frame import Frame
     from mlmcli.model import FittedModel
 
 _Column = tuple[int, int, str]  # (term index, column, name), as factor_columns gives them

@@ -14,7 +14,7 @@ from mlmcli.render.plots.options import Drawn, PlotOptions
 from mlmcli.render.plots.style import LINE, POINT, REF, Theme, wrap
 
 if TYPE_CHECKING:
-    from mlmcli.frame import Frame
+    from mlmcli.io.frame import Frame
     from mlmcli.model import FittedModel
 
 
@@ -22,7 +22,7 @@ def residuals(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts
               theme: Theme) -> Drawn:
     idx = np.flatnonzero(keep)
     scaled = model.pearson_residuals[idx] / model.sigma   # lme4's plot(fit): Pearson residuals
-    from mlmcli.predict import fitted_values
+    from mlmcli.model import fitted_values
 
     fitted = fitted_values(model).values[idx]   # lme4's fitted(): offsets included
     row_labels = [str(r + 1) for r in model.design.rows[idx]]  # data row of the CSV file, from 1

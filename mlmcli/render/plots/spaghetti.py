@@ -16,7 +16,7 @@ from mlmcli.render.plots.sample import DEFAULT_GROUPS, DEFAULT_SEED, sample_grou
 from mlmcli.render.plots.style import ONE, PALETTE, Theme, colours
 
 if TYPE_CHECKING:
-    from mlmcli.frame import Frame
+    from mlmcli.io.frame import Frame
     from mlmcli.model import FittedModel
 
 

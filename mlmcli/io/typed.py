@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from mlmcli.errors import DataError
-from mlmcli.frame import _INT32_MAX, Factor, make_names
-from mlmcli.rsort import collation_key
+from mlmcli.io.frame import INT32_MAX, Factor, make_names
+from mlmcli.rcompat.rsort import collation_key
 
 
 def text_factor(uniques: list[str], codes: np.ndarray) -> Factor:
@@ -26,7 +26,7 @@ def text_factor(uniques: list[str], codes: np.ndarray) -> Factor:
 def fits_integer(values: np.ndarray) -> bool:
     """Whole numbers within R's integer range (R reads such integer-typed columns as integer)."""
     present = values[~np.isnan(values)]
-    return present.size == 0 or float(np.max(np.abs(present))) <= _INT32_MAX
+    return present.size == 0 or float(np.max(np.abs(present))) <= INT32_MAX
 
 
 def pick(names: list[str], wanted: set[str] | None) -> dict[str, int]:

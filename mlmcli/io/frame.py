@@ -1,12 +1,7 @@
-"""A CSV file as R's read.csv(file, stringsAsFactors = TRUE) sees it.
-
-Columns whose every non-missing field is a number become float64 (NaN for NA), text
-columns become factors with levels in R's sort order, and TRUE/FALSE columns (R's
-logicals) become factors with the two levels FALSE and TRUE. Column names are made
-syntactic as make.names(unique = TRUE) does, since formulas refer to those names.
-Small files are split in pure Python (csvtext), so the command line starts fast; large
-ones go through pandas' C parser (frame_fast), which gives the same Frame.
-"""
+"""The data frame every reader gives, and R's rules for it: read.csv's type.convert of a column
+of strings (logical, integer, double or factor with levels in R's sort order) and make.names
+(unique = TRUE) for column names, since formulas refer to those names.  TRUE/FALSE columns (R's
+logicals) become factors with the two levels FALSE and TRUE."""
 
 from __future__ import annotations
 
@@ -18,12 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mlmcli.csvsource import SEPARATORS, Source, choose_separator, decode, line_of, nul_in_field
-from mlmcli.csvtext import split_text, try_numbers
 from mlmcli.errors import DataError
-from mlmcli.rsort import collation_key
+from mlmcli.io.csv_text import try_numbers
+from mlmcli.io.source import SEPARATORS
+from mlmcli.rcompat.rsort import collation_key
 
-_INT32_MAX = 2147483647
+INT32_MAX = 2147483647
 
 # R_strtod's accepted forms (type.convert): decimal with optional exponent (a bare
 # "1e" too), hexadecimal, Inf/infinity/NaN in any case; spaces around are allowed.
@@ -151,12 +146,12 @@ def _numeric_column(values: list[str]) -> tuple[np.ndarray, bool] | None:
             out[i] = float(v)
         else:
             out[i] = _hex_or_odd_float(v)
-    if is_int and np.nanmax(np.abs(out)) > _INT32_MAX:
+    if is_int and np.nanmax(np.abs(out)) > INT32_MAX:
         is_int = False
     return out, is_int
 
 
-def _convert(values: list[str]) -> tuple[np.ndarray | Factor, bool]:
+def convert(values: list[str]) -> tuple[np.ndarray | Factor, bool]:
     """R's type.convert of one column: logical, integer, double or factor."""
     present = {v for v in values if v != "NA" and v.strip() != ""}
     if present <= _LOGICALS.keys():  # a column with no values at all is logical too, as in R
@@ -201,7 +196,7 @@ def from_distinct(cats: list[str], codes: np.ndarray) -> tuple[np.ndarray | Fact
     if any("\r" in c for c in cats):
         return None
     missing = codes < 0
-    col, is_int = _convert(cats)
+    col, is_int = convert(cats)
     if isinstance(col, Factor):
         table = col.codes if cats else np.zeros(1, dtype=np.int64)
         return Factor(np.where(missing, -1, table[np.maximum(codes, 0)]), col.levels, col.logical), False
@@ -213,37 +208,14 @@ def convert_column(values: list[str]) -> tuple[np.ndarray | Factor, bool]:
     """R's type.convert of one column of strings: the column, and whether R reads integers."""
     numbers = try_numbers(",".join(values), ",", len(values)) if values else None
     if numbers is not None:
-        return numbers, _is_integer_text(values) and np.abs(numbers).max() <= _INT32_MAX
-    return _convert(values)
+        return numbers, is_integer_text(values) and np.abs(numbers).max() <= INT32_MAX
+    return convert(values)
 
 
-def _is_integer_text(values: list[str]) -> bool:
+def is_integer_text(values: list[str]) -> bool:
+    """No field has a decimal point, an exponent, NaN or Inf: R would read the numbers as integers."""
     joined = "".join(values)
     return not any(c in joined for c in ".eEnNiI")
-
-
-def frame_from_text(text: str, source: str, sep: str, columns: set[str] | None, name: str) -> Frame:
-    """The pure-Python reader: split the text, then convert the wanted columns."""
-    # all fields parsed at once pays when all columns are wanted; else the wanted ones, column by column
-    header, raw_columns, n, whole = split_text(text, source, sep, numbers=columns is None)
-    names = select_columns(header, columns, source, sep)
-    if n == 0:
-        raise no_data_rows(source)
-    k = len(header)
-    out: dict[str, np.ndarray | Factor] = {}
-    int_columns: set[str] = set()
-    for j, (col_name, values) in enumerate(zip(make_names(header), raw_columns, strict=True)):
-        if col_name not in names:
-            continue
-        if whole is not None:
-            col: np.ndarray | Factor = whole[j::k].copy()
-            is_int = _is_integer_text(values) and np.abs(col).max() <= _INT32_MAX
-        else:
-            col, is_int = convert_column(values)
-        out[col_name] = col
-        if is_int:
-            int_columns.add(col_name)
-    return Frame(name=name, columns=out, n_rows=n, int_columns=int_columns)
 
 
 def no_data_rows(source: str) -> DataError:
@@ -268,55 +240,6 @@ def select_columns(header: list[str], columns: set[str] | None, source: str, sep
     return set(names)
 
 
-# files from this size (in bytes, uncompressed) up are read by a native parser (pyarrow's, on
-# every core, else pandas' C parser); below it the pure-Python reader is faster, because
-# importing either library takes longer than reading a small file
-FAST_MIN_BYTES = 5_000_000
-ENGINES = ("python", "pandas", "arrow")
-
-
-def read_csv(source: str, columns: Iterable[str] | None = None, sep: str | None = None,
-             engine: str | None = None) -> Frame:
-    """Read a CSV file ("-" for stdin) as R's read.csv(source, sep, stringsAsFactors = TRUE).
-
-    `columns`: make.names of the columns to convert (None: all); unknown names make every
-    column read. `sep`: None means a tab for a .tsv file and a comma otherwise. gzip, bzip2
-    and xz files are decompressed. `engine`: "python", "pandas", "arrow", or None to choose by
-    size (the environment variable MLM_CSV_ENGINE overrides the choice). A native reader that
-    cannot vouch for R's result on a file hands it on: arrow to pandas, pandas to python.
-    """
-    src = Source.open(source)
-    src.check_text()
-    sep = choose_separator(src, sep)
-    name = make_name(src.base_name()[:-4] if src.base_name().lower().endswith((".csv", ".tsv"))
-                     else src.base_name())
-    wanted = None if columns is None else set(columns)
-    engine = engine or os.environ.get("MLM_CSV_ENGINE") or "auto"
-    if engine not in ("auto", *ENGINES):
-        raise DataError(f"unknown CSV reader {engine!r} (MLM_CSV_ENGINE): use python, pandas or arrow")
-    raw: bytes | None = None
-    if engine == "auto":
-        if src.compression:
-            raw = src.read(FAST_MIN_BYTES)  # the size only shows after decompression
-            big = len(raw) == FAST_MIN_BYTES
-            raw = raw if not big else None
-        else:
-            big = src.size_on_disk() >= FAST_MIN_BYTES
-        engine = "arrow" if big else "python"
-    if engine == "arrow":
-        from mlmcli.frame_arrow import read_arrow
-
-        frame = read_arrow(src, sep, wanted, name)
-        if frame is not None:
-            return frame
-        engine = "pandas"
-    if engine == "pandas":
-        from mlmcli.frame_fast import read_fast
-
-        frame = read_fast(src, sep, wanted, name)
-        if frame is not None:
-            return frame
-    text = decode(raw if raw is not None else src.read())
-    if "\x00" in text:
-        raise nul_in_field(source, line_of(text, text.index("\x00")))
-    return frame_from_text(text, source, sep, wanted, name)
+def data_name(path: str) -> str:
+    """R's name of the data (what `Data:` prints): the file name without its suffix, made syntactic."""
+    return make_name(os.path.splitext(os.path.basename(path))[0])

@@ -14,9 +14,8 @@ import zipfile
 from typing import Any
 
 from mlmcli.errors import DataError
-from mlmcli.formats import data_name
-from mlmcli.frame import Factor, Frame, convert_column, make_names
-from mlmcli.typedcolumns import pick
+from mlmcli.io.frame import Factor, Frame, convert_column, data_name, make_names
+from mlmcli.io.typed import pick
 
 
 def _field(v: Any) -> str:

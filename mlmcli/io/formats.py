@@ -15,21 +15,22 @@ from collections.abc import Callable, Iterable
 from importlib import import_module
 
 from mlmcli.errors import DataError
-from mlmcli.frame import Frame, make_name, read_csv, text_among_numbers
+from mlmcli.io.csv import read_csv
+from mlmcli.io.frame import Frame, text_among_numbers
 
 EXTRA = "pip install 'mlm[formats]'"
 
 # suffix -> (what the file is, "module:function" of its reader, the package it needs)
 READERS: dict[str, tuple[str, str, str]] = {
-    ".parquet": ("Parquet", "mlmcli.arrowframe:read_parquet", "pyarrow"),
-    ".pq": ("Parquet", "mlmcli.arrowframe:read_parquet", "pyarrow"),
-    ".feather": ("Feather", "mlmcli.arrowframe:read_feather", "pyarrow"),
-    ".arrow": ("Feather", "mlmcli.arrowframe:read_feather", "pyarrow"),
-    ".sav": ("SPSS", "mlmcli.labelled:read_spss", "pyreadstat"),
-    ".zsav": ("SPSS", "mlmcli.labelled:read_spss", "pyreadstat"),
-    ".dta": ("Stata", "mlmcli.labelled:read_stata", "pyreadstat"),
-    ".xlsx": ("Excel", "mlmcli.excel:read_xlsx", "openpyxl"),
-    ".xlsm": ("Excel", "mlmcli.excel:read_xlsx", "openpyxl"),
+    ".parquet": ("Parquet", "mlmcli.io.parquet:read_parquet", "pyarrow"),
+    ".pq": ("Parquet", "mlmcli.io.parquet:read_parquet", "pyarrow"),
+    ".feather": ("Feather", "mlmcli.io.parquet:read_feather", "pyarrow"),
+    ".arrow": ("Feather", "mlmcli.io.parquet:read_feather", "pyarrow"),
+    ".sav": ("SPSS", "mlmcli.io.labelled:read_spss", "pyreadstat"),
+    ".zsav": ("SPSS", "mlmcli.io.labelled:read_spss", "pyreadstat"),
+    ".dta": ("Stata", "mlmcli.io.labelled:read_stata", "pyreadstat"),
+    ".xlsx": ("Excel", "mlmcli.io.excel:read_xlsx", "openpyxl"),
+    ".xlsm": ("Excel", "mlmcli.io.excel:read_xlsx", "openpyxl"),
 }
 # formats people have that no reader here takes: say what to do instead of reading them as CSV
 _REFUSED = {
@@ -50,11 +51,6 @@ def kind_of(path: str) -> str | None:
     if suffix in _REFUSED:
         raise DataError(f"'{path}': {_REFUSED[suffix]}")
     return suffix if suffix in READERS else None
-
-
-def data_name(path: str) -> str:
-    """R's name of the data (what `Data:` prints): the file name without its suffix, made syntactic."""
-    return make_name(os.path.splitext(os.path.basename(path))[0])
 
 
 def reader(suffix: str) -> Callable[..., Frame]:

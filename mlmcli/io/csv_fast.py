@@ -20,20 +20,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlmcli.csvsource import Source, nul_in_field
-from mlmcli.csvtext import split_text
 from mlmcli.errors import DataError
-from mlmcli.frame import (
-    _INT32_MAX,
+from mlmcli.io.csv_text import split_text
+from mlmcli.io.frame import (
+    INT32_MAX,
     Factor,
     Frame,
-    _convert,
     all_integers,
+    convert,
     from_distinct,
     make_names,
     no_data_rows,
     select_columns,
 )
+from mlmcli.io.source import Source, nul_in_field
 
 _SAMPLE_BYTES = 1 << 18
 SCAN_CHUNK = 1 << 23
@@ -131,7 +131,7 @@ def _scan(src: Source, sep: str, k: int) -> _Scan:
     return out
 
 
-def _sample_bytes(src: Source) -> bytes | None:
+def sample_bytes(src: Source) -> bytes | None:
     """The first whole lines of the file (not ending inside quotes)."""
     raw = src.read(_SAMPLE_BYTES)
     if len(raw) == _SAMPLE_BYTES:
@@ -148,7 +148,8 @@ def _sample_bytes(src: Source) -> bytes | None:
     return raw
 
 
-def _sample(raw: bytes, src: Source, sep: str, encoding: str):
+def parse_sample(raw: bytes, src: Source, sep: str, encoding: str):
+    """The sample split as the pure-Python reader splits it; None if that reader would refuse it."""
     text = raw.decode("utf-8-sig" if encoding == "utf-8" else "latin-1", errors="replace")
     try:
         return split_text(text, src.name, sep)
@@ -233,8 +234,8 @@ def read_fast(src: Source, sep: str, columns: set[str] | None, name: str) -> Fra
     """The Frame pandas' C parser gives, or None where the pure-Python reader must decide."""
     import pandas as pd
 
-    raw = _sample_bytes(src)
-    first = _sample(raw, src, sep, "utf-8") if raw is not None else None
+    raw = sample_bytes(src)
+    first = parse_sample(raw, src, sep, "utf-8") if raw is not None else None
     if first is None:
         return None
     scan = _scan(src, sep, len(first[0]))
@@ -243,7 +244,7 @@ def read_fast(src: Source, sep: str, columns: set[str] | None, name: str) -> Fra
     if scan.blank_line or not scan.fields_ok:
         return None
     encoding = "utf-8" if scan.utf8 else "latin-1"
-    parsed = first if scan.utf8 else _sample(raw, src, sep, encoding)
+    parsed = first if scan.utf8 else parse_sample(raw, src, sep, encoding)
     if parsed is None:
         return None
     header, sample, n_sample, whole = parsed
@@ -252,7 +253,7 @@ def read_fast(src: Source, sep: str, columns: set[str] | None, name: str) -> Fra
     names = make_names(header)
     keep = [j for j in range(k) if names[j] in wanted]
     # a column the first rows show to be text (or TRUE/FALSE) is read as strings at once
-    text_cols = {j for j in keep if n_sample and whole is None and isinstance(_convert(sample[j])[0], Factor)}
+    text_cols = {j for j in keep if n_sample and whole is None and isinstance(convert(sample[j])[0], Factor)}
     labels = [f"c{j}" for j in range(k)]
 
     def read(cols: list[int], as_text: set[int]):
@@ -303,7 +304,7 @@ def read_fast(src: Source, sep: str, columns: set[str] | None, name: str) -> Fra
             del out[names[j]]
             again.append(j)  # all missing: logical in R, unless a field was "NaN"
             continue
-        fits = np.nanmax(np.abs(values)) <= _INT32_MAX and bool(np.all(np.isnan(values) | (values == np.round(values))))
+        fits = np.nanmax(np.abs(values)) <= INT32_MAX and bool(np.all(np.isnan(values) | (values == np.round(values))))
         if fits:
             if s.dtype.kind == "i" and not scan.blank_ends:
                 int_columns.add(names[j])

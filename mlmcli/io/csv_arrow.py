@@ -17,10 +17,10 @@ import re
 
 import numpy as np
 
-from mlmcli.arrowframe import arrow_values
-from mlmcli.csvsource import Source, nul_in_field
-from mlmcli.frame import _INT32_MAX, Factor, Frame, from_distinct, make_names, no_data_rows, select_columns
-from mlmcli.frame_fast import SCAN_CHUNK, _sample, _sample_bytes
+from mlmcli.io.csv_fast import SCAN_CHUNK, parse_sample, sample_bytes
+from mlmcli.io.frame import INT32_MAX, Factor, Frame, from_distinct, make_names, no_data_rows, select_columns
+from mlmcli.io.parquet import arrow_values
+from mlmcli.io.source import Source, nul_in_field
 
 # data bytes that can make pyarrow's integer/double typing differ from R's
 _AMBIGUOUS = (b" ", b"\t", b"+", b"x", b"X")
@@ -71,14 +71,14 @@ def read_arrow(src: Source, sep: str, columns: set[str] | None, name: str) -> Fr
         import pyarrow.csv as pc
     except ImportError:
         return None
-    raw = _sample_bytes(src)
+    raw = sample_bytes(src)
     bom = 3 if raw and raw.startswith(b"\xef\xbb\xbf") else 0
     if not raw or len(raw) == bom or raw[bom:bom + 1] in (b"\n", b"\r", b" ", b"\t"):
         return None  # leading blank lines: R's header rules, not a skipped first row
     header_end = _line_end(raw)
     if raw.count(b'"', 0, header_end) % 2:
         return None  # a header field holding a line break
-    parsed = _sample(raw, src, sep, "utf-8")
+    parsed = parse_sample(raw, src, sep, "utf-8")
     if parsed is None:
         return None
     header = parsed[0]
@@ -143,7 +143,7 @@ def read_arrow(src: Source, sep: str, columns: set[str] | None, name: str) -> Fr
             if not np.all(np.isfinite(present)):
                 again.append(j)  # Inf, NaN and overflow: R's spelling rules decide
                 continue
-            small = present.size == 0 or float(np.abs(present).max()) <= _INT32_MAX
+            small = present.size == 0 or float(np.abs(present).max()) <= INT32_MAX
             if ambiguous and small and (is_int or bool(np.all(present == np.round(present)))):
                 again.append(j)
                 continue

@@ -15,9 +15,8 @@ from typing import Any
 import numpy as np
 
 from mlmcli.errors import DataError
-from mlmcli.formats import data_name
-from mlmcli.frame import Factor, Frame
-from mlmcli.typedcolumns import fits_integer, pick, text_factor, unusable
+from mlmcli.io.frame import Factor, Frame, data_name
+from mlmcli.io.typed import fits_integer, pick, text_factor, unusable
 
 
 def arrow_values(arr: Any, arrow_type: Any, dtype: Any, missing: float | int, safe: bool = True) -> np.ndarray:

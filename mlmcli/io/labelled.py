@@ -16,10 +16,9 @@ from typing import Any
 import numpy as np
 
 from mlmcli.errors import DataError
-from mlmcli.formats import data_name
-from mlmcli.frame import Factor, Frame
-from mlmcli.rsort import collation_key, format_number
-from mlmcli.typedcolumns import pick, text_factor, unusable
+from mlmcli.io.frame import Factor, Frame, data_name
+from mlmcli.io.typed import pick, text_factor, unusable
+from mlmcli.rcompat.rsort import collation_key, format_number
 
 _EPOCH = dt.datetime(1970, 1, 1)
 
