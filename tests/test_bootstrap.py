@@ -27,9 +27,9 @@ import numpy as np
 import pytest
 
 from mlmcli.bootstrap import bootstrap, percentile_interval
-from mlmcli.cli import _fit
 from mlmcli.confint import Bootstrap, confint_report
 from mlmcli.engine.crossprod import CrossProducts
+from mlmcli.pipeline import lmer
 from tests.test_cli_exit import undeclared
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +54,7 @@ def replicates(case: str) -> dict[str, np.ndarray]:
 def fitted(case: str):
     if case not in _fits:
         c = ref(case)["case"]
-        _fits[case], _ = _fit(str(ROOT / c["data"]), c["formula"], not c["reml"])
+        _fits[case], _ = lmer(str(ROOT / c["data"]), c["formula"], reml=c["reml"])
     return _fits[case]
 
 
@@ -148,7 +148,7 @@ def test_lockstep_refits_equal_one_at_a_time(case):
 def test_response_swap_equals_fresh_cross_products(data, formula):
     """A refit's blocks (only the response's rows and columns of A recomputed) are those built from
     scratch for the new response."""
-    model, _ = _fit(str(ROOT / data), formula, False)
+    model, _ = lmer(str(ROOT / data), formula)
     cp = model.system.cp
     y = np.random.default_rng(1).standard_normal(cp.n) * 3 + 1
     swapped, fresh = cp.with_response(y), CrossProducts(model.design.terms, cp.X, y)

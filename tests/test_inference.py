@@ -11,8 +11,8 @@ import jsonschema
 import pytest
 
 from mlmcli.anova import anova_report, fstat_ddf
-from mlmcli.cli import _fit
 from mlmcli.confint import confint_report, percent_labels
+from mlmcli.pipeline import lmer
 from mlmcli.ranova import ranova_report
 from mlmcli.rcompat.distributions import f_upper
 from mlmcli.render.inference import anova_text, confint_text, ranova_text
@@ -36,7 +36,7 @@ def ref(case: str) -> dict:
 def optimum(case: str):
     if case not in _fits:
         c = ref(case)["case"]
-        _fits[case] = _fit(str(ROOT / c["data"]), c["formula"], not c["reml"])
+        _fits[case] = lmer(str(ROOT / c["data"]), c["formula"], reml=c["reml"])
     return _fits[case]
 
 

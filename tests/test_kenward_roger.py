@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from mlmcli.anova import anova_report
-from mlmcli.cli import _fit
 from mlmcli.engine import vc_information as vci
 from mlmcli.engine.kenward_roger import full_row_rank
+from mlmcli.pipeline import lmer
 from mlmcli.render.inference import anova_text
 from mlmcli.render.text import fit_summary_output
 from mlmcli.report import fit_report
@@ -36,7 +36,7 @@ def ref(case: str) -> dict:
 def optimum(case: str):
     if case not in _fits:
         c = ref(case)["case"]
-        _fits[case] = _fit(str(ROOT / c["data"]), c["formula"], False, "Kenward-Roger")
+        _fits[case] = lmer(str(ROOT / c["data"]), c["formula"], ddf="Kenward-Roger")
     return _fits[case]
 
 
@@ -105,7 +105,7 @@ def test_a_dense_tail_of_two_crossed_terms(formula, tmp_path, monkeypatch):
     lines = (ROOT / "tests" / "fixtures" / "lme4" / "data" / "crossed3.csv").read_text().splitlines()
     data = tmp_path / "crossed3_head.csv"
     data.write_text("\n".join(lines[:301]) + "\n")
-    model, _ = _fit(str(data), formula, False, "none")
+    model, _ = lmer(str(data), formula, ddf="none")
     assert model.system.cp.q_tail > 0
     model.system.update(model.theta)
     monkeypatch.setattr(vci, "CHUNK_ENTRIES", 30)

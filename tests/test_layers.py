@@ -13,9 +13,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "mlmcli"
 
 # top to bottom: a module may import from its own layer and the layers below it
 LAYERS: list[tuple[str, list[str]]] = [
-    ("command line and library entry", ["mlmcli", "mlmcli.__main__", "mlmcli.cli"]),
+    ("command line and library entry", ["mlmcli", "mlmcli.__main__", "mlmcli.cli", "mlmcli.api"]),
     ("statistics and the Dask engine", [
-        "mlmcli.lmer", "mlmcli.confint", "mlmcli.anova", "mlmcli.ranova", "mlmcli.compare", "mlmcli.hypotheses",
+        "mlmcli.pipeline", "mlmcli.confint", "mlmcli.anova", "mlmcli.ranova", "mlmcli.compare", "mlmcli.hypotheses",
         "mlmcli.predict", "mlmcli.bootstrap", "mlmcli.modeltable", "mlmcli.distributed",
     ]),
     ("reports", ["mlmcli.report"]),

@@ -43,10 +43,11 @@ def test_safe_chol_of_semidefinite_matrices():
 
 
 def test_sdcor_and_theta_maps_invert_each_other():
-    from mlmcli.cli import _fit
     from mlmcli.engine.profile import sdcor_from_theta, theta_from_sdcor, varpar_deviance
+    from mlmcli.pipeline import lmer
 
-    model, _ = _fit("tests/fixtures/lme4/data/sleepstudy.csv", "Reaction ~ Days + (Days|Subject)", True, "none")
+    model, _ = lmer("tests/fixtures/lme4/data/sleepstudy.csv", "Reaction ~ Days + (Days|Subject)", reml=False,
+                    ddf="none")
     pars = sdcor_from_theta(model.system, model.theta, model.sigma)
     # lme4's ML estimates: sd 23.78, cor 0.08, sd 5.72, sigma 25.59 (VarCorr of the ML fit)
     assert pars == pytest.approx([23.780468, 0.0813, 5.716798, 25.591907], rel=2e-3)

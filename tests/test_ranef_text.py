@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mlmcli.cli import _fit
 from mlmcli.model import at_theta
+from mlmcli.pipeline import lmer
 from mlmcli.rcompat.escape import escape_strings
 from mlmcli.render.ranef_text import list_tag, ranef_text
 from mlmcli.report import ranef_report
@@ -57,7 +57,7 @@ THETAS = json.loads((FIXTURES / "thetas.json").read_text())
 def ranef_at(case: dict, at_lme4: bool) -> str:
     """The text of ranef(), ours at lme4's theta or at our optimum."""
     path = str(DATA / case["data"])
-    model, _ = _fit(path, case["formula"], not case["reml"], "none")
+    model, _ = lmer(path, case["formula"], reml=case["reml"], ddf="none")
     if at_lme4:
         theta = THETAS[case["id"]]["theta"] if case["id"] in THETAS else lme4_theta(path, case["formula"], True)
         model = at_theta(model, theta)

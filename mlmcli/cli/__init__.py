@@ -18,7 +18,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 from mlmcli.cli import inference, manual, models, pictures, tables, workflow  # noqa: E402, F401  (each registers its commands)
 from mlmcli.cli.app import app  # noqa: E402
-from mlmcli.cli.common import _fit, _user_errors  # noqa: E402
+from mlmcli.cli.common import _user_errors  # noqa: E402
 from mlmcli.cli.entry import main  # noqa: E402
 
 # help lists the commands in this order: the model, then what follows from it, then pictures
@@ -26,4 +26,4 @@ _ORDER = ["fit", "tau", "ranef", "compare", "table", "predict", "augment", "conf
           "schema", "man"]
 app.registered_commands.sort(key=lambda c: _ORDER.index(c.callback.__name__))
 
-__all__ = ["_fit", "_user_errors", "app", "main"]
+__all__ = ["_user_errors", "app", "main"]

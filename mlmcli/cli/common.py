@@ -13,7 +13,9 @@ from typing import Any
 import typer
 
 from mlmcli.cli.app import EXIT_STRICT, DataOptions
-from mlmcli.errors import DataError, FormulaError, MlmError
+from mlmcli.errors import MlmError
+from mlmcli.pipeline import check_finite as _check_finite
+from mlmcli.pipeline import user_errors as _user_errors
 
 
 def _default_format(fmt: Enum | None, output: str | None) -> str:
@@ -21,21 +23,6 @@ def _default_format(fmt: Enum | None, output: str | None) -> str:
     if fmt is not None:
         return fmt.value
     return "table" if output is None and sys.stdout.isatty() else "text"
-
-
-@contextmanager
-def _user_errors(formula: str = "") -> Iterator[None]:
-    """Failures a model or formula (not a bug) causes, as one plain line each."""
-    import numpy as np
-
-    try:
-        yield
-    except RecursionError:
-        raise FormulaError(f"the formula is nested too deeply or has too many terms to process "
-                           f"({len(formula)} characters)") from None
-    except (ZeroDivisionError, FloatingPointError, np.linalg.LinAlgError) as e:
-        raise DataError(f"the model cannot be fitted: the computation broke down numerically ({e}); "
-                        "check for predictors on extreme scales or nearly collinear terms") from None
 
 
 @contextmanager
@@ -52,49 +39,24 @@ def _bootstrap_progress(spec: Any) -> Iterator[None]:
         yield
 
 
-def _check_finite(model: Any) -> None:
-    """Non-finite estimates are no result: lme4 stops with an error where these arise."""
-    import numpy as np
-
-    parts = {"fixed effects": model.beta, "standard errors": model.std_errors, "sigma": [model.sigma],
-             "criterion": [model.criterion], "theta": model.theta}
-    bad = [name for name, v in parts.items() if not np.all(np.isfinite(np.asarray(v, dtype=float)))]
-    if bad:
-        X = np.asarray(model.design.X, dtype=float)
-        big = float(np.max(np.abs(X))) if X.size else 0.0
-        hint = f"; the largest predictor value is {big:.3g}: rescale it" if big > 1e8 else ""
-        raise DataError(f"the fit gave non-finite results ({', '.join(bad)}){hint}")
-
-
 def _read(data: str, columns: list[str] | None, sep: str | None = None, sheet: str | None = None,
           verbose: bool = False):
-    """DATA by its format (CSV, Parquet, SPSS, ...); only `columns` are converted. --verbose: what the
-    reader did beyond read.csv's rules (labelled columns made factors) goes to stderr."""
+    """DATA by its format (CSV, Parquet, SPSS, ...); only `columns` are converted."""
     from mlmcli.io.formats import read_data
 
     frame = read_data(data, columns=columns, sep=sep, sheet=sheet)
-    _warn([f"mlm: note: {w}" for w in dict.fromkeys(frame.warnings)])
-    if verbose:
-        _warn([f"mlm: {note}" for note in frame.notes])
+    _reader_notes(verbose)(frame)
     return frame
 
 
-def _read_rows(data: str, columns: list[str], source: DataOptions, verbose: bool = False):
-    """DATA as the data options say: read with --sep and --sheet (only `columns`, the --weights and
-    --offset columns and those --where names are converted), then the rows --where keeps."""
-    from mlmcli.where import parse_where
-
-    if source.where is not None:
-        with _user_errors(source.where):
-            parse_where(source.where)   # a mistake in it is found before reading
-    extra = [c for c in (source.weights, source.offset) if c is not None] + _where_columns(source.where)
-    frame = _read(data, columns + extra, source.sep, source.sheet, verbose)
-    if source.where is None:
-        return frame
-    from mlmcli.where import keep_rows
-
-    with _user_errors(source.where):
-        return keep_rows(frame, source.where)
+def _reader_notes(verbose: bool) -> Callable[[Any], None]:
+    """What the reader says of DATA on stderr: numbers read as text always; with --verbose also
+    what it did beyond read.csv's rules (labelled columns made factors)."""
+    def say(frame: Any) -> None:
+        _warn([f"mlm: note: {w}" for w in dict.fromkeys(frame.warnings)])
+        if verbose:
+            _warn([f"mlm: {note}" for note in frame.notes])
+    return say
 
 
 def _memory_only(command: str, source: DataOptions) -> None:
@@ -127,60 +89,26 @@ def _fit(data: str, formula: str, ml: bool, ddf: str = "Satterthwaite", also: li
     if source.engine == "dask":
         models = _fit_on_cluster(data, [formula], ml, ddf, optimizer, source, residuals)
         return models[0], None
-    if source.scheduler is not None:
-        _note_engine("--scheduler")
-    from mlmcli.design import build_design
-    from mlmcli.formula import parse_formula
-    from mlmcli.model import fit_model
-
-    args = _model_arguments(source)
-    with _user_errors(formula):
-        parsed = parse_formula(formula)
-        # only these columns are converted
-        frame = _read_rows(data, parsed.columns() + (also or []), source, verbose)
-        design = build_design(frame, parsed, args)
-        model = fit_model(parsed, design, reml=not ml, data_name=frame.name, ddf=ddf, optimizer=optimizer)
-    _check_finite(model)
-    _note_missing_rows(model, frame.n_rows)
-    return model, frame
+    fits, frame = _fit_all(data, [formula], ml, source, optimizer, verbose, ddf, also)
+    return fits[0], frame
 
 
 def _fit_all(data: str, formulas: list[str], ml: bool, source: DataOptions, optimizer: str, verbose: bool,
-             ddf: str = "none") -> list:
-    """Several models of one DATA, read once (every formula's columns) as `source` says."""
-    from mlmcli.design import build_design
-    from mlmcli.formula import parse_formula
-    from mlmcli.model import fit_model
+             ddf: str = "none", also: list[str] | None = None) -> tuple[list, Any]:
+    """Several models of one DATA, read once (every formula's columns) as `source` says, through
+    the library's lmer pipeline; the frame they were built from."""
+    from mlmcli.pipeline import lmer_models, missing_rows_note
 
     if source.scheduler is not None:
         _note_engine("--scheduler")
-    args = _model_arguments(source)
-    with _user_errors(formulas[0]):
-        parsed = [parse_formula(f) for f in formulas]
-        frame = _read_rows(data, [c for p in parsed for c in p.columns()], source, verbose)
-    fits = []
-    for f, p in zip(formulas, parsed, strict=True):
-        with _user_errors(f):
-            fits.append(fit_model(p, build_design(frame, p, args), reml=not ml, data_name=frame.name, ddf=ddf,
-                                  optimizer=optimizer))
-        _check_finite(fits[-1])
+    fits, frame = lmer_models(data, formulas, reml=not ml, ddf=ddf, optimizer=optimizer, weights=source.weights,
+                              offset=source.offset, sep=source.sep, sheet=source.sheet, where=source.where,
+                              also=also or [], on_read=_reader_notes(verbose))
     for missing in dict.fromkeys(m.design.missing_rows for m in fits):   # once for models that lost the same rows
-        _note_missing_rows(next(m for m in fits if m.design.missing_rows == missing), frame.n_rows)
-    return fits
-
-
-def _model_arguments(source: DataOptions):
-    from mlmcli.design import ModelArguments
-
-    return ModelArguments(weights=source.weights, offset=source.offset)
-
-
-def _note_missing_rows(model: Any, n_rows: int) -> None:
-    """lme4 drops rows with missing values silently (na.omit); say how many went (--strict counts it)."""
-    missing = model.design.missing_rows
-    if missing:
-        rows = "row with a missing value was" if missing == 1 else "rows with missing values were"
-        _warn([f"mlm: note: {missing} {rows} left out (of {n_rows})"])
+        note = missing_rows_note(next(m for m in fits if m.design.missing_rows == missing), frame.n_rows)
+        if note:
+            _warn([f"mlm: note: {note}"])
+    return fits, frame
 
 
 def _row_notes(*models: Any) -> bool:
@@ -362,15 +290,6 @@ def _check_outputs(inputs: tuple[str, ...], *outputs: str | None) -> None:
         if out is not None:
             check_output(out, inputs)
 
-
-def _where_columns(where: str | None) -> list[str]:
-    """The columns a --where expression names (none if it does not parse: that error comes later)."""
-    from mlmcli.where import columns_used, parse_where
-
-    try:
-        return columns_used(parse_where(where)) if where else []
-    except MlmError:
-        return []
 
 def _quiet_stdout() -> None:
     """After a broken pipe, send what is left to /dev/null so that exiting does not fail again."""

@@ -268,7 +268,7 @@ def compare(
     if source.engine == "dask":
         fits = _fit_on_cluster(data, formulas, ml, "none", optimizer.value, source, residuals=False)
     else:
-        fits = _fit_all(data, formulas, ml, source, optimizer.value, verbose)
+        fits, _ = _fit_all(data, formulas, ml, source, optimizer.value, verbose)
     warnings = list(dict.fromkeys(w for m in fits for w in m.warnings))
     _warn(warnings)
     with _user_errors():

@@ -116,7 +116,7 @@ def table(
     if source.engine == "dask":
         fits = _fit_on_cluster(data, formulas, ml, "Satterthwaite", optimizer.value, source, residuals=False)
     else:
-        fits = _fit_all(data, formulas, ml, source, optimizer.value, verbose, ddf="Satterthwaite")
+        fits, _ = _fit_all(data, formulas, ml, source, optimizer.value, verbose, ddf="Satterthwaite")
     with _user_errors():
         report = table_report(fits, labels, level if ci else None)
     warnings = [f"{m['name']}: {w}" for m in report["models"] for w in m["warnings"]]

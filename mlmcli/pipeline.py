@@ -1,0 +1,147 @@
+"""lme4's lmer() as its phases, shared by the command line and the Python API (mlmcli.lmer).
+
+lme4 runs lFormula (parse the formula, build the model frame and the matrices), mkLmerDevfun (the
+cross-products and the sparse factor the deviance is evaluated on), optimizeLmer (the optimizer over
+theta) and mkMerMod (the fitted model). Here `read_rows` and `l_formula` are lFormula's halves
+(the data as R reads them, then the design), `fit_design` runs mkLmerDevfun, optimizeLmer and
+mkMerMod (mlmcli.model.fit_model), and `lmer_models` chains them for one or more formulas on data
+read once. Errors are the project's MlmError family; nothing here writes to a stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from mlmcli.errors import DataError, FormulaError, MlmError
+
+if TYPE_CHECKING:
+    from mlmcli.design import Design
+    from mlmcli.formula import Formula
+    from mlmcli.io.frame import Frame
+    from mlmcli.model import FittedModel
+
+
+@contextmanager
+def user_errors(formula: str = "") -> Iterator[None]:
+    """Failures a model or formula (not a bug) causes, as one plain line each."""
+    import numpy as np
+
+    try:
+        yield
+    except RecursionError:
+        raise FormulaError(f"the formula is nested too deeply or has too many terms to process "
+                           f"({len(formula)} characters)") from None
+    except (ZeroDivisionError, FloatingPointError, np.linalg.LinAlgError) as e:
+        raise DataError(f"the model cannot be fitted: the computation broke down numerically ({e}); "
+                        "check for predictors on extreme scales or nearly collinear terms") from None
+
+
+def check_finite(model: FittedModel) -> None:
+    """Non-finite estimates are no result: lme4 stops with an error where these arise."""
+    import numpy as np
+
+    parts = {"fixed effects": model.beta, "standard errors": model.std_errors, "sigma": [model.sigma],
+             "criterion": [model.criterion], "theta": model.theta}
+    bad = [name for name, v in parts.items() if not np.all(np.isfinite(np.asarray(v, dtype=float)))]
+    if bad:
+        X = np.asarray(model.design.X, dtype=float)
+        big = float(np.max(np.abs(X))) if X.size else 0.0
+        hint = f"; the largest predictor value is {big:.3g}: rescale it" if big > 1e8 else ""
+        raise DataError(f"the fit gave non-finite results ({', '.join(bad)}){hint}")
+
+
+def where_columns(where: str | None) -> list[str]:
+    """The columns a where expression names (none if it does not parse: that error comes later)."""
+    from mlmcli.where import columns_used, parse_where
+
+    try:
+        return columns_used(parse_where(where)) if where else []
+    except MlmError:
+        return []
+
+
+def read_rows(data: str | Frame, columns: Sequence[str], *, sep: str | None = None, sheet: str | None = None,
+              where: str | None = None, weights: str | None = None, offset: str | None = None,
+              on_read: Callable[[Frame], None] | None = None) -> Frame:
+    """The data as R reads them (the first half of lFormula): a path read by its format (only
+    `columns`, the weights, offset and `where` columns converted), or a Frame already made; then the
+    rows `where` keeps. `on_read` sees the frame as read (its notes) before any row is dropped."""
+    from mlmcli.where import keep_rows, parse_where
+
+    if where is not None:
+        with user_errors(where):
+            parse_where(where)   # a mistake in it is found before reading
+    if isinstance(data, str):
+        from mlmcli.io.formats import read_data
+
+        extra = [c for c in (weights, offset) if c is not None] + where_columns(where)
+        frame = read_data(data, columns=list(columns) + extra, sep=sep, sheet=sheet)
+    else:
+        frame = data
+    if on_read is not None:
+        on_read(frame)
+    if where is None:
+        return frame
+    with user_errors(where):
+        return keep_rows(frame, where)
+
+
+def l_formula(formula: Formula, frame: Frame, weights: str | None = None, offset: str | None = None) -> Design:
+    """lme4's lFormula on data read: the model frame, X, y and the random-effects terms."""
+    from mlmcli.design import ModelArguments, build_design
+
+    with user_errors(formula.text):
+        return build_design(frame, formula, ModelArguments(weights=weights, offset=offset))
+
+
+def fit_design(formula: Formula, design: Design, *, reml: bool = True, data_name: str = "",
+               ddf: str = "Satterthwaite", optimizer: str = "robust") -> FittedModel:
+    """mkLmerDevfun, optimizeLmer and mkMerMod: the fitted model of a design, checked to be finite."""
+    from mlmcli.model import fit_model
+
+    with user_errors(formula.text):
+        model = fit_model(formula, design, reml=reml, data_name=data_name, ddf=ddf, optimizer=optimizer)
+    check_finite(model)
+    return model
+
+
+def parse(formula: str) -> Formula:
+    """The formula parsed (FormulaError for a mistake in it)."""
+    from mlmcli.formula import parse_formula
+
+    with user_errors(formula):
+        return parse_formula(formula)
+
+
+def lmer_models(data: str | Frame, formulas: Sequence[str], *, reml: bool = True, ddf: str = "Satterthwaite",
+                optimizer: str = "robust", weights: str | None = None, offset: str | None = None,
+                sep: str | None = None, sheet: str | None = None, where: str | None = None,
+                also: Sequence[str] = (), on_read: Callable[[Frame], None] | None = None,
+                ) -> tuple[list[FittedModel], Frame]:
+    """lmer() of every formula on one data set, read once (every formula's columns and `also`):
+    the fitted models and the frame they were built from."""
+    parsed = [parse(f) for f in formulas]
+    columns = list(dict.fromkeys([c for p in parsed for c in p.columns()] + list(also)))
+    with user_errors(formulas[0] if formulas else ""):
+        frame = read_rows(data, columns, sep=sep, sheet=sheet, where=where, weights=weights, offset=offset,
+                          on_read=on_read)
+    models = [fit_design(p, l_formula(p, frame, weights, offset), reml=reml, data_name=frame.name, ddf=ddf,
+                         optimizer=optimizer) for p in parsed]
+    return models, frame
+
+
+def lmer(data: str | Frame, formula: str, **options: Any) -> tuple[FittedModel, Frame]:
+    """lmer() of one formula (options as lmer_models): the fitted model and its frame."""
+    models, frame = lmer_models(data, [formula], **options)
+    return models[0], frame
+
+
+def missing_rows_note(model: FittedModel, n_rows: int) -> str | None:
+    """lme4 drops rows with missing values silently (na.omit): how many went, if any."""
+    missing = model.design.missing_rows
+    if not missing:
+        return None
+    rows = "row with a missing value was" if missing == 1 else "rows with missing values were"
+    return f"{missing} {rows} left out (of {n_rows})"
