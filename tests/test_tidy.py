@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from mlmcli.cli import _fit
 from mlmcli.confint import add_fixed_effect_intervals, varpar_names, wald
 from mlmcli.model import at_theta
+from mlmcli.pipeline import lmer
 from mlmcli.render.tidy import tidy_csv
 from mlmcli.report import fit_report
 from tests.refcheck import lme4_theta
@@ -71,7 +71,7 @@ def fitted_report(case: str) -> tuple:
     """Ours at lme4's theta (R stops up to ~1e-6 above the criterion's minimum, where our optimizer
     goes on; tests/refcheck.py): broom.mixed's numbers are ours there, to rounding."""
     data, formula = CASES[case]
-    model, _ = _fit(str(ROOT / data), formula, False)
+    model, _ = lmer(str(ROOT / data), formula)
     theta = THETAS[case]["theta"] if case in THETAS else lme4_theta(data, formula, True)
     model = at_theta(model, theta)
     return model, fit_report(model)
@@ -126,7 +126,7 @@ def test_cli_fit_csv_with_wald_intervals():
     assert p.returncode == 0, p.stderr
     rows = parse(p.stdout)
     # the library's intervals at the optimum (lme4's at lme4's theta: tests/test_inference.py)
-    model, _ = _fit(str(ROOT / data), formula, False)
+    model, _ = lmer(str(ROOT / data), formula)
     lo, hi = wald(model)[len(varpar_names(model, old=True))]
     assert rows[0]["term"] == "(Intercept)"
     assert float(rows[0]["conf.low"]) == pytest.approx(lo, rel=1e-12)
