@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
 TYPES = (1, 2, 3)
 ROMAN = {1: "I", 2: "II", 3: "III"}
-EPS = math.sqrt(np.finfo(float).eps)     # contestMD's eigenvalue tolerance
-FSTAT_TOL = 1e-8                         # get_Fstat_ddf: equal df are averaged
+EPS = math.sqrt(np.finfo(float).eps)  # contestMD's eigenvalue tolerance
+FSTAT_TOL = 1e-8  # get_Fstat_ddf: equal df are averaged
 
 
 def fstat_ddf(nu: list[float]) -> float:
@@ -51,7 +51,7 @@ def contest(beta: np.ndarray, sat: Satterthwaite, L: np.ndarray, sigma: float) -
         t = float(c @ beta) / math.sqrt(float(c @ sat.vcov_beta @ c))
         return _row(t * t, 1, sat.df(c), sigma)
     d, P = np.linalg.eigh(L @ sat.vcov_beta @ L.T)
-    d, P = d[::-1], P[:, ::-1]                      # R's eigen(): decreasing
+    d, P = d[::-1], P[:, ::-1]  # R's eigen(): decreasing
     tol = max(EPS * d[0], 0.0)
     q = int(np.sum(d > tol))
     if q == 0:
@@ -107,5 +107,13 @@ def anova_report(model: FittedModel, frame: Frame, kind: int = 3) -> dict:
                 r = dict.fromkeys(("sum_sq", "mean_sq", "num_df", "den_df", "f_value", "p_value"))
             rows.append({"term": term, **r})
     heading = f"Type {ROMAN[kind]} Analysis of Variance Table with {ddf}'s method"
-    return clean({"schema_version": SCHEMA_VERSION, "formula": model.formula.text, "type": kind,
-                  "ddf": ddf, "heading": heading, "terms": rows})
+    return clean(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "formula": model.formula.text,
+            "type": kind,
+            "ddf": ddf,
+            "heading": heading,
+            "terms": rows,
+        }
+    )

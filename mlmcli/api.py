@@ -40,8 +40,15 @@ def _frame_of(data: Any, columns: list[str]) -> str | Frame:
     return frame_from_pandas(data, columns)
 
 
-def lmer(formula: str, data: Any, *, reml: bool = True, weights: str | None = None, offset: str | None = None,
-         optimizer: Literal["robust", "lme4"] = "robust") -> LmerFit:
+def lmer(
+    formula: str,
+    data: Any,
+    *,
+    reml: bool = True,
+    weights: str | None = None,
+    offset: str | None = None,
+    optimizer: Literal["robust", "lme4"] = "robust",
+) -> LmerFit:
     """Fit a linear mixed-effects model as lme4's ``lmer(formula, data, REML = reml)`` with lmerTest's tests.
 
     Parameters
@@ -85,8 +92,15 @@ def lmer(formula: str, data: Any, *, reml: bool = True, weights: str | None = No
         raise MlmError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {optimizer!r}")
     parsed = parse(formula)
     columns = parsed.columns() + [c for c in (weights, offset) if c is not None]
-    model, frame = fit_pipeline(_frame_of(data, columns), formula, reml=bool(reml), ddf="Satterthwaite",
-                                optimizer=optimizer, weights=weights, offset=offset)
+    model, frame = fit_pipeline(
+        _frame_of(data, columns),
+        formula,
+        reml=bool(reml),
+        ddf="Satterthwaite",
+        optimizer=optimizer,
+        weights=weights,
+        offset=offset,
+    )
     notes = list(dict.fromkeys(frame.warnings))
     missing = missing_rows_note(model, frame.n_rows)
     if missing:
@@ -152,8 +166,9 @@ class LmerFit:
         """lme4's ``fixef(fit)``: the fixed-effect estimates, a Series indexed by term."""
         import pandas as pd
 
-        return pd.Series(np.asarray(self.model.beta, dtype=float), index=list(self.model.design.xnames),
-                         name="Estimate")
+        return pd.Series(
+            np.asarray(self.model.beta, dtype=float), index=list(self.model.design.xnames), name="Estimate"
+        )
 
     def vcov(self) -> pd.DataFrame:
         """lme4's ``vcov(fit)``: the fixed effects' covariance matrix, rows and columns named by term."""
@@ -221,8 +236,9 @@ class LmerFit:
         return int(self.model.n)
 
     # ------------------------------------------------------------------ what follows from the fit
-    def predict(self, newdata: Any = None, re_form: Literal["all", "none"] = "all",
-                allow_new_levels: bool = False) -> np.ndarray:
+    def predict(
+        self, newdata: Any = None, re_form: Literal["all", "none"] = "all", allow_new_levels: bool = False
+    ) -> np.ndarray:
         """lme4's ``predict(fit, newdata, re.form, allow.new.levels)``.
 
         Parameters
@@ -258,12 +274,18 @@ class LmerFit:
 
                 new = frame_from_pandas(newdata)
             with user_errors(self.model.formula.text):
-                pred = predict_new(self.model, self.frame, new, random=re_form == "all",
-                                   allow_new_levels=allow_new_levels)
+                pred = predict_new(
+                    self.model, self.frame, new, random=re_form == "all", allow_new_levels=allow_new_levels
+                )
         return np.asarray(pred.values if re_form == "all" else pred.fixed, dtype=float)
 
-    def confint(self, method: Literal["wald", "profile", "boot"] = "wald", level: float = 0.95,
-                nsim: int = 1000, seed: int | None = None) -> pd.DataFrame:
+    def confint(
+        self,
+        method: Literal["wald", "profile", "boot"] = "wald",
+        level: float = 0.95,
+        nsim: int = 1000,
+        seed: int | None = None,
+    ) -> pd.DataFrame:
         """lme4's ``confint(fit, method =, level =, nsim =)``.
 
         Rows are named as lme4 names them with ``oldNames = FALSE`` (``sd_(Intercept)|Subject``,
@@ -294,12 +316,16 @@ class LmerFit:
             for m in spec.messages:
                 warnings.warn(m, MlmWarning, stacklevel=2)
         rows = report["intervals"]
-        values = np.array([[np.nan if r[k] is None else r[k] for k in ("lower", "upper")] for r in rows],
-                          dtype=float).reshape(len(rows), 2)
+        values = np.array(
+            [[np.nan if r[k] is None else r[k] for k in ("lower", "upper")] for r in rows], dtype=float
+        ).reshape(len(rows), 2)
         return pd.DataFrame(values, index=[r["parameter"] for r in rows], columns=report["labels"])
 
-    def anova(self, type: Literal[1, 2, 3] = 3,  # noqa: A002  (lmerTest's argument name)
-              ddf: Literal["Satterthwaite", "Kenward-Roger"] = "Satterthwaite") -> pd.DataFrame:
+    def anova(
+        self,
+        type: Literal[1, 2, 3] = 3,  # noqa: A002  (lmerTest's argument name)
+        ddf: Literal["Satterthwaite", "Kenward-Roger"] = "Satterthwaite",
+    ) -> pd.DataFrame:
         """lmerTest's ``anova(fit, type =, ddf =)``: F tests of the fixed-effect terms.
 
         Returns a DataFrame indexed by term with lmerTest's columns ``Sum Sq``, ``Mean Sq``, ``NumDF``,
@@ -321,40 +347,58 @@ class LmerFit:
             if not model.reml:
                 raise MlmError(KR_REML_ONLY)
             if model.design.args.weights is not None:
-                raise MlmError("Kenward-Roger with prior weights is not offered (pbkrtest leaves them out of "
-                               "its covariance): use Satterthwaite")
+                raise MlmError(
+                    "Kenward-Roger with prior weights is not offered (pbkrtest leaves them out of "
+                    "its covariance): use Satterthwaite"
+                )
             model = copy.copy(model)
             model.ddf = ddf
         with user_errors(model.formula.text):
             report = anova_report(model, self.frame, int(type))
-        keys = {"sum_sq": "Sum Sq", "mean_sq": "Mean Sq", "num_df": "NumDF", "den_df": "DenDF",
-                "f_value": "F value", "p_value": "Pr(>F)"}
-        table = pd.DataFrame([[np.nan if r[k] is None else r[k] for k in keys] for r in report["terms"]],
-                             index=[r["term"] for r in report["terms"]], columns=list(keys.values()), dtype=float)
+        keys = {
+            "sum_sq": "Sum Sq",
+            "mean_sq": "Mean Sq",
+            "num_df": "NumDF",
+            "den_df": "DenDF",
+            "f_value": "F value",
+            "p_value": "Pr(>F)",
+        }
+        table = pd.DataFrame(
+            [[np.nan if r[k] is None else r[k] for k in keys] for r in report["terms"]],
+            index=[r["term"] for r in report["terms"]],
+            columns=list(keys.values()),
+            dtype=float,
+        )
         table.attrs["heading"] = report["heading"]
         return table
 
     # ------------------------------------------------------------------ display
     def __repr__(self) -> str:
         m = self.model
-        return (f"<LmerFit {m.formula.text!r} ({m.method}) on {m.data_name}: n = {m.n}, "
-                f"logLik = {m.loglik:.4f}, sigma = {m.sigma:.4g}>")
+        return (
+            f"<LmerFit {m.formula.text!r} ({m.method}) on {m.data_name}: n = {m.n}, "
+            f"logLik = {m.loglik:.4f}, sigma = {m.sigma:.4g}>"
+        )
 
     def _repr_html_(self) -> str:
         """The fixed effects and the variance components as HTML tables, for notebooks."""
         m = self.model
         e = html.escape
-        fixed = "".join(f"<tr><td>{e(str(n))}</td><td>{b:.4g}</td><td>{se:.4g}</td></tr>"
-                        for n, b, se in zip(m.design.xnames, m.beta, m.std_errors, strict=True))
+        fixed = "".join(
+            f"<tr><td>{e(str(n))}</td><td>{b:.4g}</td><td>{se:.4g}</td></tr>"
+            for n, b, se in zip(m.design.xnames, m.beta, m.std_errors, strict=True)
+        )
         rows = [(vc.name, term, sd) for vc in m.varcomps() for term, sd in zip(vc.terms, vc.std_dev, strict=True)]
         rows.append(("Residual", "", m.sigma))
         random = "".join(f"<tr><td>{e(g)}</td><td>{e(t)}</td><td>{sd:.4g}</td></tr>" for g, t, sd in rows)
-        return (f"<p><b>Linear mixed model fit by {m.method}</b>: <code>{e(m.formula.text)}</code>, "
-                f"{m.n} observations, logLik {m.loglik:.2f}</p>"
-                "<table><tr><th>Fixed effect</th><th>Estimate</th><th>Std. Error</th></tr>"
-                f"{fixed}</table>"
-                "<table><tr><th>Groups</th><th>Name</th><th>Std.Dev.</th></tr>"
-                f"{random}</table>")
+        return (
+            f"<p><b>Linear mixed model fit by {m.method}</b>: <code>{e(m.formula.text)}</code>, "
+            f"{m.n} observations, logLik {m.loglik:.2f}</p>"
+            "<table><tr><th>Fixed effect</th><th>Estimate</th><th>Std. Error</th></tr>"
+            f"{fixed}</table>"
+            "<table><tr><th>Groups</th><th>Name</th><th>Std.Dev.</th></tr>"
+            f"{random}</table>"
+        )
 
 
 def compare(*fits: LmerFit, names: Sequence[str] | None = None) -> pd.DataFrame:
@@ -398,11 +442,23 @@ def compare(*fits: LmerFit, names: Sequence[str] | None = None) -> pd.DataFrame:
         raise MlmError(f"names needs {len(fits)} distinct names, got {labels!r}")
     with user_errors():
         report = compare_report(run_compare([f.model for f in fits], labels))
-    keys = {"npar": "npar", "aic": "AIC", "bic": "BIC", "loglik": "logLik", "deviance": "deviance",
-            "chisq": "Chisq", "df": "Df", "p_value": "Pr(>Chisq)"}
+    keys = {
+        "npar": "npar",
+        "aic": "AIC",
+        "bic": "BIC",
+        "loglik": "logLik",
+        "deviance": "deviance",
+        "chisq": "Chisq",
+        "df": "Df",
+        "p_value": "Pr(>Chisq)",
+    }
     rows = report["models"]
-    table = pd.DataFrame([[np.nan if r[k] is None else r[k] for k in keys] for r in rows],
-                         index=[r["name"] for r in rows], columns=list(keys.values()), dtype=float)
+    table = pd.DataFrame(
+        [[np.nan if r[k] is None else r[k] for k in keys] for r in rows],
+        index=[r["name"] for r in rows],
+        columns=list(keys.values()),
+        dtype=float,
+    )
     table["npar"] = table["npar"].astype(int)
     table.attrs["messages"] = list(report["messages"])
     for m in report["messages"]:

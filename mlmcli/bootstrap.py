@@ -59,12 +59,19 @@ def _work(indices: range) -> Replicates:
 def bootstrap_model(model: FittedModel, seed: int) -> BootstrapModel:
     from mlmcli.engine.bootstrap import BootstrapModel
 
-    return BootstrapModel(model.system.cp, model.reml, np.array(model.theta, dtype=float),
-                          np.array(model.beta, dtype=float), float(model.sigma), seed)
+    return BootstrapModel(
+        model.system.cp,
+        model.reml,
+        np.array(model.theta, dtype=float),
+        np.array(model.beta, dtype=float),
+        float(model.sigma),
+        seed,
+    )
 
 
-def bootstrap(model: FittedModel, nsim: int, seed: int, progress: Callable[[int], None] | None = None,
-              workers: int = WORKERS) -> Replicates:
+def bootstrap(
+    model: FittedModel, nsim: int, seed: int, progress: Callable[[int], None] | None = None, workers: int = WORKERS
+) -> Replicates:
     """nsim parametric bootstrap replicates of the model's sd/cor, sigma and fixed effects;
     `progress(k)` is called as each k more replicates are done."""
     from mlmcli.engine.bootstrap import Replicates, replicate
@@ -77,15 +84,18 @@ def bootstrap(model: FittedModel, nsim: int, seed: int, progress: Callable[[int]
         parts = _in_threads(bm, chunks, workers, progress)
     elif workers > 1 and len(chunks) >= MIN_CHUNKS:
         parts = _in_processes(bm, chunks, workers, progress)
-    for c, idx in enumerate(chunks):      # serially: one worker, or no process pool on this system
+    for c, idx in enumerate(chunks):  # serially: one worker, or no process pool on this system
         if c not in parts:
             parts[c] = replicate(bm, idx)
             if progress:
                 progress(len(idx))
     ordered = [parts[c] for c in range(len(chunks))]
-    return Replicates(values=np.vstack([p.values for p in ordered]),
-                      failed=sum(p.failed for p in ordered), singular=sum(p.singular for p in ordered),
-                      errors=[e for p in ordered for e in p.errors])
+    return Replicates(
+        values=np.vstack([p.values for p in ordered]),
+        failed=sum(p.failed for p in ordered),
+        singular=sum(p.singular for p in ordered),
+        errors=[e for p in ordered for e in p.errors],
+    )
 
 
 def _threads_pay(bm: BootstrapModel) -> bool:
@@ -98,8 +108,9 @@ def _threads_pay(bm: BootstrapModel) -> bool:
     return one_term(bm.cp) and bm.cp.structures[0].ell >= THREAD_LEVELS
 
 
-def _in_threads(bm: BootstrapModel, chunks: list[range], workers: int,
-                progress: Callable[[int], None] | None) -> dict[int, Replicates]:
+def _in_threads(
+    bm: BootstrapModel, chunks: list[range], workers: int, progress: Callable[[int], None] | None
+) -> dict[int, Replicates]:
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     from mlmcli.engine.bootstrap import replicate
@@ -114,12 +125,13 @@ def _in_threads(bm: BootstrapModel, chunks: list[range], workers: int,
             if progress:
                 progress(len(chunks[c]))
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)   # an interrupt: no new chunks start
+        pool.shutdown(wait=False, cancel_futures=True)  # an interrupt: no new chunks start
     return parts
 
 
-def _in_processes(bm: BootstrapModel, chunks: list[range], workers: int,
-                  progress: Callable[[int], None] | None) -> dict[int, Replicates]:
+def _in_processes(
+    bm: BootstrapModel, chunks: list[range], workers: int, progress: Callable[[int], None] | None
+) -> dict[int, Replicates]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -129,11 +141,15 @@ def _in_processes(bm: BootstrapModel, chunks: list[range], workers: int,
     saved = {k: os.environ.get(k) for k in BLAS_THREADS}
     os.environ.update(dict.fromkeys(BLAS_THREADS, "1"))
     try:
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_start_worker, initargs=(bm,))
+        pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(bm,),
+        )
         futures = {pool.submit(_work, idx): c for c, idx in enumerate(chunks)}
     except (OSError, ValueError, NotImplementedError):
-        return {}     # no semaphores or processes here: the caller runs the chunks itself
+        return {}  # no semaphores or processes here: the caller runs the chunks itself
     finally:
         for k, v in saved.items():
             if v is None:
@@ -148,7 +164,7 @@ def _in_processes(bm: BootstrapModel, chunks: list[range], workers: int,
             if progress:
                 progress(len(chunks[c]))
     except BaseException:
-        for proc in list(getattr(pool, "_processes", {}).values()):   # an interrupt: stop them now
+        for proc in list(getattr(pool, "_processes", {}).values()):  # an interrupt: stop them now
             proc.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
         raise

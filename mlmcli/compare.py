@@ -20,7 +20,7 @@ REFIT_MESSAGE = "refitting model(s) with ML (instead of REML)"
 
 @dataclass
 class Comparison:
-    models: list[FittedModel]     # as compared (ML), ordered by npar
+    models: list[FittedModel]  # as compared (ML), ordered by npar
     names: list[str]
     refit_ml: bool
 
@@ -29,8 +29,10 @@ def check_comparable(models: list[FittedModel]) -> None:
     """lme4 refuses models fitted to different rows; a different response makes no comparison either."""
     n = {m.n for m in models}
     if len(n) > 1:
-        raise DataError("models were not all fitted to the same size of dataset "
-                        f"(n_obs: {', '.join(str(m.n) for m in models)}); remove rows with missing values first")
+        raise DataError(
+            "models were not all fitted to the same size of dataset "
+            f"(n_obs: {', '.join(str(m.n) for m in models)}); remove rows with missing values first"
+        )
     rows = models[0].design.rows
     for m in models[1:]:
         if not np.array_equal(m.design.rows, rows):
@@ -46,7 +48,7 @@ def compare(models: list[FittedModel], names: list[str]) -> Comparison:
     check_comparable(models)
     refit_ml = any(m.reml for m in models)
     ml = [refit(m, reml=False) if m.reml else m for m in models]
-    order = sorted(range(len(ml)), key=lambda i: ml[i].npar)   # stable, as R's order()
+    order = sorted(range(len(ml)), key=lambda i: ml[i].npar)  # stable, as R's order()
     return Comparison(models=[ml[i] for i in order], names=[names[i] for i in order], refit_ml=refit_ml)
 
 
@@ -59,17 +61,37 @@ def compare_report(cmp: Comparison) -> dict:
             chisq = 2.0 * max(0.0, m.loglik - prev.loglik)
             df = m.npar - prev.npar
             p = None if df == 0 else chisq_upper(chisq, df)
-        rows.append({"name": name, "formula": m.formula.text, "deparsed_formula": m.formula.deparse(),
-                     "npar": m.npar, "aic": m.aic, "bic": m.bic, "loglik": m.loglik,
-                     "deviance": -2.0 * m.loglik, "chisq": chisq, "df": df, "p_value": p})
+        rows.append(
+            {
+                "name": name,
+                "formula": m.formula.text,
+                "deparsed_formula": m.formula.deparse(),
+                "npar": m.npar,
+                "aic": m.aic,
+                "bic": m.bic,
+                "loglik": m.loglik,
+                "deviance": -2.0 * m.loglik,
+                "chisq": chisq,
+                "df": df,
+                "p_value": p,
+            }
+        )
         prev = m
     first = cmp.models[0]
-    return clean({"refit_ml": cmp.refit_ml, "n_obs": first.n, "models": rows, "data_name": first.data_name,
-                  "messages": [REFIT_MESSAGE] if cmp.refit_ml else []})
+    return clean(
+        {
+            "refit_ml": cmp.refit_ml,
+            "n_obs": first.n,
+            "models": rows,
+            "data_name": first.data_name,
+            "messages": [REFIT_MESSAGE] if cmp.refit_ml else [],
+        }
+    )
 
 
 def variance_reduction(base: FittedModel, others: list[tuple[str, FittedModel]]) -> dict:
     """Proportional reduction of each variance component from the base model (Raudenbush & Bryk)."""
+
     def components(m: FittedModel) -> dict[str, float]:
         out = {"Residual": m.sigma**2}
         for vc in m.varcomps():

@@ -136,8 +136,7 @@ class _Profiler:
         self.system.update(self.ml.theta)
 
 
-def profile(model: FittedModel, level: float = 0.95, which: list[int] | None = None
-            ) -> dict[int, tuple[float, float]]:
+def profile(model: FittedModel, level: float = 0.95, which: list[int] | None = None) -> dict[int, tuple[float, float]]:
     """Profile intervals of the parameters `which` (indices into variance parameters then fixed
     effects) from the ML deviance."""
     from mlmcli.engine.profile import crossing
@@ -152,7 +151,7 @@ def profile(model: FittedModel, level: float = 0.95, which: list[int] | None = N
         ends = []
         for direction, bound in zip((-1.0, 1.0), pr.bounds(w), strict=True):
             if direction < 0 and est <= bound:
-                ends.append(bound)               # an estimate on its bound: lme4 profiles one way only
+                ends.append(bound)  # an estimate on its bound: lme4 profiles one way only
                 continue
             if w < pr.nv:
                 first = est + direction * max(0.01 * abs(est), 0.001)
@@ -179,14 +178,22 @@ def profile_curves(model: FittedModel, level: float = 0.99, points: int = 8) -> 
         for end in ends[w]:
             if not math.isfinite(end) or end == est:
                 continue
-            z = pr.zeta(w)              # outward from the estimate, each point warm-starting the next
+            z = pr.zeta(w)  # outward from the estimate, each point warm-starting the next
             for t in np.linspace(0.0, 1.0, points + 1)[1:]:
                 x = est + t * (end - est)
                 xs.append(float(x))
                 zs.append(float(z(x)))
         order = np.argsort(xs)
-        out.append({"parameter": name, "estimate": est, "value": [xs[i] for i in order],
-                    "zeta": [zs[i] for i in order], "lower": ends[w][0], "upper": ends[w][1]})
+        out.append(
+            {
+                "parameter": name,
+                "estimate": est,
+                "value": [xs[i] for i in order],
+                "zeta": [zs[i] for i in order],
+                "lower": ends[w][0],
+                "upper": ends[w][1],
+            }
+        )
     pr.done()
     return out
 
@@ -196,7 +203,7 @@ class Bootstrap:
     """How `--method boot` draws its replicates, and (after the run) what became of them."""
 
     nsim: int = NSIM
-    seed: int | None = None          # None: a fresh one, reported so that the run can be repeated
+    seed: int | None = None  # None: a fresh one, reported so that the run can be repeated
     progress: Callable[[int], None] | None = None
     failed: int = 0
     singular: int = 0
@@ -220,21 +227,22 @@ def boot(model: FittedModel, level: float, which: list[int], spec: Bootstrap) ->
     assert spec.seed is not None
     reps = bootstrap(model, spec.nsim, spec.seed, spec.progress)
     if reps.failed == spec.nsim:
-        raise MlmError("*all* bootstrap runs failed!")    # lme4's error
+        raise MlmError("*all* bootstrap runs failed!")  # lme4's error
     spec.failed, spec.singular = reps.failed, reps.singular
     spec.messages = bootstrap_messages(reps, spec.nsim)
     return {w: percentile_interval(reps.values[:, w], level) for w in which}
 
 
-def intervals(model: FittedModel, method: str, level: float, which: list[int],
-              spec: Bootstrap | None = None) -> dict[int, tuple[float | None, float | None]]:
+def intervals(
+    model: FittedModel, method: str, level: float, which: list[int], spec: Bootstrap | None = None
+) -> dict[int, tuple[float | None, float | None]]:
     """(lower, upper) of the parameters `which` (indices into variance parameters then fixed effects)."""
     if method == "wald":
         all_ci = wald(model, level)
         return {i: all_ci[i] for i in which}
     if method == "boot":
-        return boot(model, level, which, spec or Bootstrap())   # type: ignore[return-value]
-    return profile(model, level, which)    # type: ignore[return-value]
+        return boot(model, level, which, spec or Bootstrap())  # type: ignore[return-value]
+    return profile(model, level, which)  # type: ignore[return-value]
 
 
 def _boot_keys(spec: Bootstrap | None) -> dict:
@@ -243,8 +251,9 @@ def _boot_keys(spec: Bootstrap | None) -> dict:
     return {"nsim": spec.nsim, "seed": spec.seed, "failed": spec.failed, "singular": spec.singular}
 
 
-def confint_report(model: FittedModel, method: str, level: float = 0.95,
-                   parm: list[str] | None = None, spec: Bootstrap | None = None) -> dict:
+def confint_report(
+    model: FittedModel, method: str, level: float = 0.95, parm: list[str] | None = None, spec: Bootstrap | None = None
+) -> dict:
     """{"method", "level", "intervals": [{"parameter", "lower", "upper"}]} in lme4's order."""
     from mlmcli.render.jsonvalues import clean
     from mlmcli.report import SCHEMA_VERSION
@@ -257,22 +266,32 @@ def confint_report(model: FittedModel, method: str, level: float = 0.95,
     printed = varpar_names(model, old=True) + fixed
     spec = (spec or Bootstrap()) if method == "boot" else None
     ci = intervals(model, method, level, which, spec)
-    rows = [{"parameter": names[i], "printed_name": printed[i], "lower": ci[i][0], "upper": ci[i][1]}
-            for i in which]
-    return clean({"schema_version": SCHEMA_VERSION, "formula": model.formula.text, "method": method,
-                  "level": level, **_boot_keys(spec), "labels": percent_labels(level), "intervals": rows})
+    rows = [{"parameter": names[i], "printed_name": printed[i], "lower": ci[i][0], "upper": ci[i][1]} for i in which]
+    return clean(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "formula": model.formula.text,
+            "method": method,
+            "level": level,
+            **_boot_keys(spec),
+            "labels": percent_labels(level),
+            "intervals": rows,
+        }
+    )
 
 
-def all_intervals(model: FittedModel, method: str, level: float = 0.95,
-                  spec: Bootstrap | None = None) -> list[tuple[float | None, float | None]]:
+def all_intervals(
+    model: FittedModel, method: str, level: float = 0.95, spec: Bootstrap | None = None
+) -> list[tuple[float | None, float | None]]:
     """(lower, upper) of every parameter, variance parameters (None for Wald) then fixed effects."""
     nv = len(varpar_names(model, old=True))
     ci = intervals(model, method, level, list(range(nv + model.p)), spec)
     return [ci[i] for i in range(nv + model.p)]
 
 
-def fixed_effect_intervals(model: FittedModel, method: str, level: float = 0.95,
-                           spec: Bootstrap | None = None) -> list[tuple[float | None, float | None]]:
+def fixed_effect_intervals(
+    model: FittedModel, method: str, level: float = 0.95, spec: Bootstrap | None = None
+) -> list[tuple[float | None, float | None]]:
     """(lower, upper) per fixed effect, for `mlm fit --ci`."""
     nv = len(varpar_names(model, old=True))
     idx = list(range(nv, nv + model.p))
@@ -280,9 +299,14 @@ def fixed_effect_intervals(model: FittedModel, method: str, level: float = 0.95,
     return [ci[i] for i in idx]
 
 
-def add_fixed_effect_intervals(report: dict, model: FittedModel, method: str, level: float,
-                               spec: Bootstrap | None = None, variance_parameters: bool = False
-                               ) -> list[tuple[float | None, float | None]]:
+def add_fixed_effect_intervals(
+    report: dict,
+    model: FittedModel,
+    method: str,
+    level: float,
+    spec: Bootstrap | None = None,
+    variance_parameters: bool = False,
+) -> list[tuple[float | None, float | None]]:
     """`mlm fit --ci`: conf_low and conf_high on every fixed effect of a fit report, and which
     intervals they are under "confint".  Returns the intervals of every parameter: the variance
     parameters' are None unless asked for (profile) or free (the bootstrap's replicates have them)."""

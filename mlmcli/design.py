@@ -109,8 +109,13 @@ class _Context:
 ScaleParameters = dict[str, tuple]
 
 
-def evaluate(var: Var, frame: Frame, used: np.ndarray | None = None, reference: Frame | None = None,
-             scales: ScaleParameters | None = None) -> Column:
+def evaluate(
+    var: Var,
+    frame: Frame,
+    used: np.ndarray | None = None,
+    reference: Frame | None = None,
+    scales: ScaleParameters | None = None,
+) -> Column:
     """The values of one formula variable on the whole data (as R's model.frame does)."""
     assert var.expr is not None
     with np.errstate(all="ignore"):
@@ -341,8 +346,15 @@ def _numeric(node: Node, ctx: _Context) -> np.ndarray:
         b = _numeric(node.right, ctx)
         if node.op in COMPARISONS:  # TRUE/FALSE, computed with as 1/0
             return np.where(np.isnan(a) | np.isnan(b), np.nan, _COMPARE[node.op](a, b))
-        ops = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide, "^": np.power,
-               "%%": np.mod, "%/%": np.floor_divide}  # R's %% and %/% round towards -Inf as numpy's
+        ops = {
+            "+": np.add,
+            "-": np.subtract,
+            "*": np.multiply,
+            "/": np.divide,
+            "^": np.power,
+            "%%": np.mod,
+            "%/%": np.floor_divide,
+        }  # R's %% and %/% round towards -Inf as numpy's
         return ops[node.op](a, b)
     assert isinstance(node, fm.Call)
     if node.fn in FACTOR_FUNCTIONS or node.fn == "poly":
@@ -373,9 +385,20 @@ def _numeric(node: Node, ctx: _Context) -> np.ndarray:
             raise DataError(f"{node.fn}() needs two arguments, as {node.fn}(x, 3): {label}")
         y = _numeric(args["y"], ctx)
         return np.minimum(x, y) if node.fn == "pmin" else np.maximum(x, y)  # NA stays NA, as in R
-    funcs = {"log": np.log, "log10": np.log10, "log2": np.log2, "log1p": np.log1p, "exp": np.exp,
-             "sqrt": np.sqrt, "abs": np.abs, "sin": np.sin, "cos": np.cos, "tan": np.tan, "floor": np.floor,
-             "ceiling": np.ceil}
+    funcs = {
+        "log": np.log,
+        "log10": np.log10,
+        "log2": np.log2,
+        "log1p": np.log1p,
+        "exp": np.exp,
+        "sqrt": np.sqrt,
+        "abs": np.abs,
+        "sin": np.sin,
+        "cos": np.cos,
+        "tan": np.tan,
+        "floor": np.floor,
+        "ceiling": np.ceil,
+    }
     return funcs[node.fn](x)
 
 
@@ -402,8 +425,9 @@ def _cluster_means(x: np.ndarray, g: Column, used: np.ndarray | None) -> np.ndar
     return out
 
 
-def _scale_parameters(x: np.ndarray, center: float | bool | None,
-                      scale: float | bool | None) -> tuple[float | bool | None, float | bool | None]:
+def _scale_parameters(
+    x: np.ndarray, center: float | bool | None, scale: float | bool | None
+) -> tuple[float | bool | None, float | bool | None]:
     """The numbers scale(x, center, scale) used on the training values (attributes scaled:center ...)."""
     ok = ~np.isnan(x)
     m = int(ok.sum())
@@ -417,12 +441,17 @@ def _scale_parameters(x: np.ndarray, center: float | bool | None,
     return c, s
 
 
-_COMPARE = {"==": np.equal, "!=": np.not_equal, "<": np.less, ">": np.greater, "<=": np.less_equal,
-            ">=": np.greater_equal}
+_COMPARE = {
+    "==": np.equal,
+    "!=": np.not_equal,
+    "<": np.less,
+    ">": np.greater,
+    "<=": np.less_equal,
+    ">=": np.greater_equal,
+}
 
 
-def _scale(x: np.ndarray, center: float | bool | None = True,
-           scale: float | bool | None = True) -> np.ndarray:
+def _scale(x: np.ndarray, center: float | bool | None = True, scale: float | bool | None = True) -> np.ndarray:
     """R's scale(x, center, scale): subtract the mean (or the given centre), then divide by the
     root mean square with n - 1 (the SD when centred) or the given scale; NAs ignored."""
     ok = ~np.isnan(x)
@@ -697,8 +726,13 @@ def build_design(frame: Frame, formula: Formula, args: ModelArguments | None = N
     y_full = full[response]
     _check_not_empty(formula.response, y_full, frame, response=True)
     if isinstance(y_full, Factor):
-        kind = ("TRUE/FALSE values" if y_full.logical else
-                "value labels, so it is a factor as haven::as_factor makes it" if y_full.labelled else "text")
+        kind = (
+            "TRUE/FALSE values"
+            if y_full.logical
+            else "value labels, so it is a factor as haven::as_factor makes it"
+            if y_full.labelled
+            else "text"
+        )
         raise DataError(f"the response '{response}' is not numeric: its column holds {kind}")
     if y_full.ndim != 1:
         raise DataError(f"the response '{response}' must be one column")
@@ -770,16 +804,35 @@ def build_design(frame: Frame, formula: Formula, args: ModelArguments | None = N
             raise DataError("NA/NaN/Inf in the offset: " + ", ".join(labels))
     weights = None if args.weights is None else _check_weights(extra[args.weights][rows], args.weights, rows)
     levels = {label: list(col.levels) for label, col in values.items() if isinstance(col, Factor)}
-    arg_values = {f"({key})": extra[name][rows] for key, name in (("weights", args.weights), ("offset", args.offset))
-                  if name is not None}
-    return Design(y=y if offset is None else y - offset, X=X, xnames=xnames, terms=terms, n_obs=n, rows=rows,
-                  response=response, messages=messages, dropped=dropped, offset=offset, values=values,
-                  levels=levels, response_values=y, weights=weights, args=args, arg_values=arg_values,
-                  missing_rows=missing_rows)
+    arg_values = {
+        f"({key})": extra[name][rows]
+        for key, name in (("weights", args.weights), ("offset", args.offset))
+        if name is not None
+    }
+    return Design(
+        y=y if offset is None else y - offset,
+        X=X,
+        xnames=xnames,
+        terms=terms,
+        n_obs=n,
+        rows=rows,
+        response=response,
+        messages=messages,
+        dropped=dropped,
+        offset=offset,
+        values=values,
+        levels=levels,
+        response_values=y,
+        weights=weights,
+        args=args,
+        arg_values=arg_values,
+        missing_rows=missing_rows,
+    )
 
 
-def model_frame(frame: Frame, formula: Formula,
-                scales: ScaleParameters | None = None) -> tuple[dict[str, Column], np.ndarray]:
+def model_frame(
+    frame: Frame, formula: Formula, scales: ScaleParameters | None = None
+) -> tuple[dict[str, Column], np.ndarray]:
     """Every formula variable evaluated on the whole data, and the complete rows (na.omit), as
     build_design starts (without --weights and --offset columns): for data read in partitions."""
     for name in formula.columns():
@@ -828,10 +881,14 @@ def _check_weights(w: np.ndarray, name: str, rows: np.ndarray) -> np.ndarray:
     for bad, what in ((~np.isfinite(w), "is infinite"), (w < 0, "is negative"), (w == 0, "is zero")):
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            extra = "" if what != "is zero" else (" (lme4's criterion is infinite with a zero weight; "
-                                                  "leave such rows out of the data)")
-            raise DataError(f"--weights {name}: the weight of data row {int(rows[i]) + 1} {what}; "
-                            f"weights must be positive{extra}")
+            extra = (
+                ""
+                if what != "is zero"
+                else (" (lme4's criterion is infinite with a zero weight; leave such rows out of the data)")
+            )
+            raise DataError(
+                f"--weights {name}: the weight of data row {int(rows[i]) + 1} {what}; weights must be positive{extra}"
+            )
     return w
 
 
@@ -885,8 +942,9 @@ def _missing(col: Column) -> np.ndarray:
     return np.isnan(col).reshape(len(col), -1).any(axis=1)
 
 
-def _nan_rows_message(frame: Frame, formula: Formula, full: dict[str, Column], complete: np.ndarray,
-                      args: ModelArguments) -> str | None:
+def _nan_rows_message(
+    frame: Frame, formula: Formula, full: dict[str, Column], complete: np.ndarray, args: ModelArguments
+) -> str | None:
     """R warns "NaNs produced" where log(), sqrt() ... of a value outside their domain drop rows; say how
     many rows went that way, beyond those with missing data."""
     produced = ~complete & ~_missing_in_data(frame, formula, args)
@@ -908,6 +966,7 @@ def _missing_in_data(frame: Frame, formula: Formula, args: ModelArguments) -> np
 
 def check_finite(y: Column, X: np.ndarray, xnames: list[str], terms: list[ReTerm], response: str) -> None:
     """lmer stops at infinite values (log(0), 1/0): NaN rows were dropped as missing, Inf rows were not."""
+
     def bad(M: np.ndarray, names: list[str]) -> str | None:
         with np.errstate(all="ignore"):
             if np.all(np.isfinite(M.sum(axis=0))):  # a sum is finite only when every term is
@@ -920,8 +979,9 @@ def check_finite(y: Column, X: np.ndarray, xnames: list[str], terms: list[ReTerm
     col = bad(X, xnames)
     if col is not None:
         # R's own words first, as lFormula stops in qr()
-        raise DataError(f"NA/NaN/Inf in foreign function call (arg 1): the fixed-effects column '{col}' "
-                        "has infinite values")
+        raise DataError(
+            f"NA/NaN/Inf in foreign function call (arg 1): the fixed-effects column '{col}' has infinite values"
+        )
     for t in terms:
         col = bad(t.X, t.cnames)
         if col is not None:
@@ -956,8 +1016,7 @@ def check_levels(terms: list[ReTerm], n: int) -> None:
     bad = [g for g, k in groups.items() if k >= n]
     if bad:
         raise DataError(
-            "number of levels of each grouping factor must be < number of observations "
-            f"(problems: {', '.join(bad)})"
+            f"number of levels of each grouping factor must be < number of observations (problems: {', '.join(bad)})"
         )
     for t in terms:
         q = len(t.levels) * t.X.shape[1]

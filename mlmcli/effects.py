@@ -20,10 +20,13 @@ if TYPE_CHECKING:
     from mlmcli.model import FittedModel
 
 SINGULAR_TOLERANCE = 1e-5
-SINGULAR_WARNING = ("Can't compute random effect variances. Some variance components equal zero. Your model "
-                    "may suffer from singularity (see `?lme4::isSingular` and `?performance::check_singularity`).")
-SLOPES_WARNING = ("Random slopes not present as fixed effects. This artificially inflates the conditional "
-                  "random effect variances.")
+SINGULAR_WARNING = (
+    "Can't compute random effect variances. Some variance components equal zero. Your model "
+    "may suffer from singularity (see `?lme4::isSingular` and `?performance::check_singularity`)."
+)
+SLOPES_WARNING = (
+    "Random slopes not present as fixed effects. This artificially inflates the conditional random effect variances."
+)
 
 
 @dataclass
@@ -38,8 +41,7 @@ class Effects:
         if self.var_random is None:
             return {"adjusted": None, "unadjusted": None}
         vr = self.var_random
-        return {"adjusted": vr / (vr + self.var_residual),
-                "unadjusted": vr / (self.var_fixed + vr + self.var_residual)}
+        return {"adjusted": vr / (vr + self.var_residual), "unadjusted": vr / (self.var_fixed + vr + self.var_residual)}
 
     @property
     def r2(self) -> dict[str, float | None]:
@@ -91,8 +93,7 @@ def variance_components(model: FittedModel) -> Effects:
     return _effects(model, var_fixed, gram, names, warnings)
 
 
-def _effects(model: FittedModel, var_fixed: float, gram: np.ndarray, names: list[str],
-             warnings: list[str]) -> Effects:
+def _effects(model: FittedModel, var_fixed: float, gram: np.ndarray, names: list[str], warnings: list[str]) -> Effects:
     """The random part from the Gram matrix of the columns named `names`, and insight's warnings."""
     slopes = [t for vc in model.varcomps() for t in vc.terms if t != "(Intercept)"]
     if any(t not in names for t in slopes):
@@ -136,5 +137,5 @@ def _from_moments(model: FittedModel, M: np.ndarray) -> Effects:
     beta = np.asarray(model.beta, dtype=float)
     s = float(M[0, 1:] @ beta)
     var_fixed = float(beta @ M[1:, 1:] @ beta - s * s / n) / (n - 1) if n > 1 else 0.0
-    names = ["(Intercept)", *model.design.xnames]       # [1 X]: X's own intercept is a copy of the ones
+    names = ["(Intercept)", *model.design.xnames]  # [1 X]: X's own intercept is a copy of the ones
     return _effects(model, var_fixed, M, names, [])

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from mlmcli.io.frame import Frame
     from mlmcli.model import FittedModel
 
-ZERO_ROW = 1e-8          # lmerTest drops contrast rows with sum |L| below this
+ZERO_ROW = 1e-8  # lmerTest drops contrast rows with sum |L| below this
 DOOLITTLE_EPS = 1e-6
 
 
@@ -31,8 +31,8 @@ class FixedTerms:
 
     labels: list[str]
     terms: list[Term]
-    columns: dict[str, list[int]]       # term label -> its columns of X
-    values: dict[str, Column]           # every variable on the rows of the fit
+    columns: dict[str, list[int]]  # term label -> its columns of X
+    values: dict[str, Column]  # every variable on the rows of the fit
     X: np.ndarray
     xnames: list[str]
     intercept: bool
@@ -45,15 +45,18 @@ def fixed_terms(model: FittedModel, frame: Frame) -> FixedTerms:
 
     design = model.design
     if design.dropped:
-        raise DataError("anova needs a full-rank fixed-effect model matrix; lme4 dropped "
-                        f"{', '.join(design.dropped)}: remove the redundant terms first")
+        raise DataError(
+            "anova needs a full-rank fixed-effect model matrix; lme4 dropped "
+            f"{', '.join(design.dropped)}: remove the redundant terms first"
+        )
     spec = model.formula.fixed
     rows = design.rows
     values: dict[str, Column] = {}
     for v in model.formula.variables:
         col = evaluate(v, frame)
-        values[v.label] = (drop_unused(Factor(col.codes[rows], col.levels, col.logical))
-                           if isinstance(col, Factor) else col[rows])
+        values[v.label] = (
+            drop_unused(Factor(col.codes[rows], col.levels, col.logical)) if isinstance(col, Factor) else col[rows]
+        )
     columns: dict[str, list[int]] = {}
     pos = 1 if spec.intercept else 0
     for term, coding in zip(spec.terms, contrast_codes(spec, values), strict=True):
@@ -68,8 +71,15 @@ def fixed_terms(model: FittedModel, frame: Frame) -> FixedTerms:
         pos += width
     if pos != design.X.shape[1]:
         raise DataError("anova: the fixed-effect terms do not map onto the model matrix")
-    return FixedTerms(labels=[t.label for t in spec.terms], terms=list(spec.terms), columns=columns,
-                      values=values, X=design.X, xnames=list(design.xnames), intercept=spec.intercept)
+    return FixedTerms(
+        labels=[t.label for t in spec.terms],
+        terms=list(spec.terms),
+        columns=columns,
+        values=values,
+        X=design.X,
+        xnames=list(design.xnames),
+        intercept=spec.intercept,
+    )
 
 
 def _zapsmall(A: np.ndarray, digits: int = 7) -> np.ndarray:
@@ -108,8 +118,9 @@ def type1(ft: FixedTerms) -> dict[str, np.ndarray]:
 def _numeric_vars(ft: FixedTerms, term: Term) -> set[str]:
     from mlmcli.io.frame import Factor
 
-    return {v.label for v in term.vars
-            if not isinstance(ft.values[v.label], Factor) and np.ndim(ft.values[v.label]) == 1}
+    return {
+        v.label for v in term.vars if not isinstance(ft.values[v.label], Factor) and np.ndim(ft.values[v.label]) == 1
+    }
 
 
 def containment(ft: FixedTerms) -> dict[str, list[str]]:
@@ -163,7 +174,7 @@ def type3(ft: FixedTerms) -> dict[str, np.ndarray]:
     rdX = np.hstack(blocks)
     L = _zapsmall((np.linalg.pinv(ft.X, rcond=np.sqrt(np.finfo(float).eps)) @ rdX).T)
     contained = containment(ft)
-    order = sorted(range(len(ft.terms)), key=lambda i: -len(ft.terms[i].vars))   # stable, as R's radix order
+    order = sorted(range(len(ft.terms)), key=lambda i: -len(ft.terms[i].vars))  # stable, as R's radix order
     for i in order:
         term = ft.labels[i]
         if contained[term]:

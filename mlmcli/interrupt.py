@@ -11,7 +11,7 @@ import os
 import signal
 
 EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143      # 128 + SIGTERM, what a shell reports for a process it terminated
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a process it terminated
 MESSAGE = "mlm: interrupted\n"
 
 
@@ -37,7 +37,7 @@ def _exit_now(signum: int, frame: object) -> None:
     try:
         os.write(2, MESSAGE.encode())
     except OSError:
-        pass   # stderr closed or full: the exit status still says it
+        pass  # stderr closed or full: the exit status still says it
     os._exit(EXIT_INTERRUPTED)
 
 

@@ -13,7 +13,6 @@ from mlmcli.engine.factor import BlockedFactor
 from mlmcli.engine.fit import Optimum, optimize_theta, start_theta
 
 if TYPE_CHECKING:
-
     from mlmcli.design import Design
     from mlmcli.engine.kenward_roger import KenwardRoger
     from mlmcli.engine.satterthwaite import Satterthwaite
@@ -28,8 +27,8 @@ DDF_METHODS = ("Satterthwaite", "Kenward-Roger", "none")
 class VarComp:
     """One random-effects term's covariance matrix (a block of the Tau matrix)."""
 
-    name: str              # VarCorr's name: the grouping factor, with ".1", ".2" for repeated factors
-    factor: str            # the grouping factor
+    name: str  # VarCorr's name: the grouping factor, with ".1", ".2" for repeated factors
+    factor: str  # the grouping factor
     terms: list[str]
     covariance: np.ndarray
 
@@ -121,8 +120,11 @@ class FittedModel:
 
     @property
     def converged(self) -> bool:
-        return self.optimum.conv_code == 0 and self.optimum.check_code == 0 and not [
-            m for m in self.optimum.messages if not m.startswith("boundary (singular) fit")]
+        return (
+            self.optimum.conv_code == 0
+            and self.optimum.check_code == 0
+            and not [m for m in self.optimum.messages if not m.startswith("boundary (singular) fit")]
+        )
 
     @property
     def sigma(self) -> float:
@@ -260,8 +262,16 @@ class FittedModel:
                 if math.isfinite(d):
                     df = d
                     p = t_two_sided(t, d)
-            rows.append({"term": name, "estimate": float(self._beta[i]), "std_error": float(se[i]),
-                         "df": df, "t_value": t, "p_value": p})
+            rows.append(
+                {
+                    "term": name,
+                    "estimate": float(self._beta[i]),
+                    "std_error": float(se[i]),
+                    "df": df,
+                    "t_value": t,
+                    "p_value": p,
+                }
+            )
         return rows
 
 
@@ -285,18 +295,32 @@ def scale_warning(X: np.ndarray) -> str | None:
 OPTIMIZERS = ("robust", "lme4")
 
 
-def fit_model(formula: Formula, design: Design, reml: bool = True, data_name: str = "",
-              ddf: str = "Satterthwaite", optimizer: str = "robust") -> FittedModel:
+def fit_model(
+    formula: Formula,
+    design: Design,
+    reml: bool = True,
+    data_name: str = "",
+    ddf: str = "Satterthwaite",
+    optimizer: str = "robust",
+) -> FittedModel:
     """Fit by REML or ML as lmer() does.  optimizer "lme4" stops where lme4's BOBYQA stops;
     "robust" (the default) refines an end point that fails lme4's convergence checks."""
     cp = CrossProducts(design.terms, design.X, design.y, design.weights)
     return fit_crossproducts(formula, design, cp, scale_warning(design.X), reml, data_name, ddf, optimizer)
 
 
-def fit_crossproducts(formula: Formula, design: Design, cp: CrossProducts, scale_message: str | None,
-                      reml: bool = True, data_name: str = "", ddf: str = "Satterthwaite",
-                      optimizer: str = "robust", remote: RemoteRows | None = None,
-                      theta0: np.ndarray | None = None) -> FittedModel:
+def fit_crossproducts(
+    formula: Formula,
+    design: Design,
+    cp: CrossProducts,
+    scale_message: str | None,
+    reml: bool = True,
+    data_name: str = "",
+    ddf: str = "Satterthwaite",
+    optimizer: str = "robust",
+    remote: RemoteRows | None = None,
+    theta0: np.ndarray | None = None,
+) -> FittedModel:
     """fit_model on the blocks of A already formed (for rows kept elsewhere: `remote`, and then
     lme4's start value `theta0` computed where the rows are)."""
     system = BlockedFactor(cp)
@@ -304,14 +328,25 @@ def fit_crossproducts(formula: Formula, design: Design, cp: CrossProducts, scale
     if scale_message:
         warnings.append(scale_message)
     factors = [t.group for t in design.terms]
-    scalar_distinct = (all(t.X.shape[1] == 1 and list(t.cnames) == ["(Intercept)"] for t in design.terms)
-                       and len(set(factors)) == len(factors))
+    scalar_distinct = all(t.X.shape[1] == 1 and list(t.cnames) == ["(Intercept)"] for t in design.terms) and len(
+        set(factors)
+    ) == len(factors)
     if theta0 is None or not scalar_distinct:
         theta0 = start_theta(system, [t.codes for t in design.terms], scalar_distinct, design.response_values)
     opt = optimize_theta(system, reml, theta0, polish=optimizer == "robust")
     warnings.extend(opt.warnings)
-    model = FittedModel(formula=formula, design=design, reml=reml, system=system, optimum=opt,
-                        data_name=data_name, warnings=warnings, ddf=ddf, optimizer=optimizer, remote=remote)
+    model = FittedModel(
+        formula=formula,
+        design=design,
+        reml=reml,
+        system=system,
+        optimum=opt,
+        data_name=data_name,
+        warnings=warnings,
+        ddf=ddf,
+        optimizer=optimizer,
+        remote=remote,
+    )
     model._finish()
     return model
 
@@ -329,9 +364,18 @@ def at_theta(model: FittedModel, theta: np.ndarray) -> FittedModel:
     factor_at(system, theta)
     # the design's and the scale check's messages; the optimizer's are those made at theta
     kept = [w for w in model.warnings if w not in model.optimum.warnings]
-    new = FittedModel(formula=model.formula, design=model.design, reml=model.reml, system=system, optimum=opt,
-                      data_name=model.data_name, warnings=kept + opt.warnings, ddf=model.ddf,
-                      optimizer=model.optimizer, remote=model.remote)
+    new = FittedModel(
+        formula=model.formula,
+        design=model.design,
+        reml=model.reml,
+        system=system,
+        optimum=opt,
+        data_name=model.data_name,
+        warnings=kept + opt.warnings,
+        ddf=model.ddf,
+        optimizer=model.optimizer,
+        remote=model.remote,
+    )
     new._finish()
     return new
 
@@ -340,11 +384,20 @@ def refit(model: FittedModel, reml: bool) -> FittedModel:
     """Refit with the other criterion from the current theta (lme4's refitML)."""
     from mlmcli.engine.fit import reoptimize_theta
 
-    system = BlockedFactor(model.system.cp)   # the same data: only the factor is the refit's own
+    system = BlockedFactor(model.system.cp)  # the same data: only the factor is the refit's own
     opt = reoptimize_theta(system, reml, model.theta, polish=model.optimizer == "robust")
-    new = FittedModel(formula=model.formula, design=model.design, reml=reml, system=system, optimum=opt,
-                      data_name=model.data_name, warnings=list(model.design.messages) + opt.warnings,
-                      ddf=model.ddf, optimizer=model.optimizer, remote=model.remote)
+    new = FittedModel(
+        formula=model.formula,
+        design=model.design,
+        reml=reml,
+        system=system,
+        optimum=opt,
+        data_name=model.data_name,
+        warnings=list(model.design.messages) + opt.warnings,
+        ddf=model.ddf,
+        optimizer=model.optimizer,
+        remote=model.remote,
+    )
     new._finish()
     return new
 
@@ -352,7 +405,7 @@ def refit(model: FittedModel, reml: bool) -> FittedModel:
 @dataclass
 class Prediction:
     values: np.ndarray  # one per new row; NaN where a variable the prediction needs is missing
-    fixed: np.ndarray   # the fixed part plus offsets (lme4's re.form = NA)
+    fixed: np.ndarray  # the fixed part plus offsets (lme4's re.form = NA)
 
 
 def fitted_values(model: FittedModel) -> Prediction:

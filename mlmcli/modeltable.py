@@ -47,23 +47,37 @@ def model_column(model: FittedModel, name: str, ci_level: float | None) -> dict:
                 cors.append({"group": vc.name, "term1": vc.terms[a], "term2": vc.terms[b], "correlation": C[b, a]})
     effects = effects_report(model)
     return {
-        "name": name, "formula": model.formula.text, "method": model.method,
-        "fixed_effects": [{k: r[k] for k in ("term", "estimate", "std_error", "df", "p_value", "conf_low",
-                                               "conf_high") if k in r} for r in fixed],
-        "random_effects": sds, "random_effect_correlations": cors, "residual_sd": model.sigma,
-        "n_obs": model.n, "groups": model.groups(), "aic": model.aic, "bic": model.bic, "loglik": model.loglik,
-        "icc": effects["icc"], "r2": effects["r2"],
-        "warnings": list(dict.fromkeys(model.warnings)), "effects_warnings": effects["effects_warnings"],
+        "name": name,
+        "formula": model.formula.text,
+        "method": model.method,
+        "fixed_effects": [
+            {k: r[k] for k in ("term", "estimate", "std_error", "df", "p_value", "conf_low", "conf_high") if k in r}
+            for r in fixed
+        ],
+        "random_effects": sds,
+        "random_effect_correlations": cors,
+        "residual_sd": model.sigma,
+        "n_obs": model.n,
+        "groups": model.groups(),
+        "aic": model.aic,
+        "bic": model.bic,
+        "loglik": model.loglik,
+        "icc": effects["icc"],
+        "r2": effects["r2"],
+        "warnings": list(dict.fromkeys(model.warnings)),
+        "effects_warnings": effects["effects_warnings"],
     }
 
 
 def table_report(models: list[FittedModel], names: list[str], ci_level: float | None = None) -> dict:
     """`mlm table`: the models' columns, the star thresholds and what the parentheses hold."""
-    return clean({
-        "schema_version": SCHEMA_VERSION,
-        "data_name": models[0].data_name,
-        "statistic": "conf_int" if ci_level is not None else "std_error",
-        "ci": {"method": "wald", "level": ci_level} if ci_level is not None else None,
-        "stars": [{"symbol": mark, "p_below": threshold} for threshold, mark in STARS],
-        "models": [model_column(m, n, ci_level) for m, n in zip(models, names, strict=True)],
-    })
+    return clean(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "data_name": models[0].data_name,
+            "statistic": "conf_int" if ci_level is not None else "std_error",
+            "ci": {"method": "wald", "level": ci_level} if ci_level is not None else None,
+            "stars": [{"symbol": mark, "p_below": threshold} for threshold, mark in STARS],
+            "models": [model_column(m, n, ci_level) for m, n in zip(models, names, strict=True)],
+        }
+    )

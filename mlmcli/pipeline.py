@@ -31,19 +31,27 @@ def user_errors(formula: str = "") -> Iterator[None]:
     try:
         yield
     except RecursionError:
-        raise FormulaError(f"the formula is nested too deeply or has too many terms to process "
-                           f"({len(formula)} characters)") from None
+        raise FormulaError(
+            f"the formula is nested too deeply or has too many terms to process ({len(formula)} characters)"
+        ) from None
     except (ZeroDivisionError, FloatingPointError, np.linalg.LinAlgError) as e:
-        raise DataError(f"the model cannot be fitted: the computation broke down numerically ({e}); "
-                        "check for predictors on extreme scales or nearly collinear terms") from None
+        raise DataError(
+            f"the model cannot be fitted: the computation broke down numerically ({e}); "
+            "check for predictors on extreme scales or nearly collinear terms"
+        ) from None
 
 
 def check_finite(model: FittedModel) -> None:
     """Non-finite estimates are no result: lme4 stops with an error where these arise."""
     import numpy as np
 
-    parts = {"fixed effects": model.beta, "standard errors": model.std_errors, "sigma": [model.sigma],
-             "criterion": [model.criterion], "theta": model.theta}
+    parts = {
+        "fixed effects": model.beta,
+        "standard errors": model.std_errors,
+        "sigma": [model.sigma],
+        "criterion": [model.criterion],
+        "theta": model.theta,
+    }
     bad = [name for name, v in parts.items() if not np.all(np.isfinite(np.asarray(v, dtype=float)))]
     if bad:
         X = np.asarray(model.design.X, dtype=float)
@@ -62,9 +70,17 @@ def where_columns(where: str | None) -> list[str]:
         return []
 
 
-def read_rows(data: str | Frame, columns: Sequence[str], *, sep: str | None = None, sheet: str | None = None,
-              where: str | None = None, weights: str | None = None, offset: str | None = None,
-              on_read: Callable[[Frame], None] | None = None) -> Frame:
+def read_rows(
+    data: str | Frame,
+    columns: Sequence[str],
+    *,
+    sep: str | None = None,
+    sheet: str | None = None,
+    where: str | None = None,
+    weights: str | None = None,
+    offset: str | None = None,
+    on_read: Callable[[Frame], None] | None = None,
+) -> Frame:
     """The data as R reads them (the first half of lFormula): a path read by its format (only
     `columns`, the weights, offset and `where` columns converted), or a Frame already made; then the
     rows `where` keeps. `on_read` sees the frame as read (its notes) before any row is dropped."""
@@ -72,7 +88,7 @@ def read_rows(data: str | Frame, columns: Sequence[str], *, sep: str | None = No
 
     if where is not None:
         with user_errors(where):
-            parse_where(where)   # a mistake in it is found before reading
+            parse_where(where)  # a mistake in it is found before reading
     if isinstance(data, str):
         from mlmcli.io.formats import read_data
 
@@ -96,8 +112,15 @@ def l_formula(formula: Formula, frame: Frame, weights: str | None = None, offset
         return build_design(frame, formula, ModelArguments(weights=weights, offset=offset))
 
 
-def fit_design(formula: Formula, design: Design, *, reml: bool = True, data_name: str = "",
-               ddf: str = "Satterthwaite", optimizer: str = "robust") -> FittedModel:
+def fit_design(
+    formula: Formula,
+    design: Design,
+    *,
+    reml: bool = True,
+    data_name: str = "",
+    ddf: str = "Satterthwaite",
+    optimizer: str = "robust",
+) -> FittedModel:
     """mkLmerDevfun, optimizeLmer and mkMerMod: the fitted model of a design, checked to be finite."""
     from mlmcli.model import fit_model
 
@@ -115,20 +138,35 @@ def parse(formula: str) -> Formula:
         return parse_formula(formula)
 
 
-def lmer_models(data: str | Frame, formulas: Sequence[str], *, reml: bool = True, ddf: str = "Satterthwaite",
-                optimizer: str = "robust", weights: str | None = None, offset: str | None = None,
-                sep: str | None = None, sheet: str | None = None, where: str | None = None,
-                also: Sequence[str] = (), on_read: Callable[[Frame], None] | None = None,
-                ) -> tuple[list[FittedModel], Frame]:
+def lmer_models(
+    data: str | Frame,
+    formulas: Sequence[str],
+    *,
+    reml: bool = True,
+    ddf: str = "Satterthwaite",
+    optimizer: str = "robust",
+    weights: str | None = None,
+    offset: str | None = None,
+    sep: str | None = None,
+    sheet: str | None = None,
+    where: str | None = None,
+    also: Sequence[str] = (),
+    on_read: Callable[[Frame], None] | None = None,
+) -> tuple[list[FittedModel], Frame]:
     """lmer() of every formula on one data set, read once (every formula's columns and `also`):
     the fitted models and the frame they were built from."""
     parsed = [parse(f) for f in formulas]
     columns = list(dict.fromkeys([c for p in parsed for c in p.columns()] + list(also)))
     with user_errors(formulas[0] if formulas else ""):
-        frame = read_rows(data, columns, sep=sep, sheet=sheet, where=where, weights=weights, offset=offset,
-                          on_read=on_read)
-    models = [fit_design(p, l_formula(p, frame, weights, offset), reml=reml, data_name=frame.name, ddf=ddf,
-                         optimizer=optimizer) for p in parsed]
+        frame = read_rows(
+            data, columns, sep=sep, sheet=sheet, where=where, weights=weights, offset=offset, on_read=on_read
+        )
+    models = [
+        fit_design(
+            p, l_formula(p, frame, weights, offset), reml=reml, data_name=frame.name, ddf=ddf, optimizer=optimizer
+        )
+        for p in parsed
+    ]
     return models, frame
 
 

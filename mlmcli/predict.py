@@ -29,8 +29,9 @@ if TYPE_CHECKING:
 NEW_LEVELS_HINT = " (give --allow-new-levels to predict {what} without their random effects)"
 
 
-def predict_new(model: FittedModel, train: Frame, new: Frame, random: bool = True,
-                allow_new_levels: bool = False) -> Prediction:
+def predict_new(
+    model: FittedModel, train: Frame, new: Frame, random: bool = True, allow_new_levels: bool = False
+) -> Prediction:
     """lme4's predict(fit, newdata, re.form = NULL (random) or NA, allow.new.levels)."""
     formula, design = model.formula, model.design
     fixed_vars = _unique([v for t in formula.fixed.terms for v in t.vars] + list(formula.offsets))
@@ -65,12 +66,14 @@ def _unique(vs: list[Var]) -> list[Var]:
     return list(seen.values())
 
 
-def _check_columns(needed: list[Var], random_terms: list[RandomTerm], new: Frame,
-                   formula_variables: tuple[Var, ...]) -> None:
+def _check_columns(
+    needed: list[Var], random_terms: list[RandomTerm], new: Frame, formula_variables: tuple[Var, ...]
+) -> None:
     variables = {v.label: v for v in formula_variables}
     # a grouping variable is a column, or a call such as factor(g) of columns
-    groups = [c for rt in random_terms for g in rt.group_vars
-              for c in (variables[g].columns() if g in variables else [g])]
+    groups = [
+        c for rt in random_terms for g in rt.group_vars for c in (variables[g].columns() if g in variables else [g])
+    ]
     columns = [c for v in needed for c in v.columns()] + groups
     absent = [c for c in dict.fromkeys(columns) if c not in new.columns]
     if absent:
@@ -106,8 +109,9 @@ def _recode(var: Var, col: Column, levels: dict[str, list[str]]) -> Column:
     return Factor(codes, list(train), col.logical)
 
 
-def _random_part(model: FittedModel, train: Frame, new: Frame, values: dict[str, Column],
-                 allow_new_levels: bool) -> np.ndarray:
+def _random_part(
+    model: FittedModel, train: Frame, new: Frame, values: dict[str, Column], allow_new_levels: bool
+) -> np.ndarray:
     """Sum over random terms of z' b for each new row; unseen or missing levels add nothing."""
     n = new.n_rows
     total = np.zeros(n)
@@ -121,13 +125,17 @@ def _random_part(model: FittedModel, train: Frame, new: Frame, values: dict[str,
         codes = np.array([-1 if lab is None else index.get(lab, -1) for lab in labels], dtype=np.int64)
         if not allow_new_levels:
             if any(lab is None for lab in labels):
-                raise DataError("NAs are not allowed in prediction data for grouping variables unless "
-                                f"allow.new.levels is TRUE{NEW_LEVELS_HINT.format(what='those rows')}")
+                raise DataError(
+                    "NAs are not allowed in prediction data for grouping variables unless "
+                    f"allow.new.levels is TRUE{NEW_LEVELS_HINT.format(what='those rows')}"
+                )
             unseen = list(dict.fromkeys(lab for lab, c in zip(labels, codes, strict=True) if c < 0))
             if unseen:
                 # lme4's words, then the option that allows them
-                raise DataError(f"new levels detected in newdata: {', '.join(str(u) for u in unseen)}"
-                                + NEW_LEVELS_HINT.format(what="them"))
+                raise DataError(
+                    f"new levels detected in newdata: {', '.join(str(u) for u in unseen)}"
+                    + NEW_LEVELS_HINT.format(what="them")
+                )
         Z, _ = model_matrix(rt.lhs, values, n)
         known = codes >= 0
         contribution = np.zeros(n)
@@ -136,21 +144,27 @@ def _random_part(model: FittedModel, train: Frame, new: Frame, values: dict[str,
     return total
 
 
-def _group_labels(group_vars: tuple[str, ...], new: Frame, train: Frame,
-                  formula_variables: tuple[Var, ...]) -> list[str | None]:
+def _group_labels(
+    group_vars: tuple[str, ...], new: Frame, train: Frame, formula_variables: tuple[Var, ...]
+) -> list[str | None]:
     """Each new row's grouping level as the fit labels it ("308", "a:b", "A.a" for interaction(a, b));
     None if any part is missing."""
     variables = {v.label: v for v in formula_variables}
-    parts = [value_labels(new.columns[g] if g in new.columns else evaluate(variables[g], new, reference=train),
-                          g in new.int_columns) for g in group_vars]
+    parts = [
+        value_labels(
+            new.columns[g] if g in new.columns else evaluate(variables[g], new, reference=train), g in new.int_columns
+        )
+        for g in group_vars
+    ]
     out: list[str | None] = []
     for row in zip(*parts, strict=True):
         out.append(None if any(p is None for p in row) else ":".join(row))  # type: ignore[arg-type]
     return out
 
 
-def prediction_report(model: FittedModel, frame: Frame, new: Frame | None, re_form: str,
-                      allow_new_levels: bool) -> tuple[dict, dict]:
+def prediction_report(
+    model: FittedModel, frame: Frame, new: Frame | None, re_form: str, allow_new_levels: bool
+) -> tuple[dict, dict]:
     """`mlm predict`: the new data's columns (without new data, the fit's rows of the data) and .fitted.
 
     Returns the JSON report and the columns for CSV."""
@@ -166,9 +180,16 @@ def prediction_report(model: FittedModel, frame: Frame, new: Frame | None, re_fo
         columns = named_columns(new.columns, new.int_columns)
     fitted = pred.values if re_form == "all" else pred.fixed
     columns[".fitted"] = clean(fitted)
-    report = {"schema_version": SCHEMA_VERSION, "formula": model.formula.text, "data_name": model.data_name,
-              "newdata_name": new.name if new is not None else None, "re_form": re_form,
-              "allow_new_levels": allow_new_levels, "n": len(fitted), "rows": records(columns)}
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "formula": model.formula.text,
+        "data_name": model.data_name,
+        "newdata_name": new.name if new is not None else None,
+        "re_form": re_form,
+        "allow_new_levels": allow_new_levels,
+        "n": len(fitted),
+        "rows": records(columns),
+    }
     return clean(report), columns
 
 
@@ -182,8 +203,13 @@ def augment_report(model: FittedModel, int_columns: set[str] | None = None) -> t
     columns[".fitted"] = clean(pred.values)
     columns[".resid"] = clean(np.asarray(model.residuals, dtype=float))
     columns[".fixed"] = clean(pred.fixed)
-    report = {"schema_version": SCHEMA_VERSION, "formula": model.formula.text, "data_name": model.data_name,
-              "n": model.n, "rows": records(columns)}
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "formula": model.formula.text,
+        "data_name": model.data_name,
+        "n": model.n,
+        "rows": records(columns),
+    }
     return clean(report), columns
 
 

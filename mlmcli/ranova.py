@@ -132,6 +132,12 @@ def ranova_report(model: FittedModel, frame: Frame) -> dict:
         r["lrt"] = 2 * (base["loglik"] - r["loglik"])
         r["df"] = base["npar"] - r["npar"]
         r["p_value"] = chisq_upper(r["lrt"], r["df"]) if r["df"] > 0 else None
-    return clean({"schema_version": SCHEMA_VERSION, "formula": model.formula.text, "heading": HEADING,
-                  "model": model_line(model.formula), "terms": rows})
-
+    return clean(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "formula": model.formula.text,
+            "heading": HEADING,
+            "model": model_line(model.formula),
+            "terms": rows,
+        }
+    )

@@ -21,14 +21,14 @@ def fit_report(model: FittedModel) -> dict:
     for vc in vcs:
         sd = vc.std_dev
         for j, term in enumerate(vc.terms):
-            random_effects.append({"group": vc.name, "term": term, "variance": vc.covariance[j, j],
-                                   "std_dev": sd[j]})
+            random_effects.append({"group": vc.name, "term": term, "variance": vc.covariance[j, j], "std_dev": sd[j]})
         C = vc.correlation
         k = len(vc.terms)
         for a in range(k):
             for b in range(a + 1, k):
-                correlations.append({"group": vc.name, "term1": vc.terms[a], "term2": vc.terms[b],
-                                     "correlation": C[b, a]})
+                correlations.append(
+                    {"group": vc.name, "term1": vc.terms[a], "term2": vc.terms[b], "correlation": C[b, a]}
+                )
     random_effects.append({"group": "Residual", "term": None, "variance": s2, "std_dev": model.sigma})
     q = model.scaled_residual_quantiles()
     opt = model.optimum
@@ -52,8 +52,7 @@ def fit_report(model: FittedModel) -> dict:
         "random_effect_correlations": correlations,
         "tau": {vc.name: {"terms": vc.terms, "covariance": vc.covariance} for vc in vcs},
         "scaled_residuals": dict(zip(("min", "q1", "median", "q3", "max"), q, strict=True)),
-        "fixed_effect_correlation": {"terms": list(model.design.xnames),
-                                     "matrix": model.fixed_effect_correlation()},
+        "fixed_effect_correlation": {"terms": list(model.design.xnames), "matrix": model.fixed_effect_correlation()},
         "singular": model.singular,
         "converged": model.converged,
         "warnings": list(dict.fromkeys(model.warnings)),
@@ -80,19 +79,35 @@ def effects_report(model: FittedModel) -> dict:
     from mlmcli.effects import variance_components
 
     e = variance_components(model)
-    return {"icc": e.icc, "r2": e.r2,
-            "variance_parts": {"fixed": e.var_fixed, "random": e.var_random, "residual": e.var_residual},
-            "effects_warnings": e.warnings}
+    return {
+        "icc": e.icc,
+        "r2": e.r2,
+        "variance_parts": {"fixed": e.var_fixed, "random": e.var_random, "residual": e.var_residual},
+        "effects_warnings": e.warnings,
+    }
 
 
 def tau_report(model: FittedModel) -> dict:
     groups = []
     for vc in model.varcomps():
-        groups.append({"group": vc.name, "factor": vc.factor, "terms": vc.terms, "covariance": vc.covariance,
-                       "correlation": vc.correlation})
-    return clean({"schema_version": SCHEMA_VERSION, "formula": model.formula.text, "groups": groups,
-                  "residual_variance": model.sigma**2,
-                  "data_name": model.data_name})
+        groups.append(
+            {
+                "group": vc.name,
+                "factor": vc.factor,
+                "terms": vc.terms,
+                "covariance": vc.covariance,
+                "correlation": vc.correlation,
+            }
+        )
+    return clean(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "formula": model.formula.text,
+            "groups": groups,
+            "residual_variance": model.sigma**2,
+            "data_name": model.data_name,
+        }
+    )
 
 
 def ranef_report(model: FittedModel, with_coef: bool = False) -> dict:
@@ -110,13 +125,22 @@ def ranef_report(model: FittedModel, with_coef: bool = False) -> dict:
             for i in idx:
                 term = model.design.terms[i]
                 for j, name in enumerate(term.cnames):
-                    row = {"group": factor, "level": str(level), "term": name, "value": modes[i][lev_i, j],
-                           "cond_sd": sds[i][lev_i, j]}
+                    row = {
+                        "group": factor,
+                        "level": str(level),
+                        "term": name,
+                        "value": modes[i][lev_i, j],
+                        "cond_sd": sds[i][lev_i, j],
+                    }
                     if coef is not None:
                         row["coef"] = coef[factor][str(level)][name]
                     rows.append(row)
-    report = {"schema_version": SCHEMA_VERSION, "formula": model.formula.text, "ranef": rows,
-              "data_name": model.data_name}
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "formula": model.formula.text,
+        "ranef": rows,
+        "data_name": model.data_name,
+    }
     if coef is not None:
         report["coef"] = coef
     return clean(report)
@@ -129,8 +153,7 @@ def coef_table(model: FittedModel) -> dict[str, dict[str, dict[str, float]]]:
     for i, term in enumerate(model.design.terms):
         per_level = out.setdefault(term.group, {})
         for lev_i, level in enumerate(term.levels):
-            cell = per_level.setdefault(str(level), dict(zip(model.design.xnames, map(float, model.beta),
-                                                             strict=True)))
+            cell = per_level.setdefault(str(level), dict(zip(model.design.xnames, map(float, model.beta), strict=True)))
             for j, name in enumerate(term.cnames):
                 cell[name] = cell.get(name, 0.0) + float(modes[i][lev_i, j])
     return out

@@ -38,9 +38,9 @@ _KEYWORDS = {"and", "or", "not", "in"}
 
 @dataclass
 class Token:
-    kind: str      # number, string, name, op, keyword, bool, end
+    kind: str  # number, string, name, op, keyword, bool, end
     text: str
-    pos: int       # 0-based offset in the expression
+    pos: int  # 0-based offset in the expression
     value: object = None
 
 
@@ -202,8 +202,9 @@ def parse_where(text: str) -> tuple:
     except RecursionError:
         node = None
     if node is None or _depth(node) > _MAX_DEPTH:
-        raise DataError(f"--where: the expression is nested too deeply or has too many terms to process "
-                        f"({len(text)} characters)")
+        raise DataError(
+            f"--where: the expression is nested too deeply or has too many terms to process ({len(text)} characters)"
+        )
     return node
 
 
@@ -213,8 +214,9 @@ def _depth(node: tuple) -> int:
     while stack:
         n, d = stack.pop()
         deepest = max(deepest, d)
-        stack.extend((child, d + 1) for child in n[1:] if isinstance(child, tuple) and child
-                     and isinstance(child[0], str))
+        stack.extend(
+            (child, d + 1) for child in n[1:] if isinstance(child, tuple) and child and isinstance(child[0], str)
+        )
     return deepest
 
 
@@ -293,15 +295,15 @@ class _Evaluator:
             if other[0] == "lit" and isinstance(other[1], bool):
                 if col.logical:
                     return labels, present, True
-                raise _fail(f"column '{operand[1]}' is text: compare it with a quoted string", self.text,
-                            other[2])
+                raise _fail(f"column '{operand[1]}' is text: compare it with a quoted string", self.text, other[2])
             if other[0] == "lit" and not other_text:
                 # text columns whose labels are all numbers ("308", "309") compare as numbers
                 try:
                     nums = np.array([float(v) for v in col.levels] + [np.nan])[col.codes]
                 except ValueError:
-                    raise _fail(f"column '{operand[1]}' is text: compare it with a quoted string",
-                                self.text, other[2]) from None
+                    raise _fail(
+                        f"column '{operand[1]}' is text: compare it with a quoted string", self.text, other[2]
+                    ) from None
                 return nums, present, False
             return labels, present, True
         col = np.asarray(col, dtype=float)
@@ -325,8 +327,7 @@ class _Evaluator:
         else:
             b, ok, b_text = self.literal(rhs, a_text), a_ok, a_text
         if a_text and op not in ("==", "!="):
-            raise _fail(f"'{op}' is not meaningful for text column '{lhs[1]}': use == != or in",
-                        self.text, pos)
+            raise _fail(f"'{op}' is not meaningful for text column '{lhs[1]}': use == != or in", self.text, pos)
         with np.errstate(invalid="ignore"):
             if op == "==":
                 r = a == b
@@ -358,6 +359,8 @@ def keep_rows(frame: Frame, text: str) -> Frame:
         raise DataError(f"--where '{text}' keeps none of the {frame.n_rows} rows of the data")
     if keep.all():
         return frame
-    columns = {name: replace(col, codes=col.codes[keep]) if isinstance(col, Factor) else col[keep]
-               for name, col in frame.columns.items()}
+    columns = {
+        name: replace(col, codes=col.codes[keep]) if isinstance(col, Factor) else col[keep]
+        for name, col in frame.columns.items()
+    }
     return replace(frame, columns=columns, n_rows=int(keep.sum()))

@@ -15,8 +15,8 @@ SUITE = Path(__file__).parent / "fixtures" / "lme4"
 # with the tolerances below, which cover what lme4's early stop moves (theta up to 1e-4 over
 # this suite, a 4th-5th digit of a variance on a flat optimum).
 CRIT_NOT_WORSE_REL = 1e-12  # ours may exceed lme4's criterion by the criterion's rounding only
-CRIT_SAME_REL = 1e-8        # where lme4 converged, its criterion is this close to ours
-AT_THETA_REL = 1e-6         # at lme4's theta: estimates, SEs, variances, df relative to lme4's
+CRIT_SAME_REL = 1e-8  # where lme4 converged, its criterion is this close to ours
+AT_THETA_REL = 1e-6  # at lme4's theta: estimates, SEs, variances, df relative to lme4's
 BETA_SE_FRAC = 1e-3
 SE_REL = 1e-3
 VAR_REL = 1e-3
@@ -76,8 +76,14 @@ def _formula_key(data: str, formula: str, reml: bool) -> tuple:
     from mlmcli.formula import parse_formula
 
     f = parse_formula(formula)
-    return (Path(data).name, bool(reml), f.response, f.fixed, f.offsets,
-            tuple((t.lhs, t.group_vars, t.group) for t in f.random))
+    return (
+        Path(data).name,
+        bool(reml),
+        f.response,
+        f.fixed,
+        f.offsets,
+        tuple((t.lhs, t.group_vars, t.group) for t in f.random),
+    )
 
 
 @lru_cache
@@ -185,8 +191,7 @@ def check_fit(ours: dict, ref: dict, at_theta: bool = False) -> Mismatches:
         k = (r["group"], r["term1"], r["term2"])
         m.close(f"corr{k}", rc_ours.get(k), r["correlation"], CORR_ABS)
     for q in ("min", "q1", "median", "q3", "max"):
-        m.close(f"scaled_residuals.{q}", ours["scaled_residuals"][q], ref["scaled_residuals"][q],
-                SCALED_RESID_ABS)
+        m.close(f"scaled_residuals.{q}", ours["scaled_residuals"][q], ref["scaled_residuals"][q], SCALED_RESID_ABS)
     fc_o, fc_r = ours["fixed_effect_correlation"], ref["fixed_effect_correlation"]
     m.equal("fixed_effect_correlation.terms", fc_o["terms"], fc_r["terms"])
     for i, row in enumerate(fc_r["matrix"]):
@@ -247,8 +252,7 @@ def check_ranef(ours: dict, ref: dict, ref_fit: dict, at_theta: bool = False) ->
     m = Mismatches()
     sd = {}
     for r in ref_fit["random_effects"]:
-        sd[(r["group"].split(".")[0] if r["group"] not in ref_fit["groups"] else r["group"], r["term"])] = \
-            r["std_dev"]
+        sd[(r["group"].split(".")[0] if r["group"] not in ref_fit["groups"] else r["group"], r["term"])] = r["std_dev"]
     rows = {(r["group"], r["level"], r["term"]): r for r in ours["ranef"]}
     m.equal("ranef rows", len(rows), len(ref["ranef"]))
     for r in ref["ranef"]:

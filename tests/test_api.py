@@ -67,7 +67,7 @@ def test_dataframe_from_read_csv_gives_the_fit_of_the_path(sleep_fit):
     pd.testing.assert_series_equal(fit.fixef(), sleep_fit.fixef())
     assert fit.theta == pytest.approx(sleep_fit.theta, abs=1e-12)
     assert fit.loglik == pytest.approx(sleep_fit.loglik, abs=1e-9)
-    assert mlmcli.lmer(SLOPES, SLEEP).loglik == sleep_fit.loglik     # a pathlib.Path is a path too
+    assert mlmcli.lmer(SLOPES, SLEEP).loglik == sleep_fit.loglik  # a pathlib.Path is a path too
 
 
 def test_summary_is_the_commands_text_and_to_dict_its_json(sleep_fit):
@@ -103,8 +103,14 @@ def test_confint_wald_and_profile_against_lme4(sleep_fit):
     wald = sleep_fit.confint()
     assert list(wald.columns) == ["2.5 %", "97.5 %"]
     # oldNames = FALSE names, as the JSON's `parameter`
-    assert list(wald.index) == ["sd_(Intercept)|Subject", "cor_Days.(Intercept)|Subject", "sd_Days|Subject",
-                                "sigma", "(Intercept)", "Days"]
+    assert list(wald.index) == [
+        "sd_(Intercept)|Subject",
+        "cor_Days.(Intercept)|Subject",
+        "sd_Days|Subject",
+        "sigma",
+        "(Intercept)",
+        "Days",
+    ]
     assert wald.iloc[:4].isna().all().all()
     want = [(r["lower"], r["upper"]) for r in ref["confint_wald"]["intervals"][4:]]
     assert wald.iloc[4:].to_numpy() == pytest.approx(np.array(want), rel=1e-4)
@@ -171,8 +177,9 @@ def test_strings_are_factors_with_levels_in_rs_order(heck):
 
 
 def test_categorical_levels_keep_their_order(heck):
-    df = heck.assign(sector=pd.Categorical(np.where(heck["public"] == 1, "Public", "private"),
-                                           categories=["Public", "private"]))
+    df = heck.assign(
+        sector=pd.Categorical(np.where(heck["public"] == 1, "Public", "private"), categories=["Public", "private"])
+    )
     numeric = mlmcli.lmer("math ~ ses + public + (1|schcode)", heck).fixef()
     fixef = mlmcli.lmer("math ~ ses + sector + (1|schcode)", df).fixef()
     assert list(fixef.index) == ["(Intercept)", "ses", "sectorprivate"]
@@ -233,7 +240,9 @@ def test_mistakes_are_the_projects_errors():
 def test_import_is_cheap_and_the_api_survives_the_statistics_modules():
     """`import mlmcli` loads neither numpy nor pandas; importing the module mlmcli.compare leaves
     mlmcli.compare the API's function."""
-    code = ("import sys, mlmcli; heavy = [m for m in ('numpy', 'pandas', 'scipy') if m in sys.modules]; "
-            "import mlmcli.compare; print(heavy, callable(mlmcli.compare), mlmcli.compare.__module__)")
+    code = (
+        "import sys, mlmcli; heavy = [m for m in ('numpy', 'pandas', 'scipy') if m in sys.modules]; "
+        "import mlmcli.compare; print(heavy, callable(mlmcli.compare), mlmcli.compare.__module__)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
     assert out.split() == ["[]", "True", "mlmcli.api"]

@@ -29,7 +29,7 @@ def test_nested_shape_labels_and_metadata(tmp_path: Path) -> None:
     assert made and path.name == "nested200k_s0.01.csv"
     d = read(path)
     assert len(d["y"]) == 2000
-    assert set(d["class"]) == {1, 2, 3, 4, 5}          # labels repeat within schools
+    assert set(d["class"]) == {1, 2, 3, 4, 5}  # labels repeat within schools
     assert len(np.unique(d["school"])) == 40
     assert len({(s, c) for s, c in zip(d["school"], d["class"], strict=True)}) == 200
     meta = json.loads(path.with_suffix(".json").read_text())
@@ -88,7 +88,7 @@ def test_criterion_parsing_and_agreement() -> None:
     t = run.Tally("lme4", ["x"], runs=[procs.Run(1.0, 1.0, 0, False, out, "")])
     assert t.criterion() == "48190.1299" and t.median() == 1.0 and t.status() == "ok"
     assert run.agree("48190.1", "48190.1299")
-    assert run.agree("5148230", "5148230.4321")        # lme4 prints 7 significant digits
+    assert run.agree("5148230", "5148230.4321")  # lme4 prints 7 significant digits
     assert run.agree("48190.1", "48190.4") is False
     assert run.agree(None, "1.0") is None
 
@@ -103,8 +103,13 @@ def test_failed_and_timed_out_runs_are_reported() -> None:
 
 def test_commands_per_tool(tmp_path: Path) -> None:
     nested, slope = cases.CASES["nested200k"], cases.CASES["slope1m"]
-    kw = {"mlm": ["mlm"], "rscript": "Rscript", "r_file": tmp_path / "f.R", "peers_python": "py",
-          "peers": {"lme-python", "mixedlm-rs"}}
+    kw = {
+        "mlm": ["mlm"],
+        "rscript": "Rscript",
+        "r_file": tmp_path / "f.R",
+        "peers_python": "py",
+        "peers": {"lme-python", "mixedlm-rs"},
+    }
     data = tmp_path / "d.csv"
     assert cases.command("mlm", nested, data, **kw) == ["mlm", "fit", str(data), "y ~ x + (1|school/class)"]
     assert cases.command("mixedlm-rs", nested, data, **kw).startswith("n/a")
@@ -140,9 +145,11 @@ def test_interrupted_runner_takes_its_child_down(tmp_path: Path) -> None:
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
     child = f"import time; f = open({str(fifo)!r}, 'w'); f.write('started\\n'); f.flush(); time.sleep(3600)"
     bench = str(Path(__file__).resolve().parent.parent / "bench")
-    code = (f"import sys; sys.path.insert(0, {bench!r}); import signal, procs, run\n"
-            "signal.signal(signal.SIGTERM, run.interrupted)\n"
-            f"procs.run([sys.executable, '-c', {child!r}], timeout=3600)\n")
+    code = (
+        f"import sys; sys.path.insert(0, {bench!r}); import signal, procs, run\n"
+        "signal.signal(signal.SIGTERM, run.interrupted)\n"
+        f"procs.run([sys.executable, '-c', {child!r}], timeout=3600)\n"
+    )
     p = subprocess.Popen([sys.executable, "-c", code])
 
     def read() -> bytes:
@@ -152,7 +159,7 @@ def test_interrupted_runner_takes_its_child_down(tmp_path: Path) -> None:
     try:
         assert read() == b"started\n"
         p.send_signal(signal.SIGTERM)
-        assert read() == b""               # the child is gone: the runner did not wait for it or the timer
+        assert read() == b""  # the child is gone: the runner did not wait for it or the timer
         assert p.wait(timeout=120) != 0
     finally:
         os.close(reader)
@@ -162,10 +169,12 @@ def test_interrupted_runner_takes_its_child_down(tmp_path: Path) -> None:
 
 def test_agreement_message(capsys: pytest.CaptureFixture[str]) -> None:
     out = "REML criterion at convergence: {}\n"
-    tallies = [run.Tally("mlm", ["m"], runs=[procs.Run(1, 1, 0, False, out.format("100.0"), "")]),
-               run.Tally("lme4", ["r"], runs=[procs.Run(1, 1, 0, False, out.format("100.0213"), "")]),
-               run.Tally("lme-python", ["p"], runs=[procs.Run(1, 1, 0, False, out.format("100.9"), "")]),
-               run.Tally("mixedlm-rs", ["q"], runs=[procs.Run(300, 1, -9, True, "", "")])]
+    tallies = [
+        run.Tally("mlm", ["m"], runs=[procs.Run(1, 1, 0, False, out.format("100.0"), "")]),
+        run.Tally("lme4", ["r"], runs=[procs.Run(1, 1, 0, False, out.format("100.0213"), "")]),
+        run.Tally("lme-python", ["p"], runs=[procs.Run(1, 1, 0, False, out.format("100.9"), "")]),
+        run.Tally("mixedlm-rs", ["q"], runs=[procs.Run(300, 1, -9, True, "", "")]),
+    ]
     run.check_agreement(cases.CASES["slope1m"], tallies)
     err = capsys.readouterr().err
     assert "DISAGREE with lme4: lme-python" in err and "no criterion from mixedlm-rs" in err
@@ -179,8 +188,9 @@ def test_dask_bench_data_parts_and_csv_hold_the_same_rows(tmp_path: Path) -> Non
     parts = sorted(folder.glob("*.parquet"))
     assert [p.name for p in parts] == [f"part{i:04d}.parquet" for i in range(4)]
     df = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
-    assert len(df) == 2000 and df["g"].nunique() == 40          # 50 rows a group below 5M rows
+    assert len(df) == 2000 and df["g"].nunique() == 40  # 50 rows a group below 5M rows
     pd.testing.assert_frame_equal(df, pd.read_csv(tmp_path / "slope_2000.csv"), check_dtype=False)
     again = dask_bench.write(2000, tmp_path / "again", parts=4, csv=False)
-    pd.testing.assert_frame_equal(df, pd.concat([pd.read_parquet(p) for p in sorted(again.glob("*.parquet"))],
-                                                ignore_index=True))
+    pd.testing.assert_frame_equal(
+        df, pd.concat([pd.read_parquet(p) for p in sorted(again.glob("*.parquet"))], ignore_index=True)
+    )

@@ -81,13 +81,12 @@ def test_percentiles_are_boots_norm_inter():
 
 def test_percentile_ends_use_extreme_order_statistics():
     t = np.array([3.0, 1.0, 2.0, np.nan])
-    assert percentile_interval(t, 0.95) == (1.0, 3.0)       # (R + 1) alpha below 1: the extremes
-    t = np.arange(1.0, 40.0)                                 # R = 39: (R + 1) alpha = 1 and 39
+    assert percentile_interval(t, 0.95) == (1.0, 3.0)  # (R + 1) alpha below 1: the extremes
+    t = np.arange(1.0, 40.0)  # R = 39: (R + 1) alpha = 1 and 39
     assert percentile_interval(t, 0.95) == pytest.approx((1.0, 39.0), abs=1e-12)
 
 
-@pytest.mark.parametrize("case, nsim", [("heck_seed1", 2000), ("sleep", 2000), ("pastes", 300),
-                                         ("penicillin", 100)])
+@pytest.mark.parametrize("case, nsim", [("heck_seed1", 2000), ("sleep", 2000), ("pastes", 300), ("penicillin", 100)])
 def test_bootstrap_intervals_agree_with_lme4_within_monte_carlo_error(case, nsim):
     """At lme4's nsim = 2000 on the seed model and sleepstudy; the nested (Pastes) and crossed
     (Penicillin) designs with fewer replicates of ours, to keep the test's time down."""
@@ -112,7 +111,7 @@ def test_bootstrap_intervals_agree_with_lme4_within_monte_carlo_error(case, nsim
     assert abs(got["singular"] / nsim - rate) <= Z * se
 
 
-@pytest.mark.parametrize("case", ["sleep", "heck_seed1"])    # two processes; two threads
+@pytest.mark.parametrize("case", ["sleep", "heck_seed1"])  # two processes; two threads
 def test_replicates_depend_on_the_seed_alone(case):
     """The same seed gives the same replicates with one worker or two (200: enough chunks for the
     worker processes); another seed others."""
@@ -140,11 +139,14 @@ def test_lockstep_refits_equal_one_at_a_time(case):
     np.testing.assert_allclose(batched.values, single.values, rtol=0, atol=1e-4 * float(scale.min()))
 
 
-@pytest.mark.parametrize("data, formula", [
-    ("tests/fixtures/lme4/data/Penicillin.csv", "diameter ~ 1 + (1|plate) + (1|sample)"),      # crossed
-    ("tests/fixtures/lme4/data/Pastes.csv", "strength ~ 1 + (1|batch/cask)"),                  # nested
-    ("tests/fixtures/lme4/data/subjitem.csv", "y ~ x + (1|item) + (1|subject/session)"),       # both
-])
+@pytest.mark.parametrize(
+    "data, formula",
+    [
+        ("tests/fixtures/lme4/data/Penicillin.csv", "diameter ~ 1 + (1|plate) + (1|sample)"),  # crossed
+        ("tests/fixtures/lme4/data/Pastes.csv", "strength ~ 1 + (1|batch/cask)"),  # nested
+        ("tests/fixtures/lme4/data/subjitem.csv", "y ~ x + (1|item) + (1|subject/session)"),  # both
+    ],
+)
 def test_response_swap_equals_fresh_cross_products(data, formula):
     """A refit's blocks (only the response's rows and columns of A recomputed) are those built from
     scratch for the new response."""
@@ -157,7 +159,7 @@ def test_response_swap_equals_fresh_cross_products(data, formula):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
     if cp.q_tail:
         np.testing.assert_allclose(swapped.A_Ft, fresh.A_Ft, rtol=1e-12, atol=1e-12)
-    np.testing.assert_array_equal(cp.y, model.design.y)      # the fit's own blocks are untouched
+    np.testing.assert_array_equal(cp.y, model.design.y)  # the fit's own blocks are untouched
 
 
 def mlm(*args: str) -> subprocess.CompletedProcess:
@@ -186,9 +188,15 @@ def test_cli_confint_boot_json_and_text():
     assert undeclared(out, schema("confint")) == []
     assert (out["method"], out["nsim"], out["seed"]) == ("boot", 40, 3)
     assert [r["parameter"] for r in out["intervals"]] == [
-        "sd_(Intercept)|Subject", "cor_Days.(Intercept)|Subject", "sd_Days|Subject", "sigma", "(Intercept)", "Days"]
+        "sd_(Intercept)|Subject",
+        "cor_Days.(Intercept)|Subject",
+        "sd_Days|Subject",
+        "sigma",
+        "(Intercept)",
+        "Days",
+    ]
     assert "Computing bootstrap confidence intervals ..." in p.stderr
-    assert "\x1b[" not in p.stderr                   # no progress bar when stderr is not a terminal
+    assert "\x1b[" not in p.stderr  # no progress bar when stderr is not a terminal
     text = mlm("confint", *SLEEP, "--method", "boot", "--nsim", "40", "--seed", "3", "--parm", "sigma,Days")
     assert text.returncode == 0, text.stderr
     lines = text.stdout.splitlines()
@@ -213,10 +221,13 @@ def test_cli_fit_ci_boot_in_json_and_csv():
     assert all(r["conf.low"] != "NA" for r in rows if r["effect"] == "ran_pars")
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--nsim", "0"), "--nsim"),
-    (("--seed", "-4"), "--seed"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--nsim", "0"), "--nsim"),
+        (("--seed", "-4"), "--seed"),
+    ],
+)
 def test_cli_bad_bootstrap_options_exit_2(args, message):
     p = mlm("confint", *SLEEP, "--method", "boot", *args)
     assert p.returncode == 2

@@ -24,8 +24,9 @@ SEED = "math ~ ses + (1 + ses|schcode)"
 
 def mlm(*args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "mlmcli", *args], capture_output=True, text=True,
-                          input=stdin, env=full_env, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "mlmcli", *args], capture_output=True, text=True, input=stdin, env=full_env, cwd=ROOT
+    )
 
 
 def schema(name: str) -> dict:
@@ -82,7 +83,7 @@ def test_output_file_is_written_whole(tmp_path):
     assert p.returncode == 0 and p.stdout == ""
     fit = json.loads(out.read_text())
     assert fit["method"] == "ML"
-    assert [f.name for f in tmp_path.iterdir()] == ["fit.json"]   # no temporary files left behind
+    assert [f.name for f in tmp_path.iterdir()] == ["fit.json"]  # no temporary files left behind
 
 
 def test_failed_run_leaves_no_output_file(tmp_path):
@@ -96,8 +97,7 @@ def test_ddf_none_prints_lme4s_own_table():
     p = mlm("fit", SLEEP, "Reaction ~ Days + (Days|Subject)", "--ddf", "none", "--format", "text")
     want = (ROOT / "tests" / "fixtures" / "lme4" / "ss_slope_reml.summary_lme4.txt").read_text()
     assert not nearly_same(p.stdout.rstrip("\n"), want.rstrip("\n"), rel=2e-3)
-    fit = json.loads(mlm("fit", SLEEP, "Reaction ~ Days + (Days|Subject)", "--ddf", "none", "--format",
-                         "json").stdout)
+    fit = json.loads(mlm("fit", SLEEP, "Reaction ~ Days + (Days|Subject)", "--ddf", "none", "--format", "json").stdout)
     assert all(r["df"] is None and r["p_value"] is None for r in fit["fixed_effects"])
 
 
@@ -125,14 +125,17 @@ def test_tau_text_is_bdiag_print():
     assert p.stdout.splitlines()[0] == '2 x 2 sparse Matrix of class "dsCMatrix"'
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["fit", SLEEP, "Reaction ~ Dayz + (Days|Subject)"], "unknown column 'Dayz' in formula; did you mean 'Days'?"),
-    (["fit", SLEEP, "Reaction ~ Days + (Days|Subject"], "position"),
-    (["fit", SLEEP, "Reaction ~ Days"], "No random effects terms specified in formula"),
-    (["fit", "no/such/file.csv", "y ~ x + (1|g)"], "no/such/file.csv"),
-    (["fit", SLEEP], "Missing argument 'FORMULA'"),
-    (["compare", SLEEP, "Reaction ~ Days + (1|Subject)"], "at least two formulas"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["fit", SLEEP, "Reaction ~ Dayz + (Days|Subject)"], "unknown column 'Dayz' in formula; did you mean 'Days'?"),
+        (["fit", SLEEP, "Reaction ~ Days + (Days|Subject"], "position"),
+        (["fit", SLEEP, "Reaction ~ Days"], "No random effects terms specified in formula"),
+        (["fit", "no/such/file.csv", "y ~ x + (1|g)"], "no/such/file.csv"),
+        (["fit", SLEEP], "Missing argument 'FORMULA'"),
+        (["compare", SLEEP, "Reaction ~ Days + (1|Subject)"], "at least two formulas"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(args, message):
     p = mlm(*args)
     assert p.returncode == 2
@@ -182,16 +185,31 @@ def test_ranef_table_head_and_text():
 
 
 def test_compare_names_text_and_variance_reduction():
-    p = mlm("compare", SLEEP, "Reaction ~ 1 + (1|Subject)", "Reaction ~ Days + (1|Subject)",
-            "--names", "null,days", "--format", "text")
+    p = mlm(
+        "compare",
+        SLEEP,
+        "Reaction ~ 1 + (1|Subject)",
+        "Reaction ~ Days + (1|Subject)",
+        "--names",
+        "null,days",
+        "--format",
+        "text",
+    )
     assert p.returncode == 0
     assert "null: Reaction ~ 1 + (1 | Subject)" in p.stdout and p.stdout.splitlines()[-3].startswith("days ")
-    p = mlm("compare", SLEEP, "Reaction ~ 1 + (1|Subject)", "Reaction ~ Days + (1|Subject)",
-            "--variance-reduction", "--format", "json")
+    p = mlm(
+        "compare",
+        SLEEP,
+        "Reaction ~ 1 + (1|Subject)",
+        "Reaction ~ Days + (1|Subject)",
+        "--variance-reduction",
+        "--format",
+        "json",
+    )
     vr = json.loads(p.stdout)["variance_reduction"]
     jsonschema.validate(json.loads(p.stdout), schema("compare"))
     # the icc of the empty model, and the share of level-1 variance Days explains
-    tau00, s2 = 1278.337756, 1958.865177   # lme4: VarCorr(lmer(Reaction ~ 1 + (1|Subject), sleepstudy))
+    tau00, s2 = 1278.337756, 1958.865177  # lme4: VarCorr(lmer(Reaction ~ 1 + (1|Subject), sleepstudy))
     assert vr["icc"] == pytest.approx(tau00 / (tau00 + s2), abs=1e-5)
     assert vr["models"][0]["reduction"]["Residual"] == pytest.approx((s2 - 960.4565786) / s2, abs=1e-5)
 
@@ -202,8 +220,15 @@ def test_compare_refuses_different_responses():
 
 
 def test_compare_table():
-    p = mlm("compare", SLEEP, "Reaction ~ Days + (1|Subject)", "Reaction ~ Days + (Days|Subject)",
-            "--format", "table", env={"NO_COLOR": "1", "COLUMNS": "100"})
+    p = mlm(
+        "compare",
+        SLEEP,
+        "Reaction ~ Days + (1|Subject)",
+        "Reaction ~ Days + (Days|Subject)",
+        "--format",
+        "table",
+        env={"NO_COLOR": "1", "COLUMNS": "100"},
+    )
     assert p.returncode == 0 and "42.139" in p.stdout and "***" in p.stdout
 
 

@@ -27,9 +27,14 @@ SCHEMAS = ROOT / "mlmcli" / "schemas"
 
 
 def mlm(*args: str, env: dict | None = None, cwd: Path = ROOT, stdout=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mlmcli", *args], capture_output=stdout is None, text=True,
-                          env={**os.environ, **(env or {})}, cwd=cwd,
-                          **({"stdout": stdout, "stderr": subprocess.PIPE} if stdout is not None else {}))
+    return subprocess.run(
+        [sys.executable, "-m", "mlmcli", *args],
+        capture_output=stdout is None,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        **({"stdout": stdout, "stderr": subprocess.PIPE} if stdout is not None else {}),
+    )
 
 
 def one_error_line(p: subprocess.CompletedProcess, code: int = 2) -> str:
@@ -58,29 +63,44 @@ def noisy_rows(n: int, groups: int, x=lambda i, rnd: rnd.gauss(0, 1), seed: int 
 # ------------------------------------------------------------ interrupts
 
 
-INSTEVAL_COMPARE = ["compare", str(DATA / "InstEval.csv"), "y ~ 1 + (1|s) + (1|d)",
-                    "y ~ 1 + service + (1|s) + (1|d)", "-f", "json"]
+INSTEVAL_COMPARE = [
+    "compare",
+    str(DATA / "InstEval.csv"),
+    "y ~ 1 + (1|s) + (1|d)",
+    "y ~ 1 + service + (1|s) + (1|d)",
+    "-f",
+    "json",
+]
 
 
 def fitting(args: list[str]) -> subprocess.Popen:
     """`mlm ARGS`, returned once it has begun to fit: it writes "started" to the pipe that
     MLM_TEST_STARTED_FIFO names when it first evaluates the criterion."""
     read, write = os.pipe()
-    p = subprocess.Popen([sys.executable, "-m", "mlmcli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, cwd=ROOT, pass_fds=(write,),
-                         env={**os.environ, "MLM_TEST_STARTED_FIFO": f"/dev/fd/{write}"})
+    p = subprocess.Popen(
+        [sys.executable, "-m", "mlmcli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        pass_fds=(write,),
+        env={**os.environ, "MLM_TEST_STARTED_FIFO": f"/dev/fd/{write}"},
+    )
     os.close(write)
     with os.fdopen(read) as started:
-        said = started.readline()    # "" if the command ended without fitting
+        said = started.readline()  # "" if the command ended without fitting
     assert said == "started\n", p.communicate()
     return p
 
 
-@pytest.mark.parametrize(("signum", "code", "message"), [
-    (signal.SIGINT, 130, "mlm: interrupted\n"),
-    # a cancelled CI job gets SIGTERM: status 143 (128 + 15)
-    (signal.SIGTERM, 143, "mlm: terminated\n"),
-])
+@pytest.mark.parametrize(
+    ("signum", "code", "message"),
+    [
+        (signal.SIGINT, 130, "mlm: interrupted\n"),
+        # a cancelled CI job gets SIGTERM: status 143 (128 + 15)
+        (signal.SIGTERM, 143, "mlm: terminated\n"),
+    ],
+)
 def test_signal_during_a_fit_exits_with_one_line_and_no_output(tmp_path, signum, code, message):
     out = tmp_path / "cmp.json"
     p = fitting([*INSTEVAL_COMPARE, "-o", str(out)])
@@ -92,11 +112,13 @@ def test_signal_during_a_fit_exits_with_one_line_and_no_output(tmp_path, signum,
 
 def test_ctrl_c_while_modules_load_exits_130_without_traceback():
     # the handler the entry point installs before importing anything heavy
-    code = ("from mlmcli.interrupt import exit_during_startup\n"
-            "exit_during_startup()\n"
-            "import os, signal, time\n"
-            "os.kill(os.getpid(), signal.SIGINT)\n"
-            "time.sleep(30)\n")
+    code = (
+        "from mlmcli.interrupt import exit_during_startup\n"
+        "exit_during_startup()\n"
+        "import os, signal, time\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "time.sleep(30)\n"
+    )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert p.returncode == 130 and p.stderr == "mlm: interrupted\n"
 
@@ -193,8 +215,13 @@ def test_table_goes_to_the_output_file(tmp_path):
 
 def test_table_into_a_closed_pipe_exits_0():
     # as `mlm ranef ... -f table | head -1` under pipefail: the reader is gone before the table is written
-    p = subprocess.Popen([sys.executable, "-m", "mlmcli", "ranef", SLEEP, SS, "-f", "table"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "mlmcli", "ranef", SLEEP, SS, "-f", "table"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     p.stdout.close()
     stderr = p.stderr.read()
     assert p.wait() == 0, stderr
@@ -212,8 +239,9 @@ def test_non_finite_estimates_are_an_error_in_json_and_text(tmp_path):
 
 
 def test_as_many_fixed_effects_as_rows_is_an_error(tmp_path):
-    data = small_csv(tmp_path / "ids.csv", [(y, i, g) for i, (y, _, g) in enumerate(noisy_rows(12, 3))],
-                     header="y,id,g")
+    data = small_csv(
+        tmp_path / "ids.csv", [(y, i, g) for i, (y, _, g) in enumerate(noisy_rows(12, 3))], header="y,id,g"
+    )
     line = one_error_line(mlm("fit", str(data), "y ~ factor(id) + (1|g)"))
     assert "12 fixed-effect coefficients for 12 observations" in line
 
@@ -224,10 +252,13 @@ def test_ill_conditioned_fixed_effects_are_an_error(tmp_path):
     assert "ill-conditioned" in one_error_line(mlm("fit", str(data), f"y ~ {powers} + (1|g)"))
 
 
-@pytest.mark.parametrize("formula", [
-    "y ~ " + " + ".join(f"x{k}" for k in range(1000)) + " + (1|g)",
-    "y ~ " + "(" * 3000 + "x" + ")" * 3000 + " + (1|g)",
-])
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "y ~ " + " + ".join(f"x{k}" for k in range(1000)) + " + (1|g)",
+        "y ~ " + "(" * 3000 + "x" + ")" * 3000 + " + (1|g)",
+    ],
+)
 def test_huge_formulas_are_an_error(tmp_path, formula):
     data = small_csv(tmp_path / "d.csv", noisy_rows(30, 3))
     assert "too deeply or has too many terms" in one_error_line(mlm("fit", str(data), formula))
@@ -290,7 +321,7 @@ def test_internal_errors_exit_1_and_say_how_to_report_them(monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise KeyError("oops")
 
-    monkeypatch.setattr(models, "_fit", broken)    # what the fit command calls
+    monkeypatch.setattr(models, "_fit", broken)  # what the fit command calls
     with pytest.raises(SystemExit) as done:
         cli.main(["fit", SLEEP, SS])
     assert done.value.code == 1
@@ -349,17 +380,24 @@ def test_short_help_shows_argument_help_without_stray_backslashes():
     assert top.returncode == 0 and "--install-completion" in top.stdout and "Exit status" in top.stdout
 
 
-@pytest.mark.parametrize(("shell", "marker"), [
-    ("bash", "complete -o default -F _mlm_completion mlm"),
-    ("zsh", "#compdef mlm"),
-    ("fish", "complete --command mlm"),
-])
+@pytest.mark.parametrize(
+    ("shell", "marker"),
+    [
+        ("bash", "complete -o default -F _mlm_completion mlm"),
+        ("zsh", "#compdef mlm"),
+        ("fish", "complete --command mlm"),
+    ],
+)
 def test_completion_scripts_for_each_shell(tmp_path, shell, marker):
     # the shell is detected from the parent process's name
     fake = tmp_path / shell
     fake.symlink_to("/bin/bash")
-    p = subprocess.run([str(fake), "-c", f"{sys.executable} -m mlmcli --show-completion; true"],
-                       capture_output=True, text=True, cwd=ROOT)
+    p = subprocess.run(
+        [str(fake), "-c", f"{sys.executable} -m mlmcli --show-completion; true"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert p.returncode == 0 and marker in p.stdout, p.stderr
 
 
@@ -381,13 +419,16 @@ def undeclared(doc, schema: dict, path: str = "$") -> list[str]:
     return out
 
 
-@pytest.mark.parametrize(("command", "args"), [
-    ("fit", [SLEEP, SS]),
-    ("tau", [SLEEP, SS]),
-    ("ranef", [SLEEP, SS, "--with-coef"]),
-    ("compare", [SLEEP, "Reaction ~ 1 + (1|Subject)", "Reaction ~ Days + (1|Subject)", "--variance-reduction"]),
-    ("table", [SLEEP, "Reaction ~ 1 + (1|Subject)", SS, "--ci"]),
-])
+@pytest.mark.parametrize(
+    ("command", "args"),
+    [
+        ("fit", [SLEEP, SS]),
+        ("tau", [SLEEP, SS]),
+        ("ranef", [SLEEP, SS, "--with-coef"]),
+        ("compare", [SLEEP, "Reaction ~ 1 + (1|Subject)", "Reaction ~ Days + (1|Subject)", "--variance-reduction"]),
+        ("table", [SLEEP, "Reaction ~ 1 + (1|Subject)", SS, "--ci"]),
+    ],
+)
 def test_every_json_key_is_in_the_schema_mlm_schema_prints(command, args):
     printed = mlm("schema", command)
     assert printed.returncode == 0
@@ -418,7 +459,7 @@ def test_outputs_are_written_all_or_none(tmp_path, monkeypatch):
     png, csv_ = tmp_path / "p.png", tmp_path / "p.csv"
     with pytest.raises(MlmError, match="no space left"):
         outfile.write_outputs([(str(png), b"image"), (str(csv_), b"a,b\n")])
-    assert list(tmp_path.iterdir()) == []          # the picture renamed first is taken back too
+    assert list(tmp_path.iterdir()) == []  # the picture renamed first is taken back too
     # staged before anything is renamed: a file that cannot even be staged stops both
     monkeypatch.setattr(outfile.os, "replace", real_replace)
     with pytest.raises(MlmError):

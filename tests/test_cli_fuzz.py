@@ -46,14 +46,111 @@ def pieces(tokens: list[str], max_size: int = 24) -> st.SearchStrategy[str]:
     return st.lists(st.sampled_from(tokens), max_size=max_size).map("".join)
 
 
-FORMULA_TOKENS = ["Reaction", "Days", "Subject", "y", " ", "~", "+", "-", "*", "/", ":", "|", "||", "(", ")",
-                  "^", "0", "1", "2", "1e400", "-1", "I(", "log(", "sqrt(", "exp(", "factor(", "poly(", "scale(",
-                  ",", "=", "raw", "base", "TRUE", "NA", "%in%", "%%", ".", "`", "\"", "'", "offset(", "Days^2"]
-WHERE_TOKENS = ["Reaction", "Days", "Subject", "nope", " ", "<", "<=", ">", ">=", "==", "=", "!=", "<>", "!",
-                "&", "|", "&&", "||", "and", "or", "not", "in", "(", ")", ",", "1", "-0.5", "1e999", "308",
-                "\"308\"", "'a'", "TRUE", "NA", "`Days`", "`", "\"", "\\"]
-CELL = st.sampled_from(["1", "2.5", "-3", "1e400", "NA", "", "a", "b c", "\"q\"", "\"x,y\"", "TRUE", "0x1A",
-                        "\"", " ", "Inf", "NaN", "1,2", "é"])
+FORMULA_TOKENS = [
+    "Reaction",
+    "Days",
+    "Subject",
+    "y",
+    " ",
+    "~",
+    "+",
+    "-",
+    "*",
+    "/",
+    ":",
+    "|",
+    "||",
+    "(",
+    ")",
+    "^",
+    "0",
+    "1",
+    "2",
+    "1e400",
+    "-1",
+    "I(",
+    "log(",
+    "sqrt(",
+    "exp(",
+    "factor(",
+    "poly(",
+    "scale(",
+    ",",
+    "=",
+    "raw",
+    "base",
+    "TRUE",
+    "NA",
+    "%in%",
+    "%%",
+    ".",
+    "`",
+    '"',
+    "'",
+    "offset(",
+    "Days^2",
+]
+WHERE_TOKENS = [
+    "Reaction",
+    "Days",
+    "Subject",
+    "nope",
+    " ",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "==",
+    "=",
+    "!=",
+    "<>",
+    "!",
+    "&",
+    "|",
+    "&&",
+    "||",
+    "and",
+    "or",
+    "not",
+    "in",
+    "(",
+    ")",
+    ",",
+    "1",
+    "-0.5",
+    "1e999",
+    "308",
+    '"308"',
+    "'a'",
+    "TRUE",
+    "NA",
+    "`Days`",
+    "`",
+    '"',
+    "\\",
+]
+CELL = st.sampled_from(
+    [
+        "1",
+        "2.5",
+        "-3",
+        "1e400",
+        "NA",
+        "",
+        "a",
+        "b c",
+        '"q"',
+        '"x,y"',
+        "TRUE",
+        "0x1A",
+        '"',
+        " ",
+        "Inf",
+        "NaN",
+        "1,2",
+        "é",
+    ]
+)
 
 
 @FUZZ
@@ -80,11 +177,14 @@ def test_where_text_is_kept_or_refused_in_words(text):
 
 
 @FUZZ
-@given(st.one_of(
-    st.text(max_size=200),
-    st.lists(st.lists(CELL, min_size=1, max_size=4).map(",".join), max_size=12).map(
-        lambda rows: "\n".join(["y,x,g", *rows]) + "\n"),
-))
+@given(
+    st.one_of(
+        st.text(max_size=200),
+        st.lists(st.lists(CELL, min_size=1, max_size=4).map(",".join), max_size=12).map(
+            lambda rows: "\n".join(["y,x,g", *rows]) + "\n"
+        ),
+    )
+)
 def test_csv_text_never_gives_an_internal_error(tmp_path_factory, text):
     path = tmp_path_factory.mktemp("csv") / "data.csv"
     path.write_text(text, encoding="utf-8")
@@ -98,13 +198,13 @@ HECK = str(ROOT / "sample_data" / "heck2011.csv")
 SS = "Reaction ~ Days + (Days|Subject)"
 COMMANDS = [
     ("fit", SLEEP, SS, "-f", "json"),
-    ("fit", HECK, "math ~ ses + (ses|schcode)", "-f", "json"),              # warns
+    ("fit", HECK, "math ~ ses + (ses|schcode)", "-f", "json"),  # warns
     ("fit", HECK, "math ~ ses + (ses|schcode)", "-f", "text", "--strict"),  # warns: exit 3
     ("ranef", SLEEP, SS, "-f", "csv"),
-    ("fit", SLEEP, "Reaction ~ nope + (1|Subject)"),                        # a user error
+    ("fit", SLEEP, "Reaction ~ nope + (1|Subject)"),  # a user error
     ("fit", str(ROOT / "no-such.csv"), SS),
     ("--version",),
-    (),                                                                     # the help
+    (),  # the help
 ]
 STREAMS = st.sampled_from(["pipe", "closed", "full"])
 OUTPUT_FILE = "out.txt"
@@ -113,6 +213,7 @@ OUTPUT_FILE = "out.txt"
 def run_with(args: tuple[str, ...], stdout: str, stderr: str, folder: Path) -> tuple[int, bytes, bytes, bytes]:
     """`mlm ARGS` in a subprocess, in `folder`, with stdout and stderr each a pipe, closed (`>&-`) or
     /dev/full: its exit status, what the pipes received and the output file (b"" if none)."""
+
     def stream(kind: str):
         return open("/dev/full", "wb") if kind == "full" else subprocess.PIPE if kind == "pipe" else None
 
@@ -123,8 +224,15 @@ def run_with(args: tuple[str, ...], stdout: str, stderr: str, folder: Path) -> t
 
     out, err = stream(stdout), stream(stderr)
     try:
-        p = subprocess.run([sys.executable, "-m", "mlmcli", *args], stdout=out, stderr=err,
-                           stdin=subprocess.DEVNULL, preexec_fn=close, cwd=folder, timeout=300)
+        p = subprocess.run(
+            [sys.executable, "-m", "mlmcli", *args],
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=close,
+            cwd=folder,
+            timeout=300,
+        )
     finally:
         for s in (out, err):
             if s not in (None, subprocess.PIPE):
@@ -156,9 +264,11 @@ def test_closed_or_full_streams_keep_the_exit_status_contract(tmp_path_factory, 
     elif base_out:
         assert code == 2
         if stderr == "pipe":
-            said = {"closed": b"mlm: error: standard output is closed",
-                    "full": b"mlm: error: cannot write standard output: no space left on device"}[stdout]
-            assert err == base_err + said + b"\n"     # the warnings, then the one error line
+            said = {
+                "closed": b"mlm: error: standard output is closed",
+                "full": b"mlm: error: cannot write standard output: no space left on device",
+            }[stdout]
+            assert err == base_err + said + b"\n"  # the warnings, then the one error line
     else:
         assert code == base_code
     if stdout == "pipe" and stderr == "pipe":
@@ -186,8 +296,9 @@ def run_delivered(text: bytes, how: str, folder: Path) -> tuple[int, bytes, byte
             try:
                 with open(fifo, "wb") as f:
                     f.write(payload)
-            except BrokenPipeError:         # refused before reading it all
+            except BrokenPipeError:  # refused before reading it all
                 pass
+
         writer = threading.Thread(target=feed, daemon=True)
         writer.start()
     else:
@@ -204,16 +315,24 @@ def run_delivered(text: bytes, how: str, folder: Path) -> tuple[int, bytes, byte
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.lists(CELL, min_size=1, max_size=4).map(",".join), max_size=12).map(
-    lambda rows: "\n".join(["y,x,g", *rows]) + "\n"), DELIVERY)
+@given(
+    st.lists(st.lists(CELL, min_size=1, max_size=4).map(",".join), max_size=12).map(
+        lambda rows: "\n".join(["y,x,g", *rows]) + "\n"
+    ),
+    DELIVERY,
+)
 def test_inputs_that_are_not_regular_files_give_the_regular_files_result(tmp_path_factory, text, how):
     folder = tmp_path_factory.mktemp("pipe")
     regular = folder / "regular.csv"
     regular.write_text(text, encoding="utf-8")
     code, out, err = run_delivered(text.encode(), how, folder)
     assert code in ALLOWED, err
-    p = subprocess.run([sys.executable, "-m", "mlmcli", "fit", str(regular), "y ~ x + (1|g)", "-f", "json",
-                        "--ddf", "none"], capture_output=True, timeout=120, cwd=ROOT)
+    p = subprocess.run(
+        [sys.executable, "-m", "mlmcli", "fit", str(regular), "y ~ x + (1|g)", "-f", "json", "--ddf", "none"],
+        capture_output=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert code == p.returncode, (err, p.stderr)
     if code == 0:
         ours, theirs = json.loads(out), json.loads(p.stdout)

@@ -26,17 +26,26 @@ SINGULAR_WARNING = "boundary (singular) fit: see help('isSingular')"
 HANG_GUARD = 300  # seconds: only so that a hung command fails the test instead of stalling the run
 
 
-def run(*args: str, stdout=subprocess.PIPE, stderr=subprocess.PIPE, close: tuple[int, ...] = (),
-        env: dict | None = None) -> subprocess.CompletedProcess:
+def run(
+    *args: str, stdout=subprocess.PIPE, stderr=subprocess.PIPE, close: tuple[int, ...] = (), env: dict | None = None
+) -> subprocess.CompletedProcess:
     """`mlm ARGS` with the given streams; the descriptors in `close` are closed in the child, as
     `>&-` or `2>&-` leave them."""
+
     def close_fds() -> None:
         for fd in close:
             os.close(fd)
 
-    return subprocess.run([sys.executable, "-m", "mlmcli", *args], stdout=stdout, stderr=stderr,
-                          stdin=subprocess.DEVNULL, preexec_fn=close_fds if close else None, cwd=ROOT,
-                          env={**os.environ, **(env or {})}, timeout=HANG_GUARD)
+    return subprocess.run(
+        [sys.executable, "-m", "mlmcli", *args],
+        stdout=stdout,
+        stderr=stderr,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=close_fds if close else None,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=HANG_GUARD,
+    )
 
 
 def to_full(*args: str, **kw) -> subprocess.CompletedProcess:
@@ -100,8 +109,13 @@ def test_closed_stdout_and_full_stderr_exit_2():
 
 
 def test_closed_stdin_with_data_from_stdin_is_a_plain_error():
-    p = subprocess.run([sys.executable, "-m", "mlmcli", "fit", "-", SS, "-f", "json"], capture_output=True,
-                       preexec_fn=lambda: os.close(0), cwd=ROOT, timeout=HANG_GUARD)
+    p = subprocess.run(
+        [sys.executable, "-m", "mlmcli", "fit", "-", SS, "-f", "json"],
+        capture_output=True,
+        preexec_fn=lambda: os.close(0),
+        cwd=ROOT,
+        timeout=HANG_GUARD,
+    )
     assert (p.returncode, p.stdout) == (2, b"")
     assert p.stderr.decode().splitlines() == ["mlm: error: standard input is closed"]
 
@@ -114,15 +128,21 @@ def on_terminal(*args: str, env: dict | None = None) -> tuple[int, bytes, bytes]
     everything written to the terminal."""
     leader, follower = pty.openpty()
     try:
-        p = subprocess.Popen([sys.executable, "-m", "mlmcli", *args], stdout=subprocess.PIPE, stderr=follower,
-                             stdin=subprocess.DEVNULL, cwd=ROOT, env={**os.environ, **(env or {})})
+        p = subprocess.Popen(
+            [sys.executable, "-m", "mlmcli", *args],
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+        )
     finally:
         os.close(follower)
     screen = b""
     while True:
         try:
             chunk = os.read(leader, 65536)
-        except OSError:   # EIO: the child has closed the terminal
+        except OSError:  # EIO: the child has closed the terminal
             break
         if not chunk:
             break
@@ -169,18 +189,19 @@ def test_progress_line_on_a_terminal_is_cleared_before_the_warnings():
 
 
 def test_progress_line_is_cleared_before_an_error(tmp_path):
-    code, out, screen = on_terminal("fit", SLEEP, SS, "-f", "json", "--ddf", "Kenward-Roger", "--ml",
-                                    env=PROGRESS_NOW)
+    code, out, screen = on_terminal("fit", SLEEP, SS, "-f", "json", "--ddf", "Kenward-Roger", "--ml", env=PROGRESS_NOW)
     assert code == 2 and out == b""
-    assert b"fitting" not in screen        # refused before fitting: nothing to show
+    assert b"fitting" not in screen  # refused before fitting: nothing to show
     # a group the fit has not seen: the error comes after the fit
     newdata = tmp_path / "new.csv"
     newdata.write_text("Days,Subject\n1,999\n")
     code, out, screen = on_terminal("predict", SLEEP, SS, "--newdata", str(newdata), env=PROGRESS_NOW)
     assert code == 2 and out == b""
     assert b"mlm: fitting..." in screen
-    assert rendered(screen) == ["mlm: error: new levels detected in newdata: 999 (give --allow-new-levels to "
-                                "predict them without their random effects)"]
+    assert rendered(screen) == [
+        "mlm: error: new levels detected in newdata: 999 (give --allow-new-levels to "
+        "predict them without their random effects)"
+    ]
 
 
 def test_no_progress_line_when_stderr_is_not_a_terminal():
@@ -209,12 +230,14 @@ def test_waiting_for_a_dask_scheduler_shows_on_a_terminal():
                 held.append(server.accept()[0])
             except OSError:
                 continue
+
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
     try:
-        code, out, screen = on_terminal("fit", SLEEP, SS, "--engine", "dask", "--scheduler", address,
-                                        "--timeout", "1", env=PROGRESS_NOW)
+        code, out, screen = on_terminal(
+            "fit", SLEEP, SS, "--engine", "dask", "--scheduler", address, "--timeout", "1", env=PROGRESS_NOW
+        )
     finally:
         stop.set()
         thread.join()
@@ -223,5 +246,7 @@ def test_waiting_for_a_dask_scheduler_shows_on_a_terminal():
         server.close()
     assert code == 2 and out == b""
     assert f"mlm: connecting to the dask scheduler at {address}...".encode() in screen
-    assert rendered(screen) == [f"mlm: error: the dask scheduler at {address} took the connection but did "
-                                "not answer within 1 second (--timeout)"]
+    assert rendered(screen) == [
+        f"mlm: error: the dask scheduler at {address} took the connection but did "
+        "not answer within 1 second (--timeout)"
+    ]

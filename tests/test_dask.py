@@ -30,15 +30,16 @@ from tests.refcheck import SUITE, check_compare, check_fit, check_ranef, referen
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = SUITE / "data"
-REL = 1e-8          # criterion and estimates: the issue's agreement with the in-memory engine
+REL = 1e-8  # criterion and estimates: the issue's agreement with the in-memory engine
 
 
 @pytest.fixture(scope="module")
 def client():
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="1GiB",
-                           dashboard_address=None)
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, memory_limit="1GiB", dashboard_address=None
+    )
     c = Client(cluster)
     yield c
     c.close()
@@ -54,8 +55,14 @@ def data(tmp_path_factory) -> dict[str, str]:
     """The reference data sets as folders of Parquet parts (and heck2011 as CSV parts, some gzipped)."""
     root = tmp_path_factory.mktemp("parts")
     out = {}
-    for name, parts in (("heck2011", 12), ("nested", 5), ("Penicillin", 3), ("crossed3", 4), ("sites", 3),
-                        ("transforms", 3)):
+    for name, parts in (
+        ("heck2011", 12),
+        ("nested", 5),
+        ("Penicillin", 3),
+        ("crossed3", 4),
+        ("sites", 3),
+        ("transforms", 3),
+    ):
         folder = root / name
         folder.mkdir()
         df = pd.read_csv(DATA / f"{name}.csv")
@@ -120,8 +127,18 @@ def assert_same_fit(ours, theirs) -> None:
     assert ours.sigma == pytest.approx(theirs.sigma, rel=end)
     np.testing.assert_allclose(ours.theta, theirs.theta, rtol=end, atol=end)
     mine, yours = fit_report(ours), fit_report(theirs)
-    for key in ("formula", "method", "groups", "npar", "singular", "converged", "warnings", "data_name", "weights",
-                "offset"):
+    for key in (
+        "formula",
+        "method",
+        "groups",
+        "npar",
+        "singular",
+        "converged",
+        "warnings",
+        "data_name",
+        "weights",
+        "offset",
+    ):
         assert mine[key] == yours[key], key
     for x, y in zip(mine["fixed_effects"], yours["fixed_effects"], strict=True):
         assert x["term"] == y["term"]
@@ -145,7 +162,7 @@ CASES = [  # (lme4 reference case, data set in the parts)
     ("crossed3_reml", "crossed3"),
     ("sites_logical_reml", "sites"),
     ("missing_reml", "missing"),
-    ("transforms_reml", "transforms"),       # scale() from moments merged over the partitions
+    ("transforms_reml", "transforms"),  # scale() from moments merged over the partitions
 ]
 
 
@@ -166,7 +183,7 @@ def test_same_fit_as_in_memory_and_lme4(client, data, from_sums, case_id, name):
     ref = reference(case_id)
     case = ref["case"]
     model = fit_on_cluster(client, open_source(data[name]), case["formula"], reml=case["reml"])
-    assert model.remote is not None          # no rows on the client
+    assert model.remote is not None  # no rows on the client
     assert_same_fit(model, in_memory(DATA / case["data"], case["formula"], case["reml"]))
     report = fit_report(model)
     problems = check_fit(report, ref["fit"]) + check_ranef(ranef_report(model), ref["ranef"], ref["fit"])
@@ -182,10 +199,15 @@ def test_weights_and_offsets(client, data, from_sums, name):
     """--weights and --offset: rows of [Z X y] scaled by sqrt(w) per partition, Pearson residuals."""
     from mlmcli.design import ModelArguments
 
-    ref = next(f for f in json.loads((SUITE.parent / "weights" / "refs.json").read_text())["fits"]
-               if f["name"] == name)
-    model = fit_on_cluster(client, open_source(data[ref["data"][:-4]]), ref["formula"], reml=ref["reml"],
-                           weights=ref["weights"], offset=ref["offset"])
+    ref = next(f for f in json.loads((SUITE.parent / "weights" / "refs.json").read_text())["fits"] if f["name"] == name)
+    model = fit_on_cluster(
+        client,
+        open_source(data[ref["data"][:-4]]),
+        ref["formula"],
+        reml=ref["reml"],
+        weights=ref["weights"],
+        offset=ref["offset"],
+    )
     frame = read_csv(str(SUITE.parent / "weights" / ref["data"]))
     parsed = parse_formula(ref["formula"])
     design = build_design(frame, parsed, ModelArguments(ref["weights"], ref["offset"]))
@@ -258,26 +280,38 @@ def test_partitions_that_disagree_in_columns(tmp_path):
     folder.mkdir()
     pd.DataFrame({"y": [1.0, 2.0], "g": [1, 2]}).to_parquet(folder / "a.parquet")
     pd.DataFrame({"y": [1.0, 2.0], "h": [1, 2]}).to_parquet(folder / "b.parquet")
-    with pytest.raises(DataError, match=r"^partitions disagree in their columns: .*a.parquet has y, g; "
-                                        r".*b.parquet has y, h$"):
+    with pytest.raises(
+        DataError,
+        match=r"^partitions disagree in their columns: .*a.parquet has y, g; "
+        r".*b.parquet has y, h$",
+    ):
         open_source(str(folder))
     pd.DataFrame({"y": [1.0, 2.0], "g": ["1", "2"]}).to_parquet(folder / "b.parquet")
-    with pytest.raises(DataError, match="partitions disagree in the type of column 'g': int64 in .*a.parquet, "
-                                        "(large_)?string in .*b.parquet"):
+    with pytest.raises(
+        DataError,
+        match="partitions disagree in the type of column 'g': int64 in .*a.parquet, (large_)?string in .*b.parquet",
+    ):
         open_source(str(folder))
 
 
 def test_partitions_that_disagree_in_types(client, tmp_path):
     (tmp_path / "a.csv").write_text("y,x,g\n1,2,a\n3,4,b\n5,6,a\n")
     (tmp_path / "b.csv").write_text("y,x,g\n1,two,a\n3,4,b\n5,6,b\n")
-    with pytest.raises(DataError, match="partitions disagree in the type of column 'x': numbers in .*a.csv, "
-                                        "text in .*b.csv"):
+    with pytest.raises(
+        DataError, match="partitions disagree in the type of column 'x': numbers in .*a.csv, text in .*b.csv"
+    ):
         fit_on_cluster(client, open_source(str(tmp_path / "*.csv")), "y ~ x + (1|g)")
 
 
 def mlm(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mlmcli", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "mlmcli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+        timeout=300,
+    )
 
 
 def _free_port() -> int:
@@ -288,8 +322,17 @@ def _free_port() -> int:
 
 def test_unreachable_scheduler(data):
     port = _free_port()
-    p = mlm("fit", data["heck2011"], "math ~ ses + (1|schcode)", "--engine", "dask", "--scheduler",
-            f"tcp://127.0.0.1:{port}", "--timeout", "2")
+    p = mlm(
+        "fit",
+        data["heck2011"],
+        "math ~ ses + (1|schcode)",
+        "--engine",
+        "dask",
+        "--scheduler",
+        f"tcp://127.0.0.1:{port}",
+        "--timeout",
+        "2",
+    )
     assert p.returncode == 2
     assert p.stdout == ""
     assert p.stderr.count("\n") == 1
@@ -301,12 +344,36 @@ def scheduler():
     """`dask scheduler` and one `dask worker` on 127.0.0.1, as a user starts them."""
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
-    procs = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--no-dashboard"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
     try:
-        procs.append(subprocess.Popen([sys.executable, "-m", "dask", "worker", address, "--nworkers", "1",
-                                       "--nthreads", "1", "--memory-limit", "1GiB", "--no-dashboard"],
-                                      cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "dask",
+                    "worker",
+                    address,
+                    "--nworkers",
+                    "1",
+                    "--nthreads",
+                    "1",
+                    "--memory-limit",
+                    "1GiB",
+                    "--no-dashboard",
+                ],
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         from distributed import Client
 
         # the client retries the connection until the scheduler listens; both timeouts are hang guards

@@ -51,11 +51,24 @@ def test_collation_of_latin1_characters():
 @pytest.mark.parametrize(
     ("value", "text"),
     [
-        (1e5, "1e+05"), (123456, "123456"), (0.1, "0.1"), (1 / 3, "0.333333333333333"), (1e15, "1e+15"),
-        (1e-5, "1e-05"), (0.0001, "1e-04"), (123456.7, "123456.7"),
+        (1e5, "1e+05"),
+        (123456, "123456"),
+        (0.1, "0.1"),
+        (1 / 3, "0.333333333333333"),
+        (1e15, "1e+15"),
+        (1e-5, "1e-05"),
+        (0.0001, "1e-04"),
+        (123456.7, "123456.7"),
         (1234567890123456789, "1234567890123456768"),
-        (100, "100"), (1e5 + 0.1, "100000.1"), (0.1 + 0.2, "0.3"), (-2.5, "-2.5"), (0.0, "0"),
-        (math.inf, "Inf"), (-math.inf, "-Inf"), (1e300, "1e+300"), (0.0001234, "0.0001234"),
+        (100, "100"),
+        (1e5 + 0.1, "100000.1"),
+        (0.1 + 0.2, "0.3"),
+        (-2.5, "-2.5"),
+        (0.0, "0"),
+        (math.inf, "Inf"),
+        (-math.inf, "-Inf"),
+        (1e300, "1e+300"),
+        (0.0001234, "0.0001234"),
     ],
 )
 def test_format_number_as_r(value, text):
@@ -65,7 +78,19 @@ def test_format_number_as_r(value, text):
 
 def test_make_names():
     assert make_names(["my col", "2x", "_a", ".b", ".2c", "if", "a-b", "", "x", "x", "TRUE", "\u00e9"]) == [
-        "my.col", "X2x", "X_a", ".b", "X.2c", "if.", "a.b", "X", "x", "x.1", "TRUE.", "\u00e9"]
+        "my.col",
+        "X2x",
+        "X_a",
+        ".b",
+        "X.2c",
+        "if.",
+        "a.b",
+        "X",
+        "x",
+        "x.1",
+        "TRUE.",
+        "\u00e9",
+    ]
 
 
 # ---------------------------------------------------------------- read_csv
@@ -137,13 +162,15 @@ def test_read_csv_header_only_and_blank_lines(tmp_path):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.floats(allow_nan=False, allow_infinity=False, width=64), min_size=1, max_size=30),
-       st.lists(st.text(alphabet="abcXYZ _-", min_size=1, max_size=4), min_size=1, max_size=30))
+@given(
+    st.lists(st.floats(allow_nan=False, allow_infinity=False, width=64), min_size=1, max_size=30),
+    st.lists(st.text(alphabet="abcXYZ _-", min_size=1, max_size=4), min_size=1, max_size=30),
+)
 def test_read_csv_round_trips_numbers_and_text(tmp_path_factory, numbers, words):
     n = min(len(numbers), len(words))
     words = [w if w.strip() and w != "NA" else "w" for w in words[:n]]
     path = tmp_path_factory.mktemp("csv") / "d.csv"
-    lines = ["num,word"] + [f"{repr(x)},\"{w}\"" for x, w in zip(numbers[:n], words, strict=True)]
+    lines = ["num,word"] + [f'{repr(x)},"{w}"' for x, w in zip(numbers[:n], words, strict=True)]
     path.write_text("\n".join(lines) + "\n")
     frame = read_csv(str(path))
     np.testing.assert_array_equal(frame.columns["num"], numbers[:n])
@@ -279,9 +306,11 @@ def test_tall_rank_check_agrees_with_the_householder_pass(monkeypatch):
 
     rng = np.random.default_rng(5)
     x = rng.normal(size=(3000, 3))
-    cases = [np.column_stack([np.ones(3000), x]),
-             np.column_stack([np.ones(3000), x, 2 * x[:, 0]]),             # exactly dependent
-             np.column_stack([np.ones(3000), x, x[:, 1] + 1e-9 * x[:, 2]])]  # nearly dependent
+    cases = [
+        np.column_stack([np.ones(3000), x]),
+        np.column_stack([np.ones(3000), x, 2 * x[:, 0]]),  # exactly dependent
+        np.column_stack([np.ones(3000), x, x[:, 1] + 1e-9 * x[:, 2]]),
+    ]  # nearly dependent
     fast = [pivoted_rank(X) for X in cases]
     assert [dz._clearly_full_rank(X) for X in cases] == [True, False, False]
     monkeypatch.setattr(dz, "_clearly_full_rank", lambda X: False)
@@ -293,8 +322,11 @@ def test_numeric_grouping_codes_by_table_and_by_sort_agree():
     import mlmcli.design as dz
 
     rng = np.random.default_rng(6)
-    for x in (rng.integers(-5, 40, size=500).astype(float), rng.normal(size=300).round(1),
-              np.array([3.0, 1e15, -2.0, 3.0])):
+    for x in (
+        rng.integers(-5, 40, size=500).astype(float),
+        rng.normal(size=300).round(1),
+        np.array([3.0, 1e15, -2.0, 3.0]),
+    ):
         values, codes = dz._sorted_codes(x)
         ref_values, ref_codes = np.unique(x, return_inverse=True)
         assert np.array_equal(values, ref_values) and np.array_equal(codes, ref_codes.ravel())

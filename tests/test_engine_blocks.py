@@ -28,12 +28,13 @@ def _design(rng: np.random.Generator, kind: str, ks: list[int]):
     """Terms in lme4's order (decreasing levels) for a nested chain, crossed factors, or a mix."""
     n = int(rng.integers(60, 140))
     x = rng.normal(size=n)
-    top = rng.integers(0, 3, size=n)                         # 3 outer levels
-    mid = top * 3 + rng.integers(0, 3, size=n)               # 9 levels nested in top
-    low = mid * 2 + rng.integers(0, 2, size=n)               # 18 levels nested in mid
-    crossed = rng.integers(0, 5, size=n)                     # 5 levels crossed with everything
-    groups = {"nested": [low, mid, top], "crossed": [low, crossed], "mixed": [low, mid, crossed, top],
-              "single": [low]}[kind]
+    top = rng.integers(0, 3, size=n)  # 3 outer levels
+    mid = top * 3 + rng.integers(0, 3, size=n)  # 9 levels nested in top
+    low = mid * 2 + rng.integers(0, 2, size=n)  # 18 levels nested in mid
+    crossed = rng.integers(0, 5, size=n)  # 5 levels crossed with everything
+    groups = {"nested": [low, mid, top], "crossed": [low, crossed], "mixed": [low, mid, crossed, top], "single": [low]}[
+        kind
+    ]
     groups = [np.unique(g, return_inverse=True)[1] for g in groups]
     groups.sort(key=lambda g: -(g.max() + 1))
     terms = [_term(g, k, x) for g, k in zip(groups, ks, strict=False)]
@@ -57,7 +58,7 @@ def _dense_reference(terms: list[ReTerm], X: np.ndarray, y: np.ndarray, T: list[
     Lam = np.zeros((q, q))
     o = 0
     for Li in Ls:
-        Lam[o:o + Li.shape[0], o:o + Li.shape[0]] = Li
+        Lam[o : o + Li.shape[0], o : o + Li.shape[0]] = Li
         o += Li.shape[0]
     ZL = Z @ Lam
     Omega = ZL.T @ ZL + np.eye(q)
@@ -74,8 +75,11 @@ def _dense_reference(terms: list[ReTerm], X: np.ndarray, y: np.ndarray, T: list[
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10_000), kind=st.sampled_from(["nested", "crossed", "mixed", "single"]),
-       ks=st.lists(st.integers(1, 3), min_size=4, max_size=4))
+@given(
+    seed=st.integers(0, 10_000),
+    kind=st.sampled_from(["nested", "crossed", "mixed", "single"]),
+    ks=st.lists(st.integers(1, 3), min_size=4, max_size=4),
+)
 def test_blocked_factor_equals_dense(seed, kind, ks):
     rng = np.random.default_rng(seed)
     terms, X, y = _design(rng, kind, ks)
@@ -100,7 +104,7 @@ def test_blocked_factor_equals_dense(seed, kind, ks):
     np.testing.assert_allclose(np.concatenate(f.spherical_modes()), u, rtol=1e-8, atol=1e-10)
     o = 0
     for s, B in zip(cp.structures, f.unscaled_condvar(), strict=True):
-        dense = cond[o:o + s.q, o:o + s.q].reshape(s.ell, s.k, s.ell, s.k)
+        dense = cond[o : o + s.q, o : o + s.q].reshape(s.ell, s.k, s.ell, s.k)
         lev = np.arange(s.ell)
         np.testing.assert_allclose(B, dense[lev, :, lev, :], rtol=1e-8, atol=1e-12)
         o += s.q
@@ -124,7 +128,7 @@ def test_kernels_equal_their_dense_meaning(seed, k, m, ell):
     gram = dense @ dense.T
     blocks = nb.gram()
     for g in range(3):
-        np.testing.assert_allclose(gram[g * k:(g + 1) * k, g * k:(g + 1) * k], blocks[g], atol=1e-12)
+        np.testing.assert_allclose(gram[g * k : (g + 1) * k, g * k : (g + 1) * k], blocks[g], atol=1e-12)
     u = rng.normal(size=(3, k, 2))
     np.testing.assert_allclose(nb.t_times(u).reshape(-1, 2), dense.T @ u.reshape(-1, 2), atol=1e-12)
 
@@ -137,8 +141,9 @@ def test_closed_form_kernel_equals_the_stacked_blocks(seed, k):
     rng = np.random.default_rng(seed)
     terms, X, y = _design(rng, "single", [k])
     cp = CrossProducts(terms, X, y)
-    theta = np.concatenate([rng.uniform(0.2, 1.5, size=1), rng.uniform(-0.6, 0.6, size=k - 1),
-                            rng.uniform(0.2, 1.5, size=k - 1)])
+    theta = np.concatenate(
+        [rng.uniform(0.2, 1.5, size=1), rng.uniform(-0.6, 0.6, size=k - 1), rng.uniform(0.2, 1.5, size=k - 1)]
+    )
     from mlmcli.engine.small_term import SmallTermBlocks
 
     fast, general = BlockedFactor(cp), BlockedFactor(cp)
@@ -160,7 +165,7 @@ def test_tail_gram_equals_the_dense_product(seed, k, ell, q):
     rng = np.random.default_rng(seed)
     A = rng.normal(size=(q, ell * k)) * (rng.uniform(size=(q, ell * k)) < 0.4)
     W = rng.normal(size=(ell, k, k))
-    W = W + W.transpose(0, 2, 1)   # symmetric, as R0 R0' is
+    W = W + W.transpose(0, 2, 1)  # symmetric, as R0 R0' is
     dense = A @ _block_diag(W) @ A.T
     gram = TailGram.of(sp.csr_matrix(A), k)
     assert gram.P.nnz <= TailGram.pairs(sp.csr_matrix(A), k)
@@ -173,7 +178,7 @@ def _block_diag(W: np.ndarray) -> np.ndarray:
     ell, k, _ = W.shape
     out = np.zeros((ell * k, ell * k))
     for lev in range(ell):
-        out[lev * k:(lev + 1) * k, lev * k:(lev + 1) * k] = W[lev]
+        out[lev * k : (lev + 1) * k, lev * k : (lev + 1) * k] = W[lev]
     return out
 
 
@@ -201,14 +206,17 @@ def test_term_order_decides_the_block_types():
     rng = np.random.default_rng(3)
     terms, X, y = _design(rng, "mixed", [1, 2, 1, 1])
     cp = CrossProducts(terms, X, y)
-    assert cp.nbd == 2                     # low nests in mid; crossed (5 levels) does not nest
-    assert cp.q_tail == 5 + 3              # crossed and top, dense
+    assert cp.nbd == 2  # low nests in mid; crossed (5 levels) does not nest
+    assert cp.q_tail == 5 + 3  # crossed and top, dense
     assert set(cp.A_nested) == {(1, 0)}
 
 
 @settings(max_examples=20, deadline=None)
-@given(seed=st.integers(0, 10_000), kind=st.sampled_from(["nested", "crossed", "mixed", "single"]),
-       ks=st.lists(st.integers(1, 2), min_size=4, max_size=4))
+@given(
+    seed=st.integers(0, 10_000),
+    kind=st.sampled_from(["nested", "crossed", "mixed", "single"]),
+    ks=st.lists(st.integers(1, 2), min_size=4, max_size=4),
+)
 def test_exact_derivatives_equal_central_differences(seed, kind, ks):
     """d pwrss / d theta and d (R_X'R_X)^{-1} / d theta from the blocks of A, against differences."""
     from mlmcli.engine.derivatives import pwrss_gradient, unscaled_vcov_gradient
@@ -217,8 +225,12 @@ def test_exact_derivatives_equal_central_differences(seed, kind, ks):
     terms, X, y = _design(rng, kind, ks)
     cp = CrossProducts(terms, X, y)
     f = BlockedFactor(cp)
-    theta = np.concatenate([np.where(s.tri_rows == s.tri_cols, rng.uniform(0.4, 1.2, s.ntheta),
-                                     rng.uniform(-0.3, 0.3, s.ntheta)) for s in cp.structures])
+    theta = np.concatenate(
+        [
+            np.where(s.tri_rows == s.tri_cols, rng.uniform(0.4, 1.2, s.ntheta), rng.uniform(-0.3, 0.3, s.ntheta))
+            for s in cp.structures
+        ]
+    )
     assert f.update(theta)
     g, dC = pwrss_gradient(f), unscaled_vcov_gradient(f)
     h = 1e-6

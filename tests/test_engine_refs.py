@@ -34,8 +34,7 @@ def frame(name: str):
 def fitted(case: dict, reml: bool | None = None):
     f = frame(case["data"])
     parsed = parse_formula(case["formula"])
-    return fit_model(parsed, build_design(f, parsed), reml=case["reml"] if reml is None else reml,
-                     data_name=f.name)
+    return fit_model(parsed, build_design(f, parsed), reml=case["reml"] if reml is None else reml, data_name=f.name)
 
 
 @lru_cache
@@ -60,9 +59,11 @@ def test_fit_reaches_lme4s_optimum(case):
         problems += check_fit(report, ref["fit"])
         problems += check_ranef(ranef_report(model), ref["ranef"], ref["fit"])
         problems += [f"warnings: {report['warnings']} vs lme4's {ref['fit']['warnings']}"] * (
-            report["warnings"] != ref["fit"]["warnings"])
+            report["warnings"] != ref["fit"]["warnings"]
+        )
         problems += [f"formula: {report['deparsed_formula']}"] * (
-            report["deparsed_formula"] != ref["fit"]["deparsed_formula"])
+            report["deparsed_formula"] != ref["fit"]["deparsed_formula"]
+        )
     assert not problems, "\n".join(problems)
 
 

@@ -35,8 +35,13 @@ HECK_MODEL = "math ~ ses*public + (ses|schcode)"
 
 
 def mlm(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mlmcli", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "mlmcli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+    )
 
 
 def fit(frame, formula: str):
@@ -136,8 +141,12 @@ def test_pyreadstat_written_labels(tmp_path):
 def test_dates_count_days_and_date_times_seconds(tmp_path, suffix):
     import datetime as dt
 
-    df = pd.DataFrame({"d": [dt.date(1970, 1, 2), dt.date(2000, 1, 1), None],
-                       "t": pd.to_datetime(["1970-01-01 00:00:10", "2000-01-01 00:00:00", "2001-01-01 12:00:00"])})
+    df = pd.DataFrame(
+        {
+            "d": [dt.date(1970, 1, 2), dt.date(2000, 1, 1), None],
+            "t": pd.to_datetime(["1970-01-01 00:00:10", "2000-01-01 00:00:00", "2001-01-01 12:00:00"]),
+        }
+    )
     path = tmp_path / f"dates.{suffix}"
     (pyreadstat.write_sav if suffix == "sav" else pyreadstat.write_dta)(df, path)
     frame = read_data(str(path))
@@ -150,16 +159,18 @@ def test_dates_count_days_and_date_times_seconds(tmp_path, suffix):
 
 
 def test_arrow_columns_keep_r_semantics(tmp_path):
-    df = pd.DataFrame({
-        "text": pd.array(["b", "A", None, "a"], dtype="string"),
-        "cat": pd.Categorical(["lo", "hi", "lo", None], categories=["lo", "hi", "mid"]),
-        "flag": pd.array([True, False, None, True], dtype="boolean"),
-        "count": pd.array([1, None, 3, 100000], dtype="Int64"),
-        "big": [1, 2, 3, 2**40],
-        "x": [0.5, np.nan, 1.5, 2.5],
-        "day": pd.to_datetime(["1970-01-02", "2000-01-01", None, "1970-01-01"]).date,
-        "my col": [1.0, 2.0, 3.0, 4.0],
-    })
+    df = pd.DataFrame(
+        {
+            "text": pd.array(["b", "A", None, "a"], dtype="string"),
+            "cat": pd.Categorical(["lo", "hi", "lo", None], categories=["lo", "hi", "mid"]),
+            "flag": pd.array([True, False, None, True], dtype="boolean"),
+            "count": pd.array([1, None, 3, 100000], dtype="Int64"),
+            "big": [1, 2, 3, 2**40],
+            "x": [0.5, np.nan, 1.5, 2.5],
+            "day": pd.to_datetime(["1970-01-02", "2000-01-01", None, "1970-01-01"]).date,
+            "my col": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
     path = tmp_path / "types.parquet"
     df.to_parquet(path)
     frame = read_data(str(path))
@@ -174,10 +185,17 @@ def test_arrow_columns_keep_r_semantics(tmp_path):
     assert "my.col" in c  # make.names, as for CSV
     # the same columns from Feather, and without importing pandas (a second of start-up)
     df.to_feather(tmp_path / "types.feather")
-    code = (f"import sys; from mlmcli.io.formats import read_data; f = read_data({str(tmp_path / 'types.feather')!r}); "
-            f"g = read_data({str(path)!r}); print(sorted(f.columns) == sorted(g.columns), 'pandas' in sys.modules)")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        f"import sys; from mlmcli.io.formats import read_data; f = read_data({str(tmp_path / 'types.feather')!r}); "
+        f"g = read_data({str(path)!r}); print(sorted(f.columns) == sorted(g.columns), 'pandas' in sys.modules)"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert p.stdout.split() == ["True", "False"], p.stderr
     feather = read_data(str(tmp_path / "types.feather"))
     for name, col in c.items():
@@ -272,8 +290,10 @@ def test_cli_predict_newdata_from_parquet_and_excel(tmp_path):
     model = "Reaction ~ Days + (Days|Subject)"
     ref = mlm("predict", str(SLEEP), model, "--newdata", str(tmp_path / "new.csv"))
     assert ref.returncode == 0, ref.stderr
-    for args in (["--newdata", str(tmp_path / "new.parquet")],
-                 ["--newdata", str(tmp_path / "new.xlsx"), "--newdata-sheet", "rows"]):
+    for args in (
+        ["--newdata", str(tmp_path / "new.parquet")],
+        ["--newdata", str(tmp_path / "new.xlsx"), "--newdata-sheet", "rows"],
+    ):
         p = mlm("predict", str(SLEEP), model, *args)
         assert p.returncode == 0, p.stderr
         assert p.stdout == ref.stdout
@@ -286,8 +306,11 @@ def test_cli_format_errors_are_one_line(tmp_path, heck_files):
         (["fit", str(heck_files["xlsx"]), "math ~ ses + (1|schcode)", "--sheet", "7"], "has no sheet '7'"),
         (["fit", str(tmp_path / "none.parquet"), "y ~ (1|g)"], "no such file"),
         (["fit", str(tmp_path / "old.xls"), "y ~ (1|g)"], "old Excel (.xls) files are not read"),
-        (["fit", str(FIXTURES / "labelled.sav"), "region ~ ses + (1|schcode)"],
-         "the response 'region' is not numeric: its column holds value labels, so it is a factor as haven::as_factor"),
+        (
+            ["fit", str(FIXTURES / "labelled.sav"), "region ~ ses + (1|schcode)"],
+            "the response 'region' is not numeric: its column holds value labels, so it is a factor as "
+            "haven::as_factor",
+        ),
     ]
     (tmp_path / "bad.parquet").write_text("not parquet\n")
     cases.append((["fit", str(tmp_path / "bad.parquet"), "y ~ (1|g)"], "cannot read '"))
@@ -313,8 +336,13 @@ main()
 @pytest.mark.parametrize("kind,package", [("parquet", "pyarrow"), ("sav", "pyreadstat"), ("xlsx", "openpyxl")])
 def test_a_missing_extra_names_the_pip_install(heck_files, kind, package):
     code = _BLOCK.format(pkg=package, path=str(heck_files[kind]))
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    p = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert p.returncode == 2
     hint = "pip install pyarrow" if package == "pyarrow" else "pip install 'mlm[formats]'"
     assert p.stderr.strip().endswith(f"needs the package {package}: {hint}")
@@ -322,9 +350,16 @@ def test_a_missing_extra_names_the_pip_install(heck_files, kind, package):
 
 
 def test_csv_fits_import_no_format_package():
-    code = (f"import sys; sys.argv = ['mlm', 'fit', {HECK!r}, 'math ~ ses + (1|schcode)', '-f', 'json', '-o', "
-            "'/dev/null']\nfrom mlmcli.cli import main\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('pyarrow', 'pyreadstat', 'openpyxl', 'pandas') if m in sys.modules))")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        f"import sys; sys.argv = ['mlm', 'fit', {HECK!r}, 'math ~ ses + (1|schcode)', '-f', 'json', '-o', "
+        "'/dev/null']\nfrom mlmcli.cli import main\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('pyarrow', 'pyreadstat', 'openpyxl', 'pandas') if m in sys.modules))"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert p.stdout.strip() == "[]", p.stderr

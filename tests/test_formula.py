@@ -101,7 +101,7 @@ def test_random_terms_after_expansion():
 
 def test_grouping_factors_may_be_calls():
     """lme4 takes any expression giving a factor: the grouping variables are the model frame's."""
-    f = parse_formula("y ~ x + (1 | factor(a):b) + (x || interaction(a, b, sep = \"_\")) + (1 | c/factor(d))")
+    f = parse_formula('y ~ x + (1 | factor(a):b) + (x || interaction(a, b, sep = "_")) + (1 | c/factor(d))')
     assert [(r.group, r.group_vars) for r in f.random] == [
         ("factor(a):b", ("factor(a)", "b")),
         ('interaction(a, b, sep = "_")', ('interaction(a, b, sep = "_")',)),
@@ -109,18 +109,28 @@ def test_grouping_factors_may_be_calls():
         ("factor(d):c", ("factor(d)", "c")),
         ("c", ("c",)),
     ]
-    assert [v.label for v in f.variables] == ["y", "x", "factor(a)", "b", 'interaction(a, b, sep = "_")', "c",
-                                              "factor(d)"]
+    assert [v.label for v in f.variables] == [
+        "y",
+        "x",
+        "factor(a)",
+        "b",
+        'interaction(a, b, sep = "_")',
+        "c",
+        "factor(d)",
+    ]
     assert f.columns() == ["y", "x", "a", "b", "c", "d"]
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("y ~ (1 | interaction())", "interaction() needs an argument"),
-    ("y ~ (1 | interaction(sep = \".\"))", "interaction() needs an argument"),
-    ("y ~ (1 | interaction(a, b, sepp = \"_\"))", "interaction() has no argument 'sepp'"),
-    ("y ~ (1 | interaction(a, b, sep = 1))", 'interaction(): sep must be a string, as "."'),
-    ("y ~ (1 | interaction(a, b, drop = d))", "interaction(): drop must be TRUE, FALSE or a number"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("y ~ (1 | interaction())", "interaction() needs an argument"),
+        ('y ~ (1 | interaction(sep = "."))', "interaction() needs an argument"),
+        ('y ~ (1 | interaction(a, b, sepp = "_"))', "interaction() has no argument 'sepp'"),
+        ("y ~ (1 | interaction(a, b, sep = 1))", 'interaction(): sep must be a string, as "."'),
+        ("y ~ (1 | interaction(a, b, drop = d))", "interaction(): drop must be TRUE, FALSE or a number"),
+    ],
+)
 def test_interaction_arguments_are_checked(text, message):
     with pytest.raises(FormulaError, match=re.escape(message)):
         parse_formula(text)

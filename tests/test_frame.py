@@ -104,16 +104,44 @@ def test_arrow_engine_is_used_for_big_files(monkeypatch, tmp_path):
 # ---------------------------------------------------------------- generated files
 
 _NUMBERS = st.one_of(
-    st.integers(-10**6, 10**6).map(str),
-    st.integers(-10**12, 10**12).map(str),
+    st.integers(-(10**6), 10**6).map(str),
+    st.integers(-(10**12), 10**12).map(str),
     st.floats(allow_nan=False, allow_infinity=False).map(repr),
     st.floats(-1e4, 1e4).map(lambda x: f"{x:.3f}"),
-    st.sampled_from(["1e", "1.e5", "0x1A", "-0X10", "Inf", "-inf", "infinity", "NaN", "1e500", " 4 ", "4 ", " 4",
-                     "+5", "007", ".5", "5.", "1E+05", "-0", "2147483648", "99999999999999999999", "1_000",
-                     "1d5", "1.5e+", "e5", ".", "-", "\u0663"]),
+    st.sampled_from(
+        [
+            "1e",
+            "1.e5",
+            "0x1A",
+            "-0X10",
+            "Inf",
+            "-inf",
+            "infinity",
+            "NaN",
+            "1e500",
+            " 4 ",
+            "4 ",
+            " 4",
+            "+5",
+            "007",
+            ".5",
+            "5.",
+            "1E+05",
+            "-0",
+            "2147483648",
+            "99999999999999999999",
+            "1_000",
+            "1d5",
+            "1.5e+",
+            "e5",
+            ".",
+            "-",
+            "\u0663",
+        ]
+    ),
 )
 _SPECIAL = st.sampled_from(["NA", "", " ", "  ", "T", "F", "TRUE", "FALSE", "true", "False", " NA", "NA "])
-_TEXT = st.text(alphabet="abAB \u00e9_-.,\"\n;", min_size=0, max_size=5)
+_TEXT = st.text(alphabet='abAB \u00e9_-.,"\n;', min_size=0, max_size=5)
 
 
 def _column_strategy():
@@ -123,7 +151,7 @@ def _column_strategy():
 
 def _field(kind: str):
     if kind == "int":
-        return st.one_of(st.integers(-10**6, 10**6).map(str), st.sampled_from(["NA", "", "3.0", " 7"]))
+        return st.one_of(st.integers(-(10**6), 10**6).map(str), st.sampled_from(["NA", "", "3.0", " 7"]))
     if kind == "num":
         return st.one_of(_NUMBERS, st.sampled_from(["NA", ""]))
     if kind == "logical":
@@ -266,8 +294,10 @@ def test_latin1_file_read_as_latin1(tmp_path):
 # ---------------------------------------------------------------- compressed files
 
 
-@pytest.mark.parametrize(("suffix", "compress"), [(".gz", gzip.compress), (".bz2", bz2.compress),
-                                                  (".xz", lzma.compress), ("", gzip.compress)])
+@pytest.mark.parametrize(
+    ("suffix", "compress"),
+    [(".gz", gzip.compress), (".bz2", bz2.compress), (".xz", lzma.compress), ("", gzip.compress)],
+)
 def test_compressed_files_read_transparently(tmp_path, suffix, compress):
     text = "y,g\n1.5,a\n2,b\nNA,a\n"
     p = tmp_path / f"scores.csv{suffix}"
@@ -347,8 +377,13 @@ def _mlm(*args: str, env: dict | None = None):
     import subprocess
     import sys
 
-    return subprocess.run([sys.executable, "-m", "mlmcli", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, cwd=Path(__file__).resolve().parent.parent)
+    return subprocess.run(
+        [sys.executable, "-m", "mlmcli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=Path(__file__).resolve().parent.parent,
+    )
 
 
 def test_command_line_reads_compressed_separated_files_through_either_engine(tmp_path):
@@ -362,9 +397,13 @@ def test_command_line_reads_compressed_separated_files_through_either_engine(tmp
     formula = "math ~ ses + (1|schcode)"
     plain = _mlm("fit", str(heck), formula, "--format", "json")
     assert plain.returncode == 0, plain.stderr
-    for args, env in [((str(gz),), {"MLM_CSV_ENGINE": "pandas"}), ((str(gz),), {"MLM_CSV_ENGINE": "arrow"}),
-                      ((str(gz),), {}), ((str(semi), "--sep", ";"), {"MLM_CSV_ENGINE": "arrow"}),
-                      ((str(semi), "--sep", ";"), {"MLM_CSV_ENGINE": "pandas"})]:
+    for args, env in [
+        ((str(gz),), {"MLM_CSV_ENGINE": "pandas"}),
+        ((str(gz),), {"MLM_CSV_ENGINE": "arrow"}),
+        ((str(gz),), {}),
+        ((str(semi), "--sep", ";"), {"MLM_CSV_ENGINE": "arrow"}),
+        ((str(semi), "--sep", ";"), {"MLM_CSV_ENGINE": "pandas"}),
+    ]:
         p = _mlm("fit", args[0], formula, "--format", "json", *args[1:], env=env)
         assert p.returncode == 0, p.stderr
         assert json.loads(p.stdout) == json.loads(plain.stdout)
@@ -398,8 +437,11 @@ def test_a_quoted_header_over_plain_rows_reads_as_the_quoted_file(tmp_path):
     quoted = tmp_path / "quoted.csv"
     quoted.write_text('"a","b","c"\n' + "".join(f'"{i}","{i % 3}","{i * 0.25}"\n' for i in range(50)))
     reference = read_csv(str(quoted), engine="python")
-    cases = {'"a","b","c"\n': (["a", "b", "c"], 50), '\n"a b","b,c",c\n': (["a.b", "b.c", "c"], 50),
-             '"a","b","c"\n"7",1,0.5\n': (["a", "b", "c"], 51)}
+    cases = {
+        '"a","b","c"\n': (["a", "b", "c"], 50),
+        '\n"a b","b,c",c\n': (["a.b", "b.c", "c"], 50),
+        '"a","b","c"\n"7",1,0.5\n': (["a", "b", "c"], 51),
+    }
     for k, (head, (names, n)) in enumerate(cases.items()):
         path = tmp_path / f"h{k}.csv"
         path.write_text(head + rows)
@@ -408,8 +450,9 @@ def test_a_quoted_header_over_plain_rows_reads_as_the_quoted_file(tmp_path):
         if n == 50:
             for name, ref in zip(names, reference.columns.values(), strict=True):
                 np.testing.assert_array_equal(frame.columns[name], ref)
-            assert {names.index(c) for c in frame.int_columns} == {list(reference.columns).index(c)
-                                                                    for c in reference.int_columns}
+            assert {names.index(c) for c in frame.int_columns} == {
+                list(reference.columns).index(c) for c in reference.int_columns
+            }
 
 
 def test_a_byte_order_mark_before_a_blank_line_is_no_header(tmp_path):
@@ -433,4 +476,4 @@ def test_compressed_file_with_text_read_again_by_arrow(tmp_path):
     from mlmcli.io.csv_arrow import read_arrow
     from mlmcli.io.source import Source
 
-    assert read_arrow(Source.open(str(path)), ",", None, "d") is not None   # arrow's own result
+    assert read_arrow(Source.open(str(path)), ",", None, "d") is not None  # arrow's own result

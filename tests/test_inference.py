@@ -20,8 +20,7 @@ from tests.refcheck import at_lme4
 
 ROOT = Path(__file__).resolve().parent.parent
 REFS = ROOT / "tests" / "fixtures" / "inference"
-CASES = ["heck_ses", "heck_public", "sleep", "sleep_ml", "penicillin", "pastes", "factorial", "dye2",
-         "sleep_uncorr"]
+CASES = ["heck_ses", "heck_public", "sleep", "sleep_ml", "penicillin", "pastes", "factorial", "dye2", "sleep_uncorr"]
 # lme4 reads each bound off a spline through profile points; the exact crossing agrees to this
 # fraction of the interval's width (README: "Inference"; measured 6e-7 to 2.7e-4, the largest where
 # a variance is estimated as zero)
@@ -63,6 +62,7 @@ def assert_intervals(got: dict, want: dict, tol: float, names: str = "parameter"
 
 
 # ------------------------------------------------------------ confint
+
 
 @pytest.mark.parametrize("case", CASES)
 def test_wald_intervals_and_text_match_lme4(case):
@@ -120,6 +120,7 @@ def test_percent_labels_follow_format_perc():
 
 # ------------------------------------------------------------ anova
 
+
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("kind", [1, 2, 3])
 def test_anova_matches_lmertest(case, kind):
@@ -146,11 +147,12 @@ def test_f_upper_tail():
     # F(2, d2): P(F > f) = (1 + 2f/d2)^(-d2/2)
     assert f_upper(3.0, 2, 10) == pytest.approx(1.6**-5, rel=1e-12)
     assert f_upper(400.0, 2, 10) == pytest.approx(81.0**-5, rel=1e-10)
-    assert f_upper(1.0, 2, 2) == pytest.approx(0.5, rel=1e-12)                 # F(2,2): 1 / (1 + f)
+    assert f_upper(1.0, 2, 2) == pytest.approx(0.5, rel=1e-12)  # F(2,2): 1 / (1 + f)
     assert f_upper(0.0, 3, 7) == 1.0
 
 
 # ------------------------------------------------------------ ranova
+
 
 @pytest.mark.parametrize("case", CASES)
 def test_ranova_matches_lmertest(case):
@@ -167,6 +169,7 @@ def test_ranova_matches_lmertest(case):
 
 
 # ------------------------------------------------------------ command line
+
 
 def mlm(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mlmcli", *args], capture_output=True, text=True, cwd=ROOT)
@@ -204,11 +207,14 @@ def test_cli_anova_and_ranova():
     assert p.returncode == 0 and "(1 | g)" in p.stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    (("confint", DYE2, "Yield ~ 1 + (1|Batch)", "--level", "1.5"), "--level"),
-    (("confint", DYE2, "Yield ~ 1 + (1|Batch)", "--parm", "nope"), "no parameter 'nope'"),
-    (("anova", FACT, "y ~ x + (1|g)", "--type", "4"), "--type"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("confint", DYE2, "Yield ~ 1 + (1|Batch)", "--level", "1.5"), "--level"),
+        (("confint", DYE2, "Yield ~ 1 + (1|Batch)", "--parm", "nope"), "no parameter 'nope'"),
+        (("anova", FACT, "y ~ x + (1|g)", "--type", "4"), "--type"),
+    ],
+)
 def test_cli_bad_options_exit_2(args, message):
     p = mlm(*args)
     assert p.returncode == 2
@@ -219,8 +225,15 @@ def test_cli_bad_options_exit_2(args, message):
 
 
 def test_cli_fit_ci_adds_intervals_to_json():
-    p = mlm("fit", "tests/fixtures/lme4/data/sleepstudy.csv", "Reaction ~ Days + (Days|Subject)",
-            "--ci", "profile", "-f", "json")
+    p = mlm(
+        "fit",
+        "tests/fixtures/lme4/data/sleepstudy.csv",
+        "Reaction ~ Days + (Days|Subject)",
+        "--ci",
+        "profile",
+        "-f",
+        "json",
+    )
     assert p.returncode == 0, p.stderr
     fit = json.loads(p.stdout)
     jsonschema.validate(fit, schema("fit"))
@@ -234,18 +247,28 @@ def test_cli_fit_ci_adds_intervals_to_json():
 
 
 def test_cli_fit_ci_is_not_part_of_lme4_text():
-    p = mlm("fit", "tests/fixtures/lme4/data/sleepstudy.csv", "Reaction ~ Days + (Days|Subject)",
-            "--ci", "wald", "-f", "text")
+    p = mlm(
+        "fit",
+        "tests/fixtures/lme4/data/sleepstudy.csv",
+        "Reaction ~ Days + (Days|Subject)",
+        "--ci",
+        "wald",
+        "-f",
+        "text",
+    )
     assert p.returncode == 0
     assert "2.5 %" not in p.stdout and "--ci applies to json, table and csv output" in p.stderr
 
 
-@pytest.mark.parametrize(("command", "args"), [
-    ("confint", [DYE2, "Yield ~ 1 + (1|Batch)", "--method", "wald"]),
-    ("anova", [FACT, "y ~ f1*x + (1|g)"]),
-    ("ranova", [FACT, "y ~ f1*x + (1|g)"]),
-    ("fit", [DYE2, "Yield ~ 1 + (1|Batch)", "--ci", "wald"]),
-])
+@pytest.mark.parametrize(
+    ("command", "args"),
+    [
+        ("confint", [DYE2, "Yield ~ 1 + (1|Batch)", "--method", "wald"]),
+        ("anova", [FACT, "y ~ f1*x + (1|g)"]),
+        ("ranova", [FACT, "y ~ f1*x + (1|g)"]),
+        ("fit", [DYE2, "Yield ~ 1 + (1|Batch)", "--ci", "wald"]),
+    ],
+)
 def test_every_json_key_is_in_the_schema(command, args):
     from tests.test_cli_exit import undeclared
 
@@ -263,9 +286,17 @@ def test_profile_text_prints_lme4s_default_names():
     """confint(fit) prints .sig01, ..., .sigma (oldNames = TRUE); the JSON keeps oldNames = FALSE."""
     model, _ = fitted("sleep")
     got = confint_report(model, "profile")
-    assert [r["printed_name"] for r in got["intervals"]] == [".sig01", ".sig02", ".sig03", ".sigma",
-                                                             "(Intercept)", "Days"]
+    assert [r["printed_name"] for r in got["intervals"]] == [
+        ".sig01",
+        ".sig02",
+        ".sig03",
+        ".sigma",
+        "(Intercept)",
+        "Days",
+    ]
     assert [r["parameter"] for r in got["intervals"]] == [
-        r["parameter"] for r in ref("sleep")["confint_profile"]["intervals"]]
+        r["parameter"] for r in ref("sleep")["confint_profile"]["intervals"]
+    ]
     assert [line.split()[0] for line in confint_text(got).splitlines()[1:]] == [
-        r["printed_name"] for r in got["intervals"]]
+        r["printed_name"] for r in got["intervals"]
+    ]

@@ -21,8 +21,14 @@ HANG_GUARD = 300  # seconds; a fit of heck2011 takes about one
 
 
 def mlm(*args: str, env: dict | None = None, stdin: bytes | None = None) -> subprocess.CompletedProcess:
-    p = subprocess.run([sys.executable, "-m", "mlmcli", *args], input=stdin, capture_output=True,
-                       env={**os.environ, **(env or {})}, cwd=ROOT, timeout=HANG_GUARD)
+    p = subprocess.run(
+        [sys.executable, "-m", "mlmcli", *args],
+        input=stdin,
+        capture_output=True,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+        timeout=HANG_GUARD,
+    )
     return subprocess.CompletedProcess(p.args, p.returncode, p.stdout.decode(), p.stderr.decode())
 
 
@@ -51,8 +57,7 @@ def heck_fit() -> tuple[float, list[tuple[str, float, float]]]:
 def _fit_through_fifo(fifo: Path, payload: Path) -> subprocess.CompletedProcess:
     """`mlm fit FIFO` while `cat` writes `payload` into the FIFO."""
     os.mkfifo(fifo)
-    writer = subprocess.Popen(["sh", "-c", 'cat "$1" > "$2"', "sh", str(payload), str(fifo)],
-                              stderr=subprocess.DEVNULL)
+    writer = subprocess.Popen(["sh", "-c", 'cat "$1" > "$2"', "sh", str(payload), str(fifo)], stderr=subprocess.DEVNULL)
     try:
         return mlm("fit", str(fifo), MODEL, "-f", "json")
     finally:
@@ -109,8 +114,10 @@ def test_utf16_without_a_byte_order_mark_is_named(tmp_path):
     path = tmp_path / "heck2011.csv"
     path.write_bytes(HECK.read_text().encode("utf-16-le"))
     line = one_error_line(mlm("fit", str(path), MODEL))
-    assert line == (f"mlm: error: '{path}' looks like UTF-16 text without a byte-order mark: "
-                    "save it as UTF-8 (or as UTF-16 with its byte-order mark)")
+    assert line == (
+        f"mlm: error: '{path}' looks like UTF-16 text without a byte-order mark: "
+        "save it as UTF-8 (or as UTF-16 with its byte-order mark)"
+    )
 
 
 # ------------------------------------------------------------ binary and damaged files
@@ -149,8 +156,7 @@ def test_a_nul_byte_inside_a_field_names_its_line(tmp_path, engine, where):
     path = tmp_path / ("heck2011.csv.gz" if where.endswith("gzip") else "heck2011.csv")
     path.write_bytes(gzip.compress(data) if where.endswith("gzip") else data)
     line = one_error_line(mlm("fit", str(path), MODEL, env={"MLM_CSV_ENGINE": engine}))
-    assert line == (f"mlm: error: '{path}' line {target}: a NUL byte inside a field "
-                    "(the file is damaged or not text)")
+    assert line == (f"mlm: error: '{path}' line {target}: a NUL byte inside a field (the file is damaged or not text)")
 
 
 # ------------------------------------------------------------ column names and types
@@ -164,8 +170,9 @@ def test_a_duplicated_column_name_is_made_unique(tmp_path, suffix):
     import pyarrow.parquet as pq
 
     csv = tmp_path / "d.csv"
-    rows = [(57.1 + (i % 7) * 1.3 + (i % 3) * 0.7, 50.0 + (i % 11) * 0.9, 0.1 * (i % 5), f"s{i % 9}")
-            for i in range(180)]
+    rows = [
+        (57.1 + (i % 7) * 1.3 + (i % 3) * 0.7, 50.0 + (i % 11) * 0.9, 0.1 * (i % 5), f"s{i % 9}") for i in range(180)
+    ]
     csv.write_text("math,math,ses,school\n" + "".join(f"{a},{b},{c},{d}\n" for a, b, c, d in rows))
     columns = list(zip(*rows, strict=True))
     table = pa.Table.from_arrays([pa.array(c) for c in columns], names=["math", "math", "ses", "school"])
@@ -189,7 +196,7 @@ def test_numbers_with_one_word_are_read_as_text_with_a_note(tmp_path):
         lines[k] = ",".join(fields)
     path = tmp_path / "heck2011.csv"
     path.write_text("\n".join(lines) + "\n")
-    note = "mlm: note: column 'female' is read as text (a factor): values that are not numbers: \"n/a\", \"?\""
+    note = 'mlm: note: column \'female\' is read as text (a factor): values that are not numbers: "n/a", "?"'
     for engine in ENGINES:
         p = mlm("fit", str(path), "math ~ female + (1|schcode)", "-f", "json", env={"MLM_CSV_ENGINE": engine})
         assert p.returncode == 0, p.stderr

@@ -23,9 +23,22 @@ from tests.refcheck import at_lme4
 
 ROOT = Path(__file__).resolve().parent.parent
 REFS = ROOT / "tests" / "fixtures" / "kenward_roger"
-CASES = ["heck_seed1", "heck_seed2", "sleep", "sleep_uncorr", "penicillin", "pastes", "factorial", "dye2",
-         "nested3", "block3", "nested_slopes", "subjitem_nested", "subjitem_slopes"]
-SMALL = ["sleep", "sleep_uncorr", "penicillin", "pastes", "factorial", "dye2"]     # n <= 300: dense is cheap
+CASES = [
+    "heck_seed1",
+    "heck_seed2",
+    "sleep",
+    "sleep_uncorr",
+    "penicillin",
+    "pastes",
+    "factorial",
+    "dye2",
+    "nested3",
+    "block3",
+    "nested_slopes",
+    "subjitem_nested",
+    "subjitem_slopes",
+]
+SMALL = ["sleep", "sleep_uncorr", "penicillin", "pastes", "factorial", "dye2"]  # n <= 300: dense is cheap
 _fits: dict[str, tuple] = {}
 
 
@@ -47,6 +60,7 @@ def fitted(case: str):
 
 
 # ------------------------------------------------------------ a dense pbkrtest, for small n
+
 
 def dense_sigma_g(model) -> tuple[np.ndarray, list[np.ndarray]]:
     """pbkrtest's get_SigmaG: Sigma and the G_r as n x n matrices."""
@@ -159,6 +173,7 @@ def test_chunks_of_m_give_the_same_traces(case, monkeypatch):
 
 # ------------------------------------------------------------ against pbkrtest and lmerTest
 
+
 @pytest.mark.parametrize("case", CASES)
 def test_adjusted_covariance_and_df_match_pbkrtest(case):
     model, _ = fitted(case)
@@ -201,7 +216,7 @@ def test_multi_df_f_from_the_adjusted_covariance():
     model, _ = fitted("factorial")
     kr = model.kenward_roger()
     L = np.zeros((2, model.p))
-    L[0, 1] = L[1, 2] = 1.0                      # f1low, f1mid
+    L[0, 1] = L[1, 2] = 1.0  # f1low, f1mid
     F, q, ddf, scale = kr.ftest(L, model.beta)
     assert q == 2
     b = L @ model.beta
@@ -219,6 +234,7 @@ def test_full_row_rank_keeps_the_row_space(L):
 
 
 # ------------------------------------------------------------ command line
+
 
 def mlm(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mlmcli", *args], capture_output=True, text=True, cwd=ROOT)
@@ -260,25 +276,40 @@ def test_cli_kenward_roger_needs_reml(command):
     p = mlm(command, FACT, "y ~ x + (1|g)", "--ddf", "Kenward-Roger", "--ml")
     assert p.returncode == 2
     assert p.stderr.strip().splitlines() == [
-        "mlm: error: Kenward-Roger's method is only available for REML model fits: drop --ml or use "
-        "--ddf Satterthwaite"]
+        "mlm: error: Kenward-Roger's method is only available for REML model fits: drop --ml or use --ddf Satterthwaite"
+    ]
     assert p.stdout == ""
 
 
 @pytest.mark.parametrize("command", ["fit", "anova"])
 def test_cli_kenward_roger_refuses_prior_weights(command):
-    p = mlm(command, "tests/fixtures/weights/sleep_w.csv", "Reaction ~ Days + (Days|Subject)", "--weights", "w",
-            "--ddf", "Kenward-Roger")
+    p = mlm(
+        command,
+        "tests/fixtures/weights/sleep_w.csv",
+        "Reaction ~ Days + (Days|Subject)",
+        "--weights",
+        "w",
+        "--ddf",
+        "Kenward-Roger",
+    )
     assert p.returncode == 2 and p.stdout == ""
     assert p.stderr.strip().splitlines() == [
         "mlm: error: --ddf Kenward-Roger with --weights is not offered (pbkrtest leaves prior weights out of its "
-        "covariance): use --ddf Satterthwaite"]
+        "covariance): use --ddf Satterthwaite"
+    ]
 
 
 def test_cli_no_fixed_effects():
     """Nothing to adjust: the summary without a fixed-effects table, under either method."""
     for ddf in ("Kenward-Roger", "Satterthwaite"):
-        p = mlm("fit", "tests/fixtures/lme4/data/Penicillin.csv", "diameter ~ 0 + (1|plate) + (1|sample)",
-                "--ddf", ddf, "-f", "text")
+        p = mlm(
+            "fit",
+            "tests/fixtures/lme4/data/Penicillin.csv",
+            "diameter ~ 0 + (1|plate) + (1|sample)",
+            "--ddf",
+            ddf,
+            "-f",
+            "text",
+        )
         assert p.returncode == 0, p.stderr
         assert "Fixed effects" not in p.stdout and "Number of obs: 144" in p.stdout

@@ -19,7 +19,7 @@ from tests.test_optimum import ILLCOND, criterion, illcond_cases
 _OPTIMA = Path(__file__).parent / "fixtures" / "optima" / "optima.json"
 # (absent only while make_optima.py imports this file to write it; test_optima_cover_... fails then)
 OPTIMA = json.loads(_OPTIMA.read_text()) if _OPTIMA.exists() else {"fits": {}}
-SAME_REL = 1e-8     # the issue asks 1e-7 between kernels; they agree to ~1e-15 here
+SAME_REL = 1e-8  # the issue asks 1e-7 between kernels; they agree to ~1e-15 here
 
 
 @cache
@@ -27,11 +27,15 @@ def hard_fits() -> dict[str, tuple[float, Callable[[], float]]]:
     """id -> (lme4's criterion, our fit's criterion): the ill-conditioned fixtures and the suite."""
     out: dict[str, tuple[float, Callable[[], float]]] = {}
     for c in illcond_cases():
-        out[f"illcond/{c['id']}"] = (c["criterion"], lambda c=c: criterion(ILLCOND / "data" / c["data"],
-                                                                              c["formula"], c["reml"]))
+        out[f"illcond/{c['id']}"] = (
+            c["criterion"],
+            lambda c=c: criterion(ILLCOND / "data" / c["data"], c["formula"], c["reml"]),
+        )
     for c in fit_cases():
-        out[f"lme4/{c['id']}"] = (reference(c["id"])["fit"]["criterion"],
-                                  lambda c=c: criterion(SUITE / "data" / c["data"], c["formula"], c["reml"]))
+        out[f"lme4/{c['id']}"] = (
+            reference(c["id"])["fit"]["criterion"],
+            lambda c=c: criterion(SUITE / "data" / c["data"], c["formula"], c["reml"]),
+        )
     return out
 
 

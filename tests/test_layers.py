@@ -14,10 +14,21 @@ PACKAGE = Path(__file__).resolve().parent.parent / "mlmcli"
 # top to bottom: a module may import from its own layer and the layers below it
 LAYERS: list[tuple[str, list[str]]] = [
     ("command line and library entry", ["mlmcli", "mlmcli.__main__", "mlmcli.cli", "mlmcli.api"]),
-    ("statistics and the Dask engine", [
-        "mlmcli.pipeline", "mlmcli.confint", "mlmcli.anova", "mlmcli.ranova", "mlmcli.compare", "mlmcli.hypotheses",
-        "mlmcli.predict", "mlmcli.bootstrap", "mlmcli.modeltable", "mlmcli.distributed",
-    ]),
+    (
+        "statistics and the Dask engine",
+        [
+            "mlmcli.pipeline",
+            "mlmcli.confint",
+            "mlmcli.anova",
+            "mlmcli.ranova",
+            "mlmcli.compare",
+            "mlmcli.hypotheses",
+            "mlmcli.predict",
+            "mlmcli.bootstrap",
+            "mlmcli.modeltable",
+            "mlmcli.distributed",
+        ],
+    ),
     ("reports", ["mlmcli.report"]),
     ("renderers", ["mlmcli.render"]),
     # effects (ICC and Nakagawa's R²) is part of every fit's report, so it sits with the model
@@ -99,7 +110,7 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
         path.append(v)
         for w in sorted(edges.get(v, ())):
             if state.get(w) == 1:
-                return path[path.index(w):] + [w]
+                return path[path.index(w) :] + [w]
             if w not in state:
                 found = visit(w)
                 if found:

@@ -24,8 +24,9 @@ PASTES = str(DATA / "Pastes.csv")
 
 
 def mlm(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mlmcli", *args], capture_output=True, text=True,
-                          env={**os.environ}, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "mlmcli", *args], capture_output=True, text=True, env={**os.environ}, cwd=cwd
+    )
 
 
 def one_error_line(p: subprocess.CompletedProcess) -> str:
@@ -40,18 +41,23 @@ def one_error_line(p: subprocess.CompletedProcess) -> str:
 # ------------------------------------------------------- empty random-effects terms
 
 
-@pytest.mark.parametrize(("term", "label", "bar"), [
-    ("(0|Subject)", "0 | Subject", "|"),
-    ("(-1|Subject)", "-1 | Subject", "|"),
-    ("(0 + Days - Days|Subject)", "0 + Days - Days | Subject", "|"),
-    ("(1 - 1 + 0|Subject)", "1 - 1 + 0 | Subject", "|"),
-    ("(0||Subject)", "0 || Subject", "||"),
-])
+@pytest.mark.parametrize(
+    ("term", "label", "bar"),
+    [
+        ("(0|Subject)", "0 | Subject", "|"),
+        ("(-1|Subject)", "-1 | Subject", "|"),
+        ("(0 + Days - Days|Subject)", "0 + Days - Days | Subject", "|"),
+        ("(1 - 1 + 0|Subject)", "1 - 1 + 0 | Subject", "|"),
+        ("(0||Subject)", "0 || Subject", "||"),
+    ],
+)
 def test_an_empty_random_effects_term_is_a_user_error(term, label, bar):
     """lme4 stops at such a term ("length(theta) > 0L is not TRUE"); so does mlm, in plain words."""
     line = one_error_line(mlm("fit", SLEEP, f"Reaction ~ Days + {term}"))
-    assert line.startswith(f"mlm: error: the random-effects term ({label}) has no columns: put 1 or a "
-                           f"variable on the left of '{bar}' at position 20: Reaction ~ Days + (>>>")
+    assert line.startswith(
+        f"mlm: error: the random-effects term ({label}) has no columns: put 1 or a "
+        f"variable on the left of '{bar}' at position 20: Reaction ~ Days + (>>>"
+    )
 
 
 def test_an_empty_term_beside_others_is_refused_too():
@@ -66,24 +72,49 @@ def test_an_empty_term_beside_others_is_refused_too():
 # lmer(..., data) fits these formulas (the values below are R 4's, lme4 1.1-31, options(digits = 15)).
 GROUPING_REFERENCES = [
     # attach(ss); m <- lmer(Reaction ~ Days + (1|factor(Subject)), ss)
-    (SLEEP, "Reaction ~ Days + (1|factor(Subject))", {"factor(Subject)": 18}, [1.19788153282896],
-     30.9912338986441, 1786.46508539492, [251.405104848484, 10.467285959596],
-     [" factor(Subject) (Intercept) 1378.2   37.12   "]),
+    (
+        SLEEP,
+        "Reaction ~ Days + (1|factor(Subject))",
+        {"factor(Subject)": 18},
+        [1.19788153282896],
+        30.9912338986441,
+        1786.46508539492,
+        [251.405104848484, 10.467285959596],
+        [" factor(Subject) (Intercept) 1378.2   37.12   "],
+    ),
     # attach(P); m2 <- lmer(strength ~ 1 + (1|interaction(batch, cask)) + (1|batch), P)
-    (PASTES, "strength ~ 1 + (1|interaction(batch, cask)) + (1|batch)", {"interaction(batch, cask)": 30, "batch": 10},
-     [3.52690178773174, 1.56346140209686], 0.823407523446778, 246.990745853487, [60.0533333333354],
-     [" interaction(batch, cask) (Intercept) 8.434    2.9041  ",
-      " batch                    (Intercept) 1.657    1.2874  "]),
+    (
+        PASTES,
+        "strength ~ 1 + (1|interaction(batch, cask)) + (1|batch)",
+        {"interaction(batch, cask)": 30, "batch": 10},
+        [3.52690178773174, 1.56346140209686],
+        0.823407523446778,
+        246.990745853487,
+        [60.0533333333354],
+        [
+            " interaction(batch, cask) (Intercept) 8.434    2.9041  ",
+            " batch                    (Intercept) 1.657    1.2874  ",
+        ],
+    ),
     # m3 <- lmer(strength ~ 1 + (1|factor(batch):cask) + (1|batch), P)
-    (PASTES, "strength ~ 1 + (1|factor(batch):cask) + (1|batch)", {"factor(batch):cask": 30, "batch": 10},
-     [3.52690220896523, 1.56346001183544], 0.823407522595863, 246.990745853486, [60.053333333334],
-     [" factor(batch):cask (Intercept) 8.434    2.9041  ",
-      " batch              (Intercept) 1.657    1.2874  "]),
+    (
+        PASTES,
+        "strength ~ 1 + (1|factor(batch):cask) + (1|batch)",
+        {"factor(batch):cask": 30, "batch": 10},
+        [3.52690220896523, 1.56346001183544],
+        0.823407522595863,
+        246.990745853486,
+        [60.053333333334],
+        [" factor(batch):cask (Intercept) 8.434    2.9041  ", " batch              (Intercept) 1.657    1.2874  "],
+    ),
 ]
 
 
-@pytest.mark.parametrize(("data", "formula", "groups", "theta", "sigma", "reml", "beta", "lines"),
-                         GROUPING_REFERENCES, ids=[r[1] for r in GROUPING_REFERENCES])
+@pytest.mark.parametrize(
+    ("data", "formula", "groups", "theta", "sigma", "reml", "beta", "lines"),
+    GROUPING_REFERENCES,
+    ids=[r[1] for r in GROUPING_REFERENCES],
+)
 def test_grouping_factor_expressions_fit_as_lme4_fits_them(data, formula, groups, theta, sigma, reml, beta, lines):
     p = mlm("fit", data, formula, "-f", "json")
     assert p.returncode == 0, p.stderr
@@ -98,7 +129,7 @@ def test_grouping_factor_expressions_fit_as_lme4_fits_them(data, formula, groups
     assert text.returncode == 0, text.stderr
     out = text.stdout.splitlines()
     start = out.index("Random effects:")
-    assert out[start + 2:start + 2 + len(lines)] == lines
+    assert out[start + 2 : start + 2 + len(lines)] == lines
     groups_line = ", groups:  " + "; ".join(f"{g}, {k}" for g, k in groups.items())
     assert any(line.endswith(groups_line) for line in out), out
 
@@ -117,11 +148,14 @@ def test_interaction_levels_are_rs():
     p = mlm("ranef", PASTES, "strength ~ 1 + (1|interaction(batch, cask)) + (1|batch)", "-f", "csv")
     assert p.returncode == 0, p.stderr
     rows = list(csv.DictReader(io.StringIO(p.stdout)))[:4]
-    assert [(r["group"], r["level"]) for r in rows] == [("interaction(batch, cask)", lev)
-                                                         for lev in ("A.a", "B.a", "C.a", "D.a")]
-    np.testing.assert_allclose([float(r["value"]) for r in rows],
-                               [1.774686285371947, 0.883655895342906, -2.572209328732687, -3.052808698711910],
-                               rtol=1e-5)
+    assert [(r["group"], r["level"]) for r in rows] == [
+        ("interaction(batch, cask)", lev) for lev in ("A.a", "B.a", "C.a", "D.a")
+    ]
+    np.testing.assert_allclose(
+        [float(r["value"]) for r in rows],
+        [1.774686285371947, 0.883655895342906, -2.572209328732687, -3.052808698711910],
+        rtol=1e-5,
+    )
 
 
 def test_predictions_find_levels_of_grouping_expressions(tmp_path):
@@ -137,11 +171,16 @@ def test_predictions_find_levels_of_grouping_expressions(tmp_path):
     doc = json.loads(mlm("fit", PASTES, formula, "-f", "json").stdout)
     intercept = doc["fixed_effects"][0]["estimate"]
     effects = {(r["group"], r["level"]): r["value"] for r in fit["ranef"]}
-    np.testing.assert_allclose(fitted, [intercept + effects[("interaction(batch, cask)", "A.a")]
-                                        + effects[("batch", "A")], intercept], rtol=1e-9)
+    np.testing.assert_allclose(
+        fitted,
+        [intercept + effects[("interaction(batch, cask)", "A.a")] + effects[("batch", "A")], intercept],
+        rtol=1e-9,
+    )
     line = one_error_line(mlm("predict", PASTES, formula, "--newdata", str(new)))
-    assert line == ("mlm: error: new levels detected in newdata: K.a (give --allow-new-levels to predict them "
-                    "without their random effects)")
+    assert line == (
+        "mlm: error: new levels detected in newdata: K.a (give --allow-new-levels to predict them "
+        "without their random effects)"
+    )
 
 
 # ------------------------------------------------------- columns missing in every row
@@ -159,11 +198,16 @@ def _sleep_with(tmp_path: Path, response_missing: bool) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize(("formula", "message"), [
-    ("Reaction ~ Days + (1|Subject)", "the response column 'Reaction' is missing in every row"),
-    ("log(Reaction) ~ Days + (1|Subject)",
-     "the response 'log(Reaction)' is missing in every row, as its column 'Reaction' is"),
-])
+@pytest.mark.parametrize(
+    ("formula", "message"),
+    [
+        ("Reaction ~ Days + (1|Subject)", "the response column 'Reaction' is missing in every row"),
+        (
+            "log(Reaction) ~ Days + (1|Subject)",
+            "the response 'log(Reaction)' is missing in every row, as its column 'Reaction' is",
+        ),
+    ],
+)
 def test_an_empty_response_column_is_named_as_missing(tmp_path, formula, message):
     """A column of NA alone reads as logical (as in R); the error says it is empty, not TRUE/FALSE."""
     data = _sleep_with(tmp_path, response_missing=True)
@@ -171,15 +215,24 @@ def test_an_empty_response_column_is_named_as_missing(tmp_path, formula, message
         assert one_error_line(mlm(command, data, formula)) == f"mlm: error: {message}"
 
 
-@pytest.mark.parametrize(("formula", "options", "message"), [
-    ("Reaction ~ Days + x + (1|Subject)", (), "column 'x' is missing in every row; no rows are left"),
-    ("Reaction ~ Days + (1|x)", (), "column 'x' is missing in every row; no rows are left"),
-    ("Reaction ~ Days + log(x) + (1|Subject)", (),
-     "'log(x)' is missing in every row, as its column 'x' is; no rows are left"),
-    ("Reaction ~ log(-Days - 1) + (1|Subject)", (),
-     "'log(-Days - 1)' is missing (NA or NaN) in every row; no rows are left"),
-    ("Reaction ~ Days + (1|Subject)", ("--weights", "x"), "--weights x: the column is missing in every row"),
-])
+@pytest.mark.parametrize(
+    ("formula", "options", "message"),
+    [
+        ("Reaction ~ Days + x + (1|Subject)", (), "column 'x' is missing in every row; no rows are left"),
+        ("Reaction ~ Days + (1|x)", (), "column 'x' is missing in every row; no rows are left"),
+        (
+            "Reaction ~ Days + log(x) + (1|Subject)",
+            (),
+            "'log(x)' is missing in every row, as its column 'x' is; no rows are left",
+        ),
+        (
+            "Reaction ~ log(-Days - 1) + (1|Subject)",
+            (),
+            "'log(-Days - 1)' is missing (NA or NaN) in every row; no rows are left",
+        ),
+        ("Reaction ~ Days + (1|Subject)", ("--weights", "x"), "--weights x: the column is missing in every row"),
+    ],
+)
 def test_an_empty_predictor_column_is_named(tmp_path, formula, options, message):
     data = _sleep_with(tmp_path, response_missing=False)
     assert one_error_line(mlm("fit", data, formula, *options)) == f"mlm: error: {message}"
@@ -188,16 +241,21 @@ def test_an_empty_predictor_column_is_named(tmp_path, formula, options, message)
 # ------------------------------------------------------- --where too deep
 
 
-@pytest.mark.parametrize("where", [
-    "(" * 5000 + "Days > 1" + ")" * 5000,
-    "not " * 5000 + "Days > 1",
-    " and ".join(["Days > 1"] * 5000),
-])
+@pytest.mark.parametrize(
+    "where",
+    [
+        "(" * 5000 + "Days > 1" + ")" * 5000,
+        "not " * 5000 + "Days > 1",
+        " and ".join(["Days > 1"] * 5000),
+    ],
+)
 def test_a_where_nested_too_deeply_names_where(tmp_path, where):
     out = tmp_path / "p.png"
     p = mlm("plot", SLEEP, "Reaction ~ Days + (1|Subject)", "--kind", "caterpillar", "-o", str(out), "--where", where)
-    assert one_error_line(p) == ("mlm: error: --where: the expression is nested too deeply or has too many terms "
-                                 f"to process ({len(where)} characters)")
+    assert one_error_line(p) == (
+        "mlm: error: --where: the expression is nested too deeply or has too many terms "
+        f"to process ({len(where)} characters)"
+    )
     assert not out.exists()
 
 
@@ -216,9 +274,11 @@ def test_a_missing_group_in_new_data_names_the_option(tmp_path):
     new = tmp_path / "new.csv"
     new.write_text("Days,Subject\n1,\n")
     line = one_error_line(mlm("predict", SLEEP, "Reaction ~ Days + (Days|Subject)", "--newdata", str(new)))
-    assert line == ("mlm: error: NAs are not allowed in prediction data for grouping variables unless "
-                    "allow.new.levels is TRUE (give --allow-new-levels to predict those rows without their random "
-                    "effects)")
+    assert line == (
+        "mlm: error: NAs are not allowed in prediction data for grouping variables unless "
+        "allow.new.levels is TRUE (give --allow-new-levels to predict those rows without their random "
+        "effects)"
+    )
     p = mlm("predict", SLEEP, "Reaction ~ Days + (Days|Subject)", "--newdata", str(new), "--allow-new-levels")
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines()[0] == "Days,Subject,.fitted"
@@ -229,20 +289,35 @@ def test_a_missing_group_in_new_data_names_the_option(tmp_path):
 SS = "Reaction ~ Days + (1|Subject)"
 
 
-@pytest.mark.parametrize(("command", "formulas"), [
-    ("fit", [SS]), ("tau", [SS]), ("ranef", [SS]), ("predict", [SS]), ("augment", [SS]), ("confint", [SS]),
-    ("anova", [SS]), ("ranova", [SS]), ("plot", [SS]), ("table", [SS]), ("compare", [SS, "Reaction ~ (1|Subject)"]),
-])
+@pytest.mark.parametrize(
+    ("command", "formulas"),
+    [
+        ("fit", [SS]),
+        ("tau", [SS]),
+        ("ranef", [SS]),
+        ("predict", [SS]),
+        ("augment", [SS]),
+        ("confint", [SS]),
+        ("anova", [SS]),
+        ("ranova", [SS]),
+        ("plot", [SS]),
+        ("table", [SS]),
+        ("compare", [SS, "Reaction ~ (1|Subject)"]),
+    ],
+)
 def test_swapped_data_and_formula_are_named_with_the_usage(command, formulas):
     line = one_error_line(mlm(command, formulas[0], SLEEP, *formulas[1:]))
     usage = "DATA FORMULA..." if command in ("table", "compare") else "DATA FORMULA"
     assert line == f"mlm: error: DATA and FORMULA look swapped: usage: mlm {command} [OPTIONS] {usage}"
 
 
-@pytest.mark.parametrize("args", [
-    ["-f", "json", SS, "no-such-file.parquet"],     # by the suffix, even when the file is not there
-    [SS, "-f", "json", "tests/fixtures/lme4/data/PASTES.CSV"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-f", "json", SS, "no-such-file.parquet"],  # by the suffix, even when the file is not there
+        [SS, "-f", "json", "tests/fixtures/lme4/data/PASTES.CSV"],
+    ],
+)
 def test_swapped_arguments_are_found_among_options(args):
     line = one_error_line(mlm("fit", *args))
     assert line == "mlm: error: DATA and FORMULA look swapped: usage: mlm fit [OPTIONS] DATA FORMULA"

@@ -30,8 +30,13 @@ SCHEMA = json.loads((ROOT / "mlmcli" / "schemas" / "table.schema.json").read_tex
 
 
 def mlm(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mlmcli", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.run(
+        [sys.executable, "-m", "mlmcli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 def run_json(*args: str) -> dict:
@@ -75,7 +80,15 @@ def test_json_follows_the_schema_and_has_fit_s_numbers(report, fits):
 
 def test_stars_thresholds():
     assert [stars(p) for p in (0.0009, 0.001, 0.0099, 0.01, 0.049, 0.05, 0.5, None)] == [
-        "***", "**", "**", "*", "*", "", "", ""]
+        "***",
+        "**",
+        "**",
+        "*",
+        "*",
+        "",
+        "",
+        "",
+    ]
 
 
 def test_cells_are_the_rounded_numbers(report):
@@ -90,8 +103,12 @@ def test_cells_are_the_rounded_numbers(report):
             else:
                 assert cell.text == f"{fe['estimate']:.3f}" and cell.stars == stars(fe["p_value"])
     labels = [r.label for r in grid if r.part == "random"]
-    assert labels == ["SD (Intercept Subject)", "SD (Days Subject)", "Cor (Intercept~Days Subject)",
-                      "SD (Observations)"]
+    assert labels == [
+        "SD (Intercept Subject)",
+        "SD (Days Subject)",
+        "Cor (Intercept~Days Subject)",
+        "SD (Observations)",
+    ]
     gof = {r.label: [c.text for c in r.cells] for r in grid if r.part == "gof"}
     assert gof["Num.Obs."] == ["180", "180"] and gof["N (Subject)"] == ["18", "18"]
     assert gof["AIC"] == [f"{m['aic']:.1f}" for m in report["models"]]
@@ -129,19 +146,20 @@ def test_latex_is_a_booktabs_tabular_with_escapes(report):
     end = lines.index("\\end{tabular}")
     assert lines[end - 1] == "\\bottomrule" and lines[-1] == "\\end{table}"
     assert lines.count("\\toprule") == lines.count("\\bottomrule") == 1 and lines.count("\\midrule") == 3
-    body = lines[4:lines.index("\\bottomrule")]
+    body = lines[4 : lines.index("\\bottomrule")]
     for line in body:
         if line != "\\midrule":
             assert len(_cells(line)) == 3, line
             assert line.count("$") % 2 == 0 and line.count("{") - line.count("\\{") == line.count("}") - line.count(
-                "\\}"), line
+                "\\}"
+            ), line
     assert body[0] == " & Intercepts\\_only & Slopes \\& 100\\% \\\\"
     assert "I(Days\\textasciicircum{}2) & " in text and "Cor (Intercept$\\sim$Days Subject)" in text
     days = report["models"][0]["fixed_effects"][1]
     assert f"Days & ${days['estimate']:.3f}^{{***}}$ & " in text
     # the notes in small type under the tabular (a cell spanning it would widen its last column)
-    assert lines[end + 1:end + 3] == ["\\par\\smallskip", "{\\footnotesize"]
-    notes = lines[end + 3:-1]
+    assert lines[end + 1 : end + 3] == ["\\par\\smallskip", "{\\footnotesize"]
+    notes = lines[end + 3 : -1]
     assert len(notes) == 3 and all(n.endswith(" \\\\") for n in notes[:-1]) and notes[-1].endswith("\\par}")
     assert notes[0].startswith("$^{*}$p \\textless{} 0.05, $^{**}$p \\textless{} 0.01, $^{***}$p \\textless{} 0.001")
 
@@ -179,7 +197,7 @@ class _Tags(HTMLParser):
 
 def test_html_is_a_well_formed_page(report):
     text = html_table(report)
-    assert text.startswith("<!DOCTYPE html>\n<html lang=\"en\">")
+    assert text.startswith('<!DOCTYPE html>\n<html lang="en">')
     p = _Tags()
     p.feed(text)
     p.close()

@@ -19,7 +19,7 @@ from mlmcli.model import at_theta, fit_model
 from tests.refcheck import SUITE, fit_cases, reference
 
 ILLCOND = Path(__file__).parent / "fixtures" / "illcond"
-NOT_WORSE = 1e-6      # ours may exceed lme4's criterion by rounding only
+NOT_WORSE = 1e-6  # ours may exceed lme4's criterion by rounding only
 STOPPED_SHORT = 1e-3  # lme4's criterion above ours by more: lme4 stopped before the optimum
 
 
@@ -58,7 +58,8 @@ def test_fixtures_are_ill_conditioned():
 def test_illcond_not_worse_than_lme4(case):
     ours = illcond_criterion(case["id"])
     assert ours <= case["criterion"] + NOT_WORSE, (
-        f"{case['id']}: ours {ours!r} > lme4 {case['criterion']!r} ({case['formula']})")
+        f"{case['id']}: ours {ours!r} > lme4 {case['criterion']!r} ({case['formula']})"
+    )
 
 
 def test_lme4_stops_short_only_where_it_says_so():
@@ -85,7 +86,8 @@ def test_reference_suite_not_worse_than_lme4(case):
     ref = reference(case["id"])["fit"]
     ours = criterion(SUITE / "data" / case["data"], case["formula"], case["reml"])
     assert ours <= ref["criterion"] + NOT_WORSE, (
-        f"{case['id']}: ours {ours!r} > lme4 {ref['criterion']!r} ({case['formula']})")
+        f"{case['id']}: ours {ours!r} > lme4 {ref['criterion']!r} ({case['formula']})"
+    )
 
 
 @pytest.mark.parametrize("case", [c for c in illcond_cases() if c.get("well_scaled")], ids=lambda c: c["id"])
@@ -105,8 +107,23 @@ def test_command_line_optimizer_switch():
     data = str(ILLCOND / "data" / "Sitka.csv")
     out = {}
     for choice in ("robust", "lme4"):
-        p = subprocess.run([sys.executable, "-m", "mlmcli", "fit", data, "size ~ Time * treat + (Time|tree)", "--ml",
-                            "-f", "json", "--optimizer", choice], capture_output=True, text=True)
+        p = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mlmcli",
+                "fit",
+                data,
+                "size ~ Time * treat + (Time|tree)",
+                "--ml",
+                "-f",
+                "json",
+                "--optimizer",
+                choice,
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert p.returncode == 0, p.stderr
         out[choice] = _json.loads(p.stdout)
     assert out["robust"]["criterion"] == pytest.approx(98.0705, abs=1e-3)
@@ -117,8 +134,12 @@ def test_command_line_optimizer_switch():
     assert out["lme4"]["criterion"] >= out["robust"]["criterion"] - 1e-9
 
 
-CONVERGENCE_WARNINGS = ("Model failed to converge", "unable to evaluate scaled gradient",
-                        "Hessian is numerically singular", "Model is nearly unidentifiable")
+CONVERGENCE_WARNINGS = (
+    "Model failed to converge",
+    "unable to evaluate scaled gradient",
+    "Hessian is numerically singular",
+    "Model is nearly unidentifiable",
+)
 
 
 def _masked(messages: list[str]) -> list[str]:
@@ -171,6 +192,9 @@ def test_illcond_optimum_and_its_warnings(case):
             assert _masked(model.warnings) == _masked(lme4_says)
     else:
         assert lme4_warned or ref["singular"], (theirs, model.criterion)
-    extra = [w for w in model.warnings if w not in lme4_says
-             and not w.startswith((*CONVERGENCE_WARNINGS, "boundary (singular) fit"))]
+    extra = [
+        w
+        for w in model.warnings
+        if w not in lme4_says and not w.startswith((*CONVERGENCE_WARNINGS, "boundary (singular) fit"))
+    ]
     assert extra == []

@@ -101,8 +101,10 @@ def test_sep_sheet_and_engine_memory_read_the_same_data(command, tmp_path):
     book.save(tmp_path / "xl" / "sleepstudy.xlsx")
     expected = result(run(command, SLEEP, tmp_path=tmp_path))
     assert result(run(command, semicolons, "--sep", ";", tmp_path=tmp_path)) == expected
-    assert result(run(command, str(tmp_path / "xl" / "sleepstudy.xlsx"), "--sheet", "wave 2",
-                      tmp_path=tmp_path)) == expected
+    assert (
+        result(run(command, str(tmp_path / "xl" / "sleepstudy.xlsx"), "--sheet", "wave 2", tmp_path=tmp_path))
+        == expected
+    )
     assert result(run(command, SLEEP, "--engine", "memory", "--timeout", "5", tmp_path=tmp_path)) == expected
 
 
@@ -110,14 +112,13 @@ def test_sep_sheet_and_engine_memory_read_the_same_data(command, tmp_path):
 def test_weights_and_offset_on_every_command(command, tmp_path):
     """--weights and --offset name columns on every command; weights of 1 and an offset of 0 change nothing."""
     rows = sleep_rows()
-    data = write_csv(tmp_path / "w" / "sleepstudy.csv",
-                     [rows[0] + ["w", "off"]] + [r + ["1", "0"] for r in rows[1:]])
+    data = write_csv(tmp_path / "w" / "sleepstudy.csv", [rows[0] + ["w", "off"]] + [r + ["1", "0"] for r in rows[1:]])
     plain = result(run(command, data, tmp_path=tmp_path))
     weighted = result(run(command, data, "--weights", "w", "--offset", "off", tmp_path=tmp_path))
-    if command == "fit":   # the json names the columns
+    if command == "fit":  # the json names the columns
         assert (weighted.pop("weights"), weighted.pop("offset")) == ("w", "off")
         plain.pop("weights"), plain.pop("offset")
-    if command in ("predict", "augment"):   # lme4's model frame has the (weights) and (offset) columns
+    if command in ("predict", "augment"):  # lme4's model frame has the (weights) and (offset) columns
         return
     assert weighted == plain
 
@@ -139,20 +140,25 @@ def test_commands_that_need_the_rows_refuse_dask(command, tmp_path):
 
 def test_dask_refuses_where_and_the_methods_that_need_rows():
     assert "--where is not offered with --engine dask" in one_error_line(
-        mlm("fit", SLEEP, SS, "--engine", "dask", "--where", WHERE))
+        mlm("fit", SLEEP, SS, "--engine", "dask", "--where", WHERE)
+    )
     assert "--method profile is not offered with --engine dask" in one_error_line(
-        mlm("confint", SLEEP, SS, "--engine", "dask"))
+        mlm("confint", SLEEP, SS, "--engine", "dask")
+    )
 
 
 # ------------------------------------------------------------ the dask scheduler
 
 
-@pytest.mark.parametrize(("address", "says"), [
-    ("not a url", "is not an address"),
-    ("http://127.0.0.1:8786", "has an unknown protocol 'http://'"),
-    ("tcp://127.0.0.1", "has no port"),
-    ("127.0.0.1:99999", "has the port '99999', not a number from 1 to 65535"),
-])
+@pytest.mark.parametrize(
+    ("address", "says"),
+    [
+        ("not a url", "is not an address"),
+        ("http://127.0.0.1:8786", "has an unknown protocol 'http://'"),
+        ("tcp://127.0.0.1", "has no port"),
+        ("127.0.0.1:99999", "has the port '99999', not a number from 1 to 65535"),
+    ],
+)
 def test_a_malformed_scheduler_address_is_named(address, says):
     line = one_error_line(mlm("fit", SLEEP, SS, "--engine", "dask", "--scheduler", address))
     assert f"the dask scheduler address {address!r} {says}" in line and "tcp://HOST:PORT" in line
@@ -170,7 +176,7 @@ def silent_server():
         try:
             while True:
                 accepted.append(server.accept()[0])
-        except OSError:   # closed at the end of the test
+        except OSError:  # closed at the end of the test
             pass
 
     thread = threading.Thread(target=serve, daemon=True)
@@ -186,8 +192,10 @@ def test_a_scheduler_that_never_answers_is_given_up(command, silent_server):
     formulas = ["Reaction ~ Days + (1|Subject)", SS] if command == "compare" else [SS]
     p = mlm(command, SLEEP, *formulas, "--engine", "dask", "--scheduler", silent_server, "--timeout", "1")
     line = one_error_line(p)
-    assert line == (f"mlm: error: the dask scheduler at {silent_server} took the connection but did not answer "
-                    "within 1 second (--timeout)")
+    assert line == (
+        f"mlm: error: the dask scheduler at {silent_server} took the connection but did not answer "
+        "within 1 second (--timeout)"
+    )
     assert p.stdout == ""
 
 
@@ -216,20 +224,32 @@ def test_help_shows_examples_that_run(command, tmp_path):
     for folder in ("sample_data", "tests"):
         (tmp_path / folder).symlink_to(ROOT / folder)
     for line in lines:
-        script = f"set -o pipefail; mlm() {{ {shlex.quote(sys.executable)} -m mlmcli \"$@\"; }}; {line}"
-        p = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=tmp_path,
-                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+        script = f'set -o pipefail; mlm() {{ {shlex.quote(sys.executable)} -m mlmcli "$@"; }}; {line}'
+        p = subprocess.run(
+            ["bash", "-c", script],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        )
         assert p.returncode == 0, (line, p.stderr)
         assert p.stdout or list(tmp_path.glob("*.*")), line
 
 
 def test_mlm_man_prints_the_page_into_a_pipe():
-    p = subprocess.run(["bash", "-c", f"set -o pipefail; {shlex.quote(sys.executable)} -m mlmcli man | head -4"],
-                       capture_output=True, text=True, cwd=ROOT)
+    p = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {shlex.quote(sys.executable)} -m mlmcli man | head -4"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines()[:4] == [
-        "MLM(1)", "", "NAME",
-        "       mlm - multilevel (linear mixed-effects) models from the command line, with lme4's numbers"]
+        "MLM(1)",
+        "",
+        "NAME",
+        "       mlm - multilevel (linear mixed-effects) models from the command line, with lme4's numbers",
+    ]
     whole = mlm("man")
     assert whole.returncode == 0 and whole.stderr == ""
     assert "WHERE EXPRESSIONS" in whole.stdout and "EXIT STATUS" in whole.stdout
@@ -259,14 +279,17 @@ def test_a_table_too_wide_for_the_terminal_is_the_text_layout(command):
 # ------------------------------------------------------------ the plot schema
 
 
-@pytest.mark.parametrize(("data", "formula", "options"), [
-    (SLEEP, SS, ["--kind", "ranef"]),
-    (SLEEP, SS, ["--kind", "caterpillar"]),
-    (SLEEP, SS, ["--kind", "spaghetti", "--where", WHERE]),
-    (HECK, "math ~ ses*public + (ses|schcode)", ["--kind", "fitted", "--by", "public", "--where", "schcode <= 40"]),
-    (SLEEP, SS, ["--kind", "residuals"]),
-    (SLEEP, SS, ["--kind", "profile"]),
-])
+@pytest.mark.parametrize(
+    ("data", "formula", "options"),
+    [
+        (SLEEP, SS, ["--kind", "ranef"]),
+        (SLEEP, SS, ["--kind", "caterpillar"]),
+        (SLEEP, SS, ["--kind", "spaghetti", "--where", WHERE]),
+        (HECK, "math ~ ses*public + (ses|schcode)", ["--kind", "fitted", "--by", "public", "--where", "schcode <= 40"]),
+        (SLEEP, SS, ["--kind", "residuals"]),
+        (SLEEP, SS, ["--kind", "profile"]),
+    ],
+)
 def test_plot_json_follows_the_schema_mlm_schema_prints(data, formula, options, tmp_path):
     printed = mlm("schema", "plot")
     assert printed.returncode == 0
@@ -312,8 +335,15 @@ def test_rows_left_out_for_missing_values_are_noted(command, tmp_path):
 def test_one_row_left_out_is_noted_in_the_singular(tmp_path):
     rows = sleep_rows()
     rows[5][0] = "NA"
-    p = mlm("compare", write_csv(tmp_path / "sleepstudy.csv", rows), "Reaction ~ Days + (1|Subject)", SS,
-            "-f", "json", "--strict")
+    p = mlm(
+        "compare",
+        write_csv(tmp_path / "sleepstudy.csv", rows),
+        "Reaction ~ Days + (1|Subject)",
+        SS,
+        "-f",
+        "json",
+        "--strict",
+    )
     assert p.returncode == 3
     # both models lost the same row: one note
     assert p.stderr.count("left out") == 1

@@ -133,8 +133,9 @@ def test_ranef_points_are_the_blups_and_tau_correlation(heck, tmp_path):
     Tau = model.varcomps()[0].covariance
     assert out["correlation"] == pytest.approx(Tau[0, 1] / math.sqrt(Tau[0, 0] * Tau[1, 1]), abs=1e-12)
     # lme4 finds this fit singular too: correlation -1
-    assert out["correlation"] == pytest.approx(reference("heck_seed1_reml")["tau"]["groups"][0]["correlation"][0][1],
-                                               abs=1e-3)
+    assert out["correlation"] == pytest.approx(
+        reference("heck_seed1_reml")["tau"]["groups"][0]["correlation"][0][1], abs=1e-3
+    )
     assert out["correlation_of_estimates"] == pytest.approx(np.corrcoef(x, y)[0, 1], abs=1e-12)
 
 
@@ -179,12 +180,15 @@ def test_ranef_needs_two_terms(penicillin, tmp_path):
     assert not (tmp_path / "p.png").exists()
 
 
-@pytest.mark.parametrize("kw, message", [
-    ({"x": "female"}, "--x 'female' is not a random-effect term of schcode"),
-    ({"x": "ses", "y": "ses"}, "the same term"),
-    ({"group": "school"}, "--group 'school' is not a grouping factor"),
-    ({"by": "public"}, "--by is not used by the ranef plot"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"x": "female"}, "--x 'female' is not a random-effect term of schcode"),
+        ({"x": "ses", "y": "ses"}, "the same term"),
+        ({"group": "school"}, "--group 'school' is not a grouping factor"),
+        ({"by": "public"}, "--by is not used by the ranef plot"),
+    ],
+)
 def test_ranef_option_errors(heck, tmp_path, kw, message):
     model, frame = heck
     with pytest.raises(MlmError, match=message) as e:
@@ -330,8 +334,9 @@ def test_spaghetti_draws_a_reproducible_sample_of_groups_each_line_over_its_own_
     # a colour of the colour-blind-safe palette for each group, named in the legend
     from matplotlib.colors import to_rgba
 
-    np.testing.assert_allclose(ax.collections[1].get_colors()[:, :3],
-                               [to_rgba(c)[:3] for c in PALETTE[:DEFAULT_GROUPS]])
+    np.testing.assert_allclose(
+        ax.collections[1].get_colors()[:, :3], [to_rgba(c)[:3] for c in PALETTE[:DEFAULT_GROUPS]]
+    )
     assert [t.get_text() for t in ax.get_legend().get_texts()] == levels
     # the same seed draws the same groups; another seed others; a larger sample keeps the smaller one's
     again = draw(model, frame, small(tmp_path, "spaghetti"))
@@ -486,8 +491,12 @@ def test_fitted_errors(heck, penicillin, tmp_path):
 def test_residual_panels(penicillin, tmp_path):
     model, frame = penicillin
     out = draw(model, frame, small(tmp_path, "residuals"))
-    assert out["panels"] == ["residuals_vs_fitted", "qq_residuals", "qq_ranef:plate:(Intercept)",
-                             "qq_ranef:sample:(Intercept)"]
+    assert out["panels"] == [
+        "residuals_vs_fitted",
+        "qq_residuals",
+        "qq_ranef:plate:(Intercept)",
+        "qq_ranef:sample:(Intercept)",
+    ]
     pts = out["points"]
     rvf = [p for p in pts if p["panel"] == "residuals_vs_fitted"]
     y = frame.columns["diameter"]
@@ -546,11 +555,22 @@ def assert_all_text_inside(fig, drawn) -> None:
     assert not any("did not fit" in n for n in drawn.notes)  # nothing had to be left out
 
 
-CASES = [("heck", "ranef", {}), ("heck", "caterpillar", {}), ("heck", "spaghetti", {}), ("heck", "fitted", {}),
-         ("heck", "residuals", {}), ("heck_public", "fitted", {"by": "public"}),
-         ("heck_public", "spaghetti", {"by": "public"}), ("sleep", "ranef", {}), ("sleep", "caterpillar", {}),
-         ("sleep", "spaghetti", {"groups": 0}), ("sleep", "fitted", {}), ("sleep", "residuals", {}),
-         ("penicillin", "caterpillar", {}), ("penicillin", "residuals", {})]
+CASES = [
+    ("heck", "ranef", {}),
+    ("heck", "caterpillar", {}),
+    ("heck", "spaghetti", {}),
+    ("heck", "fitted", {}),
+    ("heck", "residuals", {}),
+    ("heck_public", "fitted", {"by": "public"}),
+    ("heck_public", "spaghetti", {"by": "public"}),
+    ("sleep", "ranef", {}),
+    ("sleep", "caterpillar", {}),
+    ("sleep", "spaghetti", {"groups": 0}),
+    ("sleep", "fitted", {}),
+    ("sleep", "residuals", {}),
+    ("penicillin", "caterpillar", {}),
+    ("penicillin", "residuals", {}),
+]
 
 
 @pytest.mark.parametrize("size", ["screen", "journal", "journal-paper"])
@@ -593,8 +613,11 @@ def test_type_and_lines_scale_with_the_figure_and_paper_is_thinner(figure, sleep
 
 def test_paper_png_defaults_to_300_dpi(sleep, tmp_path):
     model, frame = sleep
-    out = draw(model, frame, PlotOptions(kind="caterpillar", output=str(tmp_path / "p.png"), width=3.5, height=3.0,
-                                         theme="paper"))
+    out = draw(
+        model,
+        frame,
+        PlotOptions(kind="caterpillar", output=str(tmp_path / "p.png"), width=3.5, height=3.0, theme="paper"),
+    )
     assert png_size(str(tmp_path / "p.png")) == (1050, 900) == (out["width_px"], out["height_px"])
     assert out["theme"] == "paper"
 
@@ -610,13 +633,16 @@ def test_caption_and_title_can_be_removed_or_replaced(figure, sleep, tmp_path):
     assert _caption_of(fig).startswith("Reaction ~ Days + (Days|Subject)   ·   REML   ·   180 observations")
 
 
-@pytest.mark.parametrize("kw, message", [
-    ({"kind": "spaghetti", "groups": -1}, "--groups must be 0 (all) or a positive count"),
-    ({"kind": "ranef", "groups": 5}, "--groups is not used by the ranef plot"),
-    ({"kind": "fitted", "seed": 5}, "--seed is not used by the fitted plot"),
-    ({"kind": "spaghetti", "seed": -2}, "--seed must be 0 or more, got -2"),
-    ({"kind": "ranef", "theme": "print"}, "unknown --theme 'print'"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"kind": "spaghetti", "groups": -1}, "--groups must be 0 (all) or a positive count"),
+        ({"kind": "ranef", "groups": 5}, "--groups is not used by the ranef plot"),
+        ({"kind": "fitted", "seed": 5}, "--seed is not used by the fitted plot"),
+        ({"kind": "spaghetti", "seed": -2}, "--seed must be 0 or more, got -2"),
+        ({"kind": "ranef", "theme": "print"}, "unknown --theme 'print'"),
+    ],
+)
 def test_new_option_errors(sleep, tmp_path, kw, message):
     model, frame = sleep
     kind = kw.pop("kind")
@@ -688,50 +714,56 @@ def toy() -> Frame:
     return Frame(name="toy", columns=cols, n_rows=6)
 
 
-@pytest.mark.parametrize("expr, rows", [
-    ("x <= 2", [0, 1, 5]),
-    ("x<=2", [0, 1, 5]),
-    ("2 >= x", [0, 1, 5]),
-    ("x > -1", [0, 1, 2, 4]),
-    ("x != 2", [0, 2, 4, 5]),          # missing x is dropped, not kept
-    ("x = 3", [2]),
-    ("g == 'c d'", [2]),
-    ('g != "a"', [1, 2, 5]),           # missing g is dropped
-    ("g in ('a', 'b')", [0, 1, 3, 5]),
-    ("g not in ('a')", [1, 2, 5]),
-    ("x in (1, 5, 7)", [0, 4]),
-    ("n == 309", [1, 3, 5]),           # text labels that are numbers compare as numbers
-    ("flag == TRUE", [0, 2, 4]),
-    ("x > 1 and g == 'b' or y == 5", [1, 4]),
-    ("x > 1 and (g == 'b' or y == 5)", [1, 4]),
-    ("not x > 2", [0, 1, 5]),          # not of unknown stays unknown
-    ("!(x > 2) & y < 4 | x == 5", [0, 1, 4, 5]),
-    ("x == y", [0, 4]),
-    ("x > 1 or x <= 1", [0, 1, 2, 4, 5]),
-    ("x > 1 AND y >= 4", [2, 4]),
-    ("x <= 1e1 and x >= .5", [0, 1, 2, 4]),
-])
+@pytest.mark.parametrize(
+    "expr, rows",
+    [
+        ("x <= 2", [0, 1, 5]),
+        ("x<=2", [0, 1, 5]),
+        ("2 >= x", [0, 1, 5]),
+        ("x > -1", [0, 1, 2, 4]),
+        ("x != 2", [0, 2, 4, 5]),  # missing x is dropped, not kept
+        ("x = 3", [2]),
+        ("g == 'c d'", [2]),
+        ('g != "a"', [1, 2, 5]),  # missing g is dropped
+        ("g in ('a', 'b')", [0, 1, 3, 5]),
+        ("g not in ('a')", [1, 2, 5]),
+        ("x in (1, 5, 7)", [0, 4]),
+        ("n == 309", [1, 3, 5]),  # text labels that are numbers compare as numbers
+        ("flag == TRUE", [0, 2, 4]),
+        ("x > 1 and g == 'b' or y == 5", [1, 4]),
+        ("x > 1 and (g == 'b' or y == 5)", [1, 4]),
+        ("not x > 2", [0, 1, 5]),  # not of unknown stays unknown
+        ("!(x > 2) & y < 4 | x == 5", [0, 1, 4, 5]),
+        ("x == y", [0, 4]),
+        ("x > 1 or x <= 1", [0, 1, 2, 4, 5]),
+        ("x > 1 AND y >= 4", [2, 4]),
+        ("x <= 1e1 and x >= .5", [0, 1, 2, 4]),
+    ],
+)
 def test_where_rows(toy, expr, rows):
     assert np.flatnonzero(where_mask(toy, expr)).tolist() == rows
 
 
-@pytest.mark.parametrize("expr, message, position", [
-    ("x <=", "expected a column name or a value, found end of expression", 5),
-    ("x << 3", "expected a column name or a value, found '<'", 4),
-    ("(x > 1", "expected ')'", 7),
-    ("x > 1)", "unexpected ')'", 6),
-    ("x 3", "expected a comparison", 3),
-    ("x > 1 and", "expected a column name or a value", 10),
-    ("x $ 1", "unexpected character '$'", 3),
-    ("", "empty expression", 1),
-    ("1 < 2", "needs a column on one side", 1),
-    ("z > 1", "unknown column 'z'", 1),
-    ("g < 'b'", "'<' is not meaningful for text column 'g'", 3),
-    ("x == 'a'", "column 'x' is numeric", 6),
-    ("g == 1", "column 'g' is text", 6),
-    ("x in 1, 2", "expected '('", 6),
-    ("x in (1, y)", "expected a number or a quoted string", 10),
-])
+@pytest.mark.parametrize(
+    "expr, message, position",
+    [
+        ("x <=", "expected a column name or a value, found end of expression", 5),
+        ("x << 3", "expected a column name or a value, found '<'", 4),
+        ("(x > 1", "expected ')'", 7),
+        ("x > 1)", "unexpected ')'", 6),
+        ("x 3", "expected a comparison", 3),
+        ("x > 1 and", "expected a column name or a value", 10),
+        ("x $ 1", "unexpected character '$'", 3),
+        ("", "empty expression", 1),
+        ("1 < 2", "needs a column on one side", 1),
+        ("z > 1", "unknown column 'z'", 1),
+        ("g < 'b'", "'<' is not meaningful for text column 'g'", 3),
+        ("x == 'a'", "column 'x' is numeric", 6),
+        ("g == 1", "column 'g' is text", 6),
+        ("x in 1, 2", "expected '('", 6),
+        ("x in (1, y)", "expected a number or a quoted string", 10),
+    ],
+)
 def test_where_errors_point_at_the_position(toy, expr, message, position):
     with pytest.raises(DataError) as e:
         where_mask(toy, expr)
@@ -739,7 +771,7 @@ def test_where_errors_point_at_the_position(toy, expr, message, position):
     assert "\n" not in text
     assert message in text
     assert f"at position {position}:" in text
-    assert text.endswith(f"{expr[:position - 1]}>>>{expr[position - 1:]}")
+    assert text.endswith(f"{expr[: position - 1]}>>>{expr[position - 1 :]}")
 
 
 def test_where_parses_to_a_tree():
@@ -751,8 +783,11 @@ def test_where_agrees_with_numpy_on_heck():
     frame = read_csv(str(HECK))
     c = frame.columns
     expr = "(ses > -0.5 and public == 1) or (female == 0 and math >= 60) or schcode in (1, 2, 3)"
-    expect = ((c["ses"] > -0.5) & (c["public"] == 1)) | ((c["female"] == 0) & (c["math"] >= 60)) \
+    expect = (
+        ((c["ses"] > -0.5) & (c["public"] == 1))
+        | ((c["female"] == 0) & (c["math"] >= 60))
         | np.isin(c["schcode"], [1, 2, 3])
+    )
     np.testing.assert_array_equal(where_mask(frame, expr), expect)
 
 
@@ -761,8 +796,22 @@ def test_where_agrees_with_numpy_on_heck():
 
 def test_command_line_prints_the_numbers_and_one_line_errors(tmp_path):
     out = tmp_path / "s.png"
-    cmd = [sys.executable, "-m", "mlmcli", "plot", str(DATA / "sleepstudy.csv"), "Reaction ~ Days + (Days|Subject)",
-           "-k", "ranef", "-o", str(out), "--dpi", "30", "--format", "json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlmcli",
+        "plot",
+        str(DATA / "sleepstudy.csv"),
+        "Reaction ~ Days + (Days|Subject)",
+        "-k",
+        "ranef",
+        "-o",
+        str(out),
+        "--dpi",
+        "30",
+        "--format",
+        "json",
+    ]
     run = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0, run.stderr
     data = json.loads(run.stdout)
@@ -775,9 +824,32 @@ def test_command_line_prints_the_numbers_and_one_line_errors(tmp_path):
 
 def test_command_line_journal_options(tmp_path):
     out = tmp_path / "s.png"
-    cmd = [sys.executable, "-m", "mlmcli", "plot", str(HECK), "math ~ ses + (ses|schcode)", "-k", "spaghetti",
-           "-o", str(out), "--theme", "paper", "--width", "3.5", "--height", "3", "--groups", "3", "--seed", "5",
-           "--caption", "", "--format", "json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlmcli",
+        "plot",
+        str(HECK),
+        "math ~ ses + (ses|schcode)",
+        "-k",
+        "spaghetti",
+        "-o",
+        str(out),
+        "--theme",
+        "paper",
+        "--width",
+        "3.5",
+        "--height",
+        "3",
+        "--groups",
+        "3",
+        "--seed",
+        "5",
+        "--caption",
+        "",
+        "--format",
+        "json",
+    ]
     run = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0, run.stderr
     data = json.loads(run.stdout)
@@ -804,6 +876,7 @@ def test_json_ready(heck, tmp_path):
 
 # ------------------------------------------------------------------ profile
 
+
 @pytest.fixture(scope="module")
 def sleep_profiles(sleep):
     from mlmcli.confint import profile_curves
@@ -819,7 +892,7 @@ def test_profile_curves_cross_the_confint_bounds(sleep, sleep_profiles):
     assert [c["parameter"] for c in sleep_profiles] == list(intervals)
     for c in sleep_profiles:
         x, z = np.array(c["value"]), np.array(c["zeta"])
-        assert np.all(np.diff(x) > 0) and np.all(np.diff(z) > 0)     # monotone, as a profile is
+        assert np.all(np.diff(x) > 0) and np.all(np.diff(z) > 0)  # monotone, as a profile is
         assert np.interp(c["estimate"], x, z) == pytest.approx(0.0, abs=1e-6)
         for bound, level in (("lower", -1.959963984540054), ("upper", 1.959963984540054)):
             width = intervals[c["parameter"]]["upper"] - intervals[c["parameter"]]["lower"]
@@ -841,9 +914,24 @@ def test_profile_kind_from_the_command_line(tmp_path):
     import sys
 
     out, csv_ = tmp_path / "prof.png", tmp_path / "prof.csv"
-    p = subprocess.run([sys.executable, "-m", "mlmcli", "plot", str(DATA / "sleepstudy.csv"),
-                        "Reaction ~ Days + (Days|Subject)", "--kind", "profile", "-o", str(out), "--data-out",
-                        str(csv_)], capture_output=True, text=True)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlmcli",
+            "plot",
+            str(DATA / "sleepstudy.csv"),
+            "Reaction ~ Days + (Days|Subject)",
+            "--kind",
+            "profile",
+            "-o",
+            str(out),
+            "--data-out",
+            str(csv_),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr
     assert png_size(str(out)) == (800, 600)
     assert csv_.read_text().splitlines()[0] == "parameter,value,zeta"

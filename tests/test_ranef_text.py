@@ -33,9 +33,11 @@ def layout_and_numbers(text: str) -> tuple[list[str], list[float]]:
     numbers: list[float] = []
     lines = []
     for line in text.splitlines():
+
         def mask(m: re.Match) -> str:
             numbers.append(float(m.group()))
             return "#" * len(m.group())
+
         lines.append(NUMBER.sub(mask, line))
     return lines, numbers
 
@@ -100,8 +102,9 @@ def test_wide_frame_wraps_and_formats_as_r():
     compared byte for byte."""
     spec = json.loads((FIXTURES / "wide.json").read_text())
     levels, cols = spec["levels"], spec["columns"]
-    report = _report({"district:school": (levels, cols),
-                      "district": (levels[:3], {"(Intercept)": cols["(Intercept)"][:3]})})
+    report = _report(
+        {"district:school": (levels, cols), "district": (levels[:3], {"(Intercept)": cols["(Intercept)"][:3]})}
+    )
     assert ranef_text(report) == (FIXTURES / "wide.txt").read_text()
 
 
@@ -109,13 +112,24 @@ def test_head_shows_the_first_levels():
     report = _report({"g": (["a", "b", "c"], {"(Intercept)": [1.5, -0.25, 2.0]})})
     assert ranef_text(report, head=2) == (
         "$g\n  (Intercept)\na        1.50\nb       -0.25\n... 1 more levels\n\n"
-        "with conditional variances for \u201cg\u201d \n")
+        "with conditional variances for \u201cg\u201d \n"
+    )
 
 
-@pytest.mark.parametrize(("name", "tag"), [
-    ("Subject", "$Subject"), ("cask:batch", "$`cask:batch`"), ("school.id", "$school.id"),
-    (".x", "$.x"), (".2a", "$`.2a`"), ("2g", "$`2g`"), ("if", "$`if`"), ("my g", "$`my g`"),
-    ("g_1", "$g_1"), ("_g", "$`_g`"),
-])
+@pytest.mark.parametrize(
+    ("name", "tag"),
+    [
+        ("Subject", "$Subject"),
+        ("cask:batch", "$`cask:batch`"),
+        ("school.id", "$school.id"),
+        (".x", "$.x"),
+        (".2a", "$`.2a`"),
+        ("2g", "$`2g`"),
+        ("if", "$`if`"),
+        ("my g", "$`my g`"),
+        ("g_1", "$g_1"),
+        ("_g", "$`_g`"),
+    ],
+)
 def test_list_tag_as_r(name, tag):
     assert list_tag(name) == tag

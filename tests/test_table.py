@@ -28,8 +28,12 @@ def fit_of(case: str) -> dict:
     """The fit member plus the keys the engine adds (data name, ddf, df.resid, convergence messages)."""
     d = load(case)
     fit = dict(d["fit"])
-    fit.update(data_name=d["case"]["data_name"], ddf="Satterthwaite", df_resid=fit["n_obs"] - fit["npar"],
-               conv_messages=fit.get("lme4_conv_messages", []))
+    fit.update(
+        data_name=d["case"]["data_name"],
+        ddf="Satterthwaite",
+        df_resid=fit["n_obs"] - fit["npar"],
+        conv_messages=fit.get("lme4_conv_messages", []),
+    )
     return fit
 
 
@@ -142,7 +146,7 @@ def test_fit_matches_lme4_printout(case: str, width: int) -> None:
     random = region(text, "Random effects", ("Fixed effects",))
     for rline in filter(str.strip, r["random"]):
         values = [t for t in rline.split() if re.fullmatch(r"-?\d+(\.\d+)?(e[-+]\d+)?", t)]
-        assert values and any(ln.split()[-len(values):] == values for ln in random), rline
+        assert values and any(ln.split()[-len(values) :] == values for ln in random), rline
     # fixed effects: t value, p-value and stars as lmerTest prints them (R may split wide tables)
     ours = rows_by_label(region(text, "Fixed effects", ("Signif. codes", "Correlation", "╭")))
     theirs = rows_by_label(r["fixed"])
@@ -169,8 +173,7 @@ def test_fit_heck_key_cells(width: int) -> None:
     assert "schcode (419 levels)" in full
     assert line_with(full, "Observations").split()[-2] == "6871"
     text = block(full, "Fixed effects")
-    assert line_with(text, "(Intercept) ").split()[1:] == ["57.72440", "0.2518", "382.4", "229.216", "<2e-16",
-                                                           "***"]
+    assert line_with(text, "(Intercept) ").split()[1:] == ["57.72440", "0.2518", "382.4", "229.216", "<2e-16", "***"]
     assert line_with(text, "public ").split()[-2:] == ["-0.089", "0.9289"]
     assert line_with(text, "ses:public ").split()[-2:] == ["0.0506", "."]
     assert line_with(full, "Residual").split()[1:] == ["62.5555", "7.9092"]
@@ -291,8 +294,9 @@ def ranef_groups(case: str) -> dict[str, dict]:
 
 def table_lines(lines: list[str]) -> list[str]:
     """Body rows only: no header row, no notes."""
-    return [ln for ln in lines if ln.split()[:1] != ["Level"] and "not shown" not in ln
-            and not ln.startswith("conditional")]
+    return [
+        ln for ln in lines if ln.split()[:1] != ["Level"] and "not shown" not in ln and not ln.startswith("conditional")
+    ]
 
 
 def long_rows(lines: list[str], levels: dict) -> dict[tuple[str, str], list[str]]:
@@ -320,9 +324,11 @@ def test_ranef_long_and_wide(case: str, width: int) -> None:
         text = render(T.print_ranef, d["ranef"], width=width, head=5, wide=wide, coef=coef)
         assert_fits_width(text, width)
         titles = [ln for ln in text.splitlines() if ln.startswith(("Conditional modes:", "Coefficients:"))]
-        assert [t.split(":")[0] for t in titles] == [k for _ in groups for k in
-                                                    (("Conditional modes", "Coefficients") if wide and coef
-                                                     else ("Conditional modes",))]
+        assert [t.split(":")[0] for t in titles] == [
+            k
+            for _ in groups
+            for k in (("Conditional modes", "Coefficients") if wide and coef else ("Conditional modes",))
+        ]
         for name, g in groups.items():
             levels, terms = list(g["levels"]), list(g["terms"])
             title = f"Conditional modes: {name} ({len(levels)} levels)"
@@ -334,15 +340,15 @@ def test_ranef_long_and_wide(case: str, width: int) -> None:
                 cells = rows_by_label(table_lines(lines))
                 assert list(cells) == levels[:5]
                 for lv, got in cells.items():
-                    want = [x for t in terms for x in (g["rows"][(lv, t)]["value"],
-                                                       g["rows"][(lv, t)]["cond_sd"])]
+                    want = [x for t in terms for x in (g["rows"][(lv, t)]["value"], g["rows"][(lv, t)]["cond_sd"])]
                     assert all(close(tok, x) for tok, x in zip(got, want, strict=True)), (lv, got)
                 if group_coef:
                     ends = ("Conditional modes:", "Coefficients:")
                     cells = rows_by_label(table_lines(region(text, f"Coefficients: {name}", ends)))
                     for lv, got in cells.items():
                         want_c = [group_coef[lv][t] for t in terms] + [
-                            v for t, v in group_coef[lv].items() if t not in terms]
+                            v for t, v in group_coef[lv].items() if t not in terms
+                        ]
                         assert all(close(tok, x) for tok, x in zip(got, want_c, strict=True)), (lv, got)
             else:
                 cells = long_rows(lines, g["levels"])
@@ -382,7 +388,7 @@ def test_ranef_coef_with_fixed_only_terms() -> None:
     assert "418 of 419 levels not shown" in text
     # wide view: coef(fit)$schcode, every term
     wide = render(T.print_ranef, load(case)["ranef"], head=1, wide=True, coef=coef)
-    coef_table = wide[wide.index("Coefficients: schcode"):].splitlines()
+    coef_table = wide[wide.index("Coefficients: schcode") :].splitlines()
     assert coef_table[1].split() == ["Level", "(Intercept)", "ses", "public", "ses:public"]
     assert coef_table[3].split() == ["1", "58.76", "3.909", "-0.02632", "-0.6252"]
 
@@ -393,8 +399,9 @@ def test_ranef_coef_carried_per_row() -> None:
     for r in ranef["ranef"]:
         r["coef"] = coef[r["group"]][r["level"]][r["term"]]
     text = render(T.print_ranef, ranef, head=1)
-    assert line_with(text, "308 ").split()[-1] == T.format_fixed([c["(Intercept)"]
-                                                                  for c in coef["Subject"].values()])[0]
+    assert (
+        line_with(text, "308 ").split()[-1] == T.format_fixed([c["(Intercept)"] for c in coef["Subject"].values()])[0]
+    )
     assert line_with(text, "Level").split()[-1] == "Coef"
 
 
@@ -457,9 +464,13 @@ def test_compare_variance_reduction_per_model() -> None:
     models = []
     for name, case in (("m2", "ss_slope_reml"), ("m3", "ss_uncorr_reml")):
         other = variances(load(case)["fit"])
-        models.append({"name": name, "formula": load(case)["fit"]["formula"],
-                       "reduction": {k: (base[k] - other[k]) / base[k] if k in other else None
-                                     for k in base}})
+        models.append(
+            {
+                "name": name,
+                "formula": load(case)["fit"]["formula"],
+                "reduction": {k: (base[k] - other[k]) / base[k] if k in other else None for k in base},
+            }
+        )
     vr = {"base": "Reaction ~ 1 + (1|Subject)", "models": models, "icc": None}
     text = render(T.print_compare, load("cmp_ss_three"), variance_reduction=vr)
     assert line_with(text, "Component").split()[1:] == ["m2", "m3"]
@@ -493,8 +504,12 @@ def test_forced_terminal_has_colour(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("printer", ["fit", "tau", "ranef", "compare"])
 def test_no_color_writes_no_escapes(monkeypatch: pytest.MonkeyPatch, printer: str) -> None:
     d = load("heck_seed1_reml")
-    calls = {"fit": (T.print_fit, fit_of("heck_seed1_reml")), "tau": (T.print_tau, d["tau"]),
-             "ranef": (T.print_ranef, d["ranef"]), "compare": (T.print_compare, load("cmp_heck_seed"))}
+    calls = {
+        "fit": (T.print_fit, fit_of("heck_seed1_reml")),
+        "tau": (T.print_tau, d["tau"]),
+        "ranef": (T.print_ranef, d["ranef"]),
+        "compare": (T.print_compare, load("cmp_heck_seed")),
+    }
     fn, arg = calls[printer]
     monkeypatch.delenv("NO_COLOR", raising=False)
     buf = io.StringIO()
@@ -514,9 +529,10 @@ def test_empty_no_color_variable_keeps_colour(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_cells_are_not_markup() -> None:
-    ranef = {"formula": "y ~ 1 + (1|g)",
-             "ranef": [{"group": "g", "level": "[bold]a[/bold]", "term": "(Intercept)", "value": 1.5,
-                        "cond_sd": 0.25}]}
+    ranef = {
+        "formula": "y ~ 1 + (1|g)",
+        "ranef": [{"group": "g", "level": "[bold]a[/bold]", "term": "(Intercept)", "value": 1.5, "cond_sd": 0.25}],
+    }
     assert "[bold]a[/bold]" in render(T.print_ranef, ranef)
 
 

@@ -40,15 +40,22 @@ def ids_with(folder: Path, suffix: str) -> list[str]:
 
 # ---------------------------------------------------------------- visible references
 
+
 def visible_fit(case_id: str) -> dict:
     """The visible fit JSON plus the keys the engine adds, taken from the case as the brief says."""
     ref = load(VISIBLE / f"{case_id}.json")
     fit = copy.deepcopy(ref["fit"])
-    formula_line = next(ln for ln in read(VISIBLE / f"{case_id}.summary.txt").splitlines()
-                        if ln.startswith("Formula: "))
-    fit.update(data_name=ref["case"]["data_name"], deparsed_formula=[formula_line[len("Formula: "):]],
-               ddf="Satterthwaite", df_resid=fit["n_obs"] - fit["npar"], conv_code=0,
-               conv_messages=fit["lme4_conv_messages"])
+    formula_line = next(
+        ln for ln in read(VISIBLE / f"{case_id}.summary.txt").splitlines() if ln.startswith("Formula: ")
+    )
+    fit.update(
+        data_name=ref["case"]["data_name"],
+        deparsed_formula=[formula_line[len("Formula: ") :]],
+        ddf="Satterthwaite",
+        df_resid=fit["n_obs"] - fit["npar"],
+        conv_code=0,
+        conv_messages=fit["lme4_conv_messages"],
+    )
     return fit
 
 
@@ -56,8 +63,14 @@ VISIBLE_FITS = ids_with(VISIBLE, ".summary.txt")
 
 
 def test_visible_cases_present() -> None:
-    assert VISIBLE_FITS == ["heck_seed1_ml", "heck_seed1_reml", "heck_seed2_ml", "heck_seed2_reml",
-                            "ss_slope_reml", "ss_uncorr_reml"]
+    assert VISIBLE_FITS == [
+        "heck_seed1_ml",
+        "heck_seed1_reml",
+        "heck_seed2_ml",
+        "heck_seed2_reml",
+        "ss_slope_reml",
+        "ss_uncorr_reml",
+    ]
 
 
 @pytest.mark.parametrize("case_id", VISIBLE_FITS)
@@ -82,7 +95,7 @@ def test_visible_anova() -> None:
     out = text.anova_output(cmp)
     assert out.err + out.out == want
     assert out.err == REFIT
-    assert text.anova_text(cmp) == want[len(REFIT):]
+    assert text.anova_text(cmp) == want[len(REFIT) :]
 
 
 # ---------------------------------------------------------------- own R fits (make_text_refs.R)
@@ -166,6 +179,7 @@ def test_suite_anova(case_id: str) -> None:
 
 # ---------------------------------------------------------------- behaviour without R
 
+
 def test_cor_note_goes_to_stderr_with_the_object_name() -> None:
     fit = load(OWN / "cake_p18_reml.json")["fit"]
     out = text.fit_summary_output(fit, name="m")
@@ -179,8 +193,10 @@ def test_summary_defaults_to_lmertest_and_formula() -> None:
     for key in ("ddf", "deparsed_formula", "conv_code", "conv_messages", "df_resid"):
         fit.pop(key)
     got = text.fit_summary(fit)
-    assert got.startswith("Linear mixed model fit by REML. t-tests use Satterthwaite's method [\n"
-                          "lmerModLmerTest]\nFormula: Reaction ~ Days + (Days|Subject)\n")
+    assert got.startswith(
+        "Linear mixed model fit by REML. t-tests use Satterthwaite's method [\n"
+        "lmerModLmerTest]\nFormula: Reaction ~ Days + (Days|Subject)\n"
+    )
 
 
 def test_deparse1_joins_continuation_lines() -> None:

@@ -57,8 +57,9 @@ def ours(case: dict, suffix: str, at_lme4: bool = True) -> str:
         fits = []
         for text in case["formulas"]:
             parsed = parse_formula(text)
-            fits.append(fit_model(parsed, build_design(f, parsed), reml=case.get("reml", True),
-                                  data_name=f.name, ddf="none"))
+            fits.append(
+                fit_model(parsed, build_design(f, parsed), reml=case.get("reml", True), data_name=f.name, ddf="none")
+            )
         names = case.get("names") or [f"m{i + 1}" for i in range(len(fits))]
         return anova_output(compare_report(compare(fits, names))).out.rstrip("\n")
     if suffix == "tau":
@@ -86,8 +87,9 @@ def nearly_same(a: str, b: str, rel: float = 1e-3) -> list[str]:
     return problems
 
 
-OUTPUTS = ([(c, s) for c in fit_cases() for s in ("summary", "summary_lme4", "tau")]
-           + [(c, "anova") for c in compare_cases()])
+OUTPUTS = [(c, s) for c in fit_cases() for s in ("summary", "summary_lme4", "tau")] + [
+    (c, "anova") for c in compare_cases()
+]
 
 
 @pytest.mark.parametrize(("case", "suffix"), OUTPUTS, ids=lambda v: v if isinstance(v, str) else v["id"])
@@ -100,9 +102,11 @@ def test_printed_output_matches_lme4(case, suffix):
     assert not nearly_same(got, want)
 
 
-@pytest.mark.parametrize(("case", "suffix"), [(c, s) for c, s in OUTPUTS if s != "anova"
-                                              and c["id"] not in LME4_STOPS_SHORT],
-                         ids=lambda v: v if isinstance(v, str) else v["id"])
+@pytest.mark.parametrize(
+    ("case", "suffix"),
+    [(c, s) for c, s in OUTPUTS if s != "anova" and c["id"] not in LME4_STOPS_SHORT],
+    ids=lambda v: v if isinstance(v, str) else v["id"],
+)
 def test_printed_output_at_our_optimum_matches_lme4(case, suffix):
     """At our optimum, lme4's lines and words, numbers to 2e-3: lme4's early stop moves theta by
     up to 1e-4 over this suite, a variance's 4th-5th digit, and a p-value of 1e-9 (t = 6) by 1e-3."""

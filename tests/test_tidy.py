@@ -60,8 +60,10 @@ def assert_same_table(got: str, want: str) -> None:
                 assert g != "NA", (col, w_line)
                 want_v = float(w)
                 rel = REL.get(col, 2e-6)
-                assert float(g) == pytest.approx(want_v, rel=rel, abs=1e-8 + (1e-300 if col == "p.value" else 0)), \
-                    (col, w_line)
+                assert float(g) == pytest.approx(want_v, rel=rel, abs=1e-8 + (1e-300 if col == "p.value" else 0)), (
+                    col,
+                    w_line,
+                )
 
 
 THETAS = json.loads((REFS / "thetas.json").read_text())
@@ -93,8 +95,12 @@ def test_tidy_csv_with_profile_intervals(case):
     got = parse(tidy_csv(report, all_ci[: len(all_ci) - model.p]))
     want = parse((REFS / f"{case}.profile.csv").read_text())
     assert list(got[0]) == list(want[0])
-    lme4 = {r["parameter"]: r for r in json.loads(
-        (ROOT / "tests" / "fixtures" / "inference" / f"{case}.json").read_text())["confint_profile"]["intervals"]}
+    lme4 = {
+        r["parameter"]: r
+        for r in json.loads((ROOT / "tests" / "fixtures" / "inference" / f"{case}.json").read_text())[
+            "confint_profile"
+        ]["intervals"]
+    }
     for g, w in zip(got, want, strict=True):
         assert (g["effect"], g["group"], g["term"]) == (w["effect"], w["group"], w["term"])
         if w["effect"] == "fixed":
@@ -132,7 +138,7 @@ def test_cli_fit_csv_with_wald_intervals():
     assert float(rows[0]["conf.low"]) == pytest.approx(lo, rel=1e-12)
     assert float(rows[0]["conf.high"]) == pytest.approx(hi, rel=1e-12)
     assert all(r["conf.low"] == "NA" and r["conf.high"] == "NA" for r in rows[1:])
-    assert p.stdout.splitlines()[1].split(",")[1] == "NA"      # group of a fixed effect: a bare NA
+    assert p.stdout.splitlines()[1].split(",")[1] == "NA"  # group of a fixed effect: a bare NA
 
 
 def test_cli_fit_csv_without_satterthwaite_has_no_df():

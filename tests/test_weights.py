@@ -34,8 +34,13 @@ STOPS_SHORT_IN_R = {"heck_w_slope"}
 
 
 def mlm(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mlmcli", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.run(
+        [sys.executable, "-m", "mlmcli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 @cache
@@ -98,8 +103,9 @@ def test_estimates_and_criterion_match_lme4(name):
     assert model.criterion == pytest.approx(case["criterion"], rel=1e-9)
     assert model.loglik == pytest.approx(case["loglik"], rel=1e-9)
     # small off-diagonal entries carry the optimizers' end-point differences: relative to the largest
-    np.testing.assert_allclose(model.vcov.ravel(), case["vcov"], rtol=0,
-                               atol=1e-5 * float(np.max(np.abs(case["vcov"]))))
+    np.testing.assert_allclose(
+        model.vcov.ravel(), case["vcov"], rtol=0, atol=1e-5 * float(np.max(np.abs(case["vcov"])))
+    )
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -107,8 +113,7 @@ def test_satterthwaite_df_match_lmertest(name):
     case, model = CASES[name], fitted(name)
     table = model.coef_table()
     np.testing.assert_allclose([r["df"] for r in table], _list(case["df"]), rtol=1e-4)
-    np.testing.assert_allclose([r["p_value"] for r in table], _list(case["p"]), rtol=1e-3,
-                               atol=1e-12)
+    np.testing.assert_allclose([r["p_value"] for r in table], _list(case["p"]), rtol=1e-3, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -136,7 +141,7 @@ def test_residuals_fitted_and_predictions_match_lme4(name):
     np.testing.assert_allclose(columns[".fixed"][:k], a["fixed"], rtol=rel)
     # broom.mixed's model frame columns before its own
     model_frame = [c for c in a["columns"] if not c.startswith(".")]
-    assert [c for c in columns if not c.startswith(".")][-len(model_frame):][-2:] == model_frame[-2:]
+    assert [c for c in columns if not c.startswith(".")][-len(model_frame) :][-2:] == model_frame[-2:]
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -174,8 +179,7 @@ def test_ranova_matches_lmertest(name):
     case, model = CASES[name], fitted(name, "none")
     terms = ranova_report(model, frame(case["data"]))["terms"]
     assert [t["npar"] for t in terms] == _list(case["ranova"]["npar"])
-    np.testing.assert_allclose([t["loglik"] for t in terms], _list(case["ranova"]["loglik"]),
-                               rtol=1e-7)
+    np.testing.assert_allclose([t["loglik"] for t in terms], _list(case["ranova"]["loglik"]), rtol=1e-7)
 
 
 @pytest.mark.parametrize("name", [n for n, c in CASES.items() if "confint_theta" in c])
@@ -237,8 +241,19 @@ def test_anova_and_ranova_text_match_lmertest(name):
 
 
 def test_compare_text_matches_lme4_anova():
-    p = mlm("compare", SLEEP_W, "Reaction ~ 1 + (1 | Subject)", "Reaction ~ Days + (1 | Subject)",
-            "Reaction ~ Days + (Days | Subject)", "--weights", "w", "--offset", "off", "-f", "text")
+    p = mlm(
+        "compare",
+        SLEEP_W,
+        "Reaction ~ 1 + (1 | Subject)",
+        "Reaction ~ Days + (1 | Subject)",
+        "Reaction ~ Days + (Days | Subject)",
+        "--weights",
+        "w",
+        "--offset",
+        "off",
+        "-f",
+        "text",
+    )
     assert p.returncode == 0, p.stderr
     assert p.stdout.rstrip("\n") == _text("sleep_compare", "anova")
     assert p.stderr == "refitting model(s) with ML (instead of REML)\n"
@@ -249,10 +264,12 @@ def test_compare_text_matches_lme4_anova():
 
 def test_offset_option_is_the_formula_offset():
     """--offset off gives what offset(off) in the formula gives, on top of offset() terms."""
-    a = json.loads(mlm("fit", SLEEP_W, "Reaction ~ Days + offset(Days) + (1|Subject)", "--offset", "off",
-                       "-f", "json").stdout)
-    b = json.loads(mlm("fit", SLEEP_W, "Reaction ~ Days + offset(Days) + offset(off) + (1|Subject)",
-                       "-f", "json").stdout)
+    a = json.loads(
+        mlm("fit", SLEEP_W, "Reaction ~ Days + offset(Days) + (1|Subject)", "--offset", "off", "-f", "json").stdout
+    )
+    b = json.loads(
+        mlm("fit", SLEEP_W, "Reaction ~ Days + offset(Days) + offset(off) + (1|Subject)", "-f", "json").stdout
+    )
     assert a["offset"] == "off" and b["offset"] is None
     for key in ("criterion", "sigma", "theta", "fixed_effects", "scaled_residuals", "icc", "r2"):
         assert a[key] == b[key], key
@@ -261,8 +278,11 @@ def test_offset_option_is_the_formula_offset():
 
 
 def test_fit_json_names_weights_and_offset_and_follows_the_schema():
-    doc = json.loads(mlm("fit", SLEEP_W, "Reaction ~ Days + (Days|Subject)", "--weights", "w", "--offset", "off",
-                         "-f", "json").stdout)
+    doc = json.loads(
+        mlm(
+            "fit", SLEEP_W, "Reaction ~ Days + (Days|Subject)", "--weights", "w", "--offset", "off", "-f", "json"
+        ).stdout
+    )
     schema = json.loads((ROOT / "mlmcli" / "schemas" / "fit.schema.json").read_text())
     jsonschema.validate(doc, schema)
     assert undeclared(doc, schema) == []
@@ -274,8 +294,18 @@ def test_fit_json_names_weights_and_offset_and_follows_the_schema():
 
 
 def test_table_names_weights_and_offset():
-    p = mlm("fit", SLEEP_W, "Reaction ~ Days + (Days|Subject)", "--weights", "w", "--offset", "off",
-            "-f", "table", "--no-color")
+    p = mlm(
+        "fit",
+        SLEEP_W,
+        "Reaction ~ Days + (Days|Subject)",
+        "--weights",
+        "w",
+        "--offset",
+        "off",
+        "-f",
+        "table",
+        "--no-color",
+    )
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
     assert any(line.split() == ["│", "Weights", "w", "│"] for line in lines)
@@ -292,8 +322,19 @@ def test_augment_csv_has_the_model_frames_weights_and_offset():
 
 
 def test_predict_new_data_leaves_the_offset_argument_out_as_lme4_does():
-    p = mlm("predict", SLEEP_W, "Reaction ~ Days + (Days|Subject)", "--weights", "w", "--offset", "off",
-            "--newdata", SLEEP_W, "--re-form", "none")
+    p = mlm(
+        "predict",
+        SLEEP_W,
+        "Reaction ~ Days + (Days|Subject)",
+        "--weights",
+        "w",
+        "--offset",
+        "off",
+        "--newdata",
+        SLEEP_W,
+        "--re-form",
+        "none",
+    )
     assert p.returncode == 0, p.stderr
     assert "predictions for --newdata leave out --offset" in p.stderr
     got = [float(r[".fitted"]) for r in csv.DictReader(io.StringIO(p.stdout))]
@@ -305,8 +346,9 @@ def test_predict_new_data_leaves_the_offset_argument_out_as_lme4_does():
     days = [float(r["Days"]) for r in csv.DictReader(io.StringIO((FIXTURES / "sleep_w.csv").read_text()))]
     np.testing.assert_allclose(got, [beta[0] + beta[1] * d for d in days], rtol=1e-12)
     # without new data the fitted values include it, as predict(fit) does
-    p = mlm("predict", SLEEP_W, "Reaction ~ Days + (Days|Subject)", "--weights", "w", "--offset", "off",
-            "--re-form", "none")
+    p = mlm(
+        "predict", SLEEP_W, "Reaction ~ Days + (Days|Subject)", "--weights", "w", "--offset", "off", "--re-form", "none"
+    )
     got = [float(r[".fitted"]) for r in csv.DictReader(io.StringIO(p.stdout))]
     np.testing.assert_allclose(got, fitted_values(model).fixed, rtol=1e-12)
 
@@ -321,13 +363,19 @@ def test_every_fitting_command_takes_the_options(command):
     json.loads(p.stdout)
 
 
-@pytest.mark.parametrize(("column", "message"), [
-    ("w_neg", "mlm: error: --weights w_neg: the weight of data row 3 is negative; weights must be positive"),
-    ("w_zero", "mlm: error: --weights w_zero: the weight of data row 3 is zero; weights must be positive "
-               "(lme4's criterion is infinite with a zero weight; leave such rows out of the data)"),
-    ("Subjekt", "mlm: error: unknown column 'Subjekt' in --weights; did you mean 'Subject'?"),
-    ("group", "mlm: error: --weights group: the column must be numeric"),
-])
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [
+        ("w_neg", "mlm: error: --weights w_neg: the weight of data row 3 is negative; weights must be positive"),
+        (
+            "w_zero",
+            "mlm: error: --weights w_zero: the weight of data row 3 is zero; weights must be positive "
+            "(lme4's criterion is infinite with a zero weight; leave such rows out of the data)",
+        ),
+        ("Subjekt", "mlm: error: unknown column 'Subjekt' in --weights; did you mean 'Subject'?"),
+        ("group", "mlm: error: --weights group: the column must be numeric"),
+    ],
+)
 def test_bad_weights_are_one_line_and_exit_2(tmp_path, column, message):
     path = tmp_path / "bad.csv"
     lines = (FIXTURES / "sleep_w.csv").read_text().splitlines()
@@ -352,16 +400,30 @@ def test_missing_weights_drop_rows_as_missing_data():
 
 def test_residual_plot_shows_pearson_residuals_against_fitted_values(tmp_path):
     """lme4's plot(fit): Pearson residuals over sigma against fitted(fit), offsets included."""
-    p = mlm("plot", SLEEP_W, "Reaction ~ Days + (Days|Subject)", "--weights", "w", "--offset", "off",
-            "-k", "residuals", "-o", str(tmp_path / "r.png"), "-f", "json")
+    p = mlm(
+        "plot",
+        SLEEP_W,
+        "Reaction ~ Days + (Days|Subject)",
+        "--weights",
+        "w",
+        "--offset",
+        "off",
+        "-k",
+        "residuals",
+        "-o",
+        str(tmp_path / "r.png"),
+        "-f",
+        "json",
+    )
     assert p.returncode == 0, p.stderr
     points = [q for q in json.loads(p.stdout)["points"] if q["panel"] == "residuals_vs_fitted"]
     from mlmcli.model import fitted_values
 
     model = optimum("sleep_w_off")
-    np.testing.assert_allclose([q["x"] for q in points], fitted_values(model).values[:len(points)], rtol=1e-9)
-    np.testing.assert_allclose([q["y"] for q in points], model.pearson_residuals[:len(points)] / model.sigma,
-                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose([q["x"] for q in points], fitted_values(model).values[: len(points)], rtol=1e-9)
+    np.testing.assert_allclose(
+        [q["y"] for q in points], model.pearson_residuals[: len(points)] / model.sigma, rtol=1e-9, atol=1e-12
+    )
 
 
 def test_fitted_lines_of_the_plot_carry_the_offset():
@@ -385,4 +447,4 @@ def test_fitted_lines_of_the_plot_carry_the_offset():
     off_mean = np.bincount(codes, weights=design.offset) / np.bincount(codes)
     expected = (beta[0] + b[:, :1]) + (beta[1] + b[:, 1:]) * grid + off_mean[:, None]
     np.testing.assert_allclose(means, expected, rtol=1e-10)
-    assert np.all(off_mean > 0.4)   # lines without the offsets would be this much lower: the test sees it
+    assert np.all(off_mean > 0.4)  # lines without the offsets would be this much lower: the test sees it

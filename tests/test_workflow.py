@@ -43,8 +43,13 @@ NAMES = {
 
 
 def mlm(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mlmcli", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.run(
+        [sys.executable, "-m", "mlmcli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 @cache
@@ -109,8 +114,10 @@ def test_singular_fit_has_no_icc_and_says_why():
 
 
 def test_cluster_means_use_only_the_rows_the_model_uses():
-    model, frame = fitted("Reaction ~ cwc(Days, Subject) + cmean(Days, Subject) + (1|Subject)",
-                          "tests/fixtures/workflow/sleepstudy_na.csv")
+    model, frame = fitted(
+        "Reaction ~ cwc(Days, Subject) + cmean(Days, Subject) + (1|Subject)",
+        "tests/fixtures/workflow/sleepstudy_na.csv",
+    )
     design = model.design
     days = frame.columns["Days"][design.rows]
     subject = frame.columns["Subject"][design.rows]
@@ -254,7 +261,8 @@ def test_predict_new_level_is_an_error_naming_the_level():
     assert p.returncode == 2 and p.stdout == ""
     assert p.stderr.strip().splitlines() == [
         "mlm: error: new levels detected in newdata: 999 (give --allow-new-levels to predict them without their "
-        "random effects)"]
+        "random effects)"
+    ]
 
 
 def test_predict_new_data_without_a_needed_column(tmp_path):
@@ -291,34 +299,42 @@ def test_schema_command_prints_the_new_schemas(command):
 
 
 def test_term_names_print_as_written():
-    f = parse_formula('y ~ cwc(x, g) + cmean(x, g) + relevel(f, ref = "b") + factor(z, levels = c(3, 1)) + '
-                      "offset(log(n)) + (cwc(x, g)|g)")
+    f = parse_formula(
+        'y ~ cwc(x, g) + cmean(x, g) + relevel(f, ref = "b") + factor(z, levels = c(3, 1)) + '
+        "offset(log(n)) + (cwc(x, g)|g)"
+    )
     assert f.fixed.labels == ["cwc(x, g)", "cmean(x, g)", 'relevel(f, ref = "b")', "factor(z, levels = c(3, 1))"]
     assert [v.label for v in f.offsets] == ["offset(log(n))"]
     assert f.columns() == ["y", "x", "g", "f", "z", "n"]
     assert parse_formula("y/10 ~ sin(x * pi) + (1|g)").columns() == ["y", "x", "g"]
 
 
-@pytest.mark.parametrize(("formula", "message"), [
-    ('y ~ "a" + (1|g)', "invalid term in model formula: a string"),
-    ("y ~ relevel(f, ref = x) + (1|g)", "relevel(): ref must be a level in quotes or a number"),
-    ("y ~ factor(f, levels = x) + (1|g)", 'factor(): levels must be levels in quotes, as c("a", "b")'),
-    ("y ~ cwc(x, g + h) + (1|g)", "cwc(): the cluster must be a column name"),
-    ("y ~ x + (offset(z)|g)", "offset() belongs to the fixed part of the formula"),
-    ("10 ~ x + (1|g)", "the response must be a column or a function of columns"),
-    ("y ~ round(x, d) + (1|g)", "round(): digits must be TRUE, FALSE or a number"),
-    ("y > 1 | z ~ x + (1|g)", "random-effects terms belong on the right"),
-])
+@pytest.mark.parametrize(
+    ("formula", "message"),
+    [
+        ('y ~ "a" + (1|g)', "invalid term in model formula: a string"),
+        ("y ~ relevel(f, ref = x) + (1|g)", "relevel(): ref must be a level in quotes or a number"),
+        ("y ~ factor(f, levels = x) + (1|g)", 'factor(): levels must be levels in quotes, as c("a", "b")'),
+        ("y ~ cwc(x, g + h) + (1|g)", "cwc(): the cluster must be a column name"),
+        ("y ~ x + (offset(z)|g)", "offset() belongs to the fixed part of the formula"),
+        ("10 ~ x + (1|g)", "the response must be a column or a function of columns"),
+        ("y ~ round(x, d) + (1|g)", "round(): digits must be TRUE, FALSE or a number"),
+        ("y > 1 | z ~ x + (1|g)", "random-effects terms belong on the right"),
+    ],
+)
 def test_formula_errors(formula, message):
     with pytest.raises(FormulaError, match="^" + re.escape(message)):
         parse_formula(formula)
 
 
-@pytest.mark.parametrize(("formula", "message"), [
-    ('Reaction ~ relevel(Days, ref = "1") + (1|Subject)', "'relevel' only for (unordered) factors"),
-    ('diameter ~ relevel(sample, ref = "Z") + (1|plate)', "'ref' must be an existing level"),
-    ("Reaction ~ pmin(Days) + (1|Subject)", "pmin() needs two arguments"),
-])
+@pytest.mark.parametrize(
+    ("formula", "message"),
+    [
+        ('Reaction ~ relevel(Days, ref = "1") + (1|Subject)', "'relevel' only for (unordered) factors"),
+        ('diameter ~ relevel(sample, ref = "Z") + (1|plate)', "'ref' must be an existing level"),
+        ("Reaction ~ pmin(Days) + (1|Subject)", "pmin() needs two arguments"),
+    ],
+)
 def test_function_errors_on_data(formula, message):
     name = "Penicillin.csv" if "diameter" in formula else "sleepstudy.csv"
     data = ROOT / "tests" / "fixtures" / "lme4" / "data" / name

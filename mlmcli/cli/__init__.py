@@ -22,8 +22,21 @@ from mlmcli.cli.common import _user_errors  # noqa: E402
 from mlmcli.cli.entry import main  # noqa: E402
 
 # help lists the commands in this order: the model, then what follows from it, then pictures
-_ORDER = ["fit", "tau", "ranef", "compare", "table", "predict", "augment", "confint", "anova", "ranova", "plot",
-          "schema", "man"]
+_ORDER = [
+    "fit",
+    "tau",
+    "ranef",
+    "compare",
+    "table",
+    "predict",
+    "augment",
+    "confint",
+    "anova",
+    "ranova",
+    "plot",
+    "schema",
+    "man",
+]
 app.registered_commands.sort(key=lambda c: _ORDER.index(c.callback.__name__))
 
 __all__ = ["_user_errors", "app", "main"]

@@ -101,22 +101,47 @@ class ReForm(str, Enum):
     none = "none"
 
 
-DATA_HELP = ("CSV file with a header line (.csv, or compressed .csv.gz/.bz2/.xz), or - for standard input; "
-             "also .parquet, .feather, and SPSS .sav/.zsav, Stata .dta, Excel .xlsx (pip install 'mlm\\[formats]'). "
-             "Text columns are factors; NA or an empty field is a missing value. With --engine dask: a Parquet "
-             "file, a folder of Parquet files, or a quoted glob of .csv/.csv.gz files.")
+DATA_HELP = (
+    "CSV file with a header line (.csv, or compressed .csv.gz/.bz2/.xz), or - for standard input; "
+    "also .parquet, .feather, and SPSS .sav/.zsav, Stata .dta, Excel .xlsx (pip install 'mlm\\[formats]'). "
+    "Text columns are factors; NA or an empty field is a missing value. With --engine dask: a Parquet "
+    "file, a folder of Parquet files, or a quoted glob of .csv/.csv.gz files."
+)
 
 
-FORMULA_HELP = ('lme4 model formula in quotes, e.g. "math ~ ses + (ses|schcode)": fixed effects left of the '
-                "first (, random terms as (terms | group); see mlm man for the grammar.")
+FORMULA_HELP = (
+    'lme4 model formula in quotes, e.g. "math ~ ses + (ses|schcode)": fixed effects left of the '
+    "first (, random terms as (terms | group); see mlm man for the grammar."
+)
 
 
 DataArg = Annotated[str, typer.Argument(help=DATA_HELP, metavar="DATA")]
 
 # names that are data files, whatever their case: the readers' suffixes and CSV's
-_DATA_SUFFIXES = (".csv", ".tsv", ".txt", ".dat", ".gz", ".bz2", ".xz", ".zst", ".parquet", ".pq", ".feather",
-                  ".arrow", ".sav", ".zsav", ".dta", ".xlsx", ".xlsm", ".xls", ".por", ".rds", ".rdata",
-                  ".sas7bdat")
+_DATA_SUFFIXES = (
+    ".csv",
+    ".tsv",
+    ".txt",
+    ".dat",
+    ".gz",
+    ".bz2",
+    ".xz",
+    ".zst",
+    ".parquet",
+    ".pq",
+    ".feather",
+    ".arrow",
+    ".sav",
+    ".zsav",
+    ".dta",
+    ".xlsx",
+    ".xlsm",
+    ".xls",
+    ".por",
+    ".rds",
+    ".rdata",
+    ".sas7bdat",
+)
 
 
 def check_argument_order(ctx: typer.Context, value: str | list[str] | None) -> str | list[str] | None:
@@ -128,8 +153,11 @@ def check_argument_order(ctx: typer.Context, value: str | list[str] | None) -> s
 
     data = ctx.params.get("data")
     formulas = [value] if isinstance(value, str) else list(value or [])
-    if isinstance(data, str) and "~" in data and any(
-            "~" not in f and (f.lower().endswith(_DATA_SUFFIXES) or os.path.isfile(f)) for f in formulas):
+    if (
+        isinstance(data, str)
+        and "~" in data
+        and any("~" not in f and (f.lower().endswith(_DATA_SUFFIXES) or os.path.isfile(f)) for f in formulas)
+    ):
         usage = " ".join(ctx.command.collect_usage_pieces(ctx))
         raise MlmError(f"DATA and FORMULA look swapped: usage: {ctx.command_path} {usage}")
     return value
@@ -147,26 +175,44 @@ OutputOpt = Annotated[str | None, typer.Option("--output", "-o", help="Write to 
 NoColorOpt = Annotated[bool, typer.Option("--no-color", help="No colour in tables (also: NO_COLOR).")]
 
 
-StrictOpt = Annotated[bool, typer.Option(
-    "--strict", help="Exit with status 3 when the fit warns (singular, not converged, columns or rows "
-    "dropped), after writing the output.")]
+StrictOpt = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Exit with status 3 when the fit warns (singular, not converged, columns or rows "
+        "dropped), after writing the output.",
+    ),
+]
 
 
-OptimizerOpt = Annotated[Optimizer, typer.Option(
-    "--optimizer", help="robust (default): refine an end point that fails lme4's convergence checks; "
-    "lme4: stop where lme4's BOBYQA stops.")]
+OptimizerOpt = Annotated[
+    Optimizer,
+    typer.Option(
+        "--optimizer",
+        help="robust (default): refine an end point that fails lme4's convergence checks; "
+        "lme4: stop where lme4's BOBYQA stops.",
+    ),
+]
 
 
 NsimOpt = Annotated[int, typer.Option("--nsim", help="Bootstrap replicates (--method boot / --ci boot).")]
 
 
-SeedOpt = Annotated[int | None, typer.Option(
-    "--seed", help="Random seed of the bootstrap (default: a fresh one, reported in json output).")]
+SeedOpt = Annotated[
+    int | None,
+    typer.Option("--seed", help="Random seed of the bootstrap (default: a fresh one, reported in json output)."),
+]
 
 
-VerboseOpt = Annotated[bool, typer.Option(
-    "--verbose", "-v", help="Say on stderr what reading DATA did beyond read.csv's rules (SPSS/Stata "
-    "value-labelled columns read as factors).")]
+VerboseOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verbose",
+        "-v",
+        help="Say on stderr what reading DATA did beyond read.csv's rules (SPSS/Stata "
+        "value-labelled columns read as factors).",
+    ),
+]
 
 
 # ------------------------------------------------------------ reading and filtering DATA
@@ -176,39 +222,74 @@ VerboseOpt = Annotated[bool, typer.Option(
 SepOpt = Annotated[str | None, typer.Option("--sep", help="Field separator: , ; | or tab (default: tab for .tsv).")]
 
 
-SheetOpt = Annotated[str | None, typer.Option(
-    "--sheet", help="Excel sheet of DATA: its name or 1-based position (default: the first).")]
+SheetOpt = Annotated[
+    str | None, typer.Option("--sheet", help="Excel sheet of DATA: its name or 1-based position (default: the first).")
+]
 
 
-WhereOpt = Annotated[str | None, typer.Option(
-    "--where", help='Use only the rows where EXPR is true, as lmer\'s subset = does, e.g. "schcode <= 10" '
-    "(see mlm man: WHERE EXPRESSIONS).", metavar="EXPR")]
+WhereOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--where",
+        help='Use only the rows where EXPR is true, as lmer\'s subset = does, e.g. "schcode <= 10" '
+        "(see mlm man: WHERE EXPRESSIONS).",
+        metavar="EXPR",
+    ),
+]
 
 
-WeightsOpt = Annotated[str | None, typer.Option(
-    "--weights", help="Column of prior weights (lme4's weights =): row i has residual variance sigma^2 / w_i.",
-    metavar="COLUMN")]
+WeightsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--weights",
+        help="Column of prior weights (lme4's weights =): row i has residual variance sigma^2 / w_i.",
+        metavar="COLUMN",
+    ),
+]
 
 
-OffsetOpt = Annotated[str | None, typer.Option(
-    "--offset", help="Column added to the linear predictor with coefficient 1 (lme4's offset =), on top "
-    "of any offset() in the formula.", metavar="COLUMN")]
+OffsetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--offset",
+        help="Column added to the linear predictor with coefficient 1 (lme4's offset =), on top "
+        "of any offset() in the formula.",
+        metavar="COLUMN",
+    ),
+]
 
 
-EngineOpt = Annotated[Engine, typer.Option(
-    "--engine", help="memory (default): read DATA into this process; dask: sum the model's statistics over "
-    "the partitions of DATA (a Parquet file, a folder of Parquet files, or a quoted glob of .csv/.csv.gz "
-    "files) on a dask.distributed cluster (pip install 'mlm\\[dask]').")]
+EngineOpt = Annotated[
+    Engine,
+    typer.Option(
+        "--engine",
+        help="memory (default): read DATA into this process; dask: sum the model's statistics over "
+        "the partitions of DATA (a Parquet file, a folder of Parquet files, or a quoted glob of .csv/.csv.gz "
+        "files) on a dask.distributed cluster (pip install 'mlm\\[dask]').",
+    ),
+]
 
 
-SchedulerOpt = Annotated[str | None, typer.Option(
-    "--scheduler", help="With --engine dask: the address of a running dask scheduler, e.g. "
-    "tcp://10.0.0.5:8786 (default: DASK_SCHEDULER_ADDRESS, else a local cluster of one worker per core).")]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        help="With --engine dask: the address of a running dask scheduler, e.g. "
+        "tcp://10.0.0.5:8786 (default: DASK_SCHEDULER_ADDRESS, else a local cluster of one worker per core).",
+    ),
+]
 
 
-TimeoutOpt = Annotated[float, typer.Option(
-    "--timeout", min=0.001, help="With --engine dask and a scheduler address: seconds to wait "
-    "for the scheduler to answer before giving up.", metavar="SECONDS")]
+TimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        "--timeout",
+        min=0.001,
+        help="With --engine dask and a scheduler address: seconds to wait "
+        "for the scheduler to answer before giving up.",
+        metavar="SECONDS",
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -225,9 +306,16 @@ class DataOptions:
     timeout: float = 30.0
 
 
-_DATA_OPTIONS = {"sep": (SepOpt, None), "sheet": (SheetOpt, None), "where": (WhereOpt, None),
-                 "weights": (WeightsOpt, None), "offset": (OffsetOpt, None), "engine": (EngineOpt, Engine.memory),
-                 "scheduler": (SchedulerOpt, None), "timeout": (TimeoutOpt, 30.0)}
+_DATA_OPTIONS = {
+    "sep": (SepOpt, None),
+    "sheet": (SheetOpt, None),
+    "where": (WhereOpt, None),
+    "weights": (WeightsOpt, None),
+    "offset": (OffsetOpt, None),
+    "engine": (EngineOpt, Engine.memory),
+    "scheduler": (SchedulerOpt, None),
+    "timeout": (TimeoutOpt, 30.0),
+}
 assert set(_DATA_OPTIONS) == {f.name for f in fields(DataOptions)}
 
 
@@ -237,9 +325,11 @@ def reads_data(command: Callable[..., Any]) -> Callable[..., Any]:
     signature = inspect.signature(command, eval_str=True)
     params = list(signature.parameters.values())
     at = [p.name for p in params].index("source")
-    added = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation, default=default)
-             for name, (annotation, default) in _DATA_OPTIONS.items()]
-    params[at:at + 1] = added
+    added = [
+        inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation, default=default)
+        for name, (annotation, default) in _DATA_OPTIONS.items()
+    ]
+    params[at : at + 1] = added
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
@@ -273,7 +363,8 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def _options(
-    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_show_version,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=_show_version, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     """Options before any command."""

@@ -39,8 +39,9 @@ def _bootstrap_progress(spec: Any) -> Iterator[None]:
         yield
 
 
-def _read(data: str, columns: list[str] | None, sep: str | None = None, sheet: str | None = None,
-          verbose: bool = False):
+def _read(
+    data: str, columns: list[str] | None, sep: str | None = None, sheet: str | None = None, verbose: bool = False
+):
     """DATA by its format (CSV, Parquet, SPSS, ...); only `columns` are converted."""
     from mlmcli.io.formats import read_data
 
@@ -52,18 +53,19 @@ def _read(data: str, columns: list[str] | None, sep: str | None = None, sheet: s
 def _reader_notes(verbose: bool) -> Callable[[Any], None]:
     """What the reader says of DATA on stderr: numbers read as text always; with --verbose also
     what it did beyond read.csv's rules (labelled columns made factors)."""
+
     def say(frame: Any) -> None:
         _warn([f"mlm: note: {w}" for w in dict.fromkeys(frame.warnings)])
         if verbose:
             _warn([f"mlm: {note}" for note in frame.notes])
+
     return say
 
 
 def _memory_only(command: str, source: DataOptions) -> None:
     """Commands that need DATA's rows in this process: --engine dask is one line and exit 2."""
     if source.engine == "dask":
-        raise MlmError(f"mlm {command} needs the rows of DATA in this process: it is not offered with "
-                       "--engine dask")
+        raise MlmError(f"mlm {command} needs the rows of DATA in this process: it is not offered with --engine dask")
     if source.scheduler is not None:
         _note_engine("--scheduler")
 
@@ -76,13 +78,23 @@ def _check_ddf(ddf: str, ml: bool, weights: str | None = None) -> None:
 
         raise MlmError(f"{KR_REML_ONLY}: drop --ml or use --ddf Satterthwaite")
     if ddf == "Kenward-Roger" and weights is not None:
-        raise MlmError("--ddf Kenward-Roger with --weights is not offered (pbkrtest leaves prior weights out of "
-                       "its covariance): use --ddf Satterthwaite")
+        raise MlmError(
+            "--ddf Kenward-Roger with --weights is not offered (pbkrtest leaves prior weights out of "
+            "its covariance): use --ddf Satterthwaite"
+        )
 
 
-def _fit(data: str, formula: str, ml: bool, ddf: str = "Satterthwaite", also: list[str] | None = None,
-         source: DataOptions | None = None, optimizer: str = "robust", verbose: bool = False,
-         residuals: bool = False):
+def _fit(
+    data: str,
+    formula: str,
+    ml: bool,
+    ddf: str = "Satterthwaite",
+    also: list[str] | None = None,
+    source: DataOptions | None = None,
+    optimizer: str = "robust",
+    verbose: bool = False,
+    residuals: bool = False,
+):
     """The model of `formula` on DATA read and filtered as `source` says; the frame it was built from
     (None with --engine dask)."""
     source = source or DataOptions()
@@ -93,18 +105,37 @@ def _fit(data: str, formula: str, ml: bool, ddf: str = "Satterthwaite", also: li
     return fits[0], frame
 
 
-def _fit_all(data: str, formulas: list[str], ml: bool, source: DataOptions, optimizer: str, verbose: bool,
-             ddf: str = "none", also: list[str] | None = None) -> tuple[list, Any]:
+def _fit_all(
+    data: str,
+    formulas: list[str],
+    ml: bool,
+    source: DataOptions,
+    optimizer: str,
+    verbose: bool,
+    ddf: str = "none",
+    also: list[str] | None = None,
+) -> tuple[list, Any]:
     """Several models of one DATA, read once (every formula's columns) as `source` says, through
     the library's lmer pipeline; the frame they were built from."""
     from mlmcli.pipeline import lmer_models, missing_rows_note
 
     if source.scheduler is not None:
         _note_engine("--scheduler")
-    fits, frame = lmer_models(data, formulas, reml=not ml, ddf=ddf, optimizer=optimizer, weights=source.weights,
-                              offset=source.offset, sep=source.sep, sheet=source.sheet, where=source.where,
-                              also=also or [], on_read=_reader_notes(verbose))
-    for missing in dict.fromkeys(m.design.missing_rows for m in fits):   # once for models that lost the same rows
+    fits, frame = lmer_models(
+        data,
+        formulas,
+        reml=not ml,
+        ddf=ddf,
+        optimizer=optimizer,
+        weights=source.weights,
+        offset=source.offset,
+        sep=source.sep,
+        sheet=source.sheet,
+        where=source.where,
+        also=also or [],
+        on_read=_reader_notes(verbose),
+    )
+    for missing in dict.fromkeys(m.design.missing_rows for m in fits):  # once for models that lost the same rows
         note = missing_rows_note(next(m for m in fits if m.design.missing_rows == missing), frame.n_rows)
         if note:
             _warn([f"mlm: note: {note}"])
@@ -116,8 +147,9 @@ def _row_notes(*models: Any) -> bool:
     return any(getattr(m.design, "missing_rows", 0) for m in models)
 
 
-def _fit_on_cluster(data: str, formulas: list[str], ml: bool, ddf: str, optimizer: str, source: DataOptions,
-                    residuals: bool) -> list:
+def _fit_on_cluster(
+    data: str, formulas: list[str], ml: bool, ddf: str, optimizer: str, source: DataOptions, residuals: bool
+) -> list:
     """--engine dask: every formula fitted from sums over DATA's partitions on one cluster."""
     _dask_refuses(sheet=source.sheet, where=source.where)
     try:
@@ -125,8 +157,9 @@ def _fit_on_cluster(data: str, formulas: list[str], ml: bool, ddf: str, optimize
         import distributed  # noqa: F401
         import pyarrow  # noqa: F401
     except ImportError as e:
-        raise MlmError(f"--engine dask needs the dask extra ({e.name} is not installed): "
-                       "pip install 'mlm[dask]'") from None
+        raise MlmError(
+            f"--engine dask needs the dask extra ({e.name} is not installed): pip install 'mlm[dask]'"
+        ) from None
     from mlmcli.distributed.cluster import check_address, connect
     from mlmcli.distributed.fit import check_formula, fit_on_cluster
     from mlmcli.distributed.source import open_source
@@ -134,10 +167,10 @@ def _fit_on_cluster(data: str, formulas: list[str], ml: bool, ddf: str, optimize
 
     if source.sep is not None:
         _note_engine("--sep", "the CSV reader of --engine memory")
-    address = check_address(source.scheduler)   # a malformed address is found before anything is read
+    address = check_address(source.scheduler)  # a malformed address is found before anything is read
     models = []
     data_source = open_source(data)
-    for formula in formulas:      # before a cluster is started or reached
+    for formula in formulas:  # before a cluster is started or reached
         with _user_errors(formula):
             check_formula(data_source, formula, source.weights, source.offset)
     with ExitStack() as stack:
@@ -146,8 +179,19 @@ def _fit_on_cluster(data: str, formulas: list[str], ml: bool, ddf: str, optimize
             client = stack.enter_context(connect(address, source.timeout))
         for formula in formulas:
             with _user_errors(formula):
-                models.append(fit_on_cluster(client, data_source, formula, reml=not ml, ddf=ddf, optimizer=optimizer,
-                                             residuals=residuals, weights=source.weights, offset=source.offset))
+                models.append(
+                    fit_on_cluster(
+                        client,
+                        data_source,
+                        formula,
+                        reml=not ml,
+                        ddf=ddf,
+                        optimizer=optimizer,
+                        residuals=residuals,
+                        weights=source.weights,
+                        offset=source.offset,
+                    )
+                )
             _check_finite(models[-1])
     return models
 
@@ -163,8 +207,15 @@ def _note_engine(option: str, applies_to: str = "--engine dask") -> None:
     sys.stderr.write(f"mlm: note: {option} applies to {applies_to}; ignored\n")
 
 
-def _fit_and_warn(data: str, formula: str, ml: bool, also: list[str] | None = None,
-                  source: DataOptions | None = None, optimizer: str = "robust", verbose: bool = False):
+def _fit_and_warn(
+    data: str,
+    formula: str,
+    ml: bool,
+    also: list[str] | None = None,
+    source: DataOptions | None = None,
+    optimizer: str = "robust",
+    verbose: bool = False,
+):
     """Fit without Satterthwaite set-up and send lme4's warnings to stderr."""
     model, frame = _fit(data, formula, ml, "none", also, source, optimizer, verbose=verbose)
     _warn(list(dict.fromkeys(model.warnings)))
@@ -176,8 +227,16 @@ def _warn(lines: list[str]) -> None:
         sys.stderr.write(line + "\n")
 
 
-def _deliver(kind: str, report: dict, output: str | None, inputs: tuple[str, ...], no_color: bool,
-             text: str, table: str, **table_options: Any) -> None:
+def _deliver(
+    kind: str,
+    report: dict,
+    output: str | None,
+    inputs: tuple[str, ...],
+    no_color: bool,
+    text: str,
+    table: str,
+    **table_options: Any,
+) -> None:
     """A report as JSON, as R's printed text or as a table; the renderers ("module:function", imported
     only when chosen) see its printable form."""
     if kind == "json":
@@ -228,8 +287,13 @@ def _json(obj: dict) -> str:
     return json.dumps(obj, indent=1, allow_nan=False) + "\n"
 
 
-def _table(draw: Callable[[Any], None], output: str | None, no_color: bool, inputs: tuple[str, ...],
-           text: Callable[[], str] | None = None) -> None:
+def _table(
+    draw: Callable[[Any], None],
+    output: str | None,
+    no_color: bool,
+    inputs: tuple[str, ...],
+    text: Callable[[], str] | None = None,
+) -> None:
     """Rich tables, rendered whole into a string and then written like any other output.
 
     Rendering first means a closed pipe (`| head -1`) is handled as for text, and `-o FILE` gets the table.
@@ -247,8 +311,9 @@ def _table(draw: Callable[[Any], None], output: str | None, no_color: bool, inpu
         _emit(text(), output, inputs)
         return
     buf = io.StringIO()
-    console = make_console(no_color=plain, width=max(columns, MIN_TABLE_WIDTH), file=buf,
-                           force_terminal=True if tty else None)
+    console = make_console(
+        no_color=plain, width=max(columns, MIN_TABLE_WIDTH), file=buf, force_terminal=True if tty else None
+    )
     draw(console)
     if text is not None and console.too_narrow:
         _emit(text(), output, inputs)

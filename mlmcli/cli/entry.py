@@ -120,11 +120,13 @@ def _run(argv: list[str] | None) -> int:
             traceback.print_exc()
         from mlmcli import __version__
 
-        sys.stderr.write(f"mlm: internal error: {type(e).__name__}: {e} (a bug in mlm {__version__}: please "
-                         "report it with the command and data that caused it; MLM_TRACEBACK=1 shows the "
-                         "traceback)\n")
+        sys.stderr.write(
+            f"mlm: internal error: {type(e).__name__}: {e} (a bug in mlm {__version__}: please "
+            "report it with the command and data that caused it; MLM_TRACEBACK=1 shows the "
+            "traceback)\n"
+        )
         code = EXIT_BUG
-    if code == EXIT_INTERRUPTED and terminated():   # click reports SIGTERM's unwinding as 130 too
+    if code == EXIT_INTERRUPTED and terminated():  # click reports SIGTERM's unwinding as 130 too
         code = EXIT_TERMINATED
     if code == EXIT_INTERRUPTED:
         sys.stderr.write("mlm: interrupted\n")

@@ -54,8 +54,8 @@ class AnovaDdf(str, Enum):
 
 
 CONFINT_EXAMPLES = examples(
-    f'mlm confint {SLEEP} {SLEEP_MODEL}',
-    f'mlm confint {SLEEP} {SLEEP_MODEL} --method boot --nsim 200 --seed 1',
+    f"mlm confint {SLEEP} {SLEEP_MODEL}",
+    f"mlm confint {SLEEP} {SLEEP_MODEL} --method boot --nsim 200 --seed 1",
     f'mlm confint {HECK} "math ~ ses + (1|schcode)" --method wald --format json',
 )
 ANOVA_EXAMPLES = examples(
@@ -63,7 +63,7 @@ ANOVA_EXAMPLES = examples(
     f'mlm anova {HECK} "math ~ ses*public + (1|schcode)" --type 1 --ddf Kenward-Roger',
 )
 RANOVA_EXAMPLES = examples(
-    f'mlm ranova {SLEEP} {SLEEP_MODEL}',
+    f"mlm ranova {SLEEP} {SLEEP_MODEL}",
     f'mlm ranova {HECK} "math ~ ses + (1|schcode)" --format json',
 )
 
@@ -75,19 +75,32 @@ LevelOpt = Annotated[float, typer.Option("--level", help="Confidence level, betw
 def confint(
     data: DataArg,
     formula: FormulaArg,
-    method: Annotated[CiMethod, typer.Option("--method", "-m", help="wald (fixed effects), profile "
-                                             "(likelihood profile of every parameter) or boot (parametric "
-                                             "bootstrap, percentile intervals).")] = CiMethod.profile,
+    method: Annotated[
+        CiMethod,
+        typer.Option(
+            "--method",
+            "-m",
+            help="wald (fixed effects), profile "
+            "(likelihood profile of every parameter) or boot (parametric "
+            "bootstrap, percentile intervals).",
+        ),
+    ] = CiMethod.profile,
     level: LevelOpt = 0.95,
     nsim: NsimOpt = 1000,
     seed: SeedOpt = None,
-    parm: Annotated[str | None, typer.Option(
-        "--parm", help="Comma-separated parameter names (as printed; also theta_ or beta_ for all "
-        "variance parameters or all fixed effects).")] = None,
+    parm: Annotated[
+        str | None,
+        typer.Option(
+            "--parm",
+            help="Comma-separated parameter names (as printed; also theta_ or beta_ for all "
+            "variance parameters or all fixed effects).",
+        ),
+    ] = None,
     ml: MlOpt = False,
     source: DataOptions = DataOptions(),
-    fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (R's confint matrix), table, json.")
-                   ] = None,
+    fmt: Annotated[
+        Format | None, typer.Option("--format", "-f", help="text (R's confint matrix), table, json.")
+    ] = None,
     output: OutputOpt = None,
     no_color: NoColorOpt = False,
     strict: StrictOpt = False,
@@ -98,15 +111,15 @@ def confint(
     from mlmcli.confint import Bootstrap, check_level, confint_report, select
 
     check_level(level)
-    spec = Bootstrap(nsim=nsim, seed=seed) if method == CiMethod.boot else None   # bad --nsim, --seed: now
+    spec = Bootstrap(nsim=nsim, seed=seed) if method == CiMethod.boot else None  # bad --nsim, --seed: now
     inputs, kind = _begin(data, output, fmt)
     names = [s.strip() for s in parm.split(",") if s.strip()] if parm else None
     if source.engine == "dask" and method != CiMethod.wald:
         # profiles refit with a parameter held fixed, the bootstrap simulates responses: both need the rows
         raise MlmError(f"--method {method.value} is not offered with --engine dask; use --method wald")
     model, _ = _fit_and_warn(data, formula, ml, source=source, verbose=verbose)
-    select(model, names, method.value)   # a misspelt --parm is an error before any profiling
-    if method != CiMethod.wald:          # lme4's message, before the long part
+    select(model, names, method.value)  # a misspelt --parm is an error before any profiling
+    if method != CiMethod.wald:  # lme4's message, before the long part
         _warn([f"Computing {'bootstrap' if spec else 'profile'} confidence intervals ..."])
     with _user_errors(formula), _bootstrap_progress(spec):
         report = confint_report(model, method.value, level, names, spec)
@@ -114,8 +127,15 @@ def confint(
     if spec is not None:
         _warn(spec.messages)
         warnings += [m for m in spec.messages if "failed" in m]
-    _deliver(kind, report, output, inputs, no_color, "mlmcli.render.inference:confint_text",
-             "mlmcli.render.inference:print_confint")
+    _deliver(
+        kind,
+        report,
+        output,
+        inputs,
+        no_color,
+        "mlmcli.render.inference:confint_text",
+        "mlmcli.render.inference:print_confint",
+    )
     _strict_exit(strict, warnings, model)
 
 
@@ -124,14 +144,15 @@ def confint(
 def anova(
     data: DataArg,
     formula: FormulaArg,
-    type_: Annotated[AnovaType, typer.Option("--type", "-t", help="Type of sums of squares: 1, 2 or 3.")
-                     ] = AnovaType.three,
-    ddf: Annotated[AnovaDdf, typer.Option("--ddf", help="Denominator df: Satterthwaite or Kenward-Roger "
-                                          "(REML fits only).")] = AnovaDdf.satterthwaite,
+    type_: Annotated[
+        AnovaType, typer.Option("--type", "-t", help="Type of sums of squares: 1, 2 or 3.")
+    ] = AnovaType.three,
+    ddf: Annotated[
+        AnovaDdf, typer.Option("--ddf", help="Denominator df: Satterthwaite or Kenward-Roger (REML fits only).")
+    ] = AnovaDdf.satterthwaite,
     ml: MlOpt = False,
     source: DataOptions = DataOptions(),
-    fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lmerTest's table), table, json.")
-                   ] = None,
+    fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lmerTest's table), table, json.")] = None,
     output: OutputOpt = None,
     no_color: NoColorOpt = False,
     strict: StrictOpt = False,
@@ -140,7 +161,7 @@ def anova(
     """F tests of the fixed-effect terms, as lmerTest's anova(fit, type =, ddf =)."""
     from mlmcli.anova import anova_report
 
-    _memory_only("anova", source)   # the terms' contrasts come from the data's rows
+    _memory_only("anova", source)  # the terms' contrasts come from the data's rows
     inputs, kind = _begin(data, output, fmt)
     _check_ddf(ddf.value, ml, source.weights)
     model, frame = _fit(data, formula, ml, ddf.value, source=source, verbose=verbose)
@@ -150,8 +171,15 @@ def anova(
     if ddf == AnovaDdf.satterthwaite:
         warnings += list(model.satterthwaite().messages)
     _warn(warnings)
-    _deliver(kind, report, output, inputs, no_color, "mlmcli.render.inference:anova_text",
-             "mlmcli.render.inference:print_anova")
+    _deliver(
+        kind,
+        report,
+        output,
+        inputs,
+        no_color,
+        "mlmcli.render.inference:anova_text",
+        "mlmcli.render.inference:print_anova",
+    )
     _strict_exit(strict, warnings, model)
 
 
@@ -162,8 +190,7 @@ def ranova(
     formula: FormulaArg,
     ml: MlOpt = False,
     source: DataOptions = DataOptions(),
-    fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lmerTest's table), table, json.")
-                   ] = None,
+    fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lmerTest's table), table, json.")] = None,
     output: OutputOpt = None,
     no_color: NoColorOpt = False,
     strict: StrictOpt = False,
@@ -172,11 +199,18 @@ def ranova(
     """Likelihood-ratio tests of the random-effects terms, as lmerTest's ranova(fit)."""
     from mlmcli.ranova import ranova_report
 
-    _memory_only("ranova", source)   # the reduced models are refitted to the rows
+    _memory_only("ranova", source)  # the reduced models are refitted to the rows
     inputs, kind = _begin(data, output, fmt)
     model, frame = _fit_and_warn(data, formula, ml, source=source, verbose=verbose)
     with _user_errors(formula):
         report = ranova_report(model, frame)
-    _deliver(kind, report, output, inputs, no_color, "mlmcli.render.inference:ranova_text",
-             "mlmcli.render.inference:print_ranova")
+    _deliver(
+        kind,
+        report,
+        output,
+        inputs,
+        no_color,
+        "mlmcli.render.inference:ranova_text",
+        "mlmcli.render.inference:print_ranova",
+    )
     _strict_exit(strict, model.warnings, model)

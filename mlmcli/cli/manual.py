@@ -19,8 +19,11 @@ def page_path() -> Path:
     from importlib.resources import files
 
     shipped = files("mlmcli") / "man" / "mlm.1"
-    candidates = [Path(str(shipped)), Path(sys.prefix) / "share" / "man" / "man1" / "mlm.1",
-                  Path(__file__).resolve().parents[2] / "man" / "mlm.1"]   # a source checkout
+    candidates = [
+        Path(str(shipped)),
+        Path(sys.prefix) / "share" / "man" / "man1" / "mlm.1",
+        Path(__file__).resolve().parents[2] / "man" / "mlm.1",
+    ]  # a source checkout
     for path in candidates:
         if path.is_file():
             return path
@@ -28,8 +31,22 @@ def page_path() -> Path:
 
 
 _FONT = re.compile(r"\\f[BIRP]|\\f\(..|\\f\[[A-Z]*\]")
-_SPECIAL = {r"\-": "-", r"\(S2": "²", r"\[:a]": "ä", r"\(em": "—", r"\(en": "–", r"\e": "\\", r"\&": "",
-            r"\ ": " ", r"\(aq": "'", r"\(dq": '"', r"\(co": "©", r"\(mu": "×", r"\|": "", r"\^": ""}
+_SPECIAL = {
+    r"\-": "-",
+    r"\(S2": "²",
+    r"\[:a]": "ä",
+    r"\(em": "—",
+    r"\(en": "–",
+    r"\e": "\\",
+    r"\&": "",
+    r"\ ": " ",
+    r"\(aq": "'",
+    r"\(dq": '"',
+    r"\(co": "©",
+    r"\(mu": "×",
+    r"\|": "",
+    r"\^": "",
+}
 
 
 def _inline(text: str) -> str:
@@ -84,7 +101,7 @@ def man() -> None:
         _emit(roff_to_text(path.read_text(encoding="utf-8")), None)
         return
     sys.stdout.flush()
-    if shutil.which("man"):   # man formats the page and honours MANPAGER and PAGER itself
+    if shutil.which("man"):  # man formats the page and honours MANPAGER and PAGER itself
         code = subprocess.call(["man", "-l", str(path)])
         if code == 0:
             return

@@ -56,15 +56,15 @@ from mlmcli.errors import MlmError
 FIT_EXAMPLES = examples(
     f'mlm fit {HECK} "math ~ ses + (ses|schcode)"',
     f'mlm fit {HECK} "math ~ ses*public + (ses|schcode)" --ml --format json -o fit.json',
-    f'mlm fit {SLEEP} {SLEEP_MODEL} --format csv --ci wald -o tidy.csv',
+    f"mlm fit {SLEEP} {SLEEP_MODEL} --format csv --ci wald -o tidy.csv",
 )
 TAU_EXAMPLES = examples(
     f'mlm tau {HECK} "math ~ ses + (ses|schcode)"',
-    f'mlm tau {SLEEP} {SLEEP_MODEL} --format json',
+    f"mlm tau {SLEEP} {SLEEP_MODEL} --format json",
 )
 RANEF_EXAMPLES = examples(
     f'mlm ranef {HECK} "math ~ ses + (ses|schcode)" --format csv -o ranef.csv',
-    f'mlm ranef {SLEEP} {SLEEP_MODEL} --with-coef --head 5',
+    f"mlm ranef {SLEEP} {SLEEP_MODEL} --with-coef --head 5",
 )
 COMPARE_EXAMPLES = examples(
     f'mlm compare {HECK} "math ~ ses + (ses|schcode)" "math ~ ses*public + (ses|schcode)"',
@@ -80,16 +80,30 @@ def fit(
     ml: MlOpt = False,
     source: DataOptions = DataOptions(),
     optimizer: OptimizerOpt = Optimizer.robust,
-    fmt: Annotated[FitFormat | None, typer.Option(
-        "--format", "-f", help="text (lme4's summary), table, json, csv (broom.mixed's tidy()).")] = None,
-    ddf: Annotated[Ddf, typer.Option("--ddf", help="Denominator df: Satterthwaite, Kenward-Roger (adjusted "
-                                     "SEs; REML fits only), or none.")] = Ddf.satterthwaite,
-    correlation: Annotated[bool, typer.Option(
-        "--correlation", help="Show fixed-effect correlations in the table (text and json always have them).")
+    fmt: Annotated[
+        FitFormat | None,
+        typer.Option("--format", "-f", help="text (lme4's summary), table, json, csv (broom.mixed's tidy())."),
+    ] = None,
+    ddf: Annotated[
+        Ddf,
+        typer.Option(
+            "--ddf", help="Denominator df: Satterthwaite, Kenward-Roger (adjusted SEs; REML fits only), or none."
+        ),
+    ] = Ddf.satterthwaite,
+    correlation: Annotated[
+        bool,
+        typer.Option(
+            "--correlation", help="Show fixed-effect correlations in the table (text and json always have them)."
+        ),
     ] = False,
-    ci: Annotated[CiMethod | None, typer.Option(
-        "--ci", help="Add confidence intervals of the fixed effects (conf_low, conf_high) to json, "
-        "table and csv output: wald, profile or boot.")] = None,
+    ci: Annotated[
+        CiMethod | None,
+        typer.Option(
+            "--ci",
+            help="Add confidence intervals of the fixed effects (conf_low, conf_high) to json, "
+            "table and csv output: wald, profile or boot.",
+        ),
+    ] = None,
     level: Annotated[float, typer.Option("--level", help="Confidence level of --ci.")] = 0.95,
     nsim: NsimOpt = 1000,
     seed: SeedOpt = None,
@@ -117,17 +131,17 @@ def fit(
             # profiles refit with a fixed effect moved into the response, the bootstrap simulates
             # responses: both need the rows
             raise MlmError(f"--ci {ci.value} is not offered with --engine dask; use --ci wald")
-    model, _ = _fit(data, formula, ml, ddf.value, source=source, optimizer=optimizer.value, verbose=verbose,
-                    residuals=True)
-    with _user_errors(formula):   # the df methods' linear algebra can break down as the fit's can
+    model, _ = _fit(
+        data, formula, ml, ddf.value, source=source, optimizer=optimizer.value, verbose=verbose, residuals=True
+    )
+    with _user_errors(formula):  # the df methods' linear algebra can break down as the fit's can
         report = fit_report(model)
     varpar_ci = None
     if ci is not None and kind != "text":
         from mlmcli.confint import add_fixed_effect_intervals
 
         with _user_errors(formula), _bootstrap_progress(spec):
-            all_ci = add_fixed_effect_intervals(report, model, ci.value, level, spec,
-                                                variance_parameters=kind == "csv")
+            all_ci = add_fixed_effect_intervals(report, model, ci.value, level, spec, variance_parameters=kind == "csv")
         varpar_ci = all_ci[: len(all_ci) - model.p]
     warnings = report["warnings"] + report.get("lmerTest_messages", [])
     _warn(warnings)
@@ -152,8 +166,13 @@ def fit(
         from mlmcli.render.table import print_fit
         from mlmcli.render.text import fit_summary_output
 
-        _table(lambda c: print_fit(c, _printable(report), correlation=correlation), output, no_color, inputs,
-               lambda: fit_summary_output(_printable(report)).out)
+        _table(
+            lambda c: print_fit(c, _printable(report), correlation=correlation),
+            output,
+            no_color,
+            inputs,
+            lambda: fit_summary_output(_printable(report)).out,
+        )
     _strict_exit(strict, warnings, model)
 
 
@@ -180,8 +199,16 @@ def tau(
         _note_ignored("--corr", kind, "table")
     model, _ = _fit_and_warn(data, formula, ml, source=source, optimizer=optimizer.value, verbose=verbose)
     report = tau_report(model)
-    _deliver(kind, report, output, inputs, no_color, "mlmcli.render.text:tau_text", "mlmcli.render.table:print_tau",
-             corr_only=corr)
+    _deliver(
+        kind,
+        report,
+        output,
+        inputs,
+        no_color,
+        "mlmcli.render.text:tau_text",
+        "mlmcli.render.table:print_tau",
+        corr_only=corr,
+    )
     _strict_exit(strict, model.warnings, model)
 
 
@@ -194,10 +221,12 @@ def ranef(
     source: DataOptions = DataOptions(),
     optimizer: OptimizerOpt = Optimizer.robust,
     fmt: Annotated[RanefFormat | None, typer.Option("--format", "-f", help="table, csv, json, text.")] = None,
-    head: Annotated[int | None, typer.Option(
-        "--head", min=1, help="Show the first N levels of each factor (table and text).")] = None,
-    wide: Annotated[bool, typer.Option("--wide", help="One row per level, as ranef(fit)$g prints (table, csv).")
-                    ] = False,
+    head: Annotated[
+        int | None, typer.Option("--head", min=1, help="Show the first N levels of each factor (table and text).")
+    ] = None,
+    wide: Annotated[
+        bool, typer.Option("--wide", help="One row per level, as ranef(fit)$g prints (table, csv).")
+    ] = False,
     with_coef: Annotated[bool, typer.Option("--with-coef", help="Add coef(fit): fixed + random.")] = False,
     output: OutputOpt = None,
     no_color: NoColorOpt = False,
@@ -230,8 +259,13 @@ def ranef(
         shown = _printable(report)
         from mlmcli.render.ranef_text import ranef_text
 
-        _table(lambda c: print_ranef(c, shown, head=head, wide=wide, coef=shown.get("coef") if with_coef else None),
-               output, no_color, inputs, lambda: ranef_text(shown, head=head))
+        _table(
+            lambda c: print_ranef(c, shown, head=head, wide=wide, coef=shown.get("coef") if with_coef else None),
+            output,
+            no_color,
+            inputs,
+            lambda: ranef_text(shown, head=head),
+        )
     _strict_exit(strict, model.warnings, model)
 
 
@@ -239,15 +273,18 @@ def ranef(
 @reads_data
 def compare(
     data: DataArg,
-    formulas: Annotated[list[str], typer.Argument(help="Two or more model formulas.", metavar="FORMULA...",
-                                                  callback=check_argument_order)],
+    formulas: Annotated[
+        list[str],
+        typer.Argument(help="Two or more model formulas.", metavar="FORMULA...", callback=check_argument_order),
+    ],
     ml: MlOpt = False,
     source: DataOptions = DataOptions(),
     optimizer: OptimizerOpt = Optimizer.robust,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lme4's anova), table, json.")] = None,
     names: Annotated[str | None, typer.Option("--names", help="Comma-separated model names.")] = None,
-    variance_reduction: Annotated[bool, typer.Option(
-        "--variance-reduction", help="Proportion of variance reduced at level 1 and 2, and the ICC.")] = False,
+    variance_reduction: Annotated[
+        bool, typer.Option("--variance-reduction", help="Proportion of variance reduced at level 1 and 2, and the ICC.")
+    ] = False,
     output: OutputOpt = None,
     no_color: NoColorOpt = False,
     strict: StrictOpt = False,
@@ -286,8 +323,13 @@ def compare(
     else:
         from mlmcli.render.table import print_compare
 
-        _table(lambda c: print_compare(c, _printable(report), variance_reduction=_printable(vr) if vr else None),
-               output, no_color, inputs, lambda: _compare_text(report, vr))
+        _table(
+            lambda c: print_compare(c, _printable(report), variance_reduction=_printable(vr) if vr else None),
+            output,
+            no_color,
+            inputs,
+            lambda: _compare_text(report, vr),
+        )
     _strict_exit(strict, warnings, *fits)
 
 

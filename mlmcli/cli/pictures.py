@@ -47,12 +47,12 @@ class PlotTheme(str, Enum):
 
 EXAMPLES = examples(
     f'mlm plot {HECK} "math ~ ses + (ses|schcode)" --kind caterpillar -o caterpillar.png',
-    f'mlm plot {SLEEP} {SLEEP_MODEL} --kind spaghetti --theme paper -o spaghetti.pdf',
+    f"mlm plot {SLEEP} {SLEEP_MODEL} --kind spaghetti --theme paper -o spaghetti.pdf",
     f'mlm plot {SLEEP} {SLEEP_MODEL} --kind fitted --where "Days >= 2" --format json -o fitted.png',
 )
 SCHEMA_EXAMPLES = examples(
-    'mlm schema fit',
-    'mlm schema plot',
+    "mlm schema fit",
+    "mlm schema plot",
 )
 
 # matplotlib refuses images of 2^16 pixels or more on a side; say so before fitting
@@ -81,8 +81,7 @@ def plot(
     groups: Annotated[int | None, typer.Option("--groups", min=0, help="Groups drawn; 0: all.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", min=0, help="Seed of the spaghetti sample (default 1).")] = None,
     data_out: Annotated[str | None, typer.Option("--data-out", help="Also write the plotted numbers (CSV).")] = None,
-    fmt: Annotated[PlotFormat | None, typer.Option("--format", "-f", help="json: print the plotted numbers.")
-                   ] = None,
+    fmt: Annotated[PlotFormat | None, typer.Option("--format", "-f", help="json: print the plotted numbers.")] = None,
     strict: StrictOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -90,7 +89,7 @@ def plot(
     from mlmcli.render.plots import PlotOptions, draw, image_format
 
     # every option is checked before the (possibly long) fit
-    _memory_only("plot", source)   # the pictures are drawn from the rows
+    _memory_only("plot", source)  # the pictures are drawn from the rows
     image_format(output)
     inputs = (data,)
     _check_outputs(inputs, output, data_out)
@@ -98,14 +97,32 @@ def plot(
         raise MlmError(f"--data-out and --output name the same file: {output}")
     px = dpi if dpi is not None else (300 if theme is PlotTheme.paper else 100)
     if max(width, height) * px > MAX_PIXELS:
-        raise MlmError(f"the image would be {round(width * px)} x {round(height * px)} pixels; "
-                       f"at most {MAX_PIXELS} on a side: lower --dpi or the size")
+        raise MlmError(
+            f"the image would be {round(width * px)} x {round(height * px)} pixels; "
+            f"at most {MAX_PIXELS} on a side: lower --dpi or the size"
+        )
     model, frame = _fit_and_warn(data, formula, ml, [c for c in (x, by) if c], source, verbose=verbose)
     # the rows --where chose were the model's rows: the caption and the json name the expression
-    opts = PlotOptions(kind=kind.value, output=output, x=x, y=y, group=group, where=source.where, by=by, dpi=dpi,
-                       width=width, height=height, title=title, data_out=data_out, theme=theme.value,
-                       caption=caption, groups=groups, seed=seed, inputs=inputs)
-    if kind is PlotKind.profile:   # the profiles are the engine's work, done before drawing
+    opts = PlotOptions(
+        kind=kind.value,
+        output=output,
+        x=x,
+        y=y,
+        group=group,
+        where=source.where,
+        by=by,
+        dpi=dpi,
+        width=width,
+        height=height,
+        title=title,
+        data_out=data_out,
+        theme=theme.value,
+        caption=caption,
+        groups=groups,
+        seed=seed,
+        inputs=inputs,
+    )
+    if kind is PlotKind.profile:  # the profiles are the engine's work, done before drawing
         from mlmcli.confint import profile_curves
 
         with _user_errors(formula):
@@ -118,9 +135,12 @@ def plot(
 
 @app.command(epilog=SCHEMA_EXAMPLES)
 def schema(
-    name: Annotated[SchemaName, typer.Argument(
-        help="fit, tau, ranef, compare, table, predict, augment, confint, anova, ranova or plot.",
-        metavar="COMMAND")],
+    name: Annotated[
+        SchemaName,
+        typer.Argument(
+            help="fit, tau, ranef, compare, table, predict, augment, confint, anova, ranova or plot.", metavar="COMMAND"
+        ),
+    ],
 ) -> None:
     """Print the JSON schema that `mlm COMMAND --format json` output follows."""
     from importlib.resources import files

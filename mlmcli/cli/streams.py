@@ -126,7 +126,7 @@ def _status_line(stderr: Any) -> StatusLine | None:
     try:
         if not stderr.isatty():
             return None
-        width = os.get_terminal_size(stderr.fileno()).columns or 80   # 0: a terminal that does not say
+        width = os.get_terminal_size(stderr.fileno()).columns or 80  # 0: a terminal that does not say
     except (OSError, ValueError, AttributeError):
         return None
     try:

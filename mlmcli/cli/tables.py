@@ -52,7 +52,7 @@ class TableFormat(str, Enum):
 
 EXAMPLES = examples(
     f'mlm table {HECK} "math ~ ses + (1|schcode)" "math ~ ses*public + (ses|schcode)" -o table.tex',
-    f'mlm table {SLEEP} {SLEEP_MODEL} --ci --format markdown',
+    f"mlm table {SLEEP} {SLEEP_MODEL} --ci --format markdown",
 )
 
 # -o FILE with one of these suffixes picks the format when --format is not given
@@ -82,18 +82,35 @@ def model_names(names: str | None, n: int) -> list[str]:
 @reads_data
 def table(
     data: DataArg,
-    formulas: Annotated[list[str], typer.Argument(help="One or more model formulas, one column each.",
-                                                  metavar="FORMULA...", callback=check_argument_order)],
-    names: Annotated[str | None, typer.Option("--names", help="Comma-separated column names (default: Model 1, "
-                                                              "Model 2, ...).")] = None,
-    ci: Annotated[bool, typer.Option("--ci", help="Wald confidence intervals in brackets instead of standard "
-                                                  "errors in parentheses.")] = False,
+    formulas: Annotated[
+        list[str],
+        typer.Argument(
+            help="One or more model formulas, one column each.", metavar="FORMULA...", callback=check_argument_order
+        ),
+    ],
+    names: Annotated[
+        str | None, typer.Option("--names", help="Comma-separated column names (default: Model 1, Model 2, ...).")
+    ] = None,
+    ci: Annotated[
+        bool,
+        typer.Option("--ci", help="Wald confidence intervals in brackets instead of standard errors in parentheses."),
+    ] = False,
     level: Annotated[float, typer.Option("--level", help="Confidence level of --ci.")] = 0.95,
-    digits: Annotated[int, typer.Option("--digits", min=0, max=10, help="Decimals of estimates, SEs, SDs, ICC "
-                                                                        "and R² (AIC, BIC, logLik: 1).")] = 3,
-    fmt: Annotated[TableFormat | None, typer.Option(
-        "--format", "-f", help="markdown (default when piped), latex (booktabs), html, csv, json, or table "
-        "(default on a terminal); -o FILE.tex/.html/.md/.csv/.json chooses by suffix.")] = None,
+    digits: Annotated[
+        int,
+        typer.Option(
+            "--digits", min=0, max=10, help="Decimals of estimates, SEs, SDs, ICC and R² (AIC, BIC, logLik: 1)."
+        ),
+    ] = 3,
+    fmt: Annotated[
+        TableFormat | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="markdown (default when piped), latex (booktabs), html, csv, json, or table "
+            "(default on a terminal); -o FILE.tex/.html/.md/.csv/.json chooses by suffix.",
+        ),
+    ] = None,
     ml: MlOpt = False,
     source: DataOptions = DataOptions(),
     optimizer: OptimizerOpt = Optimizer.robust,
@@ -133,7 +150,11 @@ def table(
     else:
         from mlmcli.render import modeltable
 
-        render = {"markdown": modeltable.markdown, "latex": modeltable.latex, "html": modeltable.html_table,
-                  "csv": modeltable.csv_table}[kind]
+        render = {
+            "markdown": modeltable.markdown,
+            "latex": modeltable.latex,
+            "html": modeltable.html_table,
+            "csv": modeltable.csv_table,
+        }[kind]
         _emit(render(report, digits), output, inputs)
     _strict_exit(strict, warnings, *fits)

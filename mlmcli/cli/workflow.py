@@ -37,11 +37,11 @@ from mlmcli.cli.common import (
 from mlmcli.errors import MlmError
 
 PREDICT_EXAMPLES = examples(
-    f'mlm predict {SLEEP} {SLEEP_MODEL} --newdata {SLEEP} --re-form none',
+    f"mlm predict {SLEEP} {SLEEP_MODEL} --newdata {SLEEP} --re-form none",
     f'mlm predict {HECK} "math ~ ses + (1|schcode)" --where "schcode <= 10" -o predicted.csv',
 )
 AUGMENT_EXAMPLES = examples(
-    f'mlm augment {SLEEP} {SLEEP_MODEL} -o augmented.csv',
+    f"mlm augment {SLEEP} {SLEEP_MODEL} -o augmented.csv",
     f'mlm augment {HECK} "math ~ ses + (1|schcode)" --format json -o augmented.json',
 )
 
@@ -51,17 +51,31 @@ AUGMENT_EXAMPLES = examples(
 def predict(
     data: DataArg,
     formula: FormulaArg,
-    newdata: Annotated[str | None, typer.Option(
-        "--newdata", help="File of new rows to predict, in any format DATA can have (default: the fitted values "
-        "of DATA's rows).")] = None,
-    newdata_sheet: Annotated[str | None, typer.Option(
-        "--newdata-sheet", help="Excel sheet of --newdata: its name or 1-based position (default: the first).")
+    newdata: Annotated[
+        str | None,
+        typer.Option(
+            "--newdata",
+            help="File of new rows to predict, in any format DATA can have (default: the fitted values "
+            "of DATA's rows).",
+        ),
     ] = None,
-    re_form: Annotated[ReForm, typer.Option(
-        "--re-form", help="all: with the random effects (lme4's re.form = NULL); none: fixed part only (NA).")
+    newdata_sheet: Annotated[
+        str | None,
+        typer.Option(
+            "--newdata-sheet", help="Excel sheet of --newdata: its name or 1-based position (default: the first)."
+        ),
+    ] = None,
+    re_form: Annotated[
+        ReForm,
+        typer.Option(
+            "--re-form", help="all: with the random effects (lme4's re.form = NULL); none: fixed part only (NA)."
+        ),
     ] = ReForm.all,
-    allow_new_levels: Annotated[bool, typer.Option(
-        "--allow-new-levels", help="Predict unseen (or missing) groups at the population value, not an error.")
+    allow_new_levels: Annotated[
+        bool,
+        typer.Option(
+            "--allow-new-levels", help="Predict unseen (or missing) groups at the population value, not an error."
+        ),
     ] = False,
     ml: MlOpt = False,
     source: DataOptions = DataOptions(),
@@ -73,15 +87,19 @@ def predict(
     """Predictions as lme4's predict(): NEWDATA's columns plus .fitted."""
     from mlmcli.predict import prediction_report
 
-    _memory_only("predict", source)   # the fitted values and the levels come from DATA's rows
+    _memory_only("predict", source)  # the fitted values and the levels come from DATA's rows
     inputs = (data,) if newdata is None else (data, newdata)
     _check_outputs(inputs, output)
     if newdata is not None and newdata == "-" and data == "-":
         raise MlmError("DATA and --newdata cannot both be standard input")
     model, frame = _fit_and_warn(data, formula, ml, source=source, verbose=verbose)
     if source.offset is not None and newdata is not None:
-        _warn(["mlm: note: as lme4's predict(), predictions for --newdata leave out --offset; write "
-               f"offset({source.offset}) in the formula to include it"])
+        _warn(
+            [
+                "mlm: note: as lme4's predict(), predictions for --newdata leave out --offset; write "
+                f"offset({source.offset}) in the formula to include it"
+            ]
+        )
     with _user_errors(formula):
         new = _read(newdata, None, source.sep, newdata_sheet, verbose) if newdata is not None else None
         report, columns = prediction_report(model, frame, new, re_form.value, allow_new_levels)
@@ -109,7 +127,7 @@ def augment(
     """The model frame's rows with broom.mixed's augment() columns .fitted, .resid and .fixed."""
     from mlmcli.predict import augment_report
 
-    _memory_only("augment", source)   # its output is DATA's rows
+    _memory_only("augment", source)  # its output is DATA's rows
     inputs = (data,)
     _check_outputs(inputs, output)
     model, frame = _fit_and_warn(data, formula, ml, source=source, verbose=verbose)

@@ -28,14 +28,14 @@ class Layout:
 
 @dataclass
 class PartDesign:
-    X: np.ndarray                       # all columns of the fixed-effects model matrix
-    y: np.ndarray                       # the response minus any offset
-    codes: list[np.ndarray]             # per term, in lme4's order
-    Z: list[np.ndarray]                 # per term, its model matrix
+    X: np.ndarray  # all columns of the fixed-effects model matrix
+    y: np.ndarray  # the response minus any offset
+    codes: list[np.ndarray]  # per term, in lme4's order
+    Z: list[np.ndarray]  # per term, its model matrix
     xnames: list[str]
     cnames: list[list[str]]
     response: np.ndarray | None = None  # the response as the data hold it (y is less any offset)
-    weights: np.ndarray | None = None   # --weights
+    weights: np.ndarray | None = None  # --weights
 
 
 def partition_design(pdf, layout: Layout) -> PartDesign:
@@ -47,8 +47,14 @@ def partition_design(pdf, layout: Layout) -> PartDesign:
     frame, _ = frame_of(pdf, layout.spec)
     xnames, cnames = names_of(formula, lv)
     if frame.n_rows == 0:
-        return PartDesign(np.empty((0, len(xnames))), np.empty(0), [np.empty(0, dtype=np.int64) for _ in lv.order],
-                          [np.empty((0, len(c))) for c in cnames], xnames, cnames)
+        return PartDesign(
+            np.empty((0, len(xnames))),
+            np.empty(0),
+            [np.empty(0, dtype=np.int64) for _ in lv.order],
+            [np.empty((0, len(c))) for c in cnames],
+            xnames,
+            cnames,
+        )
     full, complete = model_frame(frame, formula, lv.scales)
     complete = with_arguments(frame, layout.spec, complete)
     rows = np.flatnonzero(complete)
@@ -80,8 +86,9 @@ def partition_design(pdf, layout: Layout) -> PartDesign:
         Z.append(model_matrix(rt.lhs, values, n)[0])
         bad = np.flatnonzero(~np.all(np.isfinite(Z[-1]), axis=0))
         if bad.size:
-            raise DataError(f"NA/NaN/Inf in the random-effects term ({rt.label}): '{names[bad[0]]}' has infinite "
-                            "values")
+            raise DataError(
+                f"NA/NaN/Inf in the random-effects term ({rt.label}): '{names[bad[0]]}' has infinite values"
+            )
     return PartDesign(X, y, codes, Z, xnames, cnames, raw, weights)
 
 
@@ -103,7 +110,7 @@ def _global_factor(col: Factor, rows: np.ndarray, levels: list[str], label: str)
     """A partition's factor recoded with the whole data's levels."""
     index = {lev: i for i, lev in enumerate(levels)}
     to = np.array([index.get(lev, -1) for lev in col.levels] + [-1], dtype=np.int64)
-    codes = to[col.codes[rows]]          # code -1 (missing) picks the appended -1
+    codes = to[col.codes[rows]]  # code -1 (missing) picks the appended -1
     if np.any(codes < 0):
         raise DataError(f"a level of {label} differs between the passes over the data")
     return Factor(codes, levels, col.logical)
@@ -141,28 +148,33 @@ class BlockSums:
     """A partition's (or several partitions') share of the blocks of A."""
 
     n: int
-    G: np.ndarray                          # [1 X y]'[1 X y] of the data's rows (moments, scales)
-    A_FF: np.ndarray                       # [X y]'[X y] of the weighted rows (the engine's)
-    log_w: float                           # sum(log w) of the prior weights
-    binary: np.ndarray                     # per column of X: only 0s and 1s so far
-    D: list[np.ndarray]                    # per term: Z_i'Z_i per level (ell, k, k), weighted rows
-    F: list[np.ndarray]                    # per term: [X y]'Z_i per level (ell, p+1, k), weighted rows
-    C: dict[tuple[int, int], object]       # i > j: Z_i'Z_j (CSR), weighted rows
-    N: dict[tuple[int, int], object]       # i > j: rows per pair of levels (CSR), for the nesting
-    level_n: list[np.ndarray]              # per term: rows per level
-    level_y: list[np.ndarray]              # per term: the response (as the data hold it) summed per level
-    y_sums: np.ndarray                     # that response's sum and sum of squares
+    G: np.ndarray  # [1 X y]'[1 X y] of the data's rows (moments, scales)
+    A_FF: np.ndarray  # [X y]'[X y] of the weighted rows (the engine's)
+    log_w: float  # sum(log w) of the prior weights
+    binary: np.ndarray  # per column of X: only 0s and 1s so far
+    D: list[np.ndarray]  # per term: Z_i'Z_i per level (ell, k, k), weighted rows
+    F: list[np.ndarray]  # per term: [X y]'Z_i per level (ell, p+1, k), weighted rows
+    C: dict[tuple[int, int], object]  # i > j: Z_i'Z_j (CSR), weighted rows
+    N: dict[tuple[int, int], object]  # i > j: rows per pair of levels (CSR), for the nesting
+    level_n: list[np.ndarray]  # per term: rows per level
+    level_y: list[np.ndarray]  # per term: the response (as the data hold it) summed per level
+    y_sums: np.ndarray  # that response's sum and sum of squares
 
     def __add__(self, other: BlockSums) -> BlockSums:
-        return BlockSums(self.n + other.n, self.G + other.G, self.A_FF + other.A_FF, self.log_w + other.log_w,
-                         self.binary & other.binary,
-                         [a + b for a, b in zip(self.D, other.D, strict=True)],
-                         [a + b for a, b in zip(self.F, other.F, strict=True)],
-                         {key: (self.C[key] + other.C[key]).tocsr() for key in self.C},
-                         {key: (self.N[key] + other.N[key]).tocsr() for key in self.N},
-                         [a + b for a, b in zip(self.level_n, other.level_n, strict=True)],
-                         [a + b for a, b in zip(self.level_y, other.level_y, strict=True)],
-                         self.y_sums + other.y_sums)
+        return BlockSums(
+            self.n + other.n,
+            self.G + other.G,
+            self.A_FF + other.A_FF,
+            self.log_w + other.log_w,
+            self.binary & other.binary,
+            [a + b for a, b in zip(self.D, other.D, strict=True)],
+            [a + b for a, b in zip(self.F, other.F, strict=True)],
+            {key: (self.C[key] + other.C[key]).tocsr() for key in self.C},
+            {key: (self.N[key] + other.N[key]).tocsr() for key in self.N},
+            [a + b for a, b in zip(self.level_n, other.level_n, strict=True)],
+            [a + b for a, b in zip(self.level_y, other.level_y, strict=True)],
+            self.y_sums + other.y_sums,
+        )
 
 
 def sum_blocks(*parts: BlockSums) -> BlockSums:
@@ -193,7 +205,7 @@ def partition_blocks(pdf, layout: Layout) -> BlockSums:
     with np.errstate(over="ignore", invalid="ignore"):
         G = W.T @ W
     XY, Z, log_w = W[:, 1:], d.Z, 0.0
-    if d.weights is not None:     # prior weights scale every row of [Z X y] by sqrt(w) (crossprod.py)
+    if d.weights is not None:  # prior weights scale every row of [Z X y] by sqrt(w) (crossprod.py)
         sw = np.sqrt(d.weights)
         XY, Z, log_w = XY * sw[:, None], [Zt * sw[:, None] for Zt in Z], float(np.log(d.weights).sum())
     with np.errstate(over="ignore", invalid="ignore"):
@@ -241,8 +253,11 @@ def crossproducts(s: BlockSums, structures: list[TermStructure]) -> CrossProduct
             ki, kj = structures[i].k, structures[j].k
             ell_j = structures[j].ell
             r = par[:, None, None] * ki + np.arange(ki)[None, :, None] + np.zeros((1, 1, kj), dtype=np.int64)
-            c = np.arange(ell_j)[:, None, None] * kj + np.arange(kj)[None, None, :] + np.zeros((1, ki, 1),
-                                                                                                dtype=np.int64)
+            c = (
+                np.arange(ell_j)[:, None, None] * kj
+                + np.arange(kj)[None, None, :]
+                + np.zeros((1, ki, 1), dtype=np.int64)
+            )
             nested[i, j] = np.asarray(s.C[i, j][r.ravel(), c.ravel()]).reshape(ell_j, ki, kj)
     A_tail: list[object] = []
     A_tt = A_Ft = None
@@ -258,15 +273,16 @@ def crossproducts(s: BlockSums, structures: list[TermStructure]) -> CrossProduct
             st = structures[t]
             for lev in range(st.ell):
                 o = offs[a] + lev * st.k
-                A_tt[o:o + st.k, o:o + st.k] = s.D[t][lev]
+                A_tt[o : o + st.k, o : o + st.k] = s.D[t][lev]
             for b, u in enumerate(tail[:a]):
                 B = s.C[t, u].toarray()
-                A_tt[offs[a]:offs[a + 1], offs[b]:offs[b + 1]] = B
-                A_tt[offs[b]:offs[b + 1], offs[a]:offs[a + 1]] = B.T
+                A_tt[offs[a] : offs[a + 1], offs[b] : offs[b + 1]] = B
+                A_tt[offs[b] : offs[b + 1], offs[a] : offs[a + 1]] = B.T
         p1 = s.F[0].shape[1]
         A_Ft = np.hstack([s.F[t].transpose(1, 0, 2).reshape(p1, structures[t].q) for t in tail])
-    return CrossProducts.from_blocks(structures, s.n, s.A_FF, s.D[:nbd], s.F[:nbd], parents, nested, nbd,
-                                     A_tail, A_tt, A_Ft, s.log_w)
+    return CrossProducts.from_blocks(
+        structures, s.n, s.A_FF, s.D[:nbd], s.F[:nbd], parents, nested, nbd, A_tail, A_tt, A_Ft, s.log_w
+    )
 
 
 def start_theta(s: BlockSums, structures: list[TermStructure]) -> np.ndarray:

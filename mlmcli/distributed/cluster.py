@@ -29,15 +29,16 @@ def check_address(scheduler: str | None) -> str | None:
     address = scheduler if scheduler is not None else env
     if not address:
         return None
-    what = f"the dask scheduler address {address!r}" + ("" if scheduler is not None else
-                                                          " (DASK_SCHEDULER_ADDRESS)")
+    what = f"the dask scheduler address {address!r}" + ("" if scheduler is not None else " (DASK_SCHEDULER_ADDRESS)")
     m = _ADDRESS.fullmatch(address.strip())
     if m is None:
         raise MlmError(f"{what} is not an address: {_FORM}")
     scheme, port = m.group("scheme"), m.group("port")
     if scheme is not None and scheme not in _SCHEMES:
-        raise MlmError(f"{what} has an unknown protocol {scheme + '://'!r} (known: "
-                       f"{', '.join(s + '://' for s in _SCHEMES)}): {_FORM}")
+        raise MlmError(
+            f"{what} has an unknown protocol {scheme + '://'!r} (known: "
+            f"{', '.join(s + '://' for s in _SCHEMES)}): {_FORM}"
+        )
     if port is None or port == "":
         raise MlmError(f"{what} has no port: {_FORM}")
     if not port.isdigit() or not 0 < int(port) < 65536:
@@ -70,14 +71,16 @@ def _probe(address: str, timeout: float) -> None:
     except MlmError:
         raise
     except TimeoutError:
-        raise DataError(f"the dask scheduler at {address} took the connection but did not answer within "
-                        f"{seconds} (--timeout)") from None
+        raise DataError(
+            f"the dask scheduler at {address} took the connection but did not answer within {seconds} (--timeout)"
+        ) from None
     except (OSError, ValueError) as e:
         if str(e).startswith("Timed out trying to connect"):
-            raise DataError(f"cannot reach the dask scheduler at {address}: no connection within {seconds} "
-                            "(--timeout)") from None
+            raise DataError(
+                f"cannot reach the dask scheduler at {address}: no connection within {seconds} (--timeout)"
+            ) from None
         raise DataError(f"cannot reach the dask scheduler at {address}: {_one_line(e)}") from None
-    except Exception:   # noqa: BLE001 - bytes that are not dask's protocol (an HTTP server, say)
+    except Exception:  # noqa: BLE001 - bytes that are not dask's protocol (an HTTP server, say)
         raise DataError(f"{address} answered, but not as a dask scheduler does") from None
 
 
@@ -100,8 +103,13 @@ def connect(address: str | None, timeout: float = 30.0) -> Iterator[Any]:
         finally:
             client.close()
         return
-    cluster = LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                           dashboard_address=None, silence_logs=logging.ERROR)
+    cluster = LocalCluster(
+        n_workers=os.cpu_count() or 1,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    )
     client = Client(cluster, set_as_default=False)
     try:
         yield client
@@ -122,13 +130,14 @@ def run(client: Any, tasks: list, label: str, on_done: Callable[[int], None] | N
     return _results(client, futures)
 
 
-def tree_sum(client: Any, tasks: list, combine: Callable, label: str,
-             on_done: Callable[[int], None] | None = None) -> Any:
+def tree_sum(
+    client: Any, tasks: list, combine: Callable, label: str, on_done: Callable[[int], None] | None = None
+) -> Any:
     """The per-partition results added by a tree reduction on the cluster (FAN_IN at a time)."""
     futures = client.compute(tasks)
     level = list(futures)
     while len(level) > 1:
-        level = [client.submit(combine, *level[i:i + FAN_IN], pure=False) for i in range(0, len(level), FAN_IN)]
+        level = [client.submit(combine, *level[i : i + FAN_IN], pure=False) for i in range(0, len(level), FAN_IN)]
     _wait(client, futures, label, on_done)
     del futures
     return _results(client, [level[0]])[0]
@@ -141,8 +150,10 @@ def _results(client: Any, futures: list) -> list:
         raise
     except Exception as e:  # a file that cannot be parsed, a lost cluster: one line, not a traceback
         if "deserializ" in str(e):
-            raise DataError("the dask scheduler or a worker cannot load mlm's tasks: install mlm "
-                            "(pip install 'mlm[dask]') where they run, in the same version as here") from None
+            raise DataError(
+                "the dask scheduler or a worker cannot load mlm's tasks: install mlm "
+                "(pip install 'mlm[dask]') where they run, in the same version as here"
+            ) from None
         raise DataError(f"the pass over the data failed: {_one_line(e)}") from None
 
 

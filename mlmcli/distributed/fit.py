@@ -50,8 +50,8 @@ ROWS_TO_CLIENT = DIRECT_PWRSS_ROWS
 class ClusterRows:
     """The rows of a model fitted on the cluster, as the output needs them (model.RemoteRows)."""
 
-    moments: np.ndarray                 # [1 X]'[1 X]
-    quantiles: dict[int, list[float]] = field(default_factory=dict)   # by id of the model
+    moments: np.ndarray  # [1 X]'[1 X]
+    quantiles: dict[int, list[float]] = field(default_factory=dict)  # by id of the model
 
     def scaled_residual_quantiles(self, model: FittedModel) -> list[float]:
         if id(model) not in self.quantiles:
@@ -62,10 +62,18 @@ class ClusterRows:
         return self.moments
 
 
-def fit_on_cluster(client: Any, source: Source, formula_text: str, reml: bool = True, ddf: str = "Satterthwaite",
-                   optimizer: str = "robust", residuals: bool = True,
-                   on_done: Callable[[str, int], None] | None = None, weights: str | None = None,
-                   offset: str | None = None) -> FittedModel:
+def fit_on_cluster(
+    client: Any,
+    source: Source,
+    formula_text: str,
+    reml: bool = True,
+    ddf: str = "Satterthwaite",
+    optimizer: str = "robust",
+    residuals: bool = True,
+    on_done: Callable[[str, int], None] | None = None,
+    weights: str | None = None,
+    offset: str | None = None,
+) -> FittedModel:
     """fit_model on the partitions of `source`; `residuals`: also the scaled-residual quantiles;
     `weights` and `offset`: lmer()'s weights = and offset = columns (--weights, --offset)."""
     import dask
@@ -77,8 +85,14 @@ def fit_on_cluster(client: Any, source: Source, formula_text: str, reml: bool = 
     def progress(label: str) -> Callable[[int], None] | None:
         return None if on_done is None else (lambda k: on_done(label, k))
 
-    spec = PartSpec(formula_text, {c: source.columns[c] for c in columns}, source.name, source.kind == "csv",
-                    weights=weights, offset=offset)
+    spec = PartSpec(
+        formula_text,
+        {c: source.columns[c] for c in columns},
+        source.name,
+        source.kind == "csv",
+        weights=weights,
+        offset=offset,
+    )
     scan = dask.delayed(scan_partition, pure=True)
     scans = tree_sum(client, [scan(leaf, spec) for leaf in leaves], merge_scans, "levels", progress("levels"))
     levels = combine(formula, scans, where, source.name)
@@ -90,16 +104,18 @@ def fit_on_cluster(client: Any, source: Source, formula_text: str, reml: bool = 
         design = _design_from_rows(formula, levels, parts, ModelArguments(weights, offset))
         return fit_model(formula, design, reml, source.name, ddf, optimizer)
     blocks = dask.delayed(partition_blocks, pure=True)
-    sums = tree_sum(client, [blocks(leaf, layout) for leaf in leaves], sum_blocks, "cross-products",
-                    progress("cross-products"))
+    sums = tree_sum(
+        client, [blocks(leaf, layout) for leaf in leaves], sum_blocks, "cross-products", progress("cross-products")
+    )
     design = _design(formula, levels, sums, ModelArguments(weights, offset))
     structures = [term_structure(t) for t in design.terms]
     cp = crossproducts(sums, structures)
     p = len(design.xnames)
     remote = ClusterRows(sums.G[: p + 1, : p + 1])
     scale = SCALE_WARNING if SCALE_WARNING in design.messages else None
-    model = fit_crossproducts(formula, design, cp, scale, reml, source.name, ddf, optimizer, remote,
-                              start_theta(sums, structures))
+    model = fit_crossproducts(
+        formula, design, cp, scale, reml, source.name, ddf, optimizer, remote, start_theta(sums, structures)
+    )
     if residuals:
         from mlmcli.distributed.residuals import scaled_residual_quantiles
 
@@ -107,8 +123,9 @@ def fit_on_cluster(client: Any, source: Source, formula_text: str, reml: bool = 
     return model
 
 
-def check_formula(source: Source, formula_text: str, weights: str | None = None,
-                  offset: str | None = None) -> tuple[Formula, list[str]]:
+def check_formula(
+    source: Source, formula_text: str, weights: str | None = None, offset: str | None = None
+) -> tuple[Formula, list[str]]:
     """The parsed formula and the columns it reads (with --weights and --offset), or the error that
     stops it before any pass."""
     formula = parse_formula(formula_text)
@@ -131,17 +148,27 @@ def _design_from_rows(formula: Formula, levels: Levels, parts: list[PartDesign],
     xnames, cnames = names_of(formula, levels)
     X = np.concatenate([d.X for d in parts])
     y = np.concatenate([d.y for d in parts])
-    terms = [ReTerm(formula.random[i].group, levels.term_levels[i], np.concatenate([d.codes[j] for d in parts]),
-                    np.concatenate([d.Z[j] for d in parts]), cn, formula.random[i].label)
-             for j, (i, cn) in enumerate(zip(levels.order, cnames, strict=True))]
+    terms = [
+        ReTerm(
+            formula.random[i].group,
+            levels.term_levels[i],
+            np.concatenate([d.codes[j] for d in parts]),
+            np.concatenate([d.Z[j] for d in parts]),
+            cn,
+            formula.random[i].label,
+        )
+        for j, (i, cn) in enumerate(zip(levels.order, cnames, strict=True))
+    ]
     check_levels(terms, n)
     messages: list[str] = []
     dropped: list[str] = []
     keep = pivoted_rank(X)
     if len(keep) < X.shape[1]:
         m = X.shape[1] - len(keep)
-        messages.append(f"fixed-effect model matrix is rank deficient so dropping {m} "
-                        + ("column / coefficient" if m == 1 else "columns / coefficients"))
+        messages.append(
+            f"fixed-effect model matrix is rank deficient so dropping {m} "
+            + ("column / coefficient" if m == 1 else "columns / coefficients")
+        )
         dropped = [xnames[j] for j in range(X.shape[1]) if j not in keep]
         X = X[:, keep]
         xnames = [xnames[j] for j in keep]
@@ -151,38 +178,71 @@ def _design_from_rows(formula: Formula, levels: Levels, parts: list[PartDesign],
     messages.extend(levels.messages)
     raw = np.concatenate([d.y if d.response is None else d.response for d in parts])
     weights = None if parts[0].weights is None else np.concatenate([d.weights for d in parts])
-    return Design(y=y, X=X, xnames=xnames, terms=terms, n_obs=n, rows=np.array(levels.digests),
-                  response=formula.response.label, messages=messages, dropped=dropped,
-                  levels=dict(levels.factor_levels), response_values=raw, weights=weights, args=args)
+    return Design(
+        y=y,
+        X=X,
+        xnames=xnames,
+        terms=terms,
+        n_obs=n,
+        rows=np.array(levels.digests),
+        response=formula.response.label,
+        messages=messages,
+        dropped=dropped,
+        levels=dict(levels.factor_levels),
+        response_values=raw,
+        weights=weights,
+        args=args,
+    )
 
 
 def _check_residual_df(p: int, n: int) -> None:
     if p >= n:
-        raise DataError(f"{p} fixed-effect coefficients for {n} observations: no residual degrees of freedom are "
-                        "left; remove fixed-effect terms (a factor with one row per level cannot be a fixed effect)")
+        raise DataError(
+            f"{p} fixed-effect coefficients for {n} observations: no residual degrees of freedom are "
+            "left; remove fixed-effect terms (a factor with one row per level cannot be a fixed effect)"
+        )
 
 
 def _design(formula: Formula, levels: Levels, sums: BlockSums, args: ModelArguments) -> Design:
     """The design without its rows: names, levels and the checks the in-memory design makes."""
     n = levels.n
     xnames, cnames = names_of(formula, levels)
-    terms = [ReTerm(formula.random[i].group, levels.term_levels[i], np.empty(0, dtype=np.int64),
-                    np.empty((0, len(cn))), cn, formula.random[i].label)
-             for i, cn in zip(levels.order, cnames, strict=True)]
+    terms = [
+        ReTerm(
+            formula.random[i].group,
+            levels.term_levels[i],
+            np.empty(0, dtype=np.int64),
+            np.empty((0, len(cn))),
+            cn,
+            formula.random[i].label,
+        )
+        for i, cn in zip(levels.order, cnames, strict=True)
+    ]
     check_levels(terms, n)
     p = len(xnames)
-    XtX = sums.G[1: p + 1, 1: p + 1]
+    XtX = sums.G[1 : p + 1, 1 : p + 1]
     if p and not gram_clearly_full_rank(XtX):
-        raise DataError("the fixed-effect model matrix is rank deficient (or nearly so); --engine dask needs "
-                        "full rank: remove the redundant fixed-effect terms")
+        raise DataError(
+            "the fixed-effect model matrix is rank deficient (or nearly so); --engine dask needs "
+            "full rank: remove the redundant fixed-effect terms"
+        )
     _check_residual_df(p, n)
     messages = []
     if _scale_warning(sums, p):
         messages.append(SCALE_WARNING)
     messages.extend(levels.messages)
-    return Design(y=np.empty(0), X=np.empty((0, p)), xnames=xnames, terms=terms, n_obs=n,
-                  rows=np.array(levels.digests), response=formula.response.label, messages=messages,
-                  levels=dict(levels.factor_levels), args=args)
+    return Design(
+        y=np.empty(0),
+        X=np.empty((0, p)),
+        xnames=xnames,
+        terms=terms,
+        n_obs=n,
+        rows=np.array(levels.digests),
+        response=formula.response.label,
+        messages=messages,
+        levels=dict(levels.factor_levels),
+        args=args,
+    )
 
 
 def _scale_warning(sums, p: int) -> bool:
@@ -191,8 +251,8 @@ def _scale_warning(sums, p: int) -> bool:
     cont = [j for j in range(p) if not sums.binary[j]]
     if n < 2 or not cont:
         return False
-    s = sums.G[0, 1:p + 1][cont]
-    ss = np.diag(sums.G)[1:p + 1][cont]
+    s = sums.G[0, 1 : p + 1][cont]
+    ss = np.diag(sums.G)[1 : p + 1][cont]
     with np.errstate(all="ignore"):
         sd = np.sqrt(np.maximum(ss - s * s / n, 0.0) / (n - 1))
         logsd = np.abs(np.log(sd))

@@ -23,11 +23,11 @@ class PartSpec:
     """What a worker needs to read one partition as a Frame and evaluate the formula on it."""
 
     formula: str
-    columns: dict[str, str]          # make.names name -> name in the files
+    columns: dict[str, str]  # make.names name -> name in the files
     name: str
     csv: bool
     kinds: dict[str, str] | None = None
-    weights: str | None = None        # --weights and --offset: columns that join the model frame
+    weights: str | None = None  # --weights and --offset: columns that join the model frame
     offset: str | None = None
 
 
@@ -53,17 +53,17 @@ def with_arguments(frame: Frame, spec: PartSpec, complete: np.ndarray) -> np.nda
 class Scan:
     """Pass 1 on one partition, or on several merged (merge_scans): sets and sums of the partitions'."""
 
-    kinds: list[dict[str, str]]                         # per partition, in order
+    kinds: list[dict[str, str]]  # per partition, in order
     n_rows: int
     n_complete: int
-    produced: int                                       # rows a transformation's NaN dropped
+    produced: int  # rows a transformation's NaN dropped
     produced_labels: list[str]
-    column_values: dict[str, object]                    # column -> its distinct values on the rows used
-    logical_used: dict[str, set[str]]                   # logical variable -> the labels used
-    group_values: dict[str, np.ndarray]                 # numeric grouping variable -> distinct values
-    widths: dict[str, int]                              # numeric variable -> its number of columns
-    combos: dict[int, set[tuple[Value, ...]]]           # interaction term -> its observed combinations
-    digests: list[str]                                  # per partition: of the rows used
+    column_values: dict[str, object]  # column -> its distinct values on the rows used
+    logical_used: dict[str, set[str]]  # logical variable -> the labels used
+    group_values: dict[str, np.ndarray]  # numeric grouping variable -> distinct values
+    widths: dict[str, int]  # numeric variable -> its number of columns
+    combos: dict[int, set[tuple[Value, ...]]]  # interaction term -> its observed combinations
+    digests: list[str]  # per partition: of the rows used
     factor_vars: set[str] = field(default_factory=set)  # variables that are (non-logical) factors
     # per scale() call: its arguments, and the count, mean and sum of squared deviations of its values
     scale_specs: dict[str, tuple] = field(default_factory=dict)
@@ -75,8 +75,10 @@ def refuse_unsupported(formula: Formula) -> None:
     for v in formula.variables:
         bad = _data_dependent(v.expr)
         if bad:
-            raise DataError(f"{bad}() is not supported with --engine dask (it needs every row at once): "
-                            f"{v.label}; compute it in the data instead")
+            raise DataError(
+                f"{bad}() is not supported with --engine dask (it needs every row at once): "
+                f"{v.label}; compute it in the data instead"
+            )
 
 
 def _data_dependent(node: fm.Node | None) -> str | None:
@@ -86,7 +88,7 @@ def _data_dependent(node: fm.Node | None) -> str | None:
         return "cwc/cmean"
     if isinstance(node, fm.Call):
         if node.fn == "scale" and any(_has_scale(a) for a in node.args):
-            return "scale of scale"   # one centre and scale per call, computed before the calls inside it
+            return "scale of scale"  # one centre and scale per call, computed before the calls inside it
         if node.fn == "poly":
             args = match_arguments(node)
             if not ("raw" in args and fm.constant_value(args["raw"])):
@@ -108,8 +110,9 @@ def _has_scale(node: fm.Node) -> bool:
     if isinstance(node, fm.Call) and node.fn == "scale":
         return True
     children = list(node.args) if isinstance(node, fm.Call) else []
-    children += [c for c in (getattr(node, a, None) for a in ("inner", "arg", "left", "right"))
-                 if isinstance(c, fm.Node)]
+    children += [
+        c for c in (getattr(node, a, None) for a in ("inner", "arg", "left", "right")) if isinstance(c, fm.Node)
+    ]
     return any(_has_scale(c) for c in children)
 
 
@@ -164,8 +167,22 @@ def scan_partition(pdf, spec: PartSpec) -> Scan:
             parts = [_values(full[g], complete) for g in rt.group_vars]
             combos[i] = set(zip(*parts, strict=True))
     digest = hashlib.sha1(np.packbits(complete).tobytes()).hexdigest()
-    return Scan([kinds], frame.n_rows, int(complete.sum()), produced, produced_labels, column_values, logical_used,
-                group_values, widths, combos, [digest], factor_vars, specs, moments)
+    return Scan(
+        [kinds],
+        frame.n_rows,
+        int(complete.sum()),
+        produced,
+        produced_labels,
+        column_values,
+        logical_used,
+        group_values,
+        widths,
+        combos,
+        [digest],
+        factor_vars,
+        specs,
+        moments,
+    )
 
 
 def _moments(x: np.ndarray) -> tuple[int, float, float]:
@@ -219,19 +236,33 @@ def merge_scans(*scans: Scan) -> Scan:
                 columns[c] = (vals if isinstance(vals, set) else set()) | (have if isinstance(have, set) else set())
             else:
                 columns[c] = np.union1d(have, vals)
-        logical = {v: out.logical_used.get(v, set()) | s.logical_used.get(v, set())
-                   for v in out.logical_used.keys() | s.logical_used.keys()}
+        logical = {
+            v: out.logical_used.get(v, set()) | s.logical_used.get(v, set())
+            for v in out.logical_used.keys() | s.logical_used.keys()
+        }
         groups = dict(out.group_values)
         for g, vals in s.group_values.items():
             groups[g] = vals if g not in groups else np.union1d(groups[g], vals)
         combos = {i: out.combos.get(i, set()) | s.combos.get(i, set()) for i in out.combos.keys() | s.combos.keys()}
-        out = Scan(out.kinds + s.kinds, out.n_rows + s.n_rows, out.n_complete + s.n_complete,
-                   out.produced + s.produced, out.produced_labels + [x for x in s.produced_labels
-                                                                    if x not in out.produced_labels],
-                   columns, logical, groups, {**out.widths, **s.widths}, combos, out.digests + s.digests,
-                   out.factor_vars | s.factor_vars, {**out.scale_specs, **s.scale_specs},
-                   {k: _merge_moments(out.moments.get(k, (0, 0.0, 0.0)), s.moments.get(k, (0, 0.0, 0.0)))
-                    for k in out.moments.keys() | s.moments.keys()})
+        out = Scan(
+            out.kinds + s.kinds,
+            out.n_rows + s.n_rows,
+            out.n_complete + s.n_complete,
+            out.produced + s.produced,
+            out.produced_labels + [x for x in s.produced_labels if x not in out.produced_labels],
+            columns,
+            logical,
+            groups,
+            {**out.widths, **s.widths},
+            combos,
+            out.digests + s.digests,
+            out.factor_vars | s.factor_vars,
+            {**out.scale_specs, **s.scale_specs},
+            {
+                k: _merge_moments(out.moments.get(k, (0, 0.0, 0.0)), s.moments.get(k, (0, 0.0, 0.0)))
+                for k in out.moments.keys() | s.moments.keys()
+            },
+        )
     return out
 
 
@@ -248,9 +279,11 @@ def _values(col: np.ndarray | Factor, rows: np.ndarray) -> list[Value]:
     return col[rows].tolist()
 
 
-def _produced(frame: Frame, formula: Formula, full: dict, complete: np.ndarray,
-              extra: list[str]) -> tuple[int, list[str]]:
+def _produced(
+    frame: Frame, formula: Formula, full: dict, complete: np.ndarray, extra: list[str]
+) -> tuple[int, list[str]]:
     """Rows dropped because a transformation gave NaN (not because the data had NA), and by which."""
+
     def missing(col) -> np.ndarray:
         if isinstance(col, Factor):
             return col.codes < 0
@@ -272,11 +305,11 @@ class Levels:
     int_columns: set[str]
     n: int
     messages: list[str]
-    factor_levels: dict[str, list[str]]        # Factor-valued variable -> its levels in the model frame
-    group_values: dict[str, np.ndarray]        # numeric grouping variable -> sorted distinct values
-    term_levels: list[list[str]]               # per random term (formula order): its grouping factor's levels
-    term_keys: list[np.ndarray | None]         # per interaction term: sorted mixed-radix keys of its levels
-    order: list[int]                           # the terms in lme4's order (most levels first)
+    factor_levels: dict[str, list[str]]  # Factor-valued variable -> its levels in the model frame
+    group_values: dict[str, np.ndarray]  # numeric grouping variable -> sorted distinct values
+    term_levels: list[list[str]]  # per random term (formula order): its grouping factor's levels
+    term_keys: list[np.ndarray | None]  # per interaction term: sorted mixed-radix keys of its levels
+    order: list[int]  # the terms in lme4's order (most levels first)
     widths: dict[str, int]
     digests: list[str] = field(default_factory=list)
     scales: dict[str, tuple] = field(default_factory=dict)  # scale() calls' centre and scale
@@ -294,16 +327,20 @@ def combine(formula: Formula, scan: Scan, where: list[str], name: str) -> Levels
     messages = []
     if scan.produced:
         labels = [v.label for v in formula.variables if v.label in scan.produced_labels]
-        messages.append(f"NaNs produced by {', '.join(labels)}: {scan.produced} "
-                        f"{'row' if scan.produced == 1 else 'rows'} dropped")
+        messages.append(
+            f"NaNs produced by {', '.join(labels)}: {scan.produced} {'row' if scan.produced == 1 else 'rows'} dropped"
+        )
     widths = scan.widths
     columns = scan.column_values
     factor_levels: dict[str, list[str]] = {}
     for v in formula.variables:
         if v.label in scan.logical_used:
             used = scan.logical_used[v.label]
-            factor_levels[v.label] = ["FALSE", "TRUE"] if v.label not in _groups(formula) else [
-                lev for lev in ("FALSE", "TRUE") if lev in used]
+            factor_levels[v.label] = (
+                ["FALSE", "TRUE"]
+                if v.label not in _groups(formula)
+                else [lev for lev in ("FALSE", "TRUE") if lev in used]
+            )
         elif v.label in scan.factor_vars:
             factor_levels[v.label] = _levels_of(v, columns, kinds, ints, name)
     group_values = scan.group_values
@@ -337,16 +374,27 @@ def combine(formula: Formula, scan: Scan, where: list[str], name: str) -> Levels
     order = list(range(len(term_levels)))
     if np.any(np.diff(n_levels) > 0):
         order = [int(i) for i in np.argsort(n_levels, kind="stable")[::-1]]  # rev(order(nl)), as lme4
-    return Levels(kinds, ints, n, messages, factor_levels, group_values, term_levels, term_keys, order, widths,
-                  scan.digests, scale_parameters(scan.scale_specs, scan.moments))
+    return Levels(
+        kinds,
+        ints,
+        n,
+        messages,
+        factor_levels,
+        group_values,
+        term_levels,
+        term_keys,
+        order,
+        widths,
+        scan.digests,
+        scale_parameters(scan.scale_specs, scan.moments),
+    )
 
 
 def _groups(formula: Formula) -> set[str]:
     return {g for rt in formula.random for g in rt.group_vars}
 
 
-def _levels_of(v: fm.Var, columns: dict[str, object], kinds: dict[str, str], ints: set[str],
-               name: str) -> list[str]:
+def _levels_of(v: fm.Var, columns: dict[str, object], kinds: dict[str, str], ints: set[str], name: str) -> list[str]:
     """A factor variable's levels: the variable evaluated on the distinct values of its column."""
     if len(v.columns()) != 1:
         raise DataError(f"a factor computed from several columns is not supported with --engine dask: {v.label}")
@@ -373,8 +421,9 @@ def _levels_of(v: fm.Var, columns: dict[str, object], kinds: dict[str, str], int
     return [lev for lev, u in zip(f.levels, used, strict=True) if u]
 
 
-def group_levels(g: str, factor_levels: dict[str, list[str]], group_values: dict[str, np.ndarray],
-                 ints: set[str]) -> list[str]:
+def group_levels(
+    g: str, factor_levels: dict[str, list[str]], group_values: dict[str, np.ndarray], ints: set[str]
+) -> list[str]:
     """A grouping variable's levels (lme4's makeFac: a factor stays, numbers become factor(x))."""
     if g in factor_levels:
         return factor_levels[g]

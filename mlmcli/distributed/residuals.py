@@ -12,8 +12,8 @@ import numpy as np
 from mlmcli.distributed.blocks import Layout, partition_design
 
 PROBS = (0.0, 0.25, 0.5, 0.75, 1.0)
-LIMIT = 200_000       # a bracket with no more values than this is sent whole
-SAMPLE = 256          # values per partition and bracket in a narrowing round
+LIMIT = 200_000  # a bracket with no more values than this is sent whole
+SAMPLE = 256  # values per partition and bracket in a narrowing round
 
 
 def partition_residuals(pdf, layout: Layout, beta: np.ndarray, b: list[np.ndarray], sigma: float) -> np.ndarray:
@@ -25,7 +25,7 @@ def partition_residuals(pdf, layout: Layout, beta: np.ndarray, b: list[np.ndarra
         for a in range(Z.shape[1]):
             zb += Z[:, a] * bi[:, a][codes]
     r = d.y - (fitted + zb)
-    if d.weights is not None:          # Pearson residuals, as summary.merMod scales them
+    if d.weights is not None:  # Pearson residuals, as summary.merMod scales them
         r = r * np.sqrt(d.weights)
     return np.sort(r / sigma)
 
@@ -33,9 +33,12 @@ def partition_residuals(pdf, layout: Layout, beta: np.ndarray, b: list[np.ndarra
 def _sample(r: np.ndarray, brackets: list[tuple[float, float]]) -> list[np.ndarray]:
     out = []
     for lo, hi in brackets:
-        inside = r[np.searchsorted(r, lo, "left"):np.searchsorted(r, hi, "right")]
-        take = np.unique(np.linspace(0, len(inside) - 1, SAMPLE).astype(np.int64)) if len(inside) else \
-            np.zeros(0, dtype=np.int64)
+        inside = r[np.searchsorted(r, lo, "left") : np.searchsorted(r, hi, "right")]
+        take = (
+            np.unique(np.linspace(0, len(inside) - 1, SAMPLE).astype(np.int64))
+            if len(inside)
+            else np.zeros(0, dtype=np.int64)
+        )
         out.append(inside[take])
     return out
 
@@ -45,15 +48,15 @@ def _counts(r: np.ndarray, pivots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _within(r: np.ndarray, brackets: list[tuple[float, float]]) -> list[np.ndarray]:
-    return [r[np.searchsorted(r, lo, "left"):np.searchsorted(r, hi, "right")] for lo, hi in brackets]
+    return [r[np.searchsorted(r, lo, "left") : np.searchsorted(r, hi, "right")] for lo, hi in brackets]
 
 
 def order_statistics(client, parts: list, n: int, ranks: list[int]) -> dict[int, float]:
     """The values of the given 0-based ranks among all partitions' sorted values."""
     lo = {k: -np.inf for k in ranks}
     hi = {k: np.inf for k in ranks}
-    below = dict.fromkeys(ranks, 0)                 # values < lo
-    upto = dict.fromkeys(ranks, n)                  # values <= hi
+    below = dict.fromkeys(ranks, 0)  # values < lo
+    upto = dict.fromkeys(ranks, n)  # values <= hi
     for _ in range(20):
         # a bracket [v, v] holds only v (ties): nothing is left to find
         active = [k for k in ranks if upto[k] - below[k] > LIMIT and lo[k] < hi[k]]
@@ -99,5 +102,6 @@ def scaled_residual_quantiles(client, leaves: list, layout_future, model) -> lis
         stats = order_statistics(client, parts, n, sorted(set(lo.tolist()) | set(hi.tolist())))
     finally:
         del parts
-    return [float(stats[a] + (hh - a) * (stats[c] - stats[a]))
-            for a, c, hh in zip(lo.tolist(), hi.tolist(), h, strict=True)]
+    return [
+        float(stats[a] + (hh - a) * (stats[c] - stats[a])) for a, c, hh in zip(lo.tolist(), hi.tolist(), h, strict=True)
+    ]

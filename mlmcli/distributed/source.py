@@ -22,9 +22,9 @@ class Source:
     """The files of DATA, their (make.names) columns and R's data name."""
 
     name: str
-    kind: str                 # "parquet" or "csv"
+    kind: str  # "parquet" or "csv"
     files: list[str]
-    columns: dict[str, str]   # make.names name -> the name in the files
+    columns: dict[str, str]  # make.names name -> the name in the files
 
 
 def open_source(data: str) -> Source:
@@ -43,8 +43,10 @@ def open_source(data: str) -> Source:
         return _parquet([path], make_name(os.path.basename(path)[: -len(".parquet")]))
     files = sorted(os.path.abspath(f) for f in glob.glob(data))
     if not files:
-        raise DataError(f"no files match {data} (--engine dask reads a Parquet file, a folder of Parquet "
-                        "files, or a quoted glob of .csv or .csv.gz files)")
+        raise DataError(
+            f"no files match {data} (--engine dask reads a Parquet file, a folder of Parquet "
+            "files, or a quoted glob of .csv or .csv.gz files)"
+        )
     bad = [f for f in files if not f.endswith((".csv", ".csv.gz"))]
     if bad:
         raise DataError(f"--engine dask reads .csv and .csv.gz files (and Parquet): {bad[0]} is neither")
@@ -75,12 +77,14 @@ def _parquet(files: list[str], name: str) -> Source:
             continue
         f0, fields0 = first
         if list(fields) != list(fields0):
-            raise DataError(f"partitions disagree in their columns: {f0} has {', '.join(fields0)}; "
-                            f"{f} has {', '.join(fields)}")
+            raise DataError(
+                f"partitions disagree in their columns: {f0} has {', '.join(fields0)}; {f} has {', '.join(fields)}"
+            )
         for col, typ in fields.items():
             if _arrow_kind(typ) != _arrow_kind(fields0[col]):
-                raise DataError(f"partitions disagree in the type of column '{col}': {fields0[col]} in {f0}, "
-                                f"{typ} in {f}")
+                raise DataError(
+                    f"partitions disagree in the type of column '{col}': {fields0[col]} in {f0}, {typ} in {f}"
+                )
     assert first is not None
     names = list(first[1])
     return Source(name, "parquet", files, dict(zip(make_names(names), names, strict=True)))
@@ -113,8 +117,10 @@ def _csv(files: list[str], name: str) -> Source:
         if first is None:
             first = (f, header)
         elif header != first[1]:
-            raise DataError(f"partitions disagree in their columns: {first[0]} has {', '.join(first[1])}; "
-                            f"{f} has {', '.join(header)}")
+            raise DataError(
+                f"partitions disagree in their columns: {first[0]} has {', '.join(first[1])}; "
+                f"{f} has {', '.join(header)}"
+            )
     assert first is not None
     return Source(name, "csv", files, dict(zip(make_names(first[1]), first[1], strict=True)))
 
@@ -129,15 +135,25 @@ def read_partitions(source: Source, columns: list[str]) -> list:
     else:
         # text as R's read.csv sees it: every field a string, converted by R's rules per partition;
         # one partition per file, each with its own compression
-        return [part for f in source.files
-                for part in dd.read_csv(f, usecols=wanted, dtype=str, keep_default_na=False, na_filter=False,
-                                        blocksize=None, compression="gzip" if f.endswith(".gz") else None
-                                        ).to_delayed()]
+        return [
+            part
+            for f in source.files
+            for part in dd.read_csv(
+                f,
+                usecols=wanted,
+                dtype=str,
+                keep_default_na=False,
+                na_filter=False,
+                blocksize=None,
+                compression="gzip" if f.endswith(".gz") else None,
+            ).to_delayed()
+        ]
     return list(df.to_delayed())
 
 
-def partition_frame(pdf, columns: dict[str, str], name: str, csv: bool,
-                    kinds: dict[str, str] | None = None) -> tuple[Frame, dict[str, str], set[str]]:
+def partition_frame(
+    pdf, columns: dict[str, str], name: str, csv: bool, kinds: dict[str, str] | None = None
+) -> tuple[Frame, dict[str, str], set[str]]:
     """A partition as a Frame (columns under their make.names names), the kind of each column, and
     the columns R reads as integers.  `kinds`: the kinds over all partitions (a column that is all
     NA here takes the others' kind; integers become doubles where some partition has decimals)."""
@@ -196,7 +212,7 @@ def _typed_column(series) -> tuple[np.ndarray | Factor, str]:
 def _as_kind(col: np.ndarray | Factor, kind: str, n: int) -> tuple[np.ndarray | Factor, str]:
     """A partition's column as the kind all partitions agree on."""
     if kind in ("integer", "double"):
-        if isinstance(col, Factor):          # all NA here
+        if isinstance(col, Factor):  # all NA here
             return np.full(n, np.nan), kind
         return col, kind
     if kind == "logical" and not isinstance(col, Factor):
@@ -223,8 +239,10 @@ def agree(kinds: list[dict[str, str]], where: list[str]) -> dict[str, str]:
                 out[col] = "double"
             else:
                 j = seen[col]
-                raise DataError(f"partitions disagree in the type of column '{col}': {_kind_words(have)} in "
-                                f"{where[j]}, {_kind_words(kind)} in {where[i]}")
+                raise DataError(
+                    f"partitions disagree in the type of column '{col}': {_kind_words(have)} in "
+                    f"{where[j]}, {_kind_words(kind)} in {where[i]}"
+                )
     for part in kinds:
         for col in part:
             out.setdefault(col, "double")

@@ -38,7 +38,7 @@ def batched_cholesky(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         L[:, 0, 0], L[:, 1, 0], L[:, 1, 1] = l11, l21, l22
         Linv = np.zeros_like(M)
         Linv[:, 0, 0], Linv[:, 1, 1] = 1.0 / l11, 1.0 / l22
-        Linv[:, 1, 0] = -(l21 * Linv[:, 0, 0]) / l22   # forward substitution order
+        Linv[:, 1, 0] = -(l21 * Linv[:, 0, 0]) / l22  # forward substitution order
         return L, Linv
     L = np.linalg.cholesky(M)
     return L, np.linalg.inv(L)
@@ -103,8 +103,8 @@ def block_diag_csr(blocks: np.ndarray):
 class Nested:
     """A block whose column levels each meet one row level: values[l] sits at (parent[l], l)."""
 
-    parent: np.ndarray    # (ell_col,) row level of each column level
-    values: np.ndarray    # (ell_col, k_row, k_col)
+    parent: np.ndarray  # (ell_col,) row level of each column level
+    values: np.ndarray  # (ell_col, k_row, k_col)
     ell_row: int
 
     def scaled(self, T_row: np.ndarray, T_col: np.ndarray) -> Nested:
@@ -147,4 +147,3 @@ def csr_block_dots(D: np.ndarray, S, k_d: int, k_s: int, ell: int, d_parent: np.
             sel = b == bb
             out[:, a, bb] = np.bincount(lev[sel], weights=w[sel], minlength=ell)
     return out
-

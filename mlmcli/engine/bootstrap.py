@@ -50,8 +50,9 @@ class BootstrapModel:
         """Replicate i's response: new random effects and new residuals, on the scale of the
         blocks' rows (rows with prior weights w carry sqrt(w) y: residual variance sigma^2 / w)."""
         g = self.rng(i)
-        b = [self.sigma * g.standard_normal((s.ell, s.k)) @ T.T
-             for s, T in zip(self.cp.structures, self.T, strict=True)]
+        b = [
+            self.sigma * g.standard_normal((s.ell, s.k)) @ T.T for s, T in zip(self.cp.structures, self.T, strict=True)
+        ]
         return self.mean + self.cp.Zb(b) + self.sigma * g.standard_normal(self.cp.n)
 
     @property
@@ -70,13 +71,15 @@ class Replicates:
     errors: list[str]
 
 
-def refit(bm: BootstrapModel, y: np.ndarray, system: BlockedFactor | None = None,
-          objective: Objective | None = None) -> tuple[np.ndarray, bool]:
+def refit(
+    bm: BootstrapModel, y: np.ndarray, system: BlockedFactor | None = None, objective: Objective | None = None
+) -> tuple[np.ndarray, bool]:
     """The statistic of the model refitted to response y, and whether the refit is singular."""
     if system is None:
         system = refit_system(bm.cp.with_response(y))
-    opt = optimize_theta(system, bm.reml, bm.theta, polish=True, checks=False, initial_step=bm.step,
-                         objective=objective)
+    opt = optimize_theta(
+        system, bm.reml, bm.theta, polish=True, checks=False, initial_step=bm.step, objective=objective
+    )
     denom = system.n - system.p if bm.reml else system.n
     sigma = math.sqrt(system.pwrss / denom)
     return np.concatenate([sdcor(bm.cp, opt.theta, sigma), system.beta()]), opt.singular

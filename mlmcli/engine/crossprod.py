@@ -28,8 +28,7 @@ if TYPE_CHECKING:
     from mlmcli.design import ReTerm
 
 
-def _level_crossprod(codes: np.ndarray, ell: int, Xa: np.ndarray | list[np.ndarray],
-                     Xb: np.ndarray) -> np.ndarray:
+def _level_crossprod(codes: np.ndarray, ell: int, Xa: np.ndarray | list[np.ndarray], Xb: np.ndarray) -> np.ndarray:
     """(ell, ka, kb): per level of `codes`, Xa' Xb over its rows (Xa may be a list of columns)."""
     cols = Xa if isinstance(Xa, list) else [Xa[:, a] for a in range(Xa.shape[1])]
     out = np.empty((ell, len(cols), Xb.shape[1]))
@@ -49,15 +48,13 @@ def _z_crossprod(si: TermStructure, sj: TermStructure, row_offset: int, nrows: i
             rows.append(row_offset + si.codes * si.k + a)
             cols.append(sj.codes * sj.k + b)
             vals.append(si.X[:, a] * sj.X[:, b])
-    return sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                         shape=(nrows, sj.q))
+    return sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(nrows, sj.q))
 
 
 class CrossProducts:
     """The blocks of A for given terms, X and y; immutable once built."""
 
-    def __init__(self, terms: list[ReTerm], X: np.ndarray, y: np.ndarray,
-                 weights: np.ndarray | None = None) -> None:
+    def __init__(self, terms: list[ReTerm], X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> None:
         S = [term_structure(t) for t in terms]
         self.X = np.asarray(X, dtype=float)
         self.y = np.asarray(y, dtype=float)
@@ -79,8 +76,10 @@ class CrossProducts:
             Xy = self.X.T @ self.y
             self.A_FF = np.block([[self.X.T @ self.X, Xy[:, None]], [Xy[None, :], np.array([[self.y @ self.y]])]])
         if not np.all(np.isfinite(self.A_FF)):
-            raise FitError("the model cannot be fitted: the cross-products of the model matrix are non-finite "
-                           "(values too large to square); rescale the response or predictors")
+            raise FitError(
+                "the model cannot be fitted: the cross-products of the model matrix are non-finite "
+                "(values too large to square); rescale the response or predictors"
+            )
         self.theta_sizes = [s.ntheta for s in S]
         self.ntheta = sum(self.theta_sizes)
         # parents[m][i]: the level of term i that holds each level of term m (m < i, both leading)
@@ -114,12 +113,12 @@ class CrossProducts:
             for i, si in enumerate(tail):
                 for j, sj in enumerate(tail[: i + 1]):
                     B = _z_crossprod(si, sj, 0, si.q).toarray()
-                    Att[offs[i]:offs[i + 1], offs[j]:offs[j + 1]] = B
-                    Att[offs[j]:offs[j + 1], offs[i]:offs[i + 1]] = B.T
+                    Att[offs[i] : offs[i + 1], offs[j] : offs[j + 1]] = B
+                    Att[offs[j] : offs[j + 1], offs[i] : offs[i + 1]] = B.T
             self.A_tt = Att
-            self.A_Ft = np.hstack([
-                _level_crossprod(s.codes, s.ell, XY, s.X).transpose(1, 0, 2).reshape(self.p + 1, s.q)
-                for s in tail])
+            self.A_Ft = np.hstack(
+                [_level_crossprod(s.codes, s.ell, XY, s.X).transpose(1, 0, 2).reshape(self.p + 1, s.q) for s in tail]
+            )
 
     def with_response(self, y: np.ndarray) -> CrossProducts:
         """The same blocks for another response: only the rows and columns of A that involve y are
@@ -138,14 +137,15 @@ class CrossProducts:
         new.A_FF = A_FF
         S = self.structures
         new.A_F = []
-        for s, F in zip(S[:self.nbd], self.A_F, strict=True):
+        for s, F in zip(S[: self.nbd], self.A_F, strict=True):
             F = F.copy()
             F[:, p, :] = _level_crossprod(s.codes, s.ell, [y], s.X)[:, 0, :]
             new.A_F.append(F)
         if self.q_tail:
             new.A_Ft = self.A_Ft.copy()
-            new.A_Ft[p] = np.concatenate([_level_crossprod(s.codes, s.ell, [y], s.X)[:, 0, :].reshape(-1)
-                                          for s in S[self.nbd:]])
+            new.A_Ft[p] = np.concatenate(
+                [_level_crossprod(s.codes, s.ell, [y], s.X)[:, 0, :].reshape(-1) for s in S[self.nbd :]]
+            )
         return new
 
     # the rows X, y and each term's codes and columns are kept: the criterion sums the penalized
@@ -153,23 +153,35 @@ class CrossProducts:
     rows_available = True
 
     @classmethod
-    def from_blocks(cls, structures: list[TermStructure], n: int, A_FF: np.ndarray,
-                    A_diag: list[np.ndarray], A_F: list[np.ndarray],
-                    parents: dict[tuple[int, int], np.ndarray], nested: dict[tuple[int, int], np.ndarray],
-                    nbd: int, A_tail: list[object], A_tt: np.ndarray | None,
-                    A_Ft: np.ndarray | None, log_weights: float = 0.0) -> CrossProducts:
+    def from_blocks(
+        cls,
+        structures: list[TermStructure],
+        n: int,
+        A_FF: np.ndarray,
+        A_diag: list[np.ndarray],
+        A_F: list[np.ndarray],
+        parents: dict[tuple[int, int], np.ndarray],
+        nested: dict[tuple[int, int], np.ndarray],
+        nbd: int,
+        A_tail: list[object],
+        A_tt: np.ndarray | None,
+        A_Ft: np.ndarray | None,
+        log_weights: float = 0.0,
+    ) -> CrossProducts:
         """The blocks of A summed elsewhere (over partitions of the rows): no rows are kept.  `nested`
         holds the values of A_nested[i, j] per level of j, `parents` the nesting of the leading run."""
         self = cls.__new__(cls)
         self.rows_available = False
         self.structures = structures
         self.X = self.y = None
-        self.weights, self.log_weights = None, log_weights     # blocks of weighted rows: sum(log w)
+        self.weights, self.log_weights = None, log_weights  # blocks of weighted rows: sum(log w)
         self.n, self.p = n, A_FF.shape[0] - 1
         self.A_FF = A_FF
         if not np.all(np.isfinite(self.A_FF)):
-            raise FitError("the model cannot be fitted: the cross-products of the model matrix are non-finite "
-                           "(values too large to square); rescale the response or predictors")
+            raise FitError(
+                "the model cannot be fitted: the cross-products of the model matrix are non-finite "
+                "(values too large to square); rescale the response or predictors"
+            )
         self.theta_sizes = [s.ntheta for s in structures]
         self.ntheta = sum(self.theta_sizes)
         self.parents = parents
@@ -202,7 +214,7 @@ class CrossProducts:
     def split_theta(self, theta: np.ndarray) -> list[np.ndarray]:
         out, pos = [], 0
         for size in self.theta_sizes:
-            out.append(np.asarray(theta[pos:pos + size], dtype=float))
+            out.append(np.asarray(theta[pos : pos + size], dtype=float))
             pos += size
         return out
 
@@ -217,9 +229,9 @@ class CrossProducts:
         """Z_j'[X y] per term as (ell, k, p+1)."""
         out = [F.transpose(0, 2, 1) for F in self.A_F]
         if self.q_tail:
-            for i, s in enumerate(self.structures[self.nbd:]):
+            for i, s in enumerate(self.structures[self.nbd :]):
                 o = self.tail_offsets
-                out.append(self.A_Ft[:, o[i]:o[i + 1]].T.reshape(s.ell, s.k, -1))
+                out.append(self.A_Ft[:, o[i] : o[i + 1]].T.reshape(s.ell, s.k, -1))
         return out
 
     def zz_times(self, B: list[np.ndarray]) -> list[np.ndarray]:
@@ -232,9 +244,9 @@ class CrossProducts:
         for j in range(nbd):
             acc = bmm(self.A_diag[j], B[j])
             for i in range(nbd):
-                if i > j:      # blocks of Z_i'Z_j at (parent, l): transposed, gathered
+                if i > j:  # blocks of Z_i'Z_j at (parent, l): transposed, gathered
                     acc = acc + self.A_nested[i, j].t_times(B[i])
-                elif i < j:    # blocks of Z_j'Z_i at (parent, l): summed into the parent
+                elif i < j:  # blocks of Z_j'Z_i at (parent, l): summed into the parent
                     V = self.A_nested[j, i]
                     acc = acc + segment_sum(bmm(V.values, B[i]), V.parent, S[j].ell)
             if Bt is not None:
@@ -245,7 +257,7 @@ class CrossProducts:
             for j in range(nbd):
                 Rt = Rt + np.asarray(self.A_tail[j] @ B[j].reshape(S[j].q, m))
             o = self.tail_offsets
-            out.extend(Rt[o[i]:o[i + 1]].reshape(s.ell, s.k, m) for i, s in enumerate(S[nbd:]))
+            out.extend(Rt[o[i] : o[i + 1]].reshape(s.ell, s.k, m) for i, s in enumerate(S[nbd:]))
         return out
 
     # ------------------------------------------------------------------ rows

@@ -37,8 +37,7 @@ def pwrss_gradient(f: BlockedFactor) -> np.ndarray:
     b = [bi[:, :, None] for bi in f.conditional_modes(u)]
     # Z'r = Z'y - Z'X beta - Z'Z b
     beta = f.beta()
-    Zr = [ZF[:, :, p] - ZF[:, :, :p] @ beta - ZZb[:, :, 0]
-          for ZF, ZZb in zip(cp.z_xy(), cp.zz_times(b), strict=True)]
+    Zr = [ZF[:, :, p] - ZF[:, :, :p] @ beta - ZZb[:, :, 0] for ZF, ZZb in zip(cp.z_xy(), cp.zz_times(b), strict=True)]
     us = [ui.reshape(s.ell, s.k) for s, ui in zip(f.structures, u, strict=True)]
     return np.array([-2.0 * float(Zr[j][:, a] @ us[j][:, bb]) for j, a, bb in _theta_entries(f)])
 
@@ -51,7 +50,7 @@ def unscaled_vcov_gradient(f: BlockedFactor) -> list[np.ndarray]:
     B = [bmm(T, Ui.reshape(s.ell, s.k, p)) for s, T, Ui in zip(f.structures, f.T, U, strict=True)]
     # W = Z'V^{-1}X = Z'X - Z'Z Lambda Omega^{-1} Lambda'Z'X, per term (ell, k, p)
     W = [ZF[:, :, :p] - ZZB for ZF, ZZB in zip(cp.z_xy(), cp.zz_times(B), strict=True)]
-    LW = [bmm(T.T, Wj) for T, Wj in zip(f.T, W, strict=True)]   # Lambda'W
+    LW = [bmm(T.T, Wj) for T, Wj in zip(f.T, W, strict=True)]  # Lambda'W
     C = f.unscaled_vcov()
     out = []
     for j, a, b in _theta_entries(f):

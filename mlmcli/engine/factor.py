@@ -95,12 +95,12 @@ class BlockedFactor:
         cp, T = self.cp, self.T
         nbd = cp.nbd
         tail = cp.q_tail > 0
-        Ldiag: list[np.ndarray] = []          # (ell, k, k) per leading term
+        Ldiag: list[np.ndarray] = []  # (ell, k, k) per leading term
         Linvs: list[np.ndarray] = []
         self.Lnest: dict[tuple[int, int], Nested] = {}
-        LFs: list[np.ndarray] = []            # (ell, p+1, k) per leading term
+        LFs: list[np.ndarray] = []  # (ell, p+1, k) per leading term
         self._stacks = (Ldiag, Linvs, LFs)
-        self.Lt: list[object] = []            # tail rows against each leading term (CSR)
+        self.Lt: list[object] = []  # tail rows against each leading term (CSR)
         if tail:
             Lam_t = TailLambda(T[nbd:], [s.ell for s in cp.structures[nbd:]])
         for j in range(nbd):
@@ -126,7 +126,7 @@ class BlockedFactor:
             if tail:
                 Rt = Lam_t.left_t(cp.A_tail[j])
                 ell = cp.structures[j].ell
-                if j == 0:                                 # one product: Lambda_0 L_00^{-T}
+                if j == 0:  # one product: Lambda_0 L_00^{-T}
                     R0 = bmm(Tj, LinvT)
                     self.Lt.append(scale_right(Rt, block_diag_or_vector_stack(R0)))
                 else:
@@ -139,7 +139,7 @@ class BlockedFactor:
             from scipy.linalg import solve_triangular
 
             gram0 = self._tail_gram()
-            if gram0 is not None:   # Lt_0 Lt_0' = Lambda_t' A_t0 R0 R0' A_t0' Lambda_t
+            if gram0 is not None:  # Lt_0 Lt_0' = Lambda_t' A_t0 R0 R0' A_t0' Lambda_t
                 # a diagonal Lambda_t keeps triangles apart, so G's lower triangle serves: LAPACK's
                 # Cholesky (lower) reads nothing above the diagonal
                 W0 = bmm(R0, t(R0))
@@ -165,13 +165,13 @@ class BlockedFactor:
         products number at most a few times the dense tail block they fill."""
         if self._gram0 is None:
             A, k = self.cp.A_tail[0], self.structures[0].k
-            self._gram0 = TailGram.of(A, k) if TailGram.pairs(A, k) <= 3 * self.cp.q_tail ** 2 else False
+            self._gram0 = TailGram.of(A, k) if TailGram.pairs(A, k) <= 3 * self.cp.q_tail**2 else False
         return self._gram0 or None
 
     def _factor_small(self) -> None:
         sf = factor_small_term(self.small, self.T[0])
         self._small_factor, self._stacks = sf, None
-        self.Lnest, self.Lt = {}, []     # one term: no off-diagonal blocks
+        self.Lnest, self.Lt = {}, []  # one term: no off-diagonal blocks
         self._finish(self.cp.A_FF - sf.gram_F(), sf.LF)
 
     def _finish(self, MFF: np.ndarray, LF_flat: list[np.ndarray]) -> None:
@@ -220,7 +220,7 @@ class BlockedFactor:
         if pwrss <= 0.0:
             return float("inf")
         n, p = self.n, self.p
-        ldL2 = self.ldL2 - self.cp.log_weights    # lme4's ldL2 - ldW: prior weights' constant
+        ldL2 = self.ldL2 - self.cp.log_weights  # lme4's ldL2 - ldW: prior weights' constant
         if reml:
             nmp = n - p
             return ldL2 + self.ldRX2 + nmp * (1.0 + LOG_2PI + np.log(pwrss / nmp))
@@ -234,10 +234,10 @@ class BlockedFactor:
         sel = slice(rows, rows + 1) if isinstance(rows, int) else rows
         out = [F[:, sel, :].transpose(0, 2, 1) for F in self.LF]
         if self.cp.q_tail:
-            Ft = self.LFt[sel].T                            # (q_tail, m)
+            Ft = self.LFt[sel].T  # (q_tail, m)
             offs = self.cp.tail_offsets
-            for i, s in enumerate(self.structures[self.cp.nbd:]):
-                out.append(Ft[offs[i]:offs[i + 1]].reshape(s.ell, s.k, -1))
+            for i, s in enumerate(self.structures[self.cp.nbd :]):
+                out.append(Ft[offs[i] : offs[i + 1]].reshape(s.ell, s.k, -1))
         return out
 
     def solve_modes(self, rhs: list[np.ndarray]) -> list[np.ndarray]:
@@ -250,11 +250,11 @@ class BlockedFactor:
         if cp.q_tail:
             from scipy.linalg import solve_triangular
 
-            Ct = np.concatenate([c.reshape(c.shape[0] * c.shape[1], m) for c in rhs[cp.nbd:]])
+            Ct = np.concatenate([c.reshape(c.shape[0] * c.shape[1], m) for c in rhs[cp.nbd :]])
             ut = solve_triangular(self.Ltt, Ct, lower=True, trans="T")
             offs = cp.tail_offsets
             for i in range(len(cp.tail_sizes)):
-                U[cp.nbd + i] = ut[offs[i]:offs[i + 1]]
+                U[cp.nbd + i] = ut[offs[i] : offs[i + 1]]
         for j in range(cp.nbd - 1, -1, -1):
             r = rhs[j]
             for i in range(j + 1, cp.nbd):
@@ -262,7 +262,7 @@ class BlockedFactor:
                 r = r - self.Lnest[i, j].t_times(U[i].reshape(si.ell, si.k, m))
             if ut is not None:
                 r = r - np.asarray(self.Lt[j].T @ ut).reshape(r.shape)
-            U[j] = np.einsum("lab,lam->lbm", self.Linv[j], r).reshape(self.structures[j].q, m)   # L_jj^{-T} r
+            U[j] = np.einsum("lab,lam->lbm", self.Linv[j], r).reshape(self.structures[j].q, m)  # L_jj^{-T} r
         return U
 
     def solve_lower(self, rhs: list[np.ndarray]) -> list[np.ndarray]:
@@ -280,13 +280,13 @@ class BlockedFactor:
         if cp.q_tail:
             from scipy.linalg import solve_triangular
 
-            Ct = np.concatenate([c.reshape(c.shape[0] * c.shape[1], m) for c in rhs[cp.nbd:]])
+            Ct = np.concatenate([c.reshape(c.shape[0] * c.shape[1], m) for c in rhs[cp.nbd :]])
             for j in range(cp.nbd):
                 Ct = Ct - np.asarray(self.Lt[j] @ U[j].reshape(S[j].q, m))
             ut = solve_triangular(self.Ltt, Ct, lower=True)
             offs = cp.tail_offsets
-            for i, s in enumerate(S[cp.nbd:]):
-                U[cp.nbd + i] = ut[offs[i]:offs[i + 1]].reshape(s.ell, s.k, m)
+            for i, s in enumerate(S[cp.nbd :]):
+                U[cp.nbd + i] = ut[offs[i] : offs[i + 1]].reshape(s.ell, s.k, m)
         return U
 
     def spherical_modes(self) -> list[np.ndarray]:
@@ -341,4 +341,3 @@ def _schur_exact(A: np.ndarray, LF: list[np.ndarray]) -> np.ndarray:
         for j in range(i + 1):
             out[i, j] = out[j, i] = math.fsum(np.concatenate(([A[i, j]], -(F[i] * F[j]))).tolist())
     return out
-

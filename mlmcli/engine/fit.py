@@ -12,11 +12,11 @@ from mlmcli.engine.factor import BlockedFactor
 from mlmcli.engine.polish import Derivatives, Polisher, central_differences
 from mlmcli.errors import FitError
 
-SINGULAR_TOL = 1e-4       # lme4's isSingular(tol = 1e-4)
-BOUNDARY_TOL = 1e-5       # lmerControl(boundary.tol)
-GRAD_TOL = 0.002          # check.conv.grad
-HESS_TOL = 1e-6           # check.conv.hess
-DERIV_DELTA = 1e-4        # lme4's deriv12
+SINGULAR_TOL = 1e-4  # lme4's isSingular(tol = 1e-4)
+BOUNDARY_TOL = 1e-5  # lmerControl(boundary.tol)
+GRAD_TOL = 0.002  # check.conv.grad
+HESS_TOL = 1e-6  # check.conv.hess
+DERIV_DELTA = 1e-4  # lme4's deriv12
 # criterion gains below this (absolute, or relative to the criterion) are not worth another run
 POLISH_GAIN, POLISH_GAIN_REL = 1e-6, 1e-10
 SINGULAR_MESSAGE = "boundary (singular) fit: see help('isSingular')"
@@ -30,14 +30,14 @@ class Optimum:
     criterion: float
     evaluations: int
     status: str
-    check_code: int = 0                                  # lme4's checkConv code (optinfo$conv$lme4$code)
-    messages: list[str] = field(default_factory=list)   # lme4's optinfo$conv$lme4$messages
-    warnings: list[str] = field(default_factory=list)   # what lme4 warns or messages about the fit
+    check_code: int = 0  # lme4's checkConv code (optinfo$conv$lme4$code)
+    messages: list[str] = field(default_factory=list)  # lme4's optinfo$conv$lme4$messages
+    warnings: list[str] = field(default_factory=list)  # what lme4 warns or messages about the fit
     singular: bool = False
-    polished: bool = False                              # refined past lme4's end point (rescaled_restart)
-    gradient: np.ndarray | None = None                  # lme4's finite-difference derivatives at the end
-    hessian: np.ndarray | None = None                   # point, where its checks computed them
-    checked_at: np.ndarray | None = None                # that point (before any boundary adjustment)
+    polished: bool = False  # refined past lme4's end point (rescaled_restart)
+    gradient: np.ndarray | None = None  # lme4's finite-difference derivatives at the end
+    hessian: np.ndarray | None = None  # point, where its checks computed them
+    checked_at: np.ndarray | None = None  # that point (before any boundary adjustment)
 
     @property
     def conv_code(self) -> int:
@@ -65,8 +65,9 @@ class Objective:
         return v if np.isfinite(v) else FAILED_VALUE
 
 
-def start_theta(system: BlockedFactor, group_codes: list[np.ndarray], scalar_distinct: bool,
-                response: np.ndarray | None = None) -> np.ndarray:
+def start_theta(
+    system: BlockedFactor, group_codes: list[np.ndarray], scalar_distinct: bool, response: np.ndarray | None = None
+) -> np.ndarray:
     """lme4's start: 1 on diagonals, 0 off them; for scalar terms on distinct factors, a moment guess
     from the response as the data hold it (lme4's model.response: no offset taken off, no weights)."""
     theta = np.concatenate([np.where(s.tri_rows == s.tri_cols, 1.0, 0.0) for s in system.structures])
@@ -84,9 +85,17 @@ def start_theta(system: BlockedFactor, group_codes: list[np.ndarray], scalar_dis
     return theta
 
 
-def bobyqa(fn, x0: np.ndarray, lower: np.ndarray, *, initial_step: float | None = None,
-           xtol_abs: float = 1e-8, ftol_abs: float = 1e-8, xtol_rel: float = 1e-4,
-           maxeval: int = 100000) -> tuple[np.ndarray, float, str]:
+def bobyqa(
+    fn,
+    x0: np.ndarray,
+    lower: np.ndarray,
+    *,
+    initial_step: float | None = None,
+    xtol_abs: float = 1e-8,
+    ftol_abs: float = 1e-8,
+    xtol_rel: float = 1e-4,
+    maxeval: int = 100000,
+) -> tuple[np.ndarray, float, str]:
     """NLopt's BOBYQA with lme4's nloptwrap settings."""
     import nlopt
 
@@ -111,9 +120,15 @@ def bobyqa(fn, x0: np.ndarray, lower: np.ndarray, *, initial_step: float | None 
 
 
 def _status_name(code: int) -> str:
-    names = {1: "NLOPT_SUCCESS", 2: "NLOPT_STOPVAL_REACHED", 3: "NLOPT_FTOL_REACHED",
-             4: "NLOPT_XTOL_REACHED", 5: "NLOPT_MAXEVAL_REACHED", 6: "NLOPT_MAXTIME_REACHED",
-             -4: "NLOPT_ROUNDOFF_LIMITED"}
+    names = {
+        1: "NLOPT_SUCCESS",
+        2: "NLOPT_STOPVAL_REACHED",
+        3: "NLOPT_FTOL_REACHED",
+        4: "NLOPT_XTOL_REACHED",
+        5: "NLOPT_MAXEVAL_REACHED",
+        6: "NLOPT_MAXTIME_REACHED",
+        -4: "NLOPT_ROUNDOFF_LIMITED",
+    }
     return names.get(code, f"NLOPT_{code}")
 
 
@@ -122,9 +137,15 @@ def deriv12(fn, x: np.ndarray, fx: float, delta: float = DERIV_DELTA) -> tuple[n
     return central_differences(fn, np.asarray(x, dtype=float), fx, np.full(len(x), delta))
 
 
-def optimize_theta(system: BlockedFactor, reml: bool, theta0: np.ndarray, polish: bool = True,
-                   checks: bool = True, initial_step: float | None = None,
-                   objective: Objective | None = None) -> Optimum:
+def optimize_theta(
+    system: BlockedFactor,
+    reml: bool,
+    theta0: np.ndarray,
+    polish: bool = True,
+    checks: bool = True,
+    initial_step: float | None = None,
+    objective: Objective | None = None,
+) -> Optimum:
     """lme4's optimizeLmer and checkConv: BOBYQA, restart at an edge, snap to the boundary, checks.
     With `polish`, an end point that fails lme4's checks is refined (`rescaled_restart`).  Without
     `checks` only singularity is judged: the derivative checks cost a fifth of a warm-started refit.
@@ -163,8 +184,9 @@ def reoptimize_theta(system: BlockedFactor, reml: bool, theta0: np.ndarray, poli
     x0 = np.where(theta0 == 0, 0.001, theta0) if np.all(theta0 == 0) else theta0
     rhobeg = min(0.95, 0.2 * float(np.max(np.abs(x0))))
     lower = system.cp.lower_bounds()
-    theta, fval, status = bobyqa(f, x0, lower, initial_step=rhobeg, xtol_abs=1e-6 * rhobeg,
-                                 ftol_abs=1e-12, xtol_rel=0.0)
+    theta, fval, status = bobyqa(
+        f, x0, lower, initial_step=rhobeg, xtol_abs=1e-6 * rhobeg, ftol_abs=1e-12, xtol_rel=0.0
+    )
     opt = Optimum(theta=theta, criterion=fval, evaluations=f.count, status=status, checked_at=theta)
     check_convergence(opt, lambda: deriv12(f, theta, fval), lower)
     return _finish(f, opt, lower, polish)
@@ -197,8 +219,7 @@ def _finish(f: Objective, opt: Optimum, lower: np.ndarray, polish: bool, checks:
             last = polisher.last
             if not checks:
                 opt.singular = is_singular(theta, lower)
-            elif (last is not None and np.array_equal(last.theta, theta)
-                    and np.all(last.delta == DERIV_DELTA)):
+            elif last is not None and np.array_equal(last.theta, theta) and np.all(last.delta == DERIV_DELTA):
                 derivs = (last.gradient, last.hessian)
                 check_convergence(opt, lambda: derivs, lower)
             else:
@@ -235,15 +256,19 @@ def _columns_below(system: BlockedFactor) -> dict[int, np.ndarray]:
 def theta_scales(system: BlockedFactor) -> np.ndarray:
     """Per theta, the root mean square of its row's column of Z: T's row for a slope on a covariate
     in the hundreds holds numbers a hundred times smaller than the intercept's."""
-    return np.concatenate([np.where(rms > 0, rms, 1.0)[st.tri_rows]
-                           for st, rms in zip(system.structures, _column_rms(system), strict=True)])
+    return np.concatenate(
+        [
+            np.where(rms > 0, rms, 1.0)[st.tri_rows]
+            for st, rms in zip(system.structures, _column_rms(system), strict=True)
+        ]
+    )
 
 
 def _column_rms(system: BlockedFactor) -> list[np.ndarray]:
     """Per term, the root mean square of each of its columns of Z."""
     cp = system.cp
     if cp.rows_available:
-        return [np.sqrt(np.mean(st.X ** 2, axis=0)) for st in system.structures]
+        return [np.sqrt(np.mean(st.X**2, axis=0)) for st in system.structures]
     # sums of squares of Z's columns: the diagonals of Z'Z's blocks, over the levels
     out = []
     for j, st in enumerate(cp.structures):
@@ -251,7 +276,7 @@ def _column_rms(system: BlockedFactor) -> list[np.ndarray]:
             ss = np.diagonal(cp.A_diag[j], axis1=1, axis2=2).sum(axis=0)
         else:
             o = cp.tail_offsets[j - cp.nbd]
-            ss = np.diag(cp.A_tt)[o:o + st.q].reshape(st.ell, st.k).sum(axis=0)
+            ss = np.diag(cp.A_tt)[o : o + st.q].reshape(st.ell, st.k).sum(axis=0)
         out.append(np.sqrt(ss / cp.n))
     return out
 
@@ -281,8 +306,9 @@ def _badly_scaled(system: BlockedFactor, ratio: float = 10.0) -> bool:
     return False
 
 
-def rescaled_restart(f: Objective, theta: np.ndarray, fval: float,
-                     lower: np.ndarray, rounds: int = 3) -> tuple[np.ndarray, float, str] | None:
+def rescaled_restart(
+    f: Objective, theta: np.ndarray, fval: float, lower: np.ndarray, rounds: int = 3
+) -> tuple[np.ndarray, float, str] | None:
     """BOBYQA again from theta, on theta times the scale of Z's columns: on that scale its trust
     region fits every direction, where lme4's stops short on badly scaled slopes.  Repeated while
     it gains (each run restarts the trust region); the result only when its criterion is lower."""
@@ -302,10 +328,12 @@ def rescaled_restart(f: Objective, theta: np.ndarray, fval: float,
 def factor_at(system: BlockedFactor, theta: np.ndarray) -> None:
     """Leave the system factored at the optimum, or say why there is none."""
     if not system.update(theta):
-        raise FitError("the model cannot be fitted: the penalized system is not positive definite at any "
-                       "parameter value tried (the fixed-effects model matrix is too ill-conditioned, e.g. "
-                       "nearly collinear columns or many powers of one variable); centre or rescale the "
-                       "predictors, or use poly()")
+        raise FitError(
+            "the model cannot be fitted: the penalized system is not positive definite at any "
+            "parameter value tried (the fixed-effects model matrix is too ill-conditioned, e.g. "
+            "nearly collinear columns or many powers of one variable); centre or rescale the "
+            "predictors, or use poly()"
+        )
 
 
 def check_boundary(f: Objective, theta: np.ndarray, fval: float, lower: np.ndarray) -> tuple[np.ndarray, float]:

@@ -22,17 +22,17 @@ import numpy as np
 if TYPE_CHECKING:
     from mlmcli.engine.factor import BlockedFactor
 
-SOLVE_CONDITION = 1e-10   # vcovAdj: IE2 is inverted by solve() when min |eigenvalue| exceeds this
-GINV_TOL = math.sqrt(np.finfo(float).eps)   # MASS::ginv's tolerance
+SOLVE_CONDITION = 1e-10  # vcovAdj: IE2 is inverted by solve() when min |eigenvalue| exceeds this
+GINV_TOL = math.sqrt(np.finfo(float).eps)  # MASS::ginv's tolerance
 V0_ZERO = 1e-10
 DIVZERO_TOL = 1e-14
-FSCALE_TOL = 0.01         # .KR_adjust: no scaling of F when ddf is within this of 2
+FSCALE_TOL = 0.01  # .KR_adjust: no scaling of F when ddf is within this of 2
 
 
 @dataclass
 class KenwardRoger:
-    vcov_beta: np.ndarray         # Phi
-    vcov_adjusted: np.ndarray     # Phi_A
+    vcov_beta: np.ndarray  # Phi
+    vcov_adjusted: np.ndarray  # Phi_A
     P: list[np.ndarray]
     W: np.ndarray
 

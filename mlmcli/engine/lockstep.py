@@ -41,9 +41,9 @@ class BatchedCriterion:
         self.n, self.p = cp.n, cp.p
         s = cp.structures[0]
         self.k, self.rows, self.cols = s.k, s.tri_rows, s.tri_cols
-        self.A = cp.A_diag[0]                                 # (ell, k, k), shared
-        self.AF = np.stack([c.A_F[0] for c in cps])           # (B, ell, p+1, k)
-        self.AFF = np.stack([c.A_FF for c in cps])            # (B, p+1, p+1)
+        self.A = cp.A_diag[0]  # (ell, k, k), shared
+        self.AF = np.stack([c.A_F[0] for c in cps])  # (B, ell, p+1, k)
+        self.AFF = np.stack([c.A_FF for c in cps])  # (B, p+1, p+1)
         self.AFk = [np.ascontiguousarray(self.AF[..., a]) for a in range(self.k)]
         self.fallback = [Objective(refit_system(c), reml) for c in cps]
         # a constant of the criterion where rows carry prior weights (lme4's ldW), as factor.py
@@ -55,19 +55,19 @@ class BatchedCriterion:
         form on arrays over (refit, level), level-last and contiguous."""
         m, k = len(which), self.k
         ell = self.A.shape[0]
-        AF = [a[which] for a in self.AFk]                     # (m, ell, p+1) per column of Z_l
-        t = T[:, :, :, None, None]                             # broadcast over level and column
+        AF = [a[which] for a in self.AFk]  # (m, ell, p+1) per column of Z_l
+        t = T[:, :, :, None, None]  # broadcast over level and column
         if k == 1:
             l11 = np.sqrt(self.A[None, :, 0, 0] * T[:, 0, 0, None] ** 2 + 1.0)
             R = [AF[0] * (t[:, 0, 0] / l11[:, :, None])]
             ldL2 = 2.0 * np.log(l11).sum(axis=1)
         else:
             K = np.einsum("mba,mcd->mbcad", T, T).reshape(m, 4, 4)
-            M = self.A.reshape(1, ell, 4) @ K                   # T' A_l T, flattened
+            M = self.A.reshape(1, ell, 4) @ K  # T' A_l T, flattened
             l11 = np.sqrt(M[:, :, 0] + 1.0)
             l21 = M[:, :, 2] / l11
             l22 = np.sqrt(M[:, :, 3] + 1.0 - l21 * l21)
-            C0 = AF[0] * t[:, 0, 0] + AF[1] * t[:, 1, 0]        # Z_l'[X y] T, column by column
+            C0 = AF[0] * t[:, 0, 0] + AF[1] * t[:, 1, 0]  # Z_l'[X y] T, column by column
             C1 = AF[1] * t[:, 1, 1]
             R0 = C0 / l11[:, :, None]
             R = [R0, (C1 - l21[:, :, None] * R0) / l22[:, :, None]]
@@ -89,10 +89,10 @@ class BatchedCriterion:
         M[:, np.arange(k), np.arange(k)] += 1.0
         L, Linv = batched_cholesky(M)
         Linv = Linv.reshape(m, ell, k, k)
-        AF = self.AF[which]                                   # (m, ell, p+1, k)
-        C = (AF.reshape(m, ell * (p + 1), k) @ T).reshape(m, ell, p + 1, k)   # Z_l'[X y] T
+        AF = self.AF[which]  # (m, ell, p+1, k)
+        C = (AF.reshape(m, ell * (p + 1), k) @ T).reshape(m, ell, p + 1, k)  # Z_l'[X y] T
         S = self.AFF[which].copy()
-        for i in range(k):     # row i of L_l^{-1} T' Z_l'[X y]
+        for i in range(k):  # row i of L_l^{-1} T' Z_l'[X y]
             Ri = Linv[:, :, i, 0, None] * C[:, :, :, 0]
             for j in range(1, i + 1):
                 Ri = Ri + Linv[:, :, i, j, None] * C[:, :, :, j]
@@ -145,7 +145,7 @@ class Lockstep:
     def __init__(self, criterion: BatchedCriterion) -> None:
         self.criterion = criterion
         self.lock = threading.Lock()
-        self.ready = threading.Event()          # every running task has asked: the batch is due
+        self.ready = threading.Event()  # every running task has asked: the batch is due
         self.pending: dict[int, np.ndarray] = {}
         self.results: dict[int, float] = {}
         self.answered: list[threading.Event] = []
@@ -169,7 +169,7 @@ class Lockstep:
         def body(j: int) -> None:
             try:
                 out[j] = tasks[j]()
-            except BaseException as e:     # handed to the caller, which decides
+            except BaseException as e:  # handed to the caller, which decides
                 out[j] = e
             finally:
                 with self.lock:

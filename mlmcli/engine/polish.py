@@ -30,15 +30,15 @@ import numpy as np
 SCALED_DELTA = 1e-4
 LME4_STEP_SCALES = (0.1, 10.0)
 NEWTON_STEPS = 20
-RESTARTS = 3                    # BOBYQA runs after steps along negative curvature
+RESTARTS = 3  # BOBYQA runs after steps along negative curvature
 # stop when the Newton step promises less than this (relative to the criterion, with an absolute
 # floor): the criterion's own rounding (measured ~1e-16 to 1e-15 of it).  A gain far below any
 # printed digit of the criterion can still be a 1e-5 move of a parameter along a flat direction.
 GAIN_REL, GAIN_ABS = 1e-15, 1e-13
-STEP_TOL = 1e-7                 # or when it moves no scaled theta by more than this
-FLAT = 1e-9                     # eigenvalues below this fraction of the largest are flat directions
-NEGATIVE = 1e-6                 # lme4's check.conv.hess: curvature below -this is negative
-ZERO_TRY = 0.1                  # scaled diagonal thetas below this are tried at zero
+STEP_TOL = 1e-7  # or when it moves no scaled theta by more than this
+FLAT = 1e-9  # eigenvalues below this fraction of the largest are flat directions
+NEGATIVE = 1e-6  # lme4's check.conv.hess: curvature below -this is negative
+ZERO_TRY = 0.1  # scaled diagonal thetas below this are tried at zero
 
 
 @dataclass
@@ -52,8 +52,9 @@ class Derivatives:
     delta: np.ndarray
 
 
-def central_differences(fn: Callable[[np.ndarray], float], x: np.ndarray, fx: float,
-                        delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def central_differences(
+    fn: Callable[[np.ndarray], float], x: np.ndarray, fx: float, delta: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """lme4's deriv12 with a step per coordinate: gradient and Hessian by central differences, in
     lme4's order of operations (its checks' messages are computed from these)."""
     n = len(x)
@@ -73,8 +74,9 @@ def central_differences(fn: Callable[[np.ndarray], float], x: np.ndarray, fx: fl
         g[j] = (fadd - fsub) / (2 * dj)
         for i in range(j):
             di = delta[i]
-            H[i, j] = H[j, i] = (at((i, di), (j, dj)) - at((i, di), (j, -dj))
-                                 - at((i, -di), (j, dj)) + at((i, -di), (j, -dj))) / ((2 * di) * (2 * dj))
+            H[i, j] = H[j, i] = (
+                at((i, di), (j, dj)) - at((i, di), (j, -dj)) - at((i, -di), (j, dj)) + at((i, -di), (j, -dj))
+            ) / ((2 * di) * (2 * dj))
     return g, H
 
 
@@ -92,16 +94,21 @@ def _newton_step(g: np.ndarray, H: np.ndarray, free: np.ndarray) -> tuple[np.nda
 class Polisher:
     """Newton steps with a line search on f(theta), theta >= lower, from BOBYQA's end point."""
 
-    def __init__(self, fn: Callable[[np.ndarray], float], lower: np.ndarray, scales: np.ndarray,
-                 restart: Callable[[np.ndarray], tuple[np.ndarray, float]],
-                 columns: dict[int, np.ndarray] | None = None) -> None:
+    def __init__(
+        self,
+        fn: Callable[[np.ndarray], float],
+        lower: np.ndarray,
+        scales: np.ndarray,
+        restart: Callable[[np.ndarray], tuple[np.ndarray, float]],
+        columns: dict[int, np.ndarray] | None = None,
+    ) -> None:
         self.fn = fn
         # diagonal theta -> the thetas below it in its column of T: at a zero diagonal the column's
         # sign is free (T T' is the same), so the bound there is the parametrization's, not the model's
         self.columns = columns or {}
         self.lower = lower
         self.scales = scales
-        self.restart = restart          # BOBYQA from a theta: (theta, criterion)
+        self.restart = restart  # BOBYQA from a theta: (theta, criterion)
         self.steps = 0
         self.last: Derivatives | None = None
         self.heading = np.zeros(len(lower), dtype=bool)
@@ -154,7 +161,7 @@ class Polisher:
             # in scaled coordinates phi = theta * s
             g = d.gradient / s
             H = d.hessian / np.outer(s, s)
-            at_bound = (theta <= self.lower) & (g >= 0)   # held at zero by the gradient
+            at_bound = (theta <= self.lower) & (g >= 0)  # held at zero by the gradient
             flipped = self._flip_columns(theta, value, at_bound & (g > 0), tol)
             if flipped is not None:
                 theta, value = flipped
@@ -187,8 +194,9 @@ class Polisher:
             self.steps += 1
         return theta, value, None
 
-    def _bounded_steps(self, phi: np.ndarray, g: np.ndarray, H: np.ndarray, held: np.ndarray,
-                       step: np.ndarray) -> list[np.ndarray]:
+    def _bounded_steps(
+        self, phi: np.ndarray, g: np.ndarray, H: np.ndarray, held: np.ndarray, step: np.ndarray
+    ) -> list[np.ndarray]:
         """The Newton step; where it crosses a bound, the step that stops those parameters on it
         and is Newton's for the others given that (a projected step would leave them where the
         crossing ones' pull put them); and where it heads for a zero variance from close by, that
@@ -216,8 +224,9 @@ class Polisher:
             out.append(step)
         return out
 
-    def _flip_columns(self, theta: np.ndarray, value: float, pushed: np.ndarray,
-                      tol: float) -> tuple[np.ndarray, float] | None:
+    def _flip_columns(
+        self, theta: np.ndarray, value: float, pushed: np.ndarray, tol: float
+    ) -> tuple[np.ndarray, float] | None:
         """A zero diagonal whose gradient holds it at zero, with the column below it flipped: the
         same covariance, where the gradient points into the feasible region instead."""
         cand = theta.copy()

@@ -28,8 +28,8 @@ from mlmcli.engine.fit import FAILED_VALUE, Objective, bobyqa
 # the first step away from the estimate, as lme4 takes it: 1% of it, or 0.001 from zero
 FIRST_STEP = 0.01
 FIRST_STEP_AT_ZERO = 0.001
-MAX_STEPS = 60          # outward steps before a profile is declared flat
-ROOT_XTOL = 1e-7        # relative to the parameter's scale
+MAX_STEPS = 60  # outward steps before a profile is declared flat
+ROOT_XTOL = 1e-7  # relative to the parameter's scale
 
 
 def _safe_chol(C: np.ndarray) -> np.ndarray:
@@ -76,7 +76,7 @@ def theta_from_sdcor(system: BlockedFactor, pars: np.ndarray) -> np.ndarray:
     pos = 0
     for s in system.structures:
         m = len(s.tri_rows)
-        v = pars[pos:pos + m]
+        v = pars[pos : pos + m]
         pos += m
         sd = np.zeros(s.k)
         R = np.eye(s.k)
@@ -104,13 +104,13 @@ def varpar_deviance(system: BlockedFactor, pars: np.ndarray) -> float:
     if not system.update(theta_from_sdcor(system, pars)):
         return FAILED_VALUE
     s2 = sigma * sigma
-    dev = (system.ldL2 - system.cp.log_weights + system.objective_pwrss() / s2
-           + system.n * (LOG_2PI + np.log(s2)))
+    dev = system.ldL2 - system.cp.log_weights + system.objective_pwrss() / s2 + system.n * (LOG_2PI + np.log(s2))
     return float(dev) if np.isfinite(dev) else FAILED_VALUE
 
 
-def bounded_bobyqa(fn: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarray,
-                   upper: np.ndarray) -> tuple[np.ndarray, float]:
+def bounded_bobyqa(
+    fn: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarray, upper: np.ndarray
+) -> tuple[np.ndarray, float]:
     """NLopt's BOBYQA within box bounds, with lme4's nloptwrap tolerances."""
     import nlopt
 
@@ -172,11 +172,10 @@ class FixedProfile:
         self.weights = cp.weights
         self.theta = np.asarray(theta, dtype=float)
         self.lower = cp.lower_bounds()
-        self.default_start = np.where(self.lower == 0, 1.0, 0.0)   # lme4's start: 1 on diagonals
+        self.default_start = np.where(self.lower == 0, 1.0, 0.0)  # lme4's start: 1 on diagonals
 
     def __call__(self, b: float) -> float:
-        f = Objective(BlockedFactor(CrossProducts(self.terms, self.X, self.y - b * self.x, self.weights)),
-                      reml=False)
+        f = Objective(BlockedFactor(CrossProducts(self.terms, self.X, self.y - b * self.x, self.weights)), reml=False)
         theta, fval, _ = bobyqa(f, self.theta, self.lower)
         # a warm start with a variance near zero can hold BOBYQA there (heck2011's ML fit, whose
         # slope variance is 2e-8): lme4's own start is the second opinion, the lower one counts
@@ -187,8 +186,9 @@ class FixedProfile:
         return fval
 
 
-def crossing(zeta: Callable[[float], float], estimate: float, first: float, target: float,
-             bound: float, scale: float) -> float:
+def crossing(
+    zeta: Callable[[float], float], estimate: float, first: float, target: float, bound: float, scale: float
+) -> float:
     """Where zeta crosses `target` going from the estimate (zeta 0) toward `bound`; the bound when
     the profile stays short of the target all the way (lme4 reports the bound then)."""
     from scipy.optimize import brentq

@@ -24,8 +24,8 @@ HESSIAN_FLOOR = 1e-4
 
 @dataclass
 class Satterthwaite:
-    vcov_varpar: np.ndarray       # 2 H^+ (asymptotic covariance of theta and sigma)
-    jacobian: list[np.ndarray]    # d vcov(beta) / d varpar_i
+    vcov_varpar: np.ndarray  # 2 H^+ (asymptotic covariance of theta and sigma)
+    jacobian: list[np.ndarray]  # d vcov(beta) / d varpar_i
     vcov_beta: np.ndarray
     messages: list[str]
 
@@ -97,8 +97,9 @@ def hessian(func, x: np.ndarray, d: float = 1e-4, r: int = 4) -> np.ndarray:
     return H
 
 
-def satterthwaite(system: BlockedFactor, theta: np.ndarray, sigma: float, reml: bool,
-                  vcov_beta: np.ndarray) -> Satterthwaite:
+def satterthwaite(
+    system: BlockedFactor, theta: np.ndarray, sigma: float, reml: bool, vcov_beta: np.ndarray
+) -> Satterthwaite:
     """Set up the Satterthwaite approximation at the optimum (lmerTest's as_lmerModLT).
 
     The deviance is g(theta) + pwrss(theta) / sigma^2 + c log(sigma^2): its derivatives in sigma,
@@ -112,8 +113,7 @@ def satterthwaite(system: BlockedFactor, theta: np.ndarray, sigma: float, reml: 
     # mostly rounding noise.  A larger step with the same Richardson extrapolation converges to the
     # exact Hessian, which lmerTest's own evaluations approximate to about seven digits (checked on
     # the reference suite for steps from 1e-2 to 2e-1).
-    Htt = hessian(lambda th: deviance_at(system, th, sigma, reml), theta, d=HESSIAN_STEP,
-                  r=HESSIAN_LEVELS)
+    Htt = hessian(lambda th: deviance_at(system, th, sigma, reml), theta, d=HESSIAN_STEP, r=HESSIAN_LEVELS)
     system.update(theta)
     n, p = system.n, system.p
     c = n - p if reml else n
@@ -128,7 +128,7 @@ def satterthwaite(system: BlockedFactor, theta: np.ndarray, sigma: float, reml: 
         vcov_varpar = np.full_like(H, np.nan)
     else:
         evals, evecs = np.linalg.eigh(H)
-        evals, evecs = evals[::-1], evecs[:, ::-1]   # R's eigen() order: decreasing
+        evals, evecs = evals[::-1], evecs[:, ::-1]  # R's eigen() order: decreasing
         neg = evals < -EIGEN_TOL
         zero = (evals > -EIGEN_TOL) & (evals < EIGEN_TOL)
         if neg.any():

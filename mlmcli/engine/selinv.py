@@ -33,12 +33,12 @@ def inverse_diagonal_blocks(f: BlockedFactor) -> list[np.ndarray]:
         S_t = inv.T @ inv
         for i, s in enumerate(S[nbd:]):
             o = int(cp.tail_offsets[i])
-            block = S_t[o:o + s.q, o:o + s.q].reshape(s.ell, s.k, s.ell, s.k)
+            block = S_t[o : o + s.q, o : o + s.q].reshape(s.ell, s.k, s.ell, s.k)
             lev = np.arange(s.ell)
             out[nbd + i] = block[lev, :, lev, :]
-    S_tail: dict[int, np.ndarray] = {}                  # S_tj as (q_tail, ell_j, k_j)
+    S_tail: dict[int, np.ndarray] = {}  # S_tj as (q_tail, ell_j, k_j)
     S_diag: dict[int, np.ndarray] = {}
-    S_nest: dict[tuple[int, int], np.ndarray] = {}      # S_ij at (parent_i(l), l): (ell_j, k_i, k_j)
+    S_nest: dict[tuple[int, int], np.ndarray] = {}  # S_ij at (parent_i(l), l): (ell_j, k_i, k_j)
     for j in range(nbd - 1, -1, -1):
         sj, Linv = S[j], f.Linv[j]
         later = range(j + 1, nbd)

@@ -24,8 +24,8 @@ import numpy as np
 class SmallTermBlocks:
     """A_ZZ and A_FZ of the one term as contiguous vectors over levels (laid out once)."""
 
-    a: list[np.ndarray]       # k = 1: [a00]; k = 2: [a00, a10, a11], each (ell,)
-    F: list[np.ndarray]       # per column c of the term: (p+1, ell), [X y]'Z_c per level
+    a: list[np.ndarray]  # k = 1: [a00]; k = 2: [a00, a10, a11], each (ell,)
+    F: list[np.ndarray]  # per column c of the term: (p+1, ell), [X y]'Z_c per level
 
     @classmethod
     def of(cls, A_diag: np.ndarray, A_F: np.ndarray) -> SmallTermBlocks:
@@ -38,7 +38,7 @@ class SmallTermBlocks:
 class SmallTermFactor:
     """L's diagonal blocks as vectors (l00, l10, l11) and L_F by columns, (p+1, ell) each."""
 
-    diag: list[np.ndarray]    # k = 1: [l00]; k = 2: [l00, l10, l11]
+    diag: list[np.ndarray]  # k = 1: [l00]; k = 2: [l00, l10, l11]
     LF: list[np.ndarray]
 
     @property

@@ -47,8 +47,9 @@ class TailLambda:
 
     def __init__(self, T_tail: list[np.ndarray], ells: list[int]) -> None:
         if all(T.shape == (1, 1) for T in T_tail):
-            self.vec: np.ndarray | None = np.concatenate([np.full(ell, T[0, 0]) for T, ell in zip(T_tail, ells,
-                                                                                               strict=True)])
+            self.vec: np.ndarray | None = np.concatenate(
+                [np.full(ell, T[0, 0]) for T, ell in zip(T_tail, ells, strict=True)]
+            )
             self.M = None
             # one scalar term: Lambda_t is a multiple of the identity
             self.scalar: float | None = float(T_tail[0][0, 0]) if len(T_tail) == 1 else None
@@ -57,8 +58,13 @@ class TailLambda:
             import scipy.sparse as sp
 
             self.vec = None
-            self.M = sp.block_diag([block_diag_csr(np.broadcast_to(T, (ell,) + T.shape).copy())
-                                    for T, ell in zip(T_tail, ells, strict=True)], format="csr")
+            self.M = sp.block_diag(
+                [
+                    block_diag_csr(np.broadcast_to(T, (ell,) + T.shape).copy())
+                    for T, ell in zip(T_tail, ells, strict=True)
+                ],
+                format="csr",
+            )
 
     def sandwich(self, A: np.ndarray) -> np.ndarray:
         """Lambda_t' A Lambda_t for a dense symmetric A."""
@@ -111,15 +117,15 @@ class TailGram:
         C.sort_indices()
         q_tail, ncols = C.shape
         ell = ncols // k
-        start = C.indptr[::k].astype(np.int64)            # each level's entries are contiguous
+        start = C.indptr[::k].astype(np.int64)  # each level's entries are contiguous
         m = np.diff(start)
         sizes = m * m
-        col = np.repeat(np.arange(ncols), np.diff(C.indptr)) % k   # column within its level's block
+        col = np.repeat(np.arange(ncols), np.diff(C.indptr)) % k  # column within its level's block
         rows = C.indices.astype(np.int64)
         ends = np.cumsum(sizes)
         parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         lo = 0
-        while lo < ell:   # levels in groups of about `chunk` products: the index arrays stay small
+        while lo < ell:  # levels in groups of about `chunk` products: the index arrays stay small
             hi = max(lo + 1, int(np.searchsorted(ends, (ends[lo - 1] if lo else 0) + chunk, side="right")))
             sz = sizes[lo:hi]
             level = np.repeat(np.arange(lo, hi), sz)
@@ -130,8 +136,9 @@ class TailGram:
             # G is symmetric: its lower triangle (diagonal included) is all P has to give
             lower = rows[e1] >= rows[e2]
             e1, e2, level = e1[lower], e2[lower], level[lower]
-            parts.append((C.data[e1] * C.data[e2], rows[e1] * q_tail + rows[e2],
-                          level * (k * k) + col[e1] * k + col[e2]))
+            parts.append(
+                (C.data[e1] * C.data[e2], rows[e1] * q_tail + rows[e2], level * (k * k) + col[e1] * k + col[e2])
+            )
             lo = hi
         values, flat, wcol = (np.concatenate(x) for x in zip(*parts, strict=True)) if parts else ([], [], [])
         P = sp.csr_matrix((values, (flat, wcol)), shape=(q_tail * q_tail, ell * k * k))

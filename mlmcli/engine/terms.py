@@ -49,8 +49,14 @@ def term_structure(term: ReTerm) -> TermStructure:
         for i in range(j, k):
             rows.append(i)
             cols.append(j)
-    return TermStructure(k=k, ell=len(term.levels), codes=np.asarray(term.codes, dtype=np.int64),
-                         X=np.asarray(term.X, dtype=float), tri_rows=np.array(rows), tri_cols=np.array(cols))
+    return TermStructure(
+        k=k,
+        ell=len(term.levels),
+        codes=np.asarray(term.codes, dtype=np.int64),
+        X=np.asarray(term.X, dtype=float),
+        tri_rows=np.array(rows),
+        tri_cols=np.array(cols),
+    )
 
 
 def nesting_parent(inner: TermStructure, outer: TermStructure) -> np.ndarray | None:

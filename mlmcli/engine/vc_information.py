@@ -38,16 +38,16 @@ from mlmcli.engine.blocks import block_diag_csr, bmm
 if TYPE_CHECKING:
     from mlmcli.engine.factor import BlockedFactor
 
-CHUNK_ENTRIES = 1_000_000     # entries of each q x m column block of M
+CHUNK_ENTRIES = 1_000_000  # entries of each q x m column block of M
 
 
 @dataclass
 class VcInformation:
     """P, Q and K over gamma = (Tau entries..., sigma^2), in pbkrtest's order and scale."""
 
-    P: list[np.ndarray]             # (p, p) each
-    Q: list[list[np.ndarray]]       # Q[r][s], (p, p)
-    K: np.ndarray                   # (m, m)
+    P: list[np.ndarray]  # (p, p) each
+    Q: list[list[np.ndarray]]  # Q[r][s], (p, p)
+    K: np.ndarray  # (m, m)
 
 
 def _entries(f: BlockedFactor) -> list[tuple[int, np.ndarray]]:
@@ -96,12 +96,13 @@ class _Operators:
             self._A_csc = sp.bmat(blocks, format="csc")
             self._offsets = np.concatenate([[0], np.cumsum([s.q for s in S])])
         o, k = int(self._offsets[i]), S[i].k
-        cols = self._A_csc[:, o + l0 * k:o + l1 * k].toarray()
+        cols = self._A_csc[:, o + l0 * k : o + l1 * k].toarray()
         if i >= cp.nbd:
             t0 = int(self._offsets[cp.nbd])
-            cols[t0:] += cp.A_tt[:, o - t0 + l0 * k:o - t0 + l1 * k]
-        return [cols[int(self._offsets[j]):int(self._offsets[j + 1])].reshape(s.ell, s.k, -1)
-                for j, s in enumerate(S)]
+            cols[t0:] += cp.A_tt[:, o - t0 + l0 * k : o - t0 + l1 * k]
+        return [
+            cols[int(self._offsets[j]) : int(self._offsets[j + 1])].reshape(s.ell, s.k, -1) for j, s in enumerate(S)
+        ]
 
     def A(self, V: list[np.ndarray]) -> list[np.ndarray]:
         return self.f.cp.zz_times(V)
@@ -140,8 +141,8 @@ def vc_information(f: BlockedFactor, sigma: float) -> VcInformation:
     p = f.p
     entries = _entries(f)
     ZX = [z[:, :, :p] for z in f.cp.z_xy()]
-    B = ops.S(ZX)                                                   # S Z'X
-    W = [zx - ab for zx, ab in zip(ZX, ops.A(B), strict=True)]      # Z'V^-1 X
+    B = ops.S(ZX)  # S Z'X
+    W = [zx - ab for zx, ab in zip(ZX, ops.A(B), strict=True)]  # Z'V^-1 X
     XV2X = f.RXt @ f.RXt.T - inner(W, B)
     XV3X = XV2X - inner(W, ops.S(W))
     ZV2X = [w - mb for w, mb in zip(W, ops.M(B), strict=True)]
@@ -185,7 +186,7 @@ def _single_term_sums(f: BlockedFactor):
     """One term: M, S and A are block diagonal, so every sum is over the levels' k x k blocks."""
     A = f.cp.A_diag[0]
     T, Linv = f.T[0], f.Linv[0]
-    S = bmm(bmm(T, np.swapaxes(Linv, 1, 2)), bmm(Linv, T.T))      # T Omega_l^-1 T'
+    S = bmm(bmm(T, np.swapaxes(Linv, 1, 2)), bmm(Linv, T.T))  # T Omega_l^-1 T'
     SA = bmm(S, A)
     M = A - bmm(A, SA)
     G4 = [[np.einsum("lbc,lad->abcd", M, M)]]
@@ -216,7 +217,7 @@ def _chunked_sums(f: BlockedFactor, ops: _Operators):
                 G4[j][i] += np.einsum("lbmc,lamd->abcd", X, X)
                 cross += np.einsum("lkta,lktb->tab", X, SAE[j].reshape(sj.ell, sj.k, nl, si.k))
             Mdiag = ME[i][l0 + idx].reshape(nl, si.k, nl, si.k)[idx, :, idx, :]
-            N[i][l0:l0 + nl] = Mdiag - cross
+            N[i][l0 : l0 + nl] = Mdiag - cross
             d = SAE[i][l0 + idx].reshape(nl, si.k, nl, si.k)[idx, :, idx, :]
             tr_SA += float(np.trace(d, axis1=1, axis2=2).sum())
     return G4, N, tr_SA

@@ -53,9 +53,30 @@ from mlmcli.formula.terms import (
 )
 
 __all__ = [
-    "COMPARISONS", "FACTOR_FUNCTIONS", "GROUP_MEAN_FUNCTIONS", "R_CONSTANTS", "Binary", "Bool", "Call",
-    "Formula", "FormulaError", "ModelSpec", "Node", "Num", "Paren", "RandomTerm", "Str", "Sym", "Term",
-    "Unary", "Var", "constant_value", "deparse_node", "literal_values", "match_arguments", "parse_formula",
+    "COMPARISONS",
+    "FACTOR_FUNCTIONS",
+    "GROUP_MEAN_FUNCTIONS",
+    "R_CONSTANTS",
+    "Binary",
+    "Bool",
+    "Call",
+    "Formula",
+    "FormulaError",
+    "ModelSpec",
+    "Node",
+    "Num",
+    "Paren",
+    "RandomTerm",
+    "Str",
+    "Sym",
+    "Term",
+    "Unary",
+    "Var",
+    "constant_value",
+    "deparse_node",
+    "literal_values",
+    "match_arguments",
+    "parse_formula",
 ]
 
 # ------------------------------------------------------------------ parse
@@ -95,8 +116,11 @@ def parse_formula(text: str) -> Formula:
         if not lhs_spec.intercept and not lhs_spec.terms:
             # lme4 gets as far as a model with no covariance parameters and stops at
             # "length(theta) > 0L is not TRUE" (or, beside other terms, fits and then cannot print)
-            raise FormulaError(f"the random-effects term ({_line(bar)}) has no columns: put 1 or a variable "
-                               "on the left of '|'", text, _start(bar))
+            raise FormulaError(
+                f"the random-effects term ({_line(bar)}) has no columns: put 1 or a variable on the left of '|'",
+                text,
+                _start(bar),
+            )
         if any(_is_offset(v) for v in lhs_vars):
             raise FormulaError("offset() belongs to the fixed part of the formula", text, bar.pos)
         for group in _expand_slash(bar.right, text):

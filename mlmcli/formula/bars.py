@@ -31,8 +31,9 @@ def _expand_double_verts(node: Node, text: str) -> Node:
     if isinstance(node, Binary):
         if node.op == "||":
             return _expand_double_vert(node, text)
-        return Binary(node.op, _expand_double_verts(node.left, text),
-                      _expand_double_verts(node.right, text), pos=node.pos)
+        return Binary(
+            node.op, _expand_double_verts(node.left, text), _expand_double_verts(node.right, text), pos=node.pos
+        )
     return node
 
 
@@ -40,8 +41,11 @@ def _expand_double_vert(node: Binary, text: str) -> Node:
     spec, _ = model_spec(node.left, text)
     pieces = (["1"] if spec.intercept else []) + ["0+" + label for label in spec.labels]
     if not pieces:
-        raise FormulaError(f"the random-effects term ({_line(node)}) has no columns: put 1 or a variable "
-                           "on the left of '||'", text, _start(node))
+        raise FormulaError(
+            f"the random-effects term ({_line(node)}) has no columns: put 1 or a variable on the left of '||'",
+            text,
+            _start(node),
+        )
     group = _line(node.right)
     # lme4 builds the expansion as text and parses it back; so do we
     source = "~(" + ")+(".join(f"{p}|{group}" for p in pieces) + ")"
@@ -198,5 +202,8 @@ def _group_variables(node: Node, text: str, out: list[str]) -> None:
         if label not in out:
             out.append(label)
     else:
-        raise FormulaError("a grouping factor must be columns or factor(), interaction() ... of columns, "
-                           "joined by ':' or '/'", text, node.pos)
+        raise FormulaError(
+            "a grouping factor must be columns or factor(), interaction() ... of columns, joined by ':' or '/'",
+            text,
+            node.pos,
+        )

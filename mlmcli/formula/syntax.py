@@ -81,8 +81,9 @@ class Str(Node):
 class Call(Node):
     __slots__ = ("fn", "args", "names")
 
-    def __init__(self, fn: str, args: tuple[Node, ...], names: tuple[str | None, ...] | None = None, *,
-                 pos: int = 0) -> None:
+    def __init__(
+        self, fn: str, args: tuple[Node, ...], names: tuple[str | None, ...] | None = None, *, pos: int = 0
+    ) -> None:
         # names: the argument names as written ("scale" in scale(x, scale = FALSE)), None if positional
         self.fn, self.args, self.pos = fn, args, pos
         self.names = names if names is not None else (None,) * len(args)
@@ -184,8 +185,15 @@ def _check_parentheses(text: str, tokens: list[_Token]) -> None:
 # binding powers (left, right) following R's precedence:
 # ~ < | || < comparisons < + - < * / < %op% < : < unary < ^
 _BINARY: dict[str, tuple[float, float]] = {
-    "~": (1, 2), "|": (3, 4), "||": (3, 4), "+": (5, 6), "-": (5, 6), "*": (7, 8), "/": (7, 8),
-    ":": (11, 12), "^": (16, 16),
+    "~": (1, 2),
+    "|": (3, 4),
+    "||": (3, 4),
+    "+": (5, 6),
+    "-": (5, 6),
+    "*": (7, 8),
+    "/": (7, 8),
+    ":": (11, 12),
+    "^": (16, 16),
 }
 COMPARISONS = {"==", "!=", "<", ">", "<=", ">="}
 _BINARY.update({op: (4.5, 4.6) for op in COMPARISONS})

@@ -115,13 +115,31 @@ class Formula:
 # the functions a formula may use: their formal arguments in R's order; poly's second positional
 # argument is its degree (R passes it through `...`, which poly reads as the degree)
 FUNCTIONS: dict[str, tuple[str, ...]] = {
-    "I": ("x",), "log": ("x", "base"), "log10": ("x",), "log2": ("x",), "log1p": ("x",), "exp": ("x",),
-    "sqrt": ("x",), "abs": ("x",), "sin": ("x",), "cos": ("x",), "tan": ("x",), "floor": ("x",),
-    "ceiling": ("x",), "round": ("x", "digits"), "pmin": ("x", "y"), "pmax": ("x", "y"),
-    "scale": ("x", "center", "scale"), "factor": ("x", "levels"), "as.factor": ("x",),
-    "relevel": ("x", "ref"), "poly": ("x", "degree", "raw"), "offset": ("x",),
+    "I": ("x",),
+    "log": ("x", "base"),
+    "log10": ("x",),
+    "log2": ("x",),
+    "log1p": ("x",),
+    "exp": ("x",),
+    "sqrt": ("x",),
+    "abs": ("x",),
+    "sin": ("x",),
+    "cos": ("x",),
+    "tan": ("x",),
+    "floor": ("x",),
+    "ceiling": ("x",),
+    "round": ("x", "digits"),
+    "pmin": ("x", "y"),
+    "pmax": ("x", "y"),
+    "scale": ("x", "center", "scale"),
+    "factor": ("x", "levels"),
+    "as.factor": ("x",),
+    "relevel": ("x", "ref"),
+    "poly": ("x", "degree", "raw"),
+    "offset": ("x",),
     # centring within clusters: x minus its cluster mean, and the cluster mean (over the rows used)
-    "cwc": ("x", "g"), "cmean": ("x", "g"),
+    "cwc": ("x", "g"),
+    "cmean": ("x", "g"),
     # the factors' combinations; its positional arguments are R's `...`, matched as ..1, ..2, ...
     "interaction": ("...", "drop", "sep", "lex.order"),
 }
@@ -150,8 +168,13 @@ def match_arguments(call: Call) -> dict[str, Node]:
                 dots += 1
                 out[f"..{dots}"] = arg
             elif name not in formals[1:] or name in out:
-                raise FormulaError(f"{call.fn}() has no argument '{name}'" if name not in formals
-                                   else f"argument '{name}' of {call.fn}() given twice", "", arg.pos)
+                raise FormulaError(
+                    f"{call.fn}() has no argument '{name}'"
+                    if name not in formals
+                    else f"argument '{name}' of {call.fn}() given twice",
+                    "",
+                    arg.pos,
+                )
             else:
                 out[name] = arg
         if "..1" not in out:
@@ -160,14 +183,18 @@ def match_arguments(call: Call) -> dict[str, Node]:
     for name, arg in zip(call.names, call.args, strict=True):
         if name is not None:
             if name not in formals or name in out:
-                raise FormulaError(f"{call.fn}() has no argument '{name}'" if name not in formals
-                                   else f"argument '{name}' of {call.fn}() given twice", "", arg.pos)
+                raise FormulaError(
+                    f"{call.fn}() has no argument '{name}'"
+                    if name not in formals
+                    else f"argument '{name}' of {call.fn}() given twice",
+                    "",
+                    arg.pos,
+                )
             out[name] = arg
     free = [f for f in formals if f not in out]
     positional = [a for n, a in zip(call.names, call.args, strict=True) if n is None]
     if call.fn == "poly" and len(positional) > 2:  # R would take further values as more variables
-        raise FormulaError("poly() takes one variable and its degree; give raw = TRUE by name", "",
-                           positional[2].pos)
+        raise FormulaError("poly() takes one variable and its degree; give raw = TRUE by name", "", positional[2].pos)
     if len(positional) > len(free):
         plural = "s" if len(formals) > 1 else ""
         raise FormulaError(f"{call.fn}() takes at most {len(formals)} argument{plural}", "", call.pos)
@@ -236,10 +263,18 @@ def _check_variable(node: Node, text: str) -> None:
                     raise FormulaError(f"{node.fn}(): {name} must be TRUE, FALSE or a number", text, arg.pos)
             elif name in _LITERAL_OPTIONS:
                 values = literal_values(arg)
-                if values is None or (name in ("ref", "sep") and len(values) != 1) or (
-                        name == "sep" and not isinstance(values[0], str)):
-                    what = ("a level in quotes or a number" if name == "ref" else
-                            'levels in quotes, as c("a", "b")' if name == "levels" else 'a string, as "."')
+                if (
+                    values is None
+                    or (name in ("ref", "sep") and len(values) != 1)
+                    or (name == "sep" and not isinstance(values[0], str))
+                ):
+                    what = (
+                        "a level in quotes or a number"
+                        if name == "ref"
+                        else 'levels in quotes, as c("a", "b")'
+                        if name == "levels"
+                        else 'a string, as "."'
+                    )
                     raise FormulaError(f"{node.fn}(): {name} must be {what}", text, arg.pos)
             elif name == "g":
                 if not isinstance(arg, Sym):
@@ -308,8 +343,7 @@ class _Terms:
             raise FormulaError("invalid term in model formula: a string", self.text, node.pos)
         if isinstance(node, Num):
             if node.value not in (0.0, 1.0):
-                raise FormulaError("invalid term in model formula: a number other than 0 or 1",
-                                   self.text, node.pos)
+                raise FormulaError("invalid term in model formula: a number other than 0 or 1", self.text, node.pos)
         elif isinstance(node, (Sym, Call)):
             self.install(node)
         elif isinstance(node, Paren):
@@ -329,8 +363,7 @@ class _Terms:
                 self.extract(node.left)
                 return
             if node.op not in ("+", "-", "*", "/", ":", "%in%"):
-                raise FormulaError(f"operator '{node.op}' is not supported in model formulas",
-                                   self.text, node.pos)
+                raise FormulaError(f"operator '{node.op}' is not supported in model formulas", self.text, node.pos)
             self.extract(node.left)
             self.extract(node.right)
 
@@ -413,9 +446,7 @@ class _Terms:
         return ModelSpec(self.intercept, tuple(out))
 
 
-def model_spec(
-    node: Node | None, text: str = "", response: Node | None = None
-) -> tuple[ModelSpec, list[Var]]:
+def model_spec(node: Node | None, text: str = "", response: Node | None = None) -> tuple[ModelSpec, list[Var]]:
     """R's terms() of `response ~ node` (or `~ node`): the expanded terms and all variables."""
     t = _Terms(text)
     if response is not None:

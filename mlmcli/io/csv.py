@@ -20,8 +20,9 @@ FAST_MIN_BYTES = 5_000_000
 ENGINES = ("python", "pandas", "arrow")
 
 
-def read_csv(source: str, columns: Iterable[str] | None = None, sep: str | None = None,
-             engine: str | None = None) -> Frame:
+def read_csv(
+    source: str, columns: Iterable[str] | None = None, sep: str | None = None, engine: str | None = None
+) -> Frame:
     """Read a CSV file ("-" for stdin) as R's read.csv(source, sep, stringsAsFactors = TRUE).
 
     `columns`: make.names of the columns to convert (None: all); unknown names make every
@@ -33,8 +34,7 @@ def read_csv(source: str, columns: Iterable[str] | None = None, sep: str | None 
     src = Source.open(source)
     src.check_text()
     sep = choose_separator(src, sep)
-    name = make_name(src.base_name()[:-4] if src.base_name().lower().endswith((".csv", ".tsv"))
-                     else src.base_name())
+    name = make_name(src.base_name()[:-4] if src.base_name().lower().endswith((".csv", ".tsv")) else src.base_name())
     wanted = None if columns is None else set(columns)
     engine = engine or os.environ.get("MLM_CSV_ENGINE") or "auto"
     if engine not in ("auto", *ENGINES):

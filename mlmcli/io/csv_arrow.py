@@ -73,7 +73,7 @@ def read_arrow(src: Source, sep: str, columns: set[str] | None, name: str) -> Fr
         return None
     raw = sample_bytes(src)
     bom = 3 if raw and raw.startswith(b"\xef\xbb\xbf") else 0
-    if not raw or len(raw) == bom or raw[bom:bom + 1] in (b"\n", b"\r", b" ", b"\t"):
+    if not raw or len(raw) == bom or raw[bom : bom + 1] in (b"\n", b"\r", b" ", b"\t"):
         return None  # leading blank lines: R's header rules, not a skipped first row
     header_end = _line_end(raw)
     if raw.count(b'"', 0, header_end) % 2:
@@ -99,19 +99,33 @@ def read_arrow(src: Source, sep: str, columns: set[str] | None, name: str) -> Fr
         raise nul_in_field(src.name, src.nul_line() or 1)
     ambiguous = any(ambiguous_bytes)
     try:
+
         def read(cols: list[int], types: dict[str, str], null_values: list[str]):
             return pc.read_csv(
-                src.name if data is None else pa.BufferReader(data),   # a fresh stream for each read
+                src.name if data is None else pa.BufferReader(data),  # a fresh stream for each read
                 # malloc's pool hands the parser's buffers back to the system once the columns
                 # are copied out; arrow's default pool keeps them for the rest of the fit
                 memory_pool=pa.system_memory_pool(),
                 read_options=pc.ReadOptions(column_names=labels, skip_rows=1, use_threads=True),
-                parse_options=pc.ParseOptions(delimiter=sep, quote_char='"', double_quote=True, escape_char=False,
-                                              newlines_in_values=quoted, ignore_empty_lines=True),
+                parse_options=pc.ParseOptions(
+                    delimiter=sep,
+                    quote_char='"',
+                    double_quote=True,
+                    escape_char=False,
+                    newlines_in_values=quoted,
+                    ignore_empty_lines=True,
+                ),
                 convert_options=pc.ConvertOptions(
-                    include_columns=[labels[j] for j in cols], column_types=types, null_values=null_values,
-                    strings_can_be_null=True, quoted_strings_can_be_null=True, true_values=[], false_values=[],
-                    timestamp_parsers=[]))
+                    include_columns=[labels[j] for j in cols],
+                    column_types=types,
+                    null_values=null_values,
+                    strings_can_be_null=True,
+                    quoted_strings_can_be_null=True,
+                    true_values=[],
+                    false_values=[],
+                    timestamp_parsers=[],
+                ),
+            )
 
         types: dict[str, str] = {}
         for _ in range(2 * len(keep) + 1):

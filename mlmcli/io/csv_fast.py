@@ -262,12 +262,22 @@ def read_fast(src: Source, sep: str, columns: set[str] | None, name: str) -> Fra
             # a column of mixed types is expected: it is read again as text
             warnings.simplefilter("ignore", pd.errors.DtypeWarning)
             return pd.read_csv(
-                source, sep=sep, header=0, names=labels, usecols=[labels[j] for j in cols], index_col=False,
-                engine="c", keep_default_na=False,
+                source,
+                sep=sep,
+                header=0,
+                names=labels,
+                usecols=[labels[j] for j in cols],
+                index_col=False,
+                engine="c",
+                keep_default_na=False,
                 na_values={labels[j]: ["NA"] if j in as_text else ["NA", ""] for j in cols},
                 dtype={labels[j]: object for j in as_text},
-                encoding=encoding, compression=src.compression, quotechar='"', doublequote=True,
-                skip_blank_lines=True)
+                encoding=encoding,
+                compression=src.compression,
+                quotechar='"',
+                doublequote=True,
+                skip_blank_lines=True,
+            )
 
     try:
         df = read(keep, text_cols)

@@ -88,8 +88,9 @@ def try_numbers(text: str, sep: str, count: int) -> np.ndarray | None:
     return arr if arr.size == count else None
 
 
-def split_text(text: str, source: str, sep: str,
-               numbers: bool = True) -> tuple[list[str], list[list[str]], int, np.ndarray | None]:
+def split_text(
+    text: str, source: str, sep: str, numbers: bool = True
+) -> tuple[list[str], list[list[str]], int, np.ndarray | None]:
     """Header, columns of strings, number of rows, and (with `numbers`, when every field is a
     plain number) all fields as one float array in row order."""
     if "\r" in text:

@@ -70,8 +70,11 @@ def _column(s: Any, name: str) -> tuple[np.ndarray | Factor, bool]:
         values = s.to_numpy(dtype=object)
         present = values[~missing]
         if present.size and all(isinstance(v, (bool, np.bool_)) for v in present):
-            codes = np.where(missing, -1, np.array([bool(v) if not m else False for v, m in
-                                                    zip(values, missing, strict=True)], dtype=np.int64))
+            codes = np.where(
+                missing,
+                -1,
+                np.array([bool(v) if not m else False for v, m in zip(values, missing, strict=True)], dtype=np.int64),
+            )
             return Factor(codes, ["FALSE", "TRUE"], logical=True), False
         labels = [_label(v) for v in present]
         levels = sorted(set(labels), key=collation_key)
@@ -79,8 +82,10 @@ def _column(s: Any, name: str) -> tuple[np.ndarray | Factor, bool]:
         codes = np.full(len(values), -1, dtype=np.int64)
         codes[~missing] = [index[v] for v in labels]
         return Factor(codes, levels), False
-    raise DataError(f"column '{name}' has the type {s.dtype}, which a model cannot use: convert it to numbers, "
-                    "text or a Categorical")
+    raise DataError(
+        f"column '{name}' has the type {s.dtype}, which a model cannot use: convert it to numbers, "
+        "text or a Categorical"
+    )
 
 
 def _label(v: Any) -> str:

@@ -66,8 +66,9 @@ def reader(suffix: str) -> Callable[..., Frame]:
     return getattr(import_module(module), name)
 
 
-def read_data(path: str, columns: Iterable[str] | None = None, sep: str | None = None,
-              sheet: str | None = None) -> Frame:
+def read_data(
+    path: str, columns: Iterable[str] | None = None, sep: str | None = None, sheet: str | None = None
+) -> Frame:
     """Read DATA by its name's suffix: CSV (the default; also "-", stdin), or Parquet, Feather, SPSS,
     Stata, Excel. `columns`: make.names of the columns to convert (None: all; an unknown name makes every
     column read, so that the caller's error can list them). `sheet`: an Excel sheet's name or 1-based

@@ -34,13 +34,32 @@ _INTEGER_FIELD = re.compile(r"[ \t]*[+-]?\d+", re.ASCII)
 def all_integers(values: list[str]) -> bool:
     """Every field is an integer as type.convert's strtol reads it (leading but no trailing blanks)."""
     return bool(values) and all(_INTEGER_FIELD.fullmatch(v) for v in set(values))
+
+
 _PLAIN_FLOAT = re.compile(r"[ \t]*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?[ \t]*", re.ASCII)
 _LOGICALS = {"TRUE": 1, "T": 1, "FALSE": 0, "F": 0}
 
 # R's reserved words: make.names appends a dot to them
 _RESERVED = {
-    "if", "else", "repeat", "while", "function", "for", "next", "break", "TRUE", "FALSE", "NULL",
-    "Inf", "NaN", "NA", "NA_integer_", "NA_real_", "NA_character_", "NA_complex_", "in",
+    "if",
+    "else",
+    "repeat",
+    "while",
+    "function",
+    "for",
+    "next",
+    "break",
+    "TRUE",
+    "FALSE",
+    "NULL",
+    "Inf",
+    "NaN",
+    "NA",
+    "NA_integer_",
+    "NA_real_",
+    "NA_character_",
+    "NA_complex_",
+    "in",
 }
 
 
@@ -167,7 +186,6 @@ def convert(values: list[str]) -> tuple[np.ndarray | Factor, bool]:
     return Factor(codes, levels), False
 
 
-
 def text_among_numbers(frame: Frame, columns: Iterable[str], shown: int = 3) -> list[str]:
     """A note for each of `columns` that read.csv makes a factor although most of its distinct
     values are numbers (one "n/a" is enough): the column and its first values that are not."""
@@ -236,7 +254,8 @@ def select_columns(header: list[str], columns: set[str] | None, source: str, sep
             first = header[0] if len(header[0]) <= 40 else header[0][:37] + "..."
             raise DataError(
                 f"'{source}': the header line is a single column '{first}' when split at "
-                f"{sep!r}; if the file is separated by {shown!r}, give --sep '{shown}'")
+                f"{sep!r}; if the file is separated by {shown!r}, give --sep '{shown}'"
+            )
     return set(names)
 
 

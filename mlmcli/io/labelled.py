@@ -38,13 +38,15 @@ def as_factor(values: list[Any], labels: dict[Any, str]) -> Factor:
     else:
         key = collation_key  # a labelled text column sorts as R sorts text
         labels = {str(k): lab for k, lab in labels.items()}
-    named = {(float(v) if numeric else str(v)): labels.get(float(v) if numeric else str(v), _value_text(v))
-             for v in present}
+    named = {
+        (float(v) if numeric else str(v)): labels.get(float(v) if numeric else str(v), _value_text(v)) for v in present
+    }
     named.update(labels)
     levels = list(dict.fromkeys(named[v] for v in sorted(named, key=key)))
     index = {lev: i for i, lev in enumerate(levels)}
-    codes = np.array([-1 if v is None else index[named[float(v) if numeric else str(v)]] for v in values],
-                     dtype=np.int64)
+    codes = np.array(
+        [-1 if v is None else index[named[float(v) if numeric else str(v)]] for v in values], dtype=np.int64
+    )
     return Factor(codes, levels, labelled=True)
 
 
@@ -100,8 +102,9 @@ def _read(path: str, columns: set[str] | None, read: Any, what: str) -> Frame:
         col = out[syntactic] = _column(original, df[original], labels)
         if labels and isinstance(col, Factor):
             shown = ", ".join(col.levels[:6]) + (", ..." if len(col.levels) > 6 else "")
-            notes.append(f"column '{syntactic}' has {what} value labels: read as a factor with levels {shown} "
-                         "(haven::as_factor)")
+            notes.append(
+                f"column '{syntactic}' has {what} value labels: read as a factor with levels {shown} (haven::as_factor)"
+            )
     n = len(df)
     if n == 0:
         raise DataError(f"'{path}': no data rows")

@@ -30,14 +30,14 @@ def arrow_values(arr: Any, arrow_type: Any, dtype: Any, missing: float | int, sa
     for c in chunks:
         n = len(c)
         validity, data = c.buffers()[:2]
-        piece = out[pos:pos + n]
+        piece = out[pos : pos + n]
         if data is None:
             piece[:] = missing
         else:
             piece[:] = np.frombuffer(data, dtype=dtype, count=n, offset=c.offset * np.dtype(dtype).itemsize)
             if validity is not None and c.null_count:
                 bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
-                piece[bits[c.offset:c.offset + n] == 0] = missing
+                piece[bits[c.offset : c.offset + n] == 0] = missing
         pos += n
     return out
 

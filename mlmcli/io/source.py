@@ -25,8 +25,12 @@ _SUFFIXES = (".gz", ".bz2", ".xz")
 CHUNK = 1 << 23
 # the first block, looked at for binary data and byte-order marks before any parsing
 HEAD_BYTES = 1 << 16
-_WIDE_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
-              (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+_WIDE_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 # control bytes text does not hold (tab, line ends, form feed and escape aside)
 _BINARY_BYTES = bytes(b for b in range(32) if b not in (9, 10, 12, 13, 27))
 
@@ -111,8 +115,10 @@ class Source:
                 try:
                     text = self.read().decode(encoding)
                 except UnicodeDecodeError as exc:
-                    raise DataError(f"cannot read '{self.name}': it starts as {encoding.upper()} text, "
-                                    f"but byte {exc.start} is not {encoding.upper()}") from None
+                    raise DataError(
+                        f"cannot read '{self.name}': it starts as {encoding.upper()} text, "
+                        f"but byte {exc.start} is not {encoding.upper()}"
+                    ) from None
                 self.data, self.compression = text.encode("utf-8"), None
                 return
         if len(head) == HEAD_BYTES and not head.strip():
@@ -122,8 +128,10 @@ class Source:
             return
         odd, even = head[1::2].count(0), head[0::2].count(0)
         if max(odd, even) > len(head) // 4 and min(odd, even) < len(head) // 64:  # ASCII as UTF-16
-            raise DataError(f"'{self.name}' looks like UTF-16 text without a byte-order mark: "
-                            "save it as UTF-8 (or as UTF-16 with its byte-order mark)")
+            raise DataError(
+                f"'{self.name}' looks like UTF-16 text without a byte-order mark: "
+                "save it as UTF-8 (or as UTF-16 with its byte-order mark)"
+            )
         line = line_of(head, nul)
         text_like = not any(head.find(bytes([b])) >= 0 for b in _BINARY_BYTES[1:])
         if line > 1 and text_like and head.count(0) < 16:

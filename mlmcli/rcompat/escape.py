@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\a": "\\a", "\b": "\\b", "\f": "\\f", "\v": "\\v",
-            "\\": "\\\\"}
+_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\a": "\\a", "\b": "\\b", "\f": "\\f", "\v": "\\v", "\\": "\\\\"}
 
 
 def encode_string(s: str) -> str:

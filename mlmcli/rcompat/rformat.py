@@ -40,6 +40,7 @@ _HALF = Fraction(1, 2)
 # rounds it, so the counts agree with R whatever the platform's own long double is; only powl()
 # for exponents beyond 1e27 is taken from the platform when it has the x87 format.
 
+
 def _round_ld(q: Fraction) -> Fraction:
     """Round a positive rational to the nearest long double (64 significant bits, ties to even)."""
     n, d = q.numerator, q.denominator
@@ -93,7 +94,7 @@ def _scientific(x: float, digits: int) -> _Sci:
     r = -x if neg else x
     if digits >= 16:  # DBL_DIG + 1: R reads the digits off sprintf("%#.*e")
         buff = f"{r:.{digits - 1}e}"
-        kpower = int(buff[digits + 2:])
+        kpower = int(buff[digits + 2 :])
         i = digits
         while i >= 2 and buff[i] == "0":
             i -= 1
@@ -130,6 +131,7 @@ def _scientific(x: float, digits: int) -> _Sci:
 
 
 # ---------------------------------------------------------------- formatReal and encoding
+
 
 class RealFormat(NamedTuple):
     """formatReal's result: field width w, digits d after the point (or in the mantissa), e != 0 for
@@ -209,8 +211,9 @@ def encode_real(x: Num, w: int, d: int, e: int, na: str = "NA") -> str:
     return f"{x:{w}.{d}{'e' if e else 'f'}}"
 
 
-def format_num(x: Sequence[Num], digits: int = PRINT_DIGITS, nsmall: int = 0, width: int = 0,
-               trim: bool = False) -> list[str]:
+def format_num(
+    x: Sequence[Num], digits: int = PRINT_DIGITS, nsmall: int = 0, width: int = 0, trim: bool = False
+) -> list[str]:
     """format(x, digits=, nsmall=, width=, trim=) for a numeric vector: one common format."""
     f = format_real(x, digits, nsmall)
     w = 0 if trim else f.w
@@ -237,6 +240,7 @@ def cat_num(x: Num) -> str:
 
 
 # ---------------------------------------------------------------- round, signif, zapsmall
+
 
 def _pow_di(x: float, n: int) -> float:
     """R_pow_di(): x^n by repeated squaring, in doubles."""
@@ -362,8 +366,10 @@ def zapsmall(x: Sequence[Num], digits: int = PRINT_DIGITS) -> list[Num]:
 
 # ---------------------------------------------------------------- p-values, formatC
 
-def format_pval(pv: Sequence[Num], digits: int = PRINT_DIGITS - 2, eps: float = DBL_EPS,
-                na_form: str = "NA") -> list[str]:
+
+def format_pval(
+    pv: Sequence[Num], digits: int = PRINT_DIGITS - 2, eps: float = DBL_EPS, na_form: str = "NA"
+) -> list[str]:
     """format.pval(): p-values below eps print as "<eps" (e.g. "<2e-16" or "< 2e-16")."""
     vals = [v for v in pv if not (v is None or math.isnan(v))]
     is0 = [v < eps for v in vals]
@@ -396,8 +402,7 @@ def format_pval(pv: Sequence[Num], digits: int = PRINT_DIGITS - 2, eps: float = 
     return [na_form if (v is None or math.isnan(v)) else next(it) for v in pv]
 
 
-def format_c(x: Num | int, width: int = 0, digits: int | None = None, format: str = "g",
-             flag: str = "") -> str:
+def format_c(x: Num | int, width: int = 0, digits: int | None = None, format: str = "g", flag: str = "") -> str:
     """formatC() for one number with format "d", "f", "e", "E", "g" or "G" (C's printf)."""
     if format == "d":
         if x is None:
@@ -415,6 +420,7 @@ def format_c(x: Num | int, width: int = 0, digits: int | None = None, format: st
 
 
 # ---------------------------------------------------------------- abbreviate
+
 
 def _stripchars(s: str, minlen: int) -> str:
     """R's stripchars(): drop characters from the end, lower-case vowels first (use.classes)."""
@@ -506,8 +512,15 @@ def abbreviate(names: Sequence[str], minlength: int = 4) -> list[str]:
 
 # ---------------------------------------------------------------- strwrap and cat
 
-def strwrap(x: str, width: int = int(0.9 * PRINT_WIDTH), indent: int = 0, exdent: int = 0,
-            prefix: str = "", initial: str | None = None) -> list[str]:
+
+def strwrap(
+    x: str,
+    width: int = int(0.9 * PRINT_WIDTH),
+    indent: int = 0,
+    exdent: int = 0,
+    prefix: str = "",
+    initial: str | None = None,
+) -> list[str]:
     """strwrap() of one string: greedy filling of lines shorter than `width`."""
     if initial is None:
         initial = prefix
@@ -547,7 +560,7 @@ def strwrap(x: str, width: int = int(0.9 * PRINT_WIDTH), indent: int = 0, exdent
         lines = [initial + " " * indent] + [prefix + " " * exdent] * (len(upper) - 1)
         initial = prefix
         for b in range(len(upper)):
-            lines[b] += " ".join(words[lower[b] - 1:upper[b]])
+            lines[b] += " ".join(words[lower[b] - 1 : upper[b]])
         y.extend(lines + [prefix])
     return y[:-1] if y else [""]
 
@@ -594,6 +607,7 @@ def cat(*objs: CatItem, sep: str = " ", fill: bool | int = False) -> str:
 
 # ---------------------------------------------------------------- print() of vectors and matrices
 
+
 def _index_width(n: int) -> int:
     return int(math.log10(n + 0.5) + 1)
 
@@ -618,8 +632,12 @@ def print_named_num(x: Sequence[Num], names: Sequence[str], digits: int = PRINT_
     return print_named([encode_real(v, f.w, f.d, f.e) for v in x], names)
 
 
-def print_matrix(cells: Sequence[Sequence[str]], rownames: Sequence[str] | None = None,
-                 colnames: Sequence[str] | None = None, right: bool = False) -> str:
+def print_matrix(
+    cells: Sequence[Sequence[str]],
+    rownames: Sequence[str] | None = None,
+    colnames: Sequence[str] | None = None,
+    right: bool = False,
+) -> str:
     """print(m, quote = FALSE, right = ) of a character matrix, wrapping columns at the width."""
     r = len(cells)
     c = len(cells[0]) if r else len(colnames or [])
@@ -695,13 +713,22 @@ def _isnan(v: Num) -> bool:
     return v is None or math.isnan(v)
 
 
-def print_coefmat(x: Sequence[Sequence[Num]], rownames: Sequence[str], colnames: Sequence[str],
-                  digits: int = max(3, PRINT_DIGITS - 2), signif_stars: bool = True,
-                  signif_legend: bool | None = None, dig_tst: int | None = None,
-                  cs_ind: Sequence[int] | None = (), tst_ind: Sequence[int] | None = None,
-                  zap_ind: Sequence[int] = (), p_values: bool | None = None,
-                  has_pvalue: bool | None = None, eps_pvalue: float = DBL_EPS,
-                  na_print: str = "NA") -> str:
+def print_coefmat(
+    x: Sequence[Sequence[Num]],
+    rownames: Sequence[str],
+    colnames: Sequence[str],
+    digits: int = max(3, PRINT_DIGITS - 2),
+    signif_stars: bool = True,
+    signif_legend: bool | None = None,
+    dig_tst: int | None = None,
+    cs_ind: Sequence[int] | None = (),
+    tst_ind: Sequence[int] | None = None,
+    zap_ind: Sequence[int] = (),
+    p_values: bool | None = None,
+    has_pvalue: bool | None = None,
+    eps_pvalue: float = DBL_EPS,
+    na_print: str = "NA",
+) -> str:
     """printCoefmat(); column indices are 0-based.  cs_ind=() means R's default 1:k, None means NULL."""
     xm = [list(row) for row in x]
     nr = len(xm)

@@ -24,7 +24,7 @@ _SYMBOLS = (
 )
 # Letters with a primary weight of their own; everything else is a base letter
 # plus accents (secondary), a case variant (tertiary) or an expansion.
-_LETTERS = "ab" "cdefghi\u0131jklmn\u014bopq\u0138rst\u0167uvwxyz\u00fe"
+_LETTERS = "abcdefghi\u0131jklmn\u014bopq\u0138rst\u0167uvwxyz\u00fe"
 _PRIMARY: dict[str, int] = {}
 for _i, _c in enumerate(_SYMBOLS):
     _PRIMARY[_c] = 1 + _i
@@ -38,22 +38,47 @@ _OTHER_BASE = _LETTER_BASE + len(_LETTERS) + 1
 # "stroke" (ø, đ, ł, ħ) and "eth" sit between cedilla and ogonek.
 _STROKE, _ETH, _LONG_S, _LIGATURE = "stroke", "eth", "long-s", "ligature"
 _ACCENTS = [
-    "\u0301", "\u0300", "\u0306", "\u0302", "\u030c", "\u030a", "\u0308", "\u030b", "\u0303",
-    "\u0307", "\u0327", _STROKE, _ETH, "\u0328", "\u0304", _LONG_S, _LIGATURE,
+    "\u0301",
+    "\u0300",
+    "\u0306",
+    "\u0302",
+    "\u030c",
+    "\u030a",
+    "\u0308",
+    "\u030b",
+    "\u0303",
+    "\u0307",
+    "\u0327",
+    _STROKE,
+    _ETH,
+    "\u0328",
+    "\u0304",
+    _LONG_S,
+    _LIGATURE,
 ]
 _SECONDARY = {m: 1 + i for i, m in enumerate(_ACCENTS)}
 
 # Letters whose collation is a base letter plus a pseudo accent, or an expansion.
 _SPECIAL: dict[str, tuple[str, str | None]] = {
-    "\u00f8": ("o", _STROKE), "\u00d8": ("O", _STROKE),
-    "\u0111": ("d", _STROKE), "\u0110": ("D", _STROKE),
-    "\u0142": ("l", _STROKE), "\u0141": ("L", _STROKE),
-    "\u0127": ("h", _STROKE), "\u0126": ("H", _STROKE),
-    "\u00f0": ("d", _ETH), "\u00d0": ("D", _ETH),
+    "\u00f8": ("o", _STROKE),
+    "\u00d8": ("O", _STROKE),
+    "\u0111": ("d", _STROKE),
+    "\u0110": ("D", _STROKE),
+    "\u0142": ("l", _STROKE),
+    "\u0141": ("L", _STROKE),
+    "\u0127": ("h", _STROKE),
+    "\u0126": ("H", _STROKE),
+    "\u00f0": ("d", _ETH),
+    "\u00d0": ("D", _ETH),
     "\u017f": ("s", _LONG_S),
 }
 _EXPANSIONS = {
-    "\u00e6": "ae", "\u00c6": "AE", "\u0153": "oe", "\u0152": "OE", "\u00df": "ss", "\u1e9e": "SS",
+    "\u00e6": "ae",
+    "\u00c6": "AE",
+    "\u0153": "oe",
+    "\u0152": "OE",
+    "\u00df": "ss",
+    "\u1e9e": "SS",
 }
 _UPPER_SPECIAL = {"\u0166": "\u0167", "\u014a": "\u014b", "\u00de": "\u00fe"}
 _IGNORABLE_CATEGORIES = {"Cc", "Cf"}

@@ -22,8 +22,12 @@ def ranef_csv(report: dict, wide: bool = False, with_coef: bool = False) -> str:
             w.writerow([r["group"], r["level"], r["term"], _num(r["value"]), _num(r["cond_sd"])] + extra)
         return buf.getvalue()
     for group, terms, levels in _wide(rows):
-        w.writerow(["group", "level"] + terms + [f"cond_sd({t})" for t in terms]
-                   + ([f"coef({t})" for t in terms] if with_coef else []))
+        w.writerow(
+            ["group", "level"]
+            + terms
+            + [f"cond_sd({t})" for t in terms]
+            + ([f"coef({t})" for t in terms] if with_coef else [])
+        )
         for level, cells in levels.items():
             vals = [_num(cells[t]["value"]) for t in terms] + [_num(cells[t]["cond_sd"]) for t in terms]
             if with_coef:

@@ -7,7 +7,7 @@ from typing import Any
 
 from mlmcli.rcompat import rformat as rf
 
-ANOVA_DIGITS = 5      # print.anova: max(getOption("digits") - 2, 3)
+ANOVA_DIGITS = 5  # print.anova: max(getOption("digits") - 2, 3)
 
 
 def _num(v: Any) -> float | None:
@@ -33,9 +33,16 @@ def anova_text(report: dict) -> str:
         return report["heading"] + "\n" + " " * 4 + "".join(" " + c for c in colnames) + "\n"
     table = rf.print_coefmat(
         [[_num(r[k]) for k in ("sum_sq", "mean_sq", "num_df", "den_df", "f_value", "p_value")] for r in rows],
-        [r["term"] for r in rows], colnames,
-        digits=ANOVA_DIGITS, has_pvalue=True, p_values=True, cs_ind=None, zap_ind=range(4), tst_ind=[4],
-        na_print="")
+        [r["term"] for r in rows],
+        colnames,
+        digits=ANOVA_DIGITS,
+        has_pvalue=True,
+        p_values=True,
+        cs_ind=None,
+        zap_ind=range(4),
+        tst_ind=[4],
+        na_print="",
+    )
     return report["heading"] + "\n" + table
 
 
@@ -44,34 +51,47 @@ def ranova_text(report: dict) -> str:
     rows = report["terms"]
     table = rf.print_coefmat(
         [[_num(r[k]) for k in ("npar", "loglik", "aic", "lrt", "df", "p_value")] for r in rows],
-        [r["term"] for r in rows], ["npar", "logLik", "AIC", "LRT", "Df", "Pr(>Chisq)"],
-        digits=ANOVA_DIGITS, has_pvalue=True, p_values=True, cs_ind=None, zap_ind=range(4), tst_ind=[],
-        na_print="")
+        [r["term"] for r in rows],
+        ["npar", "logLik", "AIC", "LRT", "Df", "Pr(>Chisq)"],
+        digits=ANOVA_DIGITS,
+        has_pvalue=True,
+        p_values=True,
+        cs_ind=None,
+        zap_ind=range(4),
+        tst_ind=[],
+        na_print="",
+    )
     return f"{report['heading']}\n\nModel:\n{report['model']}\n{table}"
 
 
 # ---------------------------------------------------------------- rich tables
+
 
 def print_confint(console: Any, report: dict) -> None:
     from mlmcli.render.table import _col, _emit, format_column
 
     rows = report["intervals"]
     labels = report.get("labels") or ["lower", "upper"]
-    cols = [_col("", [r["parameter"] for r in rows], label=True),
-            _col(labels[0], format_column([r["lower"] for r in rows], 5)),
-            _col(labels[1], format_column([r["upper"] for r in rows], 5))]
+    cols = [
+        _col("", [r["parameter"] for r in rows], label=True),
+        _col(labels[0], format_column([r["lower"] for r in rows], 5)),
+        _col(labels[1], format_column([r["upper"] for r in rows], 5)),
+    ]
     method = report["method"]
     kind = {"wald": "Wald", "profile": "Profile", "boot": "Bootstrap"}.get(method, method)
     title = f"{kind} confidence intervals ({report['level']:g})"
     notes = ["Wald intervals are given for fixed effects only"] if method == "wald" else []
     if method == "boot":
-        notes.append(f"percentiles of {report['nsim']} parametric bootstrap refits (seed {report['seed']}); "
-                     f"{report['singular']} singular, {report['failed']} failed")
+        notes.append(
+            f"percentiles of {report['nsim']} parametric bootstrap refits (seed {report['seed']}); "
+            f"{report['singular']} singular, {report['failed']} failed"
+        )
     _emit(console, title, cols, notes)
 
 
-def _test_table(console: Any, title: str, rows: list[dict], numeric: list[tuple[str, str, int]],
-                p_header: str, notes: list[str]) -> None:
+def _test_table(
+    console: Any, title: str, rows: list[dict], numeric: list[tuple[str, str, int]], p_header: str, notes: list[str]
+) -> None:
     from mlmcli.render.table import (
         SIGNIF_LEGEND,
         Col,
@@ -101,12 +121,28 @@ def _test_table(console: Any, title: str, rows: list[dict], numeric: list[tuple[
 
 
 def print_anova(console: Any, report: dict) -> None:
-    _test_table(console, report["heading"], report["terms"],
-                [("sum_sq", "Sum Sq", 5), ("mean_sq", "Mean Sq", 5), ("num_df", "NumDF", 5),
-                 ("den_df", "DenDF", 5), ("f_value", "F value", 5)], "Pr(>F)", [])
+    _test_table(
+        console,
+        report["heading"],
+        report["terms"],
+        [
+            ("sum_sq", "Sum Sq", 5),
+            ("mean_sq", "Mean Sq", 5),
+            ("num_df", "NumDF", 5),
+            ("den_df", "DenDF", 5),
+            ("f_value", "F value", 5),
+        ],
+        "Pr(>F)",
+        [],
+    )
 
 
 def print_ranova(console: Any, report: dict) -> None:
-    _test_table(console, report["heading"], report["terms"],
-                [("npar", "npar", 5), ("loglik", "logLik", 5), ("aic", "AIC", 5), ("lrt", "LRT", 5),
-                 ("df", "Df", 5)], "Pr(>Chisq)", [f"Model: {report['model']}"])
+    _test_table(
+        console,
+        report["heading"],
+        report["terms"],
+        [("npar", "npar", 5), ("loglik", "logLik", 5), ("aic", "AIC", 5), ("lrt", "LRT", 5), ("df", "Df", 5)],
+        "Pr(>Chisq)",
+        [f"Model: {report['model']}"],
+    )

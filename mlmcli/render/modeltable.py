@@ -27,9 +27,9 @@ class Cell:
 
 @dataclass
 class Row:
-    part: str        # estimates, random or gof
+    part: str  # estimates, random or gof
     label: str
-    statistic: str   # estimate, std_error, conf_int, std_dev, correlation, or the statistic's name
+    statistic: str  # estimate, std_error, conf_int, std_dev, correlation, or the statistic's name
     cells: list[Cell]
 
 
@@ -78,8 +78,12 @@ def rows(report: dict, digits: int = 3) -> list[Row]:
             out.append(Row("random", label, statistic, [Cell(_num(p.get(label), digits)) for p in per_model]))
 
     keyed(lambda r: f"SD ({_bare(r['term'])} {r['group']})", "std_dev", "random_effects", "std_dev")
-    keyed(lambda r: f"Cor ({_bare(r['term1'])}~{_bare(r['term2'])} {r['group']})", "correlation",
-          "random_effect_correlations", "correlation")
+    keyed(
+        lambda r: f"Cor ({_bare(r['term1'])}~{_bare(r['term2'])} {r['group']})",
+        "correlation",
+        "random_effect_correlations",
+        "correlation",
+    )
     out.append(Row("random", "SD (Observations)", "std_dev", [Cell(_num(m["residual_sd"], digits)) for m in models]))
 
     def gof(label: str, statistic: str, values: list[Any], d: int) -> None:
@@ -138,19 +142,39 @@ def markdown(report: dict, digits: int = 3) -> str:
     widths = [max(w, 3) for w in widths]
 
     def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) if j == 0 else c.center(w) for j, (c, w) in
-                                 enumerate(zip(cells, widths, strict=True))) + " |"
+        return (
+            "| "
+            + " | ".join(
+                c.ljust(w) if j == 0 else c.center(w) for j, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
+            + " |"
+        )
 
     rule = "|" + "|".join(":" + "-" * (w + 1) if j == 0 else ":" + "-" * w + ":" for j, w in enumerate(widths)) + "|"
     text = [line(grid[0]), rule, *(line(g) for g in grid[1:])]
-    return "\n".join(text) + "\n\n" + "\n".join(f"Note: {n}" if i == 0 else f"      {n}"
-                                                 for i, n in enumerate(notes(report))) + "\n"
+    return (
+        "\n".join(text)
+        + "\n\n"
+        + "\n".join(f"Note: {n}" if i == 0 else f"      {n}" for i, n in enumerate(notes(report)))
+        + "\n"
+    )
 
 
 # ------------------------------------------------------------------------------------------ LaTeX
-_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-          "}": r"\}", "~": r"$\sim$", "^": r"\textasciicircum{}", "<": r"\textless{}",
-          ">": r"\textgreater{}"}
+_LATEX = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"$\sim$",
+    "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+}
 
 
 def latex_escape(s: str) -> str:
@@ -169,8 +193,14 @@ def latex(report: dict, digits: int = 3) -> str:
     in small type under it."""
     names = _names(report)
     k = len(names)
-    out = ["\\begin{table}", "\\centering", f"\\begin{{tabular}}{{l{'c' * k}}}", "\\toprule",
-           " & ".join(["", *(latex_escape(n) for n in names)]) + " \\\\", "\\midrule"]
+    out = [
+        "\\begin{table}",
+        "\\centering",
+        f"\\begin{{tabular}}{{l{'c' * k}}}",
+        "\\toprule",
+        " & ".join(["", *(latex_escape(n) for n in names)]) + " \\\\",
+        "\\midrule",
+    ]
     part = "estimates"
     for r in rows(report, digits):
         if r.part != part:
@@ -205,10 +235,20 @@ def html_table(report: dict, digits: int = 3) -> str:
     """A whole HTML page holding the table (class "mlm"): thead, one tbody per part, the notes in its caption."""
     names = _names(report)
     e = html.escape
-    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-           f"<title>{e(report['data_name'])}: {e(', '.join(names))}</title>", f"<style>\n{_CSS}</style>", "</head>",
-           "<body>", '<table class="mlm">', "<thead>",
-           "<tr>" + "".join(f"<th>{e(n)}</th>" for n in ["", *names]) + "</tr>", "</thead>"]
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        f"<title>{e(report['data_name'])}: {e(', '.join(names))}</title>",
+        f"<style>\n{_CSS}</style>",
+        "</head>",
+        "<body>",
+        '<table class="mlm">',
+        "<thead>",
+        "<tr>" + "".join(f"<th>{e(n)}</th>" for n in ["", *names]) + "</tr>",
+        "</thead>",
+    ]
     part = None
     for r in rows(report, digits):
         if r.part != part:
@@ -216,11 +256,12 @@ def html_table(report: dict, digits: int = 3) -> str:
                 out.append("</tbody>")
             out.append('<tbody class="part">' if part is not None else "<tbody>")
             part = r.part
-        out.append("<tr>" + f"<td>{e(r.label)}</td>" + "".join(f"<td>{e(c.text + c.stars)}</td>" for c in r.cells)
-                   + "</tr>")
+        out.append(
+            "<tr>" + f"<td>{e(r.label)}</td>" + "".join(f"<td>{e(c.text + c.stars)}</td>" for c in r.cells) + "</tr>"
+        )
     out.append("</tbody>")
     # the notes as a caption under the table: it wraps to the table's width instead of widening it
-    out.append('<caption>' + "<br>".join(e(n) for n in notes(report)) + "</caption>")
+    out.append("<caption>" + "<br>".join(e(n) for n in notes(report)) + "</caption>")
     out += ["</table>", "</body>", "</html>"]
     return "\n".join(out) + "\n"
 

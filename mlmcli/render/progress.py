@@ -13,24 +13,24 @@ from contextlib import contextmanager
 # a fit shorter than this shows nothing; MLM_TEST_PROGRESS_DELAY overrides it (a test hook: 0 shows the
 # line from the first evaluation, so a test on a pseudo-terminal needs no slow fit)
 DELAY = 2.0
-REFRESH = 0.1   # seconds between redraws: the criterion is evaluated far more often than a person reads
+REFRESH = 0.1  # seconds between redraws: the criterion is evaluated far more often than a person reads
 
 
 class StatusLine:
-    """"mlm: fitting... N evaluations (T s)" on one terminal line, redrawn in place as the engine
+    """ "mlm: fitting... N evaluations (T s)" on one terminal line, redrawn in place as the engine
     evaluates the criterion, and wiped (carriage return and spaces: no escape sequences, so any
     terminal, TERM=dumb too) before anything else is written to either stream."""
 
     def __init__(self, write: Callable[[str], None], delay: float = DELAY, width: int = 80) -> None:
         self._write = write
         self._delay = delay
-        self._width = max(width - 1, 20)     # never the last column: some terminals wrap there
+        self._width = max(width - 1, 20)  # never the last column: some terminals wrap there
         self._start = time.monotonic()
         self._last = 0.0
         self._count = 0
-        self._shown = 0                      # characters now on the line
+        self._shown = 0  # characters now on the line
         self._paused = 0
-        self._lock = threading.RLock()       # the bootstrap and profiles evaluate in threads
+        self._lock = threading.RLock()  # the bootstrap and profiles evaluate in threads
 
     def tick(self) -> None:
         """One more evaluation of the criterion (the engine's observe.on_evaluation)."""
@@ -82,7 +82,7 @@ class StatusLine:
         try:
             self._write(text)
         except (OSError, ValueError):
-            self._shown = 0      # a terminal gone away: progress is not worth an error
+            self._shown = 0  # a terminal gone away: progress is not worth an error
 
 
 _status: StatusLine | None = None
@@ -129,8 +129,16 @@ def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with _status.paused() if _status is not None else nullcontext(), \
-            Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                     console=Console(file=sys.stderr), transient=True) as bar:
+    with (
+        _status.paused() if _status is not None else nullcontext(),
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=Console(file=sys.stderr),
+            transient=True,
+        ) as bar,
+    ):
         task = bar.add_task(description, total=total)
         yield lambda k: bar.advance(task, k)

@@ -8,8 +8,10 @@ import re
 from mlmcli.rcompat.rformat import format_num, print_matrix
 
 # R's reserved words: a list tag equal to one of them is printed in backticks
-_RESERVED = frozenset("""if else repeat while function for next break TRUE FALSE NULL Inf NaN NA
-NA_integer_ NA_real_ NA_character_ NA_complex_ in""".split())
+_RESERVED = frozenset(
+    """if else repeat while function for next break TRUE FALSE NULL Inf NaN NA
+NA_integer_ NA_real_ NA_character_ NA_complex_ in""".split()
+)
 
 
 def _syntactic(name: str) -> bool:

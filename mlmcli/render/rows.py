@@ -36,8 +36,9 @@ def _numbers(x: np.ndarray, integer: bool) -> list[Cell]:
     return out
 
 
-def named_columns(columns: dict[str, np.ndarray | Factor], int_columns: set[str] | frozenset[str] = frozenset()
-                  ) -> dict[str, list[Cell]]:
+def named_columns(
+    columns: dict[str, np.ndarray | Factor], int_columns: set[str] | frozenset[str] = frozenset()
+) -> dict[str, list[Cell]]:
     """Name -> values; a matrix column "poly(x, 2)" becomes "poly(x, 2).1", "poly(x, 2).2" as R's
     data frames name them."""
     out: dict[str, list[Cell]] = {}

@@ -170,15 +170,16 @@ class FittingConsole(Console):
     def print(self, *objects: Any, **kwargs: Any) -> None:
         from rich.measure import Measurement
 
-        unbounded = self.options.update_width(10**6)   # the width it would take, not what it is given
+        unbounded = self.options.update_width(10**6)  # the width it would take, not what it is given
         for obj in objects:
             if isinstance(obj, Table | Panel) and Measurement.get(self, unbounded, obj).maximum > self.width:
                 self.too_narrow = True
         super().print(*objects, **kwargs)
 
 
-def make_console(no_color: bool = False, width: int | None = None, file=None,
-                 force_terminal: bool | None = None) -> FittingConsole:
+def make_console(
+    no_color: bool = False, width: int | None = None, file=None, force_terminal: bool | None = None
+) -> FittingConsole:
     """A Console that uses colour only on a terminal and not at all under NO_COLOR or no_color=True."""
     plain = no_color or bool(os.environ.get("NO_COLOR"))
     kwargs: dict[str, Any] = {"file": file, "width": width, "highlight": False, "emoji": False}
@@ -231,8 +232,9 @@ def _chunks(cols: list[Col], width: int) -> list[list[Col]]:
     return [labels + chunk for chunk in out]
 
 
-def _emit(console: Console, title: str, cols: list[Col], notes: Sequence[str] = (),
-          row_styles: Sequence[str] | None = None) -> None:
+def _emit(
+    console: Console, title: str, cols: list[Col], notes: Sequence[str] = (), row_styles: Sequence[str] | None = None
+) -> None:
     """Print a titled table (in column chunks if too wide), then its notes and a blank line.
 
     Title and notes are plain lines: as a rich title or caption they would wrap at the table's own width.
@@ -245,8 +247,7 @@ def _emit(console: Console, title: str, cols: list[Col], notes: Sequence[str] = 
             console.print()
         values = [c for c in chunk if not c.label]
         # in a split matrix, rows with nothing in this chunk (upper triangle) are left out
-        rows = [r for r in range(n_rows)
-                if len(chunks) == 1 or any(c.cells[r].plain.strip() for c in values)]
+        rows = [r for r in range(n_rows) if len(chunks) == 1 or any(c.cells[r].plain.strip() for c in values)]
         table = Table(box=_BOX, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0), expand=False)
         for c in chunk:
             if c.label:
@@ -282,8 +283,15 @@ def print_fit(console: Console, fit: dict, correlation: bool = False) -> None:
         _emit(console, "Variance explained", effects, list(fit.get("effects_warnings", [])))
     messages = _fit_messages(fit)
     if messages:
-        console.print(Panel(Text("\n".join(messages), style="yellow"), title="Warnings", title_align="left",
-                            border_style="yellow", expand=False))
+        console.print(
+            Panel(
+                Text("\n".join(messages), style="yellow"),
+                title="Warnings",
+                title_align="left",
+                border_style="yellow",
+                expand=False,
+            )
+        )
 
 
 def _fit_header(fit: dict) -> Panel:
@@ -302,8 +310,9 @@ def _fit_header(fit: dict) -> Panel:
     else:
         df_resid = fit.get("df_resid", fit["n_obs"] - fit["npar"])
         values = [round(fit[k], 1) for k in ("aic", "bic", "loglik", "criterion")] + [df_resid]
-        crit = _mini_table(["AIC", "BIC", "logLik", "deviance", "df.resid"],
-                           format_column(values, 7)[:4] + [str(df_resid)])
+        crit = _mini_table(
+            ["AIC", "BIC", "logLik", "deviance", "df.resid"], format_column(values, 7)[:4] + [str(df_resid)]
+        )
         grid.add_row(_t("Fit"), crit)
     res = fit.get("scaled_residuals")
     if res:
@@ -314,8 +323,15 @@ def _fit_header(fit: dict) -> Panel:
     grid.add_row(_t("Groups"), _t(groups))
     title = f"Linear mixed model fit by {'REML' if fit.get('method') == 'REML' else 'maximum likelihood'}"
     subtitle = f"t-tests use {_ddf(fit)}'s method" if _ddf(fit) != "none" else None
-    return Panel(grid, title=Text(title, style="bold"), title_align="left", subtitle=subtitle,
-                 subtitle_align="left", expand=False, border_style="blue")
+    return Panel(
+        grid,
+        title=Text(title, style="bold"),
+        title_align="left",
+        subtitle=subtitle,
+        subtitle_align="left",
+        expand=False,
+        border_style="blue",
+    )
 
 
 def _mini_table(headers: Sequence[str], values: Sequence[str]) -> Table:
@@ -335,8 +351,7 @@ def _ddf(fit: dict) -> str:
 
 def _random_effects_cols(fit: dict) -> list[Col]:
     rows = fit.get("random_effects", [])
-    corr = {(c["group"], c["term1"], c["term2"]): c["correlation"]
-            for c in fit.get("random_effect_correlations", [])}
+    corr = {(c["group"], c["term1"], c["term2"]): c["correlation"] for c in fit.get("random_effect_correlations", [])}
     terms_by_group: dict[str, list[str]] = {}
     for r in rows:
         if r["term"] is not None:
@@ -356,9 +371,12 @@ def _random_effects_cols(fit: dict) -> list[Col]:
             if j < len(before):
                 value = corr.get((group, before[j], term), corr.get((group, term, before[j])))
             corr_cells[j].append(_fmt_corr(value, 2))
-    cols = [_col("Groups", groups, label=True), _col("Name", [r["term"] or "" for r in rows], label=True),
-            _col("Variance", format_column([r["variance"] for r in rows], 4)),
-            _col("Std.Dev.", format_column([r["std_dev"] for r in rows], 4))]
+    cols = [
+        _col("Groups", groups, label=True),
+        _col("Name", [r["term"] or "" for r in rows], label=True),
+        _col("Variance", format_column([r["variance"] for r in rows], 4)),
+        _col("Std.Dev.", format_column([r["std_dev"] for r in rows], 4)),
+    ]
     cols += [_col("Corr" if j == 0 else "", cells) for j, cells in enumerate(corr_cells)]
     return cols
 
@@ -368,9 +386,11 @@ def _fixed_effects_cols(fit: dict) -> tuple[list[Col], list[str], bool]:
     pvals = [r.get("p_value") for r in rows]
     show_p = _ddf(fit) != "none" and any(_is_num(p) for p in pvals)
     show_df = _ddf(fit) != "none" and any(_is_num(r.get("df")) for r in rows)
-    cols = [_col("", [r["term"] for r in rows], label=True),
-            _col("Estimate", format_column([r["estimate"] for r in rows], 4)),
-            _col("Std. Error", format_column([r["std_error"] for r in rows], 4))]
+    cols = [
+        _col("", [r["term"] for r in rows], label=True),
+        _col("Estimate", format_column([r["estimate"] for r in rows], 4)),
+        _col("Std. Error", format_column([r["std_error"] for r in rows], 4)),
+    ]
     if show_df:
         cols.append(_col("df", format_column([r.get("df") for r in rows], 4)))
     if rows and "conf_low" in rows[0]:  # mlm fit --ci
@@ -407,9 +427,11 @@ def _effects_cols(fit: dict) -> list[Col]:
     def fmt(v: Any) -> str:
         return f"{v:.3f}" if _is_num(v) else "NA"
 
-    return [_col("", ["ICC", "R²"], label=True),
-            _col("Adjusted / Marginal", [fmt(icc.get("adjusted")), fmt(r2.get("marginal"))]),
-            _col("Unadjusted / Conditional", [fmt(icc.get("unadjusted")), fmt(r2.get("conditional"))])]
+    return [
+        _col("", ["ICC", "R²"], label=True),
+        _col("Adjusted / Marginal", [fmt(icc.get("adjusted")), fmt(r2.get("marginal"))]),
+        _col("Unadjusted / Conditional", [fmt(icc.get("unadjusted")), fmt(r2.get("conditional"))]),
+    ]
 
 
 def _fit_messages(fit: dict) -> list[str]:
@@ -478,8 +500,9 @@ def _coef_from_rows(rows: Iterable[dict]) -> dict | None:
     return coef or None
 
 
-def print_ranef(console: Console, ranef: dict, head: int | None = None, wide: bool = False,
-                coef: dict | None = None) -> None:
+def print_ranef(
+    console: Console, ranef: dict, head: int | None = None, wide: bool = False, coef: dict | None = None
+) -> None:
     """Conditional modes and conditional SDs per grouping factor, optionally with coef(fit)."""
     rows = ranef.get("ranef", [])
     if coef is None:
@@ -497,8 +520,12 @@ def print_ranef(console: Console, ranef: dict, head: int | None = None, wide: bo
                 notes = notes + ["terms without a random effect are left out: their coef is the fixed effect"]
             _emit(console, title, _ranef_long_cols(g, shown, coef_terms, strings), notes)
             continue
-        _emit(console, title, _ranef_wide_cols(g, shown, strings),
-              notes + ["conditional modes, each followed by its conditional SD"])
+        _emit(
+            console,
+            title,
+            _ranef_wide_cols(g, shown, strings),
+            notes + ["conditional modes, each followed by its conditional SD"],
+        )
         if coef_terms:
             cols = [_col("Level", shown, "bold", label=True)]
             cols += [_col(t, [strings.get(("coef", lv, t), "") for lv in shown]) for t in coef_terms]
@@ -513,8 +540,7 @@ def _coef_terms(group_coef: dict, ranef_terms: list[str]) -> list[str]:
     return [t for t in ranef_terms if t in terms] + [t for t in terms if t not in ranef_terms]
 
 
-def _per_term_strings(g: dict, group_coef: dict | None,
-                      coef_terms: list[str]) -> dict[tuple[str, str, str], str]:
+def _per_term_strings(g: dict, group_coef: dict | None, coef_terms: list[str]) -> dict[tuple[str, str, str], str]:
     """(kind, level, term) -> formatted number; each term on its own scale, over all levels of the factor."""
     levels = g["levels"]
     out: dict[tuple[str, str, str], str] = {}
@@ -531,10 +557,12 @@ def _per_term_strings(g: dict, group_coef: dict | None,
 def _ranef_long_cols(g: dict, levels: list[str], coef_terms: list[str], s: dict) -> list[Col]:
     terms = g["terms"]
     keys = [(lv, t, n == 0) for lv in levels for n, t in enumerate(terms)]
-    cols = [_col("Level", [lv if first else "" for lv, _, first in keys], "bold", label=True),
-            _col("Term", [t for _, t, _ in keys], label=True),
-            _col("Mode", [s.get(("mode", lv, t), "") for lv, t, _ in keys]),
-            _col("Cond. SD", [s.get(("sd", lv, t), "") for lv, t, _ in keys], "dim")]
+    cols = [
+        _col("Level", [lv if first else "" for lv, _, first in keys], "bold", label=True),
+        _col("Term", [t for _, t, _ in keys], label=True),
+        _col("Mode", [s.get(("mode", lv, t), "") for lv, t, _ in keys]),
+        _col("Cond. SD", [s.get(("sd", lv, t), "") for lv, t, _ in keys], "dim"),
+    ]
     if coef_terms:
         cols.append(_col("Coef", [s.get(("coef", lv, t), "") for lv, t, _ in keys]))
     return cols

@@ -52,6 +52,7 @@ def _nan_if_null(v: Any) -> float:
 
 # ---------------------------------------------------------------- header: title, call, criterion
 
+
 def _method_title(method: str) -> str:
     # lme4's methTitle(); paste("maximum likelihood", NULL) leaves a trailing blank
     return "Linear mixed model fit by " + ("REML" if method == "REML" else "maximum likelihood ")
@@ -97,6 +98,7 @@ def _residuals(fit: dict, digits: int) -> str:
 
 
 # ---------------------------------------------------------------- random effects (formatVC)
+
 
 def _re_groups(fit: dict) -> list[tuple[str, list[str], list[float]]]:
     """(group, terms, std devs) in lme4's order, without the residual row."""
@@ -154,7 +156,7 @@ def format_vc(fit: dict, digits: int = SUMMARY_DIGITS) -> str:
             flat = rf.format_num([rf.r_round(v, dig) for row in cor for v in row], nsmall=dig)
             for i in range(k):
                 cells = [flat[i * k + j] if j < i else "" for j in range(k)] + [""] * (maxlen - k)
-                corr_rows.append(cells[:maxlen - 1])
+                corr_rows.append(cells[: maxlen - 1])
         corr_rows += [[""] * (maxlen - 1)] * (len(names) - len(corr_rows))
         cols += [[r[j] for r in corr_rows] for j in range(maxlen - 1)]
         header += ["Corr"] + [""] * (maxlen - 2)
@@ -169,10 +171,13 @@ def _groups_line(fit: dict) -> str:
 
 # ---------------------------------------------------------------- fixed effects
 
+
 def _coef_table(fit: dict, ddf: str, digits: int) -> str:
     fe = fit["fixed_effects"]
-    rows = [[_num(f["estimate"]), _num(f["std_error"]), _num(f.get("df")), _num(f["t_value"]),
-             _num(f.get("p_value"))] for f in fe]
+    rows = [
+        [_num(f["estimate"]), _num(f["std_error"]), _num(f.get("df")), _num(f["t_value"]), _num(f.get("p_value"))]
+        for f in fe
+    ]
     names = [f["term"] for f in fe]
     if ddf == "none":
         rows = [[r[0], r[1], r[3]] for r in rows]
@@ -197,9 +202,11 @@ def _fixef_correlation(fit: dict) -> str:
 
 def _cor_note(p: int, name: str) -> str:
     nam = name if len(name) < 32 else "...."
-    return (f"\nCorrelation matrix not shown by default, as p = {p} > {COR_MAX}.\n"
-            f"Use print({nam}, correlation=TRUE)  or\n"
-            f"    vcov({nam})        if you need it\n\n")
+    return (
+        f"\nCorrelation matrix not shown by default, as p = {p} > {COR_MAX}.\n"
+        f"Use print({nam}, correlation=TRUE)  or\n"
+        f"    vcov({nam})        if you need it\n\n"
+    )
 
 
 # the messages lme4 attaches to the fixed-effects model matrix (lme4:::.merMod.msgs)
@@ -231,6 +238,7 @@ def _conv_lines(fit: dict) -> str:
 
 # ---------------------------------------------------------------- public API
 
+
 def fit_summary_output(fit: dict, name: str = "summary(fit)") -> Printed:
     """print(summary(fit)) on both streams; `name` is the object's name in lme4's stderr note."""
     ddf = fit.get("ddf") or "Satterthwaite"
@@ -241,8 +249,17 @@ def fit_summary_output(fit: dict, name: str = "summary(fit)") -> Printed:
     else:
         cls = "lmerModLmerTest"
         mtit += f". t-tests use {ddf}'s method"
-    out = [_title(mtit, cls), _call_lines(fit), "\n", _aic_table(fit), "\n", _residuals(fit, digits),
-           "Random effects:\n", format_vc(fit, digits), _groups_line(fit)]
+    out = [
+        _title(mtit, cls),
+        _call_lines(fit),
+        "\n",
+        _aic_table(fit),
+        "\n",
+        _residuals(fit, digits),
+        "Random effects:\n",
+        format_vc(fit, digits),
+        _groups_line(fit),
+    ]
     err = ""
     p = len(fit["fixed_effects"])
     if p > 0:
@@ -330,12 +347,32 @@ def anova_output(cmp: dict) -> Printed:
         heading.append(f"Data: {cmp['data_name']}")
     heading.append("Models:")
     heading += [f"{m['name']}: {deparse1(m.get('deparsed_formula') or [m['formula']])}" for m in models]
-    rows = [[float(m["npar"]), _num(m["aic"]), _num(m["bic"]), _num(m["loglik"]), _num(m["deviance"]),
-             _num(m.get("chisq")), _num(m.get("df")), _num(m.get("p_value"))] for m in models]
+    rows = [
+        [
+            float(m["npar"]),
+            _num(m["aic"]),
+            _num(m["bic"]),
+            _num(m["loglik"]),
+            _num(m["deviance"]),
+            _num(m.get("chisq")),
+            _num(m.get("df")),
+            _num(m.get("p_value")),
+        ]
+        for m in models
+    ]
     colnames = ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]
-    table = rf.print_coefmat(rows, [m["name"] for m in models], colnames, digits=ANOVA_DIGITS,
-                             has_pvalue=True, p_values=True, cs_ind=None, zap_ind=range(5),
-                             tst_ind=[5], na_print="")
+    table = rf.print_coefmat(
+        rows,
+        [m["name"] for m in models],
+        colnames,
+        digits=ANOVA_DIGITS,
+        has_pvalue=True,
+        p_values=True,
+        cs_ind=None,
+        zap_ind=range(5),
+        tst_ind=[5],
+        na_print="",
+    )
     err = "refitting model(s) with ML (instead of REML)\n" if cmp.get("refit_ml") else ""
     return Printed(rf.cat(heading, sep="\n") + table, err)
 

@@ -45,7 +45,7 @@ def ran_pars(report: dict) -> list[tuple[str, str, float | None]]:
         terms = [r["term"] for r in rows]
         for j, r in enumerate(rows):
             out.append((group, f"sd__{r['term']}", r["std_dev"]))
-            for other in terms[j + 1:]:
+            for other in terms[j + 1 :]:
                 out.append((group, f"cor__{r['term']}.{other}", cors.get((group, r["term"], other))))
     out.append(("Residual", "sd__Observation", report["sigma"]))
     return out
@@ -57,11 +57,10 @@ def tidy_csv(report: dict, varpar_ci: Sequence[Interval] | None = None) -> str:
     fixed = report["fixed_effects"]
     with_ci = "confint" in report
     with_df = report.get("ddf") != "none"
-    columns = COLUMNS if with_df else COLUMNS[:6]      # broom.mixed on a plain lmerMod: no df, p.value
+    columns = COLUMNS if with_df else COLUMNS[:6]  # broom.mixed on a plain lmerMod: no df, p.value
     lines = [",".join(_str(c) for c in columns + (CI_COLUMNS if with_ci else []))]
     for r in fixed:
-        cells = [_str("fixed"), "NA", _str(r["term"]), _num(r["estimate"]), _num(r["std_error"]),
-                 _num(r["t_value"])]
+        cells = [_str("fixed"), "NA", _str(r["term"]), _num(r["estimate"]), _num(r["std_error"]), _num(r["t_value"])]
         if with_df:
             cells += [_num(r.get("df")), _num(r.get("p_value"))]
         if with_ci:

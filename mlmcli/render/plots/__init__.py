@@ -21,6 +21,22 @@ from mlmcli.render.plots.output import FORMATS, image_format, table_csv
 from mlmcli.render.plots.sample import DEFAULT_GROUPS, DEFAULT_SEED
 from mlmcli.render.plots.style import MAX_LABELLED, PALETTE, THEMES
 
-__all__ = ["CURVE_POINTS", "DEFAULT_GROUPS", "DEFAULT_SEED", "FORMATS", "KINDS", "MAX_BY", "MAX_LABELLED", "PALETTE",
-           "THEMES", "PlotOptions", "build", "draw", "image_format", "kept_rows", "normal_quantiles", "qq_line",
-           "table_csv"]
+__all__ = [
+    "CURVE_POINTS",
+    "DEFAULT_GROUPS",
+    "DEFAULT_SEED",
+    "FORMATS",
+    "KINDS",
+    "MAX_BY",
+    "MAX_LABELLED",
+    "PALETTE",
+    "THEMES",
+    "PlotOptions",
+    "build",
+    "draw",
+    "image_format",
+    "kept_rows",
+    "normal_quantiles",
+    "qq_line",
+    "table_csv",
+]

@@ -16,17 +16,16 @@ if TYPE_CHECKING:
     from mlmcli.io.frame import Frame
     from mlmcli.model import FittedModel
 
-_SPACING_PT = 4.0               # least room per level (points, at any size) before intervals merge into a band
+_SPACING_PT = 4.0  # least room per level (points, at any size) before intervals merge into a band
 _BAR, _DOT, _ZERO = "#8fb8de", "#08306b", "#333333"
 
 
-def caterpillar(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: PlotOptions,
-                theme: Theme) -> Drawn:
+def caterpillar(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: PlotOptions, theme: Theme) -> Drawn:
     groups = [pick_group(model, opts.group)] if opts.group else factors(model)
     modes, sds = model.conditional_modes(), model.conditional_sd()
     panels = []  # (group, term name, order, levels, value, sd)
     counts: dict[str, dict] = {}
-    room = opts.height * 0.72 * 72.0        # the axes' height in points, about
+    room = opts.height * 0.72 * 72.0  # the axes' height in points, about
     for g in groups:
         cols = factor_columns(model, g)
         codes, levels = factor_codes(model, g)
@@ -43,7 +42,7 @@ def caterpillar(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, op
     n = len(panels)
     ncols = min(n, 3)
     axes = grid(fig, math.ceil(n / ncols), ncols)
-    panel_width = opts.width * 0.92 / ncols - 0.5 * theme.scale   # less the tick labels beside it
+    panel_width = opts.width * 0.92 / ncols - 0.5 * theme.scale  # less the tick labels beside it
     rows: list[dict] = []
     first_of: dict[str, Any] = {}
     for ax, (g, name, order, levels, value, sd) in zip(axes, panels, strict=False):
@@ -51,14 +50,13 @@ def caterpillar(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, op
         lo, hi = v - 1.96 * s, v + 1.96 * s
         k = len(order)
         pos = np.arange(k)
-        step = room / max(k, 1)                   # points per level
+        step = room / max(k, 1)  # points per level
         # bars and dots sized by the room each level has, in points whatever the figure's size
         ax.hlines(pos, lo, hi, color=_BAR, lw=min(theme.lw(2.2), max(0.6, 0.35 * step)), zorder=2)
-        ax.plot(v, pos, "o", ms=min(theme.ms(5.0), max(1.8, 0.6 * step)), color=_DOT, zorder=4,
-                markeredgewidth=0)
+        ax.plot(v, pos, "o", ms=min(theme.ms(5.0), max(1.8, 0.6 * step)), color=_DOT, zorder=4, markeredgewidth=0)
         # over the intervals, under the dots: a zero line behind the bars disappears
         ax.axvline(0.0, color=_ZERO, lw=theme.lw(0.8), ls=(0, (4, 3)), zorder=3)
-        pad = max(0.8, 0.03 * k)                   # the first and last dots clear of the frame
+        pad = max(0.8, 0.03 * k)  # the first and last dots clear of the frame
         ax.set_ylim(-pad, k - 1 + pad)
         ax.grid(False, axis="y")
         # the panels of one factor share its sorted levels: only the first names them
@@ -74,20 +72,39 @@ def caterpillar(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, op
             else:
                 ax.set_yticks([])
                 shown_of = counts[g]
-                label = f"{g}, sorted" if shown_of["drawn"] == shown_of["levels"] else \
-                    f"{g}: {shown_of['drawn']} of {shown_of['levels']} levels, sorted"
+                label = (
+                    f"{g}, sorted"
+                    if shown_of["drawn"] == shown_of["levels"]
+                    else f"{g}: {shown_of['drawn']} of {shown_of['levels']} levels, sorted"
+                )
                 ax.set_ylabel(wrap(label, theme.chars(opts.height * 0.7, 10)))
         ax.set_title(wrap(f"{g}: {name}", theme.chars(panel_width, 10.5)))
         xlabel = "conditional mode (95% interval)"
         ax.set_xlabel(xlabel if len(xlabel) <= theme.chars(panel_width, 10) else xlabel.replace(" (", "\n("))
         for i, vi, si, a, b in zip(order, v, s, lo, hi, strict=True):
-            rows.append({"group": g, "term": name, "level": levels[i], "value": float(vi),
-                         "cond_sd": float(si), "lower": float(a), "upper": float(b)})
+            rows.append(
+                {
+                    "group": g,
+                    "term": name,
+                    "level": levels[i],
+                    "value": float(vi),
+                    "cond_sd": float(si),
+                    "lower": float(a),
+                    "upper": float(b),
+                }
+            )
     hide_unused(axes, n)
-    caption = [f"{c['drawn']} of {c['levels']} {g} levels shown, evenly spaced in sorted order (--groups 0: all)"
-               for g, c in counts.items() if c["drawn"] < c["levels"]]
-    return Drawn({"groups": groups, "levels": counts, "rows": rows}, rows,
-                 "Random effects: conditional modes with 95% intervals", caption=caption)
+    caption = [
+        f"{c['drawn']} of {c['levels']} {g} levels shown, evenly spaced in sorted order (--groups 0: all)"
+        for g, c in counts.items()
+        if c["drawn"] < c["levels"]
+    ]
+    return Drawn(
+        {"groups": groups, "levels": counts, "rows": rows},
+        rows,
+        "Random effects: conditional modes with 95% intervals",
+        caption=caption,
+    )
 
 
 def thin(order: np.ndarray, limit: int) -> np.ndarray:

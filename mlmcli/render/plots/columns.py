@@ -61,5 +61,6 @@ def default_x(model: FittedModel, frame: Frame, kind: str) -> str:
     for c in predictor_columns(model):
         if numeric(c):
             return c
-    raise MlmError(f"the {kind} plot needs a numeric x, and the model has no numeric predictor: "
-                   "give one with --x COLUMN")
+    raise MlmError(
+        f"the {kind} plot needs a numeric x, and the model has no numeric predictor: give one with --x COLUMN"
+    )

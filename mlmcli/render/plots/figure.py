@@ -30,8 +30,14 @@ if TYPE_CHECKING:
     from mlmcli.io.frame import Frame
     from mlmcli.model import FittedModel
 
-_KIND_FUNCS = {"ranef": ranef, "caterpillar": caterpillar, "spaghetti": spaghetti, "fitted": fitted,
-               "residuals": residuals, "profile": profile}
+_KIND_FUNCS = {
+    "ranef": ranef,
+    "caterpillar": caterpillar,
+    "spaghetti": spaghetti,
+    "fitted": fitted,
+    "residuals": residuals,
+    "profile": profile,
+}
 
 
 def dpi_of(opts: PlotOptions) -> int:
@@ -66,14 +72,16 @@ def build(model: FittedModel, frame: Frame, opts: PlotOptions) -> Iterator[tuple
         drawn = _KIND_FUNCS[opts.kind](main, model, frame, keep, opts, theme)
         title = opts.title if opts.title is not None else drawn.title
         if title:
-            main.suptitle(wrap(title, theme.chars(opts.width * 0.95, title_pt(theme))),
-                          gid="title", **title_style(theme))
+            main.suptitle(
+                wrap(title, theme.chars(opts.width * 0.95, title_pt(theme))), gid="title", **title_style(theme)
+            )
         if grid is not None:
             _caption_text(fig, grid, model, opts, theme, int(keep.sum()), drawn)
         left_out = keep_inside(fig)
         if left_out:
-            drawn.notes.append(f"note: at {opts.width:g} x {opts.height:g} in, {' and '.join(left_out)} did not "
-                               "fit and were left out")
+            drawn.notes.append(
+                f"note: at {opts.width:g} x {opts.height:g} in, {' and '.join(left_out)} did not fit and were left out"
+            )
         yield fig, drawn, keep
 
 
@@ -94,12 +102,20 @@ def draw(model: FittedModel, frame: Frame, opts: PlotOptions) -> dict:
     files = [(opts.output, image)]
     if opts.data_out is not None:
         files.append((opts.data_out, table_csv(drawn.table).encode()))
-    write_outputs(files, opts.inputs)   # the picture and its numbers, all or none
+    write_outputs(files, opts.inputs)  # the picture and its numbers, all or none
     from mlmcli.render.jsonvalues import clean
 
-    head = {"kind": opts.kind, "output": opts.output, "format": fmt, "theme": opts.theme,
-            "width_px": int(round(opts.width * dpi)), "height_px": int(round(opts.height * dpi)),
-            "formula": model.formula.text, "where": opts.where, "n_obs": int(keep.sum())}
+    head = {
+        "kind": opts.kind,
+        "output": opts.output,
+        "format": fmt,
+        "theme": opts.theme,
+        "width_px": int(round(opts.width * dpi)),
+        "height_px": int(round(opts.height * dpi)),
+        "formula": model.formula.text,
+        "where": opts.where,
+        "n_obs": int(keep.sum()),
+    }
     if drawn.notes:
         head["notes"] = drawn.notes
     return clean({**head, **drawn.data})
@@ -117,8 +133,9 @@ def _with_caption(fig: Any, opts: PlotOptions) -> tuple[Any, Any]:
     return fig.add_subfigure(grid[0]), grid
 
 
-def _caption_text(fig: Any, grid: Any, model: FittedModel, opts: PlotOptions, theme: Theme, n_kept: int,
-                  drawn: Drawn) -> None:
+def _caption_text(
+    fig: Any, grid: Any, model: FittedModel, opts: PlotOptions, theme: Theme, n_kept: int, drawn: Drawn
+) -> None:
     """The caption in its strip, the strip as tall as its lines."""
     width = theme.chars(opts.width * 0.95, 8)
     if opts.caption is not None:
@@ -128,8 +145,9 @@ def _caption_text(fig: Any, grid: Any, model: FittedModel, opts: PlotOptions, th
     style = caption_style(theme)
     height = min(0.4 * opts.height, ((text.count("\n") + 1) * 1.25 * style["fontsize"] + 6 * theme.scale) / 72.0)
     grid.set_height_ratios([opts.height - height, height])
-    fig.add_subfigure(grid[1]).text(0.5, 0.5, text, ha="center", va="center", multialignment="center",
-                                               gid="caption", **style)
+    fig.add_subfigure(grid[1]).text(
+        0.5, 0.5, text, ha="center", va="center", multialignment="center", gid="caption", **style
+    )
 
 
 _SEP = "   ·   "
@@ -137,8 +155,11 @@ _SEP = "   ·   "
 
 def _caption_parts(model: FittedModel, opts: PlotOptions, n_kept: int) -> list[str]:
     """The formula, the method and the observations drawn; the --where that chose them."""
-    parts = [model.formula.text, model.method,
-             f"{n_kept} of {model.n} observations" if n_kept < model.n else f"{model.n} observations"]
+    parts = [
+        model.formula.text,
+        model.method,
+        f"{n_kept} of {model.n} observations" if n_kept < model.n else f"{model.n} observations",
+    ]
     if opts.where:
         parts.append(f"where {opts.where}")
     return parts

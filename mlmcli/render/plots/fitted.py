@@ -19,11 +19,10 @@ if TYPE_CHECKING:
     from mlmcli.io.frame import Frame
     from mlmcli.model import FittedModel
 
-Z95 = 1.959963984540054     # the band: estimate ± Z95 standard errors of the fixed part
+Z95 = 1.959963984540054  # the band: estimate ± Z95 standard errors of the fixed part
 
 
-def fitted(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: PlotOptions,
-           theme: Theme) -> Drawn:
+def fitted(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: PlotOptions, theme: Theme) -> Drawn:
     group = pick_group(model, opts.group)
     xname = opts.x if opts.x is not None else default_x(model, frame, "fitted")
     predictors = predictor_columns(model)
@@ -55,31 +54,57 @@ def fitted(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: P
     for p, ax in enumerate(axes):
         mine = shown[group_panel[shown] == p]
         alpha, lw = (0.55, 0.9) if len(mine) <= 50 else (0.3, 0.6)
-        ax.add_collection(LineCollection([np.column_stack([grid[g], means[g]]) for g in mine], colors=hue[p],
-                                         linewidths=theme.lw(lw), alpha=alpha, zorder=2))
+        ax.add_collection(
+            LineCollection(
+                [np.column_stack([grid[g], means[g]]) for g in mine],
+                colors=hue[p],
+                linewidths=theme.lw(lw),
+                alpha=alpha,
+                zorder=2,
+            )
+        )
         for g in mine:
-            line = {"level": levels[g], "x0": grid[g, 0], "x1": grid[g, -1], "y0": means[g, 0],
-                    "y1": means[g, -1], "by": panel_labels[p] if is_split else None}
+            line = {
+                "level": levels[g],
+                "x0": grid[g, 0],
+                "x1": grid[g, -1],
+                "y0": means[g, 0],
+                "y1": means[g, -1],
+                "by": panel_labels[p] if is_split else None,
+            }
             if implied.points > 2:
                 line["curve_x"], line["curve_y"] = grid[g], means[g]
             lines.append(line)
         # every panel's population line in each panel, so differences between the panels show
         for q in np.flatnonzero(pdrawn).tolist():
             if q == p:
-                ax.fill_between(pgrid[q], pmeans[q] - Z95 * pse[q], pmeans[q] + Z95 * pse[q], color=pop[q],
-                                alpha=0.22, linewidth=0, zorder=1.5)  # under the group lines
+                ax.fill_between(
+                    pgrid[q],
+                    pmeans[q] - Z95 * pse[q],
+                    pmeans[q] + Z95 * pse[q],
+                    color=pop[q],
+                    alpha=0.22,
+                    linewidth=0,
+                    zorder=1.5,
+                )  # under the group lines
                 ax.plot(pgrid[q], pmeans[q], color=pop[q], lw=theme.lw(2.6), zorder=4)
             else:
-                ax.plot(pgrid[q], pmeans[q], color=pop[q], lw=theme.lw(1.4), ls=(0, (4, 2.5)), alpha=0.9,
-                        zorder=3)
+                ax.plot(pgrid[q], pmeans[q], color=pop[q], lw=theme.lw(1.4), ls=(0, (4, 2.5)), alpha=0.9, zorder=3)
         if is_split:
             ax.set_title(f"{panel_labels[p]}: {len(mine)} groups")
         ax.set_xlabel(xname)
         ax.autoscale_view()
     _legend(fig, group, hue, pop, [int(q) for q in np.flatnonzero(pdrawn)], is_split, theme, opts.width)
     for q in np.flatnonzero(pdrawn).tolist():
-        row = {"by": panel_labels[q] if is_split else None, "x0": pgrid[q, 0], "x1": pgrid[q, -1],
-               "y0": pmeans[q, 0], "y1": pmeans[q, -1], "se0": pse[q, 0], "se1": pse[q, -1]}
+        row = {
+            "by": panel_labels[q] if is_split else None,
+            "x0": pgrid[q, 0],
+            "x1": pgrid[q, -1],
+            "y0": pmeans[q, 0],
+            "y1": pmeans[q, -1],
+            "se0": pse[q, 0],
+            "se1": pse[q, -1],
+        }
         if implied.points > 2:
             row["curve_x"], row["curve_y"], row["curve_se"] = pgrid[q], pmeans[q], pse[q]
         population.append(row)
@@ -88,18 +113,32 @@ def fitted(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: P
     if is_split:
         title += f", by {opts.by}"
     others = [c for c in predictors if c not in (xname, opts.by)]
-    held = (f"{', '.join(others)} held at {'its' if len(others) == 1 else 'their'} mean within each {group} "
-            f"(its line) and within {'each panel' if is_split else 'the data'} (population line)") if others else ""
+    held = (
+        (
+            f"{', '.join(others)} held at {'its' if len(others) == 1 else 'their'} mean within each {group} "
+            f"(its line) and within {'each panel' if is_split else 'the data'} (population line)"
+        )
+        if others
+        else ""
+    )
     band = "band: pointwise 95% interval of the population line"
-    data = {"group": group, "x": xname, "y": model.design.response, "by": opts.by, "held_at_mean": others,
-            "lines": lines, "population": population}
+    data = {
+        "group": group,
+        "x": xname,
+        "y": model.design.response,
+        "by": opts.by,
+        "held_at_mean": others,
+        "lines": lines,
+        "population": population,
+    }
     # --data-out: one row per line, the curves' points left to the JSON
     table = [_ends(r) for r in lines] + [{"level": "(population)", **_ends(r)} for r in population]
     return Drawn(data, table, title, split.notes(group), caption=[s for s in (held, band) if s])
 
 
-def _legend(fig: Any, group: str, hue: list, pop: list, panels_drawn: list[int], is_split: bool, theme: Theme,
-            width: float) -> None:
+def _legend(
+    fig: Any, group: str, hue: list, pop: list, panels_drawn: list[int], is_split: bool, theme: Theme, width: float
+) -> None:
     """One legend for all panels; with --by each entry shows every panel's colour side by side."""
     from matplotlib.legend_handler import HandlerTuple
     from matplotlib.lines import Line2D
@@ -109,15 +148,22 @@ def _legend(fig: Any, group: str, hue: list, pop: list, panels_drawn: list[int],
         return tuple(make(p) for p in panels_drawn)
 
     groups = entry(lambda p: Line2D([], [], color=hue[p], lw=theme.lw(1.2), alpha=0.8))
-    band = entry(lambda p: (Patch(color=pop[p], alpha=0.22, linewidth=0), Line2D([], [], color=pop[p],
-                                                                                  lw=theme.lw(2.6))))
+    band = entry(
+        lambda p: (Patch(color=pop[p], alpha=0.22, linewidth=0), Line2D([], [], color=pop[p], lw=theme.lw(2.6)))
+    )
     handles, labels = [groups, band], [f"{group}: fixed + random effects", "population: fixed effects, 95% band"]
     if is_split and len(panels_drawn) > 1:
         handles.append(entry(lambda p: Line2D([], [], color=pop[p], lw=theme.lw(1.4), ls=(0, (4, 2.5)))))
         labels.append("population of the other panel" + ("s" if len(panels_drawn) > 2 else ""))
     wide = HandlerTuple(ndivide=None, pad=0.3)
-    fig.legend(handles, labels, loc="outside lower center", ncols=len(handles) if width >= 6.5 else 1,
-               handler_map={h: wide for h in handles}, handlelength=1.6 * max(1, len(panels_drawn)))
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncols=len(handles) if width >= 6.5 else 1,
+        handler_map={h: wide for h in handles},
+        handlelength=1.6 * max(1, len(panels_drawn)),
+    )
 
 
 def _ends(row: dict) -> dict:

@@ -22,15 +22,17 @@ def pick_group(model: FittedModel, group: str | None) -> str:
     if group is None:
         return names[0]
     if group not in names:
-        raise MlmError(f"--group '{group}' is not a grouping factor of the model "
-                       f"(grouping factors: {', '.join(names)})")
+        raise MlmError(
+            f"--group '{group}' is not a grouping factor of the model (grouping factors: {', '.join(names)})"
+        )
     return group
 
 
 def factor_columns(model: FittedModel, group: str) -> list[tuple[int, int, str]]:
     """(term index, column, name) of every random effect of one grouping factor, in lme4's order."""
-    return [(i, j, name) for i, t in enumerate(model.design.terms) if t.group == group
-            for j, name in enumerate(t.cnames)]
+    return [
+        (i, j, name) for i, t in enumerate(model.design.terms) if t.group == group for j, name in enumerate(t.cnames)
+    ]
 
 
 def factor_codes(model: FittedModel, group: str) -> tuple[np.ndarray, list[str]]:

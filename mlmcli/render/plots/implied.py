@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from mlmcli.io.frame import Factor, Frame
     from mlmcli.model import FittedModel
 
-CURVE_POINTS = 60   # points of a model-implied curve when x enters non-linearly
+CURVE_POINTS = 60  # points of a model-implied curve when x enters non-linearly
 
 
 class Implied:
@@ -45,11 +45,15 @@ class Implied:
             self.ref[var.label] = col
             if x in var.columns():
                 if isinstance(col, Factor):
-                    raise MlmError(f"--x '{x}' enters the model as a factor ({var.label}); "
-                                   "the fitted plot needs a numeric predictor")
+                    raise MlmError(
+                        f"--x '{x}' enters the model as a factor ({var.label}); "
+                        "the fitted plot needs a numeric predictor"
+                    )
                 if _has_call(var.expr, "scale"):
-                    raise MlmError(f"the fitted plot cannot move '{x}' inside scale() ({var.label}): "
-                                   "scale the column in the data instead")
+                    raise MlmError(
+                        f"the fitted plot cannot move '{x}' inside scale() ({var.label}): "
+                        "scale the column in the data instead"
+                    )
                 self.moving.append(var)
                 linear &= isinstance(var.expr, Sym)
         # X is multilinear in the variables, so a straight line needs two points
@@ -68,8 +72,9 @@ class Implied:
             values[var.label] = evaluate(var, Frame(self.frame.name, cols, len(xnew), self.frame.int_columns))
         return values
 
-    def curves(self, x: np.ndarray, sets: np.ndarray, n_sets: int,
-               random_group: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def curves(
+        self, x: np.ndarray, sets: np.ndarray, n_sets: int, random_group: str | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(drawn, grid, means, se), the last three (n_sets, points): the mean the model implies for each set.
 
         `sets` gives each observation's set (-1 = none); x runs over the observed range of its
@@ -94,7 +99,7 @@ class Implied:
         X, names = model_matrix(self.model.formula.fixed, values, N)
         X = X[:, [names.index(nm) for nm in design.xnames]]
         eta = X @ self.model.beta
-        if design.offset is not None:   # each row's own offset, as lme4's fitted() includes it
+        if design.offset is not None:  # each row's own offset, as lme4's fitted() includes it
             eta = eta + np.tile(np.asarray(design.offset, dtype=float)[sel], m)
         if random_group is not None:
             modes = self.model.conditional_modes()
@@ -102,8 +107,11 @@ class Implied:
             for ti, term in enumerate(design.terms):
                 if term.group != random_group:
                     continue
-                ri = next(i for i, rt in enumerate(self.model.formula.random)
-                          if i not in used and rt.label == term.label and rt.group == term.group)
+                ri = next(
+                    i
+                    for i, rt in enumerate(self.model.formula.random)
+                    if i not in used and rt.label == term.label and rt.group == term.group
+                )
                 used.add(ri)
                 Z, znames = model_matrix(self.model.formula.random[ri].lhs, values, N)
                 Z = Z[:, [znames.index(nm) for nm in term.cnames]]
@@ -114,8 +122,13 @@ class Implied:
         means = np.vstack([np.bincount(s, weights=eta[k], minlength=n_sets) for k in range(m)]).T
         # the set's mean row of X at each grid point: (n_sets, points, p)
         X = X.reshape(m, len(sel), -1)
-        xbar = np.stack([np.vstack([np.bincount(s, weights=X[k, :, c], minlength=n_sets)
-                                    for c in range(X.shape[2])]).T for k in range(m)], axis=1)
+        xbar = np.stack(
+            [
+                np.vstack([np.bincount(s, weights=X[k, :, c], minlength=n_sets) for c in range(X.shape[2])]).T
+                for k in range(m)
+            ],
+            axis=1,
+        )
         with np.errstate(invalid="ignore", divide="ignore"):
             means = means / counts[:, None]
             xbar = xbar / counts[:, None, None]

@@ -16,9 +16,14 @@ if TYPE_CHECKING:
 KINDS = ("ranef", "caterpillar", "spaghetti", "fitted", "residuals", "profile")
 
 # the options each kind reads; any other given is a mistake
-_USES = {"ranef": {"x", "y", "group"}, "caterpillar": {"group", "groups"},
-         "spaghetti": {"x", "group", "by", "groups", "seed"}, "fitted": {"x", "group", "by"}, "residuals": set(),
-         "profile": set()}
+_USES = {
+    "ranef": {"x", "y", "group"},
+    "caterpillar": {"group", "groups"},
+    "spaghetti": {"x", "group", "by", "groups", "seed"},
+    "fitted": {"x", "group", "by"},
+    "residuals": set(),
+    "profile": set(),
+}
 
 
 @dataclass
@@ -30,16 +35,16 @@ class PlotOptions:
     group: str | None = None
     where: str | None = None
     by: str | None = None
-    dpi: int | None = None          # None: the theme's (100 on screen, 300 on paper)
+    dpi: int | None = None  # None: the theme's (100 on screen, 300 on paper)
     width: float = 8.0
     height: float = 6.0
-    title: str | None = None        # None: each kind's own; "": no title
+    title: str | None = None  # None: each kind's own; "": no title
     data_out: str | None = None
-    inputs: tuple[str, ...] = ()    # files the outputs must never overwrite (the data)
+    inputs: tuple[str, ...] = ()  # files the outputs must never overwrite (the data)
     theme: str = "screen"
-    caption: str | None = None      # None: formula, method and observations; "": no caption
-    groups: int | None = None       # spaghetti: groups sampled (0: all); caterpillar: levels shown (0: all)
-    seed: int | None = None         # spaghetti: the sample's seed (None: 1)
+    caption: str | None = None  # None: formula, method and observations; "": no caption
+    groups: int | None = None  # spaghetti: groups sampled (0: all); caterpillar: levels shown (0: all)
+    seed: int | None = None  # spaghetti: the sample's seed (None: 1)
     profiles: list[dict] | None = None  # profile: confint.profile_curves(), computed before drawing
 
 

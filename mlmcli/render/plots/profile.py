@@ -25,8 +25,7 @@ if TYPE_CHECKING:
 Z95 = 1.959963984540054
 
 
-def profile(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: PlotOptions,
-            theme: Theme) -> Drawn:
+def profile(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: PlotOptions, theme: Theme) -> Drawn:
     curves = opts.profiles
     if not curves:
         raise MlmError("no likelihood profiles to draw")
@@ -49,7 +48,13 @@ def profile(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: 
     for ax in axes[:n:ncols]:
         ax.set_ylabel("zeta")
     hide_unused(axes, n)
-    data = {"parameters": [{k: c[k] for k in ("parameter", "estimate", "lower", "upper")} for c in curves],
-            "points": rows}
-    return Drawn(data=data, table=rows, title="Likelihood profiles (ML deviance, zeta)",
-                 caption=["dashed lines: zeta = +-1.96, the ends of the 95% profile interval"])
+    data = {
+        "parameters": [{k: c[k] for k in ("parameter", "estimate", "lower", "upper")} for c in curves],
+        "points": rows,
+    }
+    return Drawn(
+        data=data,
+        table=rows,
+        title="Likelihood profiles (ML deviance, zeta)",
+        caption=["dashed lines: zeta = +-1.96, the ends of the 95% profile interval"],
+    )

@@ -19,13 +19,14 @@ if TYPE_CHECKING:
 _Column = tuple[int, int, str]  # (term index, column, name), as factor_columns gives them
 
 
-def ranef(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: PlotOptions,
-          theme: Theme) -> Drawn:
+def ranef(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: PlotOptions, theme: Theme) -> Drawn:
     group = pick_group(model, opts.group)
     cols = factor_columns(model, group)
     if len(cols) < 2:
-        raise MlmError(f"a ranef plot needs two random-effect terms of {group}, and it has only "
-                       f"{', '.join(c[2] for c in cols)}: try --kind caterpillar")
+        raise MlmError(
+            f"a ranef plot needs two random-effect terms of {group}, and it has only "
+            f"{', '.join(c[2] for c in cols)}: try --kind caterpillar"
+        )
     cx, cy = _axes_terms(cols, group, opts)
     modes = model.conditional_modes()
     xv, yv = modes[cx[0]][:, cx[1]], modes[cy[0]][:, cy[1]]
@@ -39,14 +40,27 @@ def ranef(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: Pl
     ax.axhline(0.0, color=REF, lw=theme.lw(0.9), ls="--", zorder=1)
     ax.axvline(0.0, color=REF, lw=theme.lw(0.9), ls="--", zorder=1)
     many = len(shown) > 150
-    ax.scatter(x, y, s=theme.area(12 if many else 28), alpha=0.55 if many else 0.85, color=POINT,
-               edgecolors="white" if not many else "none", linewidths=theme.lw(0.5), zorder=2)
+    ax.scatter(
+        x,
+        y,
+        s=theme.area(12 if many else 28),
+        alpha=0.55 if many else 0.85,
+        color=POINT,
+        edgecolors="white" if not many else "none",
+        linewidths=theme.lw(0.5),
+        zorder=2,
+    )
     if len(shown) <= MAX_LABELLED:
         for xi, yi, i in zip(x, y, shown, strict=True):
-            ax.annotate(levels[i], (xi, yi), xytext=(3 * theme.scale, 3 * theme.scale), textcoords="offset points",
-                        fontsize=theme.pt(7.5), color="#333333")
-    empirical = float(np.corrcoef(x, y)[0, 1]) if len(shown) > 2 and np.std(x) > 0 and np.std(y) > 0 \
-        else float("nan")
+            ax.annotate(
+                levels[i],
+                (xi, yi),
+                xytext=(3 * theme.scale, 3 * theme.scale),
+                textcoords="offset points",
+                fontsize=theme.pt(7.5),
+                color="#333333",
+            )
+    empirical = float(np.corrcoef(x, y)[0, 1]) if len(shown) > 2 and np.std(x) > 0 and np.std(y) > 0 else float("nan")
     parts = [f"estimated correlation (Tau): {_fmt_r(rho)}" + (" (singular fit)" if model.singular else "")]
     if math.isfinite(empirical):
         parts.append(f"correlation of the {len(shown)} plotted estimates: {_fmt_r(empirical)}")
@@ -58,8 +72,14 @@ def ranef(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: Pl
     ax.set_xlabel(wrap(f"{cx[2]} random effect of {group} (conditional mode)", theme.chars(opts.width * 0.8, 10)))
     ax.set_ylabel(wrap(f"{cy[2]} random effect of {group} (conditional mode)", theme.chars(opts.height * 0.7, 10)))
     points = [{"level": levels[i], "x": float(xv[i]), "y": float(yv[i])} for i in shown]
-    data = {"group": group, "x_term": cx[2], "y_term": cy[2], "correlation": rho,
-            "correlation_of_estimates": empirical, "points": points}
+    data = {
+        "group": group,
+        "x_term": cx[2],
+        "y_term": cy[2],
+        "correlation": rho,
+        "correlation_of_estimates": empirical,
+        "points": points,
+    }
     pair = "intercepts against slopes" if cy[2] == "(Intercept)" else f"{cy[2]} against {cx[2]}"
     return Drawn(data, points, f"Empirical Bayes estimates for {group}: {pair}")
 

@@ -18,13 +18,12 @@ if TYPE_CHECKING:
     from mlmcli.model import FittedModel
 
 
-def residuals(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: PlotOptions,
-              theme: Theme) -> Drawn:
+def residuals(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: PlotOptions, theme: Theme) -> Drawn:
     idx = np.flatnonzero(keep)
-    scaled = model.pearson_residuals[idx] / model.sigma   # lme4's plot(fit): Pearson residuals
+    scaled = model.pearson_residuals[idx] / model.sigma  # lme4's plot(fit): Pearson residuals
     from mlmcli.model import fitted_values
 
-    fitted = fitted_values(model).values[idx]   # lme4's fitted(): offsets included
+    fitted = fitted_values(model).values[idx]  # lme4's fitted(): offsets included
     row_labels = [str(r + 1) for r in model.design.rows[idx]]  # data row of the CSV file, from 1
     re_panels = []
     modes = model.conditional_modes()
@@ -41,8 +40,16 @@ def residuals(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts
     ax = axes[0]
     many = len(idx) > 500
     ax.axhline(0.0, color=REF, lw=theme.lw(0.9), ls="--", zorder=1)
-    ax.plot(fitted, scaled, "o", ms=theme.ms(2.0 if many else 3.5), alpha=0.35 if many else 0.8, color=POINT,
-            markeredgewidth=0, zorder=2)
+    ax.plot(
+        fitted,
+        scaled,
+        "o",
+        ms=theme.ms(2.0 if many else 3.5),
+        alpha=0.35 if many else 0.8,
+        color=POINT,
+        markeredgewidth=0,
+        zorder=2,
+    )
     fit = _Fit(opts.width * 0.92 / ncols - 0.5 * theme.scale, opts.height * 0.8 / nrows - 0.5 * theme.scale, theme)
     ax.set_title(fit.title("Scaled residuals against fitted values"))
     ax.set_xlabel(fit.x(f"fitted {model.design.response}"))
@@ -50,15 +57,35 @@ def residuals(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts
     for lab, f, r in zip(row_labels, fitted, scaled, strict=True):
         points.append({"panel": "residuals_vs_fitted", "row": lab, "x": float(f), "y": float(r)})
 
-    _qq_panel(axes[1], scaled, row_labels, "qq_residuals", fit.title("Normal Q-Q: scaled residuals"),
-              (fit.x("theoretical normal quantile"), fit.y("scaled residual")), points, "row", theme)
+    _qq_panel(
+        axes[1],
+        scaled,
+        row_labels,
+        "qq_residuals",
+        fit.title("Normal Q-Q: scaled residuals"),
+        (fit.x("theoretical normal quantile"), fit.y("scaled residual")),
+        points,
+        "row",
+        theme,
+    )
     for ax, (g, name, values, labels) in zip(axes[2:], re_panels, strict=False):
-        _qq_panel(ax, values, labels, f"qq_ranef:{g}:{name}", fit.title(f"Normal Q-Q: {g} {name}"),
-                  (fit.x("theoretical normal quantile"), fit.y("conditional mode")), points, "level",
-                  theme)
+        _qq_panel(
+            ax,
+            values,
+            labels,
+            f"qq_ranef:{g}:{name}",
+            fit.title(f"Normal Q-Q: {g} {name}"),
+            (fit.x("theoretical normal quantile"), fit.y("conditional mode")),
+            points,
+            "level",
+            theme,
+        )
     hide_unused(axes, n)
-    data = {"sigma": model.sigma, "panels": ["residuals_vs_fitted", "qq_residuals"]
-            + [f"qq_ranef:{g}:{name}" for g, name, _, _ in re_panels], "points": points}
+    data = {
+        "sigma": model.sigma,
+        "panels": ["residuals_vs_fitted", "qq_residuals"] + [f"qq_ranef:{g}:{name}" for g, name, _, _ in re_panels],
+        "points": points,
+    }
     return Drawn(data, points, "Residual diagnostics")
 
 
@@ -78,15 +105,32 @@ class _Fit:
         return wrap(text, self.theme.chars(self.height, 10))
 
 
-def _qq_panel(ax: Any, values: np.ndarray, labels: list[str], panel: str, title: str,
-              axis_labels: tuple[str, str], out: list[dict], key: str, theme: Theme) -> None:
+def _qq_panel(
+    ax: Any,
+    values: np.ndarray,
+    labels: list[str],
+    panel: str,
+    title: str,
+    axis_labels: tuple[str, str],
+    out: list[dict],
+    key: str,
+    theme: Theme,
+) -> None:
     """Sorted `values` against normal quantiles with R's qqline; each point appended to `out`."""
     order = np.argsort(values, kind="stable")
     sample = values[order]
     theo = normal_quantiles(len(sample))
     many = len(sample) > 500
-    ax.plot(theo, sample, "o", ms=theme.ms(2.0 if many else 3.5), alpha=0.45 if many else 0.8, color=POINT,
-            markeredgewidth=0, zorder=2)
+    ax.plot(
+        theo,
+        sample,
+        "o",
+        ms=theme.ms(2.0 if many else 3.5),
+        alpha=0.45 if many else 0.8,
+        color=POINT,
+        markeredgewidth=0,
+        zorder=2,
+    )
     if len(sample) >= 2:
         a, b = qq_line(sample)
         ends = np.array([theo[0], theo[-1]])

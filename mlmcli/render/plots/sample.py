@@ -6,7 +6,7 @@ import numpy as np
 
 from mlmcli.render.plots.style import PALETTE
 
-DEFAULT_GROUPS = len(PALETTE)   # as many groups as there are distinct colour-blind-safe colours
+DEFAULT_GROUPS = len(PALETTE)  # as many groups as there are distinct colour-blind-safe colours
 DEFAULT_SEED = 1
 
 

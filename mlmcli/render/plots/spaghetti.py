@@ -20,8 +20,7 @@ if TYPE_CHECKING:
     from mlmcli.model import FittedModel
 
 
-def spaghetti(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: PlotOptions,
-              theme: Theme) -> Drawn:
+def spaghetti(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: PlotOptions, theme: Theme) -> Drawn:
     group = pick_group(model, opts.group)
     xname = opts.x if opts.x is not None else default_x(model, frame, "spaghetti")
     xall = numeric_column(frame, xname, "--x")[model.design.rows]
@@ -62,8 +61,16 @@ def spaghetti(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts
             intercept, slope = _least_squares(xg, y[rows_g])
             # over the group's own x range: a line through a small group's few points says nothing beyond them
             x0, x1 = float(xg.min()), float(xg.max())
-            line = {"level": levels[g], "n": len(rows_g), "intercept": intercept, "slope": slope,
-                    "x0": x0, "x1": x1, "y0": intercept + slope * x0, "y1": intercept + slope * x1}
+            line = {
+                "level": levels[g],
+                "n": len(rows_g),
+                "intercept": intercept,
+                "slope": slope,
+                "x0": x0,
+                "x1": x1,
+                "y0": intercept + slope * x0,
+                "y1": intercept + slope * x1,
+            }
             if split.by is not None:
                 line["by"] = split.labels[p]
             lines.append(line)
@@ -71,8 +78,9 @@ def spaghetti(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts
                 segments.append([(x0, line["y0"]), (x1, line["y1"])])
                 seg_colours.append(colour_of.get(g, ONE))
         # one collection draws hundreds of lines far faster than one plot() call each
-        ax.add_collection(LineCollection(segments, colors=seg_colours, linewidths=theme.lw(lw), alpha=line_alpha,
-                                         zorder=3))
+        ax.add_collection(
+            LineCollection(segments, colors=seg_colours, linewidths=theme.lw(lw), alpha=line_alpha, zorder=3)
+        )
         for i in idx:
             points.append({"level": levels[codes[i]], "x": float(xall[i]), "y": float(y[i])})
         if split.by is not None:
@@ -87,9 +95,17 @@ def spaghetti(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts
     else:
         what = f"all {len(shown)} {group} groups"
     title = f"{model.design.response} against {xname}: {what}, each with its least-squares line"
-    data = {"group": group, "x": xname, "y": model.design.response, "by": opts.by,
-            "groups_total": len(shown), "groups_drawn": len(drawn), "seed": seed if sampled else None,
-            "lines": lines, "points": points}
+    data = {
+        "group": group,
+        "x": xname,
+        "y": model.design.response,
+        "by": opts.by,
+        "groups_total": len(shown),
+        "groups_drawn": len(drawn),
+        "seed": seed if sampled else None,
+        "lines": lines,
+        "points": points,
+    }
     return Drawn(data, lines, title, split.notes(group))
 
 
@@ -98,8 +114,9 @@ def _legend(ax: Any, group: str, names: list[str], cols: list[str], theme: Theme
     from matplotlib.lines import Line2D
 
     entries = [Line2D([], [], color=c, marker="o", ms=theme.ms(4), lw=theme.lw(1.4)) for c in cols]
-    ax.legend(entries, names, title=group, loc="upper left", bbox_to_anchor=(1.02, 1.0), handlelength=1.6,
-              borderaxespad=0.0)
+    ax.legend(
+        entries, names, title=group, loc="upper left", bbox_to_anchor=(1.02, 1.0), handlelength=1.6, borderaxespad=0.0
+    )
 
 
 def _least_squares(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

@@ -11,17 +11,17 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-MAX_LABELLED = 40   # beyond this many levels, level names would overlap: no labels
+MAX_LABELLED = 40  # beyond this many levels, level names would overlap: no labels
 THEMES = ("screen", "paper")
 DEFAULT_DPI = {"screen": 100, "paper": 300}
 
 # Okabe & Ito's colour-blind-safe palette, without its yellow (too faint for lines on white)
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
-POP = "#111111"     # the population (fixed-effects) line
-REF = "#8c8c8c"     # reference lines at zero
-POINT = "#0072B2"   # points of a single series
-ONE = "#0072B2"     # the one colour of many groups
-LINE = "#C0392B"    # fitted reference lines (Q-Q lines), dark enough beside blue points for any colour vision
+POP = "#111111"  # the population (fixed-effects) line
+REF = "#8c8c8c"  # reference lines at zero
+POINT = "#0072B2"  # points of a single series
+ONE = "#0072B2"  # the one colour of many groups
+LINE = "#C0392B"  # fitted reference lines (Q-Q lines), dark enough beside blue points for any colour vision
 
 # sans-serif faces journals ask for, in order of preference; the first installed one is used
 _PAPER_FONTS = ("Arial", "Helvetica", "Liberation Sans", "Nimbus Sans", "DejaVu Sans")
@@ -30,7 +30,7 @@ _PAPER_FONTS = ("Arial", "Helvetica", "Liberation Sans", "Nimbus Sans", "DejaVu 
 @dataclass(frozen=True)
 class Theme:
     name: str
-    scale: float    # 1 at 8 x 6 in
+    scale: float  # 1 at 8 x 6 in
 
     @property
     def paper(self) -> bool:
@@ -94,21 +94,23 @@ def rc(theme: Theme) -> dict[str, Any]:
         "savefig.facecolor": "white",
         "figure.constrained_layout.w_pad": 4 / 72 * s,
         "figure.constrained_layout.h_pad": 4 / 72 * s,
-        "pdf.fonttype": 42,      # TrueType in PDFs: journals refuse Type 3 fonts
-        "svg.hashsalt": "mlm",   # identical SVG ids from run to run
+        "pdf.fonttype": 42,  # TrueType in PDFs: journals refuse Type 3 fonts
+        "svg.hashsalt": "mlm",  # identical SVG ids from run to run
     }
     if theme.paper:
-        out.update({
-            "font.family": "sans-serif",
-            "font.sans-serif": _installed(_PAPER_FONTS),
-            "axes.grid": False,
-            "axes.linewidth": 0.6 * s,
-            "xtick.major.width": 0.6 * s,
-            "ytick.major.width": 0.6 * s,
-            "xtick.direction": "out",
-            "ytick.direction": "out",
-            "lines.linewidth": 1.0 * s,
-        })
+        out.update(
+            {
+                "font.family": "sans-serif",
+                "font.sans-serif": _installed(_PAPER_FONTS),
+                "axes.grid": False,
+                "axes.linewidth": 0.6 * s,
+                "xtick.major.width": 0.6 * s,
+                "ytick.major.width": 0.6 * s,
+                "xtick.direction": "out",
+                "ytick.direction": "out",
+                "lines.linewidth": 1.0 * s,
+            }
+        )
     return out
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-_SHRINK = 0.88      # each round scales all type by this
-_ROUNDS = 5         # rounds of shrinking before text is left out
-_MIN_PT = 4.0       # type is not shrunk below this
-_SLACK = 0.5        # pixels of antialiasing allowed past the edge
+_SHRINK = 0.88  # each round scales all type by this
+_ROUNDS = 5  # rounds of shrinking before text is left out
+_MIN_PT = 4.0  # type is not shrunk below this
+_SLACK = 0.5  # pixels of antialiasing allowed past the edge
 
 
 def keep_inside(fig: Any) -> list[str]:
@@ -59,11 +59,14 @@ def overlapping(fig: Any) -> list[tuple[str, str]]:
     """Pairs of texts (titles, labels, tick labels, legends) drawn over each other; point labels may crowd."""
     fig.draw_without_rendering()  # layout and text positions, no pixels
     renderer = fig.canvas.get_renderer()
-    boxes = [(name, _label(a), a.get_window_extent(renderer)) for name, a in _texts(fig)
-             if a.get_visible() and name != "point labels"]
+    boxes = [
+        (name, _label(a), a.get_window_extent(renderer))
+        for name, a in _texts(fig)
+        if a.get_visible() and name != "point labels"
+    ]
     out = []
     for i, (_, la, a) in enumerate(boxes):
-        for _, lb, b in boxes[i + 1:]:
+        for _, lb, b in boxes[i + 1 :]:
             if min(a.x1, b.x1) - max(a.x0, b.x0) > 1.0 and min(a.y1, b.y1) - max(a.y0, b.y0) > 1.0:
                 out.append((la, lb))
     return out
@@ -108,8 +111,13 @@ def _tick_labels(axis: Any) -> list[Any]:
     """Labels of the ticks drawn: the locator also gives ticks just outside the view, which are not."""
     lo, hi = sorted(axis.get_view_interval())
     eps = 1e-9 * max(abs(hi - lo), 1e-300)
-    return [label for tick in axis.get_major_ticks() if lo - eps <= tick.get_loc() <= hi + eps
-            for label in (tick.label1, tick.label2) if label.get_visible() and label.get_text()]
+    return [
+        label
+        for tick in axis.get_major_ticks()
+        if lo - eps <= tick.get_loc() <= hi + eps
+        for label in (tick.label1, tick.label2)
+        if label.get_visible() and label.get_text()
+    ]
 
 
 def _shrink(fig: Any) -> bool:
