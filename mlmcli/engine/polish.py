@@ -9,8 +9,11 @@ gradient vanishes, whichever path led there, so every kernel ends at the same op
   in every direction;
 - the derivatives are central differences of the criterion (lme4's deriv12 scheme), which is
   smooth through theta = 0, so a parameter on its bound is differentiated as any other;
-- a step that leaves the feasible region is projected onto it: a variance that wants to cross
-  zero is set to zero, and kept there only when the criterion is lower;
+- a step that would cross a bound stops those parameters on it, Newton's for the others; a
+  variance that Newton moves towards zero is tried at zero with the others re-optimized (near
+  zero the criterion is even in it and Newton only creeps), kept where the criterion is lower;
+- at a zero diagonal of a covariance factor T, the sign of the column below it is free (T T' is
+  the same): where the gradient holds the diagonal at zero, the column is flipped and it is free;
 - a Hessian with a negative eigenvalue marks a saddle or ridge, not an optimum: a step along that
   direction, then BOBYQA again from the lower point, then Newton again;
 - a point is kept only when its criterion is lower than the best so far.
@@ -109,7 +112,6 @@ class Polisher:
         self.lower = lower
         self.scales = scales
         self.restart = restart  # BOBYQA from a theta: (theta, criterion)
-        self.steps = 0
         self.last: Derivatives | None = None
         self.heading = np.zeros(len(lower), dtype=bool)
 
@@ -191,7 +193,6 @@ class Polisher:
             if moved is None:
                 return theta, value, None
             theta, value = moved
-            self.steps += 1
         return theta, value, None
 
     def _bounded_steps(
