@@ -23,7 +23,7 @@ import numpy as np
 
 from mlmcli.engine.crossprod import CrossProducts
 from mlmcli.engine.factor import LOG_2PI, BlockedFactor
-from mlmcli.engine.fit import FAILED_VALUE, Objective, bobyqa
+from mlmcli.engine.fit import FAILED_VALUE, Objective, bobyqa, newton_polisher
 
 # the first step away from the estimate, as lme4 takes it: 1% of it, or 0.001 from zero
 FIRST_STEP = 0.01
@@ -182,6 +182,8 @@ class FixedProfile:
         other, oval, _ = bobyqa(f, self.default_start, self.lower)
         if oval < fval:
             theta, fval = other, oval
+        # the point's optimum, not BOBYQA's end point: the bounds are then the same on every CPU
+        theta, fval = newton_polisher(f, self.lower).run(theta, fval)
         self.theta = theta
         return fval
 
