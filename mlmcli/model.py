@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from mlmcli.design import scale_warning
 from mlmcli.engine.crossprod import CrossProducts
 from mlmcli.engine.factor import BlockedFactor
 from mlmcli.engine.fit import Optimum, optimize_theta, start_theta
@@ -18,7 +19,6 @@ if TYPE_CHECKING:
     from mlmcli.engine.satterthwaite import Satterthwaite
     from mlmcli.formula import Formula
 
-SCALE_WARNING = "Some predictor variables are on very different scales: consider rescaling"
 KR_REML_ONLY = "Kenward-Roger's method is only available for REML model fits"
 DDF_METHODS = ("Satterthwaite", "Kenward-Roger", "none")
 
@@ -273,23 +273,6 @@ class FittedModel:
                 }
             )
         return rows
-
-
-def scale_warning(X: np.ndarray) -> str | None:
-    """lme4's checkScaleX: continuous columns whose SDs differ by more than 1e3 (or are far from 1)."""
-    if X.shape[0] < 2:
-        return None
-    cont = [j for j in range(X.shape[1]) if not np.all(np.isin(X[:, j], (0.0, 1.0)))]
-    if not cont:
-        return None
-    sd = X[:, cont].std(axis=0, ddof=1)
-    with np.errstate(divide="ignore"):
-        logsd = np.abs(np.log(sd))
-        logcomp = np.abs(np.log(sd[:, None] / sd[None, :]))
-    limit = math.log(1e3)
-    if np.any(logsd > limit) or np.any(logcomp[np.tril_indices(len(sd), -1)] > limit):
-        return SCALE_WARNING
-    return None
 
 
 OPTIMIZERS = ("robust", "lme4")

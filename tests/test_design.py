@@ -302,7 +302,7 @@ def test_pivoted_rank_keeps_independent_columns_in_order(n, p, data):
 
 def test_tall_rank_check_agrees_with_the_householder_pass(monkeypatch):
     """The X'X shortcut for tall data keeps exactly the columns dqrdc2's pass keeps."""
-    import mlmcli.design as dz
+    import mlmcli.design.checks as dz
 
     rng = np.random.default_rng(5)
     x = rng.normal(size=(3000, 3))
@@ -319,7 +319,7 @@ def test_tall_rank_check_agrees_with_the_householder_pass(monkeypatch):
 
 
 def test_numeric_grouping_codes_by_table_and_by_sort_agree():
-    import mlmcli.design as dz
+    import mlmcli.design.factors as dz
 
     rng = np.random.default_rng(6)
     for x in (

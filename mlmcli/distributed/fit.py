@@ -4,7 +4,6 @@ Small data (ROWS_TO_CLIENT) take the in-memory engine's path after pass 1."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from mlmcli.design import (
+    SCALE_WARNING,
     Design,
     ModelArguments,
     ReTerm,
@@ -19,6 +19,7 @@ from mlmcli.design import (
     gram_clearly_full_rank,
     pivoted_rank,
     scale_warning,
+    scales_differ,
 )
 from mlmcli.distributed.blocks import (
     BlockSums,
@@ -38,7 +39,7 @@ from mlmcli.engine.factor import DIRECT_PWRSS_ROWS
 from mlmcli.engine.terms import term_structure
 from mlmcli.errors import DataError
 from mlmcli.formula import R_CONSTANTS, Formula, parse_formula
-from mlmcli.model import SCALE_WARNING, FittedModel, fit_crossproducts, fit_model
+from mlmcli.model import FittedModel, fit_crossproducts, fit_model
 
 # Up to this many rows the design's rows come to the client (a few MB) and the fit is the in-memory
 # engine's, which sums the penalized residual from them as lme4 does (engine/factor.py): the same
@@ -246,7 +247,7 @@ def _design(formula: Formula, levels: Levels, sums: BlockSums, args: ModelArgume
 
 
 def _scale_warning(sums, p: int) -> bool:
-    """lme4's checkScaleX from the sums: continuous columns whose SDs differ by over 1e3 (or far from 1)."""
+    """lme4's checkScaleX from the sums: the continuous columns' SDs, checked as the in-memory design checks X."""
     n = sums.n
     cont = [j for j in range(p) if not sums.binary[j]]
     if n < 2 or not cont:
@@ -255,7 +256,4 @@ def _scale_warning(sums, p: int) -> bool:
     ss = np.diag(sums.G)[1 : p + 1][cont]
     with np.errstate(all="ignore"):
         sd = np.sqrt(np.maximum(ss - s * s / n, 0.0) / (n - 1))
-        logsd = np.abs(np.log(sd))
-        logcomp = np.abs(np.log(sd[:, None] / sd[None, :]))[np.tril_indices(len(sd), -1)]
-    limit = math.log(1e3)
-    return bool(np.any(logsd > limit) or np.any(logcomp > limit))
+    return scales_differ(sd)

@@ -1,0 +1,202 @@
+"""The model matrices lmer builds from a formula and a data frame.
+
+Follows lme4's lFormula: the model frame holds every variable of the formula,
+evaluated on the whole data and then restricted to complete rows (na.omit, unused
+factor levels dropped); each random term gets its grouping factor and its model
+matrix (mkReTrms, terms reordered by number of levels); the fixed-effects matrix is
+R's model.matrix with treatment contrasts, and columns that make it rank deficient
+are dropped as chkRank.drop.cols does. lme4's input checks raise DataError with
+lme4's wording.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mlmcli.design.checks import pivoted_rank, scale_warning
+from mlmcli.design.factors import Column, drop_unused
+from mlmcli.design.frame import (
+    ModelArguments,
+    _argument_columns,
+    _check_not_empty,
+    _check_weights,
+    _missing,
+    _missing_in_data,
+    _nan_rows_message,
+    total_offset,
+)
+from mlmcli.design.matrices import model_matrix
+from mlmcli.design.random import ReTerm, _random_terms, check_levels
+from mlmcli.design.transforms import _unknown_column, _uses_group_means, evaluate
+from mlmcli.errors import DataError
+from mlmcli.formula import Formula
+from mlmcli.io.frame import Factor, Frame
+
+
+@dataclass
+class Design:
+    y: np.ndarray
+    X: np.ndarray
+    xnames: list[str]
+    terms: list[ReTerm]
+    n_obs: int
+    rows: np.ndarray  # indices into the CSV rows of the observations used
+    response: str
+    messages: list[str] = field(default_factory=list)  # lme4's messages and warnings
+    dropped: list[str] = field(default_factory=list)  # fixed-effect columns dropped for rank deficiency
+    # offset() terms summed over the rows used (None without any): y above is the response minus it,
+    # as lme4 fits; fitted values and predictions add it back
+    offset: np.ndarray | None = None
+    # the model frame: every formula variable on the rows used, and the factors' levels (R's xlevels)
+    values: dict[str, Column] = field(default_factory=dict)
+    levels: dict[str, list[str]] = field(default_factory=dict)
+    response_values: np.ndarray | None = None  # the response itself, before the offset is taken off
+    # prior weights on the rows used (None without --weights), and the columns lmer's arguments named
+    weights: np.ndarray | None = None
+    args: ModelArguments = field(default_factory=lambda: ModelArguments())
+    # the model frame's "(weights)" and "(offset)" columns (lmer's arguments) on the rows used
+    arg_values: dict[str, np.ndarray] = field(default_factory=dict)
+    # rows na.omit left out for a missing value in the data (lme4 says nothing of them; mlm notes them)
+    missing_rows: int = 0
+
+
+def build_design(frame: Frame, formula: Formula, args: ModelArguments | None = None) -> Design:
+    """Response, fixed-effects matrix and random-effects terms as lmer builds them."""
+    args = args or ModelArguments()
+    for name in formula.columns():
+        if name not in frame.columns:
+            raise _unknown_column(name, frame)
+    extra = _argument_columns(frame, args)
+    full = {v.label: evaluate(v, frame) for v in formula.variables}
+    response = formula.response.label
+    y_full = full[response]
+    _check_not_empty(formula.response, y_full, frame, response=True)
+    if isinstance(y_full, Factor):
+        kind = (
+            "TRUE/FALSE values"
+            if y_full.logical
+            else "value labels, so it is a factor as haven::as_factor makes it"
+            if y_full.labelled
+            else "text"
+        )
+        raise DataError(f"the response '{response}' is not numeric: its column holds {kind}")
+    if y_full.ndim != 1:
+        raise DataError(f"the response '{response}' must be one column")
+
+    # na.omit over every variable of the model frame
+    complete = np.ones(frame.n_rows, dtype=bool)
+    for col in list(full.values()) + list(extra.values()):
+        if isinstance(col, Factor):
+            complete &= col.codes >= 0
+        else:
+            complete &= ~np.isnan(col).reshape(len(col), -1).any(axis=1)
+    rows = np.flatnonzero(complete)
+    n = len(rows)
+    if n == 0:
+        for v in formula.variables:
+            _check_not_empty(v, full[v.label], frame)
+        for option, name in (("--weights", args.weights), ("--offset", args.offset)):
+            if name is not None and _missing(extra[name]).all():
+                raise DataError(f"{option} {name}: the column is missing in every row; no rows are left")
+        raise DataError("no rows left after removing rows with missing values in the model's columns")
+    for v in formula.variables:
+        if _uses_group_means(v.expr):
+            # cluster means over the model frame's rows, now that they are known
+            full[v.label] = evaluate(v, frame, used=complete)
+    nan_message = _nan_rows_message(frame, formula, full, complete, args)
+    missing_rows = int((~complete & _missing_in_data(frame, formula, args)).sum())
+    values: dict[str, Column] = {}
+    every_row = n == frame.n_rows  # no copies of whole columns when no row is dropped
+    for label, col in full.items():
+        if isinstance(col, Factor):
+            values[label] = drop_unused(col if every_row else Factor(col.codes[rows], col.levels, col.logical))
+        else:
+            values[label] = col if every_row else col[rows]
+
+    terms = _random_terms(formula, frame, values, n)
+    check_levels(terms, n)
+
+    X, xnames = model_matrix(formula.fixed, values, n)
+    check_finite(values[response], X, xnames, terms, response)
+    messages: list[str] = []
+    dropped: list[str] = []
+    keep = pivoted_rank(X)
+    if len(keep) < X.shape[1]:
+        m = X.shape[1] - len(keep)
+        messages.append(
+            f"fixed-effect model matrix is rank deficient so dropping {m} "
+            + ("column / coefficient" if m == 1 else "columns / coefficients")
+        )
+        dropped = [xnames[j] for j in range(X.shape[1]) if j not in keep]
+        X = X[:, keep]
+        xnames = [xnames[j] for j in keep]
+    if X.shape[1] >= n:
+        raise DataError(
+            f"{X.shape[1]} fixed-effect coefficients for {n} observations: no residual degrees of freedom are "
+            "left; remove fixed-effect terms (a factor with one row per level cannot be a fixed effect)"
+        )
+    warning = scale_warning(X)
+    if warning:
+        messages.append(warning)
+    if nan_message:
+        messages.append(nan_message)
+    y = np.asarray(values[response], dtype=float)
+    offset = total_offset(formula, values, n)
+    if args.offset is not None:
+        offset = (0.0 if offset is None else offset) + extra[args.offset][rows]
+    if offset is not None:
+        if not np.all(np.isfinite(offset)):
+            labels = [v.label for v in formula.offsets] + ([args.offset] if args.offset else [])
+            raise DataError("NA/NaN/Inf in the offset: " + ", ".join(labels))
+    weights = None if args.weights is None else _check_weights(extra[args.weights][rows], args.weights, rows)
+    levels = {label: list(col.levels) for label, col in values.items() if isinstance(col, Factor)}
+    arg_values = {
+        f"({key})": extra[name][rows]
+        for key, name in (("weights", args.weights), ("offset", args.offset))
+        if name is not None
+    }
+    return Design(
+        y=y if offset is None else y - offset,
+        X=X,
+        xnames=xnames,
+        terms=terms,
+        n_obs=n,
+        rows=rows,
+        response=response,
+        messages=messages,
+        dropped=dropped,
+        offset=offset,
+        values=values,
+        levels=levels,
+        response_values=y,
+        weights=weights,
+        args=args,
+        arg_values=arg_values,
+        missing_rows=missing_rows,
+    )
+
+
+def check_finite(y: Column, X: np.ndarray, xnames: list[str], terms: list[ReTerm], response: str) -> None:
+    """lmer stops at infinite values (log(0), 1/0): NaN rows were dropped as missing, Inf rows were not."""
+
+    def bad(M: np.ndarray, names: list[str]) -> str | None:
+        with np.errstate(all="ignore"):
+            if np.all(np.isfinite(M.sum(axis=0))):  # a sum is finite only when every term is
+                return None
+        cols = np.flatnonzero(~np.all(np.isfinite(M), axis=0))
+        return names[cols[0]] if cols.size else None
+
+    if not np.all(np.isfinite(np.asarray(y, dtype=float))):
+        raise DataError(f"NA/NaN/Inf in 'y': the response '{response}' has infinite values")
+    col = bad(X, xnames)
+    if col is not None:
+        # R's own words first, as lFormula stops in qr()
+        raise DataError(
+            f"NA/NaN/Inf in foreign function call (arg 1): the fixed-effects column '{col}' has infinite values"
+        )
+    for t in terms:
+        col = bad(t.X, t.cnames)
+        if col is not None:
+            raise DataError(f"NA/NaN/Inf in the random-effects term ({t.label}): '{col}' has infinite values")

@@ -1,0 +1,105 @@
+"""lme4's checks of the fixed-effects matrix X: the columns R's qr() keeps (chkRank.drop.cols) and
+whether the predictors are on very different scales (checkScaleX)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def pivoted_rank(X: np.ndarray, tol: float = 1e-7) -> list[int]:
+    """Columns kept by R's qr(X, tol, LAPACK = FALSE) (LINPACK dqrdc2, limited pivoting).
+
+    A column whose remaining norm falls below tol times its original norm is moved
+    to the end; the first `rank` pivots are the columns lme4 keeps, in their order.
+    """
+    n, p = X.shape
+    if _clearly_full_rank(X):
+        return list(range(p))
+    x = np.array(X, dtype=float, copy=True)
+    pivot = list(range(p))
+    qraux = np.sqrt(np.sum(x * x, axis=0))
+    original = np.where(qraux == 0, 1.0, qraux)
+    k = p + 1  # 1-based, as in dqrdc2
+    for col in range(min(n, p)):
+        while col + 1 < k and qraux[col] < original[col] * tol:
+            order = list(range(col + 1, p)) + [col]
+            x[:, col:] = x[:, order]
+            qraux[col:] = qraux[order]
+            original[col:] = original[order]
+            pivot[col:] = [pivot[i] for i in order]
+            k -= 1
+        if col == n - 1:
+            break
+        v = x[col:, col]
+        norm = float(np.sqrt(v @ v))
+        if norm == 0.0:
+            continue
+        if v[0] != 0.0:
+            norm = abs(norm) if v[0] > 0 else -abs(norm)
+        v /= norm
+        v[0] += 1.0
+        if col + 1 < p:
+            rest = x[col:, col + 1 :]
+            t = -(v @ rest) / v[0]
+            rest += np.outer(v, t)
+            for j in range(col + 1, p):
+                if qraux[j] == 0.0:
+                    continue
+                tt = max(0.0, 1.0 - (abs(x[col, j]) / qraux[j]) ** 2)
+                if abs(tt) < 1e-6:
+                    qraux[j] = float(np.sqrt(x[col + 1 :, j] @ x[col + 1 :, j]))
+                else:
+                    qraux[j] *= np.sqrt(tt)
+        qraux[col] = v[0]
+        x[col, col] = -norm
+    rank = min(k - 1, n)
+    return pivot[:rank]
+
+
+def _clearly_full_rank(X: np.ndarray) -> bool:
+    """True when no column comes near dqrdc2's dropping threshold: each column keeps over 1e-3 of
+    its norm after projecting out the ones before it (the Cholesky factor of X'X, accurate far
+    beyond that margin).  Saves the column-by-column Householder pass on tall data."""
+    n, p = X.shape
+    if p == 0 or n < p or n < 1000:
+        return False
+    with np.errstate(all="ignore"):
+        return gram_clearly_full_rank(X.T @ X)
+
+
+def gram_clearly_full_rank(G: np.ndarray) -> bool:
+    """The same test on X'X: each column keeps over 1e-3 of its norm after the ones before it."""
+    with np.errstate(all="ignore"):
+        norms = np.sqrt(np.diag(G))
+        if not np.all(np.isfinite(G)) or np.any(norms == 0):
+            return False
+        try:
+            R = np.linalg.cholesky(G / np.outer(norms, norms))
+        except np.linalg.LinAlgError:
+            return False
+    return bool(np.all(np.abs(np.diag(R)) > 1e-3))
+
+
+SCALE_WARNING = "Some predictor variables are on very different scales: consider rescaling"
+
+
+def scales_differ(sd: np.ndarray) -> bool:
+    """lme4's checkScaleX on the standard deviations of X's continuous columns: one far from 1, or two
+    that differ by more than 1000-fold.  Takes SDs rather than X so that data summed over partitions
+    (no rows at hand) is checked by the same rule."""
+    with np.errstate(all="ignore"):
+        ratios = np.abs(np.log(sd[:, None] / sd[None, :]))[np.tril_indices(len(sd), -1)]
+        spread = np.concatenate([ratios, np.abs(np.log(sd))])
+    return bool(np.any(spread[~np.isnan(spread)] > np.log(1000)))
+
+
+def scale_warning(X: np.ndarray) -> str | None:
+    """lme4's checkScaleX: predictors whose standard deviations differ by more than 1000-fold."""
+    if X.shape[0] < 2:
+        return None
+    continuous = [j for j in range(X.shape[1]) if not np.all((X[:, j] == 0) | (X[:, j] == 1))]
+    if not continuous:
+        return None
+    with np.errstate(all="ignore"):
+        sd = X[:, continuous].std(axis=0, ddof=1)
+    return SCALE_WARNING if scales_differ(sd) else None
