@@ -156,3 +156,23 @@ def test_the_check_sees_cycles_and_upward_imports():
     # selinv names BlockedFactor only in type hints: that import is not an edge
     assert "mlmcli.engine.factor" not in edges["mlmcli.engine.selinv"]
     assert layer_of("mlmcli.render.plots.figure") < layer_of("mlmcli.model") < layer_of("mlmcli.io.csv")
+
+
+# the design package's modules, bottom first: each imports only from those before it
+DESIGN_ORDER = ["checks", "factors", "transforms", "frame", "matrices", "random", "build"]
+
+
+def test_the_design_package_imports_one_way():
+    """Inside mlmcli.design, a module imports only modules below it, and none imports the package itself."""
+    mods = modules()
+    assert sorted(m for m in mods if m.startswith("mlmcli.design.")) == sorted(
+        f"mlmcli.design.{m}" for m in DESIGN_ORDER
+    )
+    edges = graph()
+    wrong = []
+    for i, m in enumerate(DESIGN_ORDER):
+        below = {f"mlmcli.design.{b}" for b in DESIGN_ORDER[:i]}
+        inside = {t for t in edges[f"mlmcli.design.{m}"] if t == "mlmcli.design" or t.startswith("mlmcli.design.")}
+        wrong += [f"{m} imports {t}" for t in sorted(inside - below)]
+    assert wrong == []
+    assert "mlmcli.design.checks" in edges["mlmcli.design.transforms"]
