@@ -271,6 +271,44 @@ def test_scale_uses_all_rows_of_the_data():
     np.testing.assert_allclose(evaluate(var, frame), (x - x.mean()) / x.std(ddof=1))
 
 
+def test_scale_check_of_x_and_of_its_sums_agree():
+    """lme4's checkScaleX says the same of X's rows as of the sums the Dask engine holds instead of rows."""
+    from types import SimpleNamespace
+
+    from mlmcli.design import SCALE_WARNING, scale_warning
+    from mlmcli.distributed.fit import _scale_warning
+
+    rng = np.random.default_rng(7)
+    n = 200
+    one, binary = np.ones(n), rng.integers(0, 2, n).astype(float)
+    x, z = rng.normal(size=n), rng.normal(size=n)
+    cases = [
+        ([one, binary, x, 50 * z], None),
+        ([one, binary, 30 * x, 0.02 * z], SCALE_WARNING),  # 1500-fold apart, each within 1000 of 1
+        ([one, 1e-4 * x], SCALE_WARNING),  # one SD far from 1
+        ([one, binary], None),  # indicators are not checked
+    ]
+    for cols, expected in cases:
+        X = np.column_stack(cols)
+        W = np.column_stack([np.ones(n), X])
+        sums = SimpleNamespace(n=n, G=W.T @ W, binary=np.all((X == 0) | (X == 1), axis=0))
+        assert scale_warning(X) == expected
+        assert _scale_warning(sums, X.shape[1]) == (expected is not None)
+
+
+def test_a_predictor_on_another_scale_is_reported_in_the_design():
+    rng = np.random.default_rng(8)
+    n = 60
+    frame = Frame(
+        "d",
+        {"y": rng.normal(size=n), "x": 1e5 * rng.normal(size=n), "g": np.repeat(np.arange(6.0), 10)},
+        n,
+    )
+    messages = build_design(frame, parse_formula("y ~ x + (1 | g)")).messages
+    assert messages == ["Some predictor variables are on very different scales: consider rescaling"]
+    assert build_design(frame, parse_formula("y ~ I(x / 1e5) + (1 | g)")).messages == []
+
+
 def test_logical_keeps_both_levels_and_counts_as_numbers():
     frame = Frame("d", {"b": Factor(np.array([1, 1, 1]), ["FALSE", "TRUE"], logical=True)}, 3)
     spec = parse_formula("y ~ b + (1 | g)").fixed
