@@ -4,8 +4,6 @@ lme4's references (tests/fixtures), and summary()/to_dict() against the command'
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,7 @@ import pytest
 
 import mlmcli
 from mlmcli.errors import DataError, FormulaError, MlmError
+from tests.commands import python, run
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "fixtures" / "lme4" / "data"
@@ -31,7 +30,7 @@ def reference(name: str, folder: Path = LME4) -> dict:
 
 
 def mlm(*args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "mlmcli", *args], capture_output=True, text=True, cwd=ROOT)
+    proc = run(*args, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -244,5 +243,5 @@ def test_import_is_cheap_and_the_api_survives_the_statistics_modules():
         "import sys, mlmcli; heavy = [m for m in ('numpy', 'pandas', 'scipy') if m in sys.modules]; "
         "import mlmcli.compare; print(heavy, callable(mlmcli.compare), mlmcli.compare.__module__)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    out = python("-c", code, capture_output=True, text=True, check=True).stdout
     assert out.split() == ["[]", "True", "mlmcli.api"]

@@ -18,8 +18,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
@@ -30,6 +28,7 @@ from mlmcli.bootstrap import bootstrap, percentile_interval
 from mlmcli.confint import Bootstrap, confint_report
 from mlmcli.engine.crossprod import CrossProducts
 from mlmcli.pipeline import lmer
+from tests.commands import mlm
 from tests.test_cli_exit import undeclared
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,10 +159,6 @@ def test_response_swap_equals_fresh_cross_products(data, formula):
     if cp.q_tail:
         np.testing.assert_allclose(swapped.A_Ft, fresh.A_Ft, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(cp.y, model.design.y)  # the fit's own blocks are untouched
-
-
-def mlm(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mlmcli", *args], capture_output=True, text=True, cwd=ROOT)
 
 
 def schema(name: str) -> dict:

@@ -5,14 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
 import pytest
 
+from tests.commands import mlm
 from tests.test_text_end_to_end import nearly_same
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,13 +18,6 @@ HECK = str(ROOT / "sample_data" / "heck2011.csv")
 SLEEP = str(ROOT / "tests" / "fixtures" / "lme4" / "data" / "sleepstudy.csv")
 SCHEMAS = ROOT / "mlmcli" / "schemas"
 SEED = "math ~ ses + (1 + ses|schcode)"
-
-
-def mlm(*args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "mlmcli", *args], capture_output=True, text=True, input=stdin, env=full_env, cwd=ROOT
-    )
 
 
 def schema(name: str) -> dict:

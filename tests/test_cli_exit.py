@@ -12,11 +12,12 @@ import random
 import signal
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
 import pytest
+
+from tests.commands import MLM, environment, mlm, popen, python
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "fixtures" / "lme4" / "data"
@@ -24,17 +25,6 @@ SLEEP = str(DATA / "sleepstudy.csv")
 HECK = str(ROOT / "sample_data" / "heck2011.csv")
 SS = "Reaction ~ Days + (Days|Subject)"
 SCHEMAS = ROOT / "mlmcli" / "schemas"
-
-
-def mlm(*args: str, env: dict | None = None, cwd: Path = ROOT, stdout=None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mlmcli", *args],
-        capture_output=stdout is None,
-        text=True,
-        env={**os.environ, **(env or {})},
-        cwd=cwd,
-        **({"stdout": stdout, "stderr": subprocess.PIPE} if stdout is not None else {}),
-    )
 
 
 def one_error_line(p: subprocess.CompletedProcess, code: int = 2) -> str:
@@ -77,14 +67,13 @@ def fitting(args: list[str]) -> subprocess.Popen:
     """`mlm ARGS`, returned once it has begun to fit: it writes "started" to the pipe that
     MLM_TEST_STARTED_FIFO names when it first evaluates the criterion."""
     read, write = os.pipe()
-    p = subprocess.Popen(
-        [sys.executable, "-m", "mlmcli", *args],
+    p = popen(
+        *args,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        cwd=ROOT,
         pass_fds=(write,),
-        env={**os.environ, "MLM_TEST_STARTED_FIFO": f"/dev/fd/{write}"},
+        env={"MLM_TEST_STARTED_FIFO": f"/dev/fd/{write}"},
     )
     os.close(write)
     with os.fdopen(read) as started:
@@ -119,7 +108,7 @@ def test_ctrl_c_while_modules_load_exits_130_without_traceback():
         "os.kill(os.getpid(), signal.SIGINT)\n"
         "time.sleep(30)\n"
     )
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    p = python("-c", code, capture_output=True, text=True)
     assert p.returncode == 130 and p.stderr == "mlm: interrupted\n"
 
 
@@ -215,13 +204,7 @@ def test_table_goes_to_the_output_file(tmp_path):
 
 def test_table_into_a_closed_pipe_exits_0():
     # as `mlm ranef ... -f table | head -1` under pipefail: the reader is gone before the table is written
-    p = subprocess.Popen(
-        [sys.executable, "-m", "mlmcli", "ranef", SLEEP, SS, "-f", "table"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    p = popen("ranef", SLEEP, SS, "-f", "table", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     p.stdout.close()
     stderr = p.stderr.read()
     assert p.wait() == 0, stderr
@@ -393,10 +376,11 @@ def test_completion_scripts_for_each_shell(tmp_path, shell, marker):
     fake = tmp_path / shell
     fake.symlink_to("/bin/bash")
     p = subprocess.run(
-        [str(fake), "-c", f"{sys.executable} -m mlmcli --show-completion; true"],
+        [str(fake), "-c", f"{MLM} --show-completion; true"],
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env=environment(),
     )
     assert p.returncode == 0 and marker in p.stdout, p.stderr
 

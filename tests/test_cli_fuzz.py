@@ -11,7 +11,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 import threading
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -23,6 +22,7 @@ from mlmcli import cli
 from mlmcli.errors import MlmError
 from mlmcli.io.csv import read_csv
 from mlmcli.where import parse_where, where_mask
+from tests import commands
 
 ROOT = Path(__file__).resolve().parent.parent
 SLEEP = str(ROOT / "tests" / "fixtures" / "lme4" / "data" / "sleepstudy.csv")
@@ -224,8 +224,8 @@ def run_with(args: tuple[str, ...], stdout: str, stderr: str, folder: Path) -> t
 
     out, err = stream(stdout), stream(stderr)
     try:
-        p = subprocess.run(
-            [sys.executable, "-m", "mlmcli", *args],
+        p = commands.run(
+            *args,
             stdout=out,
             stderr=err,
             stdin=subprocess.DEVNULL,
@@ -285,12 +285,12 @@ def run_delivered(text: bytes, how: str, folder: Path) -> tuple[int, bytes, byte
     """`mlm fit DATA ...` with DATA's bytes given through a FIFO, standard input (`-` or
     /dev/stdin), or gzip-compressed through either: each read once, as a regular file is."""
     payload = gzip.compress(text) if how.startswith("gzip") else text
-    args = [sys.executable, "-m", "mlmcli", "fit", "", "y ~ x + (1|g)", "-f", "json", "--ddf", "none"]
+    args = [commands.MLM, "fit", "", "y ~ x + (1|g)", "-f", "json", "--ddf", "none"]
     stdin = None
     if how.endswith("fifo"):
         fifo = folder / ("data.csv.gz" if how.startswith("gzip") else "data.csv")
         os.mkfifo(fifo)
-        args[4] = str(fifo)
+        args[2] = str(fifo)
 
         def feed() -> None:
             try:
@@ -302,10 +302,10 @@ def run_delivered(text: bytes, how: str, folder: Path) -> tuple[int, bytes, byte
         writer = threading.Thread(target=feed, daemon=True)
         writer.start()
     else:
-        args[4] = "-" if how.endswith("dash") else "/dev/stdin"
+        args[2] = "-" if how.endswith("dash") else "/dev/stdin"
         stdin = payload
     # the timeout guards against a hang (a second open of the FIFO); it asserts nothing about speed
-    p = subprocess.run(args, input=stdin, capture_output=True, timeout=120, cwd=ROOT)
+    p = subprocess.run(args, input=stdin, capture_output=True, timeout=120, cwd=ROOT, env=commands.environment())
     if how.endswith("fifo"):
         # a refusal before the FIFO was opened leaves the writer waiting: open it to release it
         fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
@@ -327,11 +327,8 @@ def test_inputs_that_are_not_regular_files_give_the_regular_files_result(tmp_pat
     regular.write_text(text, encoding="utf-8")
     code, out, err = run_delivered(text.encode(), how, folder)
     assert code in ALLOWED, err
-    p = subprocess.run(
-        [sys.executable, "-m", "mlmcli", "fit", str(regular), "y ~ x + (1|g)", "-f", "json", "--ddf", "none"],
-        capture_output=True,
-        timeout=120,
-        cwd=ROOT,
+    p = commands.run(
+        "fit", str(regular), "y ~ x + (1|g)", "-f", "json", "--ddf", "none", capture_output=True, timeout=120
     )
     assert code == p.returncode, (err, p.stderr)
     if code == 0:

@@ -11,10 +11,11 @@ import json
 import os
 import pty
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests import commands
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "fixtures" / "lme4" / "data"
@@ -36,14 +37,13 @@ def run(
         for fd in close:
             os.close(fd)
 
-    return subprocess.run(
-        [sys.executable, "-m", "mlmcli", *args],
+    return commands.run(
+        *args,
         stdout=stdout,
         stderr=stderr,
         stdin=subprocess.DEVNULL,
         preexec_fn=close_fds if close else None,
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
+        env=env,
         timeout=HANG_GUARD,
     )
 
@@ -109,12 +109,8 @@ def test_closed_stdout_and_full_stderr_exit_2():
 
 
 def test_closed_stdin_with_data_from_stdin_is_a_plain_error():
-    p = subprocess.run(
-        [sys.executable, "-m", "mlmcli", "fit", "-", SS, "-f", "json"],
-        capture_output=True,
-        preexec_fn=lambda: os.close(0),
-        cwd=ROOT,
-        timeout=HANG_GUARD,
+    p = commands.run(
+        "fit", "-", SS, "-f", "json", capture_output=True, preexec_fn=lambda: os.close(0), timeout=HANG_GUARD
     )
     assert (p.returncode, p.stdout) == (2, b"")
     assert p.stderr.decode().splitlines() == ["mlm: error: standard input is closed"]
@@ -128,14 +124,7 @@ def on_terminal(*args: str, env: dict | None = None) -> tuple[int, bytes, bytes]
     everything written to the terminal."""
     leader, follower = pty.openpty()
     try:
-        p = subprocess.Popen(
-            [sys.executable, "-m", "mlmcli", *args],
-            stdout=subprocess.PIPE,
-            stderr=follower,
-            stdin=subprocess.DEVNULL,
-            cwd=ROOT,
-            env={**os.environ, **(env or {})},
-        )
+        p = commands.popen(*args, stdout=subprocess.PIPE, stderr=follower, stdin=subprocess.DEVNULL, env=env)
     finally:
         os.close(follower)
     screen = b""

@@ -26,6 +26,7 @@ from mlmcli.formula import parse_formula
 from mlmcli.io.csv import read_csv
 from mlmcli.model import fit_model
 from mlmcli.report import fit_report, ranef_report, tau_report
+from tests.commands import environment, run
 from tests.refcheck import SUITE, check_compare, check_fit, check_ranef, reference
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -304,14 +305,7 @@ def test_partitions_that_disagree_in_types(client, tmp_path):
 
 
 def mlm(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mlmcli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        cwd=ROOT,
-        timeout=300,
-    )
+    return run(*args, capture_output=True, text=True, env=env, timeout=300)
 
 
 def _free_port() -> int:
@@ -346,8 +340,20 @@ def scheduler():
     address = f"tcp://127.0.0.1:{port}"
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            [
+                sys.executable,
+                "-P",
+                "-m",
+                "dask",
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-dashboard",
+            ],
             cwd=ROOT,
+            env=environment(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -357,6 +363,7 @@ def scheduler():
             subprocess.Popen(
                 [
                     sys.executable,
+                    "-P",
                     "-m",
                     "dask",
                     "worker",
@@ -370,6 +377,7 @@ def scheduler():
                     "--no-dashboard",
                 ],
                 cwd=ROOT,
+                env=environment(),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )

@@ -5,9 +5,6 @@ References for the labelled files: fixtures/formats/make_refs.R (haven writes th
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from functools import cache
 from pathlib import Path
 
@@ -24,6 +21,7 @@ from mlmcli.io.formats import read_data
 from mlmcli.io.frame import Factor
 from mlmcli.io.labelled import as_factor
 from mlmcli.model import fit_model
+from tests.commands import mlm, python
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "formats"
@@ -32,16 +30,6 @@ HECK = str(ROOT / "sample_data" / "heck2011.csv")
 SLEEP = ROOT / "tests" / "fixtures" / "lme4" / "data" / "sleepstudy.csv"
 LABELLED = "math ~ ses + female + public + region + track + (1 | schcode)"
 HECK_MODEL = "math ~ ses*public + (ses|schcode)"
-
-
-def mlm(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mlmcli", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-    )
 
 
 def fit(frame, formula: str):
@@ -189,13 +177,7 @@ def test_arrow_columns_keep_r_semantics(tmp_path):
         f"import sys; from mlmcli.io.formats import read_data; f = read_data({str(tmp_path / 'types.feather')!r}); "
         f"g = read_data({str(path)!r}); print(sorted(f.columns) == sorted(g.columns), 'pandas' in sys.modules)"
     )
-    p = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    p = python("-c", code, capture_output=True, text=True)
     assert p.stdout.split() == ["True", "False"], p.stderr
     feather = read_data(str(tmp_path / "types.feather"))
     for name, col in c.items():
@@ -336,13 +318,7 @@ main()
 @pytest.mark.parametrize("kind,package", [("parquet", "pyarrow"), ("sav", "pyreadstat"), ("xlsx", "openpyxl")])
 def test_a_missing_extra_names_the_pip_install(heck_files, kind, package):
     code = _BLOCK.format(pkg=package, path=str(heck_files[kind]))
-    p = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    p = python("-c", code, capture_output=True, text=True)
     assert p.returncode == 2
     hint = "pip install pyarrow" if package == "pyarrow" else "pip install 'mlm[formats]'"
     assert p.stderr.strip().endswith(f"needs the package {package}: {hint}")
@@ -355,11 +331,5 @@ def test_csv_fits_import_no_format_package():
         "'/dev/null']\nfrom mlmcli.cli import main\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
         "print(sorted(m for m in ('pyarrow', 'pyreadstat', 'openpyxl', 'pandas') if m in sys.modules))"
     )
-    p = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    p = python("-c", code, capture_output=True, text=True)
     assert p.stdout.strip() == "[]", p.stderr

@@ -373,17 +373,9 @@ def test_only_asked_columns_are_converted(tmp_path, engine):
 
 
 def _mlm(*args: str, env: dict | None = None):
-    import os
-    import subprocess
-    import sys
+    from tests.commands import mlm
 
-    return subprocess.run(
-        [sys.executable, "-m", "mlmcli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        cwd=Path(__file__).resolve().parent.parent,
-    )
+    return mlm(*args, env=env)
 
 
 def test_command_line_reads_compressed_separated_files_through_either_engine(tmp_path):

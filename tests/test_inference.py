@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
@@ -16,6 +14,7 @@ from mlmcli.pipeline import lmer
 from mlmcli.ranova import ranova_report
 from mlmcli.rcompat.distributions import f_upper
 from mlmcli.render.inference import anova_text, confint_text, ranova_text
+from tests.commands import mlm
 from tests.refcheck import at_lme4
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -169,10 +168,6 @@ def test_ranova_matches_lmertest(case):
 
 
 # ------------------------------------------------------------ command line
-
-
-def mlm(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mlmcli", *args], capture_output=True, text=True, cwd=ROOT)
 
 
 def schema(name: str) -> dict:

@@ -8,10 +8,11 @@ import gzip
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.commands import run
 
 ROOT = Path(__file__).resolve().parent.parent
 HECK = ROOT / "sample_data" / "heck2011.csv"
@@ -21,14 +22,7 @@ HANG_GUARD = 300  # seconds; a fit of heck2011 takes about one
 
 
 def mlm(*args: str, env: dict | None = None, stdin: bytes | None = None) -> subprocess.CompletedProcess:
-    p = subprocess.run(
-        [sys.executable, "-m", "mlmcli", *args],
-        input=stdin,
-        capture_output=True,
-        env={**os.environ, **(env or {})},
-        cwd=ROOT,
-        timeout=HANG_GUARD,
-    )
+    p = run(*args, input=stdin, capture_output=True, env=env, timeout=HANG_GUARD)
     return subprocess.CompletedProcess(p.args, p.returncode, p.stdout.decode(), p.stderr.decode())
 
 

@@ -4,8 +4,6 @@ lmerTest's summary and anova with ddf = "Kenward-Roger" against R (tests/fixture
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
@@ -19,6 +17,7 @@ from mlmcli.pipeline import lmer
 from mlmcli.render.inference import anova_text
 from mlmcli.render.text import fit_summary_output
 from mlmcli.report import fit_report
+from tests.commands import mlm
 from tests.refcheck import at_lme4
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -234,10 +233,6 @@ def test_full_row_rank_keeps_the_row_space(L):
 
 
 # ------------------------------------------------------------ command line
-
-
-def mlm(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mlmcli", *args], capture_output=True, text=True, cwd=ROOT)
 
 
 def schema(name: str) -> dict:

@@ -9,24 +9,18 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.commands import mlm
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "fixtures" / "lme4" / "data"
 SLEEP = str(DATA / "sleepstudy.csv")
 PASTES = str(DATA / "Pastes.csv")
-
-
-def mlm(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mlmcli", *args], capture_output=True, text=True, env={**os.environ}, cwd=cwd
-    )
 
 
 def one_error_line(p: subprocess.CompletedProcess) -> str:

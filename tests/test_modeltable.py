@@ -7,10 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
-import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -19,6 +16,7 @@ import pytest
 
 from mlmcli.modeltable import stars
 from mlmcli.render.modeltable import csv_table, html_table, latex, markdown, rows
+from tests.commands import mlm
 from tests.test_cli_exit import undeclared
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,16 +25,6 @@ HECK = str(ROOT / "sample_data" / "heck2011.csv")
 M1 = "Reaction ~ Days + (1|Subject)"
 M2 = "Reaction ~ Days + I(Days^2) + (Days|Subject)"
 SCHEMA = json.loads((ROOT / "mlmcli" / "schemas" / "table.schema.json").read_text())
-
-
-def mlm(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mlmcli", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
 
 
 def run_json(*args: str) -> dict:

@@ -102,16 +102,15 @@ def test_command_line_optimizer_switch():
     """--optimizer lme4 stops where BOBYQA on lme4's settings stops; the default goes on to the optimum."""
     import json as _json
     import subprocess
-    import sys
+
+    from tests.commands import MLM, environment
 
     data = str(ILLCOND / "data" / "Sitka.csv")
     out = {}
     for choice in ("robust", "lme4"):
         p = subprocess.run(
             [
-                sys.executable,
-                "-m",
-                "mlmcli",
+                MLM,
                 "fit",
                 data,
                 "size ~ Time * treat + (Time|tree)",
@@ -123,6 +122,7 @@ def test_command_line_optimizer_switch():
             ],
             capture_output=True,
             text=True,
+            env=environment(),
         )
         assert p.returncode == 0, p.stderr
         out[choice] = _json.loads(p.stdout)

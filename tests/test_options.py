@@ -12,13 +12,13 @@ import json
 import shlex
 import socket
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import jsonschema
 import pytest
 
+from tests.commands import MLM, environment
 from tests.test_cli_exit import HECK, ROOT, SCHEMAS, SLEEP, SS, mlm, one_error_line, undeclared
 
 WHERE = "Days >= 2"
@@ -224,13 +224,13 @@ def test_help_shows_examples_that_run(command, tmp_path):
     for folder in ("sample_data", "tests"):
         (tmp_path / folder).symlink_to(ROOT / folder)
     for line in lines:
-        script = f'set -o pipefail; mlm() {{ {shlex.quote(sys.executable)} -m mlmcli "$@"; }}; {line}'
+        # as a user's shell finds it: the installed command first on the PATH
         p = subprocess.run(
-            ["bash", "-c", script],
+            ["bash", "-c", f"set -o pipefail; {line}"],
             capture_output=True,
             text=True,
             cwd=tmp_path,
-            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+            env={"PATH": f"{Path(MLM).parent}:/usr/bin:/bin"},
         )
         assert p.returncode == 0, (line, p.stderr)
         assert p.stdout or list(tmp_path.glob("*.*")), line
@@ -238,10 +238,11 @@ def test_help_shows_examples_that_run(command, tmp_path):
 
 def test_mlm_man_prints_the_page_into_a_pipe():
     p = subprocess.run(
-        ["bash", "-c", f"set -o pipefail; {shlex.quote(sys.executable)} -m mlmcli man | head -4"],
+        ["bash", "-c", f"set -o pipefail; {shlex.quote(MLM)} man | head -4"],
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env=environment(),
     )
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines()[:4] == [

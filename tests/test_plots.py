@@ -11,7 +11,6 @@ import os
 import re
 import struct
 import subprocess
-import sys
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from mlmcli.render.plots import (
 )
 from mlmcli.render.plots.textfit import outside, overlapping
 from mlmcli.where import parse_where, where_mask
+from tests.commands import MLM, environment, python
 
 ROOT = Path(__file__).resolve().parent.parent
 HECK = ROOT / "sample_data" / "heck2011.csv"
@@ -797,9 +797,7 @@ def test_where_agrees_with_numpy_on_heck():
 def test_command_line_prints_the_numbers_and_one_line_errors(tmp_path):
     out = tmp_path / "s.png"
     cmd = [
-        sys.executable,
-        "-m",
-        "mlmcli",
+        MLM,
         "plot",
         str(DATA / "sleepstudy.csv"),
         "Reaction ~ Days + (Days|Subject)",
@@ -812,12 +810,12 @@ def test_command_line_prints_the_numbers_and_one_line_errors(tmp_path):
         "--format",
         "json",
     ]
-    run = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    run = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=environment())
     assert run.returncode == 0, run.stderr
     data = json.loads(run.stdout)
     assert data["kind"] == "ranef" and len(data["points"]) == 18
     assert png_size(str(out)) == (240, 180)
-    bad = subprocess.run(cmd[:-2] + ["--where", "Days >"], capture_output=True, text=True, cwd=ROOT)
+    bad = subprocess.run(cmd[:-2] + ["--where", "Days >"], capture_output=True, text=True, cwd=ROOT, env=environment())
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("mlm: error: --where:")
 
@@ -825,9 +823,7 @@ def test_command_line_prints_the_numbers_and_one_line_errors(tmp_path):
 def test_command_line_journal_options(tmp_path):
     out = tmp_path / "s.png"
     cmd = [
-        sys.executable,
-        "-m",
-        "mlmcli",
+        MLM,
         "plot",
         str(HECK),
         "math ~ ses + (ses|schcode)",
@@ -850,18 +846,18 @@ def test_command_line_journal_options(tmp_path):
         "--format",
         "json",
     ]
-    run = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    run = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=environment())
     assert run.returncode == 0, run.stderr
     data = json.loads(run.stdout)
     assert (data["groups_drawn"], data["seed"], data["theme"]) == (3, 5, "paper")
     assert png_size(str(out)) == (1050, 900)
-    bad = subprocess.run(cmd[:-2] + ["--groups", "-1"], capture_output=True, text=True, cwd=ROOT)
+    bad = subprocess.run(cmd[:-2] + ["--groups", "-1"], capture_output=True, text=True, cwd=ROOT, env=environment())
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--groups" in bad.stderr
 
 
 def test_plots_module_imports_no_matplotlib():
     code = "import sys, mlmcli.render.plots, mlmcli.where; print('matplotlib' in sys.modules, 'pandas' in sys.modules)"
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    run = python("-c", code, capture_output=True, text=True)
     assert run.stdout.split() == ["False", "False"]
 
 
@@ -911,14 +907,11 @@ def test_profile_panels_keep_their_text_inside(figure, sleep, sleep_profiles, tm
 
 def test_profile_kind_from_the_command_line(tmp_path):
     import subprocess
-    import sys
 
     out, csv_ = tmp_path / "prof.png", tmp_path / "prof.csv"
     p = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "mlmcli",
+            MLM,
             "plot",
             str(DATA / "sleepstudy.csv"),
             "Reaction ~ Days + (Days|Subject)",
@@ -931,6 +924,7 @@ def test_profile_kind_from_the_command_line(tmp_path):
         ],
         capture_output=True,
         text=True,
+        env=environment(),
     )
     assert p.returncode == 0, p.stderr
     assert png_size(str(out)) == (800, 600)

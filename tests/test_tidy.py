@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ from mlmcli.model import at_theta
 from mlmcli.pipeline import lmer
 from mlmcli.render.tidy import tidy_csv
 from mlmcli.report import fit_report
+from tests.commands import mlm
 from tests.refcheck import lme4_theta
 from tests.test_inference import PROFILE_TOL  # of an interval's width
 
@@ -111,10 +110,6 @@ def test_tidy_csv_with_profile_intervals(case):
         width = hi - lo
         assert float(g["conf.low"]) == pytest.approx(lo, abs=PROFILE_TOL * width), g["term"]
         assert float(g["conf.high"]) == pytest.approx(hi, abs=PROFILE_TOL * width), g["term"]
-
-
-def mlm(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mlmcli", *args], capture_output=True, text=True, cwd=ROOT)
 
 
 def test_cli_fit_format_csv():

@@ -7,9 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
 from functools import cache
 from pathlib import Path
 
@@ -21,6 +18,7 @@ from mlmcli.design import ModelArguments, build_design
 from mlmcli.formula import parse_formula
 from mlmcli.io.csv import read_csv
 from mlmcli.model import at_theta, fit_model
+from tests.commands import mlm
 from tests.test_cli_exit import undeclared
 from tests.test_text_end_to_end import nearly_same
 
@@ -31,16 +29,6 @@ CASES = {c["name"]: c for c in REFS["fits"]}
 SLEEP_W = str(FIXTURES / "sleep_w.csv")
 # lme4 stops short of the optimum here with a convergence warning; we go on to a lower criterion
 STOPS_SHORT_IN_R = {"heck_w_slope"}
-
-
-def mlm(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mlmcli", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
 
 
 @cache

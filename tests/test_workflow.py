@@ -6,10 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
-import subprocess
-import sys
 from functools import cache
 from pathlib import Path
 
@@ -24,6 +21,7 @@ from mlmcli.io.csv import read_csv
 from mlmcli.io.frame import Frame
 from mlmcli.model import at_theta, fit_model, fitted_values
 from mlmcli.predict import predict_new
+from tests.commands import mlm
 from tests.test_cli_exit import undeclared
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,16 +38,6 @@ NAMES = {
     "heck_cwc": ["(Intercept)", "cwc(ses, schcode)", "cmean(ses, schcode)"],
     "sleep_na_cwc": ["(Intercept)", "cwc(Days, Subject)", "cmean(Days, Subject)"],
 }
-
-
-def mlm(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mlmcli", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
 
 
 @cache
