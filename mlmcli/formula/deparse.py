@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from mlmcli.formula.syntax import COMPARISONS, Binary, Bool, Call, Node, Num, Paren, Str, Sym, Unary
+from mlmcli.rcompat.names import RESERVED
 from mlmcli.rcompat.rsort import format_number
 
 # ------------------------------------------------------------------- deparse
@@ -12,31 +13,10 @@ from mlmcli.rcompat.rsort import format_number
 # printed with spaces, line breaks allowed after (R's PP_BINARY and user %op%; %% and %/% are not)
 _PP_BINARY = {"~", "+", "-", "*", "|", "||"} | COMPARISONS
 _SYNTACTIC = re.compile(r"(?:[^\W\d_]|\.(?!\d))[\w.]*|\.")
-_RESERVED = {
-    "if",
-    "else",
-    "repeat",
-    "while",
-    "function",
-    "for",
-    "next",
-    "break",
-    "TRUE",
-    "FALSE",
-    "NULL",
-    "Inf",
-    "NaN",
-    "NA",
-    "NA_integer_",
-    "NA_real_",
-    "NA_character_",
-    "NA_complex_",
-    "in",
-}
 
 
 def _symbol_text(name: str) -> str:
-    if _SYNTACTIC.fullmatch(name) and name not in _RESERVED:
+    if _SYNTACTIC.fullmatch(name) and name not in RESERVED:
         return name
     return "`" + name.replace("`", "\\`") + "`"
 

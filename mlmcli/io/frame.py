@@ -16,6 +16,7 @@ import numpy as np
 from mlmcli.errors import DataError
 from mlmcli.io.csv_text import try_numbers
 from mlmcli.io.source import SEPARATORS
+from mlmcli.rcompat.names import RESERVED
 from mlmcli.rcompat.rsort import collation_key
 
 INT32_MAX = 2147483647
@@ -38,29 +39,6 @@ def all_integers(values: list[str]) -> bool:
 
 _PLAIN_FLOAT = re.compile(r"[ \t]*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?[ \t]*", re.ASCII)
 _LOGICALS = {"TRUE": 1, "T": 1, "FALSE": 0, "F": 0}
-
-# R's reserved words: make.names appends a dot to them
-_RESERVED = {
-    "if",
-    "else",
-    "repeat",
-    "while",
-    "function",
-    "for",
-    "next",
-    "break",
-    "TRUE",
-    "FALSE",
-    "NULL",
-    "Inf",
-    "NaN",
-    "NA",
-    "NA_integer_",
-    "NA_real_",
-    "NA_character_",
-    "NA_complex_",
-    "in",
-}
 
 
 @dataclass
@@ -100,7 +78,7 @@ def make_name(name: str) -> str:
     if need_prefix:
         name = "X" + name
     name = "".join(c if (c.isalnum() or c in "._") else "." for c in name)
-    if name in _RESERVED or name == "..." or re.fullmatch(r"\.\.\d+", name):
+    if name in RESERVED or name == "..." or re.fullmatch(r"\.\.\d+", name):
         name += "."
     return name
 
