@@ -287,7 +287,7 @@ def fit_model(
     optimizer: str = "robust",
 ) -> FittedModel:
     """Fit by REML or ML as lmer() does.  optimizer "lme4" stops where lme4's BOBYQA stops;
-    "robust" (the default) refines an end point that fails lme4's convergence checks."""
+    "robust" (the default) polishes BOBYQA's end point into the optimum (engine/polish.py)."""
     cp = CrossProducts(design.terms, design.X, design.y, design.weights)
     return fit_crossproducts(formula, design, cp, scale_warning(design.X), reml, data_name, ddf, optimizer)
 

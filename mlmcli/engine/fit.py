@@ -34,7 +34,7 @@ class Optimum:
     messages: list[str] = field(default_factory=list)  # lme4's optinfo$conv$lme4$messages
     warnings: list[str] = field(default_factory=list)  # what lme4 warns or messages about the fit
     singular: bool = False
-    polished: bool = False  # refined past lme4's end point (rescaled_restart)
+    polished: bool = False  # moved past BOBYQA's end point (rescaled_restart, polish.py)
     gradient: np.ndarray | None = None  # lme4's finite-difference derivatives at the end
     hessian: np.ndarray | None = None  # point, where its checks computed them
     checked_at: np.ndarray | None = None  # that point (before any boundary adjustment)
@@ -147,7 +147,7 @@ def optimize_theta(
     objective: Objective | None = None,
 ) -> Optimum:
     """lme4's optimizeLmer and checkConv: BOBYQA, restart at an edge, snap to the boundary, checks.
-    With `polish`, an end point that fails lme4's checks is refined (`rescaled_restart`).  Without
+    With `polish`, the end point is polished into the optimum (`_finish`, polish.py).  Without
     `checks` only singularity is judged: the derivative checks cost a fifth of a warm-started refit.
     `objective` evaluates the criterion in place of the system's own (the bootstrap's, batched)."""
     f = objective if objective is not None else Objective(system, reml)
