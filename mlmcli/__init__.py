@@ -11,9 +11,6 @@ The Python API (documented in docs/api.md)::
 that `import mlmcli` (and the command's start-up) stays cheap.
 """
 
-import sys
-import types
-
 __version__ = "0.1.0"
 __all__ = ["LmerFit", "MlmWarning", "__version__", "compare", "lmer"]
 
@@ -25,24 +22,10 @@ def __getattr__(name: str) -> object:
         from mlmcli import api
 
         value = getattr(api, name)
-        _Package.__setattr__(sys.modules[__name__], name, value, _api=True)
+        globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> "list[str]":
     return sorted(set(globals()) | set(_API))
-
-
-class _Package(types.ModuleType):
-    """The package, whose API names stay the API's: importing the statistics module mlmcli.compare
-    would otherwise rebind `mlmcli.compare` to that module (the import system sets a package's
-    attribute for each submodule); code reaches the module through `from mlmcli.compare import ...`."""
-
-    def __setattr__(self, name: str, value: object, _api: bool = False) -> None:
-        if name in _API and not _api and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -257,7 +257,7 @@ class LmerFit:
         """
         from mlmcli.model import fitted_values
         from mlmcli.pipeline import user_errors
-        from mlmcli.predict import predict_new
+        from mlmcli.stats.predict import predict_new
 
         if re_form not in ("all", "none"):
             raise MlmError(f"re_form must be 'all' or 'none', not {re_form!r}")
@@ -304,8 +304,8 @@ class LmerFit:
         """
         import pandas as pd
 
-        from mlmcli.confint import METHODS, Bootstrap, confint_report
         from mlmcli.pipeline import user_errors
+        from mlmcli.stats.confint import METHODS, Bootstrap, confint_report
 
         if method not in METHODS:
             raise MlmError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
@@ -334,9 +334,9 @@ class LmerFit:
         """
         import pandas as pd
 
-        from mlmcli.anova import anova_report
         from mlmcli.model import KR_REML_ONLY
         from mlmcli.pipeline import user_errors
+        from mlmcli.stats.anova import anova_report
 
         if type not in (1, 2, 3):
             raise MlmError(f"type must be 1, 2 or 3, not {type!r}")
@@ -429,9 +429,9 @@ def compare(*fits: LmerFit, names: Sequence[str] | None = None) -> pd.DataFrame:
     """
     import pandas as pd
 
-    from mlmcli.compare import compare as run_compare
-    from mlmcli.compare import compare_report
     from mlmcli.pipeline import user_errors
+    from mlmcli.stats.compare import compare as run_compare
+    from mlmcli.stats.compare import compare_report
 
     if len(fits) < 2:
         raise MlmError("compare needs at least two fits")

@@ -24,10 +24,10 @@ import jsonschema
 import numpy as np
 import pytest
 
-from mlmcli.bootstrap import bootstrap, percentile_interval
-from mlmcli.confint import Bootstrap, confint_report
 from mlmcli.engine.crossprod import CrossProducts
 from mlmcli.pipeline import lmer
+from mlmcli.stats.bootstrap import bootstrap, percentile_interval
+from mlmcli.stats.confint import Bootstrap, confint_report
 from tests.commands import mlm
 from tests.test_cli_exit import undeclared
 
@@ -126,8 +126,8 @@ def test_replicates_depend_on_the_seed_alone(case):
 def test_lockstep_refits_equal_one_at_a_time(case):
     """Refits in lockstep (one batched criterion for many responses) end where refits one after
     another do: the same optimizer on the same criterion, up to rounding along its path."""
-    from mlmcli.bootstrap import bootstrap_model
     from mlmcli.engine.bootstrap import replicate
+    from mlmcli.stats.bootstrap import bootstrap_model
 
     bm = bootstrap_model(fitted(case), seed=11)
     batched, single = replicate(bm, range(30)), replicate(bm, range(30), lockstep=False)

@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlmcli.compare import compare, compare_report
 from mlmcli.design import build_design
 from mlmcli.distributed.fit import fit_on_cluster
 from mlmcli.distributed.source import open_source
@@ -26,6 +25,7 @@ from mlmcli.formula import parse_formula
 from mlmcli.io.csv import read_csv
 from mlmcli.model import fit_model
 from mlmcli.report import fit_report, ranef_report, tau_report
+from mlmcli.stats.compare import compare, compare_report
 from tests.commands import environment, run
 from tests.refcheck import SUITE, check_compare, check_fit, check_ranef, reference
 

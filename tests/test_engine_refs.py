@@ -6,12 +6,12 @@ from functools import lru_cache
 
 import pytest
 
-from mlmcli.compare import compare, compare_report
 from mlmcli.design import build_design
 from mlmcli.formula import parse_formula
 from mlmcli.io.csv import read_csv
 from mlmcli.model import at_theta, fit_model
 from mlmcli.report import fit_report, ranef_report, tau_report
+from mlmcli.stats.compare import compare, compare_report
 from tests.refcheck import (
     LME4_STOPS_SHORT,
     SUITE,

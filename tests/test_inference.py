@@ -8,12 +8,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from mlmcli.anova import anova_report, fstat_ddf
-from mlmcli.confint import confint_report, percent_labels
 from mlmcli.pipeline import lmer
-from mlmcli.ranova import ranova_report
 from mlmcli.rcompat.distributions import f_upper
 from mlmcli.render.inference import anova_text, confint_text, ranova_text
+from mlmcli.stats.anova import anova_report, fstat_ddf
+from mlmcli.stats.confint import confint_report, percent_labels
+from mlmcli.stats.ranova import ranova_report
 from tests.commands import mlm
 from tests.refcheck import at_lme4
 

@@ -10,13 +10,13 @@ import jsonschema
 import numpy as np
 import pytest
 
-from mlmcli.anova import anova_report
 from mlmcli.engine import vc_information as vci
 from mlmcli.engine.kenward_roger import full_row_rank
 from mlmcli.pipeline import lmer
 from mlmcli.render.inference import anova_text
 from mlmcli.render.text import fit_summary_output
 from mlmcli.report import fit_report
+from mlmcli.stats.anova import anova_report
 from tests.commands import mlm
 from tests.refcheck import at_lme4
 

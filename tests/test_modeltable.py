@@ -14,8 +14,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from mlmcli.modeltable import stars
 from mlmcli.render.modeltable import csv_table, html_table, latex, markdown, rows
+from mlmcli.stats.modeltable import stars
 from tests.commands import mlm
 from tests.test_cli_exit import undeclared
 

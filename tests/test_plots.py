@@ -875,14 +875,14 @@ def test_json_ready(heck, tmp_path):
 
 @pytest.fixture(scope="module")
 def sleep_profiles(sleep):
-    from mlmcli.confint import profile_curves
+    from mlmcli.stats.confint import profile_curves
 
     return profile_curves(sleep[0])
 
 
 def test_profile_curves_cross_the_confint_bounds(sleep, sleep_profiles):
     """zeta is 0 at the estimate and crosses +-1.96 where `mlm confint` puts the 95% profile bounds."""
-    from mlmcli.confint import confint_report
+    from mlmcli.stats.confint import confint_report
 
     intervals = {r["parameter"]: r for r in confint_report(sleep[0], "profile")["intervals"]}
     assert [c["parameter"] for c in sleep_profiles] == list(intervals)

@@ -13,13 +13,13 @@ from functools import lru_cache
 
 import pytest
 
-from mlmcli.compare import compare, compare_report
 from mlmcli.design import build_design
 from mlmcli.formula import parse_formula
 from mlmcli.io.csv import read_csv
 from mlmcli.model import at_theta, fit_model
 from mlmcli.render.text import anova_output, fit_summary_output, tau_output
 from mlmcli.report import fit_report, tau_report
+from mlmcli.stats.compare import compare, compare_report
 from tests.refcheck import DF_ARTEFACTS, LME4_STOPS_SHORT, SUITE, compare_cases, fit_cases, reference
 
 NUMBER = re.compile(r"-?\d+\.?\d*(?:e[-+]\d+)?")

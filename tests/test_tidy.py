@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from mlmcli.confint import add_fixed_effect_intervals, varpar_names, wald
 from mlmcli.model import at_theta
 from mlmcli.pipeline import lmer
 from mlmcli.render.tidy import tidy_csv
 from mlmcli.report import fit_report
+from mlmcli.stats.confint import add_fixed_effect_intervals, varpar_names, wald
 from tests.commands import mlm
 from tests.refcheck import lme4_theta
 from tests.test_inference import PROFILE_TOL  # of an interval's width

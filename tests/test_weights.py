@@ -107,7 +107,7 @@ def test_satterthwaite_df_match_lmertest(name):
 @pytest.mark.parametrize("name", list(CASES))
 def test_residuals_fitted_and_predictions_match_lme4(name):
     from mlmcli.model import fitted_values
-    from mlmcli.predict import augment_report
+    from mlmcli.stats.predict import augment_report
 
     case, model = CASES[name], fitted(name)
     k = len(case["fitted"])
@@ -162,7 +162,7 @@ def test_icc_and_r2_match_performance(name):
 
 @pytest.mark.parametrize("name", [n for n, c in CASES.items() if "ranova" in c])
 def test_ranova_matches_lmertest(name):
-    from mlmcli.ranova import ranova_report
+    from mlmcli.stats.ranova import ranova_report
 
     case, model = CASES[name], fitted(name, "none")
     terms = ranova_report(model, frame(case["data"]))["terms"]
@@ -175,7 +175,7 @@ def test_profile_intervals_with_weights(name):
     """Variance parameters against lme4's confint(); fixed effects against the ML deviance profiled
     directly in R (beta_j as an offset), since lme4's profile() leaves the prior weights out of its
     fixed-effect profiles (lme4 issue #192) and reports nonsense there."""
-    from mlmcli.confint import profile
+    from mlmcli.stats.confint import profile
 
     case, model = CASES[name], fitted(name, "none")
     ci = profile(model)
@@ -218,9 +218,9 @@ def test_most_summaries_match_lme4_byte_for_byte():
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_anova_and_ranova_text_match_lmertest(name):
-    from mlmcli.anova import anova_report
-    from mlmcli.ranova import ranova_report
     from mlmcli.render.inference import anova_text, ranova_text
+    from mlmcli.stats.anova import anova_report
+    from mlmcli.stats.ranova import ranova_report
 
     model = fitted(name)
     f = frame(CASES[name]["data"])

@@ -20,7 +20,7 @@ from mlmcli.formula import parse_formula
 from mlmcli.io.csv import read_csv
 from mlmcli.io.frame import Frame
 from mlmcli.model import at_theta, fit_model, fitted_values
-from mlmcli.predict import predict_new
+from mlmcli.stats.predict import predict_new
 from tests.commands import mlm
 from tests.test_cli_exit import undeclared
 

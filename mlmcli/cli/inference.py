@@ -108,7 +108,7 @@ def confint(
 ) -> None:
     """Confidence intervals as lme4's confint(): Wald, likelihood profile (ML deviance) or parametric
     bootstrap."""
-    from mlmcli.confint import Bootstrap, check_level, confint_report, select
+    from mlmcli.stats.confint import Bootstrap, check_level, confint_report, select
 
     check_level(level)
     spec = Bootstrap(nsim=nsim, seed=seed) if method == CiMethod.boot else None  # bad --nsim, --seed: now
@@ -159,7 +159,7 @@ def anova(
     verbose: VerboseOpt = False,
 ) -> None:
     """F tests of the fixed-effect terms, as lmerTest's anova(fit, type =, ddf =)."""
-    from mlmcli.anova import anova_report
+    from mlmcli.stats.anova import anova_report
 
     _memory_only("anova", source)  # the terms' contrasts come from the data's rows
     inputs, kind = _begin(data, output, fmt)
@@ -197,7 +197,7 @@ def ranova(
     verbose: VerboseOpt = False,
 ) -> None:
     """Likelihood-ratio tests of the random-effects terms, as lmerTest's ranova(fit)."""
-    from mlmcli.ranova import ranova_report
+    from mlmcli.stats.ranova import ranova_report
 
     _memory_only("ranova", source)  # the reduced models are refitted to the rows
     inputs, kind = _begin(data, output, fmt)

@@ -121,7 +121,7 @@ def fit(
         _note_ignored("--correlation", kind, "table")
     spec = None
     if ci is not None:
-        from mlmcli.confint import Bootstrap, check_level
+        from mlmcli.stats.confint import Bootstrap, check_level
 
         check_level(level)
         spec = Bootstrap(nsim=nsim, seed=seed) if ci == CiMethod.boot else None
@@ -138,7 +138,7 @@ def fit(
         report = fit_report(model)
     varpar_ci = None
     if ci is not None and kind != "text":
-        from mlmcli.confint import add_fixed_effect_intervals
+        from mlmcli.stats.confint import add_fixed_effect_intervals
 
         with _user_errors(formula), _bootstrap_progress(spec):
             all_ci = add_fixed_effect_intervals(report, model, ci.value, level, spec, variance_parameters=kind == "csv")
@@ -291,10 +291,10 @@ def compare(
     verbose: VerboseOpt = False,
 ) -> None:
     """Likelihood-ratio tests of nested models (lme4's anova), refitting REML fits by ML."""
-    from mlmcli.compare import REFIT_MESSAGE, compare_report
-    from mlmcli.compare import compare as run_compare
-    from mlmcli.compare import variance_reduction as reduction
     from mlmcli.report import SCHEMA_VERSION
+    from mlmcli.stats.compare import REFIT_MESSAGE, compare_report
+    from mlmcli.stats.compare import compare as run_compare
+    from mlmcli.stats.compare import variance_reduction as reduction
 
     if len(formulas) < 2:
         raise MlmError("compare needs at least two formulas")

@@ -123,7 +123,7 @@ def plot(
         inputs=inputs,
     )
     if kind is PlotKind.profile:  # the profiles are the engine's work, done before drawing
-        from mlmcli.confint import profile_curves
+        from mlmcli.stats.confint import profile_curves
 
         with _user_errors(formula):
             opts.profiles = profile_curves(model)

@@ -120,11 +120,11 @@ def table(
     verbose: VerboseOpt = False,
 ) -> None:
     """Models side by side for a paper: estimates with SEs and stars, variance components, N, AIC, BIC, ICC, R²."""
-    from mlmcli.modeltable import table_report
+    from mlmcli.stats.modeltable import table_report
 
     labels = model_names(names, len(formulas))
     if ci:
-        from mlmcli.confint import check_level
+        from mlmcli.stats.confint import check_level
 
         check_level(level)
     inputs = (data,)

@@ -85,7 +85,7 @@ def predict(
     verbose: VerboseOpt = False,
 ) -> None:
     """Predictions as lme4's predict(): NEWDATA's columns plus .fitted."""
-    from mlmcli.predict import prediction_report
+    from mlmcli.stats.predict import prediction_report
 
     _memory_only("predict", source)  # the fitted values and the levels come from DATA's rows
     inputs = (data,) if newdata is None else (data, newdata)
@@ -125,7 +125,7 @@ def augment(
     verbose: VerboseOpt = False,
 ) -> None:
     """The model frame's rows with broom.mixed's augment() columns .fitted, .resid and .fixed."""
-    from mlmcli.predict import augment_report
+    from mlmcli.stats.predict import augment_report
 
     _memory_only("augment", source)  # its output is DATA's rows
     inputs = (data,)

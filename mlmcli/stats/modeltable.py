@@ -31,7 +31,7 @@ def model_column(model: FittedModel, name: str, ci_level: float | None) -> dict:
     """One model's column: what a paper's table shows of it."""
     fixed = model.coef_table()
     if ci_level is not None:
-        from mlmcli.confint import fixed_effect_intervals
+        from mlmcli.stats.confint import fixed_effect_intervals
 
         for row, (lo, hi) in zip(fixed, fixed_effect_intervals(model, "wald", ci_level), strict=True):
             row["conf_low"], row["conf_high"] = lo, hi

@@ -222,7 +222,7 @@ class Bootstrap:
 
 def boot(model: FittedModel, level: float, which: list[int], spec: Bootstrap) -> dict[int, tuple[float, float]]:
     """Percentile intervals of the parameters `which` from spec.nsim parametric bootstrap refits."""
-    from mlmcli.bootstrap import bootstrap, bootstrap_messages, percentile_interval
+    from mlmcli.stats.bootstrap import bootstrap, bootstrap_messages, percentile_interval
 
     assert spec.seed is not None
     reps = bootstrap(model, spec.nsim, spec.seed, spec.progress)

@@ -89,9 +89,9 @@ def _row(F: float, ndf: int, ddf: float, sigma: float, scale: float = 1.0) -> di
 def anova_report(model: FittedModel, frame: Frame, kind: int = 3) -> dict:
     """{"type", "ddf", "heading", "terms": [{"term", "sum_sq", ...}]}; a fit without fixed-effect
     terms gives an empty table, as lmerTest does."""
-    from mlmcli.hypotheses import contrasts, fixed_terms
     from mlmcli.render.jsonvalues import clean
     from mlmcli.report import SCHEMA_VERSION
+    from mlmcli.stats.hypotheses import contrasts, fixed_terms
 
     ddf = "Kenward-Roger" if model.ddf == "Kenward-Roger" else "Satterthwaite"
     ft = fixed_terms(model, frame)
