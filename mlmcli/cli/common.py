@@ -302,7 +302,7 @@ def _table(
     """
     import io
 
-    from mlmcli.render.table import make_console
+    from mlmcli.render.layout import make_console
 
     tty = (output is None or output == "-") and sys.stdout.isatty()
     plain = no_color or bool(os.environ.get("NO_COLOR")) or not tty
