@@ -268,10 +268,11 @@ def _coef_from_rows(rows: Iterable[dict]) -> dict | None:
 def print_ranef(
     console: Console, ranef: dict, head: int | None = None, wide: bool = False, coef: dict | None = None
 ) -> None:
-    """Conditional modes and conditional SDs per grouping factor, optionally with coef(fit)."""
+    """Conditional modes and conditional SDs per grouping factor, and coef(fit) when given or when the
+    report has it (`mlm ranef --with-coef`)."""
     rows = ranef.get("ranef", [])
     if coef is None:
-        coef = _coef_from_rows(rows)
+        coef = ranef.get("coef") or _coef_from_rows(rows)
     for group, g in _group_ranef(rows).items():
         shown = g["levels"] if head is None else g["levels"][: max(0, head)]
         hidden = len(g["levels"]) - len(shown)
@@ -343,7 +344,10 @@ def _ranef_wide_cols(g: dict, levels: list[str], s: dict) -> list[Col]:
 
 # -------------------------------------------------------------------------------------------- compare
 def print_compare(console: Console, cmp: dict, variance_reduction: dict | None = None) -> None:
-    """Likelihood-ratio table as lme4's anova(m1, m2, ...), and optionally the variance reduction."""
+    """Likelihood-ratio table as lme4's anova(m1, m2, ...), and the variance reduction when given or
+    when the report has it (`mlm compare --variance-reduction`)."""
+    if variance_reduction is None:
+        variance_reduction = cmp.get("variance_reduction")
     models = cmp.get("models", [])
     head = Table.grid(padding=(0, 1))
     head.add_column(style="bold", no_wrap=True)
