@@ -19,6 +19,8 @@ from mlmcli.cli.app import (
     MlOpt,
     NoColorOpt,
     NsimOpt,
+    Optimizer,
+    OptimizerOpt,
     OutputOpt,
     SeedOpt,
     StrictOpt,
@@ -97,6 +99,7 @@ def confint(
         ),
     ] = None,
     ml: MlOpt = False,
+    optimizer: OptimizerOpt = Optimizer.robust,
     source: DataOptions = DataOptions(),
     fmt: Annotated[
         Format | None, typer.Option("--format", "-f", help="text (R's confint matrix), table, json.")
@@ -117,7 +120,7 @@ def confint(
     if source.engine == "dask" and method != CiMethod.wald:
         # profiles refit with a parameter held fixed, the bootstrap simulates responses: both need the rows
         raise MlmError(f"--method {method.value} is not offered with --engine dask; use --method wald")
-    model, _ = _fit_and_warn(data, formula, ml, source=source, verbose=verbose)
+    model, _ = _fit_and_warn(data, formula, ml, source=source, optimizer=optimizer.value, verbose=verbose)
     select(model, names, method.value)  # a misspelt --parm is an error before any profiling
     if method != CiMethod.wald:  # lme4's message, before the long part
         _warn([f"Computing {'bootstrap' if spec else 'profile'} confidence intervals ..."])
@@ -151,6 +154,7 @@ def anova(
         AnovaDdf, typer.Option("--ddf", help="Denominator df: Satterthwaite or Kenward-Roger (REML fits only).")
     ] = AnovaDdf.satterthwaite,
     ml: MlOpt = False,
+    optimizer: OptimizerOpt = Optimizer.robust,
     source: DataOptions = DataOptions(),
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lmerTest's table), table, json.")] = None,
     output: OutputOpt = None,
@@ -164,7 +168,7 @@ def anova(
     _memory_only("anova", source)  # the terms' contrasts come from the data's rows
     inputs, kind = _begin(data, output, fmt)
     _check_ddf(ddf.value, ml, source.weights)
-    model, frame = _fit(data, formula, ml, ddf.value, source=source, verbose=verbose)
+    model, frame = _fit(data, formula, ml, ddf.value, source=source, optimizer=optimizer.value, verbose=verbose)
     with _user_errors(formula):
         report = anova_report(model, frame, int(type_.value))
     warnings = list(dict.fromkeys(model.warnings))
@@ -189,6 +193,7 @@ def ranova(
     data: DataArg,
     formula: FormulaArg,
     ml: MlOpt = False,
+    optimizer: OptimizerOpt = Optimizer.robust,
     source: DataOptions = DataOptions(),
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lmerTest's table), table, json.")] = None,
     output: OutputOpt = None,
@@ -201,7 +206,7 @@ def ranova(
 
     _memory_only("ranova", source)  # the reduced models are refitted to the rows
     inputs, kind = _begin(data, output, fmt)
-    model, frame = _fit_and_warn(data, formula, ml, source=source, verbose=verbose)
+    model, frame = _fit_and_warn(data, formula, ml, source=source, optimizer=optimizer.value, verbose=verbose)
     with _user_errors(formula):
         report = ranova_report(model, frame)
     _deliver(

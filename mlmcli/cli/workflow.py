@@ -14,6 +14,8 @@ from mlmcli.cli.app import (
     DataOptions,
     FormulaArg,
     MlOpt,
+    Optimizer,
+    OptimizerOpt,
     OutputOpt,
     ReForm,
     RowsFormat,
@@ -78,6 +80,7 @@ def predict(
         ),
     ] = False,
     ml: MlOpt = False,
+    optimizer: OptimizerOpt = Optimizer.robust,
     source: DataOptions = DataOptions(),
     fmt: Annotated[RowsFormat, typer.Option("--format", "-f", help="csv or json.")] = RowsFormat.csv,
     output: OutputOpt = None,
@@ -92,7 +95,7 @@ def predict(
     _check_outputs(inputs, output)
     if newdata is not None and newdata == "-" and data == "-":
         raise MlmError("DATA and --newdata cannot both be standard input")
-    model, frame = _fit_and_warn(data, formula, ml, source=source, verbose=verbose)
+    model, frame = _fit_and_warn(data, formula, ml, source=source, optimizer=optimizer.value, verbose=verbose)
     if source.offset is not None and newdata is not None:
         _warn(
             [
@@ -118,6 +121,7 @@ def augment(
     data: DataArg,
     formula: FormulaArg,
     ml: MlOpt = False,
+    optimizer: OptimizerOpt = Optimizer.robust,
     source: DataOptions = DataOptions(),
     fmt: Annotated[RowsFormat, typer.Option("--format", "-f", help="csv or json.")] = RowsFormat.csv,
     output: OutputOpt = None,
@@ -130,7 +134,7 @@ def augment(
     _memory_only("augment", source)  # its output is DATA's rows
     inputs = (data,)
     _check_outputs(inputs, output)
-    model, frame = _fit_and_warn(data, formula, ml, source=source, verbose=verbose)
+    model, frame = _fit_and_warn(data, formula, ml, source=source, optimizer=optimizer.value, verbose=verbose)
     report, columns = augment_report(model, frame.int_columns)
     if fmt == RowsFormat.json:
         _emit(_json(report), output, inputs)
