@@ -558,6 +558,15 @@ def test_csv_partitions_read_as_the_in_memory_reader_reads(client, tmp_path):
     mine = json.loads(ours.stdout)
     assert [c["term"] for c in mine["fixed_effects"]] == ["(Intercept)", "x2", "x3", "x4", "xn/a"]
     assert mine | {"data_name": ""} == json.loads(theirs.stdout) | {"data_name": ""}
+    # --sep as read.csv's sep =; without it, the in-memory reader's hint at a one-column header
+    glob_ = _parts(tmp_path / "semi", text.replace(",", ";"), None)
+    semi = str(tmp_path / "semi" / "a.csv")
+    ours = mlm("fit", glob_, "y ~ x + (1|g)", "--engine", "dask", "--sep", ";", "-f", "json", env=env)
+    assert ours.returncode == 0, ours.stderr
+    assert json.loads(ours.stdout) | {"data_name": ""} == mine | {"data_name": ""}
+    ours = mlm("fit", glob_, "y ~ x + (1|g)", "--engine", "dask", env=env)
+    assert (ours.returncode, ours.stderr) == (2, mlm("fit", semi, "y ~ x + (1|g)").stderr)
+    assert "give --sep ';'" in ours.stderr
 
 
 def test_a_workers_error_is_one_line(tmp_path):

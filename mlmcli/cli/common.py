@@ -164,11 +164,9 @@ def _fit_on_cluster(
     from mlmcli.distributed.source import open_source
     from mlmcli.render.progress import waiting
 
-    if source.sep is not None:
-        _note_engine("--sep", "the CSV reader of --engine memory")
     address = check_address(source.scheduler)  # a malformed address is found before anything is read
     models = []
-    data_source = open_source(data)
+    data_source = open_source(data, source.sep)
     for formula in formulas:  # before a cluster is started or reached
         with _user_errors(formula):
             check_formula(data_source, formula, source.weights, source.offset)

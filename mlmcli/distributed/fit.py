@@ -29,7 +29,7 @@ from mlmcli.engine.factor import DIRECT_PWRSS_ROWS
 from mlmcli.engine.terms import term_structure
 from mlmcli.errors import DataError
 from mlmcli.formula import R_CONSTANTS, Formula, parse_formula
-from mlmcli.io.frame import no_data_rows
+from mlmcli.io.frame import no_data_rows, select_columns
 from mlmcli.model import FittedModel
 from mlmcli.pipeline import fit_design
 
@@ -146,6 +146,8 @@ def check_formula(
     formula = parse_formula(formula_text)
     refuse_unsupported(formula)
     columns = [c for c in formula.columns() if not (c in R_CONSTANTS and c not in source.columns)]
+    if source.kind == "csv":  # the in-memory reader's hint at a header line that is one column
+        select_columns(list(source.columns.values()), set(columns), source.files[0], source.sep)
     for c in columns:
         if c not in source.columns:
             raise DataError(f"unknown column '{c}' in formula; the columns are: {', '.join(source.columns)}")

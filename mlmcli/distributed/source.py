@@ -25,13 +25,16 @@ class Source:
     kind: str  # "parquet" or "csv"
     files: list[str]
     columns: dict[str, str]  # make.names name -> the name in the files
+    sep: str = ","  # the CSV files' separator (--sep)
 
 
-def open_source(data: str) -> Source:
+def open_source(data: str, sep: str | None = None) -> Source:
     """The files behind DATA, after checking that they agree in their columns (and, for Parquet,
-    in the columns' types)."""
+    in the columns' types); `sep`: the CSV files' separator, as --sep gives it to read.csv."""
     # absolute paths: the workers need not share the client's working directory
     path = os.path.abspath(data.rstrip("/")) if data.rstrip("/") else data
+    if sep is not None and (os.path.isdir(path) or path.endswith(".parquet")):
+        raise DataError(f"--sep applies to CSV files; '{data}' is Parquet data")
     if os.path.isdir(path):
         files = sorted(os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs if f.endswith(".parquet"))
         if not files:
@@ -50,7 +53,7 @@ def open_source(data: str) -> Source:
     bad = [f for f in files if not f.endswith((".csv", ".csv.gz"))]
     if bad:
         raise DataError(f"--engine dask reads .csv and .csv.gz files (and Parquet): {bad[0]} is neither")
-    return _csv(files, _glob_name(data, files))
+    return _csv(files, _glob_name(data, files), sep)
 
 
 def _glob_name(data: str, files: list[str]) -> str:
@@ -100,10 +103,14 @@ def _arrow_kind(typ: str) -> str:
     return "text"
 
 
-def _csv(files: list[str], name: str) -> Source:
+def _csv(files: list[str], name: str, sep: str | None) -> Source:
+    from mlmcli.io.source import Source as CsvFile
+    from mlmcli.io.source import choose_separator
+
+    separator = choose_separator(CsvFile(files[0]), sep)
     first = None
     for f in files:
-        header = csv_header(f)
+        header = csv_header(f, separator)
         if first is None:
             first = (f, header)
         elif header != first[1]:
@@ -112,10 +119,10 @@ def _csv(files: list[str], name: str) -> Source:
                 f"{f} has {', '.join(header)}"
             )
     assert first is not None
-    return Source(name, "csv", files, dict(zip(make_names(first[1]), first[1], strict=True)))
+    return Source(name, "csv", files, dict(zip(make_names(first[1]), first[1], strict=True)), separator)
 
 
-def csv_header(path: str) -> list[str]:
+def csv_header(path: str, sep: str = ",") -> list[str]:
     """A CSV file's header line as the in-memory reader finds it: binary data, text in UTF-16 without
     its byte-order mark or damaged compression refused, blank lines before it skipped."""
     import csv
@@ -133,7 +140,7 @@ def csv_header(path: str) -> list[str]:
         # whole lines only: a character cut at the end would make the text undecodable as UTF-8
         text = decode(head if ended else head[: head.rfind(b"\n") + 1])
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-        reader = csv.reader(io.StringIO(text, newline=""), strict=False)
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=False)
         try:
             header = next((row for row in reader if row), None)
         except csv.Error as exc:
@@ -152,14 +159,14 @@ def read_partitions(source: Source, columns: list[str]) -> list:
 
     if source.kind == "csv":
         read = dask.delayed(read_csv_part, pure=True)
-        return [read(f, list(columns)) for f in source.files]
+        return [read(f, list(columns), source.sep) for f in source.files]
     import dask.dataframe as dd
 
     df = dd.read_parquet(source.files, columns=[source.columns[c] for c in columns])
     return list(df.to_delayed())
 
 
-def read_csv_part(path: str, columns: list[str]) -> Frame:
+def read_csv_part(path: str, columns: list[str], sep: str = ",") -> Frame:
     """One CSV file of the data, read on a worker by the in-memory engine's CSV reader: the same
     checks (rows with another number of fields than the header, binary or damaged data, ...) and
     R's type.convert of the `columns`.  A file with a header line and no rows is a partition
@@ -168,7 +175,7 @@ def read_csv_part(path: str, columns: list[str]) -> Frame:
     from mlmcli.io.frame import NoDataRows
 
     try:
-        frame = read_csv(path, columns=columns)
+        frame = read_csv(path, columns=columns, sep=sep)
     except NoDataRows:
         return Frame("", {c: np.empty(0) for c in columns}, 0)
     for c in columns:
