@@ -12,6 +12,7 @@ from mlmcli.design import scale_warning
 from mlmcli.engine.crossprod import CrossProducts
 from mlmcli.engine.factor import BlockedFactor
 from mlmcli.engine.fit import Optimum, optimize_theta, start_theta
+from mlmcli.engine.response import GaussianResponse
 
 if TYPE_CHECKING:
     from mlmcli.design import Design
@@ -60,8 +61,8 @@ class RemoteRows(Protocol):
 class FittedModel:
     formula: Formula
     design: Design
-    reml: bool
-    system: BlockedFactor
+    response: GaussianResponse  # y, prior weights, REML or ML: the criterion (engine/response.py)
+    system: BlockedFactor  # the factor L(theta) of the response's blocks (engine/factor.py)
     optimum: Optimum
     data_name: str
     warnings: list[str] = field(default_factory=list)
@@ -77,6 +78,10 @@ class FittedModel:
     @property
     def theta(self) -> np.ndarray:
         return self.optimum.theta
+
+    @property
+    def reml(self) -> bool:
+        return self.response.reml
 
     @property
     def n(self) -> int:
@@ -144,8 +149,7 @@ class FittedModel:
 
     def _finish(self) -> None:
         """Quantities at the optimum; the system must be factored at theta."""
-        denom = self.n - self.p if self.reml else self.n
-        self._sigma = math.sqrt(self.system.pwrss / denom)
+        self._sigma = self.response.sigma(self.system)
         self._T = [T.copy() for T in self.system.T]
         self._beta = self.system.beta()
         self._u = self.system.spherical_modes()
@@ -224,7 +228,7 @@ class FittedModel:
         if self._satterthwaite is None:
             from mlmcli.engine.satterthwaite import satterthwaite
 
-            self._satterthwaite = satterthwaite(self.system, self.theta, self.sigma, self.reml, self._vcov)
+            self._satterthwaite = satterthwaite(self.system, self.response, self.theta, self.sigma, self._vcov)
             self.system.update(self.theta)
         return self._satterthwaite
 
@@ -307,6 +311,7 @@ def fit_crossproducts(
     """fit_model on the blocks of A already formed (for rows kept elsewhere: `remote`, and then
     lme4's start value `theta0` computed where the rows are)."""
     system = BlockedFactor(cp)
+    response = GaussianResponse.of(cp, reml)
     warnings = list(design.messages)
     if scale_message:
         warnings.append(scale_message)
@@ -316,12 +321,12 @@ def fit_crossproducts(
     ) == len(factors)
     if theta0 is None or not scalar_distinct:
         theta0 = start_theta(system, [t.codes for t in design.terms], scalar_distinct, design.response_values)
-    opt = optimize_theta(system, reml, theta0, polish=optimizer == "robust")
+    opt = optimize_theta(system, response, theta0, polish=optimizer == "robust")
     warnings.extend(opt.warnings)
     model = FittedModel(
         formula=formula,
         design=design,
-        reml=reml,
+        response=response,
         system=system,
         optimum=opt,
         data_name=data_name,
@@ -341,7 +346,7 @@ def at_theta(model: FittedModel, theta: np.ndarray) -> FittedModel:
 
     system = BlockedFactor(model.system.cp)
     theta = np.array(theta, dtype=float)
-    f = Objective(system, model.reml)
+    f = Objective(system, model.response)
     opt = Optimum(theta=theta, criterion=f(theta), evaluations=1, status="NLOPT_SUCCESS", checked_at=theta)
     check_convergence(opt, lambda: deriv12(f, theta, opt.criterion), system.cp.lower_bounds())
     factor_at(system, theta)
@@ -350,7 +355,7 @@ def at_theta(model: FittedModel, theta: np.ndarray) -> FittedModel:
     new = FittedModel(
         formula=model.formula,
         design=model.design,
-        reml=model.reml,
+        response=model.response,
         system=system,
         optimum=opt,
         data_name=model.data_name,
@@ -367,12 +372,13 @@ def refit(model: FittedModel, reml: bool) -> FittedModel:
     """Refit with the other criterion from the current theta (lme4's refitML)."""
     from mlmcli.engine.fit import reoptimize_theta
 
-    system = BlockedFactor(model.system.cp)  # the same data: only the factor is the refit's own
-    opt = reoptimize_theta(system, reml, model.theta, polish=model.optimizer == "robust")
+    cp = model.system.cp  # the same data: only the factor and the criterion are the refit's own
+    system, response = BlockedFactor(cp), GaussianResponse.of(cp, reml)
+    opt = reoptimize_theta(system, response, model.theta, polish=model.optimizer == "robust")
     new = FittedModel(
         formula=model.formula,
         design=model.design,
-        reml=reml,
+        response=response,
         system=system,
         optimum=opt,
         data_name=model.data_name,
