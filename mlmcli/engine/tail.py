@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mlmcli.engine.blocks import NestedBlock, TermRows, UniformDiagonal, block_diag_csr, bmm, t
+from mlmcli.engine.blocks import NestedBlock, UniformDiagonal, block_diag_csr, bmm, t
 
 if TYPE_CHECKING:
+    from mlmcli.engine.blocks import RowsBlock
     from mlmcli.engine.crossprod import CrossProducts
     from mlmcli.engine.factor import BlockedFactor
 
@@ -79,12 +80,13 @@ class TailLambda:
                 format="csr",
             )
 
-    def sandwich(self, A: np.ndarray) -> np.ndarray:
-        """Lambda_t' A Lambda_t for a dense symmetric A."""
+    def sandwich(self, A: np.ndarray, scratch: bool = False) -> np.ndarray:
+        """Lambda_t' A Lambda_t for a dense symmetric A; `scratch`: A is a temporary that may be
+        overwritten (one q_tail x q_tail array fewer)."""
         if self.scalar is not None:
-            return A * (self.scalar * self.scalar)
+            return np.multiply(A, self.scalar * self.scalar, out=A if scratch else None)
         if self.vec is not None:
-            return A * np.outer(self.vec, self.vec)
+            return np.multiply(A, np.outer(self.vec, self.vec), out=A if scratch else None)
         return np.asarray(self.M.T @ (self.M.T @ A).T)
 
     def right(self, F: np.ndarray) -> np.ndarray:
@@ -278,7 +280,7 @@ class GramTail(DenseTail):
         # a diagonal Lambda_t keeps triangles apart, so G's lower triangle serves: LAPACK's
         # Cholesky (lower) reads nothing above the diagonal
         G = self.gram.lower(W0) if self.lam.M is None else self.gram(W0)
-        D = self.lam.sandwich(self.A - G)
+        D = self.lam.sandwich(np.subtract(self.A, G, out=G), scratch=True)  # A - G, in G's memory
         D[np.diag_indices_from(D)] += 1.0
         self.D = D
 
@@ -294,8 +296,8 @@ class TailRows:
     def start(self, f: BlockedFactor) -> None:
         self.RF = f.tail_lambda.right(self.A)
 
-    def downdate(self, left: TermRows, right: TailTermBlock) -> None:
-        self.RF -= np.asarray((right.csr @ left.flat().T).T)
+    def downdate(self, left: RowsBlock, right: TailTermBlock) -> None:
+        self.RF -= np.asarray((right.csr @ left.columns().T).T)
 
     def rdiv(self, diag: DenseTail) -> None:
         from scipy.linalg import solve_triangular
