@@ -127,6 +127,13 @@ def test_factor_on_reweighted_products_equals_a_fresh_one(case, big):
         assert ours == pytest.approx(Objective(BlockedFactor(fresh_cp), GaussianResponse.of(fresh_cp, reml))(theta))
 
 
+def test_a_factor_takes_only_products_of_its_own_layout():
+    nested, crossed = design("nested"), design("crossed")
+    f = BlockedFactor(CrossProducts(nested.terms, nested.X, nested.y))
+    with pytest.raises(ValueError, match="keep the terms"):
+        f.reweight(CrossProducts(crossed.terms, crossed.X, crossed.y))
+
+
 def test_reweighting_needs_the_rows():
     from mlmcli.errors import FitError
 
