@@ -224,8 +224,13 @@ def check_agreement(case: Case, tallies: list[Tally]) -> None:
     crit = criteria(tallies)
     ref = agreement.reference(crit)
     shown = ", ".join(f"{k} {v or '-'}" for k, v in crit.items())
-    bad = [f"{k} ({why})" for k, why in agreement.remarks(case, crit).items() if why]
-    verdict = f"DISAGREE: {', '.join(bad)}" if bad else f"the others agree with {ref}"
+    marks = agreement.remarks(case, crit)
+    if case.glmm:
+        bad = [f"{k} ({why})" for k, why in marks.items() if why]
+        verdict = f"DISAGREE: {', '.join(bad)}" if bad else "all at the same deviance"
+    else:
+        bad = [k for k, why in marks.items() if why]
+        verdict = f"DISAGREE with {ref}: {', '.join(bad)}" if bad else f"the others agree with {ref}"
     missing = [k for k, v in crit.items() if v is None]
     if missing:
         verdict += f"; no criterion from {', '.join(missing)}"
