@@ -230,6 +230,12 @@ def insteval_source() -> Path | None:
     return next((p for p in INSTEVAL_CANDIDATES if p.is_file()), None)
 
 
+def shown(path: Path) -> str:
+    """A path as NAME.json records it: relative to the repository when inside it (no machine's folders)."""
+    root = HERE.parent
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
 def verbagg_fixture() -> Path | None:
     from cases import VERBAGG_FIXTURE
 
@@ -246,7 +252,7 @@ def write_verbagg(tmp: Path) -> str:
     fixture = verbagg_fixture()
     if fixture is not None:
         shutil.copyfile(fixture, tmp)
-        return str(fixture)
+        return shown(fixture)
     rscript = shutil.which("Rscript")
     if rscript is None:
         raise RuntimeError("VerbAgg needs the glmer test fixtures or Rscript with lme4")
@@ -275,7 +281,7 @@ def write(name: str, folder: Path, scale: float = 1.0) -> tuple[Path, bool]:
         factors = spec.factors or tuple(k for k in cols if k not in ("x", "y"))
         meta = {"formula": spec.formula, "rows": len(next(iter(cols.values())))}
         if source:
-            meta |= {"source": f"{source}, y4 = (y >= 4)"}
+            meta |= {"source": f"{shown(source)}, y4 = (y >= 4)"}
         else:
             meta |= {"seed": spec.seed, "scale": scale}
         meta |= {"groups": {k: len(np.unique(cols[k])) for k in factors}}
