@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Write the benchmark's simulated data sets as CSV files, each a linear mixed model with known parameters.
+"""Write the benchmark's data sets as CSV files: simulated mixed models with known parameters, and two
+data sets derived from lme4's (InstEval with a binary response, VerbAgg).
 
     python bench/make_data.py [DIR] [--only nested200k,slope1m] [--scale 0.01]
 
@@ -12,6 +13,18 @@ NAME.json records the true parameters and the formula.
   slope1m      20k groups, ~50 rows each                           y ~ x + (x|g)
   slope5m      100k groups, ~50 rows each                          y ~ x + (x|g)
   crossed500k  20k subjects x 3k items, each row a random pair     y ~ x + (1|subject) + (1|item)
+  binary200k   2000 schools in 100 districts, ~100 pupils a school, a binary response (logit link):
+               y ~ x + z + (1|district) + (x|school)
+  insteval_binary  InstEval with y4 = (y >= 4), 73,421 rows, 2972 s x 1128 d:
+               y4 ~ 1 + service + (1|s) + (1|d)
+  VerbAgg      lme4's VerbAgg (7,584 rows), the columns of the model:
+               r2 ~ Anger + Gender + btype + situ + (1|id) + (1|item)
+
+binary200k's school codes run 1..2000 across districts (each school in one district), so (x|school)
+needs no district/school spelling; z is a school-level covariate. insteval_binary is derived from
+InstEval.csv when one is found (bench/cases.py's INSTEVAL_CANDIDATES), else simulated with the same
+row and level counts; its NAME.json says which. VerbAgg is copied from the glmer test fixtures when
+they are present, else exported by `Rscript` from lme4 (write.csv, no row names): the same bytes.
 
 Class labels run 1..K within each school (as in most school data), so the nesting must be spelled
 school/class. --scale s shrinks rows and group counts by s (at least 2 groups each) and writes
@@ -21,8 +34,11 @@ NAME_s<s>.csv, for quick checks of the runner.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
+import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +61,7 @@ class Spec:
     params: dict[str, float]
     seed: int
     draw: Callable[[Spec, float, np.random.Generator], dict[str, np.ndarray]]
+    factors: tuple[str, ...] = ()   # grouping columns, counted into NAME.json; () = all but x and y
 
 
 def _sizes(n_rows: int, n_cells: int, rng: np.random.Generator, minimum: int = 2) -> np.ndarray:
@@ -106,9 +123,51 @@ def draw_crossed(spec: Spec, scale: float, rng: np.random.Generator) -> dict[str
     return {"subject": subject + 1, "item": item + 1, "x": x, "y": y}
 
 
+def _logistic(eta: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-eta))
+
+
+def draw_binary(spec: Spec, scale: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Districts > schools, a correlated random intercept and x slope per school, y ~ Bernoulli(logistic(eta))."""
+    p = spec.params
+    n_district = _scaled(spec.groups["district"], scale)
+    per_district = spec.groups["school_per_district"]
+    n_school = n_district * per_district
+    rows = max(_scaled(spec.rows, scale), 2 * n_school)
+    school = np.repeat(np.arange(n_school), _sizes(rows, n_school, rng))
+    district = school // per_district
+    cov = np.array([[p["sd_school"] ** 2, p["corr"] * p["sd_school"] * p["sd_slope"]],
+                    [p["corr"] * p["sd_school"] * p["sd_slope"], p["sd_slope"] ** 2]])
+    b = rng.multivariate_normal([0.0, 0.0], cov, n_school)
+    u = rng.normal(0.0, p["sd_district"], n_district)
+    z = rng.normal(0.0, 1.0, n_school)
+    x = rng.normal(0.0, 1.0, rows)
+    eta = p["b0"] + u[district] + b[school, 0] + (p["b1"] + b[school, 1]) * x + p["b2"] * z[school]
+    y = (rng.random(rows) < _logistic(eta)).astype(np.int64)
+    return {"district": district + 1, "school": school + 1, "x": x, "z": z[school], "y": y}
+
+
+def draw_insteval_binary(spec: Spec, scale: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """InstEval's size and shape with a binary response: students and lecturers crossed, random pairs."""
+    p = spec.params
+    n_s, n_d, rows = spec.groups["s"], spec.groups["d"], spec.rows
+    s = np.concatenate([np.arange(n_s), rng.integers(0, n_s, rows - n_s)])
+    d = np.concatenate([rng.integers(0, n_d, n_s), np.arange(n_d), rng.integers(0, n_d, rows - n_s - n_d)])
+    order = rng.permutation(rows)
+    s, d = s[order], d[order]
+    service = (rng.random(rows) < p["p_service"]).astype(np.int64)
+    eta = p["b0"] + p["b_service"] * service + rng.normal(0.0, p["sd_s"], n_s)[s] + rng.normal(0.0, p["sd_d"], n_d)[d]
+    y4 = (rng.random(rows) < _logistic(eta)).astype(np.int64)
+    return {"s": s + 1, "d": d + 1, "service": service, "y4": y4}
+
+
 NESTED = {"b0": 50.0, "b1": 2.0, "sd_school": 3.0, "sd_class": 1.5, "sigma": 5.0}
 SLOPE = {"b0": 10.0, "b1": 1.5, "sd_int": 2.0, "sd_slope": 0.8, "corr": 0.3, "sigma": 3.0}
 CROSSED = {"b0": 100.0, "b1": 3.0, "sd_subject": 4.0, "sd_item": 2.0, "sigma": 6.0}
+BINARY = {"b0": -0.5, "b1": 0.8, "b2": 0.4, "sd_district": 0.5, "sd_school": 0.7, "sd_slope": 0.3, "corr": -0.2}
+# The simulated stand-in for InstEval's y >= 4 (used only when InstEval.csv is absent): about the real
+# data's share of ratings of 4 or 5 (0.45) and of service lectures (0.43).
+INSTEVAL_BINARY = {"b0": -0.2, "b_service": -0.1, "sd_s": 0.7, "sd_d": 0.6, "p_service": 0.43}
 
 SPECS: dict[str, Spec] = {s.name: s for s in [
     Spec("nested200k", "y ~ x + (1|school/class)", 200_000, {"school": 4000, "class_per_school": 5},
@@ -119,7 +178,17 @@ SPECS: dict[str, Spec] = {s.name: s for s in [
     Spec("slope5m", "y ~ x + (x|g)", 5_000_000, {"g": 100_000}, SLOPE, 20004, draw_slope),
     Spec("crossed500k", "y ~ x + (1|subject) + (1|item)", 500_000, {"subject": 20_000, "item": 3000},
          CROSSED, 20005, draw_crossed),
+    Spec("binary200k", "y ~ x + z + (1|district) + (x|school)", 200_000,
+         {"district": 100, "school_per_district": 20}, BINARY, 20006, draw_binary, ("district", "school")),
+    Spec("insteval_binary", "y4 ~ 1 + service + (1|s) + (1|d)", 73_421, {"s": 2972, "d": 1128},
+         INSTEVAL_BINARY, 20007, draw_insteval_binary, ("s", "d")),
 ]}
+# Data sets taken from elsewhere rather than drawn (insteval_binary is drawn only without InstEval.csv).
+DERIVED = ("insteval_binary", "VerbAgg")
+VERBAGG_COLUMNS = ("id", "item", "Anger", "Gender", "btype", "situ", "r2")
+
+
+KNOWN = (*SPECS, *(n for n in DERIVED if n not in SPECS))
 
 
 def file_name(name: str, scale: float = 1.0) -> str:
@@ -144,22 +213,81 @@ def write_csv(path: Path, cols: dict[str, np.ndarray], chunk: int = 200_000) -> 
             f.write((row * m) % tuple(flat))
 
 
+def instevalb_from_csv(source: Path) -> dict[str, np.ndarray]:
+    """s, d, service and y4 = (y >= 4) from lme4's InstEval written by write.csv (columns by name)."""
+    with open(source, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        at = {k: header.index(k) for k in ("s", "d", "service", "y")}
+        rows = list(reader)
+    cols = {k: np.array([int(r[i]) for r in rows], dtype=np.int64) for k, i in at.items()}
+    return {"s": cols["s"], "d": cols["d"], "service": cols["service"], "y4": (cols["y"] >= 4).astype(np.int64)}
+
+
+def insteval_source() -> Path | None:
+    from cases import INSTEVAL_CANDIDATES  # bench/ is the script's folder, so on sys.path
+
+    return next((p for p in INSTEVAL_CANDIDATES if p.is_file()), None)
+
+
+def shown(path: Path) -> str:
+    """A path as NAME.json records it: relative to the repository when inside it (no machine's folders)."""
+    root = HERE.parent
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def verbagg_fixture() -> Path | None:
+    from cases import VERBAGG_FIXTURE
+
+    return VERBAGG_FIXTURE if VERBAGG_FIXTURE.is_file() else None
+
+
+VERBAGG_R_COLUMNS = ", ".join(f'"{c}"' for c in VERBAGG_COLUMNS)
+R_VERBAGG = ("args <- commandArgs(trailingOnly = TRUE)\n"
+             f"write.csv(lme4::VerbAgg[c({VERBAGG_R_COLUMNS})], args[1], row.names = FALSE)\n")
+
+
+def write_verbagg(tmp: Path) -> str:
+    """Copy the test fixture, or export lme4::VerbAgg with Rscript; return where it came from."""
+    fixture = verbagg_fixture()
+    if fixture is not None:
+        shutil.copyfile(fixture, tmp)
+        return shown(fixture)
+    rscript = shutil.which("Rscript")
+    if rscript is None:
+        raise RuntimeError("VerbAgg needs the glmer test fixtures or Rscript with lme4")
+    subprocess.run([rscript, "-e", R_VERBAGG, str(tmp)], check=True, stdout=subprocess.DEVNULL)
+    return "lme4::VerbAgg, written by Rscript"
+
+
 def write(name: str, folder: Path, scale: float = 1.0) -> tuple[Path, bool]:
     """Write one data set unless it exists; return its path and whether it was written now."""
-    spec = SPECS[name]
+    if name in DERIVED:
+        scale = 1.0   # taken whole from elsewhere (or, for insteval_binary, drawn at the same size)
     path = folder / file_name(name, scale)
     if path.exists():
         return path, False
     folder.mkdir(parents=True, exist_ok=True)
-    cols = spec.draw(spec, scale, np.random.default_rng(spec.seed))
     # Write under a temporary name and rename, so an interrupted run never leaves a truncated file
     # that a later run would take as finished.
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    write_csv(tmp, cols)
+    if name == "VerbAgg":
+        meta = {"formula": "r2 ~ Anger + Gender + btype + situ + (1|id) + (1|item)", "source": write_verbagg(tmp)}
+    else:
+        spec = SPECS[name]
+        source = insteval_source() if name == "insteval_binary" else None
+        cols = instevalb_from_csv(source) if source else spec.draw(spec, scale, np.random.default_rng(spec.seed))
+        write_csv(tmp, cols)
+        factors = spec.factors or tuple(k for k in cols if k not in ("x", "y"))
+        meta = {"formula": spec.formula, "rows": len(next(iter(cols.values())))}
+        if source:
+            meta |= {"source": f"{shown(source)}, y4 = (y >= 4)"}
+        else:
+            meta |= {"seed": spec.seed, "scale": scale}
+        meta |= {"groups": {k: len(np.unique(cols[k])) for k in factors}}
+        if not source:
+            meta |= {"true_parameters": spec.params}
     tmp.replace(path)
-    meta = {"formula": spec.formula, "rows": len(cols["y"]), "seed": spec.seed, "scale": scale,
-            "groups": {k: len(np.unique(v)) for k, v in cols.items() if k not in ("x", "y")},
-            "true_parameters": spec.params}
     path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     return path, True
 
@@ -167,19 +295,23 @@ def write(name: str, folder: Path, scale: float = 1.0) -> tuple[Path, bool]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folder", nargs="?", type=Path, default=DEFAULT_DIR)
-    ap.add_argument("--only", default=",".join(SPECS), help="comma-separated names (default: all)")
+    ap.add_argument("--only", default=",".join(KNOWN), help="comma-separated names (default: all)")
     ap.add_argument("--scale", type=float, default=1.0, help="shrink rows and groups by this factor")
     a = ap.parse_args(argv)
     names = [n for n in a.only.split(",") if n]
-    unknown = [n for n in names if n not in SPECS]
+    unknown = [n for n in names if n not in KNOWN]
     if unknown:
-        print(f"make_data: unknown data set {', '.join(unknown)} (known: {', '.join(SPECS)})", file=sys.stderr)
+        print(f"make_data: unknown data set {', '.join(unknown)} (known: {', '.join(KNOWN)})", file=sys.stderr)
         return 2
     if not 0 < a.scale <= 1:
         print("make_data: --scale must be in (0, 1]", file=sys.stderr)
         return 2
     for n in names:
-        path, made = write(n, a.folder, a.scale)
+        try:
+            path, made = write(n, a.folder, a.scale)
+        except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
+            print(f"make_data: {n}: {e}", file=sys.stderr)
+            return 2
         print(f"{'wrote' if made else 'exists'} {path}")
     return 0
 

@@ -7,10 +7,14 @@ process, and write bench/RESULTS.md.
 
 Each tool does what `mlm fit DATA FORMULA` does by default: read the CSV, fit by REML, print lme4's
 summary with Satterthwaite df (lme-python adds its Satterthwaite df; mixedlm-rs has none and prints
-z tests). Within a repetition the tools take turns (A B C A B C ...), so a slow spell of this shared
-machine hits them alike; the table gives the median, the range and the child's peak RSS. Every
-output's REML criterion is parsed and shown, so a tool that fails or converges elsewhere is visible;
-after the first repetition the criteria are compared before timing goes on.
+z tests). GLMM cases (binary200k, verbagg, verbagg_nagq0, insteval_binary) run `mlm fit DATA FORMULA
+--family F [--nagq N]` against glmer + print(summary()) and lme-python's glmer. Within a repetition
+the tools take turns (A B C A B C ...), so a slow spell of this shared machine hits them alike; the
+table gives the median, the range and the child's peak RSS. Every output's REML criterion (LMMs) or
+deviance (GLMMs) is parsed and shown, so a tool that fails or converges elsewhere is visible; after
+the first repetition the criteria are compared before timing goes on. For a GLMM, mlm's text shows
+the deviance to 0.1, so one more run of mlm with `--format json`, untimed, gives it in full. Cases
+with targets from the speed contract get a table of them (target, measured, met).
 
 Tools: mlm is `/work/main/.venv/bin/mlm` or --mlm (a command, e.g. "python -m mlmcli"); lme4 needs
 `Rscript` with lme4 and lmerTest; the peers need a venv made by
@@ -27,8 +31,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -39,12 +43,13 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import agreement
 import machine
 import procs
-from cases import CASES, HERE, R_PROCESS, TOOLS, Case, command
+from agreement import fmt_s
+from cases import CASES, HERE, R_SCRIPTS, TOOLS, Case, command
 
 DEFAULT_MLM = "/work/main/.venv/bin/mlm"
-CRITERION = re.compile(r"REML criterion at convergence:\s*(-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)")
 
 
 @dataclass
@@ -55,6 +60,8 @@ class Tally:
     argv: list[str] | None
     skip: str | None = None
     runs: list[procs.Run] = field(default_factory=list)
+    glmm: bool = False
+    exact: str | None = None   # the criterion at full precision from an extra, untimed run (mlm's JSON)
 
     def good(self) -> list[procs.Run]:
         return [r for r in self.runs if r.ok]
@@ -68,11 +75,13 @@ class Tally:
         return statistics.median(good) if good else None
 
     def criterion(self) -> str | None:
-        """The REML criterion as printed (a string, so its printed precision is kept)."""
+        """The REML criterion or deviance as printed (a string, so its printed precision is kept)."""
+        if self.exact is not None:
+            return self.exact
         for r in reversed(self.good()):
-            found = CRITERION.findall(r.stdout)
+            found = agreement.criterion(r.stdout, self.glmm)
             if found:
-                return found[-1]
+                return found
         return None
 
     def status(self) -> str:
@@ -86,22 +95,6 @@ class Tally:
             return f"timed out after {r.seconds:.0f} s"
         last = (r.stderr.strip().splitlines() or ["no message"])[-1][:120]
         return f"failed (exit {r.code}: {last})"
-
-
-def parse_criterion(text: str | None) -> tuple[float, float] | None:
-    """(value, half of its last printed digit): lme4 prints round(x, 1) with 7 significant digits."""
-    if text is None:
-        return None
-    decimals = len(text.split(".")[1]) if "." in text else 0
-    return float(text), 0.5 * 10.0 ** -decimals
-
-
-def agree(a: str | None, b: str | None, slack: float = 0.05) -> bool | None:
-    """Whether two printed criteria agree within their printing precision plus optimizer slack."""
-    pa, pb = parse_criterion(a), parse_criterion(b)
-    if pa is None or pb is None:
-        return None
-    return abs(pa[0] - pb[0]) <= pa[1] + pb[1] + slack
 
 
 def r_available(rscript: str | None) -> str | None:
@@ -124,7 +117,7 @@ def peer_packages(python: str | None) -> set[str]:
 
 def data_path(case: Case, data_dir: Path, scale: float) -> Path:
     """The case's CSV, generating a simulated one first (in a child process, see the module doc)."""
-    if case.generated is None:
+    if case.path is not None and (case.generated is None or case.path.is_file()):
         return case.path
     import make_data
 
@@ -143,28 +136,41 @@ def warm(path: Path) -> None:
             pass
 
 
-def fmt_s(x: float | None) -> str:
-    if x is None:
-        return "-"
-    return f"{x:.3f}" if x < 10 else f"{x:.1f}"
+def criteria(tallies: list[Tally]) -> dict[str, str | None]:
+    return {t.tool: t.criterion() for t in tallies if t.argv is not None}
+
+
+def model_line(case: Case) -> str:
+    if not case.glmm:
+        return f"`{case.formula}`"
+    return f"`{case.formula}`, {case.family}, " + ("Laplace" if case.nagq is None else f"nAGQ = {case.nagq}")
+
+
+def data_note(data: Path) -> str:
+    """Where a derived or simulated data set came from, from the NAME.json that bench/make_data.py wrote."""
+    try:
+        meta = json.loads(data.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return ""
+    if "source" in meta:
+        return f"; from {meta['source']}"
+    return f"; simulated (seed {meta['seed']})" if "seed" in meta else ""
 
 
 def case_table(case: Case, data: Path, tallies: list[Tally]) -> list[str]:
     mlm = next((t for t in tallies if t.tool == "mlm"), None)
-    ref = next((t for t in tallies if t.tool == "lme4" and t.criterion()), mlm)
     base = mlm.median() if mlm else None
-    lines = [f"### {case.name}: `{case.formula}`", "",
-             f"Data: `{data.name}`" + (f", {count_rows(data):,} rows" if data.is_file() else ""), "",
-             "| tool | median (s) | min - max (s) | runs | CPU (s) | peak RSS (MB) | REML criterion | time / mlm's "
-             "| status |",
+    marks = agreement.remarks(case, criteria(tallies))
+    lines = [f"### {case.name}: {model_line(case)}", "",
+             f"Data: `{data.name}`" + (f", {count_rows(data):,} rows" if data.is_file() else "") + data_note(data), "",
+             f"| tool | median (s) | min - max (s) | runs | CPU (s) | peak RSS (MB) | "
+             f"{'deviance' if case.glmm else 'REML criterion'} | time / mlm's | status |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for t in tallies:
         good = t.good()
         med = t.median()
         crit = t.criterion()
-        mark = ""
-        if ref and t is not ref and crit and agree(crit, ref.criterion()) is False:
-            mark = f" (differs from {ref.tool})"
+        mark = f" ({marks[t.tool]})" if marks.get(t.tool) else ""
         ratio = f"{med / base:.2f}x" if med is not None and base else "-"
         rng = f"{fmt_s(min(r.seconds for r in good))} - {fmt_s(max(r.seconds for r in good))}" if good else "-"
         rss = max((r.rss_mb for r in t.runs), default=None)
@@ -183,6 +189,7 @@ def count_rows(path: Path) -> int:
 def bench_case(case: Case, data: Path, tallies: list[Tally], runs: dict[str, int], timeout: float) -> None:
     """Alternate the tools within each repetition; check agreement after the first one."""
     warm(data)
+    label = "dev" if case.glmm else "REML"
     for rep in range(max(runs.values(), default=0)):
         for t in tallies:
             if t.argv is None or rep >= runs[t.tool] or any(r.timed_out for r in t.runs):
@@ -190,23 +197,62 @@ def bench_case(case: Case, data: Path, tallies: list[Tally], runs: dict[str, int
             r = procs.run(t.argv, timeout=timeout)
             t.runs.append(r)
             state = "ok" if r.ok else ("timeout" if r.timed_out else f"exit {r.code}")
-            crit = CRITERION.findall(r.stdout)
+            crit = agreement.criterion(r.stdout, case.glmm)
             print(f"  {case.name} run {rep + 1} {t.tool:<11} {r.seconds:9.3f} s (CPU {r.cpu:8.3f} s) "
-                  f"{r.rss_mb:6.0f} MB  REML {crit[-1] if crit else '-':>14}  {state}", file=sys.stderr, flush=True)
+                  f"{r.rss_mb:6.0f} MB  {label} {crit or '-':>14}  {state}", file=sys.stderr, flush=True)
         if rep == 0:
+            if case.glmm:
+                exact_deviance(case, tallies, timeout)
             check_agreement(case, tallies)
 
 
+def exact_deviance(case: Case, tallies: list[Tally], timeout: float) -> None:
+    """mlm's deviance in full from one untimed `--format json` run: its text rounds it to 0.1."""
+    t = next((t for t in tallies if t.tool == "mlm" and t.argv is not None and t.good()), None)
+    if t is None:
+        return
+    r = procs.run([*t.argv, "--format", "json"], timeout=timeout)
+    try:
+        t.exact = f"{float(json.loads(r.stdout)['deviance']):.6f}"
+    except (ValueError, KeyError, TypeError):
+        last = (r.stderr.strip().splitlines() or ["no output"])[-1][:120]
+        print(f"  {case.name}: no deviance from mlm --format json ({last}); using the printed one",
+              file=sys.stderr, flush=True)
+
+
 def check_agreement(case: Case, tallies: list[Tally]) -> None:
-    crit = {t.tool: t.criterion() for t in tallies if t.argv is not None}
-    ref = "lme4" if crit.get("lme4") else "mlm"
+    crit = criteria(tallies)
+    ref = agreement.reference(crit)
     shown = ", ".join(f"{k} {v or '-'}" for k, v in crit.items())
-    bad = [k for k, v in crit.items() if k != ref and agree(v, crit.get(ref)) is False]
+    marks = agreement.remarks(case, crit)
+    if case.glmm:
+        bad = [f"{k} ({why})" for k, why in marks.items() if why]
+        verdict = f"DISAGREE: {', '.join(bad)}" if bad else "all at the same deviance"
+    else:
+        bad = [k for k, why in marks.items() if why]
+        verdict = f"DISAGREE with {ref}: {', '.join(bad)}" if bad else f"the others agree with {ref}"
     missing = [k for k, v in crit.items() if v is None]
-    verdict = f"DISAGREE with {ref}: {', '.join(bad)}" if bad else f"the others agree with {ref}"
     if missing:
         verdict += f"; no criterion from {', '.join(missing)}"
-    print(f"  {case.name}: REML criterion {shown} -> {verdict}", file=sys.stderr, flush=True)
+    print(f"  {case.name}: {'deviance' if case.glmm else 'REML criterion'} {shown} -> {verdict}",
+          file=sys.stderr, flush=True)
+
+
+def targets_table(done: list[tuple[Case, list[Tally]]]) -> list[str]:
+    """The speed contract's lines for the cases measured so far: target, measured, met."""
+    rows = []
+    for case, tallies in done:
+        medians = {t.tool: t.median() for t in tallies}
+        cpu = {t.tool: t.cpu() for t in tallies}
+        for target in case.targets:
+            measured, met = agreement.verdict(target, medians, criteria(tallies), cpu)
+            rows.append(f"| {case.name} | {target.describe()} | {measured} | {met} |")
+    if not rows:
+        return []
+    return ["## Against the targets", "",
+            "Whole-process wall times (medians) from the tables below; a ratio is the other tool's time over mlm's"
+            " (met is judged on wall time; the CPU-time ratio is beside it).",
+            "", "| case | target | measured | met |", "| --- | --- | --- | --- |", *rows, ""]
 
 
 # Formula parsing, model matrices and the fit in one process, data already in memory (the lmer
@@ -335,31 +381,46 @@ def main(argv: list[str] | None = None) -> int:
 
     started = datetime.datetime.now(datetime.UTC)
     given = argv if argv is not None else sys.argv[1:]
-    head = [
-        "# Benchmark results", "",
-        f"Run {started:%Y-%m-%d %H:%M} UTC with `python bench/run.py {shlex.join(given)}`."
-        " Wall time of whole processes (start-up, reading the CSV, fitting by REML, printing the summary);"
-        " median of the runs, tools alternating within each repetition. *time / mlm's* above 1 means"
-        " slower than mlm. CPU is the median user + system time (above the wall time for multi-threaded"
-        " tools; steadier than wall time when the machine is shared). Peak RSS is the child process's"
-        " maximum resident set.", "",
-        "## Machine", "", *[f"- {x}" for x in machine.describe(mlm, rscript, peers_python)], "",
-        "## Notes", "",
+    selected = [CASES[n] for n in names]
+    lmm_notes = [
         "- lme4: `Rscript` running read.csv, lmerTest::lmer and print(summary(fit)) (Satterthwaite df).",
         "- lme-python: polars read_csv, lmer(REML), with_satterthwaite, print(summary()).",
         "- mixedlm-rs: pandas read_csv, mixedlm(...).fit(reml=True), print(summary()); one grouping factor"
         " only, so nested and crossed models are n/a; it prints z tests (no Satterthwaite df).",
-        "- The peers live in a venv outside the repository: `python3 -m venv bench/.peers &&"
-        " bench/.peers/bin/pip install lme-python mixedlm-rs`.",
         "- REML criteria are shown as each tool prints them (mlm and lme4's summary round to 0.1; the lme4"
-        " row shows REMLcrit() at full precision); \"differs\" flags a gap beyond that rounding.", "",
-        "## Results", "",
+        " row shows REMLcrit() at full precision); \"differs\" flags a gap beyond that rounding.",
+    ] if any(not c.glmm for c in selected) else []
+    glmm_notes = [
+        "- GLMMs: mlm runs `mlm fit DATA FORMULA --family F [--nagq N]` (text output); lme4 is `Rscript`"
+        " running read.csv, glmer(family = F, nAGQ = N) and print(summary(fit)); lme-python is polars"
+        " read_csv, glmer(formula, data, F, n_agq = N), print(summary()) (a text response such as VerbAgg's"
+        " r2 is turned into 0/1 first, as glmer reads a factor); mixedlm-rs has no GLMM.",
+        "- GLMM deviances are -2 logLik at full precision: lme4's and lme-python's from their last printed"
+        " line, mlm's from one extra, untimed run with `--format json` (its text rounds to 0.1). Under"
+        " Laplace a tool more than 1e-3 above the lowest deviance is flagged (\"above\"); under nAGQ = 0,"
+        " which minimises nothing, a gap of more than 1e-3 from lme4's either way is flagged.",
+        "- lme-python 0.2.7 does not implement nAGQ = 0: its summary says \"Quadrature: requested 0, used"
+        " 1\", so in the nAGQ = 0 case it fits the Laplace approximation.",
+    ] if any(c.glmm for c in selected) else []
+    head = [
+        "# Benchmark results", "",
+        f"Run {started:%Y-%m-%d %H:%M} UTC with `python bench/run.py {shlex.join(given)}`."
+        " Wall time of whole processes (start-up, reading the CSV, fitting (REML for LMMs, maximum"
+        " likelihood for GLMMs), printing the summary); median of the runs, tools alternating within each"
+        " repetition. *time / mlm's* above 1 means slower than mlm. CPU is the median user + system time"
+        " (above the wall time for multi-threaded tools; steadier than wall time when the machine is"
+        " shared). Peak RSS is the child process's maximum resident set.", "",
+        "## Machine", "", *[f"- {x}" for x in machine.describe(mlm, rscript, peers_python)], "",
+        "## Notes", "", *lmm_notes, *glmm_notes,
+        "- The peers live in a venv outside the repository: `python3 -m venv bench/.peers &&"
+        " bench/.peers/bin/pip install lme-python mixedlm-rs`.", "",
     ]
-    print("\n".join(head[:-2]), flush=True)
+    print("\n".join(head), flush=True)
     body: list[str] = []
+    done: list[tuple[Case, list[Tally]]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        r_file = Path(tmp) / "fit.R"
-        r_file.write_text(R_PROCESS)
+        for script, text in R_SCRIPTS.items():
+            (Path(tmp) / script).write_text(text)
         for name in names:
             case = CASES[name]
             data = data_path(case, a.data_dir, a.scale)
@@ -369,14 +430,15 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             tallies = []
             for t in tools:
-                argv_or_reason = command(t, case, data, mlm=mlm, rscript=rscript, r_file=r_file,
+                argv_or_reason = command(t, case, data, mlm=mlm, rscript=rscript, r_dir=Path(tmp),
                                          peers_python=peers_python, peers=peers)
                 if isinstance(argv_or_reason, str):
-                    tallies.append(Tally(t, None, skip=argv_or_reason))
+                    tallies.append(Tally(t, None, skip=argv_or_reason, glmm=case.glmm))
                 else:
-                    tallies.append(Tally(t, argv_or_reason))
+                    tallies.append(Tally(t, argv_or_reason, glmm=case.glmm))
             print(f"{name}: {data}", file=sys.stderr, flush=True)
             bench_case(case, data, tallies, runs, a.timeout)
+            done.append((case, tallies))
             table = case_table(case, data, tallies)
             print("\n".join(table), flush=True)
             body += table
@@ -385,7 +447,8 @@ def main(argv: list[str] | None = None) -> int:
                 print("\n".join(extra), flush=True)
                 body += extra
             if out:   # after every case, so a long run that is stopped keeps what it measured
-                out.write_text("\n".join(head + body).rstrip() + "\n")
+                out.write_text("\n".join(head + targets_table(done) + ["## Results", ""] + body).rstrip() + "\n")
+    print("\n".join(targets_table(done)), flush=True)
     if out:
         print(f"wrote {out}", file=sys.stderr)
     return 0

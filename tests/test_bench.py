@@ -12,6 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
+import agreement  # noqa: E402
 import cases  # noqa: E402
 import make_data  # noqa: E402
 import procs  # noqa: E402
@@ -87,10 +88,10 @@ def test_criterion_parsing_and_agreement() -> None:
     out = "REML criterion at convergence: 48190.1\n...\nREML criterion at convergence: 48190.1299\n"
     t = run.Tally("lme4", ["x"], runs=[procs.Run(1.0, 1.0, 0, False, out, "")])
     assert t.criterion() == "48190.1299" and t.median() == 1.0 and t.status() == "ok"
-    assert run.agree("48190.1", "48190.1299")
-    assert run.agree("5148230", "5148230.4321")  # lme4 prints 7 significant digits
-    assert run.agree("48190.1", "48190.4") is False
-    assert run.agree(None, "1.0") is None
+    assert agreement.agree("48190.1", "48190.1299")
+    assert agreement.agree("5148230", "5148230.4321")  # lme4 prints 7 significant digits
+    assert agreement.agree("48190.1", "48190.4") is False
+    assert agreement.agree(None, "1.0") is None
 
 
 def test_failed_and_timed_out_runs_are_reported() -> None:
@@ -106,7 +107,7 @@ def test_commands_per_tool(tmp_path: Path) -> None:
     kw = {
         "mlm": ["mlm"],
         "rscript": "Rscript",
-        "r_file": tmp_path / "f.R",
+        "r_dir": tmp_path,
         "peers_python": "py",
         "peers": {"lme-python", "mixedlm-rs"},
     }
@@ -115,6 +116,35 @@ def test_commands_per_tool(tmp_path: Path) -> None:
     assert cases.command("mixedlm-rs", nested, data, **kw).startswith("n/a")
     assert cases.command("mixedlm-rs", slope, data, **kw)[-3:] == ["y ~ x", "g", "~x"]
     assert cases.command("lme4", slope, data, **(kw | {"rscript": None})) == "no Rscript with lme4 + lmerTest"
+    assert cases.command("lme4", slope, data, **kw) == ["Rscript", str(tmp_path / "fit.R"), str(data), "y ~ x + (x|g)"]
+
+
+def test_glmm_commands_per_tool(tmp_path: Path) -> None:
+    laplace, nagq0 = cases.CASES["verbagg"], cases.CASES["verbagg_nagq0"]
+    kw = {
+        "mlm": ["mlm"],
+        "rscript": "Rscript",
+        "r_dir": tmp_path,
+        "peers_python": "py",
+        "peers": {"lme-python", "mixedlm-rs"},
+    }
+    data = tmp_path / "VerbAgg.csv"
+    f = "r2 ~ Anger + Gender + btype + situ + (1|id) + (1|item)"
+    assert cases.command("mlm", laplace, data, **kw) == ["mlm", "fit", str(data), f, "--family", "binomial"]
+    assert cases.command("mlm", nagq0, data, **kw)[-4:] == ["--family", "binomial", "--nagq", "0"]
+    assert cases.command("lme4", laplace, data, **kw) == [
+        "Rscript",
+        str(tmp_path / "glmer.R"),
+        str(data),
+        f,
+        "binomial",
+        "1",
+    ]
+    assert cases.command("lme4", nagq0, data, **kw)[-2:] == ["binomial", "0"]
+    peer = cases.command("lme-python", nagq0, data, **kw)
+    assert peer[1].endswith("fit_lme_python_glmer.py") and peer[2:] == [str(data), f, "binomial", "0"]
+    assert cases.command("mixedlm-rs", laplace, data, **kw) == "n/a (no GLMM)"
+    assert set(cases.R_SCRIPTS) == {"fit.R", "glmer.R"} and "glmer(" in cases.R_SCRIPTS["glmer.R"]
 
 
 def test_mlm_python_from_command(tmp_path: Path) -> None:
@@ -178,6 +208,137 @@ def test_agreement_message(capsys: pytest.CaptureFixture[str]) -> None:
     run.check_agreement(cases.CASES["slope1m"], tallies)
     err = capsys.readouterr().err
     assert "DISAGREE with lme4: lme-python" in err and "no criterion from mixedlm-rs" in err
+
+
+# lme4's table lines end in a space
+GLMM_SUMMARY = "     AIC      BIC   logLik deviance df.resid \n  8167.4   8222.9  -4075.7   8151.4     7576 \n"
+
+
+def test_deviance_parsing() -> None:
+    assert agreement.criterion(GLMM_SUMMARY, glmm=True) == "8151.4"
+    full = GLMM_SUMMARY + "deviance (-2 logLik) at convergence: 8151.400490\n"
+    assert agreement.criterion(full, glmm=True) == "8151.400490"  # the full line wins over the table
+    assert agreement.criterion(full, glmm=False) is None
+    big = "     AIC      BIC   logLik deviance df.resid \n 215510.2 215591.9 -107747.1 215494.2   199992 \n"
+    assert agreement.criterion(big, glmm=True) == "215494.2"
+
+
+def glmm_tallies(devs: dict[str, str]) -> list[run.Tally]:
+    out = "deviance (-2 logLik) at convergence: {}\n"
+    return [
+        run.Tally(k, [k], runs=[procs.Run(1, 1, 0, False, out.format(v), "", cpu=0.5)], glmm=True)
+        for k, v in devs.items()
+    ]
+
+
+def test_glmm_agreement_flags_a_deviance_above_the_best(capsys: pytest.CaptureFixture[str]) -> None:
+    laplace = cases.CASES["verbagg"]
+    tallies = glmm_tallies({"mlm": "8151.400490", "lme4": "8151.400900", "lme-python": "8151.583341"})
+    marks = agreement.remarks(laplace, run.criteria(tallies))
+    assert marks == {"mlm": "", "lme4": "", "lme-python": "+0.1829 above mlm"}  # 4e-4 is within 1e-3
+    run.check_agreement(laplace, tallies)
+    assert "DISAGREE: lme-python (+0.1829 above mlm)" in capsys.readouterr().err
+    # a value printed to 0.1 (mlm's text without its JSON run) is judged within its rounding
+    assert agreement.remarks(laplace, {"mlm": "8151.4", "lme4": "8151.400490"}) == {"mlm": "", "lme4": ""}
+    assert agreement.remarks(laplace, {"mlm": "8151.5", "lme4": "8151.400490"})["mlm"] == "+0.0995 above lme4"
+
+
+def test_glmm_agreement_under_nagq0_is_two_sided_against_lme4() -> None:
+    nagq0 = cases.CASES["verbagg_nagq0"]
+    crit = {"mlm": "8151.589935", "lme4": "8151.589935", "lme-python": "8151.583341"}
+    # lower than lme4's, yet flagged: nAGQ = 0 is not a minimum of the deviance
+    assert agreement.remarks(nagq0, crit) == {"mlm": "", "lme4": "", "lme-python": "-0.0066 from lme4"}
+
+
+def test_mlm_deviance_in_full_from_its_json(tmp_path: Path) -> None:
+    fake = tmp_path / "mlm"
+    fake.write_text(
+        "import sys\n"
+        "if '--format' in sys.argv: print('{\"deviance\": 8151.400490225923}')\n"
+        f"else: sys.stdout.write({GLMM_SUMMARY!r})\n"
+    )
+    t = run.Tally("mlm", [sys.executable, str(fake)], glmm=True)
+    t.runs.append(procs.run(t.argv))
+    assert t.criterion() == "8151.4"
+    run.exact_deviance(cases.CASES["verbagg"], [t], timeout=60)
+    assert t.criterion() == "8151.400490"
+
+
+def test_targets_verdicts() -> None:
+    faster, as_fast = cases.Target("lme4", speedup=10), cases.Target("lme-python", speedup=1)
+    optimum = cases.Target("lme4", optimum=True)
+    assert faster.describe() == "10x faster than lme4" and as_fast.describe() == "at least as fast as lme-python"
+    assert agreement.verdict(faster, {"mlm": 2.0, "lme4": 25.0}, {}, {"mlm": 1.5, "lme4": 24.0}) == (
+        "2.000 s vs lme4 25.0 s (12.50x; CPU 16.00x)",
+        "yes",
+    )
+    assert agreement.verdict(faster, {"mlm": 3.0, "lme4": 25.0}, {})[1] == "no"
+    assert agreement.verdict(as_fast, {"mlm": 1.0, "lme-python": None}, {}) == ("no time from lme-python", "-")
+    assert agreement.verdict(optimum, {}, {"mlm": "8151.400490", "lme4": "8151.400490"})[1] == "yes"
+    assert agreement.verdict(optimum, {}, {"mlm": "8151.402000", "lme4": "8151.400490"}) == (
+        "deviance 8151.402000 vs lme4 8151.400490 (+0.001510)",
+        "no",
+    )
+
+
+def test_targets_table_lists_each_target_of_the_cases_run() -> None:
+    tallies = glmm_tallies({"mlm": "8151.400490", "lme4": "8151.400490"})
+    lines = run.targets_table([(cases.CASES["verbagg"], tallies), (cases.CASES["heck2011"], [])])
+    rows = [x for x in lines if x.startswith("| verbagg")]
+    assert rows == [
+        "| verbagg | 5x faster than lme4 | 1.000 s vs lme4 1.000 s (1.00x; CPU 1.00x) | no |",
+        "| verbagg | at lme4's optimum (deviance within 1e-3) | deviance 8151.400490 vs lme4 "
+        "8151.400490 (+0.000000) | yes |",
+    ]
+    assert run.targets_table([(cases.CASES["heck2011"], [])]) == []
+
+
+def test_binary_data_shape_and_metadata(tmp_path: Path) -> None:
+    path, made = make_data.write("binary200k", tmp_path, scale=0.01)
+    d = read(path)
+    assert made and len(d["y"]) == 2000 and set(d["y"]) == {0.0, 1.0}
+    assert len(np.unique(d["district"])) == 2 and len(np.unique(d["school"])) == 40
+    # school codes are unique across districts, each school in one district, z constant within a school
+    pairs = {(s, g) for s, g in zip(d["school"], d["district"], strict=True)}
+    assert len(pairs) == 40 and all(g == (s - 1) // 20 + 1 for s, g in pairs)
+    assert all(len(np.unique(d["z"][d["school"] == s])) == 1 for s in np.unique(d["school"]))
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["groups"] == {"district": 2, "school": 40} and meta["true_parameters"] == make_data.BINARY
+
+
+def test_binary_data_recovers_the_slope_sign_and_rate(tmp_path: Path) -> None:
+    d = read(make_data.write("binary200k", tmp_path, scale=0.05)[0])
+    # the share of successes is near logistic(b0) and higher where x is high (b1 = 0.8 > 0)
+    assert 0.3 < d["y"].mean() < 0.5
+    assert d["y"][d["x"] > 1].mean() - d["y"][d["x"] < -1].mean() > 0.2
+
+
+def test_insteval_binary_from_the_csv_or_simulated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = tmp_path / "InstEval.csv"
+    source.write_text(
+        '"s","d","studage","lectage","service","dept","y"\n1,1002,2,2,0,2,5\n1,1050,2,1,1,6,2\n2,7,4,1,0,3,4\n'
+    )
+    monkeypatch.setattr(make_data, "insteval_source", lambda: source)
+    path, _ = make_data.write("insteval_binary", tmp_path / "a", scale=0.01)  # scale ignored: derived
+    assert path.name == "insteval_binary.csv"
+    assert path.read_text() == "s,d,service,y4\n1,1002,0,1\n1,1050,1,0\n2,7,0,1\n"
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["rows"] == 3 and meta["source"].endswith("y4 = (y >= 4)") and "true_parameters" not in meta
+    monkeypatch.setattr(make_data, "insteval_source", lambda: None)
+    d = read(make_data.write("insteval_binary", tmp_path / "b")[0])
+    assert len(d["y4"]) == 73_421 and len(np.unique(d["s"])) == 2972 and len(np.unique(d["d"])) == 1128
+    assert set(d["service"]) == {0.0, 1.0} and 0.35 < d["y4"].mean() < 0.55
+
+
+def test_verbagg_is_copied_from_the_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fixture = tmp_path / "fixture.csv"
+    fixture.write_text(
+        '"id","item","Anger","Gender","btype","situ","r2"\n"1","S1WantCurse",20,"M","curse","other","N"\n'
+    )
+    monkeypatch.setattr(make_data, "verbagg_fixture", lambda: fixture)
+    path, made = make_data.write("VerbAgg", tmp_path / "data")
+    assert made and path.name == "VerbAgg.csv" and path.read_bytes() == fixture.read_bytes()
+    assert json.loads(path.with_suffix(".json").read_text())["source"] == str(fixture)
 
 
 def test_dask_bench_data_parts_and_csv_hold_the_same_rows(tmp_path: Path) -> None:
