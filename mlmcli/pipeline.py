@@ -19,6 +19,7 @@ from mlmcli.errors import DataError, FormulaError, MlmError
 if TYPE_CHECKING:
     from mlmcli.design import Design
     from mlmcli.formula import Formula
+    from mlmcli.glmmodel import GlmmModel
     from mlmcli.io.frame import Frame
     from mlmcli.model import FittedModel
 
@@ -104,12 +105,15 @@ def read_rows(
         return keep_rows(frame, where)
 
 
-def l_formula(formula: Formula, frame: Frame, weights: str | None = None, offset: str | None = None) -> Design:
-    """lme4's lFormula on data read: the model frame, X, y and the random-effects terms."""
+def l_formula(
+    formula: Formula, frame: Frame, weights: str | None = None, offset: str | None = None, family: str | None = None
+) -> Design:
+    """lme4's lFormula (glFormula with a family) on data read: the model frame, X, y and the
+    random-effects terms."""
     from mlmcli.design import ModelArguments, build_design
 
     with user_errors(formula.text):
-        return build_design(frame, formula, ModelArguments(weights=weights, offset=offset))
+        return build_design(frame, formula, ModelArguments(weights=weights, offset=offset, family=family))
 
 
 def fit_design(
@@ -183,3 +187,38 @@ def missing_rows_note(model: FittedModel, n_rows: int) -> str | None:
         return None
     rows = "row with a missing value was" if missing == 1 else "rows with missing values were"
     return f"{missing} {rows} left out (of {n_rows})"
+
+
+def glmer(
+    data: str | Frame,
+    formula: str,
+    *,
+    family: str,
+    link: str | None = None,
+    nagq: int = 1,
+    optimizer: str = "robust",
+    weights: str | None = None,
+    offset: str | None = None,
+    sep: str | None = None,
+    sheet: str | None = None,
+    where: str | None = None,
+    on_read: Callable[[Frame], None] | None = None,
+) -> tuple[GlmmModel, Frame]:
+    """glmer(): glFormula, mkGlmerDevfun, optimizeGlmer's two stages and mkMerMod, on data read as
+    lmer's are: the fitted model and its frame."""
+    from mlmcli.engine.family import LINKS
+    from mlmcli.glmmodel import fit_glmm_model
+
+    if family not in LINKS:
+        raise MlmError(f"--family {family}: use binomial or poisson")
+    if link is not None and link not in LINKS[family]:
+        raise MlmError(f"--link {link} is not offered for {family}: use {', '.join(LINKS[family])}")
+    parsed = parse(formula)
+    with user_errors(formula):
+        frame = read_rows(
+            data, parsed.columns(), sep=sep, sheet=sheet, where=where, weights=weights, offset=offset, on_read=on_read
+        )
+    design = l_formula(parsed, frame, weights, offset, family=family)
+    with user_errors(formula):
+        model = fit_glmm_model(parsed, design, family, link=link, nagq=nagq, data_name=frame.name, optimizer=optimizer)
+    return model, frame

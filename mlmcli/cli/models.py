@@ -15,10 +15,13 @@ from mlmcli.cli.app import (
     DataArg,
     DataOptions,
     Ddf,
+    FamilyOpt,
     FitFormat,
     Format,
     FormulaArg,
+    LinkOpt,
     MlOpt,
+    NagqOpt,
     NoColorOpt,
     NsimOpt,
     Optimizer,
@@ -111,11 +114,20 @@ def fit(
     no_color: NoColorOpt = False,
     strict: StrictOpt = False,
     verbose: VerboseOpt = False,
+    family: FamilyOpt = None,
+    link: LinkOpt = None,
+    nagq: NagqOpt = 1,
 ) -> None:
-    """Fit a linear mixed model and print lme4's summary (estimates, SEs, Satterthwaite df, p-values)."""
+    """Fit a linear mixed model and print lme4's summary (estimates, SEs, Satterthwaite df, p-values);
+    with --family, a generalized one as glmer fits it."""
     from mlmcli.report import fit_report
 
     inputs, kind = _begin(data, output, fmt)
+    if family is not None:
+        from mlmcli.cli.glmer import fit_glmer
+
+        fit_glmer(data, formula, family.value, link, nagq, source, optimizer.value, kind, output, inputs, strict, ci)
+        return
     _check_ddf(ddf.value, ml, source.weights)
     if correlation and kind != "table":
         _note_ignored("--correlation", kind, "table")
