@@ -24,6 +24,25 @@ def _y_log_y(y: np.ndarray, mu: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class AicTerms:
+    """family$aic's parts that do not depend on mu: each row's weight in the sum, the counts of
+    successes and failures (poisson: the counts and zeros), and the log-factorial constant."""
+
+    scale: np.ndarray
+    successes: np.ndarray
+    failures: np.ndarray
+    const: np.ndarray
+
+
+def _lgamma(x: np.ndarray) -> np.ndarray:
+    """log Gamma of counts, once per distinct value (math.lgamma: no scipy import for it)."""
+    import math
+
+    values, inverse = np.unique(x, return_inverse=True)
+    return np.array([math.lgamma(v) if v > 0 else math.inf for v in values.tolist()])[inverse.ravel()]
+
+
+@dataclass(frozen=True)
 class Family:
     """A GLM family with one of its links."""
 
@@ -86,26 +105,30 @@ class Family:
             return 2.0 * wt * (_y_log_y(y, mu) + _y_log_y(1.0 - y, 1.0 - mu))
         return 2.0 * wt * (_y_log_y(y, mu) - (y - mu))
 
-    def aic(self, y: np.ndarray, n: np.ndarray, mu: np.ndarray, wt: np.ndarray) -> float:
-        """-2 times the log-likelihood as R's family$aic computes it (counts rounded)."""
-        from scipy.special import gammaln
+    def aic_terms(self, y: np.ndarray, n: np.ndarray, wt: np.ndarray) -> AicTerms:
+        """What R's family$aic needs besides mu, computed once per response (the counts rounded as
+        R rounds them, and the log-factorial constants)."""
+        if self.name == "binomial":
+            m = n if np.any(n > 1) else wt
+            k = np.round(m * y)
+            m = np.round(m)
+            const = _lgamma(m + 1.0) - _lgamma(k + 1.0) - _lgamma(m - k + 1.0)
+            scale = np.where(m > 0, wt / np.where(m > 0, m, 1.0), 0.0)
+            return AicTerms(scale, k, m - k, const)
+        return AicTerms(wt, y, np.zeros_like(y), -_lgamma(y + 1.0))
 
+    def aic(self, terms: AicTerms, mu: np.ndarray) -> float:
+        """-2 times the log-likelihood as R's family$aic computes it."""
         with np.errstate(divide="ignore", invalid="ignore"):
             if self.name == "binomial":
-                m = n if np.any(n > 1) else wt
-                k = np.round(m * y)
-                m = np.round(m)
                 logp = (
-                    gammaln(m + 1.0)
-                    - gammaln(k + 1.0)
-                    - gammaln(m - k + 1.0)
-                    + np.where(k > 0, k * np.log(mu), 0.0)
-                    + np.where(m - k > 0, (m - k) * np.log1p(-mu), 0.0)
+                    terms.const
+                    + np.where(terms.successes > 0, terms.successes * np.log(mu), 0.0)
+                    + np.where(terms.failures > 0, terms.failures * np.log1p(-mu), 0.0)
                 )
-                scale = np.where(m > 0, wt / np.where(m > 0, m, 1.0), 0.0)
-                return float(-2.0 * np.sum(scale * logp))
-            logp = np.where(y > 0, y * np.log(mu), 0.0) - mu - gammaln(y + 1.0)
-            return float(-2.0 * np.sum(logp * wt))
+            else:
+                logp = terms.const + np.where(terms.successes > 0, terms.successes * np.log(mu), 0.0) - mu
+            return float(-2.0 * np.sum(terms.scale * logp))
 
     def start_mu(self, y: np.ndarray, wt: np.ndarray) -> np.ndarray:
         """R's family$initialize: mustart."""

@@ -52,6 +52,9 @@ class GlmResponse:
     weights: np.ndarray
     offset: np.ndarray
 
+    def __post_init__(self) -> None:
+        self._aic_terms = self.family.aic_terms(self.y, self.n, self.weights)
+
     def mu(self, eta: np.ndarray) -> np.ndarray:
         return self.family.linkinv(eta)
 
@@ -59,7 +62,7 @@ class GlmResponse:
         return self.family.dev_resids(self.y, mu, self.weights)
 
     def aic(self, mu: np.ndarray) -> float:
-        return self.family.aic(self.y, self.n, mu, self.weights)
+        return self.family.aic(self._aic_terms, mu)
 
     def working(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The working weights and the working response without the offset (glmResp::sqrtWrkWt
