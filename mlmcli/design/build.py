@@ -127,7 +127,7 @@ def build_design(frame: Frame, formula: Formula, args: ModelArguments | None = N
             values[label] = col if every_row else col[rows]
 
     terms = _random_terms(formula, frame, values, n)
-    check_levels(terms, n)
+    check_levels(terms, n, glmm=args.family is not None)
 
     X, xnames = model_matrix(formula.fixed, values, n)
     y_col = values[response]

@@ -68,13 +68,16 @@ def _random_terms(formula: Formula, frame: Frame, values: dict[str, Column], n: 
     return terms
 
 
-def check_levels(terms: list[ReTerm], n: int) -> None:
-    """lme4's checkNlevels and checkZdims, with lme4's wording."""
+def check_levels(terms: list[ReTerm], n: int, glmm: bool = False) -> None:
+    """lme4's checkNlevels and checkZdims, with lme4's wording.  glmerControl ignores the checks
+    against the number of observations (an observation-level random effect models overdispersion)."""
     groups: dict[str, int] = {}
     for t in terms:
         groups.setdefault(t.group, len(t.levels))
     if any(k < 2 for k in groups.values()):
         raise DataError("grouping factors must have > 1 sampled level")
+    if glmm:
+        return
     bad = [g for g, k in groups.items() if k >= n]
     if bad:
         raise DataError(

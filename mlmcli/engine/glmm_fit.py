@@ -87,7 +87,7 @@ def fit_glmm(problem: GlmmProblem, lower: np.ndarray, nagq: int = 1, polish: boo
     mustart = fam.linkfun(fam.start_mu(resp.y, resp.weights))
     eta_start = problem.pirls(theta0, mustart).eta
     f0 = GlmmObjective(problem, eta_start, nt, 0)
-    opt0 = _optimize(f0, theta0, lower, polish, checks=nagq == 0)
+    opt0 = _optimize(f0, theta0, lower, np.ones(nt), polish, checks=nagq == 0)
     stage1 = f0.modes(opt0.theta)
     if nagq == 0:
         opt, modes, f = opt0, stage1, f0
@@ -96,7 +96,11 @@ def fit_glmm(problem: GlmmProblem, lower: np.ndarray, nagq: int = 1, polish: boo
     f = GlmmObjective(problem, stage1.eta, nt, nagq)
     x0 = np.concatenate([opt0.theta, stage1.beta])
     lower_all = np.concatenate([lower, np.full(len(stage1.beta), -np.inf)])
-    opt = _optimize(f, x0, lower_all, polish, checks=True)
+    # on the scale of beta's standard errors from stage 1: a coefficient of a predictor in the
+    # hundreds is a hundred times smaller than the others, and the optimizer's steps should not be
+    se = np.sqrt(np.maximum(np.diag(stage1.system.unscaled_vcov()), 1e-300))
+    scales = np.concatenate([np.ones(nt), 1.0 / se])
+    opt = _optimize(f, x0, lower_all, scales, polish, checks=True)
     modes = f.modes(opt.theta)
     theta, beta = opt.theta[:nt], opt.theta[nt:]
     crit = f.value(opt.theta, modes)
@@ -119,8 +123,19 @@ def _structures(problem: GlmmProblem) -> list:
     return [term_structure(t) for t in problem.terms]
 
 
-def _optimize(f: GlmmObjective, x0: np.ndarray, lower: np.ndarray, polish: bool, checks: bool) -> Optimum:
-    x, fval, status = bobyqa(f, x0, lower)
+def _optimize(
+    f: GlmmObjective, x0: np.ndarray, lower: np.ndarray, scales: np.ndarray, polish: bool, checks: bool
+) -> Optimum:
+    """BOBYQA and the Newton polish on x * scales; lme4's checks on x itself."""
+
+    def scaled(v: np.ndarray) -> float:
+        return f(v / scales)
+
+    def run(start: np.ndarray) -> tuple[np.ndarray, float, str]:
+        v, val, status = bobyqa(scaled, start * scales, lower * scales)
+        return v / scales, val, status
+
+    x, fval, status = run(x0)
     if fval >= FAILED_VALUE:
         raise FitError("the model cannot be fitted: PIRLS failed at every parameter value tried")
     at = x.copy()
@@ -129,10 +144,10 @@ def _optimize(f: GlmmObjective, x0: np.ndarray, lower: np.ndarray, polish: bool,
     if polish:
 
         def restart(v: np.ndarray) -> tuple[np.ndarray, float]:
-            y, val, _ = bobyqa(f, v, lower)
+            y, val, _ = run(v)
             return check_boundary(f, y, val, lower)
 
-        polisher = Polisher(f, lower, np.ones(len(x)), restart)
+        polisher = Polisher(f, lower, scales, restart)
         x2, f2 = polisher.run(x, fval)
         if f2 < fval:
             opt = Optimum(theta=x2, criterion=f2, evaluations=f.count, status=status, polished=True, checked_at=x2)
