@@ -11,6 +11,7 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pandas as pd
 import pytest
@@ -183,6 +184,8 @@ def test_the_command_prints_lme4s_summary(tmp_path):
     assert nearly_same(out.stdout.split(correlations)[0], expected.split(correlations)[0]) == []
     js = mlm("fit", str(path), ref["formula"], "--family", "binomial", "--format", "json")
     doc = json.loads(js.stdout)
+    schema = json.loads(mlm("schema", "glmer_fit").stdout)
+    jsonschema.validate(doc, schema)
     assert doc["family"] == "binomial" and doc["method"] == "Laplace"
     assert abs(doc["deviance"] - ref["deviance"]) < 1e-6
 

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from mlmcli.render import numbers as N
 from mlmcli.render import table as T
+from mlmcli.render.layout import make_console
 
 REF = Path(__file__).parent / "fixtures" / "lme4"  # lme4 1.1-31 + lmerTest 3.1-3 output, see make_refs.R
 CASES = json.loads((REF / "cases.json").read_text())["cases"]
@@ -39,7 +41,7 @@ def fit_of(case: str) -> dict:
 
 def render(printer, *args, width: int = 80, **kwargs) -> str:
     buf = io.StringIO()
-    printer(T.make_console(width=width, file=buf), *args, **kwargs)
+    printer(make_console(width=width, file=buf), *args, **kwargs)
     return buf.getvalue()
 
 
@@ -214,7 +216,7 @@ def test_fit_convergence_messages_in_warning_panel() -> None:
 def test_significant_rows_are_bold_on_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NO_COLOR", raising=False)
     buf = io.StringIO()
-    T.print_fit(T.make_console(width=100, file=buf, force_terminal=True), fit_of("heck_seed2_reml"))
+    T.print_fit(make_console(width=100, file=buf, force_terminal=True), fit_of("heck_seed2_reml"))
     lines = buf.getvalue().splitlines()
     bold = "\x1b[1m"
     assert bold in next(ln for ln in lines if "4.42383" in ln)  # ses, p < 2e-16
@@ -400,7 +402,7 @@ def test_ranef_coef_carried_per_row() -> None:
         r["coef"] = coef[r["group"]][r["level"]][r["term"]]
     text = render(T.print_ranef, ranef, head=1)
     assert (
-        line_with(text, "308 ").split()[-1] == T.format_fixed([c["(Intercept)"] for c in coef["Subject"].values()])[0]
+        line_with(text, "308 ").split()[-1] == N.format_fixed([c["(Intercept)"] for c in coef["Subject"].values()])[0]
     )
     assert line_with(text, "Level").split()[-1] == "Coef"
 
@@ -496,7 +498,7 @@ def test_not_a_terminal_writes_no_escapes(monkeypatch: pytest.MonkeyPatch) -> No
 def test_forced_terminal_has_colour(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NO_COLOR", raising=False)
     buf = io.StringIO()
-    T.print_fit(T.make_console(width=80, file=buf, force_terminal=True), fit_of("heck_seed1_reml"))
+    T.print_fit(make_console(width=80, file=buf, force_terminal=True), fit_of("heck_seed1_reml"))
     assert ANSI in buf.getvalue()
     assert "\x1b[33m" in buf.getvalue() or "\x1b[38;5;3m" in buf.getvalue()  # the yellow warning panel
 
@@ -513,18 +515,18 @@ def test_no_color_writes_no_escapes(monkeypatch: pytest.MonkeyPatch, printer: st
     fn, arg = calls[printer]
     monkeypatch.delenv("NO_COLOR", raising=False)
     buf = io.StringIO()
-    fn(T.make_console(file=buf, force_terminal=True, no_color=True), arg)
+    fn(make_console(file=buf, force_terminal=True, no_color=True), arg)
     assert ANSI not in buf.getvalue()
     monkeypatch.setenv("NO_COLOR", "1")
     buf = io.StringIO()
-    fn(T.make_console(file=buf, force_terminal=True), arg)
+    fn(make_console(file=buf, force_terminal=True), arg)
     assert ANSI not in buf.getvalue()
 
 
 def test_empty_no_color_variable_keeps_colour(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_COLOR", "")
     buf = io.StringIO()
-    T.print_tau(T.make_console(file=buf, force_terminal=True), load("ss_slope_reml")["tau"])
+    T.print_tau(make_console(file=buf, force_terminal=True), load("ss_slope_reml")["tau"])
     assert ANSI in buf.getvalue()
 
 
@@ -565,21 +567,21 @@ COLUMN_CASES = [
 
 @pytest.mark.parametrize(("digits", "pvalues", "expected"), PVALUE_CASES)
 def test_format_pvalues_as_r(digits: int, pvalues: list[float], expected: list[str]) -> None:
-    assert T.format_pvalues(pvalues, digits) == expected
+    assert N.format_pvalues(pvalues, digits) == expected
 
 
 @pytest.mark.parametrize(("values", "expected"), COLUMN_CASES)
 def test_format_column_as_r(values: list[float], expected: list[str]) -> None:
-    assert T.format_column(values, 4) == expected
+    assert N.format_column(values, 4) == expected
 
 
 def test_format_helpers_edge_cases() -> None:
-    assert T.format_column([None, float("nan"), 2.5]) == ["", "", "2.5"]
-    assert T.format_pvalues([None, 0.03]) == ["", "0.03"]
-    stars = [T.signif_stars(p) for p in (1e-5, 0.005, 0.02, 0.07, 0.5, None)]
+    assert N.format_column([None, float("nan"), 2.5]) == ["", "", "2.5"]
+    assert N.format_pvalues([None, 0.03]) == ["", "0.03"]
+    stars = [N.signif_stars(p) for p in (1e-5, 0.005, 0.02, 0.07, 0.5, None)]
     assert stars == ["***", "**", "*", ".", "", ""]
-    assert T.format_fixed([-0.00001, 12.3456]) == ["0.00", "12.35"]
+    assert N.format_fixed([-0.00001, 12.3456]) == ["0.00", "12.35"]
     # R: abbreviate(c("(Intercept)", "ses", "public", "ses:public"), 6)
-    short = T.abbreviate(["(Intercept)", "ses", "public", "ses:public"])
+    short = N.abbreviate(["(Intercept)", "ses", "public", "ses:public"])
     assert short == ["(Intr)", "ses", "public", "ss:pbl"]
-    assert T.abbreviate(["abcdefgh1", "abcdefgh2"]) == ["abcdefgh1", "abcdefgh2"]  # would collide
+    assert N.abbreviate(["abcdefgh1", "abcdefgh2"]) == ["abcdefgh1", "abcdefgh2"]  # would collide

@@ -1,4 +1,5 @@
-"""The `mlm` command line: parse options, call the engine, hand the result to a renderer.
+"""The `mlm` command line: parse options, call the engine, hand the report to the renderer that
+mlmcli/render/registry.py names for its format.
 
 app.py holds the typer application and the shared option types; common.py what every command does
 around its work; models.py, tables.py, inference.py, workflow.py and pictures.py the commands; entry.py main().

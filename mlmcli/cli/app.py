@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
+from mlmcli.render.registry import formats
+
 EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_STRICT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
@@ -35,19 +37,6 @@ app = typer.Typer(
 )
 
 
-class Format(str, Enum):
-    text = "text"
-    table = "table"
-    json = "json"
-
-
-class RanefFormat(str, Enum):
-    text = "text"
-    table = "table"
-    json = "json"
-    csv = "csv"
-
-
 class Ddf(str, Enum):
     satterthwaite = "Satterthwaite"
     kenward_roger = "Kenward-Roger"
@@ -58,13 +47,6 @@ class CiMethod(str, Enum):
     wald = "wald"
     profile = "profile"
     boot = "boot"
-
-
-class FitFormat(str, Enum):
-    text = "text"
-    table = "table"
-    json = "json"
-    csv = "csv"
 
 
 class Optimizer(str, Enum):
@@ -89,28 +71,26 @@ class Engine(str, Enum):
     dask = "dask"
 
 
-class SchemaName(str, Enum):
-    fit = "fit"
-    tau = "tau"
-    ranef = "ranef"
-    compare = "compare"
-    table = "table"
-    predict = "predict"
-    augment = "augment"
-    confint = "confint"
-    anova = "anova"
-    ranova = "ranova"
-    plot = "plot"
-
-
-class RowsFormat(str, Enum):
-    csv = "csv"
-    json = "json"
-
-
 class ReForm(str, Enum):
     all = "all"
     none = "none"
+
+
+def choice(values: list[str]) -> Any:
+    """click's Choice of `values` (what typer makes of an Enum), from the click typer uses."""
+    from importlib import import_module
+
+    try:
+        click = import_module("typer._click")  # typer vendors click from 0.2x on
+    except ImportError:
+        click = import_module("click")
+    return click.Choice(values)
+
+
+def format_option(kind: str, help: str) -> Any:
+    """--format/-f of the command `kind`: the formats the renderers' registry writes its report in
+    (mlmcli/render/registry.py), in the registry's order."""
+    return typer.Option("--format", "-f", help=help, click_type=choice(formats(kind)))
 
 
 DATA_HELP = (

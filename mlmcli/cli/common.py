@@ -1,5 +1,6 @@
 """What every command does around its work: fit the model, say what went wrong in one line, write the
-output whole (JSON, R's text or a table), and exit 3 under --strict when the fit warned."""
+output whole (by the renderer the registry names for the report and format: JSON, R's text, CSV or a
+table), and exit 3 under --strict when the fit warned."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from enum import Enum
 from typing import Any
 
 import typer
@@ -18,10 +18,10 @@ from mlmcli.pipeline import check_finite as _check_finite
 from mlmcli.pipeline import user_errors as _user_errors
 
 
-def _default_format(fmt: Enum | None, output: str | None) -> str:
+def _default_format(fmt: str | None, output: str | None) -> str:
     """Tables on a terminal, lme4's text otherwise."""
     if fmt is not None:
-        return fmt.value
+        return fmt
     return "table" if output is None and sys.stdout.isatty() else "text"
 
 
@@ -229,31 +229,32 @@ def _warn(lines: list[str]) -> None:
 
 def _deliver(
     kind: str,
+    form: str,
     report: dict,
     output: str | None,
-    inputs: tuple[str, ...],
-    no_color: bool,
-    text: str,
-    table: str,
-    **table_options: Any,
+    inputs: tuple[str, ...] = (),
+    no_color: bool = False,
+    **options: Any,
 ) -> None:
-    """A report as JSON, as R's printed text or as a table; the renderers ("module:function", imported
-    only when chosen) see its printable form."""
-    if kind == "json":
-        _emit(_json(report), output, inputs)
+    """The report of the command `kind` in the format `form`, by its renderer in the registry
+    (mlmcli/render/registry.py): text written whole (R's messages to stderr after it), a table drawn
+    on a console (the registry's text layout instead where the terminal is too narrow for it)."""
+    from mlmcli.render.registry import draw, render, renderer
+
+    entry = renderer(kind, form)
+    if entry.console:
+        _table(
+            lambda c: draw(kind, form, c, report, **options),
+            output,
+            no_color,
+            inputs,
+            lambda: render(kind, entry.narrow, report, **options).text,
+        )
         return
-    from importlib import import_module
-
-    def renderer(spec: str) -> Callable:
-        module, name = spec.split(":")
-        return getattr(import_module(module), name)
-
-    shown = _printable(report)
-    if kind == "text":
-        _emit(renderer(text)(shown), output, inputs)
-    else:
-        draw = renderer(table)
-        _table(lambda c: draw(c, shown, **table_options), output, no_color, inputs, lambda: renderer(text)(shown))
+    printed = render(kind, form, report, **options)
+    _emit(printed.text, output, inputs)
+    if printed.err:
+        sys.stderr.write(printed.err)
 
 
 def _strict_exit(strict: bool, warnings: list[str], *models: Any) -> None:
@@ -263,8 +264,8 @@ def _strict_exit(strict: bool, warnings: list[str], *models: Any) -> None:
         raise typer.Exit(EXIT_STRICT)
 
 
-def _note_ignored(option: str, kind: str, applies_to: str) -> None:
-    sys.stderr.write(f"mlm: note: {option} applies to {applies_to} output; ignored with --format {kind}\n")
+def _note_ignored(option: str, form: str, applies_to: str) -> None:
+    sys.stderr.write(f"mlm: note: {option} applies to {applies_to} output; ignored with --format {form}\n")
 
 
 def _emit(text: str, output: str | None, inputs: tuple[str, ...] = ()) -> None:
@@ -279,12 +280,6 @@ def _emit(text: str, output: str | None, inputs: tuple[str, ...] = ()) -> None:
     from mlmcli.outfile import write_output
 
     write_output(output, text.encode(), inputs)
-
-
-def _json(obj: dict) -> str:
-    import json
-
-    return json.dumps(obj, indent=1, allow_nan=False) + "\n"
 
 
 def _table(
@@ -302,7 +297,7 @@ def _table(
     """
     import io
 
-    from mlmcli.render.table import make_console
+    from mlmcli.render.layout import make_console
 
     tty = (output is None or output == "-") and sys.stdout.isatty()
     plain = no_color or bool(os.environ.get("NO_COLOR")) or not tty
@@ -332,14 +327,7 @@ def _terminal_columns() -> int:
     return get_terminal_size((80, 24)).columns
 
 
-def _printable(report: dict) -> dict:
-    """Levels with newlines or tabs escaped as R prints them, for text and table output."""
-    from mlmcli.rcompat.escape import escape_strings
-
-    return escape_strings(report)
-
-
-def _begin(data: str, output: str | None, fmt: Enum | None) -> tuple[tuple[str, ...], str]:
+def _begin(data: str, output: str | None, fmt: str | None) -> tuple[tuple[str, ...], str]:
     """A command's first step, before any work: the files it must not overwrite (checked against
     -o) and the output format it will write."""
     inputs = (data,)

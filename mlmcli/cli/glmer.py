@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from enum import Enum
 
 from mlmcli.cli.app import DataOptions
-from mlmcli.cli.common import _emit, _json, _printable, _strict_exit, _user_errors, _warn
+from mlmcli.cli.common import _deliver, _strict_exit, _user_errors, _warn
 from mlmcli.errors import MlmError
-
-GLMER_FORMATS = ("text", "json")
 
 
 def fit_glmer(
@@ -27,10 +24,10 @@ def fit_glmer(
     ci: Enum | None,
 ) -> None:
     from mlmcli.pipeline import glmer
-    from mlmcli.render.glmer_text import glmer_summary_output
+    from mlmcli.render.registry import formats
     from mlmcli.report import glmer_fit_report
 
-    if kind not in GLMER_FORMATS:
+    if kind not in formats("glmer_fit"):
         raise MlmError(f"--format {kind} is not offered with --family yet: use text or json")
     if source.engine == "dask":
         raise MlmError("--engine dask is not offered with --family yet")
@@ -55,10 +52,5 @@ def fit_glmer(
         report = glmer_fit_report(model)
     warnings = report["warnings"]
     _warn(warnings)
-    if kind == "json":
-        _emit(_json(report), output, inputs)
-    else:
-        printed = glmer_summary_output(_printable(report))
-        _emit(printed.out, output, inputs)
-        sys.stderr.write(printed.err)
+    _deliver("glmer_fit", kind, report, output, inputs)
     _strict_exit(strict, warnings, model)

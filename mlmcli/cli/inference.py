@@ -14,7 +14,6 @@ from mlmcli.cli.app import (
     CiMethod,
     DataArg,
     DataOptions,
-    Format,
     FormulaArg,
     MlOpt,
     NoColorOpt,
@@ -25,6 +24,7 @@ from mlmcli.cli.app import (
     VerboseOpt,
     app,
     examples,
+    format_option,
     reads_data,
 )
 from mlmcli.cli.common import (
@@ -98,9 +98,7 @@ def confint(
     ] = None,
     ml: MlOpt = False,
     source: DataOptions = DataOptions(),
-    fmt: Annotated[
-        Format | None, typer.Option("--format", "-f", help="text (R's confint matrix), table, json.")
-    ] = None,
+    fmt: Annotated[str | None, format_option("confint", "text (R's confint matrix), table, json.")] = None,
     output: OutputOpt = None,
     no_color: NoColorOpt = False,
     strict: StrictOpt = False,
@@ -112,7 +110,7 @@ def confint(
 
     check_level(level)
     spec = Bootstrap(nsim=nsim, seed=seed) if method == CiMethod.boot else None  # bad --nsim, --seed: now
-    inputs, kind = _begin(data, output, fmt)
+    inputs, form = _begin(data, output, fmt)
     names = [s.strip() for s in parm.split(",") if s.strip()] if parm else None
     if source.engine == "dask" and method != CiMethod.wald:
         # profiles refit with a parameter held fixed, the bootstrap simulates responses: both need the rows
@@ -127,15 +125,7 @@ def confint(
     if spec is not None:
         _warn(spec.messages)
         warnings += [m for m in spec.messages if "failed" in m]
-    _deliver(
-        kind,
-        report,
-        output,
-        inputs,
-        no_color,
-        "mlmcli.render.inference:confint_text",
-        "mlmcli.render.inference:print_confint",
-    )
+    _deliver("confint", form, report, output, inputs, no_color)
     _strict_exit(strict, warnings, model)
 
 
@@ -152,7 +142,7 @@ def anova(
     ] = AnovaDdf.satterthwaite,
     ml: MlOpt = False,
     source: DataOptions = DataOptions(),
-    fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lmerTest's table), table, json.")] = None,
+    fmt: Annotated[str | None, format_option("anova", "text (lmerTest's table), table, json.")] = None,
     output: OutputOpt = None,
     no_color: NoColorOpt = False,
     strict: StrictOpt = False,
@@ -162,7 +152,7 @@ def anova(
     from mlmcli.stats.anova import anova_report
 
     _memory_only("anova", source)  # the terms' contrasts come from the data's rows
-    inputs, kind = _begin(data, output, fmt)
+    inputs, form = _begin(data, output, fmt)
     _check_ddf(ddf.value, ml, source.weights)
     model, frame = _fit(data, formula, ml, ddf.value, source=source, verbose=verbose)
     with _user_errors(formula):
@@ -171,15 +161,7 @@ def anova(
     if ddf == AnovaDdf.satterthwaite:
         warnings += list(model.satterthwaite().messages)
     _warn(warnings)
-    _deliver(
-        kind,
-        report,
-        output,
-        inputs,
-        no_color,
-        "mlmcli.render.inference:anova_text",
-        "mlmcli.render.inference:print_anova",
-    )
+    _deliver("anova", form, report, output, inputs, no_color)
     _strict_exit(strict, warnings, model)
 
 
@@ -190,7 +172,7 @@ def ranova(
     formula: FormulaArg,
     ml: MlOpt = False,
     source: DataOptions = DataOptions(),
-    fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lmerTest's table), table, json.")] = None,
+    fmt: Annotated[str | None, format_option("ranova", "text (lmerTest's table), table, json.")] = None,
     output: OutputOpt = None,
     no_color: NoColorOpt = False,
     strict: StrictOpt = False,
@@ -200,17 +182,9 @@ def ranova(
     from mlmcli.stats.ranova import ranova_report
 
     _memory_only("ranova", source)  # the reduced models are refitted to the rows
-    inputs, kind = _begin(data, output, fmt)
+    inputs, form = _begin(data, output, fmt)
     model, frame = _fit_and_warn(data, formula, ml, source=source, verbose=verbose)
     with _user_errors(formula):
         report = ranova_report(model, frame)
-    _deliver(
-        kind,
-        report,
-        output,
-        inputs,
-        no_color,
-        "mlmcli.render.inference:ranova_text",
-        "mlmcli.render.inference:print_ranova",
-    )
+    _deliver("ranova", form, report, output, inputs, no_color)
     _strict_exit(strict, model.warnings, model)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
@@ -16,8 +15,6 @@ from mlmcli.cli.app import (
     DataOptions,
     Ddf,
     FamilyOpt,
-    FitFormat,
-    Format,
     FormulaArg,
     LinkOpt,
     MlOpt,
@@ -27,13 +24,13 @@ from mlmcli.cli.app import (
     Optimizer,
     OptimizerOpt,
     OutputOpt,
-    RanefFormat,
     SeedOpt,
     StrictOpt,
     VerboseOpt,
     app,
     check_argument_order,
     examples,
+    format_option,
     reads_data,
 )
 from mlmcli.cli.common import (
@@ -41,16 +38,12 @@ from mlmcli.cli.common import (
     _bootstrap_progress,
     _check_ddf,
     _deliver,
-    _emit,
     _fit,
     _fit_all,
     _fit_and_warn,
     _fit_on_cluster,
-    _json,
     _note_ignored,
-    _printable,
     _strict_exit,
-    _table,
     _user_errors,
     _warn,
 )
@@ -84,8 +77,7 @@ def fit(
     source: DataOptions = DataOptions(),
     optimizer: OptimizerOpt = Optimizer.robust,
     fmt: Annotated[
-        FitFormat | None,
-        typer.Option("--format", "-f", help="text (lme4's summary), table, json, csv (broom.mixed's tidy())."),
+        str | None, format_option("fit", "text (lme4's summary), table, json, csv (broom.mixed's tidy()).")
     ] = None,
     ddf: Annotated[
         Ddf,
@@ -122,23 +114,23 @@ def fit(
     with --family, a generalized one as glmer fits it."""
     from mlmcli.report import fit_report
 
-    inputs, kind = _begin(data, output, fmt)
+    inputs, form = _begin(data, output, fmt)
     if family is not None:
         from mlmcli.cli.glmer import fit_glmer
 
-        fit_glmer(data, formula, family.value, link, nagq, source, optimizer.value, kind, output, inputs, strict, ci)
+        fit_glmer(data, formula, family.value, link, nagq, source, optimizer.value, form, output, inputs, strict, ci)
         return
     _check_ddf(ddf.value, ml, source.weights)
-    if correlation and kind != "table":
-        _note_ignored("--correlation", kind, "table")
+    if correlation and form != "table":
+        _note_ignored("--correlation", form, "table")
     spec = None
     if ci is not None:
         from mlmcli.stats.confint import Bootstrap, check_level
 
         check_level(level)
         spec = Bootstrap(nsim=nsim, seed=seed) if ci == CiMethod.boot else None
-        if kind == "text":
-            _note_ignored("--ci", kind, "json, table and csv")
+        if form == "text":
+            _note_ignored("--ci", form, "json, table and csv")
         if ci in (CiMethod.profile, CiMethod.boot) and source.engine == "dask":
             # profiles refit with a fixed effect moved into the response, the bootstrap simulates
             # responses: both need the rows
@@ -149,42 +141,20 @@ def fit(
     with _user_errors(formula):  # the df methods' linear algebra can break down as the fit's can
         report = fit_report(model)
     varpar_ci = None
-    if ci is not None and kind != "text":
+    if ci is not None and form != "text":
         from mlmcli.stats.confint import add_fixed_effect_intervals
 
         with _user_errors(formula), _bootstrap_progress(spec):
-            all_ci = add_fixed_effect_intervals(report, model, ci.value, level, spec, variance_parameters=kind == "csv")
+            all_ci = add_fixed_effect_intervals(report, model, ci.value, level, spec, variance_parameters=form == "csv")
         varpar_ci = all_ci[: len(all_ci) - model.p]
     warnings = report["warnings"] + report.get("lmerTest_messages", [])
     _warn(warnings)
-    if spec is not None and kind != "text":
+    if spec is not None and form != "text":
         _warn(spec.messages)
         warnings += [m for m in spec.messages if "failed" in m]
-    if kind in ("json", "table"):  # the ICC and R² appear in json and table output only
+    if form in ("json", "table"):  # the ICC and R² appear in json and table output only
         _warn([f"mlm: note: {w}" for w in report.get("effects_warnings", [])])
-    if kind == "csv":
-        from mlmcli.render.tidy import tidy_csv
-
-        _emit(tidy_csv(_printable(report), varpar_ci), output, inputs)
-    elif kind == "json":
-        _emit(_json(report), output, inputs)
-    elif kind == "text":
-        from mlmcli.render.text import fit_summary_output
-
-        printed = fit_summary_output(_printable(report))
-        _emit(printed.out, output, inputs)
-        sys.stderr.write(printed.err)
-    else:
-        from mlmcli.render.table import print_fit
-        from mlmcli.render.text import fit_summary_output
-
-        _table(
-            lambda c: print_fit(c, _printable(report), correlation=correlation),
-            output,
-            no_color,
-            inputs,
-            lambda: fit_summary_output(_printable(report)).out,
-        )
+    _deliver("fit", form, report, output, inputs, no_color, correlation=correlation, varpar_ci=varpar_ci)
     _strict_exit(strict, warnings, model)
 
 
@@ -196,7 +166,7 @@ def tau(
     ml: MlOpt = False,
     source: DataOptions = DataOptions(),
     optimizer: OptimizerOpt = Optimizer.robust,
-    fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (Matrix::bdiag), table, json.")] = None,
+    fmt: Annotated[str | None, format_option("tau", "text (Matrix::bdiag), table, json.")] = None,
     corr: Annotated[bool, typer.Option("--corr", help="Show the correlation matrix alone (table).")] = False,
     output: OutputOpt = None,
     no_color: NoColorOpt = False,
@@ -206,21 +176,12 @@ def tau(
     """The Tau matrix: each grouping factor's random-effects covariance, and the residual variance."""
     from mlmcli.report import tau_report
 
-    inputs, kind = _begin(data, output, fmt)
-    if corr and kind != "table":
-        _note_ignored("--corr", kind, "table")
+    inputs, form = _begin(data, output, fmt)
+    if corr and form != "table":
+        _note_ignored("--corr", form, "table")
     model, _ = _fit_and_warn(data, formula, ml, source=source, optimizer=optimizer.value, verbose=verbose)
     report = tau_report(model)
-    _deliver(
-        kind,
-        report,
-        output,
-        inputs,
-        no_color,
-        "mlmcli.render.text:tau_text",
-        "mlmcli.render.table:print_tau",
-        corr_only=corr,
-    )
+    _deliver("tau", form, report, output, inputs, no_color, corr_only=corr)
     _strict_exit(strict, model.warnings, model)
 
 
@@ -232,7 +193,7 @@ def ranef(
     ml: MlOpt = False,
     source: DataOptions = DataOptions(),
     optimizer: OptimizerOpt = Optimizer.robust,
-    fmt: Annotated[RanefFormat | None, typer.Option("--format", "-f", help="table, csv, json, text.")] = None,
+    fmt: Annotated[str | None, format_option("ranef", "table, csv, json, text.")] = None,
     head: Annotated[
         int | None, typer.Option("--head", min=1, help="Show the first N levels of each factor (table and text).")
     ] = None,
@@ -248,36 +209,14 @@ def ranef(
     """Conditional modes (Empirical Bayes estimates) of the random effects with conditional SDs."""
     from mlmcli.report import ranef_report
 
-    inputs, kind = _begin(data, output, fmt)
-    if head is not None and kind not in ("table", "text"):
-        _note_ignored("--head", kind, "table and text")
-    if wide and kind not in ("table", "csv"):
-        _note_ignored("--wide", kind, "table and csv")
+    inputs, form = _begin(data, output, fmt)
+    if head is not None and form not in ("table", "text"):
+        _note_ignored("--head", form, "table and text")
+    if wide and form not in ("table", "csv"):
+        _note_ignored("--wide", form, "table and csv")
     model, _ = _fit_and_warn(data, formula, ml, source=source, optimizer=optimizer.value, verbose=verbose)
     report = ranef_report(model, with_coef=with_coef)
-    if kind == "json":
-        _emit(_json(report), output, inputs)
-    elif kind == "csv":
-        from mlmcli.render.csvout import ranef_csv
-
-        _emit(ranef_csv(report, wide=wide, with_coef=with_coef), output, inputs)
-    elif kind == "text":
-        from mlmcli.render.ranef_text import ranef_text
-
-        _emit(ranef_text(_printable(report), head=head), output, inputs)
-    else:
-        from mlmcli.render.table import print_ranef
-
-        shown = _printable(report)
-        from mlmcli.render.ranef_text import ranef_text
-
-        _table(
-            lambda c: print_ranef(c, shown, head=head, wide=wide, coef=shown.get("coef") if with_coef else None),
-            output,
-            no_color,
-            inputs,
-            lambda: ranef_text(shown, head=head),
-        )
+    _deliver("ranef", form, report, output, inputs, no_color, head=head, wide=wide, with_coef=with_coef)
     _strict_exit(strict, model.warnings, model)
 
 
@@ -292,7 +231,7 @@ def compare(
     ml: MlOpt = False,
     source: DataOptions = DataOptions(),
     optimizer: OptimizerOpt = Optimizer.robust,
-    fmt: Annotated[Format | None, typer.Option("--format", "-f", help="text (lme4's anova), table, json.")] = None,
+    fmt: Annotated[str | None, format_option("compare", "text (lme4's anova), table, json.")] = None,
     names: Annotated[str | None, typer.Option("--names", help="Comma-separated model names.")] = None,
     variance_reduction: Annotated[
         bool, typer.Option("--variance-reduction", help="Proportion of variance reduced at level 1 and 2, and the ICC.")
@@ -313,7 +252,7 @@ def compare(
     labels = [s.strip() for s in names.split(",")] if names else [f"m{i + 1}" for i in range(len(formulas))]
     if len(labels) != len(formulas) or len(set(labels)) != len(labels):
         raise MlmError(f"--names needs {len(formulas)} distinct names, got {names!r}")
-    inputs, kind = _begin(data, output, fmt)
+    inputs, form = _begin(data, output, fmt)
     if source.engine == "dask":
         fits = _fit_on_cluster(data, formulas, ml, "none", optimizer.value, source, residuals=False)
     else:
@@ -328,29 +267,5 @@ def compare(
     vr = reduction(fits[0], list(zip(labels[1:], fits[1:], strict=True))) if variance_reduction else None
     if vr is not None:
         report["variance_reduction"] = vr
-    if kind == "json":
-        _emit(_json(report), output, inputs)
-    elif kind == "text":
-        _emit(_compare_text(report, vr), output, inputs)
-    else:
-        from mlmcli.render.table import print_compare
-
-        _table(
-            lambda c: print_compare(c, _printable(report), variance_reduction=_printable(vr) if vr else None),
-            output,
-            no_color,
-            inputs,
-            lambda: _compare_text(report, vr),
-        )
+    _deliver("compare", form, report, output, inputs, no_color)
     _strict_exit(strict, warnings, *fits)
-
-
-def _compare_text(report: dict, vr: dict | None) -> str:
-    from mlmcli.render.text import anova_text
-
-    text = anova_text(_printable(report))
-    if vr is not None:
-        from mlmcli.render.csvout import variance_reduction_text
-
-        text += variance_reduction_text(_printable(vr))
-    return text

@@ -16,15 +16,25 @@ from mlmcli.cli.app import (
     DataOptions,
     FormulaArg,
     MlOpt,
-    SchemaName,
     StrictOpt,
     VerboseOpt,
     app,
+    choice,
     examples,
+    format_option,
     reads_data,
 )
-from mlmcli.cli.common import _check_outputs, _emit, _fit_and_warn, _json, _memory_only, _strict_exit, _user_errors
+from mlmcli.cli.common import (
+    _check_outputs,
+    _deliver,
+    _emit,
+    _fit_and_warn,
+    _memory_only,
+    _strict_exit,
+    _user_errors,
+)
 from mlmcli.errors import MlmError
+from mlmcli.render.registry import reports_in
 
 
 class PlotKind(str, Enum):
@@ -34,10 +44,6 @@ class PlotKind(str, Enum):
     fitted = "fitted"
     residuals = "residuals"
     profile = "profile"
-
-
-class PlotFormat(str, Enum):
-    json = "json"
 
 
 class PlotTheme(str, Enum):
@@ -54,6 +60,9 @@ SCHEMA_EXAMPLES = examples(
     "mlm schema fit",
     "mlm schema plot",
 )
+
+# the commands that write JSON, each with its schema in mlmcli/schemas/
+_JSON = reports_in("json")
 
 # matplotlib refuses images of 2^16 pixels or more on a side; say so before fitting
 MAX_PIXELS = 2**16 - 1
@@ -81,7 +90,7 @@ def plot(
     groups: Annotated[int | None, typer.Option("--groups", min=0, help="Groups drawn; 0: all.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", min=0, help="Seed of the spaghetti sample (default 1).")] = None,
     data_out: Annotated[str | None, typer.Option("--data-out", help="Also write the plotted numbers (CSV).")] = None,
-    fmt: Annotated[PlotFormat | None, typer.Option("--format", "-f", help="json: print the plotted numbers.")] = None,
+    fmt: Annotated[str | None, format_option("plot", "json: print the plotted numbers.")] = None,
     strict: StrictOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -129,20 +138,18 @@ def plot(
             opts.profiles = profile_curves(model)
     plotted = draw(model, frame, opts)
     if fmt is not None:
-        _emit(_json(plotted), None)
+        _deliver("plot", fmt, plotted, None)
     _strict_exit(strict, model.warnings, model)
 
 
 @app.command(epilog=SCHEMA_EXAMPLES)
 def schema(
     name: Annotated[
-        SchemaName,
-        typer.Argument(
-            help="fit, tau, ranef, compare, table, predict, augment, confint, anova, ranova or plot.", metavar="COMMAND"
-        ),
+        str,
+        typer.Argument(help=f"{', '.join(_JSON[:-1])} or {_JSON[-1]}.", metavar="COMMAND", click_type=choice(_JSON)),
     ],
 ) -> None:
     """Print the JSON schema that `mlm COMMAND --format json` output follows."""
     from importlib.resources import files
 
-    _emit((files("mlmcli") / "schemas" / f"{name.value}.schema.json").read_text(encoding="utf-8"), None)
+    _emit((files("mlmcli") / "schemas" / f"{name}.schema.json").read_text(encoding="utf-8"), None)

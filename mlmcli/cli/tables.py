@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from enum import Enum
 from typing import Annotated
 
 import typer
@@ -25,30 +24,19 @@ from mlmcli.cli.app import (
     app,
     check_argument_order,
     examples,
+    format_option,
     reads_data,
 )
 from mlmcli.cli.common import (
     _check_outputs,
-    _emit,
+    _deliver,
     _fit_all,
     _fit_on_cluster,
-    _json,
     _strict_exit,
-    _table,
     _user_errors,
     _warn,
 )
 from mlmcli.errors import MlmError
-
-
-class TableFormat(str, Enum):
-    table = "table"
-    markdown = "markdown"
-    latex = "latex"
-    html = "html"
-    csv = "csv"
-    json = "json"
-
 
 EXAMPLES = examples(
     f'mlm table {HECK} "math ~ ses + (1|schcode)" "math ~ ses*public + (ses|schcode)" -o table.tex',
@@ -59,10 +47,10 @@ EXAMPLES = examples(
 _BY_SUFFIX = {".md": "markdown", ".tex": "latex", ".html": "html", ".htm": "html", ".csv": "csv", ".json": "json"}
 
 
-def table_format(fmt: TableFormat | None, output: str | None) -> str:
+def table_format(fmt: str | None, output: str | None) -> str:
     """--format, else the output file's suffix, else a terminal table on a terminal and Markdown otherwise."""
     if fmt is not None:
-        return fmt.value
+        return fmt
     if output is not None and output != "-":
         suffix = os.path.splitext(output)[1].lower()
         if suffix in _BY_SUFFIX:
@@ -103,11 +91,10 @@ def table(
         ),
     ] = 3,
     fmt: Annotated[
-        TableFormat | None,
-        typer.Option(
-            "--format",
-            "-f",
-            help="markdown (default when piped), latex (booktabs), html, csv, json, or table "
+        str | None,
+        format_option(
+            "table",
+            "markdown (default when piped), latex (booktabs), html, csv, json, or table "
             "(default on a terminal); -o FILE.tex/.html/.md/.csv/.json chooses by suffix.",
         ),
     ] = None,
@@ -129,7 +116,7 @@ def table(
         check_level(level)
     inputs = (data,)
     _check_outputs(inputs, output)
-    kind = table_format(fmt, output)
+    form = table_format(fmt, output)
     if source.engine == "dask":
         fits = _fit_on_cluster(data, formulas, ml, "Satterthwaite", optimizer.value, source, residuals=False)
     else:
@@ -138,23 +125,7 @@ def table(
         report = table_report(fits, labels, level if ci else None)
     warnings = [f"{m['name']}: {w}" for m in report["models"] for w in m["warnings"]]
     _warn(warnings)
-    if kind != "json":
+    if form != "json":
         _warn([f"mlm: note: {m['name']}: {w}" for m in report["models"] for w in m["effects_warnings"]])
-    if kind == "json":
-        _emit(_json(report), output, inputs)
-    elif kind == "table":
-        from mlmcli.render.modeltable import markdown, print_table
-
-        # too narrow for the table: the Markdown layout, as piped output has
-        _table(lambda c: print_table(c, report, digits), output, no_color, inputs, lambda: markdown(report, digits))
-    else:
-        from mlmcli.render import modeltable
-
-        render = {
-            "markdown": modeltable.markdown,
-            "latex": modeltable.latex,
-            "html": modeltable.html_table,
-            "csv": modeltable.csv_table,
-        }[kind]
-        _emit(render(report, digits), output, inputs)
+    _deliver("table", form, report, output, inputs, no_color, digits=digits)
     _strict_exit(strict, warnings, *fits)

@@ -16,18 +16,17 @@ from mlmcli.cli.app import (
     MlOpt,
     OutputOpt,
     ReForm,
-    RowsFormat,
     StrictOpt,
     VerboseOpt,
     app,
     examples,
+    format_option,
     reads_data,
 )
 from mlmcli.cli.common import (
     _check_outputs,
-    _emit,
+    _deliver,
     _fit_and_warn,
-    _json,
     _memory_only,
     _read,
     _strict_exit,
@@ -79,7 +78,7 @@ def predict(
     ] = False,
     ml: MlOpt = False,
     source: DataOptions = DataOptions(),
-    fmt: Annotated[RowsFormat, typer.Option("--format", "-f", help="csv or json.")] = RowsFormat.csv,
+    fmt: Annotated[str, format_option("predict", "csv or json.")] = "csv",
     output: OutputOpt = None,
     strict: StrictOpt = False,
     verbose: VerboseOpt = False,
@@ -103,12 +102,7 @@ def predict(
     with _user_errors(formula):
         new = _read(newdata, None, source.sep, newdata_sheet, verbose) if newdata is not None else None
         report, columns = prediction_report(model, frame, new, re_form.value, allow_new_levels)
-    if fmt == RowsFormat.json:
-        _emit(_json(report), output, inputs)
-    else:
-        from mlmcli.render.rows import rows_csv
-
-        _emit(rows_csv(columns), output, inputs)
+    _deliver("predict", fmt, report, output, inputs, columns=columns)
     _strict_exit(strict, model.warnings, model)
 
 
@@ -119,7 +113,7 @@ def augment(
     formula: FormulaArg,
     ml: MlOpt = False,
     source: DataOptions = DataOptions(),
-    fmt: Annotated[RowsFormat, typer.Option("--format", "-f", help="csv or json.")] = RowsFormat.csv,
+    fmt: Annotated[str, format_option("augment", "csv or json.")] = "csv",
     output: OutputOpt = None,
     strict: StrictOpt = False,
     verbose: VerboseOpt = False,
@@ -132,10 +126,5 @@ def augment(
     _check_outputs(inputs, output)
     model, frame = _fit_and_warn(data, formula, ml, source=source, verbose=verbose)
     report, columns = augment_report(model, frame.int_columns)
-    if fmt == RowsFormat.json:
-        _emit(_json(report), output, inputs)
-    else:
-        from mlmcli.render.rows import rows_csv
-
-        _emit(rows_csv(columns), output, inputs)
+    _deliver("augment", fmt, report, output, inputs, columns=columns)
     _strict_exit(strict, model.warnings, model)

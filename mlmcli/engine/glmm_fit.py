@@ -141,6 +141,7 @@ def _optimize(
     at = x.copy()
     x, fval = check_boundary(f, x, fval, lower)
     opt = Optimum(theta=x, criterion=fval, evaluations=f.count, status=status, checked_at=at)
+    known = None
     if polish:
 
         def restart(v: np.ndarray) -> tuple[np.ndarray, float]:
@@ -152,9 +153,13 @@ def _optimize(
         if f2 < fval:
             opt = Optimum(theta=x2, criterion=f2, evaluations=f.count, status=status, polished=True, checked_at=x2)
             x, fval = x2, f2
+        last = polisher.last
+        if last is not None and np.array_equal(last.theta, x) and np.all(last.delta == DERIV_DELTA):
+            known = (last.gradient, last.hessian)  # the polish's last derivatives are lme4's checks'
     theta_lower = lower[: f.ntheta]
     if checks:
-        check_convergence(opt, lambda: deriv12(f, x, f(x)), _singular_bounds(lower, f.ntheta))
+        derivs = known if known is not None else deriv12(f, x, fval)
+        check_convergence(opt, lambda: derivs, _singular_bounds(lower, f.ntheta))
         if opt.hessian is None:  # a singular fit skips lme4's checks, not its derivatives
             opt.gradient, opt.hessian = deriv12(f, x, fval, DERIV_DELTA)
     else:

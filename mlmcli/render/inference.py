@@ -68,14 +68,15 @@ def ranova_text(report: dict) -> str:
 
 
 def print_confint(console: Any, report: dict) -> None:
-    from mlmcli.render.table import _col, _emit, format_column
+    from mlmcli.render.layout import column, print_columns
+    from mlmcli.render.numbers import format_column
 
     rows = report["intervals"]
     labels = report.get("labels") or ["lower", "upper"]
     cols = [
-        _col("", [r["parameter"] for r in rows], label=True),
-        _col(labels[0], format_column([r["lower"] for r in rows], 5)),
-        _col(labels[1], format_column([r["upper"] for r in rows], 5)),
+        column("", [r["parameter"] for r in rows], label=True),
+        column(labels[0], format_column([r["lower"] for r in rows], 5)),
+        column(labels[1], format_column([r["upper"] for r in rows], 5)),
     ]
     method = report["method"]
     kind = {"wald": "Wald", "profile": "Profile", "boot": "Bootstrap"}.get(method, method)
@@ -86,38 +87,29 @@ def print_confint(console: Any, report: dict) -> None:
             f"percentiles of {report['nsim']} parametric bootstrap refits (seed {report['seed']}); "
             f"{report['singular']} singular, {report['failed']} failed"
         )
-    _emit(console, title, cols, notes)
+    print_columns(console, title, cols, notes)
 
 
 def _test_table(
     console: Any, title: str, rows: list[dict], numeric: list[tuple[str, str, int]], p_header: str, notes: list[str]
 ) -> None:
-    from mlmcli.render.table import (
-        SIGNIF_LEGEND,
-        Col,
-        _col,
-        _emit,
-        _is_num,
-        _t,
-        format_column,
-        format_pvalues,
-        signif_stars,
-    )
+    from mlmcli.render.layout import Col, cell, column, print_columns
+    from mlmcli.render.numbers import SIGNIF_LEGEND, format_column, format_pvalues, is_num, signif_stars
 
-    cols = [_col("", [r["term"] for r in rows], label=True)]
+    cols = [column("", [r["term"] for r in rows], label=True)]
     for key, header, digits in numeric:
         vals = [r[key] for r in rows]
         if all(v is None or float(v).is_integer() for v in vals):
-            cols.append(_col(header, ["" if v is None else int(v) for v in vals]))
+            cols.append(column(header, ["" if v is None else int(v) for v in vals]))
         else:
-            cols.append(_col(header, format_column(vals, digits)))
+            cols.append(column(header, format_column(vals, digits)))
     pvals = [r["p_value"] for r in rows]
-    cols.append(_col(p_header, format_pvalues(pvals, 4)))
-    cols.append(Col("", [_t(signif_stars(p)) for p in pvals], justify="left"))
-    styles = ["bold" if _is_num(p) and p < 0.05 else "" for p in pvals]
-    if any(_is_num(p) for p in pvals):
+    cols.append(column(p_header, format_pvalues(pvals, 4)))
+    cols.append(Col("", [cell(signif_stars(p)) for p in pvals], justify="left"))
+    styles = ["bold" if is_num(p) and p < 0.05 else "" for p in pvals]
+    if any(is_num(p) for p in pvals):
         notes = notes + [SIGNIF_LEGEND]
-    _emit(console, title, cols, notes, styles)
+    print_columns(console, title, cols, notes, styles)
 
 
 def print_anova(console: Any, report: dict) -> None:

@@ -79,3 +79,9 @@ def rows_csv(columns: dict[str, Sequence[Cell]]) -> str:
     for i in range(n):
         w.writerow([_cell(columns[name][i]) for name in names])
     return buf.getvalue()
+
+
+def columns_csv(report: dict, columns: dict[str, Sequence[Cell]]) -> str:
+    """predict's and augment's CSV: the report's rows written from their columns, which keep every
+    column's name (also with no rows) and its values as the fit read them."""
+    return rows_csv(columns)

@@ -3,7 +3,7 @@
 * ``fit_summary``: ``print(summary(fit))`` (lmerTest's Satterthwaite table, or lme4's own summary
   when ``fit["ddf"] == "none"``),
 * ``tau_text``: ``print(Matrix::bdiag(VarCorr(fit)))``,
-* ``anova_text``: ``print(anova(m1, m2, ...))``.
+* ``anova_text``: ``print(anova(m1, m2, ...))`` (``compare_text`` adds the variance reduction).
 
 R writes some lines to stderr (``message()``): the "Correlation matrix not shown" note of a model
 with more than 12 fixed effects, the "refitting model(s) with ML" note of anova(), Matrix's note
@@ -380,3 +380,14 @@ def anova_output(cmp: dict) -> Printed:
 def anova_text(cmp: dict) -> str:
     """print(anova(m1, m2, ...)) without the "refitting model(s) with ML" line (stderr)."""
     return anova_output(cmp).out
+
+
+def compare_text(cmp: dict) -> str:
+    """`mlm compare`: anova_text(), then the proportional reduction in variance when the report has it
+    (--variance-reduction)."""
+    text = anova_text(cmp)
+    if cmp.get("variance_reduction") is not None:
+        from mlmcli.render.csvout import variance_reduction_text
+
+        text += variance_reduction_text(cmp["variance_reduction"])
+    return text
