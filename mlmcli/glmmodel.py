@@ -60,6 +60,11 @@ class GlmmModel:
         return self.design.X.shape[1]
 
     @property
+    def reml(self) -> bool:
+        """glmer fits by maximum likelihood: compare() has nothing to refit."""
+        return False
+
+    @property
     def method(self) -> str:
         """summary's heading: lme4 says "Adaptive Gauss-Hermite Quadrature" for nAGQ 0 too."""
         return "Laplace" if self.nagq == 1 else "AGQ"
