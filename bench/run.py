@@ -209,22 +209,20 @@ def check_agreement(case: Case, tallies: list[Tally]) -> None:
     print(f"  {case.name}: REML criterion {shown} -> {verdict}", file=sys.stderr, flush=True)
 
 
-# Formula parsing, model matrices and the fit in one process, data already in memory: the engine's own
-# speed without start-up and printing. It calls mlm's modules, whose names may change while the engine
+# Formula parsing, model matrices and the fit in one process, data already in memory (the lmer
+# pipeline's phases after reading): the engine's own speed without start-up and printing. It calls mlm's modules, whose names may change while the engine
 # is rewritten, so a failure here is reported and the rest of the benchmark goes on.
 IN_PROCESS_MLM = """
 import statistics, sys, time
-from mlmcli.design import build_design
-from mlmcli.formula import parse_formula
 from mlmcli.io.csv import read_csv
-from mlmcli.model import fit_model
+from mlmcli.pipeline import fit_design, l_formula, parse
 path, formula, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 frame = read_csv(path)
 t = []
 for _ in range(runs):
     t0 = time.perf_counter()
-    parsed = parse_formula(formula)
-    fit_model(parsed, build_design(frame, parsed), reml=True, data_name=frame.name, ddf="none")
+    parsed = parse(formula)
+    fit_design(parsed, l_formula(parsed, frame), reml=True, data_name=frame.name, ddf="none")
     t.append(time.perf_counter() - t0)
 print(statistics.median(t))
 """

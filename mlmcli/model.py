@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from mlmcli.design import scale_warning
 from mlmcli.engine.crossprod import CrossProducts
 from mlmcli.engine.factor import BlockedFactor
 from mlmcli.engine.fit import Optimum, optimize_theta, start_theta
@@ -289,14 +288,13 @@ def fit_model(
     """Fit by REML or ML as lmer() does.  optimizer "lme4" stops where lme4's BOBYQA stops;
     "robust" (the default) polishes BOBYQA's end point into the optimum (engine/polish.py)."""
     cp = CrossProducts(design.terms, design.X, design.y, design.weights)
-    return fit_crossproducts(formula, design, cp, scale_warning(design.X), reml, data_name, ddf, optimizer)
+    return fit_crossproducts(formula, design, cp, reml, data_name, ddf, optimizer)
 
 
 def fit_crossproducts(
     formula: Formula,
     design: Design,
     cp: CrossProducts,
-    scale_message: str | None,
     reml: bool = True,
     data_name: str = "",
     ddf: str = "Satterthwaite",
@@ -305,11 +303,10 @@ def fit_crossproducts(
     theta0: np.ndarray | None = None,
 ) -> FittedModel:
     """fit_model on the blocks of A already formed (for rows kept elsewhere: `remote`, and then
-    lme4's start value `theta0` computed where the rows are)."""
+    lme4's start value `theta0` computed where the rows are).  The design's messages hold its
+    checks' warnings (rank, checkScaleX); the optimizer's follow them."""
     system = BlockedFactor(cp)
     warnings = list(design.messages)
-    if scale_message:
-        warnings.append(scale_message)
     factors = [t.group for t in design.terms]
     scalar_distinct = all(t.X.shape[1] == 1 and list(t.cnames) == ["(Intercept)"] for t in design.terms) and len(
         set(factors)

@@ -1,11 +1,15 @@
-"""lme4's lmer() as its phases, shared by the command line and the Python API (mlmcli.lmer).
+"""lme4's lmer() as its phases, shared by the command line, the Python API (mlmcli.lmer), the
+statistics that refit a model and the Dask engine.
 
 lme4 runs lFormula (parse the formula, build the model frame and the matrices), mkLmerDevfun (the
 cross-products and the sparse factor the deviance is evaluated on), optimizeLmer (the optimizer over
 theta) and mkMerMod (the fitted model). Here `read_rows` and `l_formula` are lFormula's halves
 (the data as R reads them, then the design), `fit_design` runs mkLmerDevfun, optimizeLmer and
-mkMerMod (mlmcli.model.fit_model), and `lmer_models` chains them for one or more formulas on data
-read once. Errors are the project's MlmError family; nothing here writes to a stream.
+mkMerMod (mlmcli.model; from cross-products summed elsewhere for the Dask engine), and
+`lmer_models` chains them for one or more formulas on data read once.  Refits: `refit` is lme4's
+update(fit, formula) (ranova's reduced models) and refitML (anova's and profile's ML fits);
+`bootstrap_refits` and `refit_simulated` are refit(fit, newresp) for bootMer's simulated responses.
+Errors are the project's MlmError family; nothing here writes to a stream.
 """
 
 from __future__ import annotations
@@ -17,11 +21,15 @@ from typing import TYPE_CHECKING, Any
 from mlmcli.errors import DataError, FormulaError, MlmError
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from mlmcli.design import Design
+    from mlmcli.engine.bootstrap import BootstrapModel, Replicates
+    from mlmcli.engine.crossprod import CrossProducts
     from mlmcli.formula import Formula
     from mlmcli.glmmodel import GlmmModel
     from mlmcli.io.frame import Frame
-    from mlmcli.model import FittedModel
+    from mlmcli.model import FittedModel, RemoteRows
 
 
 @contextmanager
@@ -124,14 +132,83 @@ def fit_design(
     data_name: str = "",
     ddf: str = "Satterthwaite",
     optimizer: str = "robust",
+    crossproducts: CrossProducts | None = None,
+    remote: RemoteRows | None = None,
+    theta0: np.ndarray | None = None,
 ) -> FittedModel:
-    """mkLmerDevfun, optimizeLmer and mkMerMod: the fitted model of a design, checked to be finite."""
-    from mlmcli.model import fit_model
+    """mkLmerDevfun, optimizeLmer and mkMerMod: the fitted model of a design, checked to be finite.
+    `crossproducts`: the blocks of A summed where the rows are (the Dask engine), with `remote`, what
+    the output needs from those rows, and lme4's start value `theta0` computed there; without them
+    the blocks are formed from the design's rows."""
+    from mlmcli.model import fit_crossproducts, fit_model
 
     with user_errors(formula.text):
-        model = fit_model(formula, design, reml=reml, data_name=data_name, ddf=ddf, optimizer=optimizer)
+        if crossproducts is None:
+            model = fit_model(formula, design, reml=reml, data_name=data_name, ddf=ddf, optimizer=optimizer)
+        else:
+            model = fit_crossproducts(
+                formula, design, crossproducts, reml, data_name, ddf, optimizer, remote=remote, theta0=theta0
+            )
     check_finite(model)
     return model
+
+
+def refit(
+    model: FittedModel,
+    *,
+    formula: str | None = None,
+    frame: Frame | None = None,
+    reml: bool | None = None,
+    ddf: str | None = None,
+) -> FittedModel:
+    """The model refitted, with the fit's optimizer: to another `formula` on `frame`, the data it was
+    fitted to, with its weights and offset (lme4's update(fit, formula), as lmerTest's ranova
+    refits the reduced models), or by the other criterion from the fitted theta (lme4's refitML,
+    as anova and profile refit a REML fit by ML).  `reml` and `ddf` default to the fit's."""
+    reml = model.reml if reml is None else reml
+    ddf = model.ddf if ddf is None else ddf
+    if formula is None:
+        if reml == model.reml:
+            return model
+        from mlmcli.model import refit as refit_criterion
+
+        with user_errors(model.formula.text):
+            new = refit_criterion(model, reml)
+        check_finite(new)
+        return new
+    if frame is None:
+        raise TypeError("refit with a new formula needs the frame the model was fitted to")
+    parsed = parse(formula)
+    args = model.design.args
+    design = l_formula(parsed, frame, args.weights, args.offset)
+    return fit_design(parsed, design, reml=reml, data_name=model.data_name, ddf=ddf, optimizer=model.optimizer)
+
+
+def bootstrap_refits(model: FittedModel, seed: int) -> BootstrapModel:
+    """lme4's refit(fit, newresp) as bootMer calls it, set up once for every simulated response: the
+    fit's blocks of A (a new response changes only those that involve y), and the fitted theta, beta
+    and sigma the responses are simulated from (simulate()) and each refit starts at.  Replicate i
+    draws from its own stream of `seed`."""
+    import numpy as np
+
+    from mlmcli.engine.bootstrap import BootstrapModel
+
+    return BootstrapModel(
+        model.system.cp,
+        model.reml,
+        np.array(model.theta, dtype=float),
+        np.array(model.beta, dtype=float),
+        float(model.sigma),
+        seed,
+    )
+
+
+def refit_simulated(shared: BootstrapModel, indices: range | list[int]) -> Replicates:
+    """The replicates `indices`: each a simulated response refitted (refit(fit, newresp)), in
+    lockstep for a model with one random-effects term (engine/lockstep.py)."""
+    from mlmcli.engine.bootstrap import replicate
+
+    return replicate(shared, indices)
 
 
 def parse(formula: str) -> Formula:

@@ -127,9 +127,9 @@ def test_lockstep_refits_equal_one_at_a_time(case):
     """Refits in lockstep (one batched criterion for many responses) end where refits one after
     another do: the same optimizer on the same criterion, up to rounding along its path."""
     from mlmcli.engine.bootstrap import replicate
-    from mlmcli.stats.bootstrap import bootstrap_model
+    from mlmcli.pipeline import bootstrap_refits
 
-    bm = bootstrap_model(fitted(case), seed=11)
+    bm = bootstrap_refits(fitted(case), seed=11)
     batched, single = replicate(bm, range(30)), replicate(bm, range(30), lockstep=False)
     assert batched.singular == single.singular and batched.failed == single.failed == 0
     scale = np.nanstd(single.values, axis=0)

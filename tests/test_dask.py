@@ -299,7 +299,9 @@ def test_partitions_that_disagree_in_types(client, tmp_path):
     (tmp_path / "a.csv").write_text("y,x,g\n1,2,a\n3,4,b\n5,6,a\n")
     (tmp_path / "b.csv").write_text("y,x,g\n1,two,a\n3,4,b\n5,6,b\n")
     with pytest.raises(
-        DataError, match="partitions disagree in the type of column 'x': numbers in .*a.csv, text in .*b.csv"
+        DataError,
+        match="partitions disagree in the type of column 'x': numbers in .*a.csv, text in .*b.csv "
+        r'\(values that are not numbers: "two"\)$',
     ):
         fit_on_cluster(client, open_source(str(tmp_path / "*.csv")), "y ~ x + (1|g)")
 
@@ -478,3 +480,103 @@ def test_weights_on_small_data_take_the_in_memory_path(client, data):
     theirs = fit_model(parse_formula(formula), build_design(frame, parse_formula(formula), args))
     assert model.remote is None
     assert fit_report(model) | {"data_name": ""} == fit_report(theirs) | {"data_name": ""}
+
+
+def _parts(folder: Path, good: str, bad: bytes | None, bad_name: str = "b.csv") -> str:
+    """A folder of two CSV partitions: `good` text, and `bad` bytes (None: none); the glob of both."""
+    folder.mkdir()
+    (folder / "a.csv").write_text(good)
+    if bad is not None:
+        (folder / bad_name).write_bytes(bad)
+    return str(folder / "*")
+
+
+def _small(rows: int = 40, seed: int = 3) -> list[str]:
+    """Rows y,x,g of y = u_g + x / 2 + e, u_g and e standard normal: eight groups."""
+    rng = np.random.default_rng(seed)
+    u, x = rng.normal(size=8), rng.integers(1, 5, rows)
+    return [f"{u[i % 8] + x[i] / 2 + rng.normal():.4f},{x[i]},g{i % 8}" for i in range(rows)]
+
+
+def test_csv_partitions_get_the_in_memory_readers_checks(client, tmp_path):
+    """Each file of --engine dask's CSV data is read by the in-memory reader, on the workers: a file
+    it refuses is refused with its words (one line, exit 2), and what it notes is noted."""
+    env = {"DASK_SCHEDULER_ADDRESS": client.scheduler.address}
+    header = "y,x,g\n"
+    good = header + "\n".join(_small()) + "\n"
+    rows = _small(seed=4)
+    damaged = gzip.compress(good.encode())[:40]
+    cases = {
+        "ragged": header + "\n".join(rows[:5] + [rows[5] + ",7"] + rows[6:]) + "\n",
+        "short": header + "\n".join(rows[:3] + ["1.5,2"] + rows[4:]) + "\n",
+        "binary": b"y,x,g\n\x00\x01\x02\x03\x04" * 50,
+        "empty": "",
+        "no_response": header + "\n".join(rows[:7] + ["oops,2,g1"] + rows[8:]) + "\n",
+    }
+    for name, bad in cases.items():
+        glob_ = _parts(tmp_path / name, good, bad.encode() if isinstance(bad, str) else bad)
+        theirs = mlm("fit", str(tmp_path / name / "b.csv"), "y ~ x + (1|g)")
+        ours = mlm("fit", glob_, "y ~ x + (1|g)", "--engine", "dask", env=env)
+        assert (ours.returncode, ours.stdout) == (2, ""), (name, ours.stderr)
+        # the in-memory reader's error, the same line (its notes before it aside)
+        assert ours.stderr == theirs.stderr.splitlines(keepends=True)[-1], name
+        assert theirs.stderr.splitlines()[-1].startswith("mlm: error: '" + str(tmp_path / name / "b.csv")) or (
+            name == "no_response"
+        )
+    glob_ = _parts(tmp_path / "gz", good, damaged, "b.csv.gz")
+    ours = mlm("fit", glob_, "y ~ x + (1|g)", "--engine", "dask", env=env)
+    assert (ours.returncode, ours.stdout) == (2, "")
+    assert ours.stderr == mlm("fit", str(tmp_path / "gz" / "b.csv.gz"), "y ~ x + (1|g)").stderr
+    assert ours.stderr.startswith(f"mlm: error: cannot read '{tmp_path / 'gz' / 'b.csv.gz'}': damaged gzip data")
+    # a header line alone is an empty partition; no rows in any file is the reader's error
+    glob_ = _parts(tmp_path / "headers", header, None)
+    only = str(tmp_path / "headers" / "a.csv")
+    ours = mlm("fit", glob_, "y ~ x + (1|g)", "--engine", "dask", env=env)
+    assert (ours.returncode, ours.stderr) == (2, f"mlm: error: '{only}': no data rows, only a header line\n")
+    assert ours.stderr == mlm("fit", only, "y ~ x + (1|g)").stderr
+    (tmp_path / "headers" / "b.csv").write_text(good)
+    ours = mlm("fit", glob_, "y ~ x + (1|g)", "--engine", "dask", "-f", "json", env=env)
+    assert ours.returncode == 0, ours.stderr
+    theirs = mlm("fit", str(tmp_path / "headers" / "b.csv"), "y ~ x + (1|g)", "-f", "json")
+    assert json.loads(ours.stdout) | {"data_name": ""} == json.loads(theirs.stdout) | {"data_name": ""}
+
+
+def test_csv_partitions_read_as_the_in_memory_reader_reads(client, tmp_path):
+    """Blank lines before a header are skipped, as read.csv skips them, and a column of numbers with
+    text among them is a factor with the reader's note, on either engine."""
+    env = {"DASK_SCHEDULER_ADDRESS": client.scheduler.address}
+    rows = _small()
+    rows[3] = rows[3].split(",")[0] + ",n/a," + rows[3].split(",")[2]
+    text = "y,x,g\n" + "\n".join(rows) + "\n"
+    glob_ = _parts(tmp_path / "blank", "\n\n" + text, None)
+    single = str(tmp_path / "blank" / "a.csv")
+    ours = mlm("fit", glob_, "y ~ x + (1|g)", "--engine", "dask", "-f", "json", env=env)
+    theirs = mlm("fit", single, "y ~ x + (1|g)", "-f", "json")
+    assert ours.returncode == theirs.returncode == 0, ours.stderr
+    note = "mlm: note: column 'x' is read as text (a factor): values that are not numbers: \"n/a\"\n"
+    assert ours.stderr == theirs.stderr == note
+    mine = json.loads(ours.stdout)
+    assert [c["term"] for c in mine["fixed_effects"]] == ["(Intercept)", "x2", "x3", "x4", "xn/a"]
+    assert mine | {"data_name": ""} == json.loads(theirs.stdout) | {"data_name": ""}
+    # --sep as read.csv's sep =; without it, the in-memory reader's hint at a one-column header
+    glob_ = _parts(tmp_path / "semi", text.replace(",", ";"), None)
+    semi = str(tmp_path / "semi" / "a.csv")
+    ours = mlm("fit", glob_, "y ~ x + (1|g)", "--engine", "dask", "--sep", ";", "-f", "json", env=env)
+    assert ours.returncode == 0, ours.stderr
+    assert json.loads(ours.stdout) | {"data_name": ""} == mine | {"data_name": ""}
+    ours = mlm("fit", glob_, "y ~ x + (1|g)", "--engine", "dask", env=env)
+    assert (ours.returncode, ours.stderr) == (2, mlm("fit", semi, "y ~ x + (1|g)").stderr)
+    assert "give --sep ';'" in ours.stderr
+
+
+def test_a_workers_error_is_one_line(tmp_path):
+    """A partition's error raised on a worker of the local cluster reaches the user as one line: no
+    worker log of the failed task, no traceback."""
+    rows = _small()
+    rows[7] = "oops,2,g1"
+    glob_ = _parts(
+        tmp_path / "parts", "y,x,g\n" + "\n".join(_small(seed=5)) + "\n", ("y,x,g\n" + "\n".join(rows)).encode()
+    )
+    p = mlm("fit", glob_, "y ~ x + (1|g)", "--engine", "dask", env={"DASK_SCHEDULER_ADDRESS": ""})
+    assert (p.returncode, p.stdout) == (2, "")
+    assert p.stderr == "mlm: error: the response 'y' is not numeric: its column holds text\n"

@@ -273,10 +273,7 @@ def test_scale_uses_all_rows_of_the_data():
 
 def test_scale_check_of_x_and_of_its_sums_agree():
     """lme4's checkScaleX says the same of X's rows as of the sums the Dask engine holds instead of rows."""
-    from types import SimpleNamespace
-
-    from mlmcli.design import SCALE_WARNING, scale_warning
-    from mlmcli.distributed.fit import _scale_warning
+    from mlmcli.design import SCALE_WARNING, scale_warning, scale_warning_of_sums
 
     rng = np.random.default_rng(7)
     n = 200
@@ -291,9 +288,9 @@ def test_scale_check_of_x_and_of_its_sums_agree():
     for cols, expected in cases:
         X = np.column_stack(cols)
         W = np.column_stack([np.ones(n), X])
-        sums = SimpleNamespace(n=n, G=W.T @ W, binary=np.all((X == 0) | (X == 1), axis=0))
+        binary = np.all((X == 0) | (X == 1), axis=0)
         assert scale_warning(X) == expected
-        assert _scale_warning(sums, X.shape[1]) == (expected is not None)
+        assert scale_warning_of_sums(W.T @ W, binary, n) == expected
 
 
 def test_a_predictor_on_another_scale_is_reported_in_the_design():

@@ -14,7 +14,6 @@ import typer
 
 from mlmcli.cli.app import EXIT_STRICT, DataOptions
 from mlmcli.errors import MlmError
-from mlmcli.pipeline import check_finite as _check_finite
 from mlmcli.pipeline import user_errors as _user_errors
 
 
@@ -165,14 +164,18 @@ def _fit_on_cluster(
     from mlmcli.distributed.source import open_source
     from mlmcli.render.progress import waiting
 
-    if source.sep is not None:
-        _note_engine("--sep", "the CSV reader of --engine memory")
     address = check_address(source.scheduler)  # a malformed address is found before anything is read
     models = []
-    data_source = open_source(data)
+    data_source = open_source(data, source.sep)
     for formula in formulas:  # before a cluster is started or reached
         with _user_errors(formula):
             check_formula(data_source, formula, source.weights, source.offset)
+    noted: dict[str, None] = {}
+
+    def note(notes: list[str]) -> None:  # the reader's notes once, however many formulas read the data
+        _warn([f"mlm: note: {n}" for n in notes if n not in noted])
+        noted.update(dict.fromkeys(notes))
+
     with ExitStack() as stack:
         where = f"the dask scheduler at {address}" if address else "a local dask cluster"
         with waiting(f"mlm: connecting to {where}..."):
@@ -190,9 +193,9 @@ def _fit_on_cluster(
                         residuals=residuals,
                         weights=source.weights,
                         offset=source.offset,
+                        on_notes=note,
                     )
                 )
-            _check_finite(models[-1])
     return models
 
 

@@ -18,6 +18,8 @@ from mlmcli.cli.app import (
     MlOpt,
     NoColorOpt,
     NsimOpt,
+    Optimizer,
+    OptimizerOpt,
     OutputOpt,
     SeedOpt,
     StrictOpt,
@@ -97,6 +99,7 @@ def confint(
         ),
     ] = None,
     ml: MlOpt = False,
+    optimizer: OptimizerOpt = Optimizer.robust,
     source: DataOptions = DataOptions(),
     fmt: Annotated[str | None, format_option("confint", "text (R's confint matrix), table, json.")] = None,
     output: OutputOpt = None,
@@ -115,7 +118,7 @@ def confint(
     if source.engine == "dask" and method != CiMethod.wald:
         # profiles refit with a parameter held fixed, the bootstrap simulates responses: both need the rows
         raise MlmError(f"--method {method.value} is not offered with --engine dask; use --method wald")
-    model, _ = _fit_and_warn(data, formula, ml, source=source, verbose=verbose)
+    model, _ = _fit_and_warn(data, formula, ml, source=source, optimizer=optimizer.value, verbose=verbose)
     select(model, names, method.value)  # a misspelt --parm is an error before any profiling
     if method != CiMethod.wald:  # lme4's message, before the long part
         _warn([f"Computing {'bootstrap' if spec else 'profile'} confidence intervals ..."])
@@ -141,6 +144,7 @@ def anova(
         AnovaDdf, typer.Option("--ddf", help="Denominator df: Satterthwaite or Kenward-Roger (REML fits only).")
     ] = AnovaDdf.satterthwaite,
     ml: MlOpt = False,
+    optimizer: OptimizerOpt = Optimizer.robust,
     source: DataOptions = DataOptions(),
     fmt: Annotated[str | None, format_option("anova", "text (lmerTest's table), table, json.")] = None,
     output: OutputOpt = None,
@@ -154,7 +158,7 @@ def anova(
     _memory_only("anova", source)  # the terms' contrasts come from the data's rows
     inputs, form = _begin(data, output, fmt)
     _check_ddf(ddf.value, ml, source.weights)
-    model, frame = _fit(data, formula, ml, ddf.value, source=source, verbose=verbose)
+    model, frame = _fit(data, formula, ml, ddf.value, source=source, optimizer=optimizer.value, verbose=verbose)
     with _user_errors(formula):
         report = anova_report(model, frame, int(type_.value))
     warnings = list(dict.fromkeys(model.warnings))
@@ -171,6 +175,7 @@ def ranova(
     data: DataArg,
     formula: FormulaArg,
     ml: MlOpt = False,
+    optimizer: OptimizerOpt = Optimizer.robust,
     source: DataOptions = DataOptions(),
     fmt: Annotated[str | None, format_option("ranova", "text (lmerTest's table), table, json.")] = None,
     output: OutputOpt = None,
@@ -183,7 +188,7 @@ def ranova(
 
     _memory_only("ranova", source)  # the reduced models are refitted to the rows
     inputs, form = _begin(data, output, fmt)
-    model, frame = _fit_and_warn(data, formula, ml, source=source, verbose=verbose)
+    model, frame = _fit_and_warn(data, formula, ml, source=source, optimizer=optimizer.value, verbose=verbose)
     with _user_errors(formula):
         report = ranova_report(model, frame)
     _deliver("ranova", form, report, output, inputs, no_color)

@@ -16,6 +16,8 @@ from mlmcli.cli.app import (
     DataOptions,
     FormulaArg,
     MlOpt,
+    Optimizer,
+    OptimizerOpt,
     StrictOpt,
     VerboseOpt,
     app,
@@ -76,6 +78,7 @@ def plot(
     kind: Annotated[PlotKind, typer.Option("--kind", "-k", help="What to draw.")] = PlotKind.ranef,
     output: Annotated[str, typer.Option("--output", "-o", help="Image file: .png, .svg or .pdf.")] = "mlm-plot.png",
     ml: MlOpt = False,
+    optimizer: OptimizerOpt = Optimizer.robust,
     source: DataOptions = DataOptions(),
     x: Annotated[str | None, typer.Option("--x", help="Term or variable on the x axis.")] = None,
     y: Annotated[str | None, typer.Option("--y", help="Term on the y axis (ranef plot).")] = None,
@@ -110,7 +113,9 @@ def plot(
             f"the image would be {round(width * px)} x {round(height * px)} pixels; "
             f"at most {MAX_PIXELS} on a side: lower --dpi or the size"
         )
-    model, frame = _fit_and_warn(data, formula, ml, [c for c in (x, by) if c], source, verbose=verbose)
+    model, frame = _fit_and_warn(
+        data, formula, ml, [c for c in (x, by) if c], source, optimizer=optimizer.value, verbose=verbose
+    )
     # the rows --where chose were the model's rows: the caption and the json name the expression
     opts = PlotOptions(
         kind=kind.value,

@@ -14,6 +14,8 @@ from mlmcli.cli.app import (
     DataOptions,
     FormulaArg,
     MlOpt,
+    Optimizer,
+    OptimizerOpt,
     OutputOpt,
     ReForm,
     StrictOpt,
@@ -77,6 +79,7 @@ def predict(
         ),
     ] = False,
     ml: MlOpt = False,
+    optimizer: OptimizerOpt = Optimizer.robust,
     source: DataOptions = DataOptions(),
     fmt: Annotated[str, format_option("predict", "csv or json.")] = "csv",
     output: OutputOpt = None,
@@ -91,7 +94,7 @@ def predict(
     _check_outputs(inputs, output)
     if newdata is not None and newdata == "-" and data == "-":
         raise MlmError("DATA and --newdata cannot both be standard input")
-    model, frame = _fit_and_warn(data, formula, ml, source=source, verbose=verbose)
+    model, frame = _fit_and_warn(data, formula, ml, source=source, optimizer=optimizer.value, verbose=verbose)
     if source.offset is not None and newdata is not None:
         _warn(
             [
@@ -112,6 +115,7 @@ def augment(
     data: DataArg,
     formula: FormulaArg,
     ml: MlOpt = False,
+    optimizer: OptimizerOpt = Optimizer.robust,
     source: DataOptions = DataOptions(),
     fmt: Annotated[str, format_option("augment", "csv or json.")] = "csv",
     output: OutputOpt = None,
@@ -124,7 +128,7 @@ def augment(
     _memory_only("augment", source)  # its output is DATA's rows
     inputs = (data,)
     _check_outputs(inputs, output)
-    model, frame = _fit_and_warn(data, formula, ml, source=source, verbose=verbose)
+    model, frame = _fit_and_warn(data, formula, ml, source=source, optimizer=optimizer.value, verbose=verbose)
     report, columns = augment_report(model, frame.int_columns)
     _deliver("augment", fmt, report, output, inputs, columns=columns)
     _strict_exit(strict, model.warnings, model)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mlmcli.design.checks import pivoted_rank, scale_warning
+from mlmcli.design.checks import fixed_effects
 from mlmcli.design.factors import Column, drop_unused
 from mlmcli.design.frame import (
     ModelArguments,
@@ -132,26 +132,8 @@ def build_design(frame: Frame, formula: Formula, args: ModelArguments | None = N
     X, xnames = model_matrix(formula.fixed, values, n)
     y_col = values[response]
     check_finite(y_col if not isinstance(y_col, Factor) else np.zeros(1), X, xnames, terms, response)
-    messages: list[str] = []
-    dropped: list[str] = []
-    keep = pivoted_rank(X)
-    if len(keep) < X.shape[1]:
-        m = X.shape[1] - len(keep)
-        messages.append(
-            f"fixed-effect model matrix is rank deficient so dropping {m} "
-            + ("column / coefficient" if m == 1 else "columns / coefficients")
-        )
-        dropped = [xnames[j] for j in range(X.shape[1]) if j not in keep]
-        X = X[:, keep]
-        xnames = [xnames[j] for j in keep]
-    if X.shape[1] >= n:
-        raise DataError(
-            f"{X.shape[1]} fixed-effect coefficients for {n} observations: no residual degrees of freedom are "
-            "left; remove fixed-effect terms (a factor with one row per level cannot be a fixed effect)"
-        )
-    warning = scale_warning(X)
-    if warning:
-        messages.append(warning)
+    fixed = fixed_effects(X, xnames, n)
+    messages = fixed.messages
     if nan_message:
         messages.append(nan_message)
     offset = total_offset(formula, values, n)
@@ -177,14 +159,14 @@ def build_design(frame: Frame, formula: Formula, args: ModelArguments | None = N
     }
     return Design(
         y=y if offset is None or glm is not None else y - offset,
-        X=X,
-        xnames=xnames,
+        X=fixed.X,
+        xnames=fixed.xnames,
         terms=terms,
         n_obs=n,
         rows=rows,
         response=response,
         messages=messages,
-        dropped=dropped,
+        dropped=fixed.dropped,
         offset=offset,
         values=values,
         levels=levels,

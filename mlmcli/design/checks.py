@@ -1,9 +1,15 @@
-"""lme4's checks of the fixed-effects matrix X: the columns R's qr() keeps (chkRank.drop.cols) and
-whether the predictors are on very different scales (checkScaleX)."""
+"""lme4's checks of the fixed-effects matrix X: the columns R's qr() keeps (chkRank.drop.cols), the
+residual degrees of freedom left, and whether the predictors are on very different scales
+(checkScaleX); on X's rows (fixed_effects) or on [1 X]'[1 X] summed over partitions
+(fixed_effects_of_sums), so the in-memory design and the Dask engine's check alike."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
+
+from mlmcli.errors import DataError
 
 
 def pivoted_rank(X: np.ndarray, tol: float = 1e-7) -> list[int]:
@@ -103,3 +109,73 @@ def scale_warning(X: np.ndarray) -> str | None:
     with np.errstate(all="ignore"):
         sd = X[:, continuous].std(axis=0, ddof=1)
     return SCALE_WARNING if scales_differ(sd) else None
+
+
+def scale_warning_of_sums(G: np.ndarray, binary: np.ndarray, n: int) -> str | None:
+    """checkScaleX from [1 X]'[1 X] over n rows: the continuous columns' (not `binary`) SDs, checked as
+    scale_warning checks X's."""
+    p = G.shape[0] - 1
+    cont = [j for j in range(p) if not binary[j]]
+    if n < 2 or not cont:
+        return None
+    s = G[0, 1 : p + 1][cont]
+    ss = np.diag(G)[1 : p + 1][cont]
+    with np.errstate(all="ignore"):
+        sd = np.sqrt(np.maximum(ss - s * s / n, 0.0) / (n - 1))
+    return SCALE_WARNING if scales_differ(sd) else None
+
+
+def check_residual_df(p: int, n: int) -> None:
+    """lmer stops when the fixed effects leave no residual degrees of freedom."""
+    if p >= n:
+        raise DataError(
+            f"{p} fixed-effect coefficients for {n} observations: no residual degrees of freedom are "
+            "left; remove fixed-effect terms (a factor with one row per level cannot be a fixed effect)"
+        )
+
+
+@dataclass
+class FixedEffects:
+    """X after lme4's checks: the columns kept, their names, those dropped, and lme4's messages."""
+
+    X: np.ndarray
+    xnames: list[str]
+    dropped: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+
+def fixed_effects(X: np.ndarray, xnames: list[str], n: int) -> FixedEffects:
+    """lme4's checks of X on its n rows: rank-deficient columns dropped (chkRank.drop.cols, with its
+    message), residual degrees of freedom, checkScaleX."""
+    messages: list[str] = []
+    dropped: list[str] = []
+    keep = pivoted_rank(X)
+    if len(keep) < X.shape[1]:
+        m = X.shape[1] - len(keep)
+        messages.append(
+            f"fixed-effect model matrix is rank deficient so dropping {m} "
+            + ("column / coefficient" if m == 1 else "columns / coefficients")
+        )
+        dropped = [xnames[j] for j in range(X.shape[1]) if j not in keep]
+        X = X[:, keep]
+        xnames = [xnames[j] for j in keep]
+    check_residual_df(X.shape[1], n)
+    warning = scale_warning(X)
+    if warning:
+        messages.append(warning)
+    return FixedEffects(X, xnames, dropped, messages)
+
+
+def fixed_effects_of_sums(G: np.ndarray, binary: np.ndarray, n: int) -> list[str]:
+    """The same checks from [1 X]'[1 X] over n rows (data summed over partitions, no rows at hand):
+    lme4's messages.  Which columns R's pivoting would drop cannot be told from the sums, so a rank
+    deficient X is refused rather than reduced."""
+    p = G.shape[0] - 1
+    if p and not gram_clearly_full_rank(G[1:, 1:]):
+        raise DataError(
+            "the fixed-effect model matrix is rank deficient (or nearly so); --engine dask needs "
+            "full rank: remove the redundant fixed-effect terms"
+        )
+    check_residual_df(p, n)
+    warning = scale_warning_of_sums(G, binary, n)
+    return [warning] if warning else []

@@ -108,7 +108,12 @@ def connect(address: str | None, timeout: float = 30.0) -> Iterator[Any]:
         threads_per_worker=1,
         processes=True,
         dashboard_address=None,
-        silence_logs=logging.ERROR,
+        # no dashboard, but the scheduler's HTTP routes still listen: on a free port, not on 8787 with
+        # a multi-line warning when another cluster (another mlm) holds that one
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+        # a task's error reaches the user once, as one line from the results (_results); the workers'
+        # own log of it ("Compute Failed" and its traceback) would print on this terminal too
+        silence_logs=logging.CRITICAL,
     )
     client = Client(cluster, set_as_default=False)
     try:

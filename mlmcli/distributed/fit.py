@@ -10,17 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from mlmcli.design import (
-    SCALE_WARNING,
-    Design,
-    ModelArguments,
-    ReTerm,
-    check_levels,
-    gram_clearly_full_rank,
-    pivoted_rank,
-    scale_warning,
-    scales_differ,
-)
+from mlmcli.design import Design, ModelArguments, ReTerm, check_levels, fixed_effects, fixed_effects_of_sums
 from mlmcli.distributed.blocks import (
     BlockSums,
     Layout,
@@ -39,7 +29,9 @@ from mlmcli.engine.factor import DIRECT_PWRSS_ROWS
 from mlmcli.engine.terms import term_structure
 from mlmcli.errors import DataError
 from mlmcli.formula import R_CONSTANTS, Formula, parse_formula
-from mlmcli.model import FittedModel, fit_crossproducts, fit_model
+from mlmcli.io.frame import no_data_rows, select_columns
+from mlmcli.model import FittedModel
+from mlmcli.pipeline import fit_design
 
 # Up to this many rows the design's rows come to the client (a few MB) and the fit is the in-memory
 # engine's, which sums the penalized residual from them as lme4 does (engine/factor.py): the same
@@ -74,9 +66,12 @@ def fit_on_cluster(
     on_done: Callable[[str, int], None] | None = None,
     weights: str | None = None,
     offset: str | None = None,
+    on_notes: Callable[[list[str]], None] | None = None,
 ) -> FittedModel:
-    """fit_model on the partitions of `source`; `residuals`: also the scaled-residual quantiles;
-    `weights` and `offset`: lmer()'s weights = and offset = columns (--weights, --offset)."""
+    """lmer() on the partitions of `source`, fitted by the pipeline's fit_design; `residuals`: also the
+    scaled-residual quantiles; `weights` and `offset`: lmer()'s weights = and offset = columns
+    (--weights, --offset); `on_notes` hears the reader's notes on the data (numbers read as text)
+    after the first pass, as the in-memory pipeline's on_read sees the frame."""
     import dask
 
     formula, columns = check_formula(source, formula_text, weights, offset)
@@ -96,14 +91,18 @@ def fit_on_cluster(
     )
     scan = dask.delayed(scan_partition, pure=True)
     scans = tree_sum(client, [scan(leaf, spec) for leaf in leaves], merge_scans, "levels", progress("levels"))
+    if scans.n_rows == 0:
+        raise _no_rows(source)
     levels = combine(formula, scans, where, source.name)
+    if on_notes is not None:
+        on_notes(levels.notes)
     spec.kinds = levels.kinds
     layout = client.scatter(Layout(spec, levels), broadcast=True, hash=False)
     if levels.n <= ROWS_TO_CLIENT:
         rows = dask.delayed(partition_design, pure=True)
         parts = run(client, [rows(leaf, layout) for leaf in leaves], "rows", progress("rows"))
         design = _design_from_rows(formula, levels, parts, ModelArguments(weights, offset))
-        return fit_model(formula, design, reml, source.name, ddf, optimizer)
+        return fit_design(formula, design, reml=reml, data_name=source.name, ddf=ddf, optimizer=optimizer)
     blocks = dask.delayed(partition_blocks, pure=True)
     sums = tree_sum(
         client, [blocks(leaf, layout) for leaf in leaves], sum_blocks, "cross-products", progress("cross-products")
@@ -113,15 +112,30 @@ def fit_on_cluster(
     cp = crossproducts(sums, structures)
     p = len(design.xnames)
     remote = ClusterRows(sums.G[: p + 1, : p + 1])
-    scale = SCALE_WARNING if SCALE_WARNING in design.messages else None
-    model = fit_crossproducts(
-        formula, design, cp, scale, reml, source.name, ddf, optimizer, remote, start_theta(sums, structures)
+    model = fit_design(
+        formula,
+        design,
+        reml=reml,
+        data_name=source.name,
+        ddf=ddf,
+        optimizer=optimizer,
+        crossproducts=cp,
+        remote=remote,
+        theta0=start_theta(sums, structures),
     )
     if residuals:
         from mlmcli.distributed.residuals import scaled_residual_quantiles
 
         remote.quantiles[id(model)] = scaled_residual_quantiles(client, leaves, layout, model)
     return model
+
+
+def _no_rows(source: Source) -> DataError:
+    """The in-memory reader's error for a file with a header line only, for all of the data's files."""
+    if source.kind == "csv" and len(source.files) == 1:
+        return no_data_rows(source.files[0])
+    what = f"the {len(source.files)} CSV files" if source.kind == "csv" else "the Parquet data"
+    return DataError(f"{what} hold no data rows, only {'header lines' if source.kind == 'csv' else 'column names'}")
 
 
 def check_formula(
@@ -132,6 +146,8 @@ def check_formula(
     formula = parse_formula(formula_text)
     refuse_unsupported(formula)
     columns = [c for c in formula.columns() if not (c in R_CONSTANTS and c not in source.columns)]
+    if source.kind == "csv":  # the in-memory reader's hint at a header line that is one column
+        select_columns(list(source.columns.values()), set(columns), source.files[0], source.sep)
     for c in columns:
         if c not in source.columns:
             raise DataError(f"unknown column '{c}' in formula; the columns are: {', '.join(source.columns)}")
@@ -147,8 +163,6 @@ def _design_from_rows(formula: Formula, levels: Levels, parts: list[PartDesign],
     """The whole design on the client, as the in-memory engine builds it (small data)."""
     n = levels.n
     xnames, cnames = names_of(formula, levels)
-    X = np.concatenate([d.X for d in parts])
-    y = np.concatenate([d.y for d in parts])
     terms = [
         ReTerm(
             formula.random[i].group,
@@ -161,34 +175,19 @@ def _design_from_rows(formula: Formula, levels: Levels, parts: list[PartDesign],
         for j, (i, cn) in enumerate(zip(levels.order, cnames, strict=True))
     ]
     check_levels(terms, n)
-    messages: list[str] = []
-    dropped: list[str] = []
-    keep = pivoted_rank(X)
-    if len(keep) < X.shape[1]:
-        m = X.shape[1] - len(keep)
-        messages.append(
-            f"fixed-effect model matrix is rank deficient so dropping {m} "
-            + ("column / coefficient" if m == 1 else "columns / coefficients")
-        )
-        dropped = [xnames[j] for j in range(X.shape[1]) if j not in keep]
-        X = X[:, keep]
-        xnames = [xnames[j] for j in keep]
-    _check_residual_df(X.shape[1], n)
-    if scale_warning(X):
-        messages.append(SCALE_WARNING)
-    messages.extend(levels.messages)
+    fixed = fixed_effects(np.concatenate([d.X for d in parts]), xnames, n)
     raw = np.concatenate([d.y if d.response is None else d.response for d in parts])
     weights = None if parts[0].weights is None else np.concatenate([d.weights for d in parts])
     return Design(
-        y=y,
-        X=X,
-        xnames=xnames,
+        y=np.concatenate([d.y for d in parts]),
+        X=fixed.X,
+        xnames=fixed.xnames,
         terms=terms,
         n_obs=n,
         rows=np.array(levels.digests),
         response=formula.response.label,
-        messages=messages,
-        dropped=dropped,
+        messages=fixed.messages + levels.messages,
+        dropped=fixed.dropped,
         levels=dict(levels.factor_levels),
         response_values=raw,
         weights=weights,
@@ -196,16 +195,8 @@ def _design_from_rows(formula: Formula, levels: Levels, parts: list[PartDesign],
     )
 
 
-def _check_residual_df(p: int, n: int) -> None:
-    if p >= n:
-        raise DataError(
-            f"{p} fixed-effect coefficients for {n} observations: no residual degrees of freedom are "
-            "left; remove fixed-effect terms (a factor with one row per level cannot be a fixed effect)"
-        )
-
-
 def _design(formula: Formula, levels: Levels, sums: BlockSums, args: ModelArguments) -> Design:
-    """The design without its rows: names, levels and the checks the in-memory design makes."""
+    """The design without its rows: names, levels and the checks the in-memory design makes, from the sums."""
     n = levels.n
     xnames, cnames = names_of(formula, levels)
     terms = [
@@ -221,17 +212,7 @@ def _design(formula: Formula, levels: Levels, sums: BlockSums, args: ModelArgume
     ]
     check_levels(terms, n)
     p = len(xnames)
-    XtX = sums.G[1 : p + 1, 1 : p + 1]
-    if p and not gram_clearly_full_rank(XtX):
-        raise DataError(
-            "the fixed-effect model matrix is rank deficient (or nearly so); --engine dask needs "
-            "full rank: remove the redundant fixed-effect terms"
-        )
-    _check_residual_df(p, n)
-    messages = []
-    if _scale_warning(sums, p):
-        messages.append(SCALE_WARNING)
-    messages.extend(levels.messages)
+    messages = fixed_effects_of_sums(sums.G[: p + 1, : p + 1], sums.binary, n)
     return Design(
         y=np.empty(0),
         X=np.empty((0, p)),
@@ -240,20 +221,7 @@ def _design(formula: Formula, levels: Levels, sums: BlockSums, args: ModelArgume
         n_obs=n,
         rows=np.array(levels.digests),
         response=formula.response.label,
-        messages=messages,
+        messages=messages + levels.messages,
         levels=dict(levels.factor_levels),
         args=args,
     )
-
-
-def _scale_warning(sums, p: int) -> bool:
-    """lme4's checkScaleX from the sums: the continuous columns' SDs, checked as the in-memory design checks X."""
-    n = sums.n
-    cont = [j for j in range(p) if not sums.binary[j]]
-    if n < 2 or not cont:
-        return False
-    s = sums.G[0, 1 : p + 1][cont]
-    ss = np.diag(sums.G)[1 : p + 1][cont]
-    with np.errstate(all="ignore"):
-        sd = np.sqrt(np.maximum(ss - s * s / n, 0.0) / (n - 1))
-    return scales_differ(sd)

@@ -12,7 +12,8 @@ from mlmcli import formula as fm
 from mlmcli.design import evaluate, model_frame, scale_calls, uses_group_means
 from mlmcli.errors import DataError
 from mlmcli.formula import Formula, match_arguments
-from mlmcli.io.frame import Factor, Frame
+from mlmcli.io.frame import Factor, Frame, text_note
+from mlmcli.io.frame import not_numbers as text_values
 from mlmcli.rcompat.rsort import format_number
 
 Value = str | float
@@ -68,6 +69,8 @@ class Scan:
     # per scale() call: its arguments, and the count, mean and sum of squared deviations of its values
     scale_specs: dict[str, tuple] = field(default_factory=dict)
     moments: dict[str, tuple[int, float, float]] = field(default_factory=dict)
+    # per partition: column -> the values that are not numbers where read.csv made numbers text
+    not_numbers: list[dict[str, str]] = field(default_factory=list)
 
 
 def refuse_unsupported(formula: Formula) -> None:
@@ -129,8 +132,11 @@ def scan_partition(pdf, spec: PartSpec) -> Scan:
 
     formula = parse_formula(spec.formula)
     frame, kinds = frame_of(pdf, spec)
+    not_numbers = {}
+    if spec.csv:  # what the in-memory reader notes of a column of numbers read as text
+        not_numbers = {c: found for c in frame.columns if (found := text_values(frame.columns[c]))}
     if frame.n_rows == 0:
-        return Scan([kinds], 0, 0, 0, [], {}, {}, {}, {}, {}, [""], set())
+        return Scan([kinds], 0, 0, 0, [], {}, {}, {}, {}, {}, [""], set(), not_numbers=[not_numbers])
     specs, moments = {}, {}
     for v in formula.variables:
         for key, x, center, scale in scale_calls(v, frame):
@@ -182,6 +188,7 @@ def scan_partition(pdf, spec: PartSpec) -> Scan:
         factor_vars,
         specs,
         moments,
+        [not_numbers],
     )
 
 
@@ -262,6 +269,7 @@ def merge_scans(*scans: Scan) -> Scan:
                 k: _merge_moments(out.moments.get(k, (0, 0.0, 0.0)), s.moments.get(k, (0, 0.0, 0.0)))
                 for k in out.moments.keys() | s.moments.keys()
             },
+            out.not_numbers + s.not_numbers,
         )
     return out
 
@@ -313,13 +321,16 @@ class Levels:
     widths: dict[str, int]
     digests: list[str] = field(default_factory=list)
     scales: dict[str, tuple] = field(default_factory=dict)  # scale() calls' centre and scale
+    # the reader's notes on columns of numbers read as text (the first partition's words), as the
+    # in-memory reader gives them
+    notes: list[str] = field(default_factory=list)
 
 
 def combine(formula: Formula, scan: Scan, where: list[str], name: str) -> Levels:
     """The global levels from all partitions' (merged) scan."""
     from mlmcli.distributed.source import agree
 
-    kinds = agree(scan.kinds, where)
+    kinds = agree(scan.kinds, where, scan.not_numbers)
     ints = {c for c, k in kinds.items() if k == "integer"}
     n = scan.n_complete
     if n == 0:
@@ -387,7 +398,18 @@ def combine(formula: Formula, scan: Scan, where: list[str], name: str) -> Levels
         widths,
         scan.digests,
         scale_parameters(scan.scale_specs, scan.moments),
+        reader_notes(scan.not_numbers),
     )
+
+
+def reader_notes(not_numbers: list[dict[str, str]]) -> list[str]:
+    """One note per column of numbers read as text, with the values of the first partition that has
+    any (the partitions agree that the column is text, or agree() has stopped)."""
+    first: dict[str, str] = {}
+    for part in not_numbers:
+        for c, found in part.items():
+            first.setdefault(c, found)
+    return [text_note(c, found) for c, found in first.items()]
 
 
 def _groups(formula: Formula) -> set[str]:

@@ -25,13 +25,16 @@ class Source:
     kind: str  # "parquet" or "csv"
     files: list[str]
     columns: dict[str, str]  # make.names name -> the name in the files
+    sep: str = ","  # the CSV files' separator (--sep)
 
 
-def open_source(data: str) -> Source:
+def open_source(data: str, sep: str | None = None) -> Source:
     """The files behind DATA, after checking that they agree in their columns (and, for Parquet,
-    in the columns' types)."""
+    in the columns' types); `sep`: the CSV files' separator, as --sep gives it to read.csv."""
     # absolute paths: the workers need not share the client's working directory
     path = os.path.abspath(data.rstrip("/")) if data.rstrip("/") else data
+    if sep is not None and (os.path.isdir(path) or path.endswith(".parquet")):
+        raise DataError(f"--sep applies to CSV files; '{data}' is Parquet data")
     if os.path.isdir(path):
         files = sorted(os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs if f.endswith(".parquet"))
         if not files:
@@ -50,7 +53,7 @@ def open_source(data: str) -> Source:
     bad = [f for f in files if not f.endswith((".csv", ".csv.gz"))]
     if bad:
         raise DataError(f"--engine dask reads .csv and .csv.gz files (and Parquet): {bad[0]} is neither")
-    return _csv(files, _glob_name(data, files))
+    return _csv(files, _glob_name(data, files), sep)
 
 
 def _glob_name(data: str, files: list[str]) -> str:
@@ -100,20 +103,14 @@ def _arrow_kind(typ: str) -> str:
     return "text"
 
 
-def _csv(files: list[str], name: str) -> Source:
-    import csv
-    import gzip
+def _csv(files: list[str], name: str, sep: str | None) -> Source:
+    from mlmcli.io.source import Source as CsvFile
+    from mlmcli.io.source import choose_separator
 
+    separator = choose_separator(CsvFile(files[0]), sep)
     first = None
     for f in files:
-        opener = gzip.open if f.endswith(".gz") else open
-        try:
-            with opener(f, "rt", encoding="utf-8", newline="") as fh:
-                header = next(csv.reader(fh), None)
-        except (OSError, UnicodeDecodeError) as e:
-            raise DataError(f"cannot read {f}: {e}") from None
-        if not header:
-            raise DataError(f"{f} is empty: no header line")
+        header = csv_header(f, separator)
         if first is None:
             first = (f, header)
         elif header != first[1]:
@@ -122,69 +119,103 @@ def _csv(files: list[str], name: str) -> Source:
                 f"{f} has {', '.join(header)}"
             )
     assert first is not None
-    return Source(name, "csv", files, dict(zip(make_names(first[1]), first[1], strict=True)))
+    return Source(name, "csv", files, dict(zip(make_names(first[1]), first[1], strict=True)), separator)
+
+
+def csv_header(path: str, sep: str = ",") -> list[str]:
+    """A CSV file's header line as the in-memory reader finds it: binary data, text in UTF-16 without
+    its byte-order mark or damaged compression refused, blank lines before it skipped."""
+    import csv
+    import io
+
+    from mlmcli.io.source import HEAD_BYTES, decode
+    from mlmcli.io.source import Source as CsvFile
+
+    src = CsvFile.open(path)
+    src.check_text()
+    limit = HEAD_BYTES
+    while True:
+        head = src.read(limit)
+        ended = len(head) < limit
+        # whole lines only: a character cut at the end would make the text undecodable as UTF-8
+        text = decode(head if ended else head[: head.rfind(b"\n") + 1])
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=False)
+        try:
+            header = next((row for row in reader if row), None)
+        except csv.Error as exc:
+            raise DataError(f"'{path}' line {reader.line_num}: {exc}") from None
+        if header is not None:
+            return header
+        if ended:
+            raise DataError(f"'{path}' is empty: no header line")
+        limit *= 4
 
 
 def read_partitions(source: Source, columns: list[str]) -> list:
-    """One dask.delayed pandas DataFrame per partition, holding the (file) columns asked for."""
+    """One dask.delayed partition per file (CSV: a Frame made on the worker by read_csv_part) or per
+    Parquet row group (a pandas DataFrame), holding the columns asked for (make.names)."""
+    import dask
+
+    if source.kind == "csv":
+        read = dask.delayed(read_csv_part, pure=True)
+        return [read(f, list(columns), source.sep) for f in source.files]
     import dask.dataframe as dd
 
-    wanted = [source.columns[c] for c in columns]
-    if source.kind == "parquet":
-        df = dd.read_parquet(source.files, columns=wanted)
-    else:
-        # text as R's read.csv sees it: every field a string, converted by R's rules per partition;
-        # one partition per file, each with its own compression
-        return [
-            part
-            for f in source.files
-            for part in dd.read_csv(
-                f,
-                usecols=wanted,
-                dtype=str,
-                keep_default_na=False,
-                na_filter=False,
-                blocksize=None,
-                compression="gzip" if f.endswith(".gz") else None,
-            ).to_delayed()
-        ]
+    df = dd.read_parquet(source.files, columns=[source.columns[c] for c in columns])
     return list(df.to_delayed())
 
 
+def read_csv_part(path: str, columns: list[str], sep: str = ",") -> Frame:
+    """One CSV file of the data, read on a worker by the in-memory engine's CSV reader: the same
+    checks (rows with another number of fields than the header, binary or damaged data, ...) and
+    R's type.convert of the `columns`.  A file with a header line and no rows is a partition
+    without rows (the data's other files hold them)."""
+    from mlmcli.io.csv import read_csv
+    from mlmcli.io.frame import NoDataRows
+
+    try:
+        frame = read_csv(path, columns=columns, sep=sep)
+    except NoDataRows:
+        return Frame("", {c: np.empty(0) for c in columns}, 0)
+    for c in columns:
+        if c not in frame.columns:  # the client read another header (a file changed since)
+            raise DataError(f"'{path}' has no column '{c}' (its header changed while it was read?)")
+    return frame
+
+
 def partition_frame(
-    pdf, columns: dict[str, str], name: str, csv: bool, kinds: dict[str, str] | None = None
+    part, columns: dict[str, str], name: str, csv: bool, kinds: dict[str, str] | None = None
 ) -> tuple[Frame, dict[str, str], set[str]]:
     """A partition as a Frame (columns under their make.names names), the kind of each column, and
-    the columns R reads as integers.  `kinds`: the kinds over all partitions (a column that is all
-    NA here takes the others' kind; integers become doubles where some partition has decimals)."""
+    the columns R reads as integers.  `part`: a CSV file's Frame (read_csv_part) or a Parquet
+    partition's pandas DataFrame.  `kinds`: the kinds over all partitions (a column that is all NA
+    here takes the others' kind; integers become doubles where some partition has decimals)."""
     out: dict[str, np.ndarray | Factor] = {}
     found: dict[str, str] = {}
     ints: set[str] = set()
+    n = part.n_rows if csv else len(part)
     for made, orig in columns.items():
-        series = pdf[orig]
-        col, kind = _csv_column(series) if csv else _typed_column(series)
+        col, kind = _csv_column(part, made) if csv else _typed_column(part[orig])
         found[made] = kind
         if kinds is not None:
-            col, kind = _as_kind(col, kinds[made], len(series))
+            col, kind = _as_kind(col, kinds[made], n)
         if kind == "integer":
             ints.add(made)
         out[made] = col
-    return Frame(name, out, len(pdf), ints), found, ints
+    return Frame(name, out, n, ints), found, ints
 
 
-def _csv_column(series) -> tuple[np.ndarray | Factor, str]:
-    """R's type.convert of the strings of one partition's column."""
-    from mlmcli.io.frame import convert_column
-
-    values = [str(v) for v in series.tolist()]
-    col, is_int = convert_column(values)
+def _csv_column(frame: Frame, name: str) -> tuple[np.ndarray | Factor, str]:
+    """A column read.csv's type.convert made of one file, and its kind."""
+    col = frame.columns[name]
     if isinstance(col, Factor):
         if (col.codes < 0).all():
             return col, "missing"
         return col, "logical" if col.logical else "text"
     if np.isnan(col).all():
         return col, "missing"
-    return col, "integer" if is_int else "double"
+    return col, "integer" if name in frame.int_columns else "double"
 
 
 def _typed_column(series) -> tuple[np.ndarray | Factor, str]:
@@ -224,8 +255,11 @@ def _as_kind(col: np.ndarray | Factor, kind: str, n: int) -> tuple[np.ndarray | 
     return col, kind
 
 
-def agree(kinds: list[dict[str, str]], where: list[str]) -> dict[str, str]:
-    """The kind of each column over all partitions, or the error naming two that disagree."""
+def agree(
+    kinds: list[dict[str, str]], where: list[str], not_numbers: list[dict[str, str]] | None = None
+) -> dict[str, str]:
+    """The kind of each column over all partitions, or the error naming two that disagree (with the
+    values that are not numbers where one partition has numbers and another text among numbers)."""
     out: dict[str, str] = {}
     seen: dict[str, int] = {}
     for i, part in enumerate(kinds):
@@ -239,9 +273,11 @@ def agree(kinds: list[dict[str, str]], where: list[str]) -> dict[str, str]:
                 out[col] = "double"
             else:
                 j = seen[col]
+                text = [m for m in (i, j) if not_numbers and col in not_numbers[m]]
+                detail = f" ({not_numbers[text[0]][col]})" if text and not_numbers else ""
                 raise DataError(
                     f"partitions disagree in the type of column '{col}': {_kind_words(have)} in "
-                    f"{where[j]}, {_kind_words(kind)} in {where[i]}"
+                    f"{where[j]}, {_kind_words(kind)} in {where[i]}{detail}"
                 )
     for part in kinds:
         for col in part:

@@ -169,20 +169,32 @@ def text_among_numbers(frame: Frame, columns: Iterable[str], shown: int = 3) -> 
     values are numbers (one "n/a" is enough): the column and its first values that are not."""
     out = []
     for name in dict.fromkeys(columns):
-        col = frame.columns.get(name)
-        if not isinstance(col, Factor) or col.logical or col.labelled:
-            continue
-        words = [v for v in col.levels if not _NUMBER_FIELD.fullmatch(v)]
-        if not words or len(words) * 2 > len(col.levels):
-            continue
-        # in the order the file has them, as one finds them there
-        used, first = np.unique(col.codes[col.codes >= 0], return_index=True)
-        seen = [col.levels[c] for c in used[np.argsort(first)]]
-        words = [v for v in seen if not _NUMBER_FIELD.fullmatch(v)]
-        listed = ", ".join(json.dumps(v, ensure_ascii=False) for v in words[:shown])
-        more = f" and {len(words) - shown} more" if len(words) > shown else ""
-        out.append(f"column '{name}' is read as text (a factor): values that are not numbers: {listed}{more}")
+        found = not_numbers(frame.columns.get(name), shown)
+        if found:
+            out.append(text_note(name, found))
     return out
+
+
+def text_note(name: str, not_numbers: str) -> str:
+    """The note on a column of numbers read as text, given not_numbers()'s phrase."""
+    return f"column '{name}' is read as text (a factor): {not_numbers}"
+
+
+def not_numbers(col: np.ndarray | Factor | None, shown: int = 3) -> str | None:
+    """'values that are not numbers: "n/a", ...' (the first `shown`, in the order the file has them)
+    for a factor most of whose distinct values are numbers; None for any other column."""
+    if not isinstance(col, Factor) or col.logical or col.labelled:
+        return None
+    words = [v for v in col.levels if not _NUMBER_FIELD.fullmatch(v)]
+    if not words or len(words) * 2 > len(col.levels):
+        return None
+    # in the order the file has them, as one finds them there
+    used, first = np.unique(col.codes[col.codes >= 0], return_index=True)
+    seen = [col.levels[c] for c in used[np.argsort(first)]]
+    words = [v for v in seen if not _NUMBER_FIELD.fullmatch(v)]
+    listed = ", ".join(json.dumps(v, ensure_ascii=False) for v in words[:shown])
+    more = f" and {len(words) - shown} more" if len(words) > shown else ""
+    return f"values that are not numbers: {listed}{more}"
 
 
 def from_distinct(cats: list[str], codes: np.ndarray) -> tuple[np.ndarray | Factor, bool] | None:
@@ -214,8 +226,12 @@ def is_integer_text(values: list[str]) -> bool:
     return not any(c in joined for c in ".eEnNiI")
 
 
+class NoDataRows(DataError):
+    """A CSV file with a header line and no rows (a partition of data may be one)."""
+
+
 def no_data_rows(source: str) -> DataError:
-    return DataError(f"'{source}': no data rows, only a header line")
+    return NoDataRows(f"'{source}': no data rows, only a header line")
 
 
 def select_columns(header: list[str], columns: set[str] | None, source: str, sep: str) -> set[str]:

@@ -1,12 +1,13 @@
 """Parametric bootstrap of a fitted model on every core (lme4's bootMer), and boot's percentile
 intervals of its replicates (confint(fit, method = "boot"), boot.ci(type = "perc")).
 
-The replicates are refitted in chunks; within a chunk a one-term model's refits run in lockstep
-(engine/lockstep.py).  The chunks are shared between two threads where the lockstep's arrays are long
-enough for numpy to release the GIL (a term with many levels), else between two worker processes,
-each given the shared blocks once (a refit of a small or multi-term model is many small numpy calls
-that hold the GIL).  Each
-replicate has its own random stream (engine/bootstrap.py), so the result depends on the seed alone,
+The replicates are the pipeline's refits of simulated responses (lme4's refit(fit, newresp):
+pipeline.bootstrap_refits, refit_simulated), done in chunks; within a chunk a one-term model's
+refits run in lockstep (engine/lockstep.py).  The chunks are shared between two threads where the
+lockstep's arrays are long enough for numpy to release the GIL (a term with many levels), else
+between two worker processes, each given the shared blocks once (a refit of a small or multi-term
+model is many small numpy calls that hold the GIL).  Each replicate has its own random stream
+(engine/bootstrap.py), so the result depends on the seed alone,
 not on the number of workers or on the order in which chunks finish.
 """
 
@@ -50,23 +51,10 @@ def _start_worker(bm: BootstrapModel) -> None:
 
 
 def _work(indices: range) -> Replicates:
-    from mlmcli.engine.bootstrap import replicate
+    from mlmcli.pipeline import refit_simulated
 
     assert _shared is not None
-    return replicate(_shared, indices)
-
-
-def bootstrap_model(model: FittedModel, seed: int) -> BootstrapModel:
-    from mlmcli.engine.bootstrap import BootstrapModel
-
-    return BootstrapModel(
-        model.system.cp,
-        model.reml,
-        np.array(model.theta, dtype=float),
-        np.array(model.beta, dtype=float),
-        float(model.sigma),
-        seed,
-    )
+    return refit_simulated(_shared, indices)
 
 
 def bootstrap(
@@ -74,9 +62,10 @@ def bootstrap(
 ) -> Replicates:
     """nsim parametric bootstrap replicates of the model's sd/cor, sigma and fixed effects;
     `progress(k)` is called as each k more replicates are done."""
-    from mlmcli.engine.bootstrap import Replicates, replicate
+    from mlmcli.engine.bootstrap import Replicates
+    from mlmcli.pipeline import bootstrap_refits, refit_simulated
 
-    bm = bootstrap_model(model, seed)
+    bm = bootstrap_refits(model, seed)
     chunks = [range(a, min(a + CHUNK, nsim)) for a in range(0, nsim, CHUNK)]
     workers = min(workers, os.cpu_count() or 1, len(chunks))
     parts: dict[int, Replicates] = {}
@@ -86,7 +75,7 @@ def bootstrap(
         parts = _in_processes(bm, chunks, workers, progress)
     for c, idx in enumerate(chunks):  # serially: one worker, or no process pool on this system
         if c not in parts:
-            parts[c] = replicate(bm, idx)
+            parts[c] = refit_simulated(bm, idx)
             if progress:
                 progress(len(idx))
     ordered = [parts[c] for c in range(len(chunks))]
@@ -113,12 +102,12 @@ def _in_threads(
 ) -> dict[int, Replicates]:
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
-    from mlmcli.engine.bootstrap import replicate
+    from mlmcli.pipeline import refit_simulated
 
     parts: dict[int, Replicates] = {}
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
-        futures = {pool.submit(replicate, bm, idx): c for c, idx in enumerate(chunks)}
+        futures = {pool.submit(refit_simulated, bm, idx): c for c, idx in enumerate(chunks)}
         for fut in as_completed(futures):
             c = futures[fut]
             parts[c] = fut.result()

@@ -97,10 +97,10 @@ class _Profiler:
     def __init__(self, model: FittedModel) -> None:
         from mlmcli.engine.factor import BlockedFactor
         from mlmcli.engine.profile import sdcor_from_theta, varpar_bounds
-        from mlmcli.model import refit
+        from mlmcli.pipeline import refit
 
         self.model = model
-        self.ml = ml = refit(model, reml=False) if model.reml else model
+        self.ml = ml = refit(model, reml=False)
         self.system = BlockedFactor(ml.system.cp)
         self.opt = sdcor_from_theta(self.system, ml.theta, ml.sigma)
         self.nv = len(self.opt)

@@ -4,7 +4,8 @@ Each random term (g) is reduced as lmerTest's get_newforms does: a term whose le
 droppable terms loses each of them in turn ("x in (1 + x | g)", refitted with the remaining
 left-hand side, or (1 | g)); an intercept-only term goes altogether ("(1 | g)"), and a model with
 no random terms left is an ordinary linear model.  Fits use the criterion of the original fit (REML
-log-likelihoods for a REML fit), as lmerTest does.
+log-likelihoods for a REML fit), as lmerTest does, and its optimizer; each reduced model is the
+pipeline's refit of the fit with the reduced formula (lme4's update()).
 """
 
 from __future__ import annotations
@@ -105,20 +106,16 @@ def _random_free(model: FittedModel) -> tuple[int, float]:
 
 def ranova_report(model: FittedModel, frame: Frame) -> dict:
     """{"heading", "model", "terms": [{"term", "npar", "loglik", "aic", "lrt", "df", "p_value"}]}."""
-    from mlmcli.design import build_design
-    from mlmcli.formula import parse_formula
-    from mlmcli.model import fit_model
+    from mlmcli.pipeline import refit
     from mlmcli.render.jsonvalues import clean
     from mlmcli.report import SCHEMA_VERSION
 
     rows = [{"term": "<none>", "npar": model.npar, "loglik": model.loglik}]
     for name, text in reductions(model.formula):
         if "|" in text:
-            parsed = parse_formula(text)
-            design = build_design(frame, parsed, model.design.args)
-            if design.n_obs != model.n:
+            fit = refit(model, formula=text, frame=frame, ddf="none")
+            if fit.n != model.n:
                 raise DataError("number of rows in use has changed: remove missing values?")
-            fit = fit_model(parsed, design, reml=model.reml, data_name=model.data_name, ddf="none")
             npar, ll = fit.npar, fit.loglik
         else:
             npar, ll = _random_free(model)
