@@ -266,9 +266,9 @@ def missing_rows_note(model: FittedModel, n_rows: int) -> str | None:
     return f"{missing} {rows} left out (of {n_rows})"
 
 
-def glmer(
+def glmer_models(
     data: str | Frame,
-    formula: str,
+    formulas: Sequence[str],
     *,
     family: str,
     link: str | None = None,
@@ -280,9 +280,9 @@ def glmer(
     sheet: str | None = None,
     where: str | None = None,
     on_read: Callable[[Frame], None] | None = None,
-) -> tuple[GlmmModel, Frame]:
-    """glmer(): glFormula, mkGlmerDevfun, optimizeGlmer's two stages and mkMerMod, on data read as
-    lmer's are: the fitted model and its frame."""
+) -> tuple[list[GlmmModel], Frame]:
+    """glmer() of every formula on one data set, read once: glFormula, mkGlmerDevfun,
+    optimizeGlmer's two stages and mkMerMod.  The fitted models and their frame."""
     from mlmcli.engine.family import LINKS
     from mlmcli.glmmodel import fit_glmm_model
 
@@ -290,12 +290,23 @@ def glmer(
         raise MlmError(f"--family {family}: use binomial or poisson")
     if link is not None and link not in LINKS[family]:
         raise MlmError(f"--link {link} is not offered for {family}: use {', '.join(LINKS[family])}")
-    parsed = parse(formula)
-    with user_errors(formula):
+    parsed = [parse(f) for f in formulas]
+    columns = list(dict.fromkeys(c for p in parsed for c in p.columns()))
+    with user_errors(formulas[0] if formulas else ""):
         frame = read_rows(
-            data, parsed.columns(), sep=sep, sheet=sheet, where=where, weights=weights, offset=offset, on_read=on_read
+            data, columns, sep=sep, sheet=sheet, where=where, weights=weights, offset=offset, on_read=on_read
         )
-    design = l_formula(parsed, frame, weights, offset, family=family)
-    with user_errors(formula):
-        model = fit_glmm_model(parsed, design, family, link=link, nagq=nagq, data_name=frame.name, optimizer=optimizer)
-    return model, frame
+    models = []
+    for p in parsed:
+        design = l_formula(p, frame, weights, offset, family=family)
+        with user_errors(p.text):
+            models.append(
+                fit_glmm_model(p, design, family, link=link, nagq=nagq, data_name=frame.name, optimizer=optimizer)
+            )
+    return models, frame
+
+
+def glmer(data: str | Frame, formula: str, **options: Any) -> tuple[GlmmModel, Frame]:
+    """glmer() of one formula (options as glmer_models): the fitted model and its frame."""
+    models, frame = glmer_models(data, [formula], **options)
+    return models[0], frame

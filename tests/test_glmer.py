@@ -229,3 +229,49 @@ def test_cbind_is_a_binomial_response_only():
     df = pd.DataFrame({"s": [1, 2, 0, 3] * 5, "f": [2, 1, 3, 0] * 5, "g": list("abcde") * 4})
     with pytest.raises(DataError, match="cbind\\(successes, failures\\) is a binomial response"):
         mlmcli.lmer("cbind(s, f) ~ 1 + (1|g)", df)
+
+
+COMPARE_CASES = [c["id"] for c in json.loads((FIXTURES / "cases.json").read_text()) if c["kind"] == "compare"]
+
+
+@pytest.mark.parametrize("case", COMPARE_CASES)
+def test_compare_is_lme4s_anova(case):
+    ref = reference(case)
+    fits = [fitted(m["case"]) for m in ref["models"]]
+    table = mlmcli.compare(*fits, names=[m["name"] for m in ref["models"]])
+    for m in ref["models"]:
+        row = table.loc[m["name"]]
+        assert row["npar"] == m["npar"]
+        for ours, theirs in ((row["AIC"], m["aic"]), (row["logLik"], m["loglik"]), (row["deviance"], m["deviance"])):
+            assert ours <= theirs + 1e-6 if ours != row["logLik"] else ours >= theirs - 1e-6
+            assert abs(ours - theirs) < 1e-2
+        if m["chisq"] is not None:
+            assert abs(row["Chisq"] - m["chisq"]) < 1e-2
+            assert row["Df"] == m["df"]
+            assert abs(row["Pr(>Chisq)"] - m["p_value"]) <= max(1e-3, 1e-2 * m["p_value"])
+
+
+def test_ranef_and_compare_commands(tmp_path):
+    """`mlm ranef --family` and `mlm compare --family` on bacteria (trt's reference level changes
+    the fixed effects' names, not the model: the modes and the likelihoods are lme4's)."""
+    ref = reference("bacteria_laplace")
+    path = FIXTURES / ref["data"]
+    out = mlm("ranef", str(path), ref["formula"], "--family", "binomial", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    expected = {(r["level"], r["term"]): r for r in ref["ranef"]["ranef"]}
+    sd = ref["random_effects"][0]["std_dev"]
+    assert len(doc["ranef"]) == len(expected)
+    for row in doc["ranef"]:
+        r = expected[row["level"], row["term"]]
+        assert abs(row["value"] - r["value"]) <= 1e-3 * sd
+        assert abs(row["cond_sd"] - r["cond_sd"]) <= 1e-2 * r["cond_sd"]
+    null = "y ~ I(week > 2) + (1 | ID)"
+    cmp = mlm("compare", str(path), null, ref["formula"], "--family", "binomial", "--format", "json")
+    assert cmp.returncode == 0, cmp.stderr
+    rows = json.loads(cmp.stdout)["models"]
+    assert [r["npar"] for r in rows] == [3, 5]
+    assert abs(rows[1]["deviance"] - ref["deviance"]) < 1e-6
+    assert rows[1]["df"] == 2 and 0 < rows[1]["p_value"] < 1
+    refused = mlm("compare", str(path), null, ref["formula"], "--family", "binomial", "--variance-reduction")
+    assert refused.returncode == 2 and "no residual variance" in refused.stderr

@@ -1,44 +1,37 @@
-"""`mlm fit --family`: glmer's fit through the library's pipeline, rendered as lme4 prints it."""
+"""`--family` on fit, ranef and compare: glmer's fits through the library's pipeline, rendered as
+lme4 prints them."""
 
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 
 from mlmcli.cli.app import DataOptions
-from mlmcli.cli.common import _deliver, _strict_exit, _user_errors, _warn
+from mlmcli.cli.common import _deliver, _reader_notes, _strict_exit, _user_errors, _warn
 from mlmcli.errors import MlmError
 
 
-def fit_glmer(
+def glmer_fits(
     data: str,
-    formula: str,
-    family: str,
+    formulas: list[str],
+    family: Enum,
     link: Enum | None,
     nagq: int,
     source: DataOptions,
     optimizer: str,
-    kind: str,
-    output: str | None,
-    inputs: tuple[str, ...],
-    strict: bool,
-    ci: Enum | None,
-) -> None:
-    from mlmcli.pipeline import glmer
-    from mlmcli.render.registry import formats
-    from mlmcli.report import glmer_fit_report
+    verbose: bool = False,
+) -> list[Any]:
+    """The glmer fits of `formulas` on DATA, read once; lme4's warnings on stderr."""
+    from mlmcli.pipeline import glmer_models, missing_rows_note
 
-    if kind not in formats("glmer_fit"):
-        raise MlmError(f"--format {kind} is not offered with --family yet: use text or json")
     if source.engine == "dask":
         raise MlmError("--engine dask is not offered with --family yet")
-    if ci is not None:
-        raise MlmError("--ci is not offered with --family yet")
     if nagq < 0:
         raise MlmError(f"--nagq must be 0 or more: {nagq}")
-    model, _ = glmer(
+    models, frame = glmer_models(
         data,
-        formula,
-        family=family,
+        formulas,
+        family=family.value,
         link=None if link is None else link.value,
         nagq=nagq,
         optimizer=optimizer,
@@ -47,10 +40,41 @@ def fit_glmer(
         sep=source.sep,
         sheet=source.sheet,
         where=source.where,
+        on_read=_reader_notes(verbose),
     )
+    for note in dict.fromkeys(missing_rows_note(m, frame.n_rows) for m in models):
+        if note:
+            _warn([f"mlm: note: {note}"])
+    return models
+
+
+def fit_glmer(
+    data: str,
+    formula: str,
+    family: Enum,
+    link: Enum | None,
+    nagq: int,
+    source: DataOptions,
+    optimizer: str,
+    form: str,
+    output: str | None,
+    inputs: tuple[str, ...],
+    strict: bool,
+    ci: Enum | None,
+    verbose: bool = False,
+) -> None:
+    """`mlm fit --family`: lme4's summary of the glmer fit, or its JSON."""
+    from mlmcli.render.registry import formats
+    from mlmcli.report import glmer_fit_report
+
+    if form not in formats("glmer_fit"):
+        raise MlmError(f"--format {form} is not offered with --family yet: use text or json")
+    if ci is not None:
+        raise MlmError("--ci is not offered with --family yet")
+    (model,) = glmer_fits(data, [formula], family, link, nagq, source, optimizer, verbose)
     with _user_errors(formula):
         report = glmer_fit_report(model)
     warnings = report["warnings"]
     _warn(warnings)
-    _deliver("glmer_fit", kind, report, output, inputs)
+    _deliver("glmer_fit", form, report, output, inputs)
     _strict_exit(strict, warnings, model)
