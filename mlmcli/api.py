@@ -263,7 +263,7 @@ class LmerFit:
         if re_form not in ("all", "none"):
             raise MlmError(f"re_form must be 'all' or 'none', not {re_form!r}")
         if newdata is None:
-            pred = fitted_values(self.model)
+            pred = self.model.fitted_values() if hasattr(self.model, "family") else fitted_values(self.model)
         else:
             new = _frame_of(newdata, [])
             if isinstance(new, str):
@@ -527,8 +527,21 @@ class GlmerFit(LmerFit):
             f"{fixed}</table>"
         )
 
-    def predict(self, *args: Any, **kwargs: Any) -> np.ndarray:
-        raise MlmError("predict() of a glmer fit is not offered yet")
+    def predict(
+        self,
+        newdata: Any = None,
+        re_form: Literal["all", "none"] = "all",
+        allow_new_levels: bool = False,
+        type: Literal["link", "response"] = "link",
+    ) -> np.ndarray:
+        """lme4's ``predict(fit, newdata, re.form, allow.new.levels, type)``: on the link scale (the
+        default, as lme4's) or, with ``type="response"``, the response's (probabilities, rates).
+        An offset in the formula is included; glmer's ``offset =`` is left out for new data, as lme4
+        leaves it out."""
+        if type not in ("link", "response"):
+            raise MlmError(f"type must be 'link' or 'response', not {type!r}")
+        eta = super().predict(newdata, re_form, allow_new_levels)
+        return self.model.family.linkinv(eta) if type == "response" else eta
 
     def confint(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
         raise MlmError("confint() of a glmer fit is not offered yet")

@@ -14,7 +14,7 @@ from mlmcli.engine.glmm import GlmmProblem, GlmResponse
 from mlmcli.engine.glmm_fit import GlmmFit, fit_glmm
 from mlmcli.engine.terms import term_structure
 from mlmcli.errors import DataError
-from mlmcli.model import VarComp
+from mlmcli.model import Prediction, VarComp
 
 if TYPE_CHECKING:
     from mlmcli.design import Design
@@ -180,6 +180,12 @@ class GlmmModel:
     @property
     def linear_predictor(self) -> np.ndarray:
         return self.fit.modes.eta
+
+    def fitted_values(self) -> Prediction:
+        """predict(fit) and predict(fit, re.form = NA) on the rows used, on the link scale, offsets
+        included (lme4's type = "link")."""
+        fixed = self.design.X @ self.beta + self.problem.response.offset
+        return Prediction(values=self.linear_predictor.copy(), fixed=fixed)
 
     @property
     def fitted(self) -> np.ndarray:

@@ -275,3 +275,29 @@ def test_ranef_and_compare_commands(tmp_path):
     assert rows[1]["df"] == 2 and 0 < rows[1]["p_value"] < 1
     refused = mlm("compare", str(path), null, ref["formula"], "--family", "binomial", "--variance-reduction")
     assert refused.returncode == 2 and "no residual variance" in refused.stderr
+
+
+@pytest.mark.parametrize("case", ["epil_offset_formula", "epil_laplace", "contra_slope"])
+def test_predict_is_lme4s(case):
+    """`mlm predict --family` on new data with an unseen group: link and response scale, with and
+    without the random effects; an offset in the formula is kept, as lme4 keeps it."""
+    ref = reference(case)
+    path, new = FIXTURES / ref["data"], FIXTURES / ref["predict"]["newdata"]
+    for p in ref["predict"]["predictions"]:
+        args = ["--type", p["type"], "--re-form", p["re_form"], "--format", "json"]
+        args += ["--allow-new-levels"] if p["allow_new_levels"] else []
+        out = mlm("predict", str(path), ref["formula"], "--family", ref["family"], "--newdata", str(new), *args)
+        assert out.returncode == 0, out.stderr
+        fitted = [row[".fitted"] for row in json.loads(out.stdout)["rows"]]
+        np.testing.assert_allclose(fitted, p["fitted"], rtol=2e-4, atol=1e-4)
+
+
+def test_the_library_predicts_on_both_scales():
+    ref = reference("epil_laplace")
+    fit = fitted("epil_laplace")
+    new = pd.read_csv(FIXTURES / ref["predict"]["newdata"])
+    for p in ref["predict"]["predictions"]:
+        got = fit.predict(new, re_form=p["re_form"], allow_new_levels=True, type=p["type"])
+        np.testing.assert_allclose(got, p["fitted"], rtol=2e-4, atol=1e-4)
+    # the rows used, as fitted(fit) and predict(fit) give them
+    np.testing.assert_allclose(fit.predict(type="response"), fit.model.fitted)

@@ -66,6 +66,11 @@ class Link(str, Enum):
     log = "log"
 
 
+class PredictType(str, Enum):
+    link = "link"
+    response = "response"
+
+
 class Engine(str, Enum):
     memory = "memory"
     dask = "dask"

@@ -20,8 +20,8 @@ def glmer_fits(
     source: DataOptions,
     optimizer: str,
     verbose: bool = False,
-) -> list[Any]:
-    """The glmer fits of `formulas` on DATA, read once; lme4's warnings on stderr."""
+) -> tuple[list[Any], Any]:
+    """The glmer fits of `formulas` on DATA, read once, and the frame they were built from."""
     from mlmcli.pipeline import glmer_models, missing_rows_note
 
     if source.engine == "dask":
@@ -45,7 +45,7 @@ def glmer_fits(
     for note in dict.fromkeys(missing_rows_note(m, frame.n_rows) for m in models):
         if note:
             _warn([f"mlm: note: {note}"])
-    return models
+    return models, frame
 
 
 def fit_glmer(
@@ -71,7 +71,7 @@ def fit_glmer(
         raise MlmError(f"--format {form} is not offered with --family yet: use text or json")
     if ci is not None:
         raise MlmError("--ci is not offered with --family yet")
-    (model,) = glmer_fits(data, [formula], family, link, nagq, source, optimizer, verbose)
+    (model,), _ = glmer_fits(data, [formula], family, link, nagq, source, optimizer, verbose)
     with _user_errors(formula):
         report = glmer_fit_report(model)
     warnings = report["warnings"]

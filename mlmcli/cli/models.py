@@ -220,7 +220,7 @@ def ranef(
     if family is not None:
         from mlmcli.cli.glmer import glmer_fits
 
-        (model,) = glmer_fits(data, [formula], family, link, nagq, source, optimizer.value, verbose)
+        (model,), _ = glmer_fits(data, [formula], family, link, nagq, source, optimizer.value, verbose)
         _warn(list(dict.fromkeys(model.warnings)))
     else:
         model, _ = _fit_and_warn(data, formula, ml, source=source, optimizer=optimizer.value, verbose=verbose)
@@ -270,7 +270,7 @@ def compare(
 
         if variance_reduction:
             raise MlmError("--variance-reduction is for linear mixed models: a GLMM has no residual variance")
-        fits = glmer_fits(data, formulas, family, link, nagq, source, optimizer.value, verbose)
+        fits, _ = glmer_fits(data, formulas, family, link, nagq, source, optimizer.value, verbose)
     elif source.engine == "dask":
         fits = _fit_on_cluster(data, formulas, ml, "none", optimizer.value, source, residuals=False)
     else:

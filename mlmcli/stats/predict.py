@@ -23,6 +23,7 @@ from mlmcli.report import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from mlmcli.formula import RandomTerm, Var
+    from mlmcli.glmmodel import GlmmModel
     from mlmcli.model import FittedModel
 
 
@@ -163,15 +164,22 @@ def _group_labels(
 
 
 def prediction_report(
-    model: FittedModel, frame: Frame, new: Frame | None, re_form: str, allow_new_levels: bool
+    model: FittedModel | GlmmModel,
+    frame: Frame,
+    new: Frame | None,
+    re_form: str,
+    allow_new_levels: bool,
+    type_: str = "link",
 ) -> tuple[dict, dict]:
-    """`mlm predict`: the new data's columns (without new data, the fit's rows of the data) and .fitted.
+    """`mlm predict`: the new data's columns (without new data, the fit's rows of the data) and .fitted,
+    for a GLMM on the link scale or (`type_` "response") the response's, as predict.merMod's type.
 
     Returns the JSON report and the columns for CSV."""
     from mlmcli.render.rows import named_columns, records
 
+    family = getattr(model, "family", None)
     if new is None:
-        pred = fitted_values(model)
+        pred = model.fitted_values() if family is not None else fitted_values(model)
         rows = model.design.rows
         source = {name: _take(col, rows) for name, col in frame.columns.items()}
         columns = named_columns(source, frame.int_columns)
@@ -179,6 +187,8 @@ def prediction_report(
         pred = predict_new(model, frame, new, random=re_form == "all", allow_new_levels=allow_new_levels)
         columns = named_columns(new.columns, new.int_columns)
     fitted = pred.values if re_form == "all" else pred.fixed
+    if family is not None and type_ == "response":
+        fitted = family.linkinv(fitted)  # NaN (a missing value) stays NaN
     columns[".fitted"] = clean(fitted)
     report = {
         "schema_version": SCHEMA_VERSION,
@@ -187,6 +197,7 @@ def prediction_report(
         "newdata_name": new.name if new is not None else None,
         "re_form": re_form,
         "allow_new_levels": allow_new_levels,
+        **({"type": type_} if family is not None else {}),
         "n": len(fitted),
         "rows": records(columns),
     }
