@@ -11,6 +11,7 @@ import numpy as np
 from mlmcli.engine.crossprod import CrossProducts
 from mlmcli.engine.factor import BlockedFactor
 from mlmcli.engine.fit import Optimum, optimize_theta, start_theta
+from mlmcli.engine.response import GaussianResponse
 
 if TYPE_CHECKING:
     from mlmcli.design import Design
@@ -59,8 +60,8 @@ class RemoteRows(Protocol):
 class FittedModel:
     formula: Formula
     design: Design
-    reml: bool
-    system: BlockedFactor
+    response: GaussianResponse  # y, prior weights, REML or ML: the criterion (engine/response.py)
+    system: BlockedFactor  # the factor L(theta) of the response's blocks (engine/factor.py)
     optimum: Optimum
     data_name: str
     warnings: list[str] = field(default_factory=list)
@@ -76,6 +77,10 @@ class FittedModel:
     @property
     def theta(self) -> np.ndarray:
         return self.optimum.theta
+
+    @property
+    def reml(self) -> bool:
+        return self.response.reml
 
     @property
     def n(self) -> int:
@@ -143,8 +148,7 @@ class FittedModel:
 
     def _finish(self) -> None:
         """Quantities at the optimum; the system must be factored at theta."""
-        denom = self.n - self.p if self.reml else self.n
-        self._sigma = math.sqrt(self.system.pwrss / denom)
+        self._sigma = self.response.sigma(self.system)
         self._T = [T.copy() for T in self.system.T]
         self._beta = self.system.beta()
         self._u = self.system.spherical_modes()
@@ -223,7 +227,7 @@ class FittedModel:
         if self._satterthwaite is None:
             from mlmcli.engine.satterthwaite import satterthwaite
 
-            self._satterthwaite = satterthwaite(self.system, self.theta, self.sigma, self.reml, self._vcov)
+            self._satterthwaite = satterthwaite(self.system, self.response, self.theta, self.sigma, self._vcov)
             self.system.update(self.theta)
         return self._satterthwaite
 
@@ -306,6 +310,7 @@ def fit_crossproducts(
     lme4's start value `theta0` computed where the rows are).  The design's messages hold its
     checks' warnings (rank, checkScaleX); the optimizer's follow them."""
     system = BlockedFactor(cp)
+    response = GaussianResponse.of(cp, reml)
     warnings = list(design.messages)
     factors = [t.group for t in design.terms]
     scalar_distinct = all(t.X.shape[1] == 1 and list(t.cnames) == ["(Intercept)"] for t in design.terms) and len(
@@ -313,12 +318,12 @@ def fit_crossproducts(
     ) == len(factors)
     if theta0 is None or not scalar_distinct:
         theta0 = start_theta(system, [t.codes for t in design.terms], scalar_distinct, design.response_values)
-    opt = optimize_theta(system, reml, theta0, polish=optimizer == "robust")
+    opt = optimize_theta(system, response, theta0, polish=optimizer == "robust")
     warnings.extend(opt.warnings)
     model = FittedModel(
         formula=formula,
         design=design,
-        reml=reml,
+        response=response,
         system=system,
         optimum=opt,
         data_name=data_name,
@@ -338,7 +343,7 @@ def at_theta(model: FittedModel, theta: np.ndarray) -> FittedModel:
 
     system = BlockedFactor(model.system.cp)
     theta = np.array(theta, dtype=float)
-    f = Objective(system, model.reml)
+    f = Objective(system, model.response)
     opt = Optimum(theta=theta, criterion=f(theta), evaluations=1, status="NLOPT_SUCCESS", checked_at=theta)
     check_convergence(opt, lambda: deriv12(f, theta, opt.criterion), system.cp.lower_bounds())
     factor_at(system, theta)
@@ -347,7 +352,7 @@ def at_theta(model: FittedModel, theta: np.ndarray) -> FittedModel:
     new = FittedModel(
         formula=model.formula,
         design=model.design,
-        reml=model.reml,
+        response=model.response,
         system=system,
         optimum=opt,
         data_name=model.data_name,
@@ -364,12 +369,13 @@ def refit(model: FittedModel, reml: bool) -> FittedModel:
     """Refit with the other criterion from the current theta (lme4's refitML)."""
     from mlmcli.engine.fit import reoptimize_theta
 
-    system = BlockedFactor(model.system.cp)  # the same data: only the factor is the refit's own
-    opt = reoptimize_theta(system, reml, model.theta, polish=model.optimizer == "robust")
+    cp = model.system.cp  # the same data: only the factor and the criterion are the refit's own
+    system, response = BlockedFactor(cp), GaussianResponse.of(cp, reml)
+    opt = reoptimize_theta(system, response, model.theta, polish=model.optimizer == "robust")
     new = FittedModel(
         formula=model.formula,
         design=model.design,
-        reml=reml,
+        response=response,
         system=system,
         optimum=opt,
         data_name=model.data_name,

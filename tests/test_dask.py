@@ -113,7 +113,7 @@ def assert_same_fit(ours, theirs) -> None:
     a, b = ours.system, theirs.system
     for s in (a, b):
         s.update(theirs.theta)
-    assert a.objective(theirs.reml) == pytest.approx(b.objective(theirs.reml), rel=REL)
+    assert ours.response.criterion(a) == pytest.approx(theirs.response.criterion(b), rel=REL)
     assert a.pwrss == pytest.approx(b.pwrss, rel=REL)
     se = np.sqrt(np.diag(b.unscaled_vcov()))
     assert np.all(np.abs(a.beta() - b.beta()) <= REL * np.maximum(np.abs(b.beta()), se))
@@ -173,10 +173,11 @@ def from_sums(monkeypatch):
     engine then also evaluates the criterion from A alone."""
     import mlmcli.distributed.fit as dfit
     import mlmcli.engine.factor as factor
+    from mlmcli.engine.response import GaussianResponse
 
     monkeypatch.setattr(dfit, "ROWS_TO_CLIENT", 0)
-    monkeypatch.setattr(factor, "DIRECT_PWRSS_ROWS", 0)
-    monkeypatch.setattr(factor.BlockedFactor, "direct_rows", 0)
+    monkeypatch.setattr(factor, "SMALL_DATA_ROWS", 0)
+    monkeypatch.setattr(GaussianResponse, "direct_rows", 0)
 
 
 @pytest.mark.parametrize(("case_id", "name"), CASES, ids=[c[0] for c in CASES])

@@ -13,9 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlmcli.design import ReTerm
-from mlmcli.engine.blocks import Nested, batched_cholesky, bmm, segment_sum
+from mlmcli.engine.blocks import Nested, UniformDiagonal, batched_cholesky, bmm, segment_sum
 from mlmcli.engine.crossprod import CrossProducts
 from mlmcli.engine.factor import BlockedFactor
+from mlmcli.engine.response import GaussianResponse
 
 
 def _term(codes: np.ndarray, k: int, x: np.ndarray) -> ReTerm:
@@ -89,7 +90,7 @@ def test_blocked_factor_equals_dense(seed, kind, ks):
     elif kind == "crossed":
         assert cp.nbd == 1 and cp.q_tail > 0
     f = BlockedFactor(cp)
-    assert f.small is None  # small data: the stacked blocks, lme4's rounding
+    assert isinstance(f.diagonal[0], UniformDiagonal)  # small data: the stacked blocks, lme4's rounding
     theta = []
     for s in cp.structures:
         diag = s.tri_rows == s.tri_cols
@@ -99,7 +100,7 @@ def test_blocked_factor_equals_dense(seed, kind, ks):
     ldL2, pwrss, beta, u, cond = _dense_reference(terms, X, y, cp.templates(theta))
     assert f.ldL2 == pytest.approx(ldL2, rel=1e-10)
     assert f.pwrss == pytest.approx(pwrss, rel=1e-9)
-    assert f.pwrss_direct() == pytest.approx(pwrss, rel=1e-9)
+    assert GaussianResponse.of(cp, reml=True).pwrss_direct(f) == pytest.approx(pwrss, rel=1e-9)
     np.testing.assert_allclose(f.beta(), beta, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(np.concatenate(f.spherical_modes()), u, rtol=1e-8, atol=1e-10)
     o = 0
@@ -144,11 +145,11 @@ def test_closed_form_kernel_equals_the_stacked_blocks(seed, k):
     theta = np.concatenate(
         [rng.uniform(0.2, 1.5, size=1), rng.uniform(-0.6, 0.6, size=k - 1), rng.uniform(0.2, 1.5, size=k - 1)]
     )
-    from mlmcli.engine.small_term import SmallTermBlocks
+    from mlmcli.engine.small_term import SmallTermDiagonal
 
-    fast, general = BlockedFactor(cp), BlockedFactor(cp)
-    fast.small = SmallTermBlocks.of(cp.A_diag[0], cp.A_F[0])
-    assert general.small is None and fast.update(theta) and general.update(theta)
+    fast, general = BlockedFactor(cp, small_term=True), BlockedFactor(cp)
+    assert isinstance(fast.diagonal[0], SmallTermDiagonal) and isinstance(general.diagonal[0], UniformDiagonal)
+    assert fast.update(theta) and general.update(theta)
     assert fast.ldL2 == pytest.approx(general.ldL2, rel=1e-13)
     np.testing.assert_allclose(fast.L_FF, general.L_FF, rtol=1e-12, atol=1e-13)
     for a, b in [(fast.Ldiag, general.Ldiag), (fast.Linv, general.Linv), (fast.LF, general.LF)]:
@@ -191,11 +192,10 @@ def test_factor_with_and_without_the_tail_gram_agree(kind, ks):
     cp = CrossProducts(terms, X, y)
     assert cp.q_tail > 0
     theta = np.concatenate([np.where(s.tri_rows == s.tri_cols, 0.8, 0.3) for s in cp.structures])
-    from mlmcli.engine.tail import TailGram
+    from mlmcli.engine.tail import DenseTail, GramTail
 
-    with_gram, without = BlockedFactor(cp), BlockedFactor(cp)
-    with_gram._gram0 = TailGram.of(cp.A_tail[0], cp.structures[0].k)
-    without._gram0 = False
+    with_gram, without = BlockedFactor(cp, tail_gram=True), BlockedFactor(cp, tail_gram=False)
+    assert isinstance(with_gram.diagonal[cp.nbd], GramTail) and type(without.diagonal[cp.nbd]) is DenseTail
     assert with_gram.update(theta) and without.update(theta)
     np.testing.assert_allclose(with_gram.Ltt, without.Ltt, rtol=1e-11, atol=1e-12)
     np.testing.assert_allclose(with_gram.L_FF, without.L_FF, rtol=1e-11, atol=1e-12)

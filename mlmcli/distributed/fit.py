@@ -25,7 +25,7 @@ from mlmcli.distributed.blocks import (
 from mlmcli.distributed.cluster import run, tree_sum
 from mlmcli.distributed.levels import Levels, PartSpec, combine, merge_scans, refuse_unsupported, scan_partition
 from mlmcli.distributed.source import Source, read_partitions
-from mlmcli.engine.factor import DIRECT_PWRSS_ROWS
+from mlmcli.engine.response import DIRECT_PWRSS_ROWS
 from mlmcli.engine.terms import term_structure
 from mlmcli.errors import DataError
 from mlmcli.formula import R_CONSTANTS, Formula, parse_formula
@@ -34,7 +34,7 @@ from mlmcli.model import FittedModel
 from mlmcli.pipeline import fit_design
 
 # Up to this many rows the design's rows come to the client (a few MB) and the fit is the in-memory
-# engine's, which sums the penalized residual from them as lme4 does (engine/factor.py): the same
+# engine's, which sums the penalized residual from them as lme4 does (engine/response.py): the same
 # numbers to the last digit.  Above it everything is computed from the sums.
 ROWS_TO_CLIENT = DIRECT_PWRSS_ROWS
 

@@ -1,20 +1,135 @@
-"""Block types of the blocked Cholesky factor and the small kernels they dispatch.
+"""The blocks of the blocked Cholesky factor: their common protocol, the block types of the leading
+(nested) terms and of the [X y] row, and the small kernels they use.
 
-- a *uniform block-diagonal* block is an (ell, k, k) array: one k x k block per level;
-- a *nested* block couples two terms where every level of the column term lies in exactly one
-  level of the row term: an (ell_col, k_row, k_col) array of values plus the row level of each
-  column level (`parent`); products of nested blocks stay nested, so nesting creates no fill-in;
-- everything that crossed factors fill in is a plain dense array (one LAPACK call) or, between a
-  dense row term and a block-diagonal column term, a scipy CSR matrix.
+L is laid out in block columns: one per leading term (terms nested in each other, crossprod.py),
+then the dense tail of crossed terms, then [X y]; the block rows are the same.  Which class holds
+each block is decided once per model (factor.layout); factor.py then loops over the blocks and
+calls only the protocol below (the Protocol classes after this docstring), so a new block type is
+one new class with these methods, placed by factor.layout:
+
+every block
+    bind(cp)               read its blocks of A (at construction, and again when the products are
+                           re-formed with new row weights: BlockedFactor.reweight)
+    start(f)               its block of A scaled by Lambda for f's theta (f.T, f.tail_lambda):
+                           Lambda_i' A_ij Lambda_j, plus I on the diagonal
+    downdate(left, right)  subtract left right', for the blocks L_im and L_jm of an earlier column m
+                           (left is right on the diagonal); called for m = 0, 1, ... in turn
+diagonal blocks of Z (one per block column)
+    factor()               L_jj L_jj' = the downdated block (LinAlgError where not positive definite)
+    ldL2()                 log det(L_jj L_jj')
+    gather(rhs), scatter(u)  per-term (ell, k, m) right-hand sides to the column's layout and back
+    solve(r), solve_t(r)   L_jj^{-1} r and L_jj^{-T} r in that layout
+blocks below the diagonal in Z's rows
+    rdiv(diag)             B L_jj^{-T} (diag: the column's factored diagonal block): L_ij
+    times(u), t_times(u)   L_ij u_j (forward substitution) and L_ij' u_i (back-substitution)
+blocks in the row of [X y]
+    rdiv(diag)             as above: L_Fj
+    gram()                 L_Fj L_Fj', what the random effects take from [X y]'[X y]
+    columns()              L_Fj as a (p+1) x q_j array (for the exactly rounded Schur complement)
+    rows(sel)              rows `sel` of L_Fj as right-hand sides per term, (ell, k, m) arrays
+against a leading term, also (for the selected inverse and Kenward-Roger's sums)
+    L, Linv                the diagonal block and its inverse as (ell, k, k) stacks
+    stack                  the [X y] row's block as an (ell, p+1, k) stack
+
+The block types here: `UniformDiagonal` (a leading term's diagonal block, one k x k block per
+level), `NestedBlock` (two leading terms, each column level in one row level: no fill-in),
+`TermRows` ([X y] against a leading term) and `FixedDiagonal` (L_FF, [X y]'s own block, whose last
+diagonal element is sqrt(penalized RSS)).  tail.py holds the crossed terms' (`DenseTail`,
+`GramTail`, `TailTermBlock`, `TailRows`), small_term.py the closed-form kernel's
+(`SmallTermDiagonal`, `SmallTermRows`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from mlmcli.engine.crossprod import CrossProducts
+    from mlmcli.engine.factor import BlockedFactor
 
+# When a diagonal element of [X y]'[X y] exceeds its Schur complement by this factor, half the
+# digits are gone in the subtraction: recompute it with exact sums.
+CANCELLATION = 1e6
+
+
+class Block(Protocol):
+    """What the factorization asks of every block (see the module docstring).  The operands of
+    `downdate` and the diagonal block of `rdiv` are of the types left of and above the block in
+    the layout: each class names them."""
+
+    def bind(self, cp: CrossProducts) -> None: ...
+
+    def start(self, f: BlockedFactor) -> None: ...
+
+    def downdate(self, left: Any, right: Any) -> None: ...
+
+
+class FactoredBlock(Block, Protocol):
+    """A diagonal block: of the random effects, or of [X y] (`FixedDiagonal`)."""
+
+    def factor(self) -> None: ...
+
+
+class DiagonalBlock(FactoredBlock, Protocol):
+    """A diagonal block of L_ZZ: one block column of the random effects."""
+
+    def ldL2(self) -> float: ...
+
+    def gather(self, rhs: list[np.ndarray]) -> np.ndarray: ...
+
+    def scatter(self, u: np.ndarray) -> list[np.ndarray]: ...
+
+    def solve(self, r: np.ndarray) -> np.ndarray: ...
+
+    def solve_t(self, r: np.ndarray) -> np.ndarray: ...
+
+
+class TermDiagonal(DiagonalBlock, Protocol):
+    """A leading term's diagonal block, which also offers L_jj and its inverse as (ell, k, k)
+    stacks: the selected inverse (selinv.py) and Kenward-Roger's sums read them."""
+
+    @property
+    def L(self) -> np.ndarray: ...
+
+    @property
+    def Linv(self) -> np.ndarray: ...
+
+
+class DividedBlock(Block, Protocol):
+    """A block below the diagonal: divided by its column's factored diagonal block."""
+
+    def rdiv(self, diag: Any) -> None: ...
+
+
+class OffDiagonalBlock(DividedBlock, Protocol):
+    """A block of L_ZZ below the diagonal."""
+
+    def times(self, u: np.ndarray) -> np.ndarray: ...
+
+    def t_times(self, u: np.ndarray) -> np.ndarray: ...
+
+
+class RowsBlock(DividedBlock, Protocol):
+    """A block of the [X y] row, L_Fj."""
+
+    def gram(self) -> np.ndarray: ...
+
+    def columns(self) -> np.ndarray: ...
+
+    def rows(self, sel: slice) -> list[np.ndarray]: ...
+
+
+class TermRowsBlock(RowsBlock, Protocol):
+    """[X y]'s rows against a leading term, which also offer them as an (ell, p+1, k) stack."""
+
+    @property
+    def stack(self) -> np.ndarray: ...
+
+
+# ---------------------------------------------------------------------------------------- kernels
 def batched_cholesky(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Lower Cholesky factors of an (ell, k, k) stack and their inverses; closed form for k <= 2,
     where LAPACK's per-matrix call overhead would dominate."""
@@ -146,4 +261,150 @@ def csr_block_dots(D: np.ndarray, S, k_d: int, k_s: int, ell: int, d_parent: np.
         for bb in range(k_s):
             sel = b == bb
             out[:, a, bb] = np.bincount(lev[sel], weights=w[sel], minlength=ell)
+    return out
+
+
+# ------------------------------------------------------------------------------ the leading terms
+class UniformDiagonal:
+    """L_jj of leading term j: one k x k lower-triangular block per level, (ell, k, k), and its
+    inverses (closed form for k <= 2, batched_cholesky)."""
+
+    def __init__(self, j: int) -> None:
+        self.j = j
+
+    def bind(self, cp: CrossProducts) -> None:
+        self.A = cp.A_diag[self.j]
+        s = cp.structures[self.j]
+        self.ell, self.k = s.ell, s.k
+
+    def start(self, f: BlockedFactor) -> None:
+        T = f.T[self.j]
+        D = congruence(T, self.A, T)
+        self.D = D + np.eye(T.shape[0])
+
+    def downdate(self, left: NestedBlock, right: NestedBlock) -> None:
+        self.D -= left.value.gram()
+
+    def factor(self) -> None:
+        self.L, self.Linv = batched_cholesky(self.D)
+        self.LinvT = t(self.Linv)
+        del self.D
+
+    def ldL2(self) -> float:
+        return 2.0 * float(np.log(np.diagonal(self.L, axis1=1, axis2=2)).sum())
+
+    def gather(self, rhs: list[np.ndarray]) -> np.ndarray:
+        return rhs[self.j]
+
+    def scatter(self, u: np.ndarray) -> list[np.ndarray]:
+        return [u]
+
+    def solve(self, r: np.ndarray) -> np.ndarray:
+        return np.einsum("lab,lbm->lam", self.Linv, r)
+
+    def solve_t(self, r: np.ndarray) -> np.ndarray:
+        return np.einsum("lab,lam->lbm", self.Linv, r)
+
+
+class NestedBlock:
+    """L_ij of two leading terms i > j: a nested block (`Nested`), the levels of j in those of i."""
+
+    def __init__(self, i: int, j: int) -> None:
+        self.i, self.j = i, j
+
+    def bind(self, cp: CrossProducts) -> None:
+        self.A = cp.A_nested[self.i, self.j]
+        self.parent, self.ell_row = cp.parents[self.j, self.i], cp.structures[self.i].ell
+
+    def start(self, f: BlockedFactor) -> None:
+        self.V = self.A.scaled(f.T[self.i], f.T[self.j]).values
+
+    def downdate(self, left: NestedBlock, right: NestedBlock) -> None:
+        self.V = self.V - left.value.times_t(right.value, right.value.parent, right.value.ell_row)
+
+    def rdiv(self, diag: UniformDiagonal) -> None:
+        self.value = Nested(self.parent, bmm(self.V, diag.LinvT), self.ell_row)
+        del self.V
+
+    def times(self, u: np.ndarray) -> np.ndarray:
+        v = self.value
+        return segment_sum(bmm(v.values, u), v.parent, self.ell_row)
+
+    def t_times(self, u: np.ndarray) -> np.ndarray:
+        return self.value.t_times(u)
+
+
+class TermRows:
+    """L_Fj, [X y] against leading term j: (ell, p+1, k)."""
+
+    def __init__(self, j: int) -> None:
+        self.j = j
+
+    def bind(self, cp: CrossProducts) -> None:
+        self.A = cp.A_F[self.j]
+
+    def start(self, f: BlockedFactor) -> None:
+        self.R = bmm(self.A, f.T[self.j])
+
+    def downdate(self, left: TermRows, right: NestedBlock) -> None:
+        v = right.value
+        self.R = self.R - segment_sum(bmm(left.stack, t(v.values)), v.parent, v.ell_row)
+
+    def rdiv(self, diag: UniformDiagonal) -> None:
+        self.stack = bmm(self.R, diag.LinvT)
+        del self.R
+        self._flat: np.ndarray | None = None
+
+    def flat(self) -> np.ndarray:
+        """(ell, p+1, k) -> (p+1, ell*k), formed once per factorization."""
+        if self._flat is None:
+            F = self.stack
+            self._flat = F.transpose(1, 0, 2).reshape(F.shape[1], -1)
+        return self._flat
+
+    def gram(self) -> np.ndarray:
+        F = self.flat()
+        return F @ F.T
+
+    def columns(self) -> np.ndarray:
+        return self.flat()
+
+    def rows(self, sel: slice) -> list[np.ndarray]:
+        return [self.stack[:, sel, :].transpose(0, 2, 1)]
+
+
+class FixedDiagonal:
+    """L_FF: the Cholesky factor of the Schur complement of [X y]'[X y]; its leading p x p block is
+    R_X', its last diagonal element sqrt(penalized RSS)."""
+
+    def bind(self, cp: CrossProducts) -> None:
+        self.A = cp.A_FF
+
+    def start(self, f: BlockedFactor) -> None:
+        self.M = self.A.copy()
+        self.parts: list[RowsBlock] = []
+
+    def downdate(self, left: RowsBlock, right: RowsBlock) -> None:
+        self.M -= left.gram()
+        self.parts.append(left)
+
+    def factor(self) -> None:
+        M = self.M
+        if np.any(np.diag(self.A) > CANCELLATION * np.abs(np.diag(M))):
+            M = schur_exact(self.A, [b.columns() for b in self.parts])
+        self.L = np.linalg.cholesky(M)
+        del self.M
+
+
+def schur_exact(A: np.ndarray, LF: list[np.ndarray]) -> np.ndarray:
+    """A - sum LF LF' with exactly rounded sums, for when the subtraction cancels most digits
+    (predictors on a large scale whose variation the random effects absorb)."""
+    import math
+
+    F = np.hstack(LF)
+    m = A.shape[0]
+    out = np.empty((m, m))
+    for i in range(m):
+        for j in range(i + 1):
+            out[i, j] = out[j, i] = math.fsum(np.concatenate(([A[i, j]], -(F[i] * F[j]))).tolist())
     return out

@@ -13,15 +13,15 @@ not depend on how they are shared out between processes.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from mlmcli.engine.crossprod import CrossProducts
-from mlmcli.engine.factor import BlockedFactor, refit_system
+from mlmcli.engine.factor import BlockedFactor
 from mlmcli.engine.fit import Objective, optimize_theta
 from mlmcli.engine.profile import sdcor
+from mlmcli.engine.response import GaussianResponse
 from mlmcli.errors import MlmError
 
 
@@ -71,17 +71,20 @@ class Replicates:
     errors: list[str]
 
 
-def refit(
-    bm: BootstrapModel, y: np.ndarray, system: BlockedFactor | None = None, objective: Objective | None = None
-) -> tuple[np.ndarray, bool]:
-    """The statistic of the model refitted to response y, and whether the refit is singular."""
-    if system is None:
-        system = refit_system(bm.cp.with_response(y))
-    opt = optimize_theta(
-        system, bm.reml, bm.theta, polish=True, checks=False, initial_step=bm.step, objective=objective
-    )
-    denom = system.n - system.p if bm.reml else system.n
-    sigma = math.sqrt(system.pwrss / denom)
+def refit_objective(bm: BootstrapModel, y: np.ndarray) -> Objective:
+    """A refit's criterion: the blocks for response y, its penalized RSS read off the factor (no
+    pass over the rows)."""
+    cp = bm.cp.with_response(y)
+    return Objective(BlockedFactor(cp), GaussianResponse.of(cp, bm.reml, direct_rows=0))
+
+
+def refit(bm: BootstrapModel, y: np.ndarray, objective: Objective | None = None) -> tuple[np.ndarray, bool]:
+    """The statistic of the model refitted to response y, and whether the refit is singular
+    (`objective`: the refit's criterion, when it is evaluated elsewhere: lockstep.py)."""
+    f = refit_objective(bm, y) if objective is None else objective
+    system = f.system
+    opt = optimize_theta(system, f.response, bm.theta, polish=True, checks=False, initial_step=bm.step, objective=f)
+    sigma = f.response.sigma(system)
     return np.concatenate([sdcor(bm.cp, opt.theta, sigma), system.beta()]), opt.singular
 
 
@@ -128,6 +131,5 @@ def _in_lockstep(bm: BootstrapModel, ys: list[np.ndarray]) -> list:
     step = Lockstep(criterion)
     tasks = []
     for j, y in enumerate(ys):
-        system = criterion.fallback[j].system
-        tasks.append(lambda j=j, y=y, system=system: refit(bm, y, system, LockstepObjective(step, j, system, bm.reml)))
+        tasks.append(lambda j=j, y=y: refit(bm, y, LockstepObjective(step, j, criterion.fallback[j])))
     return step.run(tasks)

@@ -1,11 +1,13 @@
 """A = [Z_1 ... Z_k X y]'[Z_1 ... Z_k X y] in blocks, formed in one vectorized pass over the rows.
 
 Every evaluation of the criterion works on these blocks alone (sizes O(levels)); the rows are
-read again only to sum the penalized residual exactly on small data (see factor.py).
+read again only to sum the penalized residual exactly on small data (see response.py).
 
-Prior weights w (lme4's `weights =`: residual variance sigma^2 / w_i) scale every row of [Z X y] by
-sqrt(w_i) before anything is formed, so that A, the factor and the penalized RSS are the weighted
-ones and the rest of the engine is unchanged; fitted values are unscaled again (`unweighted`).
+Row weights w scale every row of [Z X y] by sqrt(w_i) before anything is formed, so that A, the
+factor and the penalized RSS are the weighted ones and the rest of the engine is unchanged; fitted
+values are unscaled again (`unweighted`).  For a linear mixed model they are lme4's prior weights
+(`weights =`: residual variance sigma^2 / w_i); a GLM's PIRLS re-forms the blocks with its working
+weights and response at every iteration (`reweighted`), the structure kept.
 
 The terms come in lme4's order (decreasing number of levels).  A leading run of terms that each
 nest in all later terms of the run is *block diagonal* (no fill-in); from the first term that is
@@ -56,10 +58,20 @@ class CrossProducts:
 
     def __init__(self, terms: list[ReTerm], X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> None:
         S = [term_structure(t) for t in terms]
-        self.X = np.asarray(X, dtype=float)
+        # parents[m][i]: the level of term i that holds each level of term m (m < i, both leading)
+        self.parents: dict[tuple[int, int], np.ndarray] = {}
+        self.nbd = self._block_diagonal_run(S)
+        # the rows as the data hold them, for re-forming with other row weights (reweighted)
+        self._data_rows: tuple[list[TermStructure], np.ndarray] | None = (S, np.asarray(X, dtype=float))
+        self._form(*self._data_rows, y, weights)
+
+    def _form(self, S: list[TermStructure], X: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> None:
+        """The blocks of A from the rows S (the terms) and X, weighted by `weights`, and response
+        `y`; the structure (nesting, nbd) is set already."""
+        self.X = X
         self.y = np.asarray(y, dtype=float)
-        # prior weights: the rows below are sqrt(w) times the data's; log_weights is sum(log w),
-        # which the criterion subtracts (lme4's ldW)
+        # row weights: the rows below are sqrt(w) times the data's; log_weights is sum(log w),
+        # which the Gaussian criterion subtracts (lme4's ldW: w are its prior weights)
         self.weights = None if weights is None else np.asarray(weights, dtype=float)
         self.log_weights = 0.0
         if self.weights is not None:
@@ -82,9 +94,6 @@ class CrossProducts:
             )
         self.theta_sizes = [s.ntheta for s in S]
         self.ntheta = sum(self.theta_sizes)
-        # parents[m][i]: the level of term i that holds each level of term m (m < i, both leading)
-        self.parents: dict[tuple[int, int], np.ndarray] = {}
-        self.nbd = self._block_diagonal_run(S)
         nbd = self.nbd
         self.A_diag = [_level_crossprod(s.codes, s.ell, s.X, s.X) for s in S[:nbd]]
         # [X y]' Z_j per level: (ell, p+1, k)
@@ -119,6 +128,17 @@ class CrossProducts:
             self.A_Ft = np.hstack(
                 [_level_crossprod(s.codes, s.ell, XY, s.X).transpose(1, 0, 2).reshape(self.p + 1, s.q) for s in tail]
             )
+
+    def reweighted(self, weights: np.ndarray, y: np.ndarray) -> CrossProducts:
+        """The blocks re-formed for new row weights and a new (working) response, both on the data's
+        scale: one pass over the rows, everything structural kept (terms, levels, the nesting of the
+        leading run, the tail's layout), so that a factor keeps its block types
+        (BlockedFactor.reweight).  MixedModels.jl's reweight!: a GLM's PIRLS step (response.py)."""
+        if self._data_rows is None:
+            raise FitError("the cross-products were summed elsewhere: re-forming them needs the rows")
+        new = copy.copy(self)
+        new._form(*self._data_rows, y, weights)
+        return new
 
     def with_response(self, y: np.ndarray) -> CrossProducts:
         """The same blocks for another response: only the rows and columns of A that involve y are
@@ -172,6 +192,7 @@ class CrossProducts:
         holds the values of A_nested[i, j] per level of j, `parents` the nesting of the leading run."""
         self = cls.__new__(cls)
         self.rows_available = False
+        self._data_rows = None
         self.structures = structures
         self.X = self.y = None
         self.weights, self.log_weights = None, log_weights  # blocks of weighted rows: sum(log w)

@@ -8,58 +8,131 @@ whole is factored block by block:
     L_ii L_ii' = Lambda_i' A_ii Lambda_i + I - sum_{m<i} L_im L_im'
     L_ij       = (Lambda_i' A_ij Lambda_j - sum_{m<j} L_im L_jm') L_jj^{-T}
 
-Leading terms nested in each other keep uniform block-diagonal diagonal blocks and nested
-off-diagonal blocks (blocks.py); the dense tail of crossed terms is one LAPACK factorization.  The
-block of [X y] is last, so the last diagonal element of its factor is sqrt(penalized RSS) and the
-rest of it is R_X'.
+The block columns are the leading terms (nested in each other), the dense tail of crossed terms,
+and [X y] last, so that the last diagonal element of L_FF is sqrt(penalized RSS) and the rest of
+it is R_X'.  Which class holds each block is decided once per model (`layout`); the factorization
+and the solves loop over the blocks and call only their protocol (blocks.py).  What the factor is
+for, the criterion, is the response's (response.py): the factor only offers its pieces (ldL2,
+ldRX2, pwrss, beta, the modes) and its solves.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
+
 import numpy as np
 
-from mlmcli.engine.blocks import Nested, batched_cholesky, bmm, congruence, segment_sum, t
+from mlmcli.engine.blocks import FixedDiagonal, Nested, NestedBlock, TermRows, UniformDiagonal
 from mlmcli.engine.crossprod import CrossProducts
-from mlmcli.engine.small_term import SmallTermBlocks, SmallTermFactor, factor_small_term
-from mlmcli.engine.tail import TailGram, TailLambda, block_diag_or_vector, block_diag_or_vector_stack, scale_right
+from mlmcli.engine.small_term import SmallTermDiagonal, SmallTermRows
+from mlmcli.engine.tail import DenseTail, GramTail, TailGram, TailLambda, TailRows, TailTermBlock
 
-LOG_2PI = float(np.log(2.0 * np.pi))
-# When a diagonal element of [X y]'[X y] exceeds its Schur complement by this factor, half the
-# digits are gone in the subtraction: recompute it with exact sums.
-CANCELLATION = 1e6
-# Up to this many rows the penalized RSS is summed from the residuals, as lme4 does, so that
-# BOBYQA follows lme4's path to the last digits; above it the factor's value is used and no
-# evaluation reads the rows.
-DIRECT_PWRSS_ROWS = 50_000
+if TYPE_CHECKING:
+    from mlmcli.engine.blocks import (
+        Block,
+        DiagonalBlock,
+        DividedBlock,
+        FactoredBlock,
+        OffDiagonalBlock,
+        RowsBlock,
+        TermDiagonal,
+        TermRowsBlock,
+    )
+
+# Up to this many rows the general block types are used: their rounding is the one lme4's path was
+# matched against (the response also sums the penalized RSS from the rows up to this size,
+# response.py).  Above it the kernels for big data: the closed form for one small term, and the
+# laid-out product for a crossed tail's rows against the first term.
+SMALL_DATA_ROWS = 50_000
+
+
+@dataclass
+class Layout:
+    """The block types of L: block columns of the random effects (the leading terms, then the tail
+    if any), and [X y] last."""
+
+    diagonal: list[DiagonalBlock]  # the diagonal block of each block column of Z
+    below: dict[tuple[int, int], OffDiagonalBlock]  # Z's blocks below the diagonal, by (row, column)
+    rows: list[RowsBlock]  # [X y]'s rows against each block column of Z
+    fixed: FixedDiagonal  # [X y]'s own block, L_FF
+
+
+def layout(cp: CrossProducts, small_term: bool | None = None, tail_gram: bool | None = None) -> Layout:
+    """The block types of L for these products, decided once per model.  `small_term` and
+    `tail_gram` choose the big-data kernels (None: by the number of rows)."""
+    big = cp.n > SMALL_DATA_ROWS
+    S, nbd = cp.structures, cp.nbd
+    if small_term is None:
+        # one term of one or two columns on big data: its sums round differently in the last bits,
+        # and on small data BOBYQA should follow lme4's path as closely as the per-row RSS lets it
+        small_term = big and len(S) == 1 and cp.q_tail == 0 and S[0].k <= 2
+    diagonal: list[DiagonalBlock]
+    rows: list[RowsBlock]
+    below: dict[tuple[int, int], OffDiagonalBlock] = {}
+    if small_term:
+        diagonal, rows = [SmallTermDiagonal()], [SmallTermRows()]
+    else:
+        diagonal, rows = [UniformDiagonal(j) for j in range(nbd)], [TermRows(j) for j in range(nbd)]
+        for j in range(nbd):
+            for i in range(j + 1, nbd):
+                below[i, j] = NestedBlock(i, j)
+    if cp.q_tail:
+        if tail_gram is None:  # where it pays: its products number at most a few times the dense block
+            tail_gram = big and TailGram.pairs(cp.A_tail[0], S[0].k) <= 3 * cp.q_tail**2
+        diagonal.append(GramTail() if tail_gram else DenseTail())
+        for j in range(nbd):
+            below[nbd, j] = TailTermBlock(j)
+        rows.append(TailRows())
+    return Layout(diagonal, below, rows, FixedDiagonal())
 
 
 class BlockedFactor:
     """L(theta) over the blocks of A; `update` refactors."""
 
-    # up to this many rows the criterion sums the residuals (see DIRECT_PWRSS_ROWS); an instance
-    # sets 0 for refits that need not follow lme4's path to the last digit (the bootstrap's)
-    direct_rows = DIRECT_PWRSS_ROWS
-
-    def __init__(self, cp: CrossProducts) -> None:
+    def __init__(self, cp: CrossProducts, *, small_term: bool | None = None, tail_gram: bool | None = None) -> None:
         self.cp = cp
         self.n, self.p = cp.n, cp.p
         self.structures = cp.structures
         self.ok = False
-        # one term of one or two columns: the closed-form kernel (small_term.py), on big data only:
-        # its sums round differently in the last bits, and on small data BOBYQA should follow
-        # lme4's path as closely as the per-row penalized RSS lets it
-        big = cp.n > DIRECT_PWRSS_ROWS
-        one_small = big and len(cp.structures) == 1 and cp.q_tail == 0 and cp.structures[0].k <= 2
-        self.small = SmallTermBlocks.of(cp.A_diag[0], cp.A_F[0]) if one_small else None
-        self._small_factor: SmallTermFactor | None = None
-        self._stacks: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] | None = None
-        self._gram0: TailGram | bool | None = None if big else False  # False: not used (as above)
+        lay = layout(cp, small_term, tail_gram)
+        self.diagonal, self.below, self.rows, self.fixed = lay.diagonal, lay.below, lay.rows, lay.fixed
+        self.nz = len(self.diagonal)  # block columns of the random effects
+        # the factorization's sweep, column by column: the diagonal block with the blocks left of it
+        # in its row, then each block below it with the pairs (L_im, L_jm) it is downdated by
+        L, R = self.below, self.rows
+        self._sweep: list[tuple[FactoredBlock, list[Block], list[tuple[DividedBlock, list[tuple[Block, Block]]]]]] = []
+        for j, D in enumerate(self.diagonal):
+            under: list[tuple[DividedBlock, list[tuple[Block, Block]]]] = [
+                (L[i, j], [(L[i, m], L[j, m]) for m in range(j)]) for i in range(j + 1, self.nz)
+            ]
+            under.append((R[j], [(R[m], L[j, m]) for m in range(j)]))
+            self._sweep.append((D, [L[j, m] for m in range(j)], under))
+        self._sweep.append((self.fixed, list(R), []))
+        self._bind()
+
+    def _bind(self) -> None:
+        blocks: list[Block] = [*self.diagonal, *self.below.values(), *self.rows, self.fixed]
+        for block in blocks:
+            block.bind(self.cp)
+
+    def reweight(self, cp: CrossProducts) -> None:
+        """Take products re-formed with new row weights and response (CrossProducts.reweighted,
+        MixedModels.jl's reweight!): the same block types read their new blocks of A.  `update`
+        then refactors (a GLM's PIRLS iteration, at the same theta)."""
+        if (cp.n, cp.p, cp.nbd, cp.q_tail) != (self.n, self.p, self.cp.nbd, self.cp.q_tail):
+            raise ValueError("re-formed products must keep the terms and their layout")
+        self.cp = cp
+        self.structures = cp.structures
+        self.ok = False
+        self._bind()
 
     # ------------------------------------------------------------------ factor
     def update(self, theta: np.ndarray) -> bool:
         """Factor L(theta).  False when a block is not positive definite."""
         self.theta = np.array(theta, dtype=float)
         self.T = self.cp.templates(self.theta)
+        self._tail_lambda: TailLambda | None = None
         try:
             self._factor()
         except np.linalg.LinAlgError:
@@ -68,134 +141,42 @@ class BlockedFactor:
         self.ok = bool(np.isfinite(self.L_FF).all())
         return self.ok
 
-    # the diagonal blocks of L_ZZ, their inverses and L_FZ, per leading term; the closed-form
-    # kernel forms these stacks only when something after the fit asks for them
     @property
-    def Ldiag(self) -> list[np.ndarray]:
-        return self._stacked()[0]
-
-    @property
-    def Linv(self) -> list[np.ndarray]:
-        return self._stacked()[1]
-
-    @property
-    def LF(self) -> list[np.ndarray]:
-        return self._stacked()[2]
-
-    def _stacked(self) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
-        if self._stacks is None:
-            L, Linv, LF = self._small_factor.stacks()
-            self._stacks = ([L], [Linv], [LF])
-        return self._stacks
+    def tail_lambda(self) -> TailLambda:
+        """Lambda over the tail's terms at the current theta (formed on first use)."""
+        if self._tail_lambda is None:
+            nbd = self.cp.nbd
+            self._tail_lambda = TailLambda(self.T[nbd:], [s.ell for s in self.structures[nbd:]])
+        return self._tail_lambda
 
     def _factor(self) -> None:
-        if self.small is not None:
-            self._factor_small()
-            return
-        cp, T = self.cp, self.T
-        nbd = cp.nbd
-        tail = cp.q_tail > 0
-        Ldiag: list[np.ndarray] = []  # (ell, k, k) per leading term
-        Linvs: list[np.ndarray] = []
-        self.Lnest: dict[tuple[int, int], Nested] = {}
-        LFs: list[np.ndarray] = []  # (ell, p+1, k) per leading term
-        self._stacks = (Ldiag, Linvs, LFs)
-        self.Lt: list[object] = []  # tail rows against each leading term (CSR)
-        if tail:
-            Lam_t = TailLambda(T[nbd:], [s.ell for s in cp.structures[nbd:]])
-        for j in range(nbd):
-            Tj = T[j]
-            D = congruence(Tj, cp.A_diag[j], Tj)
-            D = D + np.eye(Tj.shape[0])
-            for m in range(j):
-                D -= self.Lnest[j, m].gram()
-            L, Linv = batched_cholesky(D)
-            Ldiag.append(L)
-            Linvs.append(Linv)
-            LinvT = t(Linv)
-            for i in range(j + 1, nbd):
-                V = cp.A_nested[i, j].scaled(T[i], Tj).values
-                for m in range(j):
-                    V = V - self.Lnest[i, m].times_t(self.Lnest[j, m], cp.parents[m, j], cp.structures[j].ell)
-                self.Lnest[i, j] = Nested(cp.parents[j, i], bmm(V, LinvT), cp.structures[i].ell)
-            R = bmm(cp.A_F[j], Tj)
-            for m in range(j):
-                Lm = self.Lnest[j, m]
-                R = R - segment_sum(bmm(LFs[m], t(Lm.values)), cp.parents[m, j], cp.structures[j].ell)
-            LFs.append(bmm(R, LinvT))
-            if tail:
-                Rt = Lam_t.left_t(cp.A_tail[j])
-                ell = cp.structures[j].ell
-                if j == 0:  # one product: Lambda_0 L_00^{-T}
-                    R0 = bmm(Tj, LinvT)
-                    self.Lt.append(scale_right(Rt, block_diag_or_vector_stack(R0)))
-                else:
-                    Rt = scale_right(Rt, block_diag_or_vector(Tj, ell))
-                    for m in range(j):
-                        Rt = Rt - self.Lt[m] @ self.Lnest[j, m].to_csr().T
-                    self.Lt.append(scale_right(Rt.tocsr(), block_diag_or_vector_stack(LinvT)))
-        LF_flat = [self._flat(F) for F in LFs]
-        if tail:
-            from scipy.linalg import solve_triangular
-
-            gram0 = self._tail_gram()
-            if gram0 is not None:  # Lt_0 Lt_0' = Lambda_t' A_t0 R0 R0' A_t0' Lambda_t
-                # a diagonal Lambda_t keeps triangles apart, so G's lower triangle serves: LAPACK's
-                # Cholesky (lower) reads nothing above the diagonal
-                W0 = bmm(R0, t(R0))
-                D = Lam_t.sandwich(cp.A_tt - (gram0.lower(W0) if Lam_t.M is None else gram0(W0)))
-            else:
-                D = Lam_t.sandwich(cp.A_tt)
-            D[np.diag_indices_from(D)] += 1.0
-            RF = Lam_t.right(cp.A_Ft)
-            for j in range(nbd):
-                if j > 0 or gram0 is None:
-                    D -= (self.Lt[j] @ self.Lt[j].T).toarray()
-                RF -= np.asarray((self.Lt[j] @ LF_flat[j].T).T)
-            self.Ltt = np.linalg.cholesky(D)
-            self.LFt = solve_triangular(self.Ltt, RF.T, lower=True, check_finite=False).T
-            LF_flat.append(self.LFt)
-        MFF = cp.A_FF.copy()
-        for F in LF_flat:
-            MFF -= F @ F.T
-        self._finish(MFF, LF_flat)
-
-    def _tail_gram(self) -> TailGram | None:
-        """The laid-out product for the tail's rows against the first term, where it pays: its
-        products number at most a few times the dense tail block they fill."""
-        if self._gram0 is None:
-            A, k = self.cp.A_tail[0], self.structures[0].k
-            self._gram0 = TailGram.of(A, k) if TailGram.pairs(A, k) <= 3 * self.cp.q_tail**2 else False
-        return self._gram0 or None
-
-    def _factor_small(self) -> None:
-        sf = factor_small_term(self.small, self.T[0])
-        self._small_factor, self._stacks = sf, None
-        self.Lnest, self.Lt = {}, []  # one term: no off-diagonal blocks
-        self._finish(self.cp.A_FF - sf.gram_F(), sf.LF)
-
-    def _finish(self, MFF: np.ndarray, LF_flat: list[np.ndarray]) -> None:
-        """L_FF from the Schur complement of [X y]'[X y]; LF_flat holds L_FZ's columns in any order."""
-        if np.any(np.diag(self.cp.A_FF) > CANCELLATION * np.abs(np.diag(MFF))):
-            MFF = _schur_exact(self.cp.A_FF, LF_flat)
-        self.L_FF = np.linalg.cholesky(MFF)
-
-    def _flat(self, F: np.ndarray) -> np.ndarray:
-        """(ell, p+1, k) -> (p+1, ell*k)."""
-        return F.transpose(1, 0, 2).reshape(self.p + 1, -1)
+        """Column by column: the diagonal block, downdated by the earlier columns' blocks in its
+        row and factored; then each block below it, downdated and divided by it."""
+        for D, left, under in self._sweep:
+            D.start(self)
+            for Ljm in left:
+                D.downdate(Ljm, Ljm)
+            D.factor()
+            for B, pairs in under:
+                B.start(self)
+                for Lim, Ljm in pairs:
+                    B.downdate(Lim, Ljm)
+                B.rdiv(D)
+        self.L_FF = self.fixed.L
 
     # ------------------------------------------------------------------ pieces
+
     @property
     def pwrss(self) -> float:
+        """The penalized RSS as the factor holds it: L_FF's last diagonal element, squared."""
         return float(self.L_FF[self.p, self.p] ** 2)
 
     @property
     def ldL2(self) -> float:
-        if self.small is not None:
-            return self._small_factor.ldL2()
-        v = sum(2.0 * float(np.log(np.diagonal(L, axis1=1, axis2=2)).sum()) for L in self.Ldiag)
-        if self.cp.q_tail:
-            v += 2.0 * float(np.log(np.diag(self.Ltt)).sum())
+        """log det(L_ZZ L_ZZ')."""
+        v = 0.0
+        for D in self.diagonal:
+            v += D.ldL2()
         return v
 
     @property
@@ -207,87 +188,77 @@ class BlockedFactor:
     def ldRX2(self) -> float:
         return 2.0 * float(np.log(np.diag(self.RXt)).sum())
 
-    def objective_pwrss(self) -> float:
-        """The penalized RSS the criterion uses: summed from the residuals on small data."""
-        direct = self.n <= self.direct_rows and self.cp.rows_available
-        return self.pwrss_direct() if direct else self.pwrss
-
-    def objective(self, reml: bool) -> float:
-        """lme4's profiled REML criterion or ML deviance at the current theta."""
-        if not self.ok:
-            return float("inf")
-        pwrss = self.objective_pwrss()
-        if pwrss <= 0.0:
-            return float("inf")
-        n, p = self.n, self.p
-        ldL2 = self.ldL2 - self.cp.log_weights  # lme4's ldL2 - ldW: prior weights' constant
-        if reml:
-            nmp = n - p
-            return ldL2 + self.ldRX2 + nmp * (1.0 + LOG_2PI + np.log(pwrss / nmp))
-        return ldL2 + n * (1.0 + LOG_2PI + np.log(pwrss / n))
-
     def beta(self) -> np.ndarray:
         return np.linalg.solve(self.RXt.T, self.L_FF[self.p, : self.p])
 
+    # the blocks by kind, for the selected inverse (selinv.py), the Kenward-Roger sums and tests:
+    # the leading terms' diagonal blocks, their inverses, L_FZ stacks and nested blocks, the tail's
+    # rows against each leading term, its diagonal block and [X y]'s rows against it
+    @property
+    def Ldiag(self) -> list[np.ndarray]:
+        return [cast("TermDiagonal", D).L for D in self.diagonal[: self.cp.nbd]]
+
+    @property
+    def Linv(self) -> list[np.ndarray]:
+        return [cast("TermDiagonal", D).Linv for D in self.diagonal[: self.cp.nbd]]
+
+    @property
+    def LF(self) -> list[np.ndarray]:
+        return [cast("TermRowsBlock", R).stack for R in self.rows[: self.cp.nbd]]
+
+    @property
+    def Lnest(self) -> dict[tuple[int, int], Nested]:
+        return {ij: B.value for ij, B in self.below.items() if isinstance(B, NestedBlock)}
+
+    @property
+    def Lt(self) -> list[object]:
+        nbd = self.cp.nbd
+        return [cast(TailTermBlock, self.below[nbd, j]).csr for j in range(nbd)] if self.cp.q_tail else []
+
+    @property
+    def Ltt(self) -> np.ndarray:
+        return cast(DenseTail, self.diagonal[self.cp.nbd]).L
+
+    @property
+    def LFt(self) -> np.ndarray:
+        return cast(TailRows, self.rows[self.cp.nbd]).value
+
+    # ------------------------------------------------------------------ solves
     def LF_rows(self, rows: slice | int) -> list[np.ndarray]:
         """Rows of the [X y] block of L as right-hand sides per term: (ell, k, m) arrays."""
         sel = slice(rows, rows + 1) if isinstance(rows, int) else rows
-        out = [F[:, sel, :].transpose(0, 2, 1) for F in self.LF]
-        if self.cp.q_tail:
-            Ft = self.LFt[sel].T  # (q_tail, m)
-            offs = self.cp.tail_offsets
-            for i, s in enumerate(self.structures[self.cp.nbd :]):
-                out.append(Ft[offs[i] : offs[i + 1]].reshape(s.ell, s.k, -1))
+        out: list[np.ndarray] = []
+        for R in self.rows:
+            out.extend(R.rows(sel))
         return out
-
-    def solve_modes(self, rhs: list[np.ndarray]) -> list[np.ndarray]:
-        """Solve L_ZZ' U = C by block back-substitution (tail first); C and U per term as
-        (ell, k, m) arrays, U returned flattened to (q, m)."""
-        cp = self.cp
-        m = rhs[0].shape[-1]
-        U: list[np.ndarray] = [np.empty(0)] * len(self.structures)
-        ut = None
-        if cp.q_tail:
-            from scipy.linalg import solve_triangular
-
-            Ct = np.concatenate([c.reshape(c.shape[0] * c.shape[1], m) for c in rhs[cp.nbd :]])
-            ut = solve_triangular(self.Ltt, Ct, lower=True, trans="T")
-            offs = cp.tail_offsets
-            for i in range(len(cp.tail_sizes)):
-                U[cp.nbd + i] = ut[offs[i] : offs[i + 1]]
-        for j in range(cp.nbd - 1, -1, -1):
-            r = rhs[j]
-            for i in range(j + 1, cp.nbd):
-                si = self.structures[i]
-                r = r - self.Lnest[i, j].t_times(U[i].reshape(si.ell, si.k, m))
-            if ut is not None:
-                r = r - np.asarray(self.Lt[j].T @ ut).reshape(r.shape)
-            U[j] = np.einsum("lab,lam->lbm", self.Linv[j], r).reshape(self.structures[j].q, m)  # L_jj^{-T} r
-        return U
 
     def solve_lower(self, rhs: list[np.ndarray]) -> list[np.ndarray]:
         """Solve L_ZZ U = C by block forward substitution (leading terms first, the tail last); C and
         U per term as (ell, k, m) arrays."""
-        cp, S = self.cp, self.structures
-        m = rhs[0].shape[-1]
-        U: list[np.ndarray] = [np.empty(0)] * len(S)
-        for j in range(cp.nbd):
-            r = rhs[j]
-            for i in range(j):
-                Ln = self.Lnest[j, i]
-                r = r - segment_sum(bmm(Ln.values, U[i]), Ln.parent, S[j].ell)
-            U[j] = np.einsum("lab,lbm->lam", self.Linv[j], r)
-        if cp.q_tail:
-            from scipy.linalg import solve_triangular
+        U: list[np.ndarray] = []
+        for j, D in enumerate(self.diagonal):
+            r = D.gather(rhs)
+            for m in range(j):
+                r = r - self.below[j, m].times(U[m])
+            U.append(D.solve(r))
+        return self._per_term(U)
 
-            Ct = np.concatenate([c.reshape(c.shape[0] * c.shape[1], m) for c in rhs[cp.nbd :]])
-            for j in range(cp.nbd):
-                Ct = Ct - np.asarray(self.Lt[j] @ U[j].reshape(S[j].q, m))
-            ut = solve_triangular(self.Ltt, Ct, lower=True)
-            offs = cp.tail_offsets
-            for i, s in enumerate(S[cp.nbd :]):
-                U[cp.nbd + i] = ut[offs[i] : offs[i + 1]].reshape(s.ell, s.k, m)
-        return U
+    def solve_modes(self, rhs: list[np.ndarray]) -> list[np.ndarray]:
+        """Solve L_ZZ' U = C by block back-substitution (tail first); C and U per term as
+        (ell, k, m) arrays, U returned flattened to (q, m)."""
+        m = rhs[0].shape[-1]
+        U: list[np.ndarray] = [np.empty(0)] * self.nz
+        for j in range(self.nz - 1, -1, -1):
+            D = self.diagonal[j]
+            r = D.gather(rhs)
+            for i in range(j + 1, self.nz):
+                r = r - self.below[i, j].t_times(U[i])
+            U[j] = D.solve_t(r)
+        return [u.reshape(s.q, m) for u, s in zip(self._per_term(U), self.structures, strict=True)]
+
+    def _per_term(self, U: list[np.ndarray]) -> list[np.ndarray]:
+        """Solutions by block column -> per term, (ell, k, m) arrays."""
+        return [u for D, Uj in zip(self.diagonal, U, strict=True) for u in D.scatter(Uj)]
 
     def spherical_modes(self) -> list[np.ndarray]:
         """u: solve L_ZZ' u = c_u - L_XZ' beta."""
@@ -303,12 +274,6 @@ class BlockedFactor:
     def Zb(self, b: list[np.ndarray]) -> np.ndarray:
         return self.cp.Zb(b)
 
-    def pwrss_direct(self) -> float:
-        """||y - X beta - Z b||^2 + ||u||^2 (rows weighted), summed from the solution as lme4 does."""
-        u = self.spherical_modes()
-        r = self.cp.y - self.cp.X @ self.beta() - self.Zb(self.conditional_modes(u))
-        return float(r @ r + sum(float(ui @ ui) for ui in u))
-
     def unscaled_vcov(self) -> np.ndarray:
         """(R_X'R_X)^{-1}: vcov(beta) / sigma^2."""
         Rinv = np.linalg.inv(self.RXt)
@@ -320,24 +285,3 @@ class BlockedFactor:
 
         blocks = inverse_diagonal_blocks(self)
         return [T @ B @ T.T for T, B in zip(self.T, blocks, strict=True)]
-
-
-def refit_system(cp: CrossProducts) -> BlockedFactor:
-    """A refit's factor: the penalized RSS read off the factor, no pass over the rows."""
-    system = BlockedFactor(cp)
-    system.direct_rows = 0
-    return system
-
-
-def _schur_exact(A: np.ndarray, LF: list[np.ndarray]) -> np.ndarray:
-    """A - sum LF LF' with exactly rounded sums, for when the subtraction cancels most digits
-    (predictors on a large scale whose variation the random effects absorb)."""
-    import math
-
-    F = np.hstack(LF)
-    m = A.shape[0]
-    out = np.empty((m, m))
-    for i in range(m):
-        for j in range(i + 1):
-            out[i, j] = out[j, i] = math.fsum(np.concatenate(([A[i, j]], -(F[i] * F[j]))).tolist())
-    return out

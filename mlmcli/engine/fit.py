@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -11,6 +12,9 @@ from mlmcli.engine import observe
 from mlmcli.engine.factor import BlockedFactor
 from mlmcli.engine.polish import Derivatives, Polisher, central_differences
 from mlmcli.errors import FitError
+
+if TYPE_CHECKING:
+    from mlmcli.engine.response import Response
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular(tol = 1e-4)
 BOUNDARY_TOL = 1e-5  # lmerControl(boundary.tol)
@@ -48,11 +52,11 @@ class Optimum:
 
 
 class Objective:
-    """theta -> criterion, counting evaluations."""
+    """theta -> criterion: the factor at theta, the response's criterion from it; counting evaluations."""
 
-    def __init__(self, system: BlockedFactor, reml: bool) -> None:
+    def __init__(self, system: BlockedFactor, response: Response) -> None:
         self.system = system
-        self.reml = reml
+        self.response = response
         self.count = 0
 
     def __call__(self, theta: np.ndarray) -> float:
@@ -61,7 +65,7 @@ class Objective:
             observe.on_evaluation()
         if not self.system.update(np.asarray(theta, dtype=float)):
             return FAILED_VALUE
-        v = self.system.objective(self.reml)
+        v = self.response.criterion(self.system)
         return v if np.isfinite(v) else FAILED_VALUE
 
 
@@ -139,7 +143,7 @@ def deriv12(fn, x: np.ndarray, fx: float, delta: float = DERIV_DELTA) -> tuple[n
 
 def optimize_theta(
     system: BlockedFactor,
-    reml: bool,
+    response: Response,
     theta0: np.ndarray,
     polish: bool = True,
     checks: bool = True,
@@ -149,8 +153,8 @@ def optimize_theta(
     """lme4's optimizeLmer and checkConv: BOBYQA, restart at an edge, snap to the boundary, checks.
     With `polish`, the end point is polished into the optimum (`_finish`, polish.py).  Without
     `checks` only singularity is judged: the derivative checks cost a fifth of a warm-started refit.
-    `objective` evaluates the criterion in place of the system's own (the bootstrap's, batched)."""
-    f = objective if objective is not None else Objective(system, reml)
+    `objective` evaluates the criterion in place of the response's own (the bootstrap's, batched)."""
+    f = objective if objective is not None else Objective(system, response)
     lower = system.cp.lower_bounds()
     theta, fval, status = bobyqa(f, theta0, lower, initial_step=initial_step)
     # derivatives at the optimizer's answer, before any boundary adjustment (lme4's optwrap);
@@ -177,9 +181,9 @@ def optimize_theta(
     return _finish(f, opt, lower, polish, checks)
 
 
-def reoptimize_theta(system: BlockedFactor, reml: bool, theta0: np.ndarray, polish: bool = True) -> Optimum:
+def reoptimize_theta(system: BlockedFactor, response: Response, theta0: np.ndarray, polish: bool = True) -> Optimum:
     """lme4's refitML: BOBYQA from a fitted theta with a trust region scaled to it."""
-    f = Objective(system, reml)
+    f = Objective(system, response)
     theta0 = np.array(theta0, dtype=float)
     x0 = np.where(theta0 == 0, 0.001, theta0) if np.all(theta0 == 0) else theta0
     rhobeg = min(0.95, 0.2 * float(np.max(np.abs(x0))))

@@ -10,9 +10,9 @@ evaluation computes the criterion for all of them, each at its own theta with it
     M_l = T' (Z_l'Z_l) T + I = L_l L_l',   R_l = L_l^{-1} T' Z_l'[X y],
     [X y]'[X y] - sum_l R_l'R_l = L_F L_F'   (lower-right element: sqrt(pwrss)),
 
-with the same criterion as BlockedFactor.objective.  A refit whose batched value is not to be
-trusted (a non-positive-definite block, or the cancellation factor.py guards against) is evaluated
-by its own BlockedFactor instead.
+with the same criterion, the refits' GaussianResponse's (response.py).  A refit whose batched value
+is not to be trusted (a non-positive-definite block, or the cancellation blocks.FixedDiagonal
+guards against) is evaluated by its own BlockedFactor instead.
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from typing import TypeVar
 
 import numpy as np
 
-from mlmcli.engine.blocks import batched_cholesky
+from mlmcli.engine.blocks import CANCELLATION, batched_cholesky
 from mlmcli.engine.crossprod import CrossProducts
-from mlmcli.engine.factor import CANCELLATION, LOG_2PI, BlockedFactor, refit_system
+from mlmcli.engine.factor import BlockedFactor
 from mlmcli.engine.fit import FAILED_VALUE, Objective
+from mlmcli.engine.response import GaussianResponse
 
 R = TypeVar("R")
 
@@ -37,18 +38,18 @@ class BatchedCriterion:
 
     def __init__(self, cps: list[CrossProducts], reml: bool) -> None:
         cp = cps[0]
-        self.reml = reml
-        self.n, self.p = cp.n, cp.p
+        self.p = cp.p
         s = cp.structures[0]
         self.k, self.rows, self.cols = s.k, s.tri_rows, s.tri_cols
         self.A = cp.A_diag[0]  # (ell, k, k), shared
         self.AF = np.stack([c.A_F[0] for c in cps])  # (B, ell, p+1, k)
         self.AFF = np.stack([c.A_FF for c in cps])  # (B, p+1, p+1)
         self.AFk = [np.ascontiguousarray(self.AF[..., a]) for a in range(self.k)]
-        self.fallback = [Objective(refit_system(c), reml) for c in cps]
-        # a constant of the criterion where rows carry prior weights (lme4's ldW), as factor.py
-        # subtracts it: the fallback's values and the batch's must be one function
-        self.log_weights = float(getattr(cp, "log_weights", 0.0))
+        # each refit's own response (the penalized RSS read off the factor: no pass over the rows);
+        # the batch's values come from the same formula, so that they and the fallback's are one function
+        responses = [GaussianResponse.of(c, reml, direct_rows=0) for c in cps]
+        self.response = responses[0]  # n, p, ldW and REML, the same for all
+        self.fallback = [Objective(BlockedFactor(c), r) for c, r in zip(cps, responses, strict=True)]
 
     def _small(self, which: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """ldL2 and the Schur complement for k <= 2: the level blocks' Cholesky factors in closed
@@ -114,7 +115,6 @@ class BatchedCriterion:
         diag = np.diagonal(S, axis1=1, axis2=2)
         bad = np.any(np.diagonal(self.AFF[which], axis1=1, axis2=2) > CANCELLATION * np.abs(diag), axis=1)
         good = ~bad
-        ldL2 = ldL2 - self.log_weights
         if good.any():
             try:
                 LF = np.linalg.cholesky(S[good])
@@ -123,11 +123,7 @@ class BatchedCriterion:
             with np.errstate(divide="ignore", invalid="ignore"):
                 ldRX2 = 2.0 * np.log(np.diagonal(LF[:, :p, :p], axis1=1, axis2=2)).sum(axis=1)
                 pwrss = LF[:, p, p] ** 2
-                n = self.n
-                if self.reml:
-                    v = ldL2[good] + ldRX2 + (n - p) * (1.0 + LOG_2PI + np.log(pwrss / (n - p)))
-                else:
-                    v = ldL2[good] + n * (1.0 + LOG_2PI + np.log(pwrss / n))
+                v = self.response.profiled(ldL2[good], pwrss, ldRX2)
             out[good] = np.where(np.isfinite(v) & (pwrss > 0), v, FAILED_VALUE)
         return self._each(which, thetas, bad, out)
 
@@ -202,10 +198,11 @@ class Lockstep:
 
 
 class LockstepObjective(Objective):
-    """Task j's objective in a Lockstep (its own system is the fallback's, factored at the end)."""
+    """Task j's objective in a Lockstep (its own system and response are the fallback's `own`; the
+    system is factored at the end)."""
 
-    def __init__(self, lockstep: Lockstep, j: int, system: BlockedFactor, reml: bool) -> None:
-        super().__init__(system, reml)
+    def __init__(self, lockstep: Lockstep, j: int, own: Objective) -> None:
+        super().__init__(own.system, own.response)
         self.lockstep, self.j = lockstep, j
 
     def __call__(self, theta: np.ndarray) -> float:

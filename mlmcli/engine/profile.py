@@ -22,8 +22,9 @@ from collections.abc import Callable
 import numpy as np
 
 from mlmcli.engine.crossprod import CrossProducts
-from mlmcli.engine.factor import LOG_2PI, BlockedFactor
+from mlmcli.engine.factor import BlockedFactor
 from mlmcli.engine.fit import FAILED_VALUE, Objective, bobyqa, newton_polisher
+from mlmcli.engine.response import GaussianResponse
 
 # the first step away from the estimate, as lme4 takes it: 1% of it, or 0.001 from zero
 FIRST_STEP = 0.01
@@ -96,15 +97,17 @@ def varpar_bounds(system: BlockedFactor) -> tuple[np.ndarray, np.ndarray]:
     return np.where(diag, 0.0, -1.0), np.where(diag, np.inf, 1.0)
 
 
-def varpar_deviance(system: BlockedFactor, pars: np.ndarray) -> float:
-    """devfun2: the ML deviance at (sd, cor, sigma), beta profiled out."""
+def varpar_deviance(system: BlockedFactor, pars: np.ndarray, response: GaussianResponse | None = None) -> float:
+    """devfun2: the ML deviance at (sd, cor, sigma), beta profiled out (`response`: the ML response
+    of the system's products, made here when not given)."""
     sigma = float(pars[-1])
     if not sigma > 0:
         return FAILED_VALUE
     if not system.update(theta_from_sdcor(system, pars)):
         return FAILED_VALUE
-    s2 = sigma * sigma
-    dev = system.ldL2 - system.cp.log_weights + system.objective_pwrss() / s2 + system.n * (LOG_2PI + np.log(s2))
+    if response is None:
+        response = GaussianResponse.of(system.cp, reml=False)
+    dev = response.deviance(system, sigma * sigma)
     return float(dev) if np.isfinite(dev) else FAILED_VALUE
 
 
@@ -140,6 +143,7 @@ class VarparProfile:
 
     def __init__(self, system: BlockedFactor, optimum: np.ndarray, which: int) -> None:
         self.system = system
+        self.response = GaussianResponse.of(system.cp, reml=False)
         self.which = which
         self.lower, self.upper = varpar_bounds(system)
         self.free = np.arange(len(optimum)) != which
@@ -151,7 +155,7 @@ class VarparProfile:
 
         def dev(others: np.ndarray) -> float:
             pars[self.free] = others
-            return varpar_deviance(self.system, pars)
+            return varpar_deviance(self.system, pars, self.response)
 
         others, fval = bounded_bobyqa(dev, self.start, self.lower[self.free], self.upper[self.free])
         self.start = others
@@ -175,7 +179,8 @@ class FixedProfile:
         self.default_start = np.where(self.lower == 0, 1.0, 0.0)  # lme4's start: 1 on diagonals
 
     def __call__(self, b: float) -> float:
-        f = Objective(BlockedFactor(CrossProducts(self.terms, self.X, self.y - b * self.x, self.weights)), reml=False)
+        cp = CrossProducts(self.terms, self.X, self.y - b * self.x, self.weights)
+        f = Objective(BlockedFactor(cp), GaussianResponse.of(cp, reml=False))
         theta, fval, _ = bobyqa(f, self.theta, self.lower)
         # a warm start with a variance near zero can hold BOBYQA there (heck2011's ML fit, whose
         # slope variance is 2e-8): lme4's own start is the second opinion, the lower one counts

@@ -9,10 +9,13 @@ block of the Hessian is exact (derivatives.py), and that block is differenced as
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mlmcli.engine.factor import LOG_2PI, BlockedFactor
+if TYPE_CHECKING:
+    from mlmcli.engine.factor import BlockedFactor
+    from mlmcli.engine.response import GaussianResponse
 
 EIGEN_TOL = 1e-8  # lmerTest: eigenvalues of the Hessian above this are inverted
 HESSIAN_STEP = 0.05
@@ -39,16 +42,12 @@ class Satterthwaite:
         return 2.0 * var_con**2 / denom
 
 
-def deviance_at(system: BlockedFactor, theta: np.ndarray, sigma: float, reml: bool) -> float:
-    """lmerTest's devfun_vp: the deviance at theta with sigma given, beta profiled."""
+def deviance_at(system: BlockedFactor, response: GaussianResponse, theta: np.ndarray, sigma: float) -> float:
+    """lmerTest's devfun_vp: the deviance at theta with sigma given, beta profiled (REML-adjusted for
+    a REML response; without the prior weights' constant ldW, as lmerTest has it)."""
     if not system.update(theta):
         return float("nan")
-    sigma2 = sigma**2
-    n, p = system.n, system.p
-    dev = system.ldL2 + system.objective_pwrss() / sigma2 + n * (LOG_2PI + np.log(sigma2))
-    if not reml:
-        return float(dev)
-    return float(dev + system.ldRX2 - p * (LOG_2PI + np.log(sigma2)))
+    return float(response.deviance(system, sigma**2, with_ldW=False))
 
 
 def _steps(x: np.ndarray, d: float, eps: float = 1e-4, floor: float = 0.0) -> np.ndarray:
@@ -98,7 +97,7 @@ def hessian(func, x: np.ndarray, d: float = 1e-4, r: int = 4) -> np.ndarray:
 
 
 def satterthwaite(
-    system: BlockedFactor, theta: np.ndarray, sigma: float, reml: bool, vcov_beta: np.ndarray
+    system: BlockedFactor, response: GaussianResponse, theta: np.ndarray, sigma: float, vcov_beta: np.ndarray
 ) -> Satterthwaite:
     """Set up the Satterthwaite approximation at the optimum (lmerTest's as_lmerModLT).
 
@@ -113,11 +112,11 @@ def satterthwaite(
     # mostly rounding noise.  A larger step with the same Richardson extrapolation converges to the
     # exact Hessian, which lmerTest's own evaluations approximate to about seven digits (checked on
     # the reference suite for steps from 1e-2 to 2e-1).
-    Htt = hessian(lambda th: deviance_at(system, th, sigma, reml), theta, d=HESSIAN_STEP, r=HESSIAN_LEVELS)
+    Htt = hessian(lambda th: deviance_at(system, response, th, sigma), theta, d=HESSIAN_STEP, r=HESSIAN_LEVELS)
     system.update(theta)
     n, p = system.n, system.p
-    c = n - p if reml else n
-    pwrss = system.objective_pwrss()
+    c = n - p if response.reml else n
+    pwrss = response.pwrss(system)
     nt = len(theta)
     H = np.empty((nt + 1, nt + 1))
     H[:nt, :nt] = Htt

@@ -1,4 +1,11 @@
-"""Lambda over the dense tail of crossed terms, applied without forming it.
+"""The dense tail of crossed terms: its block types and Lambda over it, applied without forming it.
+
+From the first term crossed with an earlier one on, the remaining terms fill in: their diagonal
+block is one dense matrix (`DenseTail`, one LAPACK factorization), their rows against each leading
+term a sparse CSR matrix (`TailTermBlock`), and the rows of [X y] against them a dense array
+(`TailRows`).  `GramTail` is the dense tail for big data, where the product of the tail's rows
+against the first term, Lt_0 Lt_0', is one laid-out sparse matrix-vector product (`TailGram`).
+The protocol they implement is blocks.py's.
 
 When every tail term is scalar (k = 1), Lambda_t is a diagonal: scaling by a vector replaces the
 sparse products that a general block-diagonal Lambda_t needs.
@@ -6,9 +13,16 @@ sparse products that a general block-diagonal Lambda_t needs.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from mlmcli.engine.blocks import block_diag_csr
+from mlmcli.engine.blocks import NestedBlock, UniformDiagonal, block_diag_csr, bmm, t
+
+if TYPE_CHECKING:
+    from mlmcli.engine.blocks import RowsBlock
+    from mlmcli.engine.crossprod import CrossProducts
+    from mlmcli.engine.factor import BlockedFactor
 
 
 def scale_csr(S, left: np.ndarray | None = None, right: np.ndarray | None = None):
@@ -66,12 +80,13 @@ class TailLambda:
                 format="csr",
             )
 
-    def sandwich(self, A: np.ndarray) -> np.ndarray:
-        """Lambda_t' A Lambda_t for a dense symmetric A."""
+    def sandwich(self, A: np.ndarray, scratch: bool = False) -> np.ndarray:
+        """Lambda_t' A Lambda_t for a dense symmetric A; `scratch`: A is a temporary that may be
+        overwritten (one q_tail x q_tail array fewer)."""
         if self.scalar is not None:
-            return A * (self.scalar * self.scalar)
+            return np.multiply(A, self.scalar * self.scalar, out=A if scratch else None)
         if self.vec is not None:
-            return A * np.outer(self.vec, self.vec)
+            return np.multiply(A, np.outer(self.vec, self.vec), out=A if scratch else None)
         return np.asarray(self.M.T @ (self.M.T @ A).T)
 
     def right(self, F: np.ndarray) -> np.ndarray:
@@ -155,3 +170,148 @@ class TailGram:
         G = low + low.T
         G[np.diag_indices_from(G)] = np.diagonal(low)
         return G
+
+
+# ----------------------------------------------------------------------------------- block types
+class TailTermBlock:
+    """L_tj, the tail's rows against leading term j: a sparse CSR matrix (q_tail x q_j)."""
+
+    def __init__(self, j: int) -> None:
+        self.j = j
+
+    def bind(self, cp: CrossProducts) -> None:
+        self.A = cp.A_tail[self.j]
+        s = cp.structures[self.j]
+        self.ell, self.k = s.ell, s.k
+
+    def start(self, f: BlockedFactor) -> None:
+        self.M = f.tail_lambda.left_t(self.A)  # Lambda_t' A_tj; Lambda_j waits (see rdiv)
+        self.T = f.T[self.j]
+        self.scaled = False
+        self.right: np.ndarray | None = None
+
+    def downdate(self, left: TailTermBlock, right: NestedBlock) -> None:
+        if not self.scaled:
+            self.M = scale_right(self.M, block_diag_or_vector(self.T, self.ell))
+            self.scaled = True
+        self.M = self.M - left.csr @ right.value.to_csr().T
+
+    def rdiv(self, diag: UniformDiagonal) -> None:
+        if self.scaled:
+            self.csr = scale_right(self.M.tocsr(), block_diag_or_vector_stack(diag.LinvT))
+        else:  # nothing subtracted (the first term): one product, Lambda_j L_jj^{-T}
+            self.right = bmm(self.T, diag.LinvT)
+            self.csr = scale_right(self.M, block_diag_or_vector_stack(self.right))
+        del self.M
+
+    def times(self, u: np.ndarray) -> np.ndarray:
+        return np.asarray(self.csr @ u.reshape(self.ell * self.k, u.shape[-1]))
+
+    def t_times(self, u: np.ndarray) -> np.ndarray:
+        return np.asarray(self.csr.T @ u).reshape(self.ell, self.k, u.shape[-1])
+
+
+class DenseTail:
+    """L_tt, the crossed terms' diagonal block: dense, (q_tail, q_tail); right-hand sides in its
+    layout are (q_tail, m), the tail terms' one after another."""
+
+    def bind(self, cp: CrossProducts) -> None:
+        self.A = cp.A_tt
+        self.first = cp.nbd
+        self.shapes = [(s.ell, s.k) for s in cp.structures[cp.nbd :]]
+        self.offsets = cp.tail_offsets
+
+    def start(self, f: BlockedFactor) -> None:
+        self.lam = f.tail_lambda
+        D = self.lam.sandwich(self.A)
+        D[np.diag_indices_from(D)] += 1.0
+        self.D = D
+
+    def downdate(self, left: TailTermBlock, right: TailTermBlock) -> None:
+        self.D -= (left.csr @ left.csr.T).toarray()
+
+    def factor(self) -> None:
+        self.L = np.linalg.cholesky(self.D)
+        del self.D
+
+    def ldL2(self) -> float:
+        return 2.0 * float(np.log(np.diag(self.L)).sum())
+
+    def gather(self, rhs: list[np.ndarray]) -> np.ndarray:
+        m = rhs[0].shape[-1]
+        return np.concatenate([c.reshape(c.shape[0] * c.shape[1], m) for c in rhs[self.first :]])
+
+    def scatter(self, u: np.ndarray) -> list[np.ndarray]:
+        o, m = self.offsets, u.shape[-1]
+        return [u[o[i] : o[i + 1]].reshape(ell, k, m) for i, (ell, k) in enumerate(self.shapes)]
+
+    def solve(self, r: np.ndarray) -> np.ndarray:
+        from scipy.linalg import solve_triangular
+
+        return solve_triangular(self.L, r, lower=True)
+
+    def solve_t(self, r: np.ndarray) -> np.ndarray:
+        from scipy.linalg import solve_triangular
+
+        return solve_triangular(self.L, r, lower=True, trans="T")
+
+
+class GramTail(DenseTail):
+    """The dense tail on big data: the first term's share, Lt_0 Lt_0' = Lambda_t' A_t0 R0 R0' A_t0'
+    Lambda_t with R0 = Lambda_0 L_00^{-T}, comes from the laid-out product (`TailGram`) before the
+    scaling by Lambda_t, not from a sparse-sparse product."""
+
+    def bind(self, cp: CrossProducts) -> None:
+        super().bind(cp)
+        self.gram = TailGram.of(cp.A_tail[0], cp.structures[0].k)
+
+    def start(self, f: BlockedFactor) -> None:
+        self.lam = f.tail_lambda
+        self.first_share = True  # D is formed with the first term's share (downdate)
+
+    def downdate(self, left: TailTermBlock, right: TailTermBlock) -> None:
+        if not self.first_share:
+            super().downdate(left, right)
+            return
+        self.first_share = False
+        R0 = left.right
+        assert R0 is not None  # the first term's block: nothing subtracted, one product (rdiv)
+        W0 = bmm(R0, t(R0))
+        # a diagonal Lambda_t keeps triangles apart, so G's lower triangle serves: LAPACK's
+        # Cholesky (lower) reads nothing above the diagonal
+        G = self.gram.lower(W0) if self.lam.M is None else self.gram(W0)
+        D = self.lam.sandwich(np.subtract(self.A, G, out=G), scratch=True)  # A - G, in G's memory
+        D[np.diag_indices_from(D)] += 1.0
+        self.D = D
+
+
+class TailRows:
+    """L_Ft, the rows of [X y] against the tail: dense, (p+1, q_tail)."""
+
+    def bind(self, cp: CrossProducts) -> None:
+        self.A = cp.A_Ft
+        self.shapes = [(s.ell, s.k) for s in cp.structures[cp.nbd :]]
+        self.offsets = cp.tail_offsets
+
+    def start(self, f: BlockedFactor) -> None:
+        self.RF = f.tail_lambda.right(self.A)
+
+    def downdate(self, left: RowsBlock, right: TailTermBlock) -> None:
+        self.RF -= np.asarray((right.csr @ left.columns().T).T)
+
+    def rdiv(self, diag: DenseTail) -> None:
+        from scipy.linalg import solve_triangular
+
+        self.value = solve_triangular(diag.L, self.RF.T, lower=True, check_finite=False).T
+        del self.RF
+
+    def gram(self) -> np.ndarray:
+        return self.value @ self.value.T
+
+    def columns(self) -> np.ndarray:
+        return self.value
+
+    def rows(self, sel: slice) -> list[np.ndarray]:
+        Ft = self.value[sel].T  # (q_tail, m)
+        o = self.offsets
+        return [Ft[o[i] : o[i + 1]].reshape(ell, k, -1) for i, (ell, k) in enumerate(self.shapes)]
