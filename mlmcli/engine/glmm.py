@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mlmcli.engine.crossprod import CrossProducts
-from mlmcli.engine.factor import BlockedFactor, refit_system
+from mlmcli.engine.factor import BlockedFactor
 from mlmcli.engine.family import Family
 
 # lme4's tolPwrss: PIRLS stops when the penalized deviance changes by less than this, relatively.
@@ -101,13 +101,26 @@ class GlmmProblem:
     def __post_init__(self) -> None:
         self.n, self.p = self.X.shape
         self._empty = np.empty((self.n, 0))
+        # per kind of system (with X: beta inside PIRLS; without: beta fixed), the products first
+        # formed and the one factor every PIRLS iteration re-weights (MixedModels.jl's reweight!)
+        self._working: dict[bool, tuple[CrossProducts, BlockedFactor]] = {}
 
     # ------------------------------------------------------------------ pieces
-    def system(self, X: np.ndarray, z: np.ndarray, w: np.ndarray, theta: np.ndarray) -> BlockedFactor:
-        """The factor of the weighted LMM with response z (MixedModels.jl's reweight! + updateL!)."""
-        cp = CrossProducts(self.terms, X, z, weights=w)
-        self.structures = cp.structures
-        system = refit_system(cp)
+    def system(self, joint: bool, z: np.ndarray, w: np.ndarray, theta: np.ndarray, own: bool = False) -> BlockedFactor:
+        """The factor of the weighted LMM with working response z and row weights w at theta, with
+        X's columns (`joint`: beta solved with u) or without (beta fixed): the working factor,
+        re-weighted in place (CrossProducts.reweighted, BlockedFactor.reweight), or with `own` a
+        factor of its own that later iterations leave alone."""
+        X = self.X if joint else self._empty
+        if own or joint not in self._working:
+            cp = CrossProducts(self.terms, X, z, weights=w)
+            system = BlockedFactor(cp)
+            if not own:
+                self._working[joint] = (cp, system)
+        else:
+            base, system = self._working[joint]
+            system.reweight(base.reweighted(w, z))
+        self.structures = system.structures
         if not system.update(theta):
             raise PirlsError("the penalized weighted least squares system is not positive definite")
         return system
@@ -117,10 +130,10 @@ class GlmmProblem:
         return self.response.offset + fixed + self._zb(system, u)
 
     # ------------------------------------------------------------------ PIRLS
-    def pirls(self, theta: np.ndarray, eta0: np.ndarray, beta: np.ndarray | None = None) -> Modes:
+    def pirls(self, theta: np.ndarray, eta0: np.ndarray, beta: np.ndarray | None = None, own: bool = False) -> Modes:
         """Conditional modes at theta from the linear predictor eta0: with `beta` given, over u
         alone (beta is an offset, as glmer's second stage); without, over beta and u together
-        (nAGQ = 0)."""
+        (nAGQ = 0).  With `own`, the modes keep a factor of their own (the fitted model's)."""
         resp = self.response
         fixed = None if beta is None else self.X @ beta
         eta = eta0
@@ -129,11 +142,11 @@ class GlmmProblem:
         for it in range(1, PIRLS_MAXIT + 1):
             w, z = resp.working(eta)
             if fixed is None:
-                system = self.system(self.X, z, w, theta)
+                system = self.system(True, z, w, theta)
                 beta_it = system.beta()
                 fixed_it = self.X @ beta_it
             else:
-                system = self.system(self._empty, z - fixed, w, theta)
+                system = self.system(False, z - fixed, w, theta)
                 beta_it, fixed_it = beta, fixed
             u = system.spherical_modes()
             eta_new = self.linear_predictor(system, u, fixed_it)
@@ -156,6 +169,8 @@ class GlmmProblem:
             converged = abs(old_pdev - pdev) < PIRLS_TOL * pdev
             eta, old_pdev, prev = eta_new, pdev, (u, beta_it, eta_new)
             if converged:
+                if own:  # the same factor, not the working one later evaluations re-weight
+                    system = self.system(fixed is None, z if fixed is None else z - fixed, w, theta, own=True)
                 laplace = system.ldL2 + sum(float(ui @ ui) for ui in u) + resp.aic(mu)
                 return Modes(u, beta_it, eta, mu, system, laplace, it, pdev)
         raise PirlsError(f"PIRLS did not converge in {PIRLS_MAXIT} iterations")

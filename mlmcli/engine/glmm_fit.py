@@ -38,10 +38,10 @@ class GlmmObjective:
         self.problem, self.eta0, self.ntheta, self.nagq = problem, eta0, ntheta, nagq
         self.count = 0
 
-    def modes(self, x: np.ndarray) -> Modes:
+    def modes(self, x: np.ndarray, own: bool = False) -> Modes:
         theta = np.asarray(x[: self.ntheta], dtype=float)
         beta = None if self.nagq == 0 else np.asarray(x[self.ntheta :], dtype=float)
-        return self.problem.pirls(theta, self.eta0, beta)
+        return self.problem.pirls(theta, self.eta0, beta, own=own)
 
     def value(self, x: np.ndarray, modes: Modes) -> float:
         if self.nagq > 1:
@@ -88,7 +88,7 @@ def fit_glmm(problem: GlmmProblem, lower: np.ndarray, nagq: int = 1, polish: boo
     eta_start = problem.pirls(theta0, mustart).eta
     f0 = GlmmObjective(problem, eta_start, nt, 0)
     opt0 = _optimize(f0, theta0, lower, np.ones(nt), polish, checks=nagq == 0)
-    stage1 = f0.modes(opt0.theta)
+    stage1 = f0.modes(opt0.theta, own=True)
     if nagq == 0:
         opt, modes, f = opt0, stage1, f0
         vcov = modes.system.unscaled_vcov()
@@ -101,7 +101,7 @@ def fit_glmm(problem: GlmmProblem, lower: np.ndarray, nagq: int = 1, polish: boo
     se = np.sqrt(np.maximum(np.diag(stage1.system.unscaled_vcov()), 1e-300))
     scales = np.concatenate([np.ones(nt), 1.0 / se])
     opt = _optimize(f, x0, lower_all, scales, polish, checks=True)
-    modes = f.modes(opt.theta)
+    modes = f.modes(opt.theta, own=True)
     theta, beta = opt.theta[:nt], opt.theta[nt:]
     crit = f.value(opt.theta, modes)
     opt.theta = theta
@@ -192,5 +192,5 @@ def _vcov_from_hessian(hessian: np.ndarray | None, ntheta: int) -> np.ndarray | 
 def _rx_vcov(problem: GlmmProblem, modes: Modes, theta: np.ndarray) -> np.ndarray:
     """(R_X'R_X)^{-1} of the weighted system at the modes (vcov from RX, sigma = 1)."""
     w, z = problem.response.working(modes.eta)
-    system = problem.system(problem.X, z, w, theta)
+    system = problem.system(True, z, w, theta, own=True)
     return system.unscaled_vcov()
