@@ -256,14 +256,15 @@ class LmerFit:
         numpy.ndarray
             One prediction per row, NaN where a variable the prediction needs is missing.
         """
-        from mlmcli.model import fitted_values
+        from mlmcli.model import FittedModel, fitted_values
         from mlmcli.pipeline import user_errors
         from mlmcli.stats.predict import predict_new
 
         if re_form not in ("all", "none"):
             raise MlmError(f"re_form must be 'all' or 'none', not {re_form!r}")
         if newdata is None:
-            pred = self.model.fitted_values() if hasattr(self.model, "family") else fitted_values(self.model)
+            model = self.model
+            pred = fitted_values(model) if isinstance(model, FittedModel) else model.fitted_values()
         else:
             new = _frame_of(newdata, [])
             if isinstance(new, str):
@@ -474,6 +475,9 @@ class GlmerFit(LmerFit):
     """
 
     model: GlmmModel  # type: ignore[assignment]
+
+    def __init__(self, model: GlmmModel, frame: Frame, notes: Sequence[str] = ()) -> None:
+        super().__init__(model, frame, notes)  # type: ignore[arg-type]
 
     def _fit_report(self) -> dict:
         if self._report is None:

@@ -257,7 +257,7 @@ def lmer(data: str | Frame, formula: str, **options: Any) -> tuple[FittedModel, 
     return models[0], frame
 
 
-def missing_rows_note(model: FittedModel, n_rows: int) -> str | None:
+def missing_rows_note(model: FittedModel | GlmmModel, n_rows: int) -> str | None:
     """lme4 drops rows with missing values silently (na.omit): how many went, if any."""
     missing = model.design.missing_rows
     if not missing:

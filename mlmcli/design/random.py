@@ -55,7 +55,8 @@ def _random_terms(formula: Formula, frame: Frame, values: dict[str, Column], n: 
     terms: list[ReTerm] = []
     for rt in formula.random:
         for g in rt.group_vars:
-            if not isinstance(values[g], Factor) and values[g].ndim != 1:
+            col = values[g]
+            if not isinstance(col, Factor) and col.ndim != 1:
                 raise DataError(f"the grouping factor {g} has several columns; it must be one")
         factors = [_as_factor(values[g], g in frame.int_columns) for g in rt.group_vars]
         group = _interaction(factors)

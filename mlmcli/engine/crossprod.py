@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -62,21 +62,21 @@ class TailLayout:
     def __init__(self, cp: CrossProducts) -> None:
         S, nbd, offs, q = cp.structures, cp.nbd, cp.tail_offsets, cp.q_tail
         tail = S[nbd:]
-        self.leading: list[tuple[np.ndarray, object]] = []  # per leading term: data positions, CSR
+        self.leading: list[tuple[np.ndarray, Any]] = []  # per leading term: data positions, CSR
         for j in range(nbd):
-            M = cp.A_tail[j]
+            M: Any = cp.A_tail[j]
             M.sort_indices()
             counts = np.diff(M.indptr)
             keys = np.repeat(np.arange(M.shape[0]), counts) * M.shape[1] + M.indices
             rows, cols = self._coordinates(tail, offs, S[j])
-            self.leading.append((np.searchsorted(keys, rows * M.shape[1] + cols), M))
+            self.leading.append((np.asarray(np.searchsorted(keys, rows * M.shape[1] + cols)), M))
         # Z_t' Z_t: the blocks on and below the diagonal of blocks, as positions in q x q
         self.within: list[tuple[int, int, np.ndarray]] = []
         for i, si in enumerate(tail):
             for j, sj in enumerate(tail[: i + 1]):
-                rows = [int(offs[i]) + si.codes * si.k + a for a in range(si.k) for _ in range(sj.k)]
-                cols = [int(offs[j]) + sj.codes * sj.k + b for _ in range(si.k) for b in range(sj.k)]
-                self.within.append((i, j, np.concatenate(rows) * q + np.concatenate(cols)))
+                r = [int(offs[i]) + si.codes * si.k + a for a in range(si.k) for _ in range(sj.k)]
+                c = [int(offs[j]) + sj.codes * sj.k + b for _ in range(si.k) for b in range(sj.k)]
+                self.within.append((i, j, np.concatenate(r) * q + np.concatenate(c)))
         self.q = q
 
     @staticmethod
@@ -89,7 +89,7 @@ class TailLayout:
                     cols.append(sj.codes * sj.k + b)
         return np.concatenate(rows), np.concatenate(cols)
 
-    def form(self, S: list[TermStructure], nbd: int) -> tuple[list[object], np.ndarray]:
+    def form(self, S: list[TermStructure], nbd: int) -> tuple[list[Any], np.ndarray]:
         """A_tail and A_tt of the weighted rows S."""
         import scipy.sparse as sp
 

@@ -146,6 +146,7 @@ class GlmmProblem:
                 beta_it = system.beta()
                 fixed_it = self.X @ beta_it
             else:
+                assert beta is not None
                 system = self.system(False, z - fixed, w, theta)
                 beta_it, fixed_it = beta, fixed
             u = system.spherical_modes()

@@ -106,8 +106,10 @@ def fit_glmm(problem: GlmmProblem, lower: np.ndarray, nagq: int = 1, polish: boo
     crit = f.value(opt.theta, modes)
     opt.theta = theta
     warnings = list(opt.warnings)
-    vcov = _vcov_from_hessian(opt.hessian, nt)
-    if vcov is None:
+    hessian_vcov = _vcov_from_hessian(opt.hessian, nt)
+    if hessian_vcov is not None:
+        vcov = hessian_vcov
+    else:
         if opt.hessian is not None:
             warnings.append(
                 "variance-covariance matrix computed from finite-difference Hessian is\n"

@@ -17,21 +17,20 @@ import numpy as np
 from mlmcli.design import Column, evaluate, model_matrix, total_offset, value_labels
 from mlmcli.errors import DataError
 from mlmcli.io.frame import Factor, Frame
-from mlmcli.model import Prediction, fitted_values
+from mlmcli.model import FittedModel, Prediction, fitted_values
 from mlmcli.render.jsonvalues import clean
 from mlmcli.report import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from mlmcli.formula import RandomTerm, Var
     from mlmcli.glmmodel import GlmmModel
-    from mlmcli.model import FittedModel
 
 
 NEW_LEVELS_HINT = " (give --allow-new-levels to predict {what} without their random effects)"
 
 
 def predict_new(
-    model: FittedModel, train: Frame, new: Frame, random: bool = True, allow_new_levels: bool = False
+    model: FittedModel | GlmmModel, train: Frame, new: Frame, random: bool = True, allow_new_levels: bool = False
 ) -> Prediction:
     """lme4's predict(fit, newdata, re.form = NULL (random) or NA, allow.new.levels)."""
     formula, design = model.formula, model.design
@@ -111,7 +110,7 @@ def _recode(var: Var, col: Column, levels: dict[str, list[str]]) -> Column:
 
 
 def _random_part(
-    model: FittedModel, train: Frame, new: Frame, values: dict[str, Column], allow_new_levels: bool
+    model: FittedModel | GlmmModel, train: Frame, new: Frame, values: dict[str, Column], allow_new_levels: bool
 ) -> np.ndarray:
     """Sum over random terms of z' b for each new row; unseen or missing levels add nothing."""
     n = new.n_rows
@@ -179,7 +178,7 @@ def prediction_report(
 
     family = getattr(model, "family", None)
     if new is None:
-        pred = model.fitted_values() if family is not None else fitted_values(model)
+        pred = fitted_values(model) if isinstance(model, FittedModel) else model.fitted_values()
         rows = model.design.rows
         source = {name: _take(col, rows) for name, col in frame.columns.items()}
         columns = named_columns(source, frame.int_columns)
