@@ -12,9 +12,9 @@ that `import mlmcli` (and the command's start-up) stays cheap.
 """
 
 __version__ = "0.1.0"
-__all__ = ["LmerFit", "MlmWarning", "__version__", "compare", "lmer"]
+__all__ = ["GlmerFit", "LmerFit", "MlmWarning", "__version__", "compare", "glmer", "lmer"]
 
-_API = ("lmer", "compare", "LmerFit", "MlmWarning")
+_API = ("lmer", "glmer", "compare", "LmerFit", "GlmerFit", "MlmWarning")
 
 
 def __getattr__(name: str) -> object:

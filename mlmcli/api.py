@@ -21,10 +21,11 @@ from mlmcli.errors import MlmError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from mlmcli.glmmodel import GlmmModel
     from mlmcli.io.frame import Frame
     from mlmcli.model import FittedModel
 
-__all__ = ["LmerFit", "MlmWarning", "compare", "lmer"]
+__all__ = ["GlmerFit", "LmerFit", "MlmWarning", "compare", "glmer", "lmer"]
 
 
 class MlmWarning(UserWarning):
@@ -255,14 +256,15 @@ class LmerFit:
         numpy.ndarray
             One prediction per row, NaN where a variable the prediction needs is missing.
         """
-        from mlmcli.model import fitted_values
+        from mlmcli.model import FittedModel, fitted_values
         from mlmcli.pipeline import user_errors
         from mlmcli.stats.predict import predict_new
 
         if re_form not in ("all", "none"):
             raise MlmError(f"re_form must be 'all' or 'none', not {re_form!r}")
         if newdata is None:
-            pred = fitted_values(self.model)
+            model = self.model
+            pred = fitted_values(model) if isinstance(model, FittedModel) else model.fitted_values()
         else:
             new = _frame_of(newdata, [])
             if isinstance(new, str):
@@ -399,6 +401,157 @@ class LmerFit:
             "<table><tr><th>Groups</th><th>Name</th><th>Std.Dev.</th></tr>"
             f"{random}</table>"
         )
+
+
+def glmer(
+    formula: str,
+    data: Any,
+    *,
+    family: Literal["binomial", "poisson"],
+    link: str | None = None,
+    nagq: int = 1,
+    weights: str | None = None,
+    offset: str | None = None,
+    optimizer: Literal["robust", "lme4"] = "robust",
+) -> GlmerFit:
+    """Fit a generalized linear mixed model as lme4's ``glmer(formula, data, family, nAGQ = nagq)``.
+
+    Parameters
+    ----------
+    formula:
+        An lme4 formula. A binomial response is a 0/1 column, a two-level factor (the first level is
+        failure), ``cbind(successes, failures)``, or a proportion with ``weights`` naming the trials;
+        a poisson response is a count, with ``offset(log(exposure))`` in the formula or ``offset``.
+    data:
+        A pandas DataFrame or the path of a data file, as for :func:`lmer`.
+    family, link:
+        ``"binomial"`` (links ``"logit"``, the default, ``"probit"``, ``"cloglog"``) or
+        ``"poisson"`` (``"log"``).
+    nagq:
+        1 (the default) for the Laplace approximation; above 1, adaptive Gauss-Hermite quadrature
+        with that many points (one scalar random-effects term only); 0 for lme4's nAGQ = 0.
+    weights, offset, optimizer:
+        As for :func:`lmer`.
+
+    Examples
+    --------
+    >>> fit = mlmcli.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+    ...                    "cbpp.csv", family="binomial")  # doctest: +SKIP
+    >>> print(fit.summary())  # doctest: +SKIP
+    """
+    from mlmcli.model import OPTIMIZERS
+    from mlmcli.pipeline import glmer as fit_pipeline
+    from mlmcli.pipeline import missing_rows_note, parse
+
+    if optimizer not in OPTIMIZERS:
+        raise MlmError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {optimizer!r}")
+    parsed = parse(formula)
+    columns = parsed.columns() + [c for c in (weights, offset) if c is not None]
+    model, frame = fit_pipeline(
+        _frame_of(data, columns),
+        formula,
+        family=family,
+        link=link,
+        nagq=int(nagq),
+        optimizer=optimizer,
+        weights=weights,
+        offset=offset,
+    )
+    notes = list(dict.fromkeys(frame.warnings))
+    missing = missing_rows_note(model, frame.n_rows)
+    if missing:
+        notes.append(missing)
+    fit = GlmerFit(model, frame, notes)
+    for w in list(dict.fromkeys(model.warnings)) + notes:
+        warnings.warn(w, MlmWarning, stacklevel=2)
+    return fit
+
+
+class GlmerFit(LmerFit):
+    """A fitted generalized linear mixed model: lme4's glmerMod.
+
+    Made by :func:`mlmcli.glmer`; ``fixef``, ``vcov``, ``ranef``, ``theta``, ``loglik``, ``aic``,
+    ``bic`` and ``nobs`` are as for :class:`LmerFit`.
+    """
+
+    model: GlmmModel  # type: ignore[assignment]
+
+    def __init__(self, model: GlmmModel, frame: Frame, notes: Sequence[str] = ()) -> None:
+        super().__init__(model, frame, notes)  # type: ignore[arg-type]
+
+    def _fit_report(self) -> dict:
+        if self._report is None:
+            from mlmcli.pipeline import user_errors
+            from mlmcli.report import glmer_fit_report
+
+            with user_errors(self.model.formula.text):
+                self._report = glmer_fit_report(self.model)
+        return self._report
+
+    def summary(self) -> str:
+        """lme4's ``summary(fit)`` as printed, the text ``mlm fit ... --family ... --format text`` writes."""
+        from mlmcli.rcompat.escape import escape_strings
+        from mlmcli.render.glmer_text import glmer_summary_output
+
+        return glmer_summary_output(escape_strings(self._fit_report())).out
+
+    @property
+    def warnings(self) -> list[str]:
+        """lme4's warnings about this fit."""
+        return list(self._fit_report()["warnings"])
+
+    @property
+    def sigma(self) -> float:
+        """``sigma(fit)``: 1 for binomial and poisson."""
+        return 1.0
+
+    @property
+    def deviance(self) -> float:
+        """-2 logLik, as summary(fit) prints it."""
+        return float(self.model.deviance)
+
+    def __repr__(self) -> str:
+        m = self.model
+        return (
+            f"<GlmerFit {m.formula.text!r} ({m.family.name}, {m.family.link}, {m.method}) on {m.data_name}: "
+            f"n = {m.n}, logLik = {m.loglik:.4f}>"
+        )
+
+    def _repr_html_(self) -> str:
+        m = self.model
+        e = html.escape
+        fixed = "".join(
+            f"<tr><td>{e(str(n))}</td><td>{b:.4g}</td><td>{se:.4g}</td></tr>"
+            for n, b, se in zip(m.design.xnames, m.beta, m.std_errors, strict=True)
+        )
+        return (
+            f"<p><b>Generalized linear mixed model ({e(m.family.name)}, {e(m.family.link)}) fit by "
+            f"{m.method}</b>: <code>{e(m.formula.text)}</code>, {m.n} observations, logLik {m.loglik:.2f}</p>"
+            "<table><tr><th>Fixed effect</th><th>Estimate</th><th>Std. Error</th></tr>"
+            f"{fixed}</table>"
+        )
+
+    def predict(
+        self,
+        newdata: Any = None,
+        re_form: Literal["all", "none"] = "all",
+        allow_new_levels: bool = False,
+        type: Literal["link", "response"] = "link",
+    ) -> np.ndarray:
+        """lme4's ``predict(fit, newdata, re.form, allow.new.levels, type)``: on the link scale (the
+        default, as lme4's) or, with ``type="response"``, the response's (probabilities, rates).
+        An offset in the formula is included; glmer's ``offset =`` is left out for new data, as lme4
+        leaves it out."""
+        if type not in ("link", "response"):
+            raise MlmError(f"type must be 'link' or 'response', not {type!r}")
+        eta = super().predict(newdata, re_form, allow_new_levels)
+        return self.model.family.linkinv(eta) if type == "response" else eta
+
+    def confint(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
+        raise MlmError("confint() of a glmer fit is not offered yet")
+
+    def anova(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
+        raise MlmError("anova() of a glmer fit is not offered: lmerTest's F tests are for linear models")
 
 
 def compare(*fits: LmerFit, names: Sequence[str] | None = None) -> pd.DataFrame:

@@ -261,7 +261,7 @@ class FittedModel:
             if sat is not None or kr is not None:
                 c = np.zeros(self.p)
                 c[i] = 1.0
-                d = sat.df(c) if sat is not None else kr.ddf(c)
+                d = sat.df(c) if sat is not None else kr.ddf(c) if kr is not None else math.nan
                 if math.isfinite(d):
                     df = d
                     p = t_two_sided(t, d)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from mlmcli.engine.bootstrap import BootstrapModel, Replicates
     from mlmcli.engine.crossprod import CrossProducts
     from mlmcli.formula import Formula
+    from mlmcli.glmmodel import GlmmModel
     from mlmcli.io.frame import Frame
     from mlmcli.model import FittedModel, RemoteRows
 
@@ -112,12 +113,15 @@ def read_rows(
         return keep_rows(frame, where)
 
 
-def l_formula(formula: Formula, frame: Frame, weights: str | None = None, offset: str | None = None) -> Design:
-    """lme4's lFormula on data read: the model frame, X, y and the random-effects terms."""
+def l_formula(
+    formula: Formula, frame: Frame, weights: str | None = None, offset: str | None = None, family: str | None = None
+) -> Design:
+    """lme4's lFormula (glFormula with a family) on data read: the model frame, X, y and the
+    random-effects terms."""
     from mlmcli.design import ModelArguments, build_design
 
     with user_errors(formula.text):
-        return build_design(frame, formula, ModelArguments(weights=weights, offset=offset))
+        return build_design(frame, formula, ModelArguments(weights=weights, offset=offset, family=family))
 
 
 def fit_design(
@@ -253,10 +257,56 @@ def lmer(data: str | Frame, formula: str, **options: Any) -> tuple[FittedModel, 
     return models[0], frame
 
 
-def missing_rows_note(model: FittedModel, n_rows: int) -> str | None:
+def missing_rows_note(model: FittedModel | GlmmModel, n_rows: int) -> str | None:
     """lme4 drops rows with missing values silently (na.omit): how many went, if any."""
     missing = model.design.missing_rows
     if not missing:
         return None
     rows = "row with a missing value was" if missing == 1 else "rows with missing values were"
     return f"{missing} {rows} left out (of {n_rows})"
+
+
+def glmer_models(
+    data: str | Frame,
+    formulas: Sequence[str],
+    *,
+    family: str,
+    link: str | None = None,
+    nagq: int = 1,
+    optimizer: str = "robust",
+    weights: str | None = None,
+    offset: str | None = None,
+    sep: str | None = None,
+    sheet: str | None = None,
+    where: str | None = None,
+    on_read: Callable[[Frame], None] | None = None,
+) -> tuple[list[GlmmModel], Frame]:
+    """glmer() of every formula on one data set, read once: glFormula, mkGlmerDevfun,
+    optimizeGlmer's two stages and mkMerMod.  The fitted models and their frame."""
+    from mlmcli.engine.family import LINKS
+    from mlmcli.glmmodel import fit_glmm_model
+
+    if family not in LINKS:
+        raise MlmError(f"--family {family}: use binomial or poisson")
+    if link is not None and link not in LINKS[family]:
+        raise MlmError(f"--link {link} is not offered for {family}: use {', '.join(LINKS[family])}")
+    parsed = [parse(f) for f in formulas]
+    columns = list(dict.fromkeys(c for p in parsed for c in p.columns()))
+    with user_errors(formulas[0] if formulas else ""):
+        frame = read_rows(
+            data, columns, sep=sep, sheet=sheet, where=where, weights=weights, offset=offset, on_read=on_read
+        )
+    models = []
+    for p in parsed:
+        design = l_formula(p, frame, weights, offset, family=family)
+        with user_errors(p.text):
+            models.append(
+                fit_glmm_model(p, design, family, link=link, nagq=nagq, data_name=frame.name, optimizer=optimizer)
+            )
+    return models, frame
+
+
+def glmer(data: str | Frame, formula: str, **options: Any) -> tuple[GlmmModel, Frame]:
+    """glmer() of one formula (options as glmer_models): the fitted model and its frame."""
+    models, frame = glmer_models(data, [formula], **options)
+    return models[0], frame

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from mlmcli.render.jsonvalues import clean
 
 if TYPE_CHECKING:
+    from mlmcli.glmmodel import GlmmModel
     from mlmcli.model import FittedModel
 
 # version of the JSON contracts (mlmcli/schemas/): raised when a key changes meaning or goes away
@@ -157,3 +158,63 @@ def coef_table(model: FittedModel) -> dict[str, dict[str, dict[str, float]]]:
             for j, name in enumerate(term.cnames):
                 cell[name] = cell.get(name, 0.0) + float(modes[i][lev_i, j])
     return out
+
+
+def glmer_fit_report(model: GlmmModel) -> dict:
+    """The JSON of a glmer fit: the lmer fit's shape where it applies (no sigma, no residual row),
+    z tests, and the family, link, nAGQ and deviance (-2 logLik) summary(glmer) prints."""
+    random_effects, correlations = _random_effect_rows(model)
+    q = model.scaled_residual_quantiles()
+    opt = model.optimum
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "formula": model.formula.text,
+        "family": model.family.name,
+        "link": model.family.link,
+        "method": model.method,
+        "nagq": model.nagq,
+        "weights": model.design.args.weights,
+        "offset": model.design.args.offset,
+        "n_obs": model.n,
+        "groups": model.groups(),
+        "loglik": model.loglik,
+        "aic": model.aic,
+        "bic": model.bic,
+        "deviance": model.deviance,
+        "df_resid": model.df_resid,
+        "npar": model.npar,
+        "theta": model.theta,
+        "fixed_effects": model.coef_table(),
+        "random_effects": random_effects,
+        "random_effect_correlations": correlations,
+        "scaled_residuals": dict(zip(("min", "q1", "median", "q3", "max"), q, strict=True)),
+        "fixed_effect_correlation": {"terms": list(model.design.xnames), "matrix": model.fixed_effect_correlation()},
+        "singular": model.singular,
+        "converged": model.converged,
+        "warnings": list(dict.fromkeys(model.warnings)),
+        "data_name": model.data_name,
+        "deparsed_formula": model.formula.deparse(),
+        # lme4's second stage runs Nelder-Mead, nAGQ = 0 only BOBYQA
+        "optimizer": "bobyqa" if model.nagq == 0 else "Nelder_Mead",
+        "conv_code": opt.conv_code,
+        "check_code": opt.check_code,
+        "conv_messages": list(opt.messages),
+        "evaluations": opt.evaluations,
+    }
+    return clean(report)
+
+
+def _random_effect_rows(model: FittedModel | GlmmModel) -> tuple[list[dict], list[dict]]:
+    """VarCorr as rows (group, term, variance, std_dev) and the correlations within each group."""
+    rows, correlations = [], []
+    for vc in model.varcomps():
+        sd = vc.std_dev
+        for j, term in enumerate(vc.terms):
+            rows.append({"group": vc.name, "term": term, "variance": vc.covariance[j, j], "std_dev": sd[j]})
+        C = vc.correlation
+        for a in range(len(vc.terms)):
+            for b in range(a + 1, len(vc.terms)):
+                correlations.append(
+                    {"group": vc.name, "term1": vc.terms[a], "term2": vc.terms[b], "correlation": C[b, a]}
+                )
+    return rows, correlations

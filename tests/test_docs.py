@@ -43,3 +43,16 @@ def test_every_page_is_in_the_site_navigation():
     config = (DOCS / "mkdocs.yml").read_text(encoding="utf-8")
     nav = set(re.findall(r"^  - [^:]+: (\S+\.md)$", config, flags=re.M))
     assert nav == {p.name for p in DOCS.glob("*.md")}
+
+
+def test_every_function_of_the_public_api_is_documented():
+    """Every name mlmcli exports, and every public method and property of the fit objects, appears in
+    docs/api.md."""
+    import mlmcli
+
+    text = (ROOT / "docs" / "api.md").read_text()
+    names = [n for n in mlmcli.__all__ if n != "__version__"]
+    for cls in (mlmcli.LmerFit, mlmcli.GlmerFit):
+        names += [n for n in vars(cls) if not n.startswith("_")]
+    missing = [n for n in dict.fromkeys(names) if n not in text]
+    assert missing == []

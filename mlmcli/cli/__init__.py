@@ -38,6 +38,6 @@ _ORDER = [
     "schema",
     "man",
 ]
-app.registered_commands.sort(key=lambda c: _ORDER.index(c.callback.__name__))
+app.registered_commands.sort(key=lambda c: _ORDER.index(getattr(c.callback, "__name__", "")))
 
 __all__ = ["_user_errors", "app", "main"]

@@ -54,6 +54,23 @@ class Optimizer(str, Enum):
     lme4 = "lme4"
 
 
+class Family(str, Enum):
+    binomial = "binomial"
+    poisson = "poisson"
+
+
+class Link(str, Enum):
+    logit = "logit"
+    probit = "probit"
+    cloglog = "cloglog"
+    log = "log"
+
+
+class PredictType(str, Enum):
+    link = "link"
+    response = "response"
+
+
 class Engine(str, Enum):
     memory = "memory"
     dask = "dask"
@@ -171,6 +188,28 @@ OptimizerOpt = Annotated[
         "--optimizer",
         help="robust (default): refine an end point that fails lme4's convergence checks; "
         "lme4: stop where lme4's BOBYQA stops.",
+    ),
+]
+
+
+FamilyOpt = Annotated[
+    Family | None,
+    typer.Option(
+        "--family",
+        help="Fit a generalized linear mixed model (lme4's glmer): binomial (0/1, a two-level factor, "
+        "cbind(successes, failures), or proportions with --weights as trials) or poisson (counts).",
+    ),
+]
+LinkOpt = Annotated[
+    Link | None,
+    typer.Option("--link", help="The link of --family: logit (default), probit, cloglog; log for poisson."),
+]
+NagqOpt = Annotated[
+    int,
+    typer.Option(
+        "--nagq",
+        help="glmer's nAGQ: 1 = Laplace (default), above 1 = adaptive Gauss-Hermite quadrature points "
+        "(one scalar random-effects term), 0 = fixed effects inside PIRLS (faster, less exact).",
     ),
 ]
 

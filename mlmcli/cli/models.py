@@ -14,8 +14,11 @@ from mlmcli.cli.app import (
     DataArg,
     DataOptions,
     Ddf,
+    FamilyOpt,
     FormulaArg,
+    LinkOpt,
     MlOpt,
+    NagqOpt,
     NoColorOpt,
     NsimOpt,
     Optimizer,
@@ -103,11 +106,20 @@ def fit(
     no_color: NoColorOpt = False,
     strict: StrictOpt = False,
     verbose: VerboseOpt = False,
+    family: FamilyOpt = None,
+    link: LinkOpt = None,
+    nagq: NagqOpt = 1,
 ) -> None:
-    """Fit a linear mixed model and print lme4's summary (estimates, SEs, Satterthwaite df, p-values)."""
+    """Fit a linear mixed model and print lme4's summary (estimates, SEs, Satterthwaite df, p-values);
+    with --family, a generalized one as glmer fits it."""
     from mlmcli.report import fit_report
 
     inputs, form = _begin(data, output, fmt)
+    if family is not None:
+        from mlmcli.cli.glmer import fit_glmer
+
+        fit_glmer(data, formula, family, link, nagq, source, optimizer.value, form, output, inputs, strict, ci, verbose)
+        return
     _check_ddf(ddf.value, ml, source.weights)
     if correlation and form != "table":
         _note_ignored("--correlation", form, "table")
@@ -193,6 +205,9 @@ def ranef(
     no_color: NoColorOpt = False,
     strict: StrictOpt = False,
     verbose: VerboseOpt = False,
+    family: FamilyOpt = None,
+    link: LinkOpt = None,
+    nagq: NagqOpt = 1,
 ) -> None:
     """Conditional modes (Empirical Bayes estimates) of the random effects with conditional SDs."""
     from mlmcli.report import ranef_report
@@ -202,7 +217,13 @@ def ranef(
         _note_ignored("--head", form, "table and text")
     if wide and form not in ("table", "csv"):
         _note_ignored("--wide", form, "table and csv")
-    model, _ = _fit_and_warn(data, formula, ml, source=source, optimizer=optimizer.value, verbose=verbose)
+    if family is not None:
+        from mlmcli.cli.glmer import glmer_fits
+
+        (model,), _ = glmer_fits(data, [formula], family, link, nagq, source, optimizer.value, verbose)
+        _warn(list(dict.fromkeys(model.warnings)))
+    else:
+        model, _ = _fit_and_warn(data, formula, ml, source=source, optimizer=optimizer.value, verbose=verbose)
     report = ranef_report(model, with_coef=with_coef)
     _deliver("ranef", form, report, output, inputs, no_color, head=head, wide=wide, with_coef=with_coef)
     _strict_exit(strict, model.warnings, model)
@@ -228,6 +249,9 @@ def compare(
     no_color: NoColorOpt = False,
     strict: StrictOpt = False,
     verbose: VerboseOpt = False,
+    family: FamilyOpt = None,
+    link: LinkOpt = None,
+    nagq: NagqOpt = 1,
 ) -> None:
     """Likelihood-ratio tests of nested models (lme4's anova), refitting REML fits by ML."""
     from mlmcli.report import SCHEMA_VERSION
@@ -241,7 +265,13 @@ def compare(
     if len(labels) != len(formulas) or len(set(labels)) != len(labels):
         raise MlmError(f"--names needs {len(formulas)} distinct names, got {names!r}")
     inputs, form = _begin(data, output, fmt)
-    if source.engine == "dask":
+    if family is not None:
+        from mlmcli.cli.glmer import glmer_fits
+
+        if variance_reduction:
+            raise MlmError("--variance-reduction is for linear mixed models: a GLMM has no residual variance")
+        fits, _ = glmer_fits(data, formulas, family, link, nagq, source, optimizer.value, verbose)
+    elif source.engine == "dask":
         fits = _fit_on_cluster(data, formulas, ml, "none", optimizer.value, source, residuals=False)
     else:
         fits, _ = _fit_all(data, formulas, ml, source, optimizer.value, verbose)

@@ -12,11 +12,15 @@ from mlmcli.cli.app import (
     SLEEP_MODEL,
     DataArg,
     DataOptions,
+    FamilyOpt,
     FormulaArg,
+    LinkOpt,
     MlOpt,
+    NagqOpt,
     Optimizer,
     OptimizerOpt,
     OutputOpt,
+    PredictType,
     ReForm,
     StrictOpt,
     VerboseOpt,
@@ -85,6 +89,13 @@ def predict(
     output: OutputOpt = None,
     strict: StrictOpt = False,
     verbose: VerboseOpt = False,
+    family: FamilyOpt = None,
+    link: LinkOpt = None,
+    nagq: NagqOpt = 1,
+    type_: Annotated[
+        PredictType,
+        typer.Option("--type", help="With --family: link (lme4's default) or response (the mean, e.g. a probability)."),
+    ] = PredictType.link,
 ) -> None:
     """Predictions as lme4's predict(): NEWDATA's columns plus .fitted."""
     from mlmcli.stats.predict import prediction_report
@@ -94,7 +105,13 @@ def predict(
     _check_outputs(inputs, output)
     if newdata is not None and newdata == "-" and data == "-":
         raise MlmError("DATA and --newdata cannot both be standard input")
-    model, frame = _fit_and_warn(data, formula, ml, source=source, optimizer=optimizer.value, verbose=verbose)
+    if family is not None:
+        from mlmcli.cli.glmer import glmer_fits
+
+        (model,), frame = glmer_fits(data, [formula], family, link, nagq, source, optimizer.value, verbose)
+        _warn(list(dict.fromkeys(model.warnings)))
+    else:
+        model, frame = _fit_and_warn(data, formula, ml, source=source, optimizer=optimizer.value, verbose=verbose)
     if source.offset is not None and newdata is not None:
         _warn(
             [
@@ -104,7 +121,7 @@ def predict(
         )
     with _user_errors(formula):
         new = _read(newdata, None, source.sep, newdata_sheet, verbose) if newdata is not None else None
-        report, columns = prediction_report(model, frame, new, re_form.value, allow_new_levels)
+        report, columns = prediction_report(model, frame, new, re_form.value, allow_new_levels, type_.value)
     _deliver("predict", fmt, report, output, inputs, columns=columns)
     _strict_exit(strict, model.warnings, model)
 

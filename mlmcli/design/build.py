@@ -27,6 +27,7 @@ from mlmcli.design.frame import (
     _nan_rows_message,
     total_offset,
 )
+from mlmcli.design.glm import GlmResponseValues, glm_response
 from mlmcli.design.matrices import model_matrix
 from mlmcli.design.random import ReTerm, _random_terms, check_levels
 from mlmcli.design.transforms import _unknown_column, _uses_group_means, evaluate
@@ -60,6 +61,8 @@ class Design:
     arg_values: dict[str, np.ndarray] = field(default_factory=dict)
     # rows na.omit left out for a missing value in the data (lme4 says nothing of them; mlm notes them)
     missing_rows: int = 0
+    # a GLMM's response as family$initialize() leaves it (y above is its y, not offset-adjusted)
+    glm: GlmResponseValues | None = None
 
 
 def build_design(frame: Frame, formula: Formula, args: ModelArguments | None = None) -> Design:
@@ -73,7 +76,8 @@ def build_design(frame: Frame, formula: Formula, args: ModelArguments | None = N
     response = formula.response.label
     y_full = full[response]
     _check_not_empty(formula.response, y_full, frame, response=True)
-    if isinstance(y_full, Factor):
+    binomial = args.family == "binomial"
+    if isinstance(y_full, Factor) and not binomial:
         kind = (
             "TRUE/FALSE values"
             if y_full.logical
@@ -82,8 +86,15 @@ def build_design(frame: Frame, formula: Formula, args: ModelArguments | None = N
             else "text"
         )
         raise DataError(f"the response '{response}' is not numeric: its column holds {kind}")
-    if y_full.ndim != 1:
-        raise DataError(f"the response '{response}' must be one column")
+    if isinstance(y_full, Factor):
+        if len(y_full.levels) > 2 and not y_full.logical:
+            raise DataError(
+                f"the response '{response}' is a factor with {len(y_full.levels)} levels: a binomial "
+                "response has two (the first is failure)"
+            )
+    elif y_full.ndim != 1 and not (binomial and y_full.ndim == 2):
+        hint = ": cbind(successes, failures) is a binomial response (--family binomial)" if y_full.ndim == 2 else ""
+        raise DataError(f"the response '{response}' must be one column{hint}")
 
     # na.omit over every variable of the model frame
     complete = np.ones(frame.n_rows, dtype=bool)
@@ -116,15 +127,15 @@ def build_design(frame: Frame, formula: Formula, args: ModelArguments | None = N
             values[label] = col if every_row else col[rows]
 
     terms = _random_terms(formula, frame, values, n)
-    check_levels(terms, n)
+    check_levels(terms, n, glmm=args.family is not None)
 
     X, xnames = model_matrix(formula.fixed, values, n)
-    check_finite(values[response], X, xnames, terms, response)
+    y_col = values[response]
+    check_finite(y_col if not isinstance(y_col, Factor) else np.zeros(1), X, xnames, terms, response)
     fixed = fixed_effects(X, xnames, n)
     messages = fixed.messages
     if nan_message:
         messages.append(nan_message)
-    y = np.asarray(values[response], dtype=float)
     offset = total_offset(formula, values, n)
     if args.offset is not None:
         offset = (0.0 if offset is None else offset) + extra[args.offset][rows]
@@ -133,6 +144,13 @@ def build_design(frame: Frame, formula: Formula, args: ModelArguments | None = N
             labels = [v.label for v in formula.offsets] + ([args.offset] if args.offset else [])
             raise DataError("NA/NaN/Inf in the offset: " + ", ".join(labels))
     weights = None if args.weights is None else _check_weights(extra[args.weights][rows], args.weights, rows)
+    glm = None
+    if args.family is not None:
+        glm = glm_response(args.family, y_col, weights, rows, response)
+        messages.extend(glm.messages)
+        y = glm.y
+    else:
+        y = np.asarray(y_col, dtype=float)
     levels = {label: list(col.levels) for label, col in values.items() if isinstance(col, Factor)}
     arg_values = {
         f"({key})": extra[name][rows]
@@ -140,7 +158,7 @@ def build_design(frame: Frame, formula: Formula, args: ModelArguments | None = N
         if name is not None
     }
     return Design(
-        y=y if offset is None else y - offset,
+        y=y if offset is None or glm is not None else y - offset,
         X=fixed.X,
         xnames=fixed.xnames,
         terms=terms,
@@ -157,6 +175,7 @@ def build_design(frame: Frame, formula: Formula, args: ModelArguments | None = N
         args=args,
         arg_values=arg_values,
         missing_rows=missing_rows,
+        glm=glm,
     )
 
 

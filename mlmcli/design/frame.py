@@ -17,12 +17,15 @@ from mlmcli.io.frame import Factor, Frame
 
 @dataclass(frozen=True)
 class ModelArguments:
-    """lmer()'s arguments besides the formula that name columns of the data: `weights =` (prior
-    weights, residual variance sigma^2 / w) and `offset =` (added to the formula's offset() terms).
+    """lmer()'s and glmer()'s arguments besides the formula: `weights =` (prior weights, residual
+    variance sigma^2 / w; for binomial, the numbers of trials) and `offset =` (added to the
+    formula's offset() terms) name columns of the data; `family` is glmer's.
     Their columns join the model frame: a missing value drops the row, as na.omit does."""
 
     weights: str | None = None
     offset: str | None = None
+    # glmer's family (binomial, poisson); None for lmer
+    family: str | None = None
 
     def columns(self) -> list[str]:
         return [c for c in (self.weights, self.offset) if c is not None]
@@ -120,7 +123,7 @@ def _check_not_empty(var: Var, col: Column, frame: Frame, response: bool = False
 def _missing(col: Column) -> np.ndarray:
     if isinstance(col, Factor):
         return col.codes < 0
-    return np.isnan(col).reshape(len(col), -1).any(axis=1)
+    return np.asarray(np.isnan(col).reshape(len(col), -1).any(axis=1))
 
 
 def _nan_rows_message(

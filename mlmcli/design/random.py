@@ -55,7 +55,8 @@ def _random_terms(formula: Formula, frame: Frame, values: dict[str, Column], n: 
     terms: list[ReTerm] = []
     for rt in formula.random:
         for g in rt.group_vars:
-            if not isinstance(values[g], Factor) and values[g].ndim != 1:
+            col = values[g]
+            if not isinstance(col, Factor) and col.ndim != 1:
                 raise DataError(f"the grouping factor {g} has several columns; it must be one")
         factors = [_as_factor(values[g], g in frame.int_columns) for g in rt.group_vars]
         group = _interaction(factors)
@@ -68,13 +69,16 @@ def _random_terms(formula: Formula, frame: Frame, values: dict[str, Column], n: 
     return terms
 
 
-def check_levels(terms: list[ReTerm], n: int) -> None:
-    """lme4's checkNlevels and checkZdims, with lme4's wording."""
+def check_levels(terms: list[ReTerm], n: int, glmm: bool = False) -> None:
+    """lme4's checkNlevels and checkZdims, with lme4's wording.  glmerControl ignores the checks
+    against the number of observations (an observation-level random effect models overdispersion)."""
     groups: dict[str, int] = {}
     for t in terms:
         groups.setdefault(t.group, len(t.levels))
     if any(k < 2 for k in groups.values()):
         raise DataError("grouping factors must have > 1 sampled level")
+    if glmm:
+        return
     bad = [g for g, k in groups.items() if k >= n]
     if bad:
         raise DataError(

@@ -280,6 +280,8 @@ def _numeric(node: Node, ctx: _Context) -> np.ndarray:
     if node.fn in FACTOR_FUNCTIONS or node.fn == "poly":
         raise DataError(f"{node.fn}() cannot be used inside an expression: {label}")
     args = match_arguments(node)
+    if node.fn == "cbind":
+        return np.column_stack([_numeric(a, ctx) for a in args.values()])
     x = _numeric(args["x"], ctx)
     if node.fn in ("I", "offset"):
         return x

@@ -242,7 +242,7 @@ def merge_scans(*scans: Scan) -> Scan:
             elif isinstance(vals, set) or isinstance(have, set):
                 columns[c] = (vals if isinstance(vals, set) else set()) | (have if isinstance(have, set) else set())
             else:
-                columns[c] = np.union1d(have, vals)
+                columns[c] = np.union1d(np.asarray(have), np.asarray(vals))
         logical = {
             v: out.logical_used.get(v, set()) | s.logical_used.get(v, set())
             for v in out.logical_used.keys() | s.logical_used.keys()

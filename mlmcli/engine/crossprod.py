@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -53,6 +53,65 @@ def _z_crossprod(si: TermStructure, sj: TermStructure, row_offset: int, nrows: i
     return sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(nrows, sj.q))
 
 
+class TailLayout:
+    """Where each row's products land in the tail's blocks, found once from a first forming: then
+    a re-forming with other row weights (a GLM's PIRLS iteration) sums them with one bincount per
+    block instead of building sparse matrices anew.  The sums may round differently from the first
+    forming's in the last bits."""
+
+    def __init__(self, cp: CrossProducts) -> None:
+        S, nbd, offs, q = cp.structures, cp.nbd, cp.tail_offsets, cp.q_tail
+        tail = S[nbd:]
+        self.leading: list[tuple[np.ndarray, Any]] = []  # per leading term: data positions, CSR
+        for j in range(nbd):
+            M: Any = cp.A_tail[j]
+            M.sort_indices()
+            counts = np.diff(M.indptr)
+            keys = np.repeat(np.arange(M.shape[0]), counts) * M.shape[1] + M.indices
+            rows, cols = self._coordinates(tail, offs, S[j])
+            self.leading.append((np.asarray(np.searchsorted(keys, rows * M.shape[1] + cols)), M))
+        # Z_t' Z_t: the blocks on and below the diagonal of blocks, as positions in q x q
+        self.within: list[tuple[int, int, np.ndarray]] = []
+        for i, si in enumerate(tail):
+            for j, sj in enumerate(tail[: i + 1]):
+                r = [int(offs[i]) + si.codes * si.k + a for a in range(si.k) for _ in range(sj.k)]
+                c = [int(offs[j]) + sj.codes * sj.k + b for _ in range(si.k) for b in range(sj.k)]
+                self.within.append((i, j, np.concatenate(r) * q + np.concatenate(c)))
+        self.q = q
+
+    @staticmethod
+    def _coordinates(tail: list[TermStructure], offs: np.ndarray, sj: TermStructure) -> tuple[np.ndarray, np.ndarray]:
+        rows, cols = [], []
+        for i, si in enumerate(tail):
+            for a in range(si.k):
+                for b in range(sj.k):
+                    rows.append(int(offs[i]) + si.codes * si.k + a)
+                    cols.append(sj.codes * sj.k + b)
+        return np.concatenate(rows), np.concatenate(cols)
+
+    def form(self, S: list[TermStructure], nbd: int) -> tuple[list[Any], np.ndarray]:
+        """A_tail and A_tt of the weighted rows S."""
+        import scipy.sparse as sp
+
+        tail = S[nbd:]
+        A_tail = []
+        for j, (pos, M) in enumerate(self.leading):
+            vals = np.concatenate(
+                [si.X[:, a] * S[j].X[:, b] for si in tail for a in range(si.k) for b in range(S[j].k)]
+            )
+            data = np.bincount(pos, weights=vals, minlength=M.nnz)
+            A_tail.append(sp.csr_matrix((data, M.indices, M.indptr), shape=M.shape))
+        lower = np.zeros(self.q * self.q)
+        diagonal = np.zeros(self.q * self.q)
+        for i, j, lin in self.within:
+            si, sj = tail[i], tail[j]
+            vals = np.concatenate([si.X[:, a] * sj.X[:, b] for a in range(si.k) for b in range(sj.k)])
+            target = diagonal if i == j else lower
+            target += np.bincount(lin, weights=vals, minlength=self.q * self.q)
+        L = lower.reshape(self.q, self.q)
+        return A_tail, L + L.T + diagonal.reshape(self.q, self.q)
+
+
 class CrossProducts:
     """The blocks of A for given terms, X and y; immutable once built."""
 
@@ -65,9 +124,16 @@ class CrossProducts:
         self._data_rows: tuple[list[TermStructure], np.ndarray] | None = (S, np.asarray(X, dtype=float))
         self._form(*self._data_rows, y, weights)
 
-    def _form(self, S: list[TermStructure], X: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> None:
+    def _form(
+        self,
+        S: list[TermStructure],
+        X: np.ndarray,
+        y: np.ndarray,
+        weights: np.ndarray | None,
+        layout: TailLayout | None = None,
+    ) -> None:
         """The blocks of A from the rows S (the terms) and X, weighted by `weights`, and response
-        `y`; the structure (nesting, nbd) is set already."""
+        `y`; the structure (nesting, nbd) is set already, and with `layout` the tail's too."""
         self.X = X
         self.y = np.asarray(y, dtype=float)
         # row weights: the rows below are sqrt(w) times the data's; log_weights is sum(log w),
@@ -110,6 +176,12 @@ class CrossProducts:
         if tail:
             offs = np.cumsum([0] + self.tail_sizes)
             self.tail_offsets = offs
+            self.A_Ft = np.hstack(
+                [_level_crossprod(s.codes, s.ell, XY, s.X).transpose(1, 0, 2).reshape(self.p + 1, s.q) for s in tail]
+            )
+            if layout is not None:
+                self.A_tail, self.A_tt = layout.form(S, nbd)
+                return
             # Z_t' Z_j for every leading term j (sparse) and Z_t' Z_t (dense, it fills in anyway)
             self.A_tail = []
             for j in range(nbd):
@@ -125,9 +197,6 @@ class CrossProducts:
                     Att[offs[i] : offs[i + 1], offs[j] : offs[j + 1]] = B
                     Att[offs[j] : offs[j + 1], offs[i] : offs[i + 1]] = B.T
             self.A_tt = Att
-            self.A_Ft = np.hstack(
-                [_level_crossprod(s.codes, s.ell, XY, s.X).transpose(1, 0, 2).reshape(self.p + 1, s.q) for s in tail]
-            )
 
     def reweighted(self, weights: np.ndarray, y: np.ndarray) -> CrossProducts:
         """The blocks re-formed for new row weights and a new (working) response, both on the data's
@@ -136,8 +205,10 @@ class CrossProducts:
         (BlockedFactor.reweight).  MixedModels.jl's reweight!: a GLM's PIRLS step (response.py)."""
         if self._data_rows is None:
             raise FitError("the cross-products were summed elsewhere: re-forming them needs the rows")
+        if self.q_tail and getattr(self, "_layout", None) is None:
+            self._layout = TailLayout(self)
         new = copy.copy(self)
-        new._form(*self._data_rows, y, weights)
+        new._form(*self._data_rows, y, weights, getattr(self, "_layout", None))
         return new
 
     def with_response(self, y: np.ndarray) -> CrossProducts:

@@ -340,7 +340,9 @@ def factor_at(system: BlockedFactor, theta: np.ndarray) -> None:
         )
 
 
-def check_boundary(f: Objective, theta: np.ndarray, fval: float, lower: np.ndarray) -> tuple[np.ndarray, float]:
+def check_boundary(
+    f: Callable[[np.ndarray], float], theta: np.ndarray, fval: float, lower: np.ndarray
+) -> tuple[np.ndarray, float]:
     """Put a theta within BOUNDARY_TOL of its bound onto it where that does not raise the criterion."""
     bdiff = theta - lower
     edge = (bdiff > 0) & (bdiff < BOUNDARY_TOL)

@@ -87,6 +87,7 @@ class TailLambda:
             return np.multiply(A, self.scalar * self.scalar, out=A if scratch else None)
         if self.vec is not None:
             return np.multiply(A, np.outer(self.vec, self.vec), out=A if scratch else None)
+        assert self.M is not None  # neither a scalar nor a diagonal: a matrix
         return np.asarray(self.M.T @ (self.M.T @ A).T)
 
     def right(self, F: np.ndarray) -> np.ndarray:
@@ -95,6 +96,7 @@ class TailLambda:
             return F * self.scalar
         if self.vec is not None:
             return F * self.vec
+        assert self.M is not None
         return np.asarray((self.M.T @ F.T).T)
 
     def left_t(self, S):

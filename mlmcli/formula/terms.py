@@ -142,6 +142,8 @@ FUNCTIONS: dict[str, tuple[str, ...]] = {
     "cmean": ("x", "g"),
     # the factors' combinations; its positional arguments are R's `...`, matched as ..1, ..2, ...
     "interaction": ("...", "drop", "sep", "lex.order"),
+    # a binomial response's successes and failures, as glmer takes cbind(successes, failures)
+    "cbind": ("...",),
 }
 FACTOR_FUNCTIONS = {"factor", "as.factor", "relevel", "interaction"}
 GROUP_MEAN_FUNCTIONS = {"cwc", "cmean"}

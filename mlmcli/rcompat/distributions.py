@@ -123,3 +123,8 @@ def f_upper(f: float, df1: float, df2: float) -> float:
         return 1.0
     denom = df2 + df1 * f
     return incomplete_beta(df2 / 2.0, df1 / 2.0, df2 / denom, df1 * f / denom)
+
+
+def normal_upper(z: float) -> float:
+    """pnorm(z, lower.tail = FALSE): erfc keeps its relative accuracy far into the tail."""
+    return 0.5 * math.erfc(z / math.sqrt(2.0))

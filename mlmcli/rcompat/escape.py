@@ -26,12 +26,20 @@ def encode_string(s: str) -> str:
     return "".join(out)
 
 
+# lme4's and lmerTest's own messages: printed as they are, with their line breaks ("very large
+# eigenvalue\n - Rescale variables?"), not data to escape
+MESSAGE_KEYS = frozenset(
+    {"warnings", "conv_messages", "lmerTest_messages", "optimizer_warnings", "fit_warnings", "effects_warnings"}
+)
+
+
 def escape_strings(obj: Any) -> Any:
-    """A copy of a report with every string (keys too) encoded for printing."""
+    """A copy of a report with every string (keys too) encoded for printing, lme4's messages
+    (MESSAGE_KEYS) left as they are."""
     if isinstance(obj, str):
         return encode_string(obj)
     if isinstance(obj, dict):
-        return {escape_strings(k): escape_strings(v) for k, v in obj.items()}
+        return {escape_strings(k): v if k in MESSAGE_KEYS else escape_strings(v) for k, v in obj.items()}
     if isinstance(obj, list):
         return [escape_strings(v) for v in obj]
     return obj

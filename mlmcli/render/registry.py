@@ -68,6 +68,11 @@ RENDERERS: dict[str, dict[str, Renderer]] = {
         "json": _JSON,
         "csv": Renderer("mlmcli.render.tidy:tidy_csv", ("varpar_ci",)),  # broom.mixed's tidy()
     },
+    # `mlm fit --family`: lme4's summary of a glmer fit
+    "glmer_fit": {
+        "text": Renderer("mlmcli.render.glmer_text:glmer_summary_output"),
+        "json": _JSON,
+    },
     "tau": {
         "text": Renderer("mlmcli.render.text:tau_text"),
         "table": Renderer("mlmcli.render.table:print_tau", ("corr_only",), console=True),

@@ -47,7 +47,7 @@ def compare(models: list[FittedModel], names: list[str]) -> Comparison:
 
     check_comparable(models)
     refit_ml = any(m.reml for m in models)
-    ml = [refit(m, reml=False) for m in models]  # refitML for the REML fits
+    ml = [refit(m, reml=False) if m.reml else m for m in models]  # refitML for the REML fits
     order = sorted(range(len(ml)), key=lambda i: ml[i].npar)  # stable, as R's order()
     return Comparison(models=[ml[i] for i in order], names=[names[i] for i in order], refit_ml=refit_ml)
 

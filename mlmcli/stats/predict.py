@@ -17,20 +17,20 @@ import numpy as np
 from mlmcli.design import Column, evaluate, model_matrix, total_offset, value_labels
 from mlmcli.errors import DataError
 from mlmcli.io.frame import Factor, Frame
-from mlmcli.model import Prediction, fitted_values
+from mlmcli.model import FittedModel, Prediction, fitted_values
 from mlmcli.render.jsonvalues import clean
 from mlmcli.report import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from mlmcli.formula import RandomTerm, Var
-    from mlmcli.model import FittedModel
+    from mlmcli.glmmodel import GlmmModel
 
 
 NEW_LEVELS_HINT = " (give --allow-new-levels to predict {what} without their random effects)"
 
 
 def predict_new(
-    model: FittedModel, train: Frame, new: Frame, random: bool = True, allow_new_levels: bool = False
+    model: FittedModel | GlmmModel, train: Frame, new: Frame, random: bool = True, allow_new_levels: bool = False
 ) -> Prediction:
     """lme4's predict(fit, newdata, re.form = NULL (random) or NA, allow.new.levels)."""
     formula, design = model.formula, model.design
@@ -110,7 +110,7 @@ def _recode(var: Var, col: Column, levels: dict[str, list[str]]) -> Column:
 
 
 def _random_part(
-    model: FittedModel, train: Frame, new: Frame, values: dict[str, Column], allow_new_levels: bool
+    model: FittedModel | GlmmModel, train: Frame, new: Frame, values: dict[str, Column], allow_new_levels: bool
 ) -> np.ndarray:
     """Sum over random terms of z' b for each new row; unseen or missing levels add nothing."""
     n = new.n_rows
@@ -163,15 +163,22 @@ def _group_labels(
 
 
 def prediction_report(
-    model: FittedModel, frame: Frame, new: Frame | None, re_form: str, allow_new_levels: bool
+    model: FittedModel | GlmmModel,
+    frame: Frame,
+    new: Frame | None,
+    re_form: str,
+    allow_new_levels: bool,
+    type_: str = "link",
 ) -> tuple[dict, dict]:
-    """`mlm predict`: the new data's columns (without new data, the fit's rows of the data) and .fitted.
+    """`mlm predict`: the new data's columns (without new data, the fit's rows of the data) and .fitted,
+    for a GLMM on the link scale or (`type_` "response") the response's, as predict.merMod's type.
 
     Returns the JSON report and the columns for CSV."""
     from mlmcli.render.rows import named_columns, records
 
+    family = getattr(model, "family", None)
     if new is None:
-        pred = fitted_values(model)
+        pred = fitted_values(model) if isinstance(model, FittedModel) else model.fitted_values()
         rows = model.design.rows
         source = {name: _take(col, rows) for name, col in frame.columns.items()}
         columns = named_columns(source, frame.int_columns)
@@ -179,6 +186,8 @@ def prediction_report(
         pred = predict_new(model, frame, new, random=re_form == "all", allow_new_levels=allow_new_levels)
         columns = named_columns(new.columns, new.int_columns)
     fitted = pred.values if re_form == "all" else pred.fixed
+    if family is not None and type_ == "response":
+        fitted = family.linkinv(fitted)  # NaN (a missing value) stays NaN
     columns[".fitted"] = clean(fitted)
     report = {
         "schema_version": SCHEMA_VERSION,
@@ -187,6 +196,7 @@ def prediction_report(
         "newdata_name": new.name if new is not None else None,
         "re_form": re_form,
         "allow_new_levels": allow_new_levels,
+        **({"type": type_} if family is not None else {}),
         "n": len(fitted),
         "rows": records(columns),
     }

@@ -1,0 +1,217 @@
+"""Generalized linear mixed models: lme4's glmer criterion on the blocked factor.
+
+lme4 (mkGlmerDevfun, glmerLaplace, pwrssUpdate, glmerAGQ in src/external.cpp) and MixedModels.jl
+(GeneralizedLinearMixedModel, pirls!) both fit a GLMM as a sequence of weighted LMMs: penalized
+iteratively reweighted least squares (PIRLS) finds the conditional modes u for given parameters,
+each iteration reweighting the rows by the GLM's working weights and refactoring the same blocks
+the LMM uses (CrossProducts re-formed with those weights, BlockedFactor on them).  The criterion at
+the modes is the Laplace approximation to the deviance,
+
+    ldL2 + ||u||^2 + aic(y, mu)          (glmResp::Laplace: aic is -2 log p(y | u))
+
+or, for one scalar random-effects term and nAGQ > 1, adaptive Gauss-Hermite quadrature around the
+modes (glmerAGQ, on the deviance-residual scale as lme4 computes it).
+
+Two stages, as glmer: over theta with beta found inside PIRLS (nAGQ = 0), then over (theta, beta)
+with PIRLS over u alone, beta entering as an offset.  Each evaluation starts PIRLS from the same
+linear predictor (the stage's start), so the criterion is a function of its parameters alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mlmcli.engine.crossprod import CrossProducts
+from mlmcli.engine.factor import BlockedFactor
+from mlmcli.engine.family import Family
+
+# lme4's tolPwrss: PIRLS stops when the penalized deviance changes by less than this, relatively.
+# The criterion is then read with the weights of the last iteration, one step behind the modes:
+# that is the function glmer optimizes and differentiates (its standard errors come from the
+# Hessian of it), so it is the one reproduced here.
+PIRLS_TOL = 1e-7
+PIRLS_MAXIT = 100
+STEP_HALVINGS = 20  # lme4's maxstephalfit
+FAILED_VALUE = 1e300
+
+
+class PirlsError(ArithmeticError):
+    """PIRLS did not converge (lme4: 'pwrssUpdate did not converge', step-halvings failing)."""
+
+
+@dataclass
+class GlmResponse:
+    """The response of a GLMM as lme4's glmResp holds it: y on the family's scale (proportions for
+    binomial), the numbers of trials n, the prior weights and the offset."""
+
+    family: Family
+    y: np.ndarray
+    n: np.ndarray
+    weights: np.ndarray
+    offset: np.ndarray
+
+    def __post_init__(self) -> None:
+        self._aic_terms = self.family.aic_terms(self.y, self.n, self.weights)
+
+    def mu(self, eta: np.ndarray) -> np.ndarray:
+        return self.family.linkinv(eta)
+
+    def dev_resids(self, mu: np.ndarray) -> np.ndarray:
+        return self.family.dev_resids(self.y, mu, self.weights)
+
+    def aic(self, mu: np.ndarray) -> float:
+        return self.family.aic(self._aic_terms, mu)
+
+    def working(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The working weights and the working response without the offset (glmResp::sqrtWrkWt
+        squared, glmResp::wrkResp) at the linear predictor eta."""
+        fam = self.family
+        mu = fam.linkinv(eta)
+        d = fam.mu_eta(eta)
+        w = self.weights * d * d / fam.variance(mu)
+        z = eta - self.offset + (self.y - mu) / d
+        return w, z
+
+
+@dataclass
+class Modes:
+    """PIRLS's solution at given parameters."""
+
+    u: list[np.ndarray]  # spherical modes per term
+    beta: np.ndarray
+    eta: np.ndarray
+    mu: np.ndarray
+    system: BlockedFactor  # the factor at the last iteration's weights
+    laplace: float
+    iterations: int
+    pdev: float  # sum of deviance residuals + ||u||^2
+
+
+@dataclass
+class GlmmProblem:
+    """The parts of a GLMM the criterion needs: the design's terms and X, and the response."""
+
+    terms: list
+    X: np.ndarray
+    response: GlmResponse
+    structures: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.n, self.p = self.X.shape
+        self._empty = np.empty((self.n, 0))
+        # per kind of system (with X: beta inside PIRLS; without: beta fixed), the products first
+        # formed and the one factor every PIRLS iteration re-weights (MixedModels.jl's reweight!)
+        self._working: dict[bool, tuple[CrossProducts, BlockedFactor]] = {}
+
+    # ------------------------------------------------------------------ pieces
+    def system(self, joint: bool, z: np.ndarray, w: np.ndarray, theta: np.ndarray, own: bool = False) -> BlockedFactor:
+        """The factor of the weighted LMM with working response z and row weights w at theta, with
+        X's columns (`joint`: beta solved with u) or without (beta fixed): the working factor,
+        re-weighted in place (CrossProducts.reweighted, BlockedFactor.reweight), or with `own` a
+        factor of its own that later iterations leave alone."""
+        X = self.X if joint else self._empty
+        if own or joint not in self._working:
+            cp = CrossProducts(self.terms, X, z, weights=w)
+            system = BlockedFactor(cp)
+            if not own:
+                self._working[joint] = (cp, system)
+        else:
+            base, system = self._working[joint]
+            system.reweight(base.reweighted(w, z))
+        self.structures = system.structures
+        if not system.update(theta):
+            raise PirlsError("the penalized weighted least squares system is not positive definite")
+        return system
+
+    def linear_predictor(self, system: BlockedFactor, u: list[np.ndarray], fixed: np.ndarray) -> np.ndarray:
+        """offset + X beta + Z Lambda u (fixed = X beta)."""
+        return self.response.offset + fixed + self._zb(system, u)
+
+    # ------------------------------------------------------------------ PIRLS
+    def pirls(self, theta: np.ndarray, eta0: np.ndarray, beta: np.ndarray | None = None, own: bool = False) -> Modes:
+        """Conditional modes at theta from the linear predictor eta0: with `beta` given, over u
+        alone (beta is an offset, as glmer's second stage); without, over beta and u together
+        (nAGQ = 0).  With `own`, the modes keep a factor of their own (the fitted model's)."""
+        resp = self.response
+        fixed = None if beta is None else self.X @ beta
+        eta = eta0
+        old_pdev = np.inf
+        prev: tuple[list[np.ndarray], np.ndarray, np.ndarray] | None = None
+        for it in range(1, PIRLS_MAXIT + 1):
+            w, z = resp.working(eta)
+            if fixed is None:
+                system = self.system(True, z, w, theta)
+                beta_it = system.beta()
+                fixed_it = self.X @ beta_it
+            else:
+                assert beta is not None
+                system = self.system(False, z - fixed, w, theta)
+                beta_it, fixed_it = beta, fixed
+            u = system.spherical_modes()
+            eta_new = self.linear_predictor(system, u, fixed_it)
+            mu = resp.mu(eta_new)
+            pdev = float(resp.dev_resids(mu).sum() + sum(float(ui @ ui) for ui in u))
+            halvings = 0
+            while (not np.isfinite(pdev) or pdev > old_pdev) and prev is not None and halvings < STEP_HALVINGS:
+                # lme4's step halving: half way back to the previous solution
+                u = [(a + b) / 2.0 for a, b in zip(prev[0], u, strict=True)]
+                beta_it = (prev[1] + beta_it) / 2.0
+                fixed_it = self.X @ beta_it if fixed is None else fixed
+                eta_new = self.linear_predictor(system, u, fixed_it)
+                mu = resp.mu(eta_new)
+                pdev = float(resp.dev_resids(mu).sum() + sum(float(ui @ ui) for ui in u))
+                halvings += 1
+            if not np.isfinite(pdev):
+                raise PirlsError("PIRLS resulted in a non-finite deviance")
+            if pdev > old_pdev * (1.0 + 1e-12) and halvings == STEP_HALVINGS:
+                raise PirlsError("PIRLS step-halvings failed to reduce the deviance")
+            converged = abs(old_pdev - pdev) < PIRLS_TOL * pdev
+            eta, old_pdev, prev = eta_new, pdev, (u, beta_it, eta_new)
+            if converged:
+                if own:  # the same factor, not the working one later evaluations re-weight
+                    system = self.system(fixed is None, z if fixed is None else z - fixed, w, theta, own=True)
+                laplace = system.ldL2 + sum(float(ui @ ui) for ui in u) + resp.aic(mu)
+                return Modes(u, beta_it, eta, mu, system, laplace, it, pdev)
+        raise PirlsError(f"PIRLS did not converge in {PIRLS_MAXIT} iterations")
+
+    # ------------------------------------------------------------------ AGQ
+    def agq(self, modes: Modes, theta: np.ndarray, nagq: int) -> float:
+        """glmerAGQ: the deviance by adaptive Gauss-Hermite quadrature around the modes, for one
+        scalar term (on lme4's scale: deviance residuals, not the aic)."""
+        resp, system = self.response, modes.system
+        s = system.structures[0]
+        codes = s.codes
+        u0 = modes.u[0]
+        fixed = modes.eta - resp.offset - self._zb(system, modes.u)
+        devc0 = u0 * u0 + np.bincount(codes, weights=resp.dev_resids(modes.mu), minlength=s.ell)
+        sd = 1.0 / system.Ldiag[0][:, 0, 0]
+        z, w = gauss_hermite(nagq)
+        mult = np.zeros(s.ell)
+        for zk, wk in zip(z, w, strict=True):
+            if zk == 0.0:
+                mult += wk
+                continue
+            uk = u0 + zk * sd
+            eta = resp.offset + fixed + self._zb(system, [uk])
+            dev = uk * uk + np.bincount(codes, weights=resp.dev_resids(resp.mu(eta)), minlength=s.ell)
+            mult += wk * np.exp(-0.5 * (dev - devc0) + 0.5 * zk * zk)
+        return float(devc0.sum() + system.ldL2 - 2.0 * np.log(mult).sum())
+
+    def _zb(self, system: BlockedFactor, u: list[np.ndarray]) -> np.ndarray:
+        """Z Lambda u on the data's rows (not the weighted ones the factor holds)."""
+        out = np.zeros(self.n)
+        for term, b in zip(self.terms, system.conditional_modes(u), strict=True):
+            out += np.einsum("ik,ik->i", term.X, b[term.codes])
+        return out
+
+
+def gauss_hermite(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """lme4's GHrule(n): nodes and weights of Gauss-Hermite quadrature against the standard normal
+    density (weights summing to 1)."""
+    from numpy.polynomial.hermite_e import hermegauss
+
+    z, w = hermegauss(n)
+    z = np.where(np.abs(z) < 1e-14, 0.0, z)
+    return z, w / w.sum()
