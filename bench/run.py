@@ -256,8 +256,9 @@ def targets_table(done: list[tuple[Case, list[Tally]]]) -> list[str]:
 
 
 # Formula parsing, model matrices and the fit in one process, data already in memory (the lmer
-# pipeline's phases after reading): the engine's own speed without start-up and printing. It calls mlm's modules, whose names may change while the engine
-# is rewritten, so a failure here is reported and the rest of the benchmark goes on.
+# pipeline's phases after reading): the engine's own speed without start-up and printing. It calls
+# mlm's modules, whose names may change while the engine is rewritten, so a failure here is
+# reported and the rest of the benchmark goes on.
 IN_PROCESS_MLM = """
 import statistics, sys, time
 from mlmcli.io.csv import read_csv
