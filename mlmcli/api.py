@@ -41,6 +41,17 @@ def _frame_of(data: Any, columns: list[str]) -> str | Frame:
     return frame_from_pandas(data, columns)
 
 
+def _notes(model: Any, frame: Frame) -> list[str]:
+    """The reader's notes on the data and the rows na.omit left out, as the command writes them."""
+    from mlmcli.pipeline import missing_rows_note
+
+    notes = list(dict.fromkeys(frame.warnings))
+    missing = missing_rows_note(model, frame.n_rows)
+    if missing:
+        notes.append(missing)
+    return notes
+
+
 def lmer(
     formula: str,
     data: Any,
@@ -87,7 +98,7 @@ def lmer(
     """
     from mlmcli.model import OPTIMIZERS
     from mlmcli.pipeline import lmer as fit_pipeline
-    from mlmcli.pipeline import missing_rows_note, parse
+    from mlmcli.pipeline import parse
 
     if optimizer not in OPTIMIZERS:
         raise MlmError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {optimizer!r}")
@@ -102,12 +113,8 @@ def lmer(
         weights=weights,
         offset=offset,
     )
-    notes = list(dict.fromkeys(frame.warnings))
-    missing = missing_rows_note(model, frame.n_rows)
-    if missing:
-        notes.append(missing)
-    fit = LmerFit(model, frame, notes)
-    for w in list(dict.fromkeys(model.warnings)) + notes:
+    fit = LmerFit(model, frame, _notes(model, frame))
+    for w in list(dict.fromkeys(model.warnings)) + fit.notes:
         warnings.warn(w, MlmWarning, stacklevel=2)
     return fit
 
@@ -386,10 +393,7 @@ class LmerFit:
         """The fixed effects and the variance components as HTML tables, for notebooks."""
         m = self.model
         e = html.escape
-        fixed = "".join(
-            f"<tr><td>{e(str(n))}</td><td>{b:.4g}</td><td>{se:.4g}</td></tr>"
-            for n, b, se in zip(m.design.xnames, m.beta, m.std_errors, strict=True)
-        )
+        fixed = _fixed_rows_html(m)
         rows = [(vc.name, term, sd) for vc in m.varcomps() for term, sd in zip(vc.terms, vc.std_dev, strict=True)]
         rows.append(("Residual", "", m.sigma))
         random = "".join(f"<tr><td>{e(g)}</td><td>{e(t)}</td><td>{sd:.4g}</td></tr>" for g, t, sd in rows)
@@ -441,7 +445,7 @@ def glmer(
     """
     from mlmcli.model import OPTIMIZERS
     from mlmcli.pipeline import glmer as fit_pipeline
-    from mlmcli.pipeline import missing_rows_note, parse
+    from mlmcli.pipeline import parse
 
     if optimizer not in OPTIMIZERS:
         raise MlmError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {optimizer!r}")
@@ -457,12 +461,8 @@ def glmer(
         weights=weights,
         offset=offset,
     )
-    notes = list(dict.fromkeys(frame.warnings))
-    missing = missing_rows_note(model, frame.n_rows)
-    if missing:
-        notes.append(missing)
-    fit = GlmerFit(model, frame, notes)
-    for w in list(dict.fromkeys(model.warnings)) + notes:
+    fit = GlmerFit(model, frame, _notes(model, frame))
+    for w in list(dict.fromkeys(model.warnings)) + fit.notes:
         warnings.warn(w, MlmWarning, stacklevel=2)
     return fit
 
@@ -520,10 +520,7 @@ class GlmerFit(LmerFit):
     def _repr_html_(self) -> str:
         m = self.model
         e = html.escape
-        fixed = "".join(
-            f"<tr><td>{e(str(n))}</td><td>{b:.4g}</td><td>{se:.4g}</td></tr>"
-            for n, b, se in zip(m.design.xnames, m.beta, m.std_errors, strict=True)
-        )
+        fixed = _fixed_rows_html(m)
         return (
             f"<p><b>Generalized linear mixed model ({e(m.family.name)}, {e(m.family.link)}) fit by "
             f"{m.method}</b>: <code>{e(m.formula.text)}</code>, {m.n} observations, logLik {m.loglik:.2f}</p>"
@@ -552,6 +549,14 @@ class GlmerFit(LmerFit):
 
     def anova(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
         raise MlmError("anova() of a glmer fit is not offered: lmerTest's F tests are for linear models")
+
+
+def _fixed_rows_html(m: Any) -> str:
+    """The fixed effects as rows of an HTML table: term, estimate, standard error."""
+    return "".join(
+        f"<tr><td>{html.escape(str(n))}</td><td>{b:.4g}</td><td>{se:.4g}</td></tr>"
+        for n, b, se in zip(m.design.xnames, m.beta, m.std_errors, strict=True)
+    )
 
 
 def compare(*fits: LmerFit, names: Sequence[str] | None = None) -> pd.DataFrame:

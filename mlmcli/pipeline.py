@@ -219,6 +219,28 @@ def parse(formula: str) -> Formula:
         return parse_formula(formula)
 
 
+def read_for(
+    data: str | Frame,
+    formulas: Sequence[str],
+    also: Sequence[str],
+    sep: str | None,
+    sheet: str | None,
+    where: str | None,
+    weights: str | None,
+    offset: str | None,
+    on_read: Callable[[Frame], None] | None,
+) -> tuple[list[Formula], Frame]:
+    """The formulas parsed and the data read once for all of them (every formula's columns and
+    `also`, the weights, offset and `where` columns)."""
+    parsed = [parse(f) for f in formulas]
+    columns = list(dict.fromkeys([c for p in parsed for c in p.columns()] + list(also)))
+    with user_errors(formulas[0] if formulas else ""):
+        frame = read_rows(
+            data, columns, sep=sep, sheet=sheet, where=where, weights=weights, offset=offset, on_read=on_read
+        )
+    return parsed, frame
+
+
 def lmer_models(
     data: str | Frame,
     formulas: Sequence[str],
@@ -236,12 +258,7 @@ def lmer_models(
 ) -> tuple[list[FittedModel], Frame]:
     """lmer() of every formula on one data set, read once (every formula's columns and `also`):
     the fitted models and the frame they were built from."""
-    parsed = [parse(f) for f in formulas]
-    columns = list(dict.fromkeys([c for p in parsed for c in p.columns()] + list(also)))
-    with user_errors(formulas[0] if formulas else ""):
-        frame = read_rows(
-            data, columns, sep=sep, sheet=sheet, where=where, weights=weights, offset=offset, on_read=on_read
-        )
+    parsed, frame = read_for(data, formulas, also, sep, sheet, where, weights, offset, on_read)
     models = [
         fit_design(
             p, l_formula(p, frame, weights, offset), reml=reml, data_name=frame.name, ddf=ddf, optimizer=optimizer
@@ -290,12 +307,7 @@ def glmer_models(
         raise MlmError(f"--family {family}: use binomial or poisson")
     if link is not None and link not in LINKS[family]:
         raise MlmError(f"--link {link} is not offered for {family}: use {', '.join(LINKS[family])}")
-    parsed = [parse(f) for f in formulas]
-    columns = list(dict.fromkeys(c for p in parsed for c in p.columns()))
-    with user_errors(formulas[0] if formulas else ""):
-        frame = read_rows(
-            data, columns, sep=sep, sheet=sheet, where=where, weights=weights, offset=offset, on_read=on_read
-        )
+    parsed, frame = read_for(data, formulas, (), sep, sheet, where, weights, offset, on_read)
     models = []
     for p in parsed:
         design = l_formula(p, frame, weights, offset, family=family)

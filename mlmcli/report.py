@@ -17,19 +17,7 @@ SCHEMA_VERSION = 1
 def fit_report(model: FittedModel) -> dict:
     vcs = model.varcomps()
     s2 = model.sigma**2
-    random_effects = []
-    correlations = []
-    for vc in vcs:
-        sd = vc.std_dev
-        for j, term in enumerate(vc.terms):
-            random_effects.append({"group": vc.name, "term": term, "variance": vc.covariance[j, j], "std_dev": sd[j]})
-        C = vc.correlation
-        k = len(vc.terms)
-        for a in range(k):
-            for b in range(a + 1, k):
-                correlations.append(
-                    {"group": vc.name, "term1": vc.terms[a], "term2": vc.terms[b], "correlation": C[b, a]}
-                )
+    random_effects, correlations = _random_effect_rows(model)
     random_effects.append({"group": "Residual", "term": None, "variance": s2, "std_dev": model.sigma})
     q = model.scaled_residual_quantiles()
     opt = model.optimum

@@ -116,7 +116,7 @@ def _fit_all(
 ) -> tuple[list, Any]:
     """Several models of one DATA, read once (every formula's columns) as `source` says, through
     the library's lmer pipeline; the frame they were built from."""
-    from mlmcli.pipeline import lmer_models, missing_rows_note
+    from mlmcli.pipeline import lmer_models
 
     if source.scheduler is not None:
         _note_engine("--scheduler")
@@ -134,11 +134,18 @@ def _fit_all(
         also=also or [],
         on_read=_reader_notes(verbose),
     )
-    for missing in dict.fromkeys(m.design.missing_rows for m in fits):  # once for models that lost the same rows
-        note = missing_rows_note(next(m for m in fits if m.design.missing_rows == missing), frame.n_rows)
+    _note_missing_rows(fits, frame.n_rows)
+    return fits, frame
+
+
+def _note_missing_rows(fits: list[Any], n_rows: int) -> None:
+    """The rows na.omit left out, once for models that lost the same rows."""
+    from mlmcli.pipeline import missing_rows_note
+
+    for missing in dict.fromkeys(m.design.missing_rows for m in fits):
+        note = missing_rows_note(next(m for m in fits if m.design.missing_rows == missing), n_rows)
         if note:
             _warn([f"mlm: note: {note}"])
-    return fits, frame
 
 
 def _row_notes(*models: Any) -> bool:

@@ -7,7 +7,7 @@ from enum import Enum
 from typing import Any
 
 from mlmcli.cli.app import DataOptions
-from mlmcli.cli.common import _deliver, _reader_notes, _strict_exit, _user_errors, _warn
+from mlmcli.cli.common import _deliver, _note_missing_rows, _reader_notes, _strict_exit, _user_errors, _warn
 from mlmcli.errors import MlmError
 
 
@@ -22,7 +22,7 @@ def glmer_fits(
     verbose: bool = False,
 ) -> tuple[list[Any], Any]:
     """The glmer fits of `formulas` on DATA, read once, and the frame they were built from."""
-    from mlmcli.pipeline import glmer_models, missing_rows_note
+    from mlmcli.pipeline import glmer_models
 
     if source.engine == "dask":
         raise MlmError("--engine dask is not offered with --family yet")
@@ -42,9 +42,7 @@ def glmer_fits(
         where=source.where,
         on_read=_reader_notes(verbose),
     )
-    for note in dict.fromkeys(missing_rows_note(m, frame.n_rows) for m in models):
-        if note:
-            _warn([f"mlm: note: {note}"])
+    _note_missing_rows(models, frame.n_rows)
     return models, frame
 
 

@@ -9,19 +9,15 @@ from __future__ import annotations
 
 from mlmcli.rcompat import rformat as rf
 from mlmcli.render.text import (
-    COR_MAX,
     SUMMARY_DIGITS,
     Printed,
     _aic_table,
     _call_lines,
-    _conv_lines,
-    _cor_note,
-    _fit_warnings,
-    _fixef_correlation,
     _groups_line,
     _num,
     _residuals,
     _title,
+    fixed_and_messages,
     format_vc,
 )
 
@@ -63,16 +59,4 @@ def glmer_summary_output(fit: dict, name: str = "summary(fit)") -> Printed:
         format_vc(fit, digits),
         _groups_line(fit),
     ]
-    err = ""
-    p = len(fit["fixed_effects"])
-    if p > 0:
-        out += ["\nFixed effects:\n", _coef_table(fit, digits)]
-        if p > COR_MAX:
-            err = _cor_note(p, name)
-        else:
-            out.append(_fixef_correlation(fit))
-    fit_warnings = [m for m in _fit_warnings(fit) if m]
-    if fit_warnings:
-        out.append("fit warnings:\n" + "".join(m + "\n" for m in fit_warnings))
-    out.append(_conv_lines(fit))
-    return Printed("".join(out), err)
+    return fixed_and_messages(fit, out, _coef_table(fit, digits), name)

@@ -260,10 +260,17 @@ def fit_summary_output(fit: dict, name: str = "summary(fit)") -> Printed:
         format_vc(fit, digits),
         _groups_line(fit),
     ]
+    return fixed_and_messages(fit, out, _coef_table(fit, ddf, digits), name)
+
+
+def fixed_and_messages(fit: dict, out: list[str], coef_table: str, name: str) -> Printed:
+    """summary.merMod's last part, after the random effects: the fixed effects' table and their
+    correlations (or the note that they are not shown), lme4's notes on the model matrix and the
+    optimizer's messages."""
     err = ""
     p = len(fit["fixed_effects"])
     if p > 0:
-        out += ["\nFixed effects:\n", _coef_table(fit, ddf, digits)]
+        out = out + ["\nFixed effects:\n", coef_table]
         if p > COR_MAX:
             err = _cor_note(p, name)
         else:
