@@ -93,7 +93,8 @@ def tau_report(model: FittedModel) -> dict:
             "schema_version": SCHEMA_VERSION,
             "formula": model.formula.text,
             "groups": groups,
-            "residual_variance": model.sigma**2,
+            # a GLMM (binomial, poisson) has no residual variance
+            "residual_variance": None if getattr(model, "family", None) is not None else model.sigma**2,
             "data_name": model.data_name,
         }
     )

@@ -301,3 +301,28 @@ def test_the_library_predicts_on_both_scales():
         np.testing.assert_allclose(got, p["fitted"], rtol=2e-4, atol=1e-4)
     # the rows used, as fitted(fit) and predict(fit) give them
     np.testing.assert_allclose(fit.predict(type="response"), fit.model.fitted)
+
+
+@pytest.mark.parametrize("case", [c["id"] for c in CASES if c["id"] not in LME4_STOPS_SHORT])
+def test_tau_prints_as_lme4_prints_it(case):
+    """print(Matrix::bdiag(VarCorr(fit))) of a glmer fit: the covariances, no residual."""
+    from mlmcli.render.registry import render
+    from mlmcli.report import tau_report
+
+    report = tau_report(fitted(case).model)
+    assert report["residual_variance"] is None
+    expected = (FIXTURES / f"{case}.tau.txt").read_text()
+    assert nearly_same(render("tau", "text", report).text, expected) == []
+
+
+def test_tau_command_with_family():
+    ref = reference("contra_slope")
+    out = mlm("tau", str(FIXTURES / ref["data"]), ref["formula"], "--family", "binomial", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    jsonschema.validate(doc, json.loads(mlm("schema", "tau").stdout))
+    assert doc["residual_variance"] is None
+    (group,) = doc["groups"]
+    expected = {(t["group"], t["term"]): t["variance"] for t in ref["random_effects"]}
+    for j, term in enumerate(group["terms"]):
+        assert abs(group["covariance"][j][j] - expected["district", term]) <= 1e-3 * expected["district", term]

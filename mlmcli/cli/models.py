@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from enum import Enum
+from typing import Annotated, Any
 
 import typer
 
@@ -172,6 +173,9 @@ def tau(
     no_color: NoColorOpt = False,
     strict: StrictOpt = False,
     verbose: VerboseOpt = False,
+    family: FamilyOpt = None,
+    link: LinkOpt = None,
+    nagq: NagqOpt = 1,
 ) -> None:
     """The Tau matrix: each grouping factor's random-effects covariance, and the residual variance."""
     from mlmcli.report import tau_report
@@ -179,7 +183,7 @@ def tau(
     inputs, form = _begin(data, output, fmt)
     if corr and form != "table":
         _note_ignored("--corr", form, "table")
-    model, _ = _fit_and_warn(data, formula, ml, source=source, optimizer=optimizer.value, verbose=verbose)
+    model = _one_model(data, formula, ml, source, optimizer.value, verbose, family, link, nagq)
     report = tau_report(model)
     _deliver("tau", form, report, output, inputs, no_color, corr_only=corr)
     _strict_exit(strict, model.warnings, model)
@@ -217,16 +221,32 @@ def ranef(
         _note_ignored("--head", form, "table and text")
     if wide and form not in ("table", "csv"):
         _note_ignored("--wide", form, "table and csv")
-    if family is not None:
-        from mlmcli.cli.glmer import glmer_fits
-
-        (model,), _ = glmer_fits(data, [formula], family, link, nagq, source, optimizer.value, verbose)
-        _warn(list(dict.fromkeys(model.warnings)))
-    else:
-        model, _ = _fit_and_warn(data, formula, ml, source=source, optimizer=optimizer.value, verbose=verbose)
+    model = _one_model(data, formula, ml, source, optimizer.value, verbose, family, link, nagq)
     report = ranef_report(model, with_coef=with_coef)
     _deliver("ranef", form, report, output, inputs, no_color, head=head, wide=wide, with_coef=with_coef)
     _strict_exit(strict, model.warnings, model)
+
+
+def _one_model(
+    data: str,
+    formula: str,
+    ml: bool,
+    source: DataOptions,
+    optimizer: str,
+    verbose: bool,
+    family: Enum | None,
+    link: Enum | None,
+    nagq: int,
+) -> Any:
+    """The command's model: lmer's, or with --family glmer's; its warnings on stderr."""
+    if family is None:
+        model, _ = _fit_and_warn(data, formula, ml, source=source, optimizer=optimizer, verbose=verbose)
+        return model
+    from mlmcli.cli.glmer import glmer_fits
+
+    (model,), _ = glmer_fits(data, [formula], family, link, nagq, source, optimizer, verbose)
+    _warn(list(dict.fromkeys(model.warnings)))
+    return model
 
 
 @app.command(epilog=COMPARE_EXAMPLES)
