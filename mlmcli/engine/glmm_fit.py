@@ -27,7 +27,7 @@ from mlmcli.engine.fit import (
     is_singular,
 )
 from mlmcli.engine.glmm import FAILED_VALUE, GlmmProblem, Modes, PirlsError
-from mlmcli.engine.polish import Polisher
+from mlmcli.engine.polish import Derivatives, Polisher
 from mlmcli.errors import FitError
 
 
@@ -143,6 +143,9 @@ def _optimize(
     at = x.copy()
     x, fval = check_boundary(f, x, fval, lower)
     opt = Optimum(theta=x, criterion=fval, evaluations=f.count, status=status, checked_at=at)
+    step = np.full(len(x), DERIV_DELTA)
+    # lme4's derivatives at the end point (its checks and the Hessian's standard errors need them):
+    # also the first Newton step's, so that a point the polish leaves as it is costs them once
     known = None
     if polish:
 
@@ -150,20 +153,24 @@ def _optimize(
             y, val, _ = run(v)
             return check_boundary(f, y, val, lower)
 
+        # on the scale of the standard errors; where those are all near 1 the polish differentiates
+        # with lme4's step, and then starts from the checks' derivatives, computed once
         polisher = Polisher(f, lower, scales, restart)
-        x2, f2 = polisher.run(x, fval)
+        if checks and np.array_equal(polisher.delta, step):
+            g0, H0 = deriv12(f, x, fval)
+            known = Derivatives(x.copy(), fval, g0, H0, step)
+        x2, f2 = polisher.run(x, fval, known)
         if f2 < fval:
             opt = Optimum(theta=x2, criterion=f2, evaluations=f.count, status=status, polished=True, checked_at=x2)
             x, fval = x2, f2
         last = polisher.last
-        if last is not None and np.array_equal(last.theta, x) and np.all(last.delta == DERIV_DELTA):
-            known = (last.gradient, last.hessian)  # the polish's last derivatives are lme4's checks'
+        known = last if last is not None and np.array_equal(last.theta, x) and np.all(last.delta == step) else None
     theta_lower = lower[: f.ntheta]
     if checks:
-        derivs = known if known is not None else deriv12(f, x, fval)
-        check_convergence(opt, lambda: derivs, _singular_bounds(lower, f.ntheta))
+        g, H = (known.gradient, known.hessian) if known is not None else deriv12(f, x, fval)
+        check_convergence(opt, lambda: (g, H), _singular_bounds(lower, f.ntheta))
         if opt.hessian is None:  # a singular fit skips lme4's checks, not its derivatives
-            opt.gradient, opt.hessian = deriv12(f, x, fval, DERIV_DELTA)
+            opt.gradient, opt.hessian = g, H
     else:
         opt.singular = is_singular(x[: f.ntheta], theta_lower)
     opt.evaluations = f.count
