@@ -12,7 +12,6 @@ import numpy as np
 from mlmcli.engine.family import Family, family
 from mlmcli.engine.glmm import GlmmProblem, GlmResponse
 from mlmcli.engine.glmm_fit import GlmmFit, fit_glmm
-from mlmcli.engine.terms import term_structure
 from mlmcli.errors import DataError
 from mlmcli.model import Prediction, VarComp
 
@@ -142,19 +141,11 @@ class GlmmModel:
         return out
 
     # ---------------------------------------------------------------- random effects
-    def _templates(self) -> list[np.ndarray]:
-        out, offset = [], 0
-        for t in self.design.terms:
-            s = term_structure(t)
-            out.append(s.template(self.theta[offset : offset + s.ntheta]))
-            offset += s.ntheta
-        return out
-
     def varcomps(self) -> list[VarComp]:
         """VarCorr of a GLMM: T_i T_i' (sigma is 1)."""
         out = []
         seen: dict[str, int] = {}
-        for term, T in zip(self.design.terms, self._templates(), strict=True):
+        for term, T in zip(self.design.terms, self.fit.modes.system.T, strict=True):  # at theta
             k = seen.get(term.group, 0)
             seen[term.group] = k + 1
             name = term.group if k == 0 else f"{term.group}.{k}"
@@ -233,7 +224,6 @@ def fit_glmm_model(
     offset = np.zeros(n) if design.offset is None else np.asarray(design.offset, dtype=float)
     response = GlmResponse(fam, g.y, g.trials, g.weights, offset)
     problem = GlmmProblem(design.terms, design.X, response)
-    lower = np.concatenate([term_structure(t).lower_bounds() for t in design.terms])
-    result = fit_glmm(problem, lower, nagq, polish=optimizer == "robust")
+    result = fit_glmm(problem, nagq, polish=optimizer == "robust")
     warnings = list(design.messages) + list(result.warnings)
     return GlmmModel(formula, design, fam, problem, result, data_name, warnings, optimizer)

@@ -19,7 +19,8 @@ linear predictor (the stage's start), so the criterion is a function of its para
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -96,7 +97,6 @@ class GlmmProblem:
     terms: list
     X: np.ndarray
     response: GlmResponse
-    structures: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.n, self.p = self.X.shape
@@ -120,7 +120,6 @@ class GlmmProblem:
         else:
             base, system = self._working[joint]
             system.reweight(base.reweighted(w, z))
-        self.structures = system.structures
         if not system.update(theta):
             raise PirlsError("the penalized weighted least squares system is not positive definite")
         return system
@@ -177,7 +176,7 @@ class GlmmProblem:
         raise PirlsError(f"PIRLS did not converge in {PIRLS_MAXIT} iterations")
 
     # ------------------------------------------------------------------ AGQ
-    def agq(self, modes: Modes, theta: np.ndarray, nagq: int) -> float:
+    def agq(self, modes: Modes, nagq: int) -> float:
         """glmerAGQ: the deviance by adaptive Gauss-Hermite quadrature around the modes, for one
         scalar term (on lme4's scale: deviance residuals, not the aic)."""
         resp, system = self.response, modes.system
@@ -207,6 +206,7 @@ class GlmmProblem:
         return out
 
 
+@lru_cache(maxsize=8)
 def gauss_hermite(n: int) -> tuple[np.ndarray, np.ndarray]:
     """lme4's GHrule(n): nodes and weights of Gauss-Hermite quadrature against the standard normal
     density (weights summing to 1)."""

@@ -45,7 +45,7 @@ class GlmmObjective:
 
     def value(self, x: np.ndarray, modes: Modes) -> float:
         if self.nagq > 1:
-            return self.problem.agq(modes, np.asarray(x[: self.ntheta]), self.nagq)
+            return self.problem.agq(modes, self.nagq)
         return modes.laplace
 
     def __call__(self, x: np.ndarray) -> float:
@@ -72,16 +72,17 @@ class GlmmFit:
     warnings: list[str] = field(default_factory=list)
 
 
-def start_theta(structures: list) -> np.ndarray:
-    return np.concatenate([np.where(s.tri_rows == s.tri_cols, 1.0, 0.0) for s in structures])
+def fit_glmm(problem: GlmmProblem, nagq: int = 1, polish: bool = True) -> GlmmFit:
+    """glmer's two stages on `problem`."""
+    from mlmcli.engine.terms import term_structure
 
-
-def fit_glmm(problem: GlmmProblem, lower: np.ndarray, nagq: int = 1, polish: bool = True) -> GlmmFit:
-    """glmer's two stages on `problem`; `lower`: theta's lower bounds."""
+    structures = [term_structure(t) for t in problem.terms]
+    lower = np.concatenate([s.lower_bounds() for s in structures])
+    # lme4's start: 1 on the diagonals of the relative covariance factors, 0 off them
+    theta0 = np.concatenate([np.where(s.tri_rows == s.tri_cols, 1.0, 0.0) for s in structures])
     resp = problem.response
     fam = resp.family
     nt = len(lower)
-    theta0 = start_theta(_structures(problem))
     # mkGlmerDevfun: PIRLS over beta and u at the starting theta from family$initialize's mustart;
     # every evaluation of stage 1 starts from the linear predictor it ends at
     mustart = fam.linkfun(fam.start_mu(resp.y, resp.weights))
@@ -117,12 +118,6 @@ def fit_glmm(problem: GlmmProblem, lower: np.ndarray, nagq: int = 1, polish: boo
             )
         vcov = _rx_vcov(problem, modes, opt.theta)
     return GlmmFit(theta, beta, crit, modes, opt, vcov, nagq, warnings)
-
-
-def _structures(problem: GlmmProblem) -> list:
-    from mlmcli.engine.terms import term_structure
-
-    return [term_structure(t) for t in problem.terms]
 
 
 def _optimize(
