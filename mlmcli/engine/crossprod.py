@@ -78,6 +78,7 @@ class TailLayout:
                 c = [int(offs[j]) + sj.codes * sj.k + b for _ in range(si.k) for b in range(sj.k)]
                 self.within.append((i, j, np.concatenate(r) * q + np.concatenate(c)))
         self.q = q
+        self.offsets = [int(o) for o in offs]
 
     @staticmethod
     def _coordinates(tail: list[TermStructure], offs: np.ndarray, sj: TermStructure) -> tuple[np.ndarray, np.ndarray]:
@@ -103,13 +104,19 @@ class TailLayout:
             A_tail.append(sp.csr_matrix((data, M.indices, M.indptr), shape=M.shape))
         lower = np.zeros(self.q * self.q)
         diagonal = np.zeros(self.q * self.q)
+        diag = diagonal.reshape(self.q, self.q)
         for i, j, lin in self.within:
             si, sj = tail[i], tail[j]
             vals = np.concatenate([si.X[:, a] * sj.X[:, b] for a in range(si.k) for b in range(sj.k)])
+            if i == j and si.k == 1:  # a scalar term's own block is diagonal: the same sums, per level
+                o = self.offsets[i]
+                sums = np.bincount(si.codes, weights=vals, minlength=si.ell)
+                diag[o : o + si.ell, o : o + si.ell][np.diag_indices(si.ell)] += sums
+                continue
             target = diagonal if i == j else lower
             target += np.bincount(lin, weights=vals, minlength=self.q * self.q)
         L = lower.reshape(self.q, self.q)
-        return A_tail, L + L.T + diagonal.reshape(self.q, self.q)
+        return A_tail, L + L.T + diag
 
 
 class CrossProducts:

@@ -116,9 +116,13 @@ class TailGram:
     Lt Lt' as a sparse-sparse product builds and sums a sparse matrix as large as G itself.
     """
 
-    def __init__(self, P, q_tail: int) -> None:
+    def __init__(self, P, q_tail: int, pattern: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> None:
         self.P = P
         self.q_tail = q_tail
+        # A_t0's pattern (indptr, indices) and, for each value of P in its order, the positions in
+        # A_t0's values of the two entries it multiplies: a re-weighted A_t0 of the same pattern
+        # (a GLM's PIRLS iteration) re-forms P by two gathers and a product (`reweighted`)
+        self.pattern = pattern
 
     @staticmethod
     def pairs(A, k: int) -> int:
@@ -132,6 +136,10 @@ class TailGram:
 
         C = A.tocsc()
         C.sort_indices()
+        # where each of C's entries sits in A's values
+        where = sp.csr_matrix((np.arange(A.nnz, dtype=float), A.indices, A.indptr), shape=A.shape).tocsc()
+        where.sort_indices()
+        source = where.data.astype(np.int64)
         q_tail, ncols = C.shape
         ell = ncols // k
         start = C.indptr[::k].astype(np.int64)  # each level's entries are contiguous
@@ -153,13 +161,30 @@ class TailGram:
             # G is symmetric: its lower triangle (diagonal included) is all P has to give
             lower = rows[e1] >= rows[e2]
             e1, e2, level = e1[lower], e2[lower], level[lower]
-            parts.append(
-                (C.data[e1] * C.data[e2], rows[e1] * q_tail + rows[e2], level * (k * k) + col[e1] * k + col[e2])
-            )
+            parts.append((source[e1], source[e2], rows[e1] * q_tail + rows[e2], level * (k * k) + col[e1] * k + col[e2]))
             lo = hi
-        values, flat, wcol = (np.concatenate(x) for x in zip(*parts, strict=True)) if parts else ([], [], [])
-        P = sp.csr_matrix((values, (flat, wcol)), shape=(q_tail * q_tail, ell * k * k))
-        return cls(P, q_tail)
+        empty = np.zeros(0, dtype=np.int64)
+        src1, src2, flat, wcol = (np.concatenate(x) for x in zip(*parts, strict=True)) if parts else (empty,) * 4
+        # P's layout with its entries numbered, then their values in that order (no entry repeats,
+        # so nothing is summed: the same P as built from the values directly)
+        order = sp.csr_matrix((np.arange(len(flat), dtype=float), (flat, wcol)), shape=(q_tail * q_tail, ell * k * k))
+        perm = order.data.astype(np.int64)
+        src1, src2 = src1[perm], src2[perm]
+        P = sp.csr_matrix((A.data[src1] * A.data[src2], order.indices, order.indptr), shape=order.shape)
+        return cls(P, q_tail, (A.indptr, A.indices, src1, src2))
+
+    def reweighted(self, A) -> TailGram | None:
+        """The same product for A_t0 with new values on the same pattern; None for another pattern."""
+        import scipy.sparse as sp
+
+        indptr, indices, src1, src2 = self.pattern
+        same = (A.indptr is indptr and A.indices is indices) or (
+            np.array_equal(A.indptr, indptr) and np.array_equal(A.indices, indices)
+        )
+        if not same:
+            return None
+        P = sp.csr_matrix((A.data[src1] * A.data[src2], self.P.indices, self.P.indptr), shape=self.P.shape)
+        return TailGram(P, self.q_tail, self.pattern)
 
     def lower(self, W: np.ndarray) -> np.ndarray:
         """G's lower triangle and diagonal (zeros above) for the (ell, k, k) stack of symmetric W:
@@ -265,7 +290,9 @@ class GramTail(DenseTail):
 
     def bind(self, cp: CrossProducts) -> None:
         super().bind(cp)
-        self.gram = TailGram.of(cp.A_tail[0], cp.structures[0].k)
+        previous: TailGram | None = getattr(self, "gram", None)
+        gram = previous.reweighted(cp.A_tail[0]) if previous is not None else None
+        self.gram = gram if gram is not None else TailGram.of(cp.A_tail[0], cp.structures[0].k)
 
     def start(self, f: BlockedFactor) -> None:
         self.lam = f.tail_lambda
