@@ -161,7 +161,9 @@ class TailGram:
             # G is symmetric: its lower triangle (diagonal included) is all P has to give
             lower = rows[e1] >= rows[e2]
             e1, e2, level = e1[lower], e2[lower], level[lower]
-            parts.append((source[e1], source[e2], rows[e1] * q_tail + rows[e2], level * (k * k) + col[e1] * k + col[e2]))
+            parts.append(
+                (source[e1], source[e2], rows[e1] * q_tail + rows[e2], level * (k * k) + col[e1] * k + col[e2])
+            )
             lo = hi
         empty = np.zeros(0, dtype=np.int64)
         src1, src2, flat, wcol = (np.concatenate(x) for x in zip(*parts, strict=True)) if parts else (empty,) * 4
