@@ -23,12 +23,15 @@ from mlmcli.engine.fit import (
     bobyqa,
     check_boundary,
     check_convergence,
-    deriv12,
     is_singular,
 )
 from mlmcli.engine.glmm import FAILED_VALUE, GlmmProblem, Modes, PirlsError
-from mlmcli.engine.polish import Derivatives, Polisher
+from mlmcli.engine.polish import Polisher, central_differences
 from mlmcli.errors import FitError
+
+# how far (in standard errors of beta, on theta's own scale) the end point may lie from where the
+# polish differenced its Hessian for that Hessian to serve the checks and the standard errors
+HESSIAN_REUSE = 0.01
 
 
 class GlmmObjective:
@@ -138,31 +141,31 @@ def _optimize(
     at = x.copy()
     x, fval = check_boundary(f, x, fval, lower)
     opt = Optimum(theta=x, criterion=fval, evaluations=f.count, status=status, checked_at=at)
-    step = np.full(len(x), DERIV_DELTA)
-    # lme4's derivatives at the end point (its checks and the Hessian's standard errors need them):
-    # also the first Newton step's, so that a point the polish leaves as it is costs them once
+    # the derivatives lme4's checks and the Hessian's standard errors need, with lme4's step: the
+    # polish's (its Hessian differenced once, at BOBYQA's end, its gradient at the end point) where
+    # it took that step and ended near there, else differenced anew at the end point
     known = None
+    delta = np.full(len(x), DERIV_DELTA)
     if polish:
 
         def restart(v: np.ndarray) -> tuple[np.ndarray, float]:
             y, val, _ = run(v)
             return check_boundary(f, y, val, lower)
 
-        # on the scale of the standard errors; where those are all near 1 the polish differentiates
-        # with lme4's step, and then starts from the checks' derivatives, computed once
-        polisher = Polisher(f, lower, scales, restart)
-        if checks and np.array_equal(polisher.delta, step):
-            g0, H0 = deriv12(f, x, fval)
-            known = Derivatives(x.copy(), fval, g0, H0, step)
-        x2, f2 = polisher.run(x, fval, known)
+        polisher = Polisher(f, lower, scales, restart, reuse_hessian=True)
+        x2, f2 = polisher.run(x, fval)
         if f2 < fval:
             opt = Optimum(theta=x2, criterion=f2, evaluations=f.count, status=status, polished=True, checked_at=x2)
             x, fval = x2, f2
-        last = polisher.last
-        known = last if last is not None and np.array_equal(last.theta, x) and np.all(last.delta == step) else None
+        last, hess = polisher.last, polisher.hessian_at
+        # where the polish differenced with lme4's step (scales near 1), its derivatives serve
+        if last is not None and hess is not None and np.array_equal(last.theta, x) and np.all(last.delta == delta):
+            # a Hessian from farther away than a small part of a standard error is differenced anew
+            moved = float(np.max(np.abs((x - hess.theta) * scales)))
+            known = last if moved <= HESSIAN_REUSE else None
     theta_lower = lower[: f.ntheta]
     if checks:
-        g, H = (known.gradient, known.hessian) if known is not None else deriv12(f, x, fval)
+        g, H = (known.gradient, known.hessian) if known is not None else central_differences(f, x, fval, delta)
         check_convergence(opt, lambda: (g, H), _singular_bounds(lower, f.ntheta))
         if opt.hessian is None:  # a singular fit skips lme4's checks, not its derivatives
             opt.gradient, opt.hessian = g, H

@@ -83,6 +83,18 @@ def central_differences(
     return g, H
 
 
+def central_gradient(fn: Callable[[np.ndarray], float], x: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """The gradient alone by central differences, as central_differences computes it (2n values)."""
+    g = np.zeros(len(x))
+    for j in range(len(x)):
+        z = np.array(x, dtype=float)
+        z[j] = x[j] + delta[j]
+        fadd = fn(z)
+        z[j] = x[j] - delta[j]
+        g[j] = (fadd - fn(z)) / (2 * delta[j])
+    return g
+
+
 def _newton_step(g: np.ndarray, H: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, float]:
     """-H^+ g over the free coordinates (flat directions left out), and the gain it promises."""
     step = np.zeros(len(g))
@@ -104,8 +116,17 @@ class Polisher:
         scales: np.ndarray,
         restart: Callable[[np.ndarray], tuple[np.ndarray, float]],
         columns: dict[int, np.ndarray] | None = None,
+        reuse_hessian: bool = False,
+        delta: np.ndarray | None = None,
     ) -> None:
         self.fn = fn
+        # with `reuse_hessian`, the Hessian is differenced once and the later Newton steps take
+        # gradients only (2n values, not 2n^2): a chord method, which from BOBYQA's end point
+        # converges in a step or two; the Hessian then serves the standard errors and the checks
+        # (glmer: its 2n^2 evaluations are most of a fit)
+        self.reuse_hessian = reuse_hessian
+        self.hessian_at: Derivatives | None = None
+        self._delta = delta  # the differencing steps, where the caller chooses them
         # diagonal theta -> the thetas below it in its column of T: at a zero diagonal the column's
         # sign is free (T T' is the same), so the bound there is the parametrization's, not the model's
         self.columns = columns or {}
@@ -117,6 +138,8 @@ class Polisher:
 
     @property
     def delta(self) -> np.ndarray:
+        if self._delta is not None:
+            return self._delta
         lo, hi = LME4_STEP_SCALES
         if np.all((self.scales >= lo) & (self.scales <= hi)):
             return np.full(len(self.scales), SCALED_DELTA)
@@ -126,8 +149,12 @@ class Polisher:
         last = self.last
         if last is not None and np.array_equal(last.theta, theta) and last.value == value:
             return last
+        if self.reuse_hessian and self.hessian_at is not None:
+            g = central_gradient(self.fn, theta, self.delta)
+            self.last = Derivatives(theta.copy(), value, g, self.hessian_at.hessian, self.delta)
+            return self.last
         g, H = central_differences(self.fn, theta, value, self.delta)
-        self.last = Derivatives(theta.copy(), value, g, H, self.delta)
+        self.last = self.hessian_at = Derivatives(theta.copy(), value, g, H, self.delta)
         return self.last
 
     def run(self, theta: np.ndarray, value: float, known: Derivatives | None = None) -> tuple[np.ndarray, float]:
@@ -135,7 +162,7 @@ class Polisher:
         derivatives at theta already computed with this polisher's steps (lme4's checks')."""
         theta = np.array(theta, dtype=float)
         if known is not None and np.array_equal(known.delta, self.delta):
-            self.last = known
+            self.last = self.hessian_at = known
         restarts = zeroed = 0
         while True:
             theta, value, curvature = self._newton(theta, value)
