@@ -51,13 +51,14 @@ def model_column(model: FittedModel | GlmmModel, name: str, ci_level: float | No
             for b in range(a + 1, len(vc.terms)):
                 cors.append({"group": vc.name, "term1": vc.terms[a], "term2": vc.terms[b], "correlation": C[b, a]})
     effects = effects_report(model)
-    glmm = getattr(model, "family", None) is not None
+    fam = getattr(model, "family", None)  # a glmer fit's; an lmer fit has none
+    glmm = fam is not None
     column = {
         "name": name,
         "formula": model.formula.text,
         "method": model.method,
-        "family": model.family.name if glmm else "gaussian",
-        "link": model.family.link if glmm else "identity",
+        "family": fam.name if fam is not None else "gaussian",
+        "link": fam.link if fam is not None else "identity",
         "fixed_effects": [
             # a glmer fit's tests are Wald z tests: no df
             {"df": None, **{k: r[k] for k in FIXED_KEYS if k in r}}
@@ -74,7 +75,7 @@ def model_column(model: FittedModel | GlmmModel, name: str, ci_level: float | No
         "icc": effects["icc"],
         "r2": effects["r2"],
         # modelsummary's RMSE of a glmerMod (performance::rmse): of the response residuals, y - mu
-        "rmse": response_rmse(model) if glmm else None,
+        "rmse": response_rmse(model) if glmm else None,  # type: ignore[arg-type]
         "warnings": list(dict.fromkeys(model.warnings)),
         "effects_warnings": effects["effects_warnings"],
     }
