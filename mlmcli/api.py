@@ -492,13 +492,16 @@ class GlmerFit(LmerFit):
         """lme4's ``summary(fit)`` as printed, the text ``mlm fit ... --family ... --format text`` writes."""
         from mlmcli.rcompat.escape import escape_strings
         from mlmcli.render.glmer_text import glmer_summary_output
+        from mlmcli.report import glmer_fit_report
 
-        return glmer_summary_output(escape_strings(self._fit_report())).out
+        # the summary prints no ICC: a Poisson fit's null model is refitted only for to_dict()
+        report = self._report if self._report is not None else glmer_fit_report(self.model, effects=False)
+        return glmer_summary_output(escape_strings(report)).out
 
     @property
     def warnings(self) -> list[str]:
         """lme4's warnings about this fit."""
-        return list(self._fit_report()["warnings"])
+        return list(dict.fromkeys(self.model.warnings))
 
     @property
     def sigma(self) -> float:

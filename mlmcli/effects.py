@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from mlmcli.glmmodel import GlmmModel
     from mlmcli.model import FittedModel
 
 SINGULAR_TOLERANCE = 1e-5
@@ -61,7 +62,7 @@ def _r_var(x: np.ndarray) -> float:
     return float(np.sum((x - mean) ** 2) / (len(x) - 1))
 
 
-def _diagonal_theta(model: FittedModel) -> np.ndarray:
+def _diagonal_theta(model: FittedModel | GlmmModel) -> np.ndarray:
     """The elements of theta on the diagonals of the relative covariance factors (lower bound 0)."""
     out: list[float] = []
     offset = 0
@@ -75,43 +76,62 @@ def _diagonal_theta(model: FittedModel) -> np.ndarray:
 
 def variance_components(model: FittedModel) -> Effects:
     """var.fixed, var.random and var.residual as insight::get_variance() gives them for lmer fits."""
-    design = model.design
     if model.remote is not None:
         return _from_moments(model, model.remote.fixed_moments())
-    X = np.asarray(design.X, dtype=float)
-    fixed = X @ np.asarray(model.beta, dtype=float)
-    var_fixed = _r_var(fixed)
-    warnings: list[str] = []
-    names = list(design.xnames)
+    var_fixed, gram, names = fixed_part(model)
+    return _effects(model, var_fixed, gram, names, [])
+
+
+def fixed_part(model: FittedModel | GlmmModel) -> tuple[float, np.ndarray, list[str]]:
+    """var(X beta), and the Gram matrix of X's columns (a column of ones first where X has no
+    intercept, as insight adds one for the random intercepts) with the columns' names."""
+    X = np.asarray(model.design.X, dtype=float)
+    var_fixed = _r_var(X @ np.asarray(model.beta, dtype=float))
+    names = list(model.design.xnames)
     # mean(z' Sigma z) over the rows is sum(Sigma * Z'Z) / n: the Gram matrix of X's columns is
     # all it needs, and no n x k product is formed
     gram = X.T @ X
-    if "(Intercept)" not in names:  # insight adds a column of ones for the random intercepts
+    if "(Intercept)" not in names:
         sums = X.sum(axis=0)
         gram = np.block([[np.array([[float(X.shape[0])]]), sums[None, :]], [sums[:, None], gram]])
         names = ["(Intercept)", *names]
-    return _effects(model, var_fixed, gram, names, warnings)
+    return var_fixed, gram, names
+
+
+def slopes_warning(model: FittedModel | GlmmModel) -> list[str]:
+    """insight's warning where a random slope's variable is not among the fixed part's variables
+    (insight compares data columns: week in `(week | ID)` is in `y ~ I(week > 2)`)."""
+    f = model.formula
+    fixed = {c for t in f.fixed.terms for v in t.vars for c in v.columns()}
+    slopes = {c for r in f.random for t in r.lhs.terms for v in t.vars for c in v.columns()}
+    return [SLOPES_WARNING] if slopes - fixed else []
+
+
+def is_singular(model: FittedModel | GlmmModel) -> bool:
+    """insight's test: a diagonal element of theta below 1e-5."""
+    return bool(np.any(np.abs(_diagonal_theta(model)) < SINGULAR_TOLERANCE))
 
 
 def _effects(model: FittedModel, var_fixed: float, gram: np.ndarray, names: list[str], warnings: list[str]) -> Effects:
     """The random part from the Gram matrix of the columns named `names`, and insight's warnings."""
-    slopes = [t for vc in model.varcomps() for t in vc.terms if t != "(Intercept)"]
-    if any(t not in names for t in slopes):
-        warnings.append(SLOPES_WARNING)
+    warnings += slopes_warning(model)
     var_random: float | None = None
-    if np.any(np.abs(_diagonal_theta(model)) < SINGULAR_TOLERANCE):
+    if is_singular(model):
         warnings.insert(0, SINGULAR_WARNING)
     else:
-        var_random = _random_variance(model, gram, names)
+        var_random = random_variance(model, gram, names)
     return Effects(var_fixed, var_random, float(model.sigma) ** 2, warnings)
 
 
-def _random_variance(model: FittedModel, gram: np.ndarray, names: list[str]) -> float:
+def random_variance(
+    model: FittedModel | GlmmModel, gram: np.ndarray, names: list[str], observation_level: bool = False
+) -> float:
     """Sum over grouping factors of mean(z_i' Sigma z_i).
 
     insight takes VarCorr's blocks by the names of ranef(), one per grouping factor: of the terms
     lme4 names "g", "g.1", ... for one factor (as `||` makes) only the first counts. Factors with one
-    level per observation are left out."""
+    level per observation are left out, or (`observation_level`, a GLMM's dispersion) are the only
+    ones counted."""
     n = model.n
     counted: set[str] = set()
     total = 0.0
@@ -119,7 +139,7 @@ def _random_variance(model: FittedModel, gram: np.ndarray, names: list[str]) -> 
         if vc.factor in counted or vc.name != vc.factor:
             continue
         counted.add(vc.factor)
-        if model.groups()[vc.factor] == n:
+        if (model.groups()[vc.factor] == n) != observation_level:
             continue
         keep = [i for i, t in enumerate(vc.terms) if t in names]
         if not keep:

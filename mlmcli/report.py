@@ -63,11 +63,17 @@ def fit_report(model: FittedModel) -> dict:
     return clean(report)
 
 
-def effects_report(model: FittedModel) -> dict:
-    """ICC and Nakagawa's R² (performance::icc, performance::r2_nakagawa) with their variance parts."""
-    from mlmcli.effects import variance_components
+def effects_report(model: FittedModel | GlmmModel) -> dict:
+    """ICC and Nakagawa's R² (performance::icc, performance::r2_nakagawa) with their variance parts:
+    for a GLMM the residual part is the family's latent variance plus any observation-level one."""
+    if getattr(model, "family", None) is not None:
+        from mlmcli.glmm_effects import glmm_variance_components
 
-    e = variance_components(model)
+        e = glmm_variance_components(model)
+    else:
+        from mlmcli.effects import variance_components
+
+        e = variance_components(model)
     return {
         "icc": e.icc,
         "r2": e.r2,
@@ -149,9 +155,10 @@ def coef_table(model: FittedModel) -> dict[str, dict[str, dict[str, float]]]:
     return out
 
 
-def glmer_fit_report(model: GlmmModel) -> dict:
+def glmer_fit_report(model: GlmmModel, effects: bool = True) -> dict:
     """The JSON of a glmer fit: the lmer fit's shape where it applies (no sigma, no residual row),
-    z tests, and the family, link, nAGQ and deviance (-2 logLik) summary(glmer) prints."""
+    z tests, and the family, link, nAGQ and deviance (-2 logLik) summary(glmer) prints; with
+    `effects`, the ICC and R² (a Poisson fit's refits its null model: lme4's summary needs neither)."""
     random_effects, correlations = _random_effect_rows(model)
     q = model.scaled_residual_quantiles()
     opt = model.optimum
@@ -190,6 +197,8 @@ def glmer_fit_report(model: GlmmModel) -> dict:
         "conv_messages": list(opt.messages),
         "evaluations": opt.evaluations,
     }
+    if effects:
+        report.update(effects_report(model))
     return clean(report)
 
 

@@ -37,9 +37,24 @@ def csv_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 def test_the_index_lists_every_reference_file():
     named = {f"{c['id']}.json" for c in INDEX}
-    present = {p.name for p in FIXTURES.glob("*.json")} - {"cases.json", "stamp.json"}
-    assert named == present
+    present = {p.name for p in FIXTURES.glob("*.json") if not p.name.startswith("stamp")}
+    assert named == present - {"cases.json", "model_performance.json"}
     assert len(FITS) == len(set(FITS)) >= 15
+
+
+@pytest.mark.parametrize(
+    "stamp, script",
+    [("stamp_model_performance.json", "make_model_performance.R"), ("stamp_tidy.json", "make_tidy.R")],
+)
+def test_the_smaller_scripts_stamps_name_them(stamp, script):
+    """model_performance.json and <case>.tidy.csv: made by their scripts as they stand, with the
+    fits' lme4."""
+    got = json.loads((FIXTURES / stamp).read_text())
+    assert got["script"] == f"tests/fixtures/glmer/{script}"
+    assert got["packages"]["lme4"] == "1.1.31"
+    assert got["script_md5"] == hashlib.md5((FIXTURES / script).read_bytes()).hexdigest()
+    if script == "make_model_performance.R":
+        assert set(json.loads((FIXTURES / "model_performance.json").read_text())) == set(FITS)
 
 
 def test_the_stamp_names_this_generator():

@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("reports", ["mlmcli.report"]),
     ("renderers", ["mlmcli.render"]),
     # effects (ICC and Nakagawa's R²) is part of every fit's report, so it sits with the model
-    ("fitted model", ["mlmcli.model", "mlmcli.glmmodel", "mlmcli.effects"]),
+    ("fitted model", ["mlmcli.model", "mlmcli.glmmodel", "mlmcli.effects", "mlmcli.glmm_effects"]),
     ("engine", ["mlmcli.engine"]),
     ("design", ["mlmcli.design", "mlmcli.interaction", "mlmcli.where"]),
     ("readers", ["mlmcli.io"]),

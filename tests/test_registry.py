@@ -39,7 +39,7 @@ OFFERED = {
     "plot": ["json"],
 }
 # reports a command writes under an option: `mlm fit --family` (glmer's summary)
-REPORTS_OF_OPTIONS = {"glmer_fit": ["text", "json"]}
+REPORTS_OF_OPTIONS = {"glmer_fit": ["text", "table", "json", "csv"]}
 
 
 def load(case: str) -> dict:
@@ -75,7 +75,8 @@ def test_every_offered_format_resolves_to_an_importable_renderer(kind: str, fmt:
     assert params[: len(first)] == first
     assert set(entry.takes) <= set(params[len(first) :])
     if entry.console:
-        assert entry.narrow in OFFERED[kind] and not registry.renderer(kind, entry.narrow).console
+        assert entry.narrow in (OFFERED | REPORTS_OF_OPTIONS)[kind]
+        assert not registry.renderer(kind, entry.narrow).console
 
 
 def test_a_format_not_offered_is_one_line_and_exit_2():

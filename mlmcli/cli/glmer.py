@@ -7,7 +7,15 @@ from enum import Enum
 from typing import Any
 
 from mlmcli.cli.app import DataOptions
-from mlmcli.cli.common import _deliver, _note_missing_rows, _reader_notes, _strict_exit, _user_errors, _warn
+from mlmcli.cli.common import (
+    _deliver,
+    _note_ignored,
+    _note_missing_rows,
+    _reader_notes,
+    _strict_exit,
+    _user_errors,
+    _warn,
+)
 from mlmcli.errors import MlmError
 
 
@@ -60,19 +68,26 @@ def fit_glmer(
     strict: bool,
     ci: Enum | None,
     verbose: bool = False,
+    no_color: bool = False,
+    correlation: bool = False,
 ) -> None:
-    """`mlm fit --family`: lme4's summary of the glmer fit, or its JSON."""
-    from mlmcli.render.registry import formats
+    """`mlm fit --family`: lme4's summary of the glmer fit, a terminal table, its JSON, or
+    broom.mixed's tidy() as CSV."""
+    from mlmcli.render.registry import renderer
     from mlmcli.report import glmer_fit_report
 
-    if form not in formats("glmer_fit"):
-        raise MlmError(f"--format {form} is not offered with --family yet: use text or json")
+    renderer("glmer_fit", form)  # an unknown format fails before the fit
     if ci is not None:
         raise MlmError("--ci is not offered with --family yet")
+    if correlation and form != "table":
+        _note_ignored("--correlation", form, "table")
     (model,), _ = glmer_fits(data, [formula], family, link, nagq, source, optimizer, verbose)
+    shows_effects = form in ("json", "table")  # the ICC and R² appear in json and table output only
     with _user_errors(formula):
-        report = glmer_fit_report(model)
+        report = glmer_fit_report(model, effects=shows_effects)
     warnings = report["warnings"]
     _warn(warnings)
-    _deliver("glmer_fit", form, report, output, inputs)
+    if shows_effects:
+        _warn([f"mlm: note: {w}" for w in report["effects_warnings"]])
+    _deliver("glmer_fit", form, report, output, inputs, no_color, correlation=correlation)
     _strict_exit(strict, warnings, model)

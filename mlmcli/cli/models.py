@@ -119,7 +119,23 @@ def fit(
     if family is not None:
         from mlmcli.cli.glmer import fit_glmer
 
-        fit_glmer(data, formula, family, link, nagq, source, optimizer.value, form, output, inputs, strict, ci, verbose)
+        fit_glmer(
+            data,
+            formula,
+            family,
+            link,
+            nagq,
+            source,
+            optimizer.value,
+            form,
+            output,
+            inputs,
+            strict,
+            ci,
+            verbose,
+            no_color,
+            correlation,
+        )
         return
     _check_ddf(ddf.value, ml, source.weights)
     if correlation and form != "table":

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from enum import Enum
+from typing import Annotated, Any
 
 import typer
 
@@ -14,7 +15,9 @@ from mlmcli.cli.app import (
     SLEEP_MODEL,
     DataArg,
     DataOptions,
+    LinkOpt,
     MlOpt,
+    NagqOpt,
     NoColorOpt,
     Optimizer,
     OptimizerOpt,
@@ -41,6 +44,8 @@ from mlmcli.errors import MlmError
 EXAMPLES = examples(
     f'mlm table {HECK} "math ~ ses + (1|schcode)" "math ~ ses*public + (ses|schcode)" -o table.tex',
     f"mlm table {SLEEP} {SLEEP_MODEL} --ci --format markdown",
+    'mlm table tests/fixtures/glmer/data/cbpp.csv "cbind(incidence, size - incidence) ~ 1 + (1|herd)" '
+    '"cbind(incidence, size - incidence) ~ factor(period) + (1|herd)" --family binomial',
 )
 
 # -o FILE with one of these suffixes picks the format when --format is not given
@@ -64,6 +69,53 @@ def model_names(names: str | None, n: int) -> list[str]:
     if len(labels) != n or len(set(labels)) != n or not all(labels):
         raise MlmError(f"--names needs {n} distinct names, got {names!r}")
     return labels
+
+
+FAMILIES = ("gaussian", "binomial", "poisson")
+
+
+def column_families(family: str | None, n: int) -> list[str]:
+    """--family: none (every column lmer's), one family for every formula, or one per formula."""
+    if family is None:
+        return ["gaussian"] * n
+    given = [f.strip() for f in family.split(",")]
+    bad = [f for f in given if f not in FAMILIES]
+    if bad:
+        raise MlmError(f"--family {bad[0]!r}: use {', '.join(FAMILIES)} (comma-separated, one per formula)")
+    if len(given) == 1:
+        return given * n
+    if len(given) != n:
+        raise MlmError(f"--family needs one family or {n} (one per formula), got {len(given)}")
+    return given
+
+
+def _fit_columns(
+    data: str,
+    formulas: list[str],
+    families: list[str],
+    ml: bool,
+    source: DataOptions,
+    optimizer: str,
+    verbose: bool,
+    link: Enum | None,
+    nagq: int,
+) -> list[Any]:
+    """Each formula's fit, in the formulas' order: lmer's for gaussian, glmer's for the others
+    (--link and --nagq apply to every glmer column)."""
+    from mlmcli.cli.app import Family
+    from mlmcli.cli.glmer import glmer_fits
+
+    fits: list[Any] = [None] * len(formulas)
+    for fam in dict.fromkeys(families):
+        where = [i for i, f in enumerate(families) if f == fam]
+        chosen = [formulas[i] for i in where]
+        if fam == "gaussian":
+            models, _ = _fit_all(data, chosen, ml, source, optimizer, verbose, ddf="Satterthwaite")
+        else:
+            models, _ = glmer_fits(data, chosen, Family(fam), link, nagq, source, optimizer, verbose)
+        for i, m in zip(where, models, strict=True):
+            fits[i] = m
+    return fits
 
 
 @app.command(epilog=EXAMPLES)
@@ -105,6 +157,17 @@ def table(
     no_color: NoColorOpt = False,
     strict: StrictOpt = False,
     verbose: VerboseOpt = False,
+    family: Annotated[
+        str | None,
+        typer.Option(
+            "--family",
+            metavar="FAMILY[,FAMILY...]",
+            help="Fit glmer models: binomial or poisson for every formula, or one family per formula "
+            "(gaussian: lmer) to put linear and generalized models side by side.",
+        ),
+    ] = None,
+    link: LinkOpt = None,
+    nagq: NagqOpt = 1,
 ) -> None:
     """Models side by side for a paper: estimates with SEs and stars, variance components, N, AIC, BIC, ICC, R²."""
     from mlmcli.stats.modeltable import table_report
@@ -117,10 +180,11 @@ def table(
     inputs = (data,)
     _check_outputs(inputs, output)
     form = table_format(fmt, output)
-    if source.engine == "dask":
+    families = column_families(family, len(formulas))
+    if source.engine == "dask" and set(families) == {"gaussian"}:
         fits = _fit_on_cluster(data, formulas, ml, "Satterthwaite", optimizer.value, source, residuals=False)
     else:
-        fits, _ = _fit_all(data, formulas, ml, source, optimizer.value, verbose, ddf="Satterthwaite")
+        fits = _fit_columns(data, formulas, families, ml, source, optimizer.value, verbose, link, nagq)
     with _user_errors():
         report = table_report(fits, labels, level if ci else None)
     warnings = [f"{m['name']}: {w}" for m in report["models"] for w in m["warnings"]]

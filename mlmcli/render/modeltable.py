@@ -4,7 +4,9 @@ The layout is modelsummary's: one column per model; each fixed effect's estimate
 under it the standard error in parentheses (or the confidence interval in brackets); then the
 variance components as standard deviations (`SD (ses schcode)`) and correlations
 (`Cor (Intercept~ses schcode)`), the residual SD (`SD (Observations)`); then the number of observations
-and of groups, AIC, BIC, log-likelihood, ICC and Nakagawa's R². A note says what the stars mean.
+and of groups, AIC, BIC, log-likelihood, ICC and Nakagawa's R². A glmer fit's column has what
+modelsummary shows of a glmerMod: no residual SD and no Log.Lik., and the RMSE after the R². A note
+says what the stars mean.
 Formatting only: every number comes from the report (modeltable.table_report).
 """
 
@@ -84,7 +86,11 @@ def rows(report: dict, digits: int = 3) -> list[Row]:
         "random_effect_correlations",
         "correlation",
     )
-    out.append(Row("random", "SD (Observations)", "std_dev", [Cell(_num(m["residual_sd"], digits)) for m in models]))
+    glmm = [_is_glmm(m) for m in models]
+    if not all(glmm):  # a glmer fit has no residual SD
+        out.append(
+            Row("random", "SD (Observations)", "std_dev", [Cell(_num(m.get("residual_sd"), digits)) for m in models])
+        )
 
     def gof(label: str, statistic: str, values: list[Any], d: int) -> None:
         out.append(Row("gof", label, statistic, [Cell(str(v) if isinstance(v, int) else _num(v, d)) for v in values]))
@@ -94,12 +100,19 @@ def rows(report: dict, digits: int = 3) -> list[Row]:
         gof(f"N ({g})", "groups", [m["groups"].get(g) for m in models], 0)
     gof("AIC", "aic", [m["aic"] for m in models], 1)
     gof("BIC", "bic", [m["bic"] for m in models], 1)
-    gof("Log.Lik.", "loglik", [m["loglik"] for m in models], 1)
+    if not all(glmm):  # modelsummary shows no Log.Lik. of a glmerMod (performance's "common" metrics)
+        gof("Log.Lik.", "loglik", [None if g else m["loglik"] for m, g in zip(models, glmm, strict=True)], 1)
     gof("ICC", "icc", [m["icc"]["adjusted"] for m in models], digits)
     gof("R2 Marg.", "r2_marginal", [m["r2"]["marginal"] for m in models], digits)
     gof("R2 Cond.", "r2_conditional", [m["r2"]["conditional"] for m in models], digits)
+    if any(glmm):  # and the RMSE of a glmerMod's response residuals
+        gof("RMSE", "rmse", [m.get("rmse") for m in models], digits)
     assert all(len(r.cells) == k for r in out)
     return out
+
+
+def _is_glmm(model: dict) -> bool:
+    return model.get("family", "gaussian") != "gaussian"
 
 
 def _stars(p: float | None, thresholds: list[dict]) -> str:
@@ -114,13 +127,22 @@ def _stars(p: float | None, thresholds: list[dict]) -> str:
 def notes(report: dict) -> list[str]:
     """The notes under the table: the stars, what the second line of an estimate is, REML's criteria."""
     marks = ", ".join(f"{t['symbol']} p < {t['p_below']:g}" for t in reversed(report["stars"]))
-    out = [f"{marks} (t-tests with Satterthwaite's df)"]
+    glmm = [_is_glmm(m) for m in report["models"]]
+    if all(glmm):
+        tests = "Wald z-tests"
+    elif any(glmm):
+        tests = "t-tests with Satterthwaite's df; Wald z-tests for binomial and Poisson models"
+    else:
+        tests = "t-tests with Satterthwaite's df"
+    out = [f"{marks} ({tests})"]
     if report["statistic"] == "conf_int":
         out.append(f"{report['ci']['level'] * 100:g}% Wald confidence intervals in brackets")
     else:
         out.append("Standard errors in parentheses")
     if any(m["method"] == "REML" for m in report["models"]):
         out.append("AIC, BIC and Log.Lik. of REML fits come from the REML criterion")
+    if any(glmm):
+        out.append("ICC and R2 of binomial and Poisson models on the link scale; RMSE on the response scale")
     return out
 
 

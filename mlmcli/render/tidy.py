@@ -3,8 +3,8 @@
 One row per parameter: the fixed effects (effect "fixed", group NA), then per random-effects term
 its standard deviations and correlations (effect "ran_pars": sd__x, then cor__x.y for the later
 terms y, term by term, as broom.mixed orders them), and the residual SD (group "Residual", term
-sd__Observation).  Strings are quoted, missing values are a bare NA, numbers have R's 15
-significant digits.
+sd__Observation; a glmer fit has none, and Wald z statistics with their p-values). Strings are
+quoted, missing values are a bare NA, numbers have R's 15 significant digits.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ def ran_pars(report: dict) -> list[tuple[str, str, float | None]]:
             out.append((group, f"sd__{r['term']}", r["std_dev"]))
             for other in terms[j + 1 :]:
                 out.append((group, f"cor__{r['term']}.{other}", cors.get((group, r["term"], other))))
-    out.append(("Residual", "sd__Observation", report["sigma"]))
+    if "family" not in report:  # a GLMM (binomial, poisson) has no residual SD
+        out.append(("Residual", "sd__Observation", report["sigma"]))
     return out
 
 
@@ -75,4 +76,17 @@ def tidy_csv(report: dict, varpar_ci: Sequence[Interval] | None = None) -> str:
         if with_ci:
             cells += [_num(lo), _num(hi)]
         lines.append(",".join(cells))
+    return "\n".join(lines) + "\n"
+
+
+def glmer_tidy_csv(report: dict) -> str:
+    """broom.mixed's tidy() of a glmerMod: the fixed effects with Wald z statistics and their
+    p-values (no df column), then the random effects' SDs and correlations, no residual row."""
+    columns = COLUMNS[:6] + ["p.value"]
+    lines = [",".join(_str(c) for c in columns)]
+    for r in report["fixed_effects"]:
+        cells = [_str("fixed"), "NA", _str(r["term"]), _num(r["estimate"]), _num(r["std_error"]), _num(r["z_value"])]
+        lines.append(",".join([*cells, _num(r["p_value"])]))
+    for group, term, est in ran_pars(report):
+        lines.append(",".join([_str("ran_pars"), _str(group), _str(term), _num(est), "NA", "NA", "NA"]))
     return "\n".join(lines) + "\n"
