@@ -80,7 +80,8 @@ def caterpillar(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, op
                 )
                 ax.set_ylabel(wrap(label, theme.chars(opts.height * 0.7, 10)))
         ax.set_title(wrap(f"{g}: {name}", theme.chars(panel_width, 10.5)))
-        xlabel = "conditional mode (95% interval)" if family is None else f"conditional mode, {family.link} scale (95% interval)"
+        scale = "" if family is None else f", {family.link} scale"
+        xlabel = f"conditional mode{scale} (95% interval)"
         ax.set_xlabel(xlabel if len(xlabel) <= theme.chars(panel_width, 10) else xlabel.replace(" (", "\n("))
         for i, vi, si, a, b in zip(order, v, s, lo, hi, strict=True):
             rows.append(
