@@ -61,7 +61,8 @@ EXAMPLES = examples(
     f'mlm plot {HECK} "math ~ ses + (ses|schcode)" --kind caterpillar -o caterpillar.png',
     f"mlm plot {SLEEP} {SLEEP_MODEL} --kind spaghetti --theme paper -o spaghetti.pdf",
     f'mlm plot {SLEEP} {SLEEP_MODEL} --kind fitted --where "Days >= 2" --format json -o fitted.png',
-    'mlm plot contraception.csv "use ~ age + urban + (urban|district)" --family binomial --kind fitted -o fitted.png',
+    'mlm plot tests/fixtures/glmer/data/Contraception.csv "use ~ age + urban + (urban|district)" --family binomial '
+    "--kind fitted -o fitted.png",
 )
 SCHEMA_EXAMPLES = examples(
     "mlm schema fit",

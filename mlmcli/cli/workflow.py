@@ -48,7 +48,8 @@ PREDICT_EXAMPLES = examples(
 AUGMENT_EXAMPLES = examples(
     f"mlm augment {SLEEP} {SLEEP_MODEL} -o augmented.csv",
     f'mlm augment {HECK} "math ~ ses + (1|schcode)" --format json -o augmented.json',
-    'mlm augment cbpp.csv "cbind(incidence, size - incidence) ~ period + (1|herd)" --family binomial',
+    'mlm augment tests/fixtures/glmer/data/cbpp.csv "cbind(incidence, size - incidence) ~ factor(period) + (1|herd)" '
+    "--family binomial",
 )
 
 
