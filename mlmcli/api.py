@@ -288,6 +288,21 @@ class LmerFit:
                 )
         return np.asarray(pred.values if re_form == "all" else pred.fixed, dtype=float)
 
+    def augment(self) -> pd.DataFrame:
+        """broom.mixed's ``augment(fit)``: the model frame's rows with ``.fitted``, ``.resid`` and
+        ``.fixed``, the columns ``mlm augment`` writes.
+
+        For a glmer fit ``.fitted`` is on the response scale (lme4's ``fitted()``), ``.resid`` holds
+        the deviance residuals, ``.fixed`` is ``predict(fit, re.form = NA)`` on the link scale, and
+        ``.eta`` (the linear predictor) and ``.wtres`` (Pearson residuals) follow.
+        """
+        import pandas as pd
+
+        from mlmcli.stats.predict import augment_report
+
+        _, columns = augment_report(self.model, self.frame.int_columns)
+        return pd.DataFrame(columns)
+
     def confint(
         self,
         method: Literal["wald", "profile", "boot"] = "wald",

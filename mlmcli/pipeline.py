@@ -297,9 +297,11 @@ def glmer_models(
     sheet: str | None = None,
     where: str | None = None,
     on_read: Callable[[Frame], None] | None = None,
+    also: Sequence[str] = (),
 ) -> tuple[list[GlmmModel], Frame]:
     """glmer() of every formula on one data set, read once: glFormula, mkGlmerDevfun,
-    optimizeGlmer's two stages and mkMerMod.  The fitted models and their frame."""
+    optimizeGlmer's two stages and mkMerMod.  The fitted models and their frame, which also holds
+    the columns `also` names."""
     from mlmcli.engine.family import LINKS
     from mlmcli.glmmodel import fit_glmm_model
 
@@ -307,7 +309,7 @@ def glmer_models(
         raise MlmError(f"--family {family}: use binomial or poisson")
     if link is not None and link not in LINKS[family]:
         raise MlmError(f"--link {link} is not offered for {family}: use {', '.join(LINKS[family])}")
-    parsed, frame = read_for(data, formulas, (), sep, sheet, where, weights, offset, on_read)
+    parsed, frame = read_for(data, formulas, also, sep, sheet, where, weights, offset, on_read)
     models = []
     for p in parsed:
         design = l_formula(p, frame, weights, offset, family=family)

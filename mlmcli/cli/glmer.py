@@ -28,8 +28,10 @@ def glmer_fits(
     source: DataOptions,
     optimizer: str,
     verbose: bool = False,
+    also: list[str] | None = None,
 ) -> tuple[list[Any], Any]:
-    """The glmer fits of `formulas` on DATA, read once, and the frame they were built from."""
+    """The glmer fits of `formulas` on DATA, read once, and the frame they were built from (with the
+    columns `also` names)."""
     from mlmcli.pipeline import glmer_models
 
     if source.engine == "dask":
@@ -49,6 +51,7 @@ def glmer_fits(
         sheet=source.sheet,
         where=source.where,
         on_read=_reader_notes(verbose),
+        also=also or (),
     )
     _note_missing_rows(models, frame.n_rows)
     return models, frame

@@ -14,8 +14,11 @@ from mlmcli.cli.app import (
     SLEEP_MODEL,
     DataArg,
     DataOptions,
+    FamilyOpt,
     FormulaArg,
+    LinkOpt,
     MlOpt,
+    NagqOpt,
     Optimizer,
     OptimizerOpt,
     StrictOpt,
@@ -34,6 +37,7 @@ from mlmcli.cli.common import (
     _memory_only,
     _strict_exit,
     _user_errors,
+    _warn,
 )
 from mlmcli.errors import MlmError
 from mlmcli.render.registry import reports_in
@@ -57,6 +61,8 @@ EXAMPLES = examples(
     f'mlm plot {HECK} "math ~ ses + (ses|schcode)" --kind caterpillar -o caterpillar.png',
     f"mlm plot {SLEEP} {SLEEP_MODEL} --kind spaghetti --theme paper -o spaghetti.pdf",
     f'mlm plot {SLEEP} {SLEEP_MODEL} --kind fitted --where "Days >= 2" --format json -o fitted.png',
+    'mlm plot tests/fixtures/glmer/data/Contraception.csv "use ~ age + urban + (urban|district)" --family binomial '
+    "--kind fitted -o fitted.png",
 )
 SCHEMA_EXAMPLES = examples(
     "mlm schema fit",
@@ -96,12 +102,17 @@ def plot(
     fmt: Annotated[str | None, format_option("plot", "json: print the plotted numbers.")] = None,
     strict: StrictOpt = False,
     verbose: VerboseOpt = False,
+    family: FamilyOpt = None,
+    link: LinkOpt = None,
+    nagq: NagqOpt = 1,
 ) -> None:
     """Draw a multilevel analyst's pictures (EB intercepts vs slopes, caterpillar, spaghetti...) as PNG."""
-    from mlmcli.render.plots import PlotOptions, draw, image_format
+    from mlmcli.render.plots import PlotOptions, check_family_kind, draw, image_format
 
     # every option is checked before the (possibly long) fit
     _memory_only("plot", source)  # the pictures are drawn from the rows
+    if family is not None:
+        check_family_kind(kind.value)
     image_format(output)
     inputs = (data,)
     _check_outputs(inputs, output, data_out)
@@ -113,9 +124,14 @@ def plot(
             f"the image would be {round(width * px)} x {round(height * px)} pixels; "
             f"at most {MAX_PIXELS} on a side: lower --dpi or the size"
         )
-    model, frame = _fit_and_warn(
-        data, formula, ml, [c for c in (x, by) if c], source, optimizer=optimizer.value, verbose=verbose
-    )
+    also = [c for c in (x, by) if c]
+    if family is not None:
+        from mlmcli.cli.glmer import glmer_fits
+
+        (model,), frame = glmer_fits(data, [formula], family, link, nagq, source, optimizer.value, verbose, also)
+        _warn(list(dict.fromkeys(model.warnings)))
+    else:
+        model, frame = _fit_and_warn(data, formula, ml, also, source, optimizer=optimizer.value, verbose=verbose)
     # the rows --where chose were the model's rows: the caption and the json name the expression
     opts = PlotOptions(
         kind=kind.value,

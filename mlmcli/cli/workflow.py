@@ -48,6 +48,8 @@ PREDICT_EXAMPLES = examples(
 AUGMENT_EXAMPLES = examples(
     f"mlm augment {SLEEP} {SLEEP_MODEL} -o augmented.csv",
     f'mlm augment {HECK} "math ~ ses + (1|schcode)" --format json -o augmented.json',
+    'mlm augment tests/fixtures/glmer/data/cbpp.csv "cbind(incidence, size - incidence) ~ factor(period) + (1|herd)" '
+    "--family binomial",
 )
 
 
@@ -138,14 +140,24 @@ def augment(
     output: OutputOpt = None,
     strict: StrictOpt = False,
     verbose: VerboseOpt = False,
+    family: FamilyOpt = None,
+    link: LinkOpt = None,
+    nagq: NagqOpt = 1,
 ) -> None:
-    """The model frame's rows with broom.mixed's augment() columns .fitted, .resid and .fixed."""
+    """The model frame's rows with broom.mixed's augment() columns .fitted, .resid and .fixed (with
+    --family: .fitted on the response scale, deviance residuals, .eta and .wtres)."""
     from mlmcli.stats.predict import augment_report
 
     _memory_only("augment", source)  # its output is DATA's rows
     inputs = (data,)
     _check_outputs(inputs, output)
-    model, frame = _fit_and_warn(data, formula, ml, source=source, optimizer=optimizer.value, verbose=verbose)
+    if family is not None:
+        from mlmcli.cli.glmer import glmer_fits
+
+        (model,), frame = glmer_fits(data, [formula], family, link, nagq, source, optimizer.value, verbose)
+        _warn(list(dict.fromkeys(model.warnings)))
+    else:
+        model, frame = _fit_and_warn(data, formula, ml, source=source, optimizer=optimizer.value, verbose=verbose)
     report, columns = augment_report(model, frame.int_columns)
     _deliver("augment", fmt, report, output, inputs, columns=columns)
     _strict_exit(strict, model.warnings, model)

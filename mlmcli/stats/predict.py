@@ -203,20 +203,33 @@ def prediction_report(
     return clean(report), columns
 
 
-def augment_report(model: FittedModel, int_columns: set[str] | None = None) -> tuple[dict, dict]:
-    """`mlm augment`: broom.mixed's augment(fit) columns .fitted, .resid and .fixed on the model frame."""
+def augment_report(model: FittedModel | GlmmModel, int_columns: set[str] | None = None) -> tuple[dict, dict]:
+    """`mlm augment`: broom.mixed's augment(fit) columns .fitted, .resid and .fixed on the model frame;
+    for a GLMM (augment of a glmerMod) .fitted on the response scale, deviance residuals, and the
+    linear predictor and Pearson residuals besides."""
     from mlmcli.render.rows import named_columns, records
 
-    pred = fitted_values(model)
-    # lme4's model frame: the formula's variables, then lmer's "(weights)" and "(offset)" columns
+    # lme4's model frame: the formula's variables (a cbind() response as its two columns), then
+    # the "(weights)" and "(offset)" columns of the arguments
     columns = named_columns({**model.design.values, **model.design.arg_values}, int_columns or set())
-    columns[".fitted"] = clean(pred.values)
-    columns[".resid"] = clean(np.asarray(model.residuals, dtype=float))
-    columns[".fixed"] = clean(pred.fixed)
+    family = getattr(model, "family", None)
+    if isinstance(model, FittedModel):
+        pred = fitted_values(model)
+        columns[".fitted"] = clean(pred.values)
+        columns[".resid"] = clean(np.asarray(model.residuals, dtype=float))
+        columns[".fixed"] = clean(pred.fixed)
+    else:
+        pred = model.fitted_values()
+        columns[".fitted"] = clean(np.asarray(model.fitted, dtype=float))  # mu: fitted(fit)
+        columns[".resid"] = clean(model.deviance_residuals())  # residuals(fit)
+        columns[".fixed"] = clean(pred.fixed)  # predict(fit, re.form = NA): the link scale
+        columns[".eta"] = clean(pred.values)  # predict(fit): the link scale, random effects included
+        columns[".wtres"] = clean(model.pearson_residuals())  # residuals(fit, "pearson")
     report = {
         "schema_version": SCHEMA_VERSION,
         "formula": model.formula.text,
         "data_name": model.data_name,
+        **({"family": family.name, "link": family.link} if family is not None else {}),
         "n": model.n,
         "rows": records(columns),
     }

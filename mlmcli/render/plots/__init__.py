@@ -10,13 +10,15 @@ matplotlib nor pandas: draw() imports matplotlib when it draws.
   fitted       the model-implied line of every group beside the population line (fixed effects)
   residuals    scaled residuals against fitted values and normal Q-Q plots
   profile      zeta against each parameter: the likelihood profiles behind `mlm confint`
+
+A GLMM (lme4's glmerMod) offers caterpillar, ranef and fitted, the last on the response scale.
 """
 
 from mlmcli.render.plots.bysplit import MAX_BY
 from mlmcli.render.plots.figure import build, draw
 from mlmcli.render.plots.implied import CURVE_POINTS
 from mlmcli.render.plots.normal import normal_quantiles, qq_line
-from mlmcli.render.plots.options import KINDS, PlotOptions, kept_rows
+from mlmcli.render.plots.options import GLMM_KINDS, KINDS, PlotOptions, check_family_kind, kept_rows
 from mlmcli.render.plots.output import FORMATS, image_format, table_csv
 from mlmcli.render.plots.sample import DEFAULT_GROUPS, DEFAULT_SEED
 from mlmcli.render.plots.style import MAX_LABELLED, PALETTE, THEMES
@@ -26,6 +28,7 @@ __all__ = [
     "DEFAULT_GROUPS",
     "DEFAULT_SEED",
     "FORMATS",
+    "GLMM_KINDS",
     "KINDS",
     "MAX_BY",
     "MAX_LABELLED",
@@ -33,6 +36,7 @@ __all__ = [
     "THEMES",
     "PlotOptions",
     "build",
+    "check_family_kind",
     "draw",
     "image_format",
     "kept_rows",

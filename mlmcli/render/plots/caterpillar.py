@@ -23,6 +23,7 @@ _BAR, _DOT, _ZERO = "#8fb8de", "#08306b", "#333333"
 def caterpillar(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: PlotOptions, theme: Theme) -> Drawn:
     groups = [pick_group(model, opts.group)] if opts.group else factors(model)
     modes, sds = model.conditional_modes(), model.conditional_sd()
+    family = getattr(model, "family", None)  # a GLMM's random effects are on its link's scale
     panels = []  # (group, term name, order, levels, value, sd)
     counts: dict[str, dict] = {}
     room = opts.height * 0.72 * 72.0  # the axes' height in points, about
@@ -79,7 +80,8 @@ def caterpillar(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, op
                 )
                 ax.set_ylabel(wrap(label, theme.chars(opts.height * 0.7, 10)))
         ax.set_title(wrap(f"{g}: {name}", theme.chars(panel_width, 10.5)))
-        xlabel = "conditional mode (95% interval)"
+        scale = "" if family is None else f", {family.link} scale"
+        xlabel = f"conditional mode{scale} (95% interval)"
         ax.set_xlabel(xlabel if len(xlabel) <= theme.chars(panel_width, 10) else xlabel.replace(" (", "\n("))
         for i, vi, si, a, b in zip(order, v, s, lo, hi, strict=True):
             rows.append(

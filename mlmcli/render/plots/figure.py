@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from mlmcli.errors import MlmError
 from mlmcli.render.plots.caterpillar import caterpillar
 from mlmcli.render.plots.fitted import fitted
-from mlmcli.render.plots.options import Drawn, PlotOptions, check_kind, check_options, kept_rows
+from mlmcli.render.plots.options import Drawn, PlotOptions, check_family_kind, check_kind, check_options, kept_rows
 from mlmcli.render.plots.output import image_bytes, image_format, table_csv
 from mlmcli.render.plots.profile import profile
 from mlmcli.render.plots.ranef import ranef
@@ -53,6 +53,8 @@ def build(model: FittedModel, frame: Frame, opts: PlotOptions) -> Iterator[tuple
     because matplotlib reads some of them (fonts, new ticks) at each draw.
     """
     check_kind(opts)
+    if getattr(model, "family", None) is not None:
+        check_family_kind(opts.kind)
     check_options(opts)
     keep = kept_rows(model, frame, opts.where)
 
@@ -155,14 +157,19 @@ _SEP = "   ·   "
 
 def _caption_parts(model: FittedModel, opts: PlotOptions, n_kept: int) -> list[str]:
     """The formula, the method and the observations drawn; the --where that chose them."""
+    family = getattr(model, "family", None)
     parts = [
         model.formula.text,
-        model.method,
+        model.method if family is None else f"{family.name} ({family.link}), {_glmm_method(model.nagq)}",
         f"{n_kept} of {model.n} observations" if n_kept < model.n else f"{model.n} observations",
     ]
     if opts.where:
         parts.append(f"where {opts.where}")
     return parts
+
+
+def _glmm_method(nagq: int) -> str:
+    return "Laplace" if nagq == 1 else f"adaptive quadrature, nAGQ = {nagq}"
 
 
 def _pack(parts: list[str], width: int) -> str:

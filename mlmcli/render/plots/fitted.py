@@ -43,6 +43,12 @@ def fitted(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: P
     group_panel[codes[ok]] = panel[ok]
     # the population line of each panel: fixed effects only, over the range of the panel's own value
     pdrawn, pgrid, pmeans, pse = implied.curves(xall, np.where(ok, split.own, -1), len(panel_labels), None)
+    # the band: the fixed part's pointwise 95% interval; a GLMM's curves, band included, go through
+    # the inverse link onto the response scale
+    plo, phi = pmeans - Z95 * pse, pmeans + Z95 * pse
+    family = implied.family
+    if family is not None:
+        means, pmeans, plo, phi = (family.linkinv(a) for a in (means, pmeans, plo, phi))
 
     from matplotlib.collections import LineCollection
 
@@ -80,8 +86,8 @@ def fitted(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: P
             if q == p:
                 ax.fill_between(
                     pgrid[q],
-                    pmeans[q] - Z95 * pse[q],
-                    pmeans[q] + Z95 * pse[q],
+                    plo[q],
+                    phi[q],
                     color=pop[q],
                     alpha=0.22,
                     linewidth=0,
@@ -94,7 +100,9 @@ def fitted(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: P
             ax.set_title(f"{panel_labels[p]}: {len(mine)} groups")
         ax.set_xlabel(xname)
         ax.autoscale_view()
-    _legend(fig, group, hue, pop, [int(q) for q in np.flatnonzero(pdrawn)], is_split, theme, opts.width)
+    _legend(
+        fig, group, hue, pop, [int(q) for q in np.flatnonzero(pdrawn)], is_split, theme, opts.width, family is not None
+    )
     for q in np.flatnonzero(pdrawn).tolist():
         row = {
             "by": panel_labels[q] if is_split else None,
@@ -105,11 +113,17 @@ def fitted(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: P
             "se0": pse[q, 0],
             "se1": pse[q, -1],
         }
+        if family is not None:  # the band's ends on the response scale (se is the link's)
+            row.update(lower0=plo[q, 0], upper0=phi[q, 0], lower1=plo[q, -1], upper1=phi[q, -1])
         if implied.points > 2:
             row["curve_x"], row["curve_y"], row["curve_se"] = pgrid[q], pmeans[q], pse[q]
         population.append(row)
-    axes[0].set_ylabel(wrap(f"{model.design.response} (model-implied)", theme.chars(opts.height * 0.7, 10)))
-    title = f"Model-implied lines of {model.design.response} on {xname}, one per {group}"
+    what = _response_label(model)
+    axes[0].set_ylabel(wrap(f"{what} (model-implied)", theme.chars(opts.height * 0.7, 10)))
+    if family is None:
+        title = f"Model-implied lines of {what} on {xname}, one per {group}"
+    else:
+        title = f"Model-implied {what} on {xname}, one curve per {group}"
     if is_split:
         title += f", by {opts.by}"
     others = [c for c in predictors if c not in (xname, opts.by)]
@@ -122,10 +136,16 @@ def fitted(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: P
         else ""
     )
     band = "band: pointwise 95% interval of the population line"
+    if family is not None:
+        band = (
+            "population curve: random effects at zero (not the average over groups); band: pointwise 95% "
+            f"interval of the fixed part on the {family.link} scale, through the inverse link"
+        )
     data = {
         "group": group,
         "x": xname,
         "y": model.design.response,
+        **({"scale": "response"} if family is not None else {}),
         "by": opts.by,
         "held_at_mean": others,
         "lines": lines,
@@ -136,8 +156,33 @@ def fitted(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: P
     return Drawn(data, table, title, split.notes(group), caption=[s for s in (held, band) if s])
 
 
+def _response_label(model: FittedModel) -> str:
+    """The y axis: the response; for a GLMM its mean on the response scale, Pr(y = its second level)
+    for a two-level factor."""
+    family = getattr(model, "family", None)
+    response = model.design.response
+    if family is None:
+        return response
+    if family.name == "poisson":
+        return f"mean of {response}"
+    from mlmcli.io.frame import Factor
+
+    y = model.design.values.get(response)
+    if isinstance(y, Factor) and not y.logical and len(y.levels) == 2:
+        return f"Pr({response} = {y.levels[1]})"
+    return f"probability of {response}"
+
+
 def _legend(
-    fig: Any, group: str, hue: list, pop: list, panels_drawn: list[int], is_split: bool, theme: Theme, width: float
+    fig: Any,
+    group: str,
+    hue: list,
+    pop: list,
+    panels_drawn: list[int],
+    is_split: bool,
+    theme: Theme,
+    width: float,
+    glmm: bool = False,
 ) -> None:
     """One legend for all panels; with --by each entry shows every panel's colour side by side."""
     from matplotlib.legend_handler import HandlerTuple
@@ -151,7 +196,8 @@ def _legend(
     band = entry(
         lambda p: (Patch(color=pop[p], alpha=0.22, linewidth=0), Line2D([], [], color=pop[p], lw=theme.lw(2.6)))
     )
-    handles, labels = [groups, band], [f"{group}: fixed + random effects", "population: fixed effects, 95% band"]
+    population = "population: fixed effects, 95% band" if not glmm else "population (random effects 0), 95% band"
+    handles, labels = [groups, band], [f"{group}: fixed + random effects", population]
     if is_split and len(panels_drawn) > 1:
         handles.append(entry(lambda p: Line2D([], [], color=pop[p], lw=theme.lw(1.4), ls=(0, (4, 2.5)))))
         labels.append("population of the other panel" + ("s" if len(panels_drawn) > 2 else ""))

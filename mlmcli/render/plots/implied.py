@@ -56,8 +56,10 @@ class Implied:
                     )
                 self.moving.append(var)
                 linear &= isinstance(var.expr, Sym)
-        # X is multilinear in the variables, so a straight line needs two points
-        self.points = 2 if linear else CURVE_POINTS
+        # X is multilinear in the variables, so a straight line needs two points; a GLMM's inverse
+        # link bends it
+        self.family = getattr(model, "family", None)
+        self.points = 2 if linear and self.family is None else CURVE_POINTS
 
     def _values(self, sel: np.ndarray, xnew: np.ndarray) -> dict[str, Any]:
         """Variables of the observations `sel`, repeated once per grid point, x replaced by xnew."""

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from mlmcli.model import FittedModel
 
 KINDS = ("ranef", "caterpillar", "spaghetti", "fitted", "residuals", "profile")
+# a GLMM's pictures: its random effects, and its fitted curves on the response scale
+GLMM_KINDS = ("caterpillar", "ranef", "fitted")
 
 # the options each kind reads; any other given is a mistake
 _USES = {
@@ -62,6 +64,14 @@ class Drawn:
 def check_kind(opts: PlotOptions) -> None:
     if opts.kind not in KINDS:
         raise MlmError(f"unknown plot kind '{opts.kind}' (kinds: {', '.join(KINDS)})")
+
+
+def check_family_kind(kind: str) -> None:
+    """The kinds a GLMM (--family) offers; least-squares lines, residual panels and profiles are a
+    linear model's."""
+    if kind not in GLMM_KINDS:
+        kinds = f"{', '.join(GLMM_KINDS[:-1])} and {GLMM_KINDS[-1]}"
+        raise MlmError(f"--kind {kind} is not offered with --family: a GLMM's plots are {kinds}")
 
 
 def check_options(opts: PlotOptions) -> None:

@@ -69,8 +69,10 @@ def ranef(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: Pl
     if len(sub) > room:
         sub = "\n".join(wrap(p, room) for p in parts)
     ax.set_title(sub, fontsize=theme.pt(9.5), color="#333333")
-    ax.set_xlabel(wrap(f"{cx[2]} random effect of {group} (conditional mode)", theme.chars(opts.width * 0.8, 10)))
-    ax.set_ylabel(wrap(f"{cy[2]} random effect of {group} (conditional mode)", theme.chars(opts.height * 0.7, 10)))
+    family = getattr(model, "family", None)  # a GLMM's random effects are on its link's scale
+    what = "conditional mode" if family is None else f"conditional mode, {family.link} scale"
+    ax.set_xlabel(wrap(f"{cx[2]} random effect of {group} ({what})", theme.chars(opts.width * 0.8, 10)))
+    ax.set_ylabel(wrap(f"{cy[2]} random effect of {group} ({what})", theme.chars(opts.height * 0.7, 10)))
     points = [{"level": levels[i], "x": float(xv[i]), "y": float(yv[i])} for i in shown]
     data = {
         "group": group,
