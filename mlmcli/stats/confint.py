@@ -299,8 +299,19 @@ def boot(model: Model, level: float, which: list[int], spec: Bootstrap) -> dict[
     if reps.failed == spec.nsim:
         raise MlmError("*all* bootstrap runs failed!")  # lme4's error
     spec.failed, spec.singular = reps.failed, reps.singular
-    spec.messages = bootstrap_messages(reps, spec.nsim)
+    spec.messages = _simulate_messages(model) + bootstrap_messages(reps, spec.nsim)
     return {w: percentile_interval(reps.values[:, w], level) for w in which}
+
+
+def _simulate_messages(model: Model) -> list[str]:
+    """R's poisson()$simulate draws counts without the prior weights, and says so."""
+    import numpy as np
+
+    if is_glmm(model):
+        resp = model.problem.response  # type: ignore[union-attr]
+        if resp.family.name == "poisson" and np.any(resp.weights != 1.0):
+            return ["ignoring prior weights"]
+    return []
 
 
 def intervals(
