@@ -209,7 +209,7 @@ def test_bad_input_is_one_line(tmp_path, args, message):
 # ------------------------------------------------------------ bootstrap
 
 
-def test_bootstrap_same_seed_same_answer_whatever_the_workers():
+def test_bootstrap_same_seed_same_answer_whatever_the_chunks():
     model = fitted("cbpp_laplace").model
     one = bootstrap(model, 12, seed=5, workers=1)
     again = bootstrap(model, 12, seed=5, workers=1)
