@@ -62,7 +62,8 @@ CONFINT_EXAMPLES = examples(
     f"mlm confint {SLEEP} {SLEEP_MODEL}",
     f"mlm confint {SLEEP} {SLEEP_MODEL} --method boot --nsim 200 --seed 1",
     f'mlm confint {HECK} "math ~ ses + (1|schcode)" --method wald --format json',
-    'mlm confint cbpp.csv "cbind(incidence, size - incidence) ~ period + (1|herd)" --family binomial',
+    'mlm confint tests/fixtures/glmer/data/cbpp.csv "cbind(incidence, size - incidence) ~ factor(period) + (1|herd)" '
+    "--family binomial --method wald",
 )
 ANOVA_EXAMPLES = examples(
     f'mlm anova {HECK} "math ~ ses*public + (ses|schcode)"',
