@@ -562,9 +562,6 @@ class GlmerFit(LmerFit):
         eta = super().predict(newdata, re_form, allow_new_levels)
         return self.model.family.linkinv(eta) if type == "response" else eta
 
-    def confint(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
-        raise MlmError("confint() of a glmer fit is not offered yet")
-
     def anova(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
         raise MlmError("anova() of a glmer fit is not offered: lmerTest's F tests are for linear models")
 

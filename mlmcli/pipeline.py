@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from mlmcli.design import Design
     from mlmcli.engine.bootstrap import BootstrapModel, Replicates
     from mlmcli.engine.crossprod import CrossProducts
+    from mlmcli.engine.glmm_bootstrap import GlmmBootstrapModel
     from mlmcli.formula import Formula
     from mlmcli.glmmodel import GlmmModel
     from mlmcli.io.frame import Frame
@@ -184,15 +185,29 @@ def refit(
     return fit_design(parsed, design, reml=reml, data_name=model.data_name, ddf=ddf, optimizer=model.optimizer)
 
 
-def bootstrap_refits(model: FittedModel, seed: int) -> BootstrapModel:
+def bootstrap_refits(model: FittedModel | GlmmModel, seed: int) -> BootstrapModel | GlmmBootstrapModel:
     """lme4's refit(fit, newresp) as bootMer calls it, set up once for every simulated response: the
     fit's blocks of A (a new response changes only those that involve y), and the fitted theta, beta
     and sigma the responses are simulated from (simulate()) and each refit starts at.  Replicate i
-    draws from its own stream of `seed`."""
+    draws from its own stream of `seed`.  A glmer fit's: its design and response, theta, beta and
+    the standard errors its refits are scaled by (engine/glmm_bootstrap.py)."""
     import numpy as np
 
     from mlmcli.engine.bootstrap import BootstrapModel
+    from mlmcli.glmmodel import GlmmModel
 
+    if isinstance(model, GlmmModel):
+        from mlmcli.engine.glmm_bootstrap import GlmmBootstrapModel
+
+        return GlmmBootstrapModel(
+            model.problem,
+            model.fit.modes.system.cp,
+            model.nagq,
+            np.array(model.theta, dtype=float),
+            np.array(model.beta, dtype=float),
+            np.array(model.std_errors, dtype=float),
+            seed,
+        )
     return BootstrapModel(
         model.system.cp,
         model.reml,
@@ -203,11 +218,16 @@ def bootstrap_refits(model: FittedModel, seed: int) -> BootstrapModel:
     )
 
 
-def refit_simulated(shared: BootstrapModel, indices: range | list[int]) -> Replicates:
+def refit_simulated(shared: BootstrapModel | GlmmBootstrapModel, indices: range | list[int]) -> Replicates:
     """The replicates `indices`: each a simulated response refitted (refit(fit, newresp)), in
-    lockstep for a model with one random-effects term (engine/lockstep.py)."""
+    lockstep for a model with one random-effects term (engine/lockstep.py); a glmer fit's one
+    after another."""
     from mlmcli.engine.bootstrap import replicate
+    from mlmcli.engine.glmm_bootstrap import GlmmBootstrapModel
+    from mlmcli.engine.glmm_bootstrap import replicate as glmm_replicate
 
+    if isinstance(shared, GlmmBootstrapModel):
+        return glmm_replicate(shared, indices)
     return replicate(shared, indices)
 
 

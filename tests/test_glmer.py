@@ -277,7 +277,7 @@ def test_ranef_and_compare_commands(tmp_path):
     assert refused.returncode == 2 and "no residual variance" in refused.stderr
 
 
-@pytest.mark.parametrize("case", ["epil_offset_formula", "epil_laplace", "contra_slope"])
+@pytest.mark.parametrize("case", ["epil_offset_formula", "epil_laplace", "contra_slope", "bacteria_laplace"])
 def test_predict_is_lme4s(case):
     """`mlm predict --family` on new data with an unseen group: link and response scale, with and
     without the random effects; an offset in the formula is kept, as lme4 keeps it."""

@@ -14,8 +14,11 @@ from mlmcli.cli.app import (
     CiMethod,
     DataArg,
     DataOptions,
+    FamilyOpt,
     FormulaArg,
+    LinkOpt,
     MlOpt,
+    NagqOpt,
     NoColorOpt,
     NsimOpt,
     Optimizer,
@@ -59,6 +62,8 @@ CONFINT_EXAMPLES = examples(
     f"mlm confint {SLEEP} {SLEEP_MODEL}",
     f"mlm confint {SLEEP} {SLEEP_MODEL} --method boot --nsim 200 --seed 1",
     f'mlm confint {HECK} "math ~ ses + (1|schcode)" --method wald --format json',
+    'mlm confint tests/fixtures/glmer/data/cbpp.csv "cbind(incidence, size - incidence) ~ factor(period) + (1|herd)" '
+    "--family binomial --method wald",
 )
 ANOVA_EXAMPLES = examples(
     f'mlm anova {HECK} "math ~ ses*public + (ses|schcode)"',
@@ -106,10 +111,13 @@ def confint(
     no_color: NoColorOpt = False,
     strict: StrictOpt = False,
     verbose: VerboseOpt = False,
+    family: FamilyOpt = None,
+    link: LinkOpt = None,
+    nagq: NagqOpt = 1,
 ) -> None:
     """Confidence intervals as lme4's confint(): Wald, likelihood profile (ML deviance) or parametric
-    bootstrap."""
-    from mlmcli.stats.confint import Bootstrap, check_level, confint_report, select
+    bootstrap; with --family, of a generalized linear mixed model as glmer fits it."""
+    from mlmcli.stats.confint import Bootstrap, check_level, check_method, confint_report, select
 
     check_level(level)
     spec = Bootstrap(nsim=nsim, seed=seed) if method == CiMethod.boot else None  # bad --nsim, --seed: now
@@ -118,8 +126,17 @@ def confint(
     if source.engine == "dask" and method != CiMethod.wald:
         # profiles refit with a parameter held fixed, the bootstrap simulates responses: both need the rows
         raise MlmError(f"--method {method.value} is not offered with --engine dask; use --method wald")
-    model, _ = _fit_and_warn(data, formula, ml, source=source, optimizer=optimizer.value, verbose=verbose)
+    if family is None:
+        model, _ = _fit_and_warn(data, formula, ml, source=source, optimizer=optimizer.value, verbose=verbose)
+    else:
+        from mlmcli.cli.glmer import glmer_fits
+
+        if ml:
+            _warn(["mlm: note: --ml is ignored with --family: glmer fits by maximum likelihood"])
+        (model,), _ = glmer_fits(data, [formula], family, link, nagq, source, optimizer.value, verbose)
+        _warn(list(dict.fromkeys(model.warnings)))
     select(model, names, method.value)  # a misspelt --parm is an error before any profiling
+    check_method(model, method.value)
     if method != CiMethod.wald:  # lme4's message, before the long part
         _warn([f"Computing {'bootstrap' if spec else 'profile'} confidence intervals ..."])
     with _user_errors(formula), _bootstrap_progress(spec):

@@ -201,3 +201,27 @@ def _rx_vcov(problem: GlmmProblem, modes: Modes, theta: np.ndarray) -> np.ndarra
     w, z = problem.response.working(modes.eta)
     system = problem.system(True, z, w, theta, own=True)
     return system.unscaled_vcov()
+
+
+def refit_glmm(
+    problem: GlmmProblem, nagq: int, theta: np.ndarray, beta: np.ndarray, beta_se: np.ndarray, polish: bool = True
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """lme4's refit(fit, newresp) of a glmer fit, for bootMer: `problem` holds the new response; one
+    optimization from the fit's theta and beta (over theta alone for nAGQ = 0, beta inside PIRLS),
+    PIRLS starting where it ends from the response's mustart at the fit's theta, on the scale of
+    the fit's standard errors.  The refit's theta, beta and whether it is singular."""
+    from mlmcli.engine.terms import term_structure
+
+    lower = np.concatenate([term_structure(t).lower_bounds() for t in problem.terms])
+    nt = len(lower)
+    fam, resp = problem.response.family, problem.response
+    eta_start = problem.pirls(theta, fam.linkfun(fam.start_mu(resp.y, resp.weights))).eta
+    f = GlmmObjective(problem, eta_start, nt, nagq)
+    if nagq == 0:
+        opt = _optimize(f, np.asarray(theta, dtype=float), lower, np.ones(nt), polish, checks=False)
+        return opt.theta, f.modes(opt.theta).beta, bool(opt.singular)
+    x0 = np.concatenate([theta, beta])
+    lower_all = np.concatenate([lower, np.full(len(beta), -np.inf)])
+    scales = np.concatenate([np.ones(nt), 1.0 / np.maximum(beta_se, 1e-300)])
+    opt = _optimize(f, x0, lower_all, scales, polish, checks=False)
+    return opt.theta[:nt], opt.theta[nt:], bool(opt.singular)

@@ -138,15 +138,21 @@ def bounded_bobyqa(
         return x0, fn(x0)
 
 
-class VarparProfile:
-    """The profiled deviance with one variance parameter held fixed; warm-started."""
+class HeldProfile:
+    """A deviance over a parameter vector minimized with one parameter held at x, over the others
+    within their bounds; each point warm-starts the next."""
 
-    def __init__(self, system: BlockedFactor, optimum: np.ndarray, which: int) -> None:
-        self.system = system
-        self.response = GaussianResponse.of(system.cp, reml=False)
-        self.which = which
-        self.lower, self.upper = varpar_bounds(system)
+    def __init__(
+        self,
+        deviance: Callable[[np.ndarray], float],
+        optimum: np.ndarray,
+        lower: np.ndarray,
+        upper: np.ndarray,
+        which: int,
+    ) -> None:
+        self.deviance = deviance
         self.free = np.arange(len(optimum)) != which
+        self.lower, self.upper = lower[self.free], upper[self.free]
         self.start = np.asarray(optimum, dtype=float)[self.free]
 
     def __call__(self, x: float) -> float:
@@ -155,11 +161,20 @@ class VarparProfile:
 
         def dev(others: np.ndarray) -> float:
             pars[self.free] = others
-            return varpar_deviance(self.system, pars, self.response)
+            return self.deviance(pars)
 
-        others, fval = bounded_bobyqa(dev, self.start, self.lower[self.free], self.upper[self.free])
+        others, fval = bounded_bobyqa(dev, self.start, self.lower, self.upper)
         self.start = others
         return fval
+
+
+class VarparProfile(HeldProfile):
+    """The profiled ML deviance (devfun2) with one variance parameter held fixed; warm-started."""
+
+    def __init__(self, system: BlockedFactor, optimum: np.ndarray, which: int) -> None:
+        response = GaussianResponse.of(system.cp, reml=False)
+        lower, upper = varpar_bounds(system)
+        super().__init__(lambda pars: varpar_deviance(system, pars, response), optimum, lower, upper, which)
 
 
 class FixedProfile:

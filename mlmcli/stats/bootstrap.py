@@ -23,6 +23,8 @@ import numpy as np
 
 if TYPE_CHECKING:
     from mlmcli.engine.bootstrap import BootstrapModel, Replicates
+    from mlmcli.engine.glmm_bootstrap import GlmmBootstrapModel
+    from mlmcli.glmmodel import GlmmModel
     from mlmcli.model import FittedModel
 
 WORKERS = 2
@@ -37,10 +39,10 @@ THREAD_LEVELS = 100
 BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 SINGULAR_MESSAGE = "boundary (singular) fit: see help('isSingular')"
 
-_shared: BootstrapModel | None = None
+_shared: BootstrapModel | GlmmBootstrapModel | None = None
 
 
-def _start_worker(bm: BootstrapModel) -> None:
+def _start_worker(bm: BootstrapModel | GlmmBootstrapModel) -> None:
     """Worker set-up: the model once per process; interrupts are the parent's to handle."""
     import signal
 
@@ -58,7 +60,11 @@ def _work(indices: range) -> Replicates:
 
 
 def bootstrap(
-    model: FittedModel, nsim: int, seed: int, progress: Callable[[int], None] | None = None, workers: int = WORKERS
+    model: FittedModel | GlmmModel,
+    nsim: int,
+    seed: int,
+    progress: Callable[[int], None] | None = None,
+    workers: int = WORKERS,
 ) -> Replicates:
     """nsim parametric bootstrap replicates of the model's sd/cor, sigma and fixed effects;
     `progress(k)` is called as each k more replicates are done."""
@@ -87,18 +93,19 @@ def bootstrap(
     )
 
 
-def _threads_pay(bm: BootstrapModel) -> bool:
+def _threads_pay(bm: BootstrapModel | GlmmBootstrapModel) -> bool:
     """Whether threads share the chunks better than processes: refits in lockstep on a term with
     many levels spend their time in numpy operations on long arrays, which release the GIL.
     Measured on 2000 refits: heck2011's 419 schools 11.8 s in two threads, 16.6 s in two processes;
     sleepstudy's 18 subjects 12.9 s and 6.9 s."""
-    from mlmcli.engine.bootstrap import one_term
+    from mlmcli.engine.bootstrap import BootstrapModel, one_term
 
-    return one_term(bm.cp) and bm.cp.structures[0].ell >= THREAD_LEVELS
+    # a glmer refit is PIRLS's many small steps: processes
+    return isinstance(bm, BootstrapModel) and one_term(bm.cp) and bm.cp.structures[0].ell >= THREAD_LEVELS
 
 
 def _in_threads(
-    bm: BootstrapModel, chunks: list[range], workers: int, progress: Callable[[int], None] | None
+    bm: BootstrapModel | GlmmBootstrapModel, chunks: list[range], workers: int, progress: Callable[[int], None] | None
 ) -> dict[int, Replicates]:
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
@@ -119,7 +126,7 @@ def _in_threads(
 
 
 def _in_processes(
-    bm: BootstrapModel, chunks: list[range], workers: int, progress: Callable[[int], None] | None
+    bm: BootstrapModel | GlmmBootstrapModel, chunks: list[range], workers: int, progress: Callable[[int], None] | None
 ) -> dict[int, Replicates]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed

@@ -5,6 +5,9 @@ Wald: fixed effects +- z SE; the variance parameters get NA.  Profile: the ML de
 first, as lme4's profile does.  Boot: percentile intervals of a parametric bootstrap of the fit as
 it is (REML or ML), bootstrap.py.  Every method's rows carry the names of confint(fit, oldNames =
 FALSE) (sd_x|g, cor_x.y|g, sigma) and the names confint(fit) prints (.sig01, ..., .sigma).
+
+A glmer fit (binomial, poisson) has no sigma: its rows are the sd/cor then the fixed effects, as
+lme4's profnames(useSc = FALSE) names them; its profile is glmm_profile.py's.
 """
 
 from __future__ import annotations
@@ -18,14 +21,25 @@ from typing import TYPE_CHECKING
 from mlmcli.errors import MlmError
 
 if TYPE_CHECKING:
+    from mlmcli.glmmodel import GlmmModel
     from mlmcli.model import FittedModel
+
+    Model = FittedModel | GlmmModel
 
 METHODS = ("wald", "profile", "boot")
 NSIM = 1000
 
 
-def varpar_names(model: FittedModel, old: bool) -> list[str]:
-    """lme4's profnames(): sd_x|g, cor_x.y|g, ..., sigma (or .sig01, ..., .sigma when `old`)."""
+def is_glmm(model: Model) -> bool:
+    """A glmer fit: no residual scale (lme4's useSc is FALSE for binomial and poisson)."""
+    from mlmcli.glmmodel import GlmmModel
+
+    return isinstance(model, GlmmModel)
+
+
+def varpar_names(model: Model, old: bool) -> list[str]:
+    """lme4's profnames(): sd_x|g, cor_x.y|g, ..., sigma (or .sig01, ..., .sigma when `old`); no
+    sigma for a glmer fit."""
     names = []
     for term in model.design.terms:
         cn = list(term.cnames)
@@ -33,9 +47,10 @@ def varpar_names(model: FittedModel, old: bool) -> list[str]:
         for j in range(k):
             for i in range(j, k):
                 names.append(f"sd_{cn[i]}|{term.group}" if i == j else f"cor_{cn[i]}.{cn[j]}|{term.group}")
+    sigma = [] if is_glmm(model) else [".sigma" if old else "sigma"]
     if old:
-        return [f".sig{i + 1:02d}" for i in range(len(names))] + [".sigma"]
-    return names + ["sigma"]
+        return [f".sig{i + 1:02d}" for i in range(len(names))] + sigma
+    return names + sigma
 
 
 def percent_labels(level: float) -> list[str]:
@@ -51,7 +66,7 @@ def check_level(level: float) -> None:
         raise MlmError(f"--level must be between 0 and 1 (exclusive), got {level}")
 
 
-def select(model: FittedModel, parm: list[str] | None, method: str) -> list[int]:
+def select(model: Model, parm: list[str] | None, method: str) -> list[int]:
     """Indices into (variance parameters, fixed effects) that `parm` names; every one by default.
     Names of either lme4 style are accepted, and lme4's "theta_" (all variance parameters) and
     "beta_" (all fixed effects)."""
@@ -80,7 +95,7 @@ def select(model: FittedModel, parm: list[str] | None, method: str) -> list[int]
     return out
 
 
-def wald(model: FittedModel, level: float = 0.95) -> list[tuple[float | None, float | None]]:
+def wald(model: Model, level: float = 0.95) -> list[tuple[float | None, float | None]]:
     """(lower, upper) for every parameter: None for the variance parameters."""
     z = NormalDist().inv_cdf((1.0 + level) / 2.0)
     nv = len(varpar_names(model, old=True))
@@ -132,19 +147,74 @@ class _Profiler:
 
         return z
 
+    @property
+    def npar(self) -> int:
+        return self.nv + self.ml.p
+
     def done(self) -> None:
         self.system.update(self.ml.theta)
 
 
-def profile(model: FittedModel, level: float = 0.95, which: list[int] | None = None) -> dict[int, tuple[float, float]]:
+class _GlmmProfiler:
+    """The deviance profiles of a glmer fit (engine/glmm_profile.py), with _Profiler's interface:
+    every parameter, the fixed effects too, held in the one deviance over (sd, cor, beta)."""
+
+    def __init__(self, model: GlmmModel) -> None:
+        from mlmcli.engine.glmm_profile import GlmmProfiles
+
+        self.model = model
+        modes = model.fit.modes
+        self.profiles = GlmmProfiles(model.problem, modes.system, modes.eta, model.nagq, model.theta, model.beta)
+        self.nv = len(model.theta)
+        self.npar = self.nv + model.p
+        self.base = self.profiles.base
+
+    def estimate(self, w: int) -> float:
+        return float(self.profiles.optimum[w])
+
+    def bounds(self, w: int) -> tuple[float, float]:
+        return float(self.profiles.lower[w]), float(self.profiles.upper[w])
+
+    def scale(self, w: int) -> float:
+        return max(abs(self.estimate(w)), 1e-3) if w < self.nv else float(self.model.std_errors[w - self.nv])
+
+    def zeta(self, w: int):
+        dev = self.profiles.held(w)
+        est = self.estimate(w)
+
+        def z(x: float) -> float:
+            d = dev(x) - self.base
+            return math.copysign(math.sqrt(max(d, 0.0)), x - est)
+
+        return z
+
+    def done(self) -> None:
+        pass
+
+
+def _profiler(model: Model) -> _Profiler | _GlmmProfiler:
+    return _GlmmProfiler(model) if is_glmm(model) else _Profiler(model)  # type: ignore[arg-type]
+
+
+def check_method(model: Model, method: str) -> None:
+    """What lme4 cannot do: profile an nAGQ = 0 fit (its devfun is over theta alone; lme4's profile
+    stops with "theta size mismatch")."""
+    if method == "profile" and is_glmm(model) and model.nagq == 0:  # type: ignore[union-attr]
+        raise MlmError(
+            "profile intervals are not offered for an nAGQ = 0 fit (lme4's profile fails on it): "
+            "use --nagq 1, or --method wald or boot"
+        )
+
+
+def profile(model: Model, level: float = 0.95, which: list[int] | None = None) -> dict[int, tuple[float, float]]:
     """Profile intervals of the parameters `which` (indices into variance parameters then fixed
     effects) from the ML deviance."""
     from mlmcli.engine.profile import crossing
 
-    pr = _Profiler(model)
+    pr = _profiler(model)
     z = NormalDist().inv_cdf((1.0 + level) / 2.0)
     if which is None:
-        which = list(range(pr.nv + pr.ml.p))
+        which = list(range(pr.npar))
     out: dict[int, tuple[float, float]] = {}
     for w in which:
         est, scale = pr.estimate(w), pr.scale(w)
@@ -163,14 +233,14 @@ def profile(model: FittedModel, level: float = 0.95, which: list[int] | None = N
     return out
 
 
-def profile_curves(model: FittedModel, level: float = 0.99, points: int = 8) -> list[dict]:
+def profile_curves(model: Model, level: float = 0.99, points: int = 8) -> list[dict]:
     """lme4's profile(fit) for plotting: per parameter, zeta at `points` values on each side of the
     estimate, out to the ends of its `level` profile interval (lme4 profiles to alpha 0.01)."""
     import numpy as np
 
     names = varpar_names(model, old=False) + list(model.design.xnames)
     ends = profile(model, level)
-    pr = _Profiler(model)
+    pr = _profiler(model)
     out = []
     for w, name in enumerate(names):
         est = pr.estimate(w)
@@ -220,7 +290,7 @@ class Bootstrap:
             raise MlmError(f"--seed must be a non-negative integer, got {self.seed}")
 
 
-def boot(model: FittedModel, level: float, which: list[int], spec: Bootstrap) -> dict[int, tuple[float, float]]:
+def boot(model: Model, level: float, which: list[int], spec: Bootstrap) -> dict[int, tuple[float, float]]:
     """Percentile intervals of the parameters `which` from spec.nsim parametric bootstrap refits."""
     from mlmcli.stats.bootstrap import bootstrap, bootstrap_messages, percentile_interval
 
@@ -229,12 +299,23 @@ def boot(model: FittedModel, level: float, which: list[int], spec: Bootstrap) ->
     if reps.failed == spec.nsim:
         raise MlmError("*all* bootstrap runs failed!")  # lme4's error
     spec.failed, spec.singular = reps.failed, reps.singular
-    spec.messages = bootstrap_messages(reps, spec.nsim)
+    spec.messages = _simulate_messages(model) + bootstrap_messages(reps, spec.nsim)
     return {w: percentile_interval(reps.values[:, w], level) for w in which}
 
 
+def _simulate_messages(model: Model) -> list[str]:
+    """R's poisson()$simulate draws counts without the prior weights, and says so."""
+    import numpy as np
+
+    if is_glmm(model):
+        resp = model.problem.response  # type: ignore[union-attr]
+        if resp.family.name == "poisson" and np.any(resp.weights != 1.0):
+            return ["ignoring prior weights"]
+    return []
+
+
 def intervals(
-    model: FittedModel, method: str, level: float, which: list[int], spec: Bootstrap | None = None
+    model: Model, method: str, level: float, which: list[int], spec: Bootstrap | None = None
 ) -> dict[int, tuple[float | None, float | None]]:
     """(lower, upper) of the parameters `which` (indices into variance parameters then fixed effects)."""
     if method == "wald":
@@ -252,13 +333,14 @@ def _boot_keys(spec: Bootstrap | None) -> dict:
 
 
 def confint_report(
-    model: FittedModel, method: str, level: float = 0.95, parm: list[str] | None = None, spec: Bootstrap | None = None
+    model: Model, method: str, level: float = 0.95, parm: list[str] | None = None, spec: Bootstrap | None = None
 ) -> dict:
     """{"method", "level", "intervals": [{"parameter", "lower", "upper"}]} in lme4's order."""
     from mlmcli.render.jsonvalues import clean
     from mlmcli.report import SCHEMA_VERSION
 
     check_level(level)
+    check_method(model, method)
     which = select(model, parm, method)
     fixed = list(model.design.xnames)
     # lme4's names with oldNames = FALSE for every method; its print (oldNames = TRUE) beside them
@@ -281,7 +363,7 @@ def confint_report(
 
 
 def all_intervals(
-    model: FittedModel, method: str, level: float = 0.95, spec: Bootstrap | None = None
+    model: Model, method: str, level: float = 0.95, spec: Bootstrap | None = None
 ) -> list[tuple[float | None, float | None]]:
     """(lower, upper) of every parameter, variance parameters (None for Wald) then fixed effects."""
     nv = len(varpar_names(model, old=True))
@@ -290,7 +372,7 @@ def all_intervals(
 
 
 def fixed_effect_intervals(
-    model: FittedModel, method: str, level: float = 0.95, spec: Bootstrap | None = None
+    model: Model, method: str, level: float = 0.95, spec: Bootstrap | None = None
 ) -> list[tuple[float | None, float | None]]:
     """(lower, upper) per fixed effect, for `mlm fit --ci`."""
     nv = len(varpar_names(model, old=True))
@@ -301,7 +383,7 @@ def fixed_effect_intervals(
 
 def add_fixed_effect_intervals(
     report: dict,
-    model: FittedModel,
+    model: Model,
     method: str,
     level: float,
     spec: Bootstrap | None = None,
