@@ -34,9 +34,12 @@ def _level_crossprod(codes: np.ndarray, ell: int, Xa: np.ndarray | list[np.ndarr
     """(ell, ka, kb): per level of `codes`, Xa' Xb over its rows (Xa may be a list of columns)."""
     cols = Xa if isinstance(Xa, list) else [Xa[:, a] for a in range(Xa.shape[1])]
     out = np.empty((ell, len(cols), Xb.shape[1]))
+    symmetric = Xa is Xb  # Z_j' Z_j: each product below the diagonal once, mirrored
     for a, col in enumerate(cols):
-        for b in range(Xb.shape[1]):
+        for b in range(a + 1 if symmetric else Xb.shape[1]):
             out[:, a, b] = np.bincount(codes, weights=col * Xb[:, b], minlength=ell)
+            if symmetric:
+                out[:, b, a] = out[:, a, b]
     return out
 
 

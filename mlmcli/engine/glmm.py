@@ -55,11 +55,18 @@ class GlmResponse:
 
     def __post_init__(self) -> None:
         self._aic_terms = self.family.aic_terms(self.y, self.n, self.weights)
+        # a 0/1 binomial response: each deviance residual is -2 w log of the fitted probability of
+        # the observed outcome, one logarithm instead of y log(y/mu) + (1-y) log((1-y)/(1-mu))
+        binary = self.family.name == "binomial" and bool(np.all((self.y == 0) | (self.y == 1)))
+        self._ones = (self.y == 1) if binary else None
 
     def mu(self, eta: np.ndarray) -> np.ndarray:
         return self.family.linkinv(eta)
 
     def dev_resids(self, mu: np.ndarray) -> np.ndarray:
+        if self._ones is not None:
+            with np.errstate(divide="ignore"):
+                return -2.0 * self.weights * np.log(np.where(self._ones, mu, 1.0 - mu))
         return self.family.dev_resids(self.y, mu, self.weights)
 
     def aic(self, mu: np.ndarray) -> float:
