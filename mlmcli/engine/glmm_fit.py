@@ -31,6 +31,7 @@ from mlmcli.engine.polish import (
     Polisher,
     central_differences,
     central_gradient,
+    pair_differences,
 )
 from mlmcli.errors import FitError
 
@@ -201,7 +202,7 @@ def _newton_from(f: GlmmObjective, x0: np.ndarray, lower: np.ndarray, scales: np
     x, fval = np.array(x0, dtype=float), f(x0)
     if fval >= FAILED_VALUE:
         raise FitError("the model cannot be fitted: PIRLS failed at every parameter value tried")
-    polisher = Polisher(f, lower, scales, restart, reuse_hessian=True)
+    polisher = Polisher(f, lower, scales, restart, reuse_hessian=True, differences=pair_differences)
     x, fval = polisher.run(x, fval)
     x, fval = check_boundary(f, x, fval, lower)
     delta = np.full(len(x), DERIV_DELTA)
