@@ -257,7 +257,14 @@ class DenseTail:
         self.D = D
 
     def downdate(self, left: TailTermBlock, right: TailTermBlock) -> None:
-        self.D -= (left.csr @ left.csr.T).toarray()
+        M = left.csr
+        if 2 * M.nnz >= M.shape[0] * M.shape[1]:
+            # mostly filled (every level of a small crossed term against every level of the
+            # leading one): a dense product, not a sparse one that fills in anyway
+            Md = M.toarray()
+            self.D -= Md @ Md.T
+        else:
+            self.D -= (M @ M.T).toarray()
 
     def factor(self) -> None:
         self.L = np.linalg.cholesky(self.D)
