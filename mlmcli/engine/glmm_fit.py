@@ -163,7 +163,10 @@ def _optimize(
             y, val, _ = run(v)
             return check_boundary(f, y, val, lower)
 
-        polisher = Polisher(f, lower, scales, restart, reuse_hessian=True)
+        # a Hessian only for Newton's steps (no checks here: stage 1 of a Laplace fit) from the
+        # cheaper scheme
+        differences = central_differences if checks else pair_differences
+        polisher = Polisher(f, lower, scales, restart, reuse_hessian=True, differences=differences)
         x2, f2 = polisher.run(x, fval)
         if f2 < fval:
             opt = Optimum(theta=x2, criterion=f2, evaluations=f.count, status=status, polished=True, checked_at=x2)
