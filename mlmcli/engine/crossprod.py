@@ -158,21 +158,28 @@ class TailLayout:
             )
             data = np.bincount(pos, weights=vals, minlength=M.nnz)
             A_tail.append(sp.csr_matrix((data, M.indices, M.indptr), shape=M.shape))
-        lower = np.zeros(self.q * self.q)
-        diagonal = np.zeros(self.q * self.q)
-        diag = diagonal.reshape(self.q, self.q)
+        # the blocks on the diagonal of blocks (both triangles) summed into A_tt directly, those
+        # below it apart and mirrored: every entry comes from one block, so no sum is reordered,
+        # and a tail of scalar terms alone allocates one q x q array, not five
+        A_tt = np.zeros((self.q, self.q))
+        lower = None
         for i, j, lin in self.within:
             si, sj = tail[i], tail[j]
             vals = np.concatenate([si.X[:, a] * sj.X[:, b] for a in range(si.k) for b in range(sj.k)])
             if i == j and si.k == 1:  # a scalar term's own block is diagonal: the same sums, per level
                 o = self.offsets[i]
                 sums = np.bincount(si.codes, weights=vals, minlength=si.ell)
-                diag[o : o + si.ell, o : o + si.ell][np.diag_indices(si.ell)] += sums
+                A_tt[o : o + si.ell, o : o + si.ell][np.diag_indices(si.ell)] += sums
                 continue
-            target = diagonal if i == j else lower
-            target += np.bincount(lin, weights=vals, minlength=self.q * self.q)
-        L = lower.reshape(self.q, self.q)
-        return A_tail, L + L.T + diag
+            block = np.bincount(lin, weights=vals, minlength=self.q * self.q).reshape(self.q, self.q)
+            if i == j:
+                A_tt += block
+            else:
+                lower = block if lower is None else lower + block
+        if lower is not None:
+            A_tt += lower
+            A_tt += lower.T
+        return A_tail, A_tt
 
 
 class CrossProducts:
