@@ -176,7 +176,8 @@ def _optimize(
         if last is not None and hess is not None and np.array_equal(last.theta, x) and np.all(last.delta == delta):
             # a Hessian from farther away than a small part of a standard error is differenced anew
             moved = float(np.max(np.abs((x - hess.theta) * scales)))
-            known = last if moved <= HESSIAN_REUSE else None
+            # the differenced Hessian, not the chord steps' BFGS update of it
+            known = Derivatives(x, fval, last.gradient, hess.hessian, delta) if moved <= HESSIAN_REUSE else None
     theta_lower = lower[: f.ntheta]
     if checks:
         g, H = (known.gradient, known.hessian) if known is not None else central_differences(f, x, fval, delta)
@@ -221,8 +222,8 @@ def _newton_from(f: GlmmObjective, x0: np.ndarray, lower: np.ndarray, scales: np
     )
     for _ in range(NEWTON_REFRESH):
         if near:  # the polish's Hessian was differenced with lme4's step close to here
-            assert last is not None
-            known, near = last, False
+            assert last is not None and hess is not None  # (its BFGS update in the chord steps aside)
+            known = Derivatives(x.copy(), fval, last.gradient, hess.hessian, delta)
             break
         g, H = pair_differences(f, x, fval, delta)
         known = Derivatives(x.copy(), fval, g, H, delta)
