@@ -72,7 +72,9 @@ class LevelSums:
         self.S, self.parents = S, parents
         self.sums: dict[tuple[int, int, int], np.ndarray] = {}
 
-    def block(self, t: int, cols_a: list[np.ndarray], keys_a: list[int], cols_b: list[np.ndarray], keys_b: list[int]):
+    def block(
+        self, t: int, cols_a: list[np.ndarray], keys_a: list[int], cols_b: list[np.ndarray], keys_b: list[int]
+    ) -> np.ndarray:
         """(ell, ka, kb): per level of term t, cols_a' cols_b over its rows."""
         out = np.empty((self.S[t].ell, len(cols_a), len(cols_b)))
         for a, (ca, ka) in enumerate(zip(cols_a, keys_a, strict=True)):
