@@ -27,6 +27,8 @@ CASES = {
     "slope": ("sleepstudy.csv", "Reaction ~ Days + (Days|Subject)"),
     "crossed": ("Penicillin.csv", "diameter ~ 1 + (1|plate) + (1|sample)"),
     "nested_and_crossed": ("subjitem.csv", "y ~ x + (1|item) + (1|subject/session)"),
+    # a slope in the finer term, the coarser's sums taken from the finer's (LevelSums)
+    "nested_slope": ("nested.csv", "y ~ x + (x|classid) + (1|school) + (x|region)"),
 }
 
 

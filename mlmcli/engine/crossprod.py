@@ -34,10 +34,68 @@ def _level_crossprod(codes: np.ndarray, ell: int, Xa: np.ndarray | list[np.ndarr
     """(ell, ka, kb): per level of `codes`, Xa' Xb over its rows (Xa may be a list of columns)."""
     cols = Xa if isinstance(Xa, list) else [Xa[:, a] for a in range(Xa.shape[1])]
     out = np.empty((ell, len(cols), Xb.shape[1]))
+    symmetric = Xa is Xb  # Z_j' Z_j: each product below the diagonal once, mirrored
     for a, col in enumerate(cols):
-        for b in range(Xb.shape[1]):
+        for b in range(a + 1 if symmetric else Xb.shape[1]):
             out[:, a, b] = np.bincount(codes, weights=col * Xb[:, b], minlength=ell)
+            if symmetric:
+                out[:, b, a] = out[:, a, b]
     return out
+
+
+def _column_keys(columns: list[np.ndarray]) -> list[int]:
+    """A number per column, the same for columns with the same values (an intercept in X and in
+    each term, a predictor in X and in a random slope)."""
+    keys: list[int] = []
+    distinct: list[np.ndarray] = []
+    for c in columns:
+        for i, d in enumerate(distinct):
+            if d is c or (d.shape == c.shape and np.array_equal(d, c)):
+                keys.append(i)
+                break
+        else:
+            keys.append(len(distinct))
+            distinct.append(c)
+    return keys
+
+
+class LevelSums:
+    """The leading terms' per-level sums of products of two weighted columns, each summed over the
+    rows once however many blocks hold it (a term's own block and its rows of [X y] share the
+    intercept's), and a term's sums taken from a term nested in it where that one has them
+    already: per level of the finer term, then per level of the coarser, without a pass over the
+    rows.  The sums may round differently from one bincount per block in the last bits."""
+
+    Y = -1  # the (working) response's key
+
+    def __init__(self, S: list[TermStructure], parents: dict[tuple[int, int], np.ndarray]) -> None:
+        self.S, self.parents = S, parents
+        self.sums: dict[tuple[int, int, int], np.ndarray] = {}
+
+    def block(
+        self, t: int, cols_a: list[np.ndarray], keys_a: list[int], cols_b: list[np.ndarray], keys_b: list[int]
+    ) -> np.ndarray:
+        """(ell, ka, kb): per level of term t, cols_a' cols_b over its rows."""
+        out = np.empty((self.S[t].ell, len(cols_a), len(cols_b)))
+        for a, (ca, ka) in enumerate(zip(cols_a, keys_a, strict=True)):
+            for b, (cb, kb) in enumerate(zip(cols_b, keys_b, strict=True)):
+                out[:, a, b] = self._sum(t, min(ka, kb), max(ka, kb), ca, cb)
+        return out
+
+    def _sum(self, t: int, k1: int, k2: int, ca: np.ndarray, cb: np.ndarray) -> np.ndarray:
+        got = self.sums.get((t, k1, k2))
+        if got is not None:
+            return got
+        s = self.S[t]
+        for m in range(t):
+            finer = self.sums.get((m, k1, k2))
+            if finer is not None and (m, t) in self.parents:
+                got = np.bincount(self.parents[m, t], weights=finer, minlength=s.ell)
+                break
+        else:
+            got = np.bincount(s.codes, weights=ca * cb, minlength=s.ell)
+        self.sums[t, k1, k2] = got
+        return got
 
 
 def _z_crossprod(si: TermStructure, sj: TermStructure, row_offset: int, nrows: int):
@@ -102,21 +160,28 @@ class TailLayout:
             )
             data = np.bincount(pos, weights=vals, minlength=M.nnz)
             A_tail.append(sp.csr_matrix((data, M.indices, M.indptr), shape=M.shape))
-        lower = np.zeros(self.q * self.q)
-        diagonal = np.zeros(self.q * self.q)
-        diag = diagonal.reshape(self.q, self.q)
+        # the blocks on the diagonal of blocks (both triangles) summed into A_tt directly, those
+        # below it apart and mirrored: every entry comes from one block, so no sum is reordered,
+        # and a tail of scalar terms alone allocates one q x q array, not five
+        A_tt = np.zeros((self.q, self.q))
+        lower = None
         for i, j, lin in self.within:
             si, sj = tail[i], tail[j]
             vals = np.concatenate([si.X[:, a] * sj.X[:, b] for a in range(si.k) for b in range(sj.k)])
             if i == j and si.k == 1:  # a scalar term's own block is diagonal: the same sums, per level
                 o = self.offsets[i]
                 sums = np.bincount(si.codes, weights=vals, minlength=si.ell)
-                diag[o : o + si.ell, o : o + si.ell][np.diag_indices(si.ell)] += sums
+                A_tt[o : o + si.ell, o : o + si.ell][np.diag_indices(si.ell)] += sums
                 continue
-            target = diagonal if i == j else lower
-            target += np.bincount(lin, weights=vals, minlength=self.q * self.q)
-        L = lower.reshape(self.q, self.q)
-        return A_tail, L + L.T + diag
+            block = np.bincount(lin, weights=vals, minlength=self.q * self.q).reshape(self.q, self.q)
+            if i == j:
+                A_tt += block
+            else:
+                lower = block if lower is None else lower + block
+        if lower is not None:
+            A_tt += lower
+            A_tt += lower.T
+        return A_tail, A_tt
 
 
 class CrossProducts:
@@ -138,9 +203,12 @@ class CrossProducts:
         y: np.ndarray,
         weights: np.ndarray | None,
         layout: TailLayout | None = None,
+        keys: tuple[list[int], list[list[int]]] | None = None,
     ) -> None:
         """The blocks of A from the rows S (the terms) and X, weighted by `weights`, and response
-        `y`; the structure (nesting, nbd) is set already, and with `layout` the tail's too."""
+        `y`; the structure (nesting, nbd) is set already, and with `layout` the tail's too; with
+        `keys` (the columns' of X and of each term, _column_keys) the leading terms' blocks from
+        LevelSums."""
         self.X = X
         self.y = np.asarray(y, dtype=float)
         # row weights: the rows below are sqrt(w) times the data's; log_weights is sum(log w),
@@ -168,15 +236,27 @@ class CrossProducts:
         self.theta_sizes = [s.ntheta for s in S]
         self.ntheta = sum(self.theta_sizes)
         nbd = self.nbd
-        self.A_diag = [_level_crossprod(s.codes, s.ell, s.X, s.X) for s in S[:nbd]]
-        # [X y]' Z_j per level: (ell, p+1, k)
-        self.A_F = [_level_crossprod(s.codes, s.ell, XY, s.X) for s in S[:nbd]]
         self.A_nested: dict[tuple[int, int], Nested] = {}
-        for i in range(nbd):
-            for j in range(i):
-                par = self.parents[j, i]
-                vals = _level_crossprod(S[j].codes, S[j].ell, S[i].X, S[j].X)
-                self.A_nested[i, j] = Nested(par, vals, S[i].ell)
+        if keys is not None:  # a re-forming: each distinct product summed once (LevelSums)
+            sums = LevelSums(S, self.parents)
+            kx, kt = keys
+            cols = [[s.X[:, a] for a in range(s.k)] for s in S[:nbd]]
+            self.A_diag = [sums.block(t, cols[t], kt[t], cols[t], kt[t]) for t in range(nbd)]
+            kxy = kx[: self.p] + [LevelSums.Y]
+            self.A_F = [sums.block(t, XY, kxy, cols[t], kt[t]) for t in range(nbd)]
+            for i in range(nbd):
+                for j in range(i):
+                    vals = sums.block(j, cols[i], kt[i], cols[j], kt[j])
+                    self.A_nested[i, j] = Nested(self.parents[j, i], vals, S[i].ell)
+        else:
+            self.A_diag = [_level_crossprod(s.codes, s.ell, s.X, s.X) for s in S[:nbd]]
+            # [X y]' Z_j per level: (ell, p+1, k)
+            self.A_F = [_level_crossprod(s.codes, s.ell, XY, s.X) for s in S[:nbd]]
+            for i in range(nbd):
+                for j in range(i):
+                    par = self.parents[j, i]
+                    vals = _level_crossprod(S[j].codes, S[j].ell, S[i].X, S[j].X)
+                    self.A_nested[i, j] = Nested(par, vals, S[i].ell)
         tail = S[nbd:]
         self.tail_sizes = [s.q for s in tail]
         self.q_tail = sum(self.tail_sizes)
@@ -214,8 +294,13 @@ class CrossProducts:
             raise FitError("the cross-products were summed elsewhere: re-forming them needs the rows")
         if self.q_tail and getattr(self, "_layout", None) is None:
             self._layout = TailLayout(self)
+        if getattr(self, "_keys", None) is None:
+            S, X = self._data_rows
+            flat = _column_keys([X[:, c] for c in range(X.shape[1])] + [s.X[:, a] for s in S for a in range(s.k)])
+            at = np.cumsum([X.shape[1]] + [s.k for s in S])
+            self._keys = (flat[: X.shape[1]], [flat[at[i] : at[i + 1]] for i in range(len(S))])
         new = copy.copy(self)
-        new._form(*self._data_rows, y, weights, getattr(self, "_layout", None))
+        new._form(*self._data_rows, y, weights, getattr(self, "_layout", None), self._keys)
         return new
 
     def with_response(self, y: np.ndarray) -> CrossProducts:

@@ -217,7 +217,7 @@ class BlockedFactor:
 
     @property
     def Ltt(self) -> np.ndarray:
-        return cast(DenseTail, self.diagonal[self.cp.nbd]).L
+        return np.tril(cast(DenseTail, self.diagonal[self.cp.nbd]).L)  # (the factor keeps one triangle)
 
     @property
     def LFt(self) -> np.ndarray:

@@ -66,14 +66,27 @@ class GlmResponse:
 
     def __post_init__(self) -> None:
         self._aic_terms = self.family.aic_terms(self.y, self.n, self.weights)
+        # a 0/1 binomial response: each deviance residual is -2 w log of the fitted probability of
+        # the observed outcome, one logarithm instead of y log(y/mu) + (1-y) log((1-y)/(1-mu))
+        binary = self.family.name == "binomial" and bool(np.all((self.y == 0) | (self.y == 1)))
+        self._ones = (self.y == 1) if binary else None
+        # with unit weights and one trial a row, family$aic is then the sum of those residuals
+        # (-2 log dbinom(y, 1, mu)): PIRLS has them already
+        self._aic_is_deviance = binary and bool(np.all(self.weights == 1)) and not bool(np.any(self.n > 1))
 
     def mu(self, eta: np.ndarray) -> np.ndarray:
         return self.family.linkinv(eta)
 
     def dev_resids(self, mu: np.ndarray) -> np.ndarray:
+        if self._ones is not None:
+            with np.errstate(divide="ignore"):
+                return -2.0 * self.weights * np.log(np.where(self._ones, mu, 1.0 - mu))
         return self.family.dev_resids(self.y, mu, self.weights)
 
-    def aic(self, mu: np.ndarray) -> float:
+    def aic(self, mu: np.ndarray, dev_resids: np.ndarray | None = None) -> float:
+        """family$aic at mu; `dev_resids`: the deviance residuals at that mu, where known."""
+        if self._aic_is_deviance and dev_resids is not None:
+            return float(np.sum(dev_resids))
         return self.family.aic(self._aic_terms, mu)
 
     def working(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -171,7 +184,8 @@ class GlmmProblem:
             u = system.spherical_modes()
             eta_new = self.linear_predictor(system, u, fixed_it)
             mu = resp.mu(eta_new)
-            pdev = float(resp.dev_resids(mu).sum() + sum(float(ui @ ui) for ui in u))
+            dev = resp.dev_resids(mu)
+            pdev = float(dev.sum() + sum(float(ui @ ui) for ui in u))
             halvings = 0
             while (not np.isfinite(pdev) or pdev > old_pdev) and prev is not None and halvings < STEP_HALVINGS:
                 # lme4's step halving: half way back to the previous solution
@@ -180,7 +194,8 @@ class GlmmProblem:
                 fixed_it = self.X @ beta_it if fixed is None else fixed
                 eta_new = self.linear_predictor(system, u, fixed_it)
                 mu = resp.mu(eta_new)
-                pdev = float(resp.dev_resids(mu).sum() + sum(float(ui @ ui) for ui in u))
+                dev = resp.dev_resids(mu)
+                pdev = float(dev.sum() + sum(float(ui @ ui) for ui in u))
                 halvings += 1
             if not np.isfinite(pdev):
                 raise PirlsError("PIRLS resulted in a non-finite deviance")
@@ -193,7 +208,7 @@ class GlmmProblem:
             if extra and (not exact or step <= MODES_TOL or extra > EXACT_MAXIT):
                 if own:  # the same factor, not the working one later evaluations re-weight
                     system = self.system(fixed is None, z if fixed is None else z - fixed, w, theta, own=True)
-                laplace = system.ldL2 + sum(float(ui @ ui) for ui in u) + resp.aic(mu)
+                laplace = system.ldL2 + sum(float(ui @ ui) for ui in u) + resp.aic(mu, dev)
                 return Modes(u, beta_it, eta, mu, system, laplace, it, pdev)
         raise PirlsError(f"PIRLS did not converge in {PIRLS_MAXIT} iterations")
 

@@ -257,11 +257,27 @@ class DenseTail:
         self.D = D
 
     def downdate(self, left: TailTermBlock, right: TailTermBlock) -> None:
-        self.D -= (left.csr @ left.csr.T).toarray()
+        M = left.csr
+        if 2 * M.nnz >= M.shape[0] * M.shape[1]:
+            # mostly filled (every level of a small crossed term against every level of the
+            # leading one): a dense product, not a sparse one that fills in anyway
+            Md = M.toarray()
+            self.D -= Md @ Md.T
+        else:
+            self.D -= (M @ M.T).toarray()
 
     def factor(self) -> None:
-        self.L = np.linalg.cholesky(self.D)
+        from scipy.linalg import lapack
+
+        # LAPACK's potrf in D's own memory: D is symmetric, so its transpose is the same matrix in
+        # Fortran order, whose upper factor is D's lower one (numpy's cholesky copies D in and the
+        # factor out, a third of the time on InstEval's 1128 x 1128 tail).  Only the lower
+        # triangle is read (solve_triangular, the diagonal); above it potrf leaves D's values.
+        c, info = lapack.dpotrf(self.D.T, lower=0, clean=0, overwrite_a=1)
         del self.D
+        if info != 0:
+            raise np.linalg.LinAlgError("the crossed terms' block is not positive definite")
+        self.L = c.T
 
     def ldL2(self) -> float:
         return 2.0 * float(np.log(np.diag(self.L)).sum())
