@@ -196,7 +196,7 @@ def test_the_command_prints_lme4s_summary(tmp_path):
         (["--family", "gamma"], "Invalid value"),
         (["--family", "poisson", "--link", "logit"], "--link logit is not offered for poisson"),
         (["--family", "binomial", "--nagq", "5", "--format", "text"], "single, scalar random-effects term"),
-        (["--family", "binomial", "--ci", "wald"], "--ci is not offered with --family yet"),
+        (["--family", "binomial", "--ci", "profile", "--nagq", "0", "--format", "json"], "nAGQ = 0"),
     ],
 )
 def test_bad_options_are_one_line(tmp_path, args, message):

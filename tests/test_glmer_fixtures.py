@@ -44,7 +44,11 @@ def test_the_index_lists_every_reference_file():
 
 @pytest.mark.parametrize(
     "stamp, script",
-    [("stamp_model_performance.json", "make_model_performance.R"), ("stamp_tidy.json", "make_tidy.R")],
+    [
+        ("stamp_model_performance.json", "make_model_performance.R"),
+        ("stamp_tidy.json", "make_tidy.R"),
+        ("stamp_tidy_ci.json", "make_tidy_ci.R"),
+    ],
 )
 def test_the_smaller_scripts_stamps_name_them(stamp, script):
     """model_performance.json and <case>.tidy.csv: made by their scripts as they stand, with the

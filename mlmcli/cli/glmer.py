@@ -8,6 +8,7 @@ from typing import Any
 
 from mlmcli.cli.app import DataOptions
 from mlmcli.cli.common import (
+    _bootstrap_progress,
     _deliver,
     _note_ignored,
     _note_missing_rows,
@@ -73,24 +74,63 @@ def fit_glmer(
     verbose: bool = False,
     no_color: bool = False,
     correlation: bool = False,
+    level: float = 0.95,
+    nsim: int = 1000,
+    seed: int | None = None,
 ) -> None:
     """`mlm fit --family`: lme4's summary of the glmer fit, a terminal table, its JSON, or
-    broom.mixed's tidy() as CSV."""
+    broom.mixed's tidy() as CSV; with --ci, lme4's confint() of the fixed effects beside them (and
+    in the CSV the variance parameters' too, where the method gives them)."""
     from mlmcli.render.registry import renderer
     from mlmcli.report import glmer_fit_report
 
     renderer("glmer_fit", form)  # an unknown format fails before the fit
-    if ci is not None:
-        raise MlmError("--ci is not offered with --family yet")
+    method = None if ci is None else str(ci.value)
+    spec = _check_ci(method, level, nsim, seed, nagq, form, source)
     if correlation and form != "table":
         _note_ignored("--correlation", form, "table")
     (model,), _ = glmer_fits(data, [formula], family, link, nagq, source, optimizer, verbose)
     shows_effects = form in ("json", "table")  # the ICC and R² appear in json and table output only
     with _user_errors(formula):
         report = glmer_fit_report(model, effects=shows_effects)
+    varpar_ci = None
+    if method is not None and form != "text":
+        from mlmcli.stats.confint import add_fixed_effect_intervals
+
+        with _user_errors(formula), _bootstrap_progress(spec):
+            all_ci = add_fixed_effect_intervals(report, model, method, level, spec, variance_parameters=form == "csv")
+        varpar_ci = all_ci[: len(all_ci) - model.p]
     warnings = report["warnings"]
     _warn(warnings)
+    if spec is not None and form != "text":
+        _warn(spec.messages)
+        warnings = warnings + [m for m in spec.messages if "failed" in m]
     if shows_effects:
         _warn([f"mlm: note: {w}" for w in report["effects_warnings"]])
-    _deliver("glmer_fit", form, report, output, inputs, no_color, correlation=correlation)
+    _deliver("glmer_fit", form, report, output, inputs, no_color, correlation=correlation, varpar_ci=varpar_ci)
     _strict_exit(strict, warnings, model)
+
+
+def _check_ci(
+    method: str | None, level: float, nsim: int, seed: int | None, nagq: int, form: str, source: DataOptions
+) -> Any:
+    """--ci's input, refused before the fit as the lmer fit refuses it; the bootstrap's spec (a
+    confint.Bootstrap) for --ci boot, else None."""
+    if method is None:
+        return None
+    from mlmcli.stats.confint import Bootstrap, check_level
+
+    check_level(level)
+    spec = Bootstrap(nsim=nsim, seed=seed) if method == "boot" else None
+    if form == "text":
+        _note_ignored("--ci", form, "json, table and csv")
+    if method in ("profile", "boot") and source.engine == "dask":
+        # profiles refit with a parameter held, the bootstrap simulates responses: both need the rows
+        raise MlmError(f"--ci {method} is not offered with --engine dask; use --ci wald")
+    if method == "profile" and nagq == 0 and form != "text":
+        # lme4's profile stops on an nAGQ = 0 fit: confint.check_method's words, before the fit
+        raise MlmError(
+            "profile intervals are not offered for an nAGQ = 0 fit (lme4's profile fails on it): "
+            "use --nagq 1, or --ci wald or boot"
+        )
+    return spec

@@ -135,6 +135,9 @@ def fit(
             verbose,
             no_color,
             correlation,
+            level,
+            nsim,
+            seed,
         )
         return
     _check_ddf(ddf.value, ml, source.weights)

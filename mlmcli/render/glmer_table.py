@@ -2,7 +2,8 @@
 
 The parts of the lmer fit's table (table.py) in the order lme4's summary of a glmerMod prints them:
 a header with the method, the family and link, AIC/BIC/logLik/deviance/df.resid; the random effects
-without a residual row; the fixed effects with Wald z tests; the ICC and Nakagawa's R²
+without a residual row; the fixed effects with Wald z tests (and with --ci their intervals, as in
+the lmer fit's table); the ICC and Nakagawa's R²
 (performance's, on the link scale); lme4's warnings.
 """
 
@@ -96,8 +97,12 @@ def _fixed_cols(fit: dict) -> tuple[list[Col], list[str], bool]:
         column("", [r["term"] for r in rows], label=True),
         column("Estimate", format_column([r["estimate"] for r in rows], 4)),
         column("Std. Error", format_column([r["std_error"] for r in rows], 4)),
-        column("z value", format_column(z, 4)),
     ]
+    if rows and "conf_low" in rows[0]:  # mlm fit --family ... --ci: where the lmer fit's table has them
+        labels = (fit.get("confint") or {}).get("labels") or ["conf.low", "conf.high"]
+        cols.append(column(labels[0], format_column([r.get("conf_low") for r in rows], 4)))
+        cols.append(column(labels[1], format_column([r.get("conf_high") for r in rows], 4)))
+    cols.append(column("z value", format_column(z, 4)))
     if show_p:
         cols.append(column("Pr(>|z|)", format_pvalues(pvals, 3)))
         cols.append(Col("", [cell(signif_stars(p)) for p in pvals], justify="left"))

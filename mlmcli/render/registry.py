@@ -73,7 +73,7 @@ RENDERERS: dict[str, dict[str, Renderer]] = {
         "text": Renderer("mlmcli.render.glmer_text:glmer_summary_output"),
         "table": Renderer("mlmcli.render.glmer_table:print_glmer_fit", ("correlation",), console=True),
         "json": _JSON,
-        "csv": Renderer("mlmcli.render.tidy:glmer_tidy_csv"),  # broom.mixed's tidy()
+        "csv": Renderer("mlmcli.render.tidy:glmer_tidy_csv", ("varpar_ci",)),  # broom.mixed's tidy()
     },
     "tau": {
         "text": Renderer("mlmcli.render.text:tau_text"),

@@ -79,14 +79,25 @@ def tidy_csv(report: dict, varpar_ci: Sequence[Interval] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def glmer_tidy_csv(report: dict) -> str:
+def glmer_tidy_csv(report: dict, varpar_ci: Sequence[Interval] | None = None) -> str:
     """broom.mixed's tidy() of a glmerMod: the fixed effects with Wald z statistics and their
-    p-values (no df column), then the random effects' SDs and correlations, no residual row."""
-    columns = COLUMNS[:6] + ["p.value"]
+    p-values (no df column), then the random effects' SDs and correlations, no residual row; with
+    --ci, tidy(conf.int = TRUE)'s conf.low and conf.high, the variance parameters' from `varpar_ci`
+    (NA where the method gives none, as for Wald)."""
+    with_ci = "confint" in report
+    columns = COLUMNS[:6] + ["p.value"] + (CI_COLUMNS if with_ci else [])
     lines = [",".join(_str(c) for c in columns)]
     for r in report["fixed_effects"]:
         cells = [_str("fixed"), "NA", _str(r["term"]), _num(r["estimate"]), _num(r["std_error"]), _num(r["z_value"])]
-        lines.append(",".join([*cells, _num(r["p_value"])]))
-    for group, term, est in ran_pars(report):
-        lines.append(",".join([_str("ran_pars"), _str(group), _str(term), _num(est), "NA", "NA", "NA"]))
+        cells.append(_num(r["p_value"]))
+        if with_ci:
+            cells += [_num(r.get("conf_low")), _num(r.get("conf_high"))]
+        lines.append(",".join(cells))
+    pars = ran_pars(report)
+    cis: Sequence[Interval] = varpar_ci if varpar_ci is not None else [(None, None)] * len(pars)
+    for (group, term, est), (lo, hi) in zip(pars, cis, strict=True):
+        cells = [_str("ran_pars"), _str(group), _str(term), _num(est), "NA", "NA", "NA"]
+        if with_ci:
+            cells += [_num(lo), _num(hi)]
+        lines.append(",".join(cells))
     return "\n".join(lines) + "\n"
