@@ -118,7 +118,7 @@ def _check_ci(
     confint.Bootstrap) for --ci boot, else None."""
     if method is None:
         return None
-    from mlmcli.stats.confint import Bootstrap, check_level
+    from mlmcli.stats.confint import Bootstrap, check_level, check_profile_nagq
 
     check_level(level)
     spec = Bootstrap(nsim=nsim, seed=seed) if method == "boot" else None
@@ -127,10 +127,6 @@ def _check_ci(
     if method in ("profile", "boot") and source.engine == "dask":
         # profiles refit with a parameter held, the bootstrap simulates responses: both need the rows
         raise MlmError(f"--ci {method} is not offered with --engine dask; use --ci wald")
-    if method == "profile" and nagq == 0 and form != "text":
-        # lme4's profile stops on an nAGQ = 0 fit: confint.check_method's words, before the fit
-        raise MlmError(
-            "profile intervals are not offered for an nAGQ = 0 fit (lme4's profile fails on it): "
-            "use --nagq 1, or --ci wald or boot"
-        )
+    if form != "text":
+        check_profile_nagq(method, nagq, "--ci")  # before the fit
     return spec

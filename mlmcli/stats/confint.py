@@ -199,10 +199,16 @@ def _profiler(model: Model) -> _Profiler | _GlmmProfiler:
 def check_method(model: Model, method: str) -> None:
     """What lme4 cannot do: profile an nAGQ = 0 fit (its devfun is over theta alone; lme4's profile
     stops with "theta size mismatch")."""
-    if method == "profile" and is_glmm(model) and model.nagq == 0:  # type: ignore[union-attr]
+    if is_glmm(model):
+        check_profile_nagq(method, model.nagq)  # type: ignore[union-attr]
+
+
+def check_profile_nagq(method: str, nagq: int, option: str = "--method") -> None:
+    """lme4's profile stops on an nAGQ = 0 fit; `option` names the flag that chose the method."""
+    if method == "profile" and nagq == 0:
         raise MlmError(
             "profile intervals are not offered for an nAGQ = 0 fit (lme4's profile fails on it): "
-            "use --nagq 1, or --method wald or boot"
+            f"use --nagq 1, or {option} wald or boot"
         )
 
 
