@@ -44,6 +44,8 @@ from mlmcli.errors import DataError, MlmError
 from mlmcli.formula import Formula
 from mlmcli.glmmodel import MAX_NAGQ, GlmmModel
 
+NAGQ_ONE_TERM = "nAGQ > 1 is only available for models with a single, scalar random-effects term"
+
 # a linear predictor's parameters go with every task up to this many bytes in all
 SEND_INLINE = 1 << 20
 
@@ -248,6 +250,12 @@ def check_family(family_name: str, link: str | None, nagq: int) -> Family:
     return family(family_name, link)
 
 
+def check_nagq_terms(formula: Formula, nagq: int) -> None:
+    """nAGQ > 1 needs one random-effects term (that it is scalar is known after the first pass)."""
+    if nagq > 1 and len(formula.random) != 1:
+        raise DataError(NAGQ_ONE_TERM)
+
+
 def glmer_on_cluster(
     client: Any,
     source: Source,
@@ -268,6 +276,7 @@ def glmer_on_cluster(
 
     fam = check_family(family_name, link, nagq)
     formula, columns = check_formula(source, formula_text, weights, offset)
+    check_nagq_terms(formula, nagq)
     leaves = read_partitions(source, columns)
     where = source.files if source.kind == "csv" else [f"partition {i + 1}" for i in range(len(leaves))]
     spec = PartSpec(
@@ -288,7 +297,7 @@ def glmer_on_cluster(
         on_notes(levels.notes)
     _check_response(formula, levels)
     if nagq > 1 and (len(levels.order) != 1 or len(names_of(formula, levels)[1][0]) != 1):
-        raise DataError("nAGQ > 1 is only available for models with a single, scalar random-effects term")
+        raise DataError(NAGQ_ONE_TERM)
     spec.kinds = levels.kinds
     layout = client.scatter(Layout(spec, levels), broadcast=True, hash=False)
     # the partitions' designs, computed on the workers and kept there (persisted) for every pass
