@@ -194,3 +194,27 @@ def test_ranef_command_with_engine_dask(data):
     a, b = json.loads(ours.stdout), json.loads(theirs.stdout)
     a["data_name"] = b["data_name"]
     assert_same_numbers(a, b)
+
+
+def test_aic_terms_follow_the_whole_data_where_a_partition_alone_would_not():
+    """binomial()$aic counts out of the trials when any row of the data has more than one: a partition
+    whose rows all have one trial counts as the whole data does."""
+    from mlmcli.distributed.glmm import GlmPart, with_aic_terms
+    from mlmcli.engine.family import family
+
+    fam = family("binomial")
+    y = np.array([0.0, 1.0, 0.5, 0.25])
+    trials = np.array([1.0, 1.0, 2.0, 4.0])
+    # prior weights times trials: the two ways of counting differ where a weight rounds to 0 trials
+    wt = trials * np.array([0.4, 3.4, 1.0, 1.0])
+    mu = np.array([0.3, 0.6, 0.4, 0.2])
+    whole = fam.aic(fam.aic_terms(y, trials, wt), mu)
+
+    def part(rows: slice) -> GlmPart:
+        n = len(y[rows])
+        return GlmPart(np.ones((n, 1)), [], [], [], y[rows], trials[rows], wt[rows], None, [])
+
+    first, second = (with_aic_terms(part(r), fam, True) for r in (slice(0, 2), slice(2, 4)))
+    assert fam.aic(first.aic_terms, mu[:2]) + fam.aic(second.aic_terms, mu[2:]) == pytest.approx(whole, rel=1e-14)
+    alone = with_aic_terms(part(slice(0, 2)), fam, False)  # as if no row had more than one trial
+    assert fam.aic(alone.aic_terms, mu[:2]) != pytest.approx(fam.aic(first.aic_terms, mu[:2]))
