@@ -355,3 +355,20 @@ def test_dask_bench_data_parts_and_csv_hold_the_same_rows(tmp_path: Path) -> Non
     pd.testing.assert_frame_equal(
         df, pd.concat([pd.read_parquet(p) for p in sorted(again.glob("*.parquet"))], ignore_index=True)
     )
+
+
+def test_dask_bench_binary_data_written_piece_by_piece(tmp_path: Path) -> None:
+    import dask_bench
+    import pandas as pd
+
+    folder = dask_bench.write_binary(5000, tmp_path, parts=4, csv=True)
+    parts = sorted(folder.glob("*.parquet"))
+    assert [p.name for p in parts] == [f"part{i:04d}.parquet" for i in range(4)]
+    df = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    assert len(df) == 5000 and set(df["y"]) == {0, 1}
+    assert df["g"].is_monotonic_increasing and df["g"].max() <= 5000 // dask_bench.ROWS_PER_GROUP
+    pd.testing.assert_frame_equal(df, pd.read_csv(tmp_path / "binary_5000.csv"), check_dtype=False)
+    again = dask_bench.write_binary(5000, tmp_path / "again", parts=4, csv=False)
+    pd.testing.assert_frame_equal(
+        df, pd.concat([pd.read_parquet(p) for p in sorted(again.glob("*.parquet"))], ignore_index=True)
+    )

@@ -157,6 +157,31 @@ def _fit_on_cluster(
     data: str, formulas: list[str], ml: bool, ddf: str, optimizer: str, source: DataOptions, residuals: bool
 ) -> list:
     """--engine dask: every formula fitted from sums over DATA's partitions on one cluster."""
+
+    def fit(client: Any, data_source: Any, formula: str, note: Callable[[list[str]], None]) -> Any:
+        from mlmcli.distributed.fit import fit_on_cluster
+
+        return fit_on_cluster(
+            client,
+            data_source,
+            formula,
+            reml=not ml,
+            ddf=ddf,
+            optimizer=optimizer,
+            residuals=residuals,
+            weights=source.weights,
+            offset=source.offset,
+            on_notes=note,
+        )
+
+    return _on_cluster(data, formulas, source, fit)
+
+
+def _on_cluster(
+    data: str, formulas: list[str], source: DataOptions, fit: Callable[[Any, Any, str, Callable], Any]
+) -> list:
+    """The models of `formulas` fitted by `fit(client, source, formula, on_notes)` on one dask cluster
+    (a running scheduler's or a local one), DATA's files and the formulas checked before it starts."""
     _dask_refuses(sheet=source.sheet, where=source.where)
     try:
         import dask  # noqa: F401
@@ -167,7 +192,7 @@ def _fit_on_cluster(
             f"--engine dask needs the dask extra ({e.name} is not installed): pip install 'mlm[dask]'"
         ) from None
     from mlmcli.distributed.cluster import check_address, connect
-    from mlmcli.distributed.fit import check_formula, fit_on_cluster
+    from mlmcli.distributed.fit import check_formula
     from mlmcli.distributed.source import open_source
     from mlmcli.render.progress import waiting
 
@@ -189,20 +214,7 @@ def _fit_on_cluster(
             client = stack.enter_context(connect(address, source.timeout))
         for formula in formulas:
             with _user_errors(formula):
-                models.append(
-                    fit_on_cluster(
-                        client,
-                        data_source,
-                        formula,
-                        reml=not ml,
-                        ddf=ddf,
-                        optimizer=optimizer,
-                        residuals=residuals,
-                        weights=source.weights,
-                        offset=source.offset,
-                        on_notes=note,
-                    )
-                )
+                models.append(fit(client, data_source, formula, note))
     return models
 
 

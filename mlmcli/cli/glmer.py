@@ -12,6 +12,7 @@ from mlmcli.cli.common import (
     _deliver,
     _note_ignored,
     _note_missing_rows,
+    _on_cluster,
     _reader_notes,
     _strict_exit,
     _user_errors,
@@ -35,10 +36,10 @@ def glmer_fits(
     columns `also` names)."""
     from mlmcli.pipeline import glmer_models
 
-    if source.engine == "dask":
-        raise MlmError("--engine dask is not offered with --family yet")
     if nagq < 0:
         raise MlmError(f"--nagq must be 0 or more: {nagq}")
+    if source.engine == "dask":
+        return _glmer_on_cluster(data, formulas, family, link, nagq, source, optimizer), None
     models, frame = glmer_models(
         data,
         formulas,
@@ -56,6 +57,38 @@ def glmer_fits(
     )
     _note_missing_rows(models, frame.n_rows)
     return models, frame
+
+
+def _glmer_on_cluster(
+    data: str, formulas: list[str], family: Enum, link: Enum | None, nagq: int, source: DataOptions, optimizer: str
+) -> list[Any]:
+    """--engine dask: glmer's fits with PIRLS's sums from DATA's partitions on one cluster."""
+    from mlmcli.distributed.glmm_fit import check_family, check_nagq_terms
+    from mlmcli.formula import parse_formula
+
+    fam, lnk = family.value, None if link is None else link.value
+    check_family(fam, lnk, nagq)  # before a cluster is started, as is the number of terms for nAGQ > 1
+    for formula in formulas:
+        with _user_errors(formula):
+            check_nagq_terms(parse_formula(formula), nagq)
+
+    def fit(client: Any, data_source: Any, formula: str, note: Any) -> Any:
+        from mlmcli.distributed.glmm_fit import glmer_on_cluster
+
+        return glmer_on_cluster(
+            client,
+            data_source,
+            formula,
+            fam,
+            link=lnk,
+            nagq=nagq,
+            optimizer=optimizer,
+            weights=source.weights,
+            offset=source.offset,
+            on_notes=note,
+        )
+
+    return _on_cluster(data, formulas, source, fit)
 
 
 def fit_glmer(

@@ -32,10 +32,11 @@ class ModelArguments:
 
 
 def model_frame(
-    frame: Frame, formula: Formula, scales: ScaleParameters | None = None
+    frame: Frame, formula: Formula, scales: ScaleParameters | None = None, family: str | None = None
 ) -> tuple[dict[str, Column], np.ndarray]:
     """Every formula variable evaluated on the whole data, and the complete rows (na.omit), as
-    build_design starts (without --weights and --offset columns): for data read in partitions."""
+    build_design starts (without --weights and --offset columns): for data read in partitions.
+    A binomial response (`family`) may also be a factor or cbind(successes, failures)."""
     for name in formula.columns():
         if name not in frame.columns:
             raise _unknown_column(name, frame)
@@ -45,11 +46,13 @@ def model_frame(
     if isinstance(y_full, Factor) and y_full.logical:
         # a column of NA alone reads as logical: say so rather than call it TRUE/FALSE values
         _check_not_empty(formula.response, y_full, frame, response=True)
-    if isinstance(y_full, Factor):
+    binomial = family == "binomial"
+    if isinstance(y_full, Factor) and not binomial:
         kind = "TRUE/FALSE values" if y_full.logical else "text"
         raise DataError(f"the response '{response}' is not numeric: its column holds {kind}")
-    if y_full.ndim != 1:
-        raise DataError(f"the response '{response}' must be one column")
+    if not isinstance(y_full, Factor) and y_full.ndim != 1 and not (binomial and y_full.ndim == 2):
+        hint = ": cbind(successes, failures) is a binomial response (--family binomial)" if y_full.ndim == 2 else ""
+        raise DataError(f"the response '{response}' must be one column{hint}")
     complete = np.ones(frame.n_rows, dtype=bool)
     for col in full.values():
         if isinstance(col, Factor):

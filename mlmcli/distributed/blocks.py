@@ -38,25 +38,45 @@ class PartDesign:
     weights: np.ndarray | None = None  # --weights
 
 
-def partition_design(pdf, layout: Layout) -> PartDesign:
+@dataclass
+class PartRows:
+    """A partition's model frame on its complete rows, coded with the whole data's levels: what the
+    LMM's and the GLMM's designs share."""
+
+    values: dict[str, np.ndarray | Factor]  # every formula variable on the rows used
+    n: int
+    X: np.ndarray
+    codes: list[np.ndarray]  # per term, in lme4's order
+    Z: list[np.ndarray]
+    xnames: list[str]
+    cnames: list[list[str]]
+    offset: np.ndarray | None  # offset() terms plus --offset
+    weights: np.ndarray | None  # --weights
+
+
+def partition_rows(pdf, layout: Layout) -> PartRows:
     """A partition's rows of the model matrices, coded with the whole data's levels."""
     from mlmcli.formula import parse_formula
 
     formula = parse_formula(layout.spec.formula)
     lv = layout.levels
-    frame, _ = frame_of(pdf, layout.spec)
+    spec = layout.spec
+    frame, _ = frame_of(pdf, spec)
     xnames, cnames = names_of(formula, lv)
     if frame.n_rows == 0:
-        return PartDesign(
+        return PartRows(
+            {},
+            0,
             np.empty((0, len(xnames))),
-            np.empty(0),
             [np.empty(0, dtype=np.int64) for _ in lv.order],
             [np.empty((0, len(c))) for c in cnames],
             xnames,
             cnames,
+            None,
+            None,
         )
-    full, complete = model_frame(frame, formula, lv.scales)
-    complete = with_arguments(frame, layout.spec, complete)
+    full, complete = model_frame(frame, formula, lv.scales, spec.family)
+    complete = with_arguments(frame, spec, complete)
     rows = np.flatnonzero(complete)
     n = len(rows)
     values: dict[str, np.ndarray | Factor] = {}
@@ -66,30 +86,43 @@ def partition_design(pdf, layout: Layout) -> PartDesign:
         else:
             values[label] = col[rows]
     X, _ = model_matrix(formula.fixed, values, n)
-    response = formula.response.label
-    y = raw = np.asarray(values[response], dtype=float)
     offset = total_offset(formula, values, n)
-    spec = layout.spec
     if spec.offset is not None:
         offset = (0.0 if offset is None else offset) + np.asarray(frame.columns[spec.offset])[rows]
-    if offset is not None:
-        if not np.all(np.isfinite(offset)):
-            labels = [v.label for v in formula.offsets] + ([spec.offset] if spec.offset else [])
-            raise DataError("NA/NaN/Inf in the offset: " + ", ".join(labels))
-        y = y - offset
+    if offset is not None and not np.all(np.isfinite(offset)):
+        labels = [v.label for v in formula.offsets] + ([spec.offset] if spec.offset else [])
+        raise DataError("NA/NaN/Inf in the offset: " + ", ".join(labels))
     weights = None if spec.weights is None else np.asarray(frame.columns[spec.weights])[rows]
-    check_finite(y, X, xnames, [], response)
     codes, Z = [], []
-    for i, names in zip(lv.order, cnames, strict=True):
-        rt = formula.random[i]
-        codes.append(_term_codes(rt.group_vars, values, lv, i))
-        Z.append(model_matrix(rt.lhs, values, n)[0])
-        bad = np.flatnonzero(~np.all(np.isfinite(Z[-1]), axis=0))
+    for i in lv.order:
+        codes.append(_term_codes(formula.random[i].group_vars, values, lv, i))
+        Z.append(model_matrix(formula.random[i].lhs, values, n)[0])
+    return PartRows(values, n, X, codes, Z, xnames, cnames, offset, weights)
+
+
+def check_random_finite(d: PartRows, labels: list[str]) -> None:
+    """lmer's stop at an infinite value in a random-effects term's columns (NaN rows were dropped)."""
+    for Z, names, label in zip(d.Z, d.cnames, labels, strict=True):
+        bad = np.flatnonzero(~np.all(np.isfinite(Z), axis=0))
         if bad.size:
-            raise DataError(
-                f"NA/NaN/Inf in the random-effects term ({rt.label}): '{names[bad[0]]}' has infinite values"
-            )
-    return PartDesign(X, y, codes, Z, xnames, cnames, raw, weights)
+            raise DataError(f"NA/NaN/Inf in the random-effects term ({label}): '{names[bad[0]]}' has infinite values")
+
+
+def partition_design(pdf, layout: Layout) -> PartDesign:
+    """A partition's rows of the model matrices, coded with the whole data's levels."""
+    from mlmcli.formula import parse_formula
+
+    d = partition_rows(pdf, layout)
+    if d.n == 0:
+        return PartDesign(d.X, np.empty(0), d.codes, d.Z, d.xnames, d.cnames)
+    formula = parse_formula(layout.spec.formula)
+    response = formula.response.label
+    y = raw = np.asarray(d.values[response], dtype=float)
+    if d.offset is not None:
+        y = y - d.offset
+    check_finite(y, d.X, d.xnames, [], response)
+    check_random_finite(d, [formula.random[i].label for i in layout.levels.order])
+    return PartDesign(d.X, y, d.codes, d.Z, d.xnames, d.cnames, raw, d.weights)
 
 
 def names_of(formula: Formula, lv: Levels) -> tuple[list[str], list[list[str]]]:
@@ -177,6 +210,40 @@ class BlockSums:
         )
 
 
+@dataclass
+class WeightedProducts:
+    """The blocks of A of rows weighted by a GLM's working weights, with its working response (one
+    PIRLS iteration's products), and the sums the criterion needs at the linear predictor they
+    were formed at: the deviance residuals' and family$aic's."""
+
+    n: int
+    A_FF: np.ndarray
+    D: list[np.ndarray]
+    F: list[np.ndarray]
+    C: dict[tuple[int, int], object]
+    dev: float
+    aic: float
+    log_w: float = 0.0
+
+    def __add__(self, other: WeightedProducts) -> WeightedProducts:
+        return WeightedProducts(
+            self.n + other.n,
+            self.A_FF + other.A_FF,
+            [a + b for a, b in zip(self.D, other.D, strict=True)],
+            [a + b for a, b in zip(self.F, other.F, strict=True)],
+            {key: (self.C[key] + other.C[key]).tocsr() for key in self.C},
+            self.dev + other.dev,
+            self.aic + other.aic,
+        )
+
+
+def sum_products(*parts: WeightedProducts) -> WeightedProducts:
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total
+
+
 def sum_blocks(*parts: BlockSums) -> BlockSums:
     total = parts[0]
     for part in parts[1:]:
@@ -193,10 +260,41 @@ def _level_crossprod(codes: np.ndarray, ell: int, A: np.ndarray, B: np.ndarray) 
     return out
 
 
-def partition_blocks(pdf, layout: Layout) -> BlockSums:
-    """Pass 2 on one partition (runs on a worker)."""
+def level_products(
+    XY: np.ndarray, Z: list[np.ndarray], codes: list[np.ndarray], ells: list[int]
+) -> tuple[list[np.ndarray], list[np.ndarray], dict[tuple[int, int], object]]:
+    """The blocks of A that involve Z from rows already weighted: per term Z_i'Z_i and [X y]'Z_i per
+    level, and Z_i'Z_j (CSR) for every pair of terms i > j."""
     import scipy.sparse as sp
 
+    D = [_level_crossprod(c, ell, Zt, Zt) for c, ell, Zt in zip(codes, ells, Z, strict=True)]
+    F = [_level_crossprod(c, ell, XY, Zt) for c, ell, Zt in zip(codes, ells, Z, strict=True)]
+    C = {}
+    for i in range(len(ells)):
+        ki = Z[i].shape[1]
+        for j in range(i):
+            kj = Z[j].shape[1]
+            rows = np.concatenate([codes[i] * ki + a for a in range(ki) for _ in range(kj)])
+            cols = np.concatenate([codes[j] * kj + b for _ in range(ki) for b in range(kj)])
+            vals = np.concatenate([Z[i][:, a] * Z[j][:, b] for a in range(ki) for b in range(kj)])
+            C[i, j] = sp.coo_matrix((vals, (rows, cols)), shape=(ells[i] * ki, ells[j] * kj)).tocsr()
+    return D, F, C
+
+
+def level_pairs(codes: list[np.ndarray], ells: list[int]) -> dict[tuple[int, int], object]:
+    """Rows per pair of levels of terms i > j (CSR): where the terms nest."""
+    import scipy.sparse as sp
+
+    n = len(codes[0]) if codes else 0
+    return {
+        (i, j): sp.coo_matrix((np.ones(n), (codes[i], codes[j])), shape=(ells[i], ells[j])).tocsr()
+        for i in range(len(ells))
+        for j in range(i)
+    }
+
+
+def partition_blocks(pdf, layout: Layout) -> BlockSums:
+    """Pass 2 on one partition (runs on a worker)."""
     d = partition_design(pdf, layout)
     lv = layout.levels
     ells = [len(lv.term_levels[i]) for i in lv.order]
@@ -211,33 +309,26 @@ def partition_blocks(pdf, layout: Layout) -> BlockSums:
     with np.errstate(over="ignore", invalid="ignore"):
         A_FF = XY.T @ XY
     binary = np.all((d.X == 0) | (d.X == 1), axis=0)
-    D = [_level_crossprod(c, ell, Zt, Zt) for c, ell, Zt in zip(d.codes, ells, Z, strict=True)]
-    F = [_level_crossprod(c, ell, XY, Zt) for c, ell, Zt in zip(d.codes, ells, Z, strict=True)]
-    C, N = {}, {}
-    for i in range(len(ells)):
-        ki = Z[i].shape[1]
-        for j in range(i):
-            kj = Z[j].shape[1]
-            rows = np.concatenate([d.codes[i] * ki + a for a in range(ki) for _ in range(kj)])
-            cols = np.concatenate([d.codes[j] * kj + b for _ in range(ki) for b in range(kj)])
-            vals = np.concatenate([Z[i][:, a] * Z[j][:, b] for a in range(ki) for b in range(kj)])
-            C[i, j] = sp.coo_matrix((vals, (rows, cols)), shape=(ells[i] * ki, ells[j] * kj)).tocsr()
-            N[i, j] = sp.coo_matrix((np.ones(n), (d.codes[i], d.codes[j])), shape=(ells[i], ells[j])).tocsr()
+    D, F, C = level_products(XY, Z, d.codes, ells)
+    N = level_pairs(d.codes, ells)
     raw = d.y if d.response is None else d.response
     level_n = [np.bincount(c, minlength=ell).astype(float) for c, ell in zip(d.codes, ells, strict=True)]
     level_y = [np.bincount(c, weights=raw, minlength=ell) for c, ell in zip(d.codes, ells, strict=True)]
     return BlockSums(n, G, A_FF, log_w, binary, D, F, C, N, level_n, level_y, np.array([raw.sum(), raw @ raw]))
 
 
-def crossproducts(s: BlockSums, structures: list[TermStructure]) -> CrossProducts:
-    """The engine's blocks of A from the sums: the leading run of nested terms block diagonal,
-    the rest one dense tail, as CrossProducts decides from the rows."""
+Nesting = tuple[dict[tuple[int, int], np.ndarray], int]
+
+
+def nesting(N: dict[tuple[int, int], object], structures: list[TermStructure]) -> Nesting:
+    """The leading run of terms each nested in every later term of the run, as CrossProducts finds it
+    from the rows: the parents of each pair and the run's length, from the rows per pair of levels."""
     parents: dict[tuple[int, int], np.ndarray] = {}
     nbd = 1
     while nbd < len(structures):
         found = {}
         for m in range(nbd):
-            par = _parent(s.N[nbd, m])
+            par = _parent(N[nbd, m])
             if par is None:
                 break
             found[m, nbd] = par
@@ -246,6 +337,18 @@ def crossproducts(s: BlockSums, structures: list[TermStructure]) -> CrossProduct
             nbd += 1
             continue
         break
+    return parents, nbd
+
+
+def crossproducts(
+    s: BlockSums | WeightedProducts, structures: list[TermStructure], nest: Nesting | None = None
+) -> CrossProducts:
+    """The engine's blocks of A from the sums: the leading run of nested terms block diagonal,
+    the rest one dense tail, as CrossProducts decides from the rows (`nest`: found already)."""
+    if nest is None:
+        assert isinstance(s, BlockSums)
+        nest = nesting(s.N, structures)
+    parents, nbd = nest
     nested = {}
     for i in range(nbd):
         for j in range(i):

@@ -148,6 +148,15 @@ def tree_sum(
     return _results(client, [level[0]])[0]
 
 
+def reduce(client: Any, futures: list, combine: Callable) -> Any:
+    """The results of futures already on the cluster added by a tree reduction (FAN_IN at a time),
+    whose last step, at most FAN_IN partial sums, is the client's: one trip to a worker less."""
+    level = list(futures)
+    while len(level) > FAN_IN:
+        level = [client.submit(combine, *level[i : i + FAN_IN], pure=False) for i in range(0, len(level), FAN_IN)]
+    return combine(*_results(client, level))
+
+
 def _results(client: Any, futures: list) -> list:
     try:
         return client.gather(futures)

@@ -30,6 +30,7 @@ class PartSpec:
     kinds: dict[str, str] | None = None
     weights: str | None = None  # --weights and --offset: columns that join the model frame
     offset: str | None = None
+    family: str | None = None  # glmer's: a binomial response may be a factor or cbind(...)
 
 
 def with_arguments(frame: Frame, spec: PartSpec, complete: np.ndarray) -> np.ndarray:
@@ -143,7 +144,7 @@ def scan_partition(pdf, spec: PartSpec) -> Scan:
             specs[key] = (center, scale)
             moments[key] = _moments(x)
     # scale()'s values are not known yet, but whether they are missing is
-    full, complete = model_frame(frame, formula, dict.fromkeys(specs, (False, False)))
+    full, complete = model_frame(frame, formula, dict.fromkeys(specs, (False, False)), spec.family)
     extra = [c for c in (spec.weights, spec.offset) if c is not None]
     produced, produced_labels = _produced(frame, formula, full, complete, extra)
     complete = with_arguments(frame, spec, complete)

@@ -95,13 +95,17 @@ def scaled_residual_quantiles(client, leaves: list, layout_future, model) -> lis
     b = model.conditional_modes()
     parts = client.compute([task(leaf, layout_future, model.beta, b, model.sigma) for leaf in leaves])
     try:
-        n = model.n
-        h = (n - 1) * np.array(PROBS)
-        lo = np.floor(h).astype(int)
-        hi = np.minimum(lo + 1, n - 1)
-        stats = order_statistics(client, parts, n, sorted(set(lo.tolist()) | set(hi.tolist())))
+        return quantiles(client, parts, model.n)
     finally:
         del parts
+
+
+def quantiles(client, parts: list, n: int) -> list[float]:
+    """R's quantile(r, c(0, .25, .5, .75, 1)) (type 7) of the n values the partitions hold sorted."""
+    h = (n - 1) * np.array(PROBS)
+    lo = np.floor(h).astype(int)
+    hi = np.minimum(lo + 1, n - 1)
+    stats = order_statistics(client, parts, n, sorted(set(lo.tolist()) | set(hi.tolist())))
     return [
         float(stats[a] + (hh - a) * (stats[c] - stats[a])) for a, c, hh in zip(lo.tolist(), hi.tolist(), h, strict=True)
     ]

@@ -148,6 +148,17 @@ class GlmmProblem:
             raise PirlsError("the penalized weighted least squares system is not positive definite")
         return system
 
+    def start_eta(self) -> np.ndarray:
+        """mkGlmerDevfun's start: family$initialize's mustart on the link scale."""
+        fam, resp = self.response.family, self.response
+        return fam.linkfun(fam.start_mu(resp.y, resp.weights))
+
+    def rx_system(self, modes: Modes, theta: np.ndarray) -> BlockedFactor:
+        """The factor with X's columns at the working weights of the modes' linear predictor (vcov
+        from RX), a factor of its own."""
+        w, z = self.response.working(modes.eta)
+        return self.system(True, z, w, theta, own=True)
+
     def linear_predictor(self, system: BlockedFactor, u: list[np.ndarray], fixed: np.ndarray) -> np.ndarray:
         """offset + X beta + Z Lambda u (fixed = X beta)."""
         return self.response.offset + fixed + self._zb(system, u)

@@ -91,13 +91,10 @@ def fit_glmm(problem: GlmmProblem, nagq: int = 1, polish: bool = True) -> GlmmFi
     lower = np.concatenate([s.lower_bounds() for s in structures])
     # lme4's start: 1 on the diagonals of the relative covariance factors, 0 off them
     theta0 = np.concatenate([np.where(s.tri_rows == s.tri_cols, 1.0, 0.0) for s in structures])
-    resp = problem.response
-    fam = resp.family
     nt = len(lower)
     # mkGlmerDevfun: PIRLS over beta and u at the starting theta from family$initialize's mustart;
     # every evaluation of stage 1 starts from the linear predictor it ends at
-    mustart = fam.linkfun(fam.start_mu(resp.y, resp.weights))
-    eta_start = problem.pirls(theta0, mustart).eta
+    eta_start = problem.pirls(theta0, problem.start_eta()).eta
     f0 = GlmmObjective(problem, eta_start, nt, 0)
     opt0 = _optimize(f0, theta0, lower, np.ones(nt), polish, checks=nagq == 0)
     stage1 = f0.modes(opt0.theta, own=True)
@@ -272,9 +269,7 @@ def _vcov_from_hessian(hessian: np.ndarray | None, ntheta: int) -> np.ndarray | 
 
 def _rx_vcov(problem: GlmmProblem, modes: Modes, theta: np.ndarray) -> np.ndarray:
     """(R_X'R_X)^{-1} of the weighted system at the modes (vcov from RX, sigma = 1)."""
-    w, z = problem.response.working(modes.eta)
-    system = problem.system(True, z, w, theta, own=True)
-    return system.unscaled_vcov()
+    return problem.rx_system(modes, theta).unscaled_vcov()
 
 
 def refit_glmm(
