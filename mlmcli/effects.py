@@ -34,12 +34,12 @@ SLOPES_WARNING = (
 class Effects:
     var_fixed: float
     var_random: float | None  # None for a singular fit
-    var_residual: float
+    var_residual: float | None  # None where it cannot be computed (a Poisson fit on a cluster)
     warnings: list[str]
 
     @property
     def icc(self) -> dict[str, float | None]:
-        if self.var_random is None:
+        if self.var_random is None or self.var_residual is None:
             return {"adjusted": None, "unadjusted": None}
         vr = self.var_random
         return {"adjusted": vr / (vr + self.var_residual), "unadjusted": vr / (self.var_fixed + vr + self.var_residual)}
@@ -47,6 +47,8 @@ class Effects:
     @property
     def r2(self) -> dict[str, float | None]:
         vf, ve = self.var_fixed, self.var_residual
+        if ve is None:
+            return {"marginal": None, "conditional": None}
         if self.var_random is None:  # performance: the marginal R² without random effects
             return {"marginal": vf / (vf + ve), "conditional": None}
         total = vf + self.var_random + ve
@@ -151,11 +153,15 @@ def random_variance(
 
 
 def _from_moments(model: FittedModel, M: np.ndarray) -> Effects:
-    """The same parts from M = [1 X]'[1 X] alone (rows kept elsewhere): var(X beta) is
-    (beta'X'X beta - (1'X beta)^2 / n) / (n - 1), and the random part takes M as its Gram matrix."""
+    return _effects(model, *moments_part(model, M), [])
+
+
+def moments_part(model: FittedModel | GlmmModel, M: np.ndarray) -> tuple[float, np.ndarray, list[str]]:
+    """fixed_part from M = [1 X]'[1 X] alone (rows kept elsewhere): var(X beta) is
+    (beta'X'X beta - (1'X beta)^2 / n) / (n - 1), and M is the Gram matrix."""
     n = model.n
     beta = np.asarray(model.beta, dtype=float)
     s = float(M[0, 1:] @ beta)
     var_fixed = float(beta @ M[1:, 1:] @ beta - s * s / n) / (n - 1) if n > 1 else 0.0
     names = ["(Intercept)", *model.design.xnames]  # [1 X]: X's own intercept is a copy of the ones
-    return _effects(model, var_fixed, M, names, [])
+    return var_fixed, M, names

@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mlmcli.effects import SINGULAR_WARNING, Effects, fixed_part, is_singular, random_variance, slopes_warning
+from mlmcli.effects import (
+    SINGULAR_WARNING,
+    Effects,
+    fixed_part,
+    is_singular,
+    moments_part,
+    random_variance,
+    slopes_warning,
+)
 
 if TYPE_CHECKING:
     from mlmcli.glmmodel import GlmmModel
@@ -28,19 +36,25 @@ if TYPE_CHECKING:
 # insight's .compute_variance_distribution for binomial links
 BINOMIAL_VARIANCE = {"logit": math.pi**2 / 3.0, "probit": 1.0, "cloglog": math.pi**2 / 6.0}
 SMALL_MU = 6.0  # insight warns where the null model's mean count is below this
+CLUSTER_NULL_MODEL = (
+    "the ICC and R² of a poisson fit need its null model refitted; not offered with --engine dask: fit in memory"
+)
 MU_WARNING = "mu of {mu:.1f} is too close to zero, estimate of random effect variances may be unreliable."
 
 
 def glmm_variance_components(model: GlmmModel) -> Effects:
     """var.fixed, var.random and var.residual (= var.distribution + var.dispersion) as
     insight::get_variance() gives them for glmer fits, with performance's warnings."""
-    var_fixed, gram, names = fixed_part(model)
+    moments = getattr(model, "moments", None)  # a fit on a cluster: [1 X]'[1 X], not the rows
+    var_fixed, gram, names = fixed_part(model) if moments is None else moments_part(model, moments)
     warnings = slopes_warning(model)
     var_random: float | None = None
     if is_singular(model):
         warnings.insert(0, SINGULAR_WARNING)
     else:
         var_random = random_variance(model, gram, names)
+    if moments is not None and model.family.name == "poisson":
+        return Effects(var_fixed, var_random, None, [*warnings, CLUSTER_NULL_MODEL])
     var_distribution, notes = distribution_variance(model)
     dispersion = random_variance(model, gram, names, observation_level=True)
     return Effects(var_fixed, var_random, var_distribution + dispersion, warnings + notes)

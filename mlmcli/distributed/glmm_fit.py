@@ -214,6 +214,7 @@ class ClusterGlmmModel(GlmmModel):
     sums, the scaled residuals' quantiles computed there; the rows' own values are not at hand."""
 
     residual_quantiles: list[float] = field(default_factory=list)
+    moments: np.ndarray | None = None  # [1 X]'[1 X] of the rows, for the ICC and R²
 
     def scaled_residual_quantiles(self) -> list[float]:
         return list(self.residual_quantiles)
@@ -318,7 +319,9 @@ def glmer_on_cluster(
     finally:
         problem.release()
     warnings = list(design.messages) + list(result.warnings)
-    return ClusterGlmmModel(formula, design, fam, problem, result, source.name, warnings, optimizer, quantiles)  # type: ignore[arg-type]
+    return ClusterGlmmModel(
+        formula, design, fam, problem, result, source.name, warnings, optimizer, quantiles, moments=summary.G
+    )  # type: ignore[arg-type]
 
 
 def _check_response(formula: Formula, levels: Levels) -> None:
