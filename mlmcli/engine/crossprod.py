@@ -227,7 +227,14 @@ class CrossProducts:
         XY = [self.X[:, c] for c in range(self.p)] + [self.y]
         with np.errstate(over="ignore", invalid="ignore"):
             Xy = self.X.T @ self.y
-            self.A_FF = np.block([[self.X.T @ self.X, Xy[:, None]], [Xy[None, :], np.array([[self.y @ self.y]])]])
+            # [X y]'[X y] assembled in place (np.block's checks cost more than the products here)
+            p = self.p
+            A_FF = np.empty((p + 1, p + 1))
+            A_FF[:p, :p] = self.X.T @ self.X
+            A_FF[:p, p] = Xy
+            A_FF[p, :p] = Xy
+            A_FF[p, p] = self.y @ self.y
+            self.A_FF = A_FF
         if not np.all(np.isfinite(self.A_FF)):
             raise FitError(
                 "the model cannot be fitted: the cross-products of the model matrix are non-finite "
