@@ -41,6 +41,7 @@ diagonal element is sqrt(penalized RSS)).  tail.py holds the crossed terms' (`De
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -204,6 +205,16 @@ def congruence(T_row: np.ndarray, V: np.ndarray, T_col: np.ndarray) -> np.ndarra
 def t(M: np.ndarray) -> np.ndarray:
     """Transpose of every block of a stack."""
     return np.swapaxes(M, -1, -2)
+
+
+def csr_with_values(S, data: np.ndarray):
+    """A CSR matrix with S's pattern (shared, not copied) and the values `data` in S's order: S's
+    arrays and flags taken as they are, without the constructor's checks of a pattern already
+    checked (a PIRLS iteration re-forms several small ones, and the checks cost more than the
+    products)."""
+    out = copy.copy(S)
+    out.data = data
+    return out
 
 
 def block_diag_csr(blocks: np.ndarray):

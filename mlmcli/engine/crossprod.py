@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlmcli.engine.blocks import Nested, bmm, segment_sum
+from mlmcli.engine.blocks import Nested, bmm, csr_with_values, segment_sum
 from mlmcli.engine.terms import TermStructure, nesting_parent, term_structure
 from mlmcli.errors import FitError
 
@@ -150,8 +150,6 @@ class TailLayout:
 
     def form(self, S: list[TermStructure], nbd: int) -> tuple[list[Any], np.ndarray]:
         """A_tail and A_tt of the weighted rows S."""
-        import scipy.sparse as sp
-
         tail = S[nbd:]
         A_tail = []
         for j, (pos, M) in enumerate(self.leading):
@@ -159,7 +157,7 @@ class TailLayout:
                 [si.X[:, a] * S[j].X[:, b] for si in tail for a in range(si.k) for b in range(S[j].k)]
             )
             data = np.bincount(pos, weights=vals, minlength=M.nnz)
-            A_tail.append(sp.csr_matrix((data, M.indices, M.indptr), shape=M.shape))
+            A_tail.append(csr_with_values(M, data))
         # the blocks on the diagonal of blocks (both triangles) summed into A_tt directly, those
         # below it apart and mirrored: every entry comes from one block, so no sum is reordered,
         # and a tail of scalar terms alone allocates one q x q array, not five
@@ -227,7 +225,14 @@ class CrossProducts:
         XY = [self.X[:, c] for c in range(self.p)] + [self.y]
         with np.errstate(over="ignore", invalid="ignore"):
             Xy = self.X.T @ self.y
-            self.A_FF = np.block([[self.X.T @ self.X, Xy[:, None]], [Xy[None, :], np.array([[self.y @ self.y]])]])
+            # [X y]'[X y] assembled in place (np.block's checks cost more than the products here)
+            p = self.p
+            A_FF = np.empty((p + 1, p + 1))
+            A_FF[:p, :p] = self.X.T @ self.X
+            A_FF[:p, p] = Xy
+            A_FF[p, :p] = Xy
+            A_FF[p, p] = self.y @ self.y
+            self.A_FF = A_FF
         if not np.all(np.isfinite(self.A_FF)):
             raise FitError(
                 "the model cannot be fitted: the cross-products of the model matrix are non-finite "

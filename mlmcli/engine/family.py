@@ -23,6 +23,11 @@ def _y_log_y(y: np.ndarray, mu: np.ndarray) -> np.ndarray:
         return np.where(y != 0.0, y * np.log(np.where(y != 0.0, y, 1.0) / mu), 0.0)
 
 
+def _within(eta: np.ndarray, bound: float) -> bool:
+    """Every eta in [-bound, bound] (False for NaN or an empty array): a clamp there changes nothing."""
+    return bool(eta.size) and -bound <= float(eta.min()) and float(eta.max()) <= bound
+
+
 @dataclass(frozen=True)
 class AicTerms:
     """family$aic's parts that do not depend on mu: each row's weight in the sum, the counts of
@@ -69,6 +74,9 @@ class Family:
     def linkinv(self, eta: np.ndarray) -> np.ndarray:
         eta = np.asarray(eta, dtype=float)
         if self.link == "logit":
+            if _within(eta, THRESH):  # no clamp applies: the same values without the three passes
+                e = np.exp(eta)
+                return e / (1.0 + e)
             e = np.exp(np.clip(eta, -THRESH, THRESH))
             e = np.where(eta < -THRESH, EPS, np.where(eta > THRESH, 1.0 / EPS, e))
             return e / (1.0 + e)
@@ -85,6 +93,9 @@ class Family:
         """d mu / d eta."""
         eta = np.asarray(eta, dtype=float)
         if self.link == "logit":
+            if _within(eta, THRESH):
+                e = np.exp(eta)
+                return e / ((1.0 + e) * (1.0 + e))
             e = np.exp(np.clip(eta, -THRESH, THRESH))
             out = e / ((1.0 + e) * (1.0 + e))
             return np.where(np.abs(eta) > THRESH, EPS, out)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mlmcli.engine.blocks import NestedBlock, UniformDiagonal, block_diag_csr, bmm, t
+from mlmcli.engine.blocks import NestedBlock, UniformDiagonal, block_diag_csr, bmm, csr_with_values, t
 
 if TYPE_CHECKING:
     from mlmcli.engine.blocks import RowsBlock
@@ -27,14 +27,12 @@ if TYPE_CHECKING:
 
 def scale_csr(S, left: np.ndarray | None = None, right: np.ndarray | None = None):
     """diag(left) S diag(right) for a CSR matrix S, by scaling its stored values."""
-    import scipy.sparse as sp
-
     data = S.data
     if left is not None:
         data = data * np.repeat(left, np.diff(S.indptr))
     if right is not None:
         data = data * right[S.indices]
-    return sp.csr_matrix((data, S.indices, S.indptr), shape=S.shape)
+    return csr_with_values(S, data)
 
 
 def block_diag_or_vector(T: np.ndarray, ell: int):
@@ -177,15 +175,13 @@ class TailGram:
 
     def reweighted(self, A) -> TailGram | None:
         """The same product for A_t0 with new values on the same pattern; None for another pattern."""
-        import scipy.sparse as sp
-
         indptr, indices, src1, src2 = self.pattern
         same = (A.indptr is indptr and A.indices is indices) or (
             np.array_equal(A.indptr, indptr) and np.array_equal(A.indices, indices)
         )
         if not same:
             return None
-        P = sp.csr_matrix((A.data[src1] * A.data[src2], self.P.indices, self.P.indptr), shape=self.P.shape)
+        P = csr_with_values(self.P, A.data[src1] * A.data[src2])
         return TailGram(P, self.q_tail, self.pattern)
 
     def lower(self, W: np.ndarray) -> np.ndarray:
