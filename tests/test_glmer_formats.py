@@ -200,7 +200,7 @@ def test_linear_and_generalized_columns_side_by_side():
         (["--family", "gamma"], "--family 'gamma': use gaussian, binomial, poisson"),
         (["--family", "binomial,poisson,gaussian"], "--family needs one family or 2 (one per formula), got 3"),
         (["--family", "poisson,gaussian", "--link", "logit"], "--link logit is not offered for poisson"),
-        (["--family", "poisson", "--engine", "dask"], "--engine dask is not offered with --family yet"),
+        (["--family", "poisson", "--engine", "dask"], "with --family and --engine dask is not offered"),
         (["--family", "poisson", "--nagq", "-1"], "--nagq must be 0 or more"),
     ],
 )

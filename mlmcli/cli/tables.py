@@ -181,7 +181,12 @@ def table(
     _check_outputs(inputs, output)
     form = table_format(fmt, output)
     families = column_families(family, len(formulas))
-    if source.engine == "dask" and set(families) == {"gaussian"}:
+    if source.engine == "dask" and set(families) != {"gaussian"}:
+        # modelsummary's glmer rows include the RMSE of the response residuals, one per row
+        raise MlmError(
+            "mlm table with --family and --engine dask is not offered (the RMSE needs the rows): fit in memory"
+        )
+    if source.engine == "dask":
         fits = _fit_on_cluster(data, formulas, ml, "Satterthwaite", optimizer.value, source, residuals=False)
     else:
         fits = _fit_columns(data, formulas, families, ml, source, optimizer.value, verbose, link, nagq)

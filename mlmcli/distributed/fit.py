@@ -12,7 +12,6 @@ import numpy as np
 
 from mlmcli.design import Design, ModelArguments, ReTerm, check_levels, fixed_effects, fixed_effects_of_sums
 from mlmcli.distributed.blocks import (
-    BlockSums,
     Layout,
     PartDesign,
     crossproducts,
@@ -107,7 +106,7 @@ def fit_on_cluster(
     sums = tree_sum(
         client, [blocks(leaf, layout) for leaf in leaves], sum_blocks, "cross-products", progress("cross-products")
     )
-    design = _design(formula, levels, sums, ModelArguments(weights, offset))
+    design = rowless_design(formula, levels, sums.G, sums.binary, ModelArguments(weights, offset))
     structures = [term_structure(t) for t in design.terms]
     cp = crossproducts(sums, structures)
     p = len(design.xnames)
@@ -195,8 +194,17 @@ def _design_from_rows(formula: Formula, levels: Levels, parts: list[PartDesign],
     )
 
 
-def _design(formula: Formula, levels: Levels, sums: BlockSums, args: ModelArguments) -> Design:
-    """The design without its rows: names, levels and the checks the in-memory design makes, from the sums."""
+def rowless_design(
+    formula: Formula,
+    levels: Levels,
+    G: np.ndarray,
+    binary: np.ndarray,
+    args: ModelArguments,
+    glmm: bool = False,
+    messages: list[str] | None = None,
+) -> Design:
+    """The design without its rows: names, levels and the checks the in-memory design makes (lmer's,
+    or with `glmm` glmer's), from [1 X]'[1 X] (`G`) and which of X's columns are 0/1."""
     n = levels.n
     xnames, cnames = names_of(formula, levels)
     terms = [
@@ -210,9 +218,9 @@ def _design(formula: Formula, levels: Levels, sums: BlockSums, args: ModelArgume
         )
         for i, cn in zip(levels.order, cnames, strict=True)
     ]
-    check_levels(terms, n)
+    check_levels(terms, n, glmm=glmm)
     p = len(xnames)
-    messages = fixed_effects_of_sums(sums.G[: p + 1, : p + 1], sums.binary, n)
+    checks = fixed_effects_of_sums(G[: p + 1, : p + 1], binary, n)
     return Design(
         y=np.empty(0),
         X=np.empty((0, p)),
@@ -221,7 +229,7 @@ def _design(formula: Formula, levels: Levels, sums: BlockSums, args: ModelArgume
         n_obs=n,
         rows=np.array(levels.digests),
         response=formula.response.label,
-        messages=messages + levels.messages,
+        messages=checks + levels.messages + (messages or []),
         levels=dict(levels.factor_levels),
         args=args,
     )

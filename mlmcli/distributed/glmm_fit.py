@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from mlmcli.design import Design, ModelArguments, ReTerm, check_levels, fixed_effects_of_sums
+from mlmcli.design import ModelArguments, ReTerm
 from mlmcli.distributed.blocks import Layout, Nesting, WeightedProducts, crossproducts, names_of, nesting, sum_products
 from mlmcli.distributed.cluster import reduce, tree_sum
 from mlmcli.distributed.glmm import (
@@ -273,7 +273,7 @@ def glmer_on_cluster(
     and kept on the workers, then fit_glmm on the client with PIRLS's sums from the cluster."""
     import dask
 
-    from mlmcli.distributed.fit import _no_rows, check_formula
+    from mlmcli.distributed.fit import _no_rows, check_formula, rowless_design
 
     fam = check_family(family_name, link, nagq)
     formula, columns = check_formula(source, formula_text, weights, offset)
@@ -307,7 +307,9 @@ def glmer_on_cluster(
     summary: GlmSummary = reduce(client, [client.submit(glm_summary, d, pure=False) for d in designs], sum_summaries)
     parts = [client.submit(with_aic_terms, d, fam, summary.many_trials, pure=False) for d in designs]
     del designs  # the parts hold the same arrays
-    design = _design(formula, levels, summary, ModelArguments(weights, offset, fam.name))
+    design = rowless_design(
+        formula, levels, summary.G, summary.binary, ModelArguments(weights, offset, fam.name), True, summary.messages
+    )
     structures = [term_structure(t) for t in design.terms]
     problem = ClusterGlmmProblem(
         client, parts, fam, design.terms, structures, nesting(summary.N, structures), design.n_obs, len(design.xnames)
@@ -333,35 +335,3 @@ def _check_response(formula: Formula, levels: Levels) -> None:
             f"the response '{response}' is a factor with {len(levs)} levels: a binomial response has two "
             "(the first is failure)"
         )
-
-
-def _design(formula: Formula, levels: Levels, summary: GlmSummary, args: ModelArguments) -> Design:
-    """The design without its rows: names, levels and the checks glmer's design makes, from the sums."""
-    n = levels.n
-    xnames, cnames = names_of(formula, levels)
-    terms = [
-        ReTerm(
-            formula.random[i].group,
-            levels.term_levels[i],
-            np.empty(0, dtype=np.int64),
-            np.empty((0, len(cn))),
-            cn,
-            formula.random[i].label,
-        )
-        for i, cn in zip(levels.order, cnames, strict=True)
-    ]
-    check_levels(terms, n, glmm=True)
-    p = len(xnames)
-    messages = fixed_effects_of_sums(summary.G[: p + 1, : p + 1], summary.binary, n)
-    return Design(
-        y=np.empty(0),
-        X=np.empty((0, p)),
-        xnames=xnames,
-        terms=terms,
-        n_obs=n,
-        rows=np.array(levels.digests),
-        response=formula.response.label,
-        messages=messages + levels.messages + summary.messages,
-        levels=dict(levels.factor_levels),
-        args=args,
-    )

@@ -15,43 +15,15 @@ from rich.table import Table
 from rich.text import Text
 
 from mlmcli.render.glmer_text import _method_title
-from mlmcli.render.layout import Col, cell, column, print_columns
-from mlmcli.render.numbers import SIGNIF_LEGEND, format_column, format_pvalues, is_num, signif_stars, zapsmall
-from mlmcli.render.table import (
-    _effects_cols,
-    _fit_messages,
-    _fixef_correlation_cols,
-    _mini_table,
-    _random_effects_cols,
-)
+from mlmcli.render.layout import Col, cell, column
+from mlmcli.render.numbers import format_column, format_pvalues, is_num, signif_stars, zapsmall
+from mlmcli.render.table import _mini_table, print_fit_parts
 
 
 def print_glmer_fit(console: Console, fit: dict, correlation: bool = False) -> None:
     """Header panel, random effects, fixed effects (z tests), optional correlation, ICC and R², warnings."""
-    console.print(_header(fit))
-    console.print()
-    print_columns(console, "Random effects", _random_effects_cols(fit))
-    cols, styles, show_p = _fixed_cols(fit)
-    print_columns(console, "Fixed effects", cols, [SIGNIF_LEGEND] if show_p else [], styles)
-    if correlation:
-        corr = _fixef_correlation_cols(fit)
-        if corr:
-            print_columns(console, "Correlation of fixed effects", corr)
-    effects = _effects_cols(fit)
-    if effects:
-        notes = ["on the link scale, as performance::icc() and r2_nakagawa()", *fit.get("effects_warnings", [])]
-        print_columns(console, "Variance explained", effects, notes)
-    messages = _fit_messages(fit)
-    if messages:
-        console.print(
-            Panel(
-                Text("\n".join(messages), style="yellow"),
-                title="Warnings",
-                title_align="left",
-                border_style="yellow",
-                expand=False,
-            )
-        )
+    notes = ["on the link scale, as performance::icc() and r2_nakagawa()"]
+    print_fit_parts(console, fit, _header(fit), _fixed_cols(fit), correlation, notes)
 
 
 def _header(fit: dict) -> Panel:

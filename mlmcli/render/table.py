@@ -34,10 +34,23 @@ from mlmcli.render.numbers import (
 # ------------------------------------------------------------------------------------------------ fit
 def print_fit(console: Console, fit: dict, correlation: bool = False) -> None:
     """Model summary: header panel, random effects, fixed effects, optional correlation, warnings."""
-    console.print(_fit_header(fit))
+    print_fit_parts(console, fit, _fit_header(fit), _fixed_effects_cols(fit), correlation, [])
+
+
+def print_fit_parts(
+    console: Console,
+    fit: dict,
+    header: Panel,
+    fixed: tuple[list[Col], list[str], bool],
+    correlation: bool,
+    effects_notes: list[str],
+) -> None:
+    """The summary's panels in order (lmer's or glmer's header and fixed-effects columns): header,
+    random effects, fixed effects, optional correlation, ICC and R² with `effects_notes`, warnings."""
+    console.print(header)
     console.print()
     print_columns(console, "Random effects", _random_effects_cols(fit))
-    cols, styles, show_p = _fixed_effects_cols(fit)
+    cols, styles, show_p = fixed
     print_columns(console, "Fixed effects", cols, [SIGNIF_LEGEND] if show_p else [], styles)
     if correlation:
         corr = _fixef_correlation_cols(fit)
@@ -45,7 +58,7 @@ def print_fit(console: Console, fit: dict, correlation: bool = False) -> None:
             print_columns(console, "Correlation of fixed effects", corr)
     effects = _effects_cols(fit)
     if effects:
-        print_columns(console, "Variance explained", effects, list(fit.get("effects_warnings", [])))
+        print_columns(console, "Variance explained", effects, [*effects_notes, *fit.get("effects_warnings", [])])
     messages = _fit_messages(fit)
     if messages:
         console.print(
