@@ -227,3 +227,24 @@ def test_tau_with_family_in_every_format():
     assert "Correlation: district" in corr.stdout and cell in corr.stdout
     js = json.loads(mlm(*args, "--format", "json").stdout)
     assert js["residual_variance"] is None and js["groups"][0]["terms"] == ["(Intercept)", "urbanY"]
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "note"),
+    [
+        ("fit", ["--link", "probit"], "mlm: note: --link applies with --family; ignored"),
+        ("tau", ["--nagq", "5"], "mlm: note: --nagq applies with --family; ignored"),
+        ("fit", ["--family", "binomial", "--ml"], "mlm: note: --ml is ignored with --family"),
+        ("ranef", ["--family", "binomial", "--ml"], "mlm: note: --ml is ignored with --family"),
+    ],
+)
+def test_options_that_do_nothing_say_so(command, args, note):
+    """A shell line's --link or --nagq without --family, or --ml with it, is noted on stderr; the
+    command still does its work (lmer's fit without --family, glmer's with it)."""
+    formula = CBPP_F if "--family" in args else "incidence ~ factor(period) + (1 | herd)"
+    p = mlm(command, CBPP, formula, *args, "-f", "json")
+    assert p.returncode == 0, p.stderr
+    assert note in p.stderr
+    out = json.loads(p.stdout)
+    if command == "fit":
+        assert ("family" in out) == ("--family" in args)

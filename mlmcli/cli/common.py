@@ -286,6 +286,21 @@ def _strict_exit(strict: bool, warnings: list[str], *models: Any) -> None:
         raise typer.Exit(EXIT_STRICT)
 
 
+def _family_notes(family: object, link: object, nagq: int, ml: bool) -> None:
+    """An option that does nothing in this combination says so on stderr (a typo in a shell line
+    should not pass silently): --link and --nagq without --family, --ml with it."""
+    notes = []
+    if family is None:
+        notes += [
+            f"mlm: note: {o} applies with --family; ignored"
+            for o, v in (("--link", link is not None), ("--nagq", nagq != 1))
+            if v
+        ]
+    elif ml:
+        notes.append("mlm: note: --ml is ignored with --family: glmer fits by maximum likelihood")
+    _warn(notes)
+
+
 def _note_ignored(option: str, form: str, applies_to: str) -> None:
     sys.stderr.write(f"mlm: note: {option} applies to {applies_to} output; ignored with --format {form}\n")
 

@@ -37,6 +37,7 @@ from mlmcli.cli.common import (
     _bootstrap_progress,
     _check_ddf,
     _deliver,
+    _family_notes,
     _fit,
     _fit_and_warn,
     _memory_only,
@@ -117,6 +118,7 @@ def confint(
 ) -> None:
     """Confidence intervals as lme4's confint(): Wald, likelihood profile (ML deviance) or parametric
     bootstrap; with --family, of a generalized linear mixed model as glmer fits it."""
+    _family_notes(family, link, nagq, ml)
     from mlmcli.stats.confint import Bootstrap, check_level, check_method, confint_report, select
 
     check_level(level)
@@ -131,8 +133,6 @@ def confint(
     else:
         from mlmcli.cli.glmer import glmer_fits
 
-        if ml:
-            _warn(["mlm: note: --ml is ignored with --family: glmer fits by maximum likelihood"])
         (model,), _ = glmer_fits(data, [formula], family, link, nagq, source, optimizer.value, verbose)
         _warn(list(dict.fromkeys(model.warnings)))
     select(model, names, method.value)  # a misspelt --parm is an error before any profiling

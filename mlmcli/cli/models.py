@@ -39,6 +39,7 @@ from mlmcli.cli.common import (
     _bootstrap_progress,
     _check_ddf,
     _deliver,
+    _family_notes,
     _fit,
     _fit_all,
     _fit_and_warn,
@@ -113,6 +114,7 @@ def fit(
 ) -> None:
     """Fit a linear mixed model and print lme4's summary (estimates, SEs, Satterthwaite df, p-values);
     with --family, a generalized one as glmer fits it."""
+    _family_notes(family, link, nagq, ml)
     from mlmcli.report import fit_report
 
     inputs, form = _begin(data, output, fmt)
@@ -197,6 +199,7 @@ def tau(
     nagq: NagqOpt = 1,
 ) -> None:
     """The Tau matrix: each grouping factor's random-effects covariance, and the residual variance."""
+    _family_notes(family, link, nagq, ml)
     from mlmcli.report import tau_report
 
     inputs, form = _begin(data, output, fmt)
@@ -233,6 +236,7 @@ def ranef(
     nagq: NagqOpt = 1,
 ) -> None:
     """Conditional modes (Empirical Bayes estimates) of the random effects with conditional SDs."""
+    _family_notes(family, link, nagq, ml)
     from mlmcli.report import ranef_report
 
     inputs, form = _begin(data, output, fmt)
@@ -293,6 +297,7 @@ def compare(
     nagq: NagqOpt = 1,
 ) -> None:
     """Likelihood-ratio tests of nested models (lme4's anova), refitting REML fits by ML."""
+    _family_notes(family, link, nagq, ml)
     from mlmcli.report import SCHEMA_VERSION
     from mlmcli.stats.compare import REFIT_MESSAGE, compare_report
     from mlmcli.stats.compare import compare as run_compare

@@ -33,6 +33,7 @@ from mlmcli.cli.common import (
     _check_outputs,
     _deliver,
     _emit,
+    _family_notes,
     _fit_and_warn,
     _memory_only,
     _strict_exit,
@@ -107,6 +108,7 @@ def plot(
     nagq: NagqOpt = 1,
 ) -> None:
     """Draw a multilevel analyst's pictures (EB intercepts vs slopes, caterpillar, spaghetti...) as PNG."""
+    _family_notes(family, link, nagq, ml)
     from mlmcli.render.plots import PlotOptions, check_family_kind, draw, image_format
 
     # every option is checked before the (possibly long) fit

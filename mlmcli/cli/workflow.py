@@ -32,6 +32,7 @@ from mlmcli.cli.app import (
 from mlmcli.cli.common import (
     _check_outputs,
     _deliver,
+    _family_notes,
     _fit_and_warn,
     _memory_only,
     _read,
@@ -100,6 +101,7 @@ def predict(
     ] = PredictType.link,
 ) -> None:
     """Predictions as lme4's predict(): NEWDATA's columns plus .fitted."""
+    _family_notes(family, link, nagq, ml)
     from mlmcli.stats.predict import prediction_report
 
     _memory_only("predict", source)  # the fitted values and the levels come from DATA's rows
@@ -146,6 +148,7 @@ def augment(
 ) -> None:
     """The model frame's rows with broom.mixed's augment() columns .fitted, .resid and .fixed (with
     --family: .fitted on the response scale, deviance residuals, .eta and .wtres)."""
+    _family_notes(family, link, nagq, ml)
     from mlmcli.stats.predict import augment_report
 
     _memory_only("augment", source)  # its output is DATA's rows
