@@ -90,13 +90,26 @@ def layout(cp: CrossProducts, small_term: bool | None = None, tail_gram: bool | 
 class BlockedFactor:
     """L(theta) over the blocks of A; `update` refactors."""
 
-    def __init__(self, cp: CrossProducts, *, small_term: bool | None = None, tail_gram: bool | None = None) -> None:
+    def __init__(
+        self,
+        cp: CrossProducts,
+        *,
+        small_term: bool | None = None,
+        tail_gram: bool | None = None,
+        like: BlockedFactor | None = None,
+    ) -> None:
+        """`like`: a factor of the same terms whose laid-out kernels (the crossed tail's product
+        layout) serve this one too, with or without X's columns and whatever the row weights."""
         self.cp = cp
         self.n, self.p = cp.n, cp.p
         self.structures = cp.structures
         self.ok = False
         lay = layout(cp, small_term, tail_gram)
         self.diagonal, self.below, self.rows, self.fixed = lay.diagonal, lay.below, lay.rows, lay.fixed
+        if like is not None:
+            for new, old in zip(self.diagonal, like.diagonal, strict=False):
+                if isinstance(new, GramTail) and isinstance(old, GramTail):
+                    new.gram = old.gram  # re-valued on its layout when bound (TailGram.reweighted)
         self.nz = len(self.diagonal)  # block columns of the random effects
         # the factorization's sweep, column by column: the diagonal block with the blocks left of it
         # in its row, then each block below it with the pairs (L_im, L_jm) it is downdated by

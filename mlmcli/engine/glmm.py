@@ -126,8 +126,12 @@ class GlmmProblem:
         self.n, self.p = self.X.shape
         self._empty = np.empty((self.n, 0))
         # per kind of system (with X: beta inside PIRLS; without: beta fixed), the products first
-        # formed and the one factor every PIRLS iteration re-weights (MixedModels.jl's reweight!)
-        self._working: dict[bool, tuple[CrossProducts, BlockedFactor]] = {}
+        # formed, the one factor every PIRLS iteration re-weights (MixedModels.jl's reweight!) and
+        # the (weights, response) it holds now: the same arrays again need no re-forming
+        self._working: dict[bool, tuple[CrossProducts, BlockedFactor, tuple[np.ndarray, np.ndarray]]] = {}
+        # every evaluation of a stage starts PIRLS from the same linear predictor: its working
+        # weights and response, computed once
+        self._start: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ pieces
     def system(self, joint: bool, z: np.ndarray, w: np.ndarray, theta: np.ndarray, own: bool = False) -> BlockedFactor:
@@ -135,18 +139,36 @@ class GlmmProblem:
         X's columns (`joint`: beta solved with u) or without (beta fixed): the working factor,
         re-weighted in place (CrossProducts.reweighted, BlockedFactor.reweight), or with `own` a
         factor of its own that later iterations leave alone."""
-        X = self.X if joint else self._empty
-        if own or joint not in self._working:
-            cp = CrossProducts(self.terms, X, z, weights=w)
-            system = BlockedFactor(cp)
-            if not own:
-                self._working[joint] = (cp, system)
+        working = self._working.get(joint)
+        if working is None:
+            cp = CrossProducts(self.terms, self.X if joint else self._empty, z, weights=w)
+            other = next(iter(self._working.values()), None)
+            system = BlockedFactor(cp, like=None if other is None else other[1])
+            if own:
+                return self._updated(system, theta)
+            self._working[joint] = (cp, system, (w, z))
         else:
-            base, system = self._working[joint]
-            system.reweight(base.reweighted(w, z))
+            base, system, held = working
+            if own:  # the same products as the working factor's, in a factor of its own
+                system = BlockedFactor(base.reweighted(w, z), like=system)
+                return self._updated(system, theta)
+            if held[0] is not w or held[1] is not z:
+                system.reweight(base.reweighted(w, z))
+                self._working[joint] = (base, system, (w, z))
+        return self._updated(system, theta)
+
+    @staticmethod
+    def _updated(system: BlockedFactor, theta: np.ndarray) -> BlockedFactor:
         if not system.update(theta):
             raise PirlsError("the penalized weighted least squares system is not positive definite")
         return system
+
+    def start_working(self, eta0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The working weights and response at a stage's start eta0: the same arrays for every
+        evaluation from it, so that the products re-formed with them are formed once (system)."""
+        if self._start is None or self._start[0] is not eta0:
+            self._start = (eta0, *self.response.working(eta0))
+        return self._start[1], self._start[2]
 
     def start_eta(self) -> np.ndarray:
         """mkGlmerDevfun's start: family$initialize's mustart on the link scale."""
@@ -161,7 +183,7 @@ class GlmmProblem:
 
     def linear_predictor(self, system: BlockedFactor, u: list[np.ndarray], fixed: np.ndarray) -> np.ndarray:
         """offset + X beta + Z Lambda u (fixed = X beta)."""
-        return self.response.offset + fixed + self._zb(system, u)
+        return self.response.offset + fixed + self._zb(system.T, u)
 
     # ------------------------------------------------------------------ PIRLS
     def pirls(
@@ -171,29 +193,39 @@ class GlmmProblem:
         beta: np.ndarray | None = None,
         own: bool = False,
         exact: bool = False,
+        first: FirstIteration | None = None,
     ) -> Modes:
         """Conditional modes at theta from the linear predictor eta0: with `beta` given, over u
         alone (beta is an offset, as glmer's second stage); without, over beta and u together
         (nAGQ = 0).  With `own`, the modes keep a factor of their own (the fitted model's); with
-        `exact`, PIRLS converges past lme4's test to MODES_TOL."""
+        `exact`, PIRLS converges past lme4's test to MODES_TOL; `first`, the first iteration's
+        solutions from eta0 by theta (over u alone)."""
         resp = self.response
         fixed = None if beta is None else self.X @ beta
         eta = eta0
         old_pdev = np.inf
         extra = 0  # iterations since lme4's test passed
         prev: tuple[list[np.ndarray], np.ndarray, np.ndarray] | None = None
+        system: BlockedFactor | None = None
         for it in range(1, PIRLS_MAXIT + 1):
-            w, z = resp.working(eta)
+            w, z = self.start_working(eta0) if it == 1 else resp.working(eta)
             if fixed is None:
                 system = self.system(True, z, w, theta)
                 beta_it = system.beta()
                 fixed_it = self.X @ beta_it
+                u = system.spherical_modes()
+                eta_new = self.linear_predictor(system, u, fixed_it)
+            elif it == 1 and first is not None and first.eta0 is eta0:
+                assert beta is not None
+                beta_it, fixed_it = beta, fixed
+                u, T = first.modes(theta, beta)
+                eta_new = resp.offset + fixed + self._zb(T, u)
             else:
                 assert beta is not None
                 system = self.system(False, z - fixed, w, theta)
                 beta_it, fixed_it = beta, fixed
-            u = system.spherical_modes()
-            eta_new = self.linear_predictor(system, u, fixed_it)
+                u = system.spherical_modes()
+                eta_new = self.linear_predictor(system, u, fixed_it)
             mu = resp.mu(eta_new)
             dev = resp.dev_resids(mu)
             pdev = float(dev.sum() + sum(float(ui @ ui) for ui in u))
@@ -203,6 +235,7 @@ class GlmmProblem:
                 u = [(a + b) / 2.0 for a, b in zip(prev[0], u, strict=True)]
                 beta_it = (prev[1] + beta_it) / 2.0
                 fixed_it = self.X @ beta_it if fixed is None else fixed
+                assert system is not None  # (no halving in the first iteration)
                 eta_new = self.linear_predictor(system, u, fixed_it)
                 mu = resp.mu(eta_new)
                 dev = resp.dev_resids(mu)
@@ -217,6 +250,7 @@ class GlmmProblem:
             step = float(np.max(np.abs(eta_new - eta))) if exact else 0.0
             eta, old_pdev, prev = eta_new, pdev, (u, beta_it, eta_new)
             if extra and (not exact or step <= MODES_TOL or extra > EXACT_MAXIT):
+                assert system is not None  # (lme4's test cannot pass in the first iteration)
                 if own:  # the same factor, not the working one later evaluations re-weight
                     system = self.system(fixed is None, z if fixed is None else z - fixed, w, theta, own=True)
                 laplace = system.ldL2 + sum(float(ui @ ui) for ui in u) + resp.aic(mu, dev)
@@ -231,7 +265,7 @@ class GlmmProblem:
         s = system.structures[0]
         codes = s.codes
         u0 = modes.u[0]
-        fixed = modes.eta - resp.offset - self._zb(system, modes.u)
+        fixed = modes.eta - resp.offset - self._zb(system.T, modes.u)
         devc0 = u0 * u0 + np.bincount(codes, weights=resp.dev_resids(modes.mu), minlength=s.ell)
         sd = 1.0 / system.Ldiag[0][:, 0, 0]
         z, w = gauss_hermite(nagq)
@@ -241,17 +275,53 @@ class GlmmProblem:
                 mult += wk
                 continue
             uk = u0 + zk * sd
-            eta = resp.offset + fixed + self._zb(system, [uk])
+            eta = resp.offset + fixed + self._zb(system.T, [uk])
             dev = uk * uk + np.bincount(codes, weights=resp.dev_resids(resp.mu(eta)), minlength=s.ell)
             mult += wk * np.exp(-0.5 * (dev - devc0) + 0.5 * zk * zk)
         return float(devc0.sum() + system.ldL2 - 2.0 * np.log(mult).sum())
 
-    def _zb(self, system: BlockedFactor, u: list[np.ndarray]) -> np.ndarray:
-        """Z Lambda u on the data's rows (not the weighted ones the factor holds)."""
+    def _zb(self, T: list[np.ndarray], u: list[np.ndarray]) -> np.ndarray:
+        """Z Lambda u on the data's rows (not the weighted ones a factor holds); T: each term's
+        template of Lambda (BlockedFactor.T)."""
         out = np.zeros(self.n)
-        for term, b in zip(self.terms, system.conditional_modes(u), strict=True):
+        for term, Ti, ui in zip(self.terms, T, u, strict=True):
+            b = ui.reshape(-1, Ti.shape[0]) @ Ti.T  # b = Lambda u, per level (conditional_modes)
             out += np.einsum("ik,ik->i", term.X, b[term.codes])
         return out
+
+
+class FirstIteration:
+    """The first PIRLS iteration over u alone (glmer's second stage) from a stage's fixed start
+    eta0, as a map of beta.  Its working weights w and response z are eta0's whatever the
+    parameters, and the iteration solves the weighted LMM for the response z - X beta, whose modes
+    are linear in beta: u(beta) = U_z - U_X beta, with [U_X U_z] solving L_ZZ' U = L_Z[X z] in the
+    factor with X's columns at theta.  The differences of the criterion along beta (the points of
+    its gradient and Hessian) share theta and so this map: it is solved once per theta and kept for
+    the last few, so that a point at a theta seen before refactors for its second iteration alone."""
+
+    KEEP = 8  # thetas kept: one central-difference Hessian's points visit 1 + 2n + n(n-1) of them at most
+
+    def __init__(self, problem: GlmmProblem, eta0: np.ndarray) -> None:
+        self.problem, self.eta0 = problem, eta0
+        self._maps: dict[bytes, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+
+    def modes(self, theta: np.ndarray, beta: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The first iteration's u at (theta, beta), and Lambda's templates at theta."""
+        key = np.asarray(theta, dtype=float).tobytes()
+        got = self._maps.pop(key, None)
+        if got is None:
+            problem = self.problem
+            w, z = problem.start_working(self.eta0)
+            system = problem.system(True, z, w, theta)
+            p = problem.p
+            U = system.solve_modes(system.LF_rows(slice(0, p + 1)))  # per term, (q, p + 1)
+            got = ([t.copy() for t in system.T], U)
+            while len(self._maps) >= self.KEEP:
+                self._maps.pop(next(iter(self._maps)))
+        self._maps[key] = got  # the most recently used last
+        T, U = got
+        p = self.problem.p
+        return [Ui[:, p] - Ui[:, :p] @ beta for Ui in U], T
 
 
 @lru_cache(maxsize=8)

@@ -25,7 +25,7 @@ from mlmcli.engine.fit import (
     check_convergence,
     is_singular,
 )
-from mlmcli.engine.glmm import FAILED_VALUE, GlmmProblem, Modes, PirlsError
+from mlmcli.engine.glmm import FAILED_VALUE, FirstIteration, GlmmProblem, Modes, PirlsError
 from mlmcli.engine.polish import (
     Derivatives,
     Polisher,
@@ -48,11 +48,12 @@ class GlmmObjective:
     def __init__(self, problem: GlmmProblem, eta0: np.ndarray, ntheta: int, nagq: int) -> None:
         self.problem, self.eta0, self.ntheta, self.nagq = problem, eta0, ntheta, nagq
         self.count = 0
+        self.first = FirstIteration(problem, eta0) if nagq > 0 else None
 
     def modes(self, x: np.ndarray, own: bool = False) -> Modes:
         theta = np.asarray(x[: self.ntheta], dtype=float)
         beta = None if self.nagq == 0 else np.asarray(x[self.ntheta :], dtype=float)
-        return self.problem.pirls(theta, self.eta0, beta, own=own)
+        return self.problem.pirls(theta, self.eta0, beta, own=own, first=self.first)
 
     def value(self, x: np.ndarray, modes: Modes) -> float:
         if self.nagq > 1:
@@ -96,7 +97,7 @@ def fit_glmm(problem: GlmmProblem, nagq: int = 1, polish: bool = True) -> GlmmFi
     # every evaluation of stage 1 starts from the linear predictor it ends at
     eta_start = problem.pirls(theta0, problem.start_eta()).eta
     f0 = GlmmObjective(problem, eta_start, nt, 0)
-    opt0 = _optimize(f0, theta0, lower, np.ones(nt), polish, checks=nagq == 0)
+    opt0 = _optimize(f0, theta0, lower, np.ones(nt), polish and nagq == 0, checks=nagq == 0)
     stage1 = f0.modes(opt0.theta, own=True)
     if nagq == 0:
         opt, modes, f = opt0, stage1, f0
