@@ -97,7 +97,7 @@ def fit_glmm(problem: GlmmProblem, nagq: int = 1, polish: bool = True) -> GlmmFi
     # every evaluation of stage 1 starts from the linear predictor it ends at
     eta_start = problem.pirls(theta0, problem.start_eta()).eta
     f0 = GlmmObjective(problem, eta_start, nt, 0)
-    opt0 = _optimize(f0, theta0, lower, np.ones(nt), polish and nagq == 0, checks=nagq == 0)
+    opt0 = _optimize(f0, theta0, lower, np.ones(nt), polish, checks=nagq == 0)
     stage1 = f0.modes(opt0.theta, own=True)
     if nagq == 0:
         opt, modes, f = opt0, stage1, f0

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mlmcli.engine.blocks import NestedBlock, UniformDiagonal, block_diag_csr, bmm, csr_with_values, t
+from mlmcli.engine.threads import for_factorization
 
 if TYPE_CHECKING:
     from mlmcli.engine.blocks import RowsBlock
@@ -269,7 +270,8 @@ class DenseTail:
         # Fortran order, whose upper factor is D's lower one (numpy's cholesky copies D in and the
         # factor out, a third of the time on InstEval's 1128 x 1128 tail).  Only the lower
         # triangle is read (solve_triangular, the diagonal); above it potrf leaves D's values.
-        c, info = lapack.dpotrf(self.D.T, lower=0, clean=0, overwrite_a=1)
+        with for_factorization(self.D.shape[0]):
+            c, info = lapack.dpotrf(self.D.T, lower=0, clean=0, overwrite_a=1)
         del self.D
         if info != 0:
             raise np.linalg.LinAlgError("the crossed terms' block is not positive definite")

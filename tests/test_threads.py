@@ -1,0 +1,53 @@
+"""engine/threads.py: a big dense factorization runs on every core (up to four) unless the user chose
+OpenBLAS's thread count; everything else keeps the threads it has."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from mlmcli.engine import threads
+from mlmcli.engine.tail import DenseTail
+
+
+def openblas_threads() -> set[int]:
+    return {i["num_threads"] for i in threadpool_info() if i["internal_api"] == "openblas"}
+
+
+@pytest.fixture
+def one_thread(monkeypatch):
+    monkeypatch.setattr(threads, "USER_THREADS", None)
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def test_a_big_factorization_runs_on_every_core(one_thread):
+    want = min(threads.cores(), threads.MAX_THREADS)
+    with threads.for_factorization(threads.MIN_ORDER):
+        inside = openblas_threads()
+    assert inside == ({want} if want >= 2 else {1})
+    assert openblas_threads() == {1}  # and the count is restored after it
+
+
+def test_a_small_one_and_a_users_choice_keep_the_threads(one_thread, monkeypatch):
+    with threads.for_factorization(threads.MIN_ORDER - 1):
+        assert openblas_threads() == {1}
+    monkeypatch.setattr(threads, "USER_THREADS", "1")
+    with threads.for_factorization(4 * threads.MIN_ORDER):
+        assert openblas_threads() == {1}
+
+
+def test_the_tail_factor_is_the_same_on_any_number_of_threads(one_thread):
+    rng = np.random.default_rng(3)
+    M = rng.standard_normal((700, 700))
+    A = M @ M.T + 700 * np.eye(700)
+    factors = []
+    for user in ("1", None):  # one thread, then every core
+        threads.USER_THREADS = user
+        tail = DenseTail()
+        tail.D = A.copy()
+        tail.factor()
+        factors.append(np.tril(tail.L))
+    np.testing.assert_allclose(factors[0], factors[1], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(factors[0] @ factors[0].T, A, rtol=1e-12, atol=1e-9)
