@@ -42,6 +42,10 @@ class GlmPart:
     offset: np.ndarray | None
     messages: list[str]
     aic_terms: AicTerms | None = None  # once the whole data's kind of binomial counts is known
+    # a 0/1 response with unit weights and one trial a row: which rows are 1s.  Each deviance
+    # residual is then -2 log of the fitted probability of the observed outcome, and family$aic
+    # their sum (engine/glmm.py's GlmResponse): one logarithm a row instead of four
+    ones: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -119,8 +123,24 @@ def with_aic_terms(part: GlmPart, family: Family, many_trials: bool) -> GlmPart:
     terms = family.aic_terms(y, trials, wt)
     if pad:
         terms = AicTerms(terms.scale[:-1], terms.successes[:-1], terms.failures[:-1], terms.const[:-1])
+    binary = (
+        family.name == "binomial"
+        and bool(np.all((part.y == 0) | (part.y == 1)))
+        and bool(np.all(part.weights == 1))
+        and not bool(np.any(part.trials > 1))
+    )
     return GlmPart(
-        part.X, part.codes, part.Z, part.ells, part.y, part.trials, part.weights, part.offset, part.messages, terms
+        part.X,
+        part.codes,
+        part.Z,
+        part.ells,
+        part.y,
+        part.trials,
+        part.weights,
+        part.offset,
+        part.messages,
+        terms,
+        (part.y == 1) if binary else None,
     )
 
 
@@ -155,8 +175,11 @@ def glm_products(part: GlmPart, family: Family, at: Point) -> WeightedProducts:
             assert at.b is not None
             eta = linear_predictor(part, at.beta, at.b)
         mu = family.linkinv(eta)
-        dev = float(family.dev_resids(part.y, mu, part.weights).sum())
-        aic = family.aic(part.aic_terms, mu) if part.n else 0.0
+        if part.ones is not None:
+            dev = aic = float(-2.0 * np.log(np.where(part.ones, mu, 1.0 - mu)).sum())
+        else:
+            dev = float(family.dev_resids(part.y, mu, part.weights).sum())
+            aic = family.aic(part.aic_terms, mu) if part.n else 0.0
         d = family.mu_eta(eta)
         w = part.weights * d * d / family.variance(mu)
         z = (eta if part.offset is None else eta - part.offset) + (part.y - mu) / d

@@ -124,7 +124,13 @@ class ClusterGlmmProblem:
     def rx_system(self, modes: Modes, theta: np.ndarray) -> BlockedFactor:
         return self.factor(self.products(modes.eta), theta)
 
-    def pirls(self, theta: np.ndarray, eta0: Eta, beta: np.ndarray | None = None, own: bool = False) -> Modes:
+    def first_iteration(self, eta0: Eta) -> None:
+        """None: here the first iteration's system comes from the start's sums, formed once (products)."""
+        return None
+
+    def pirls(
+        self, theta: np.ndarray, eta0: Eta, beta: np.ndarray | None = None, own: bool = False, first: None = None
+    ) -> Modes:
         """GlmmProblem.pirls step for step, each iteration's rows summed on the cluster.  With beta
         fixed (glmer's second stage) the modes solve the same system with X's columns moved to the
         right-hand side: Lambda'Z'W(z - X beta), as the in-memory system of z - X beta has it."""

@@ -163,6 +163,10 @@ class GlmmProblem:
             raise PirlsError("the penalized weighted least squares system is not positive definite")
         return system
 
+    def first_iteration(self, eta0: np.ndarray) -> FirstIteration:
+        """The first PIRLS iteration over u alone from eta0, solved once per theta."""
+        return FirstIteration(self, eta0)
+
     def start_working(self, eta0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The working weights and response at a stage's start eta0: the same arrays for every
         evaluation from it, so that the products re-formed with them are formed once (system)."""

@@ -25,7 +25,7 @@ from mlmcli.engine.fit import (
     check_convergence,
     is_singular,
 )
-from mlmcli.engine.glmm import FAILED_VALUE, FirstIteration, GlmmProblem, Modes, PirlsError
+from mlmcli.engine.glmm import FAILED_VALUE, GlmmProblem, Modes, PirlsError
 from mlmcli.engine.polish import (
     Derivatives,
     Polisher,
@@ -48,7 +48,7 @@ class GlmmObjective:
     def __init__(self, problem: GlmmProblem, eta0: np.ndarray, ntheta: int, nagq: int) -> None:
         self.problem, self.eta0, self.ntheta, self.nagq = problem, eta0, ntheta, nagq
         self.count = 0
-        self.first = FirstIteration(problem, eta0) if nagq > 0 else None
+        self.first = problem.first_iteration(eta0) if nagq > 0 else None
 
     def modes(self, x: np.ndarray, own: bool = False) -> Modes:
         theta = np.asarray(x[: self.ntheta], dtype=float)
