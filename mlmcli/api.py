@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from mlmcli.engine.threads import engine_threads
 from mlmcli.errors import MlmError
 
 if TYPE_CHECKING:
@@ -104,15 +105,16 @@ def lmer(
         raise MlmError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {optimizer!r}")
     parsed = parse(formula)
     columns = parsed.columns() + [c for c in (weights, offset) if c is not None]
-    model, frame = fit_pipeline(
-        _frame_of(data, columns),
-        formula,
-        reml=bool(reml),
-        ddf="Satterthwaite",
-        optimizer=optimizer,
-        weights=weights,
-        offset=offset,
-    )
+    with engine_threads():
+        model, frame = fit_pipeline(
+            _frame_of(data, columns),
+            formula,
+            reml=bool(reml),
+            ddf="Satterthwaite",
+            optimizer=optimizer,
+            weights=weights,
+            offset=offset,
+        )
     fit = LmerFit(model, frame, _notes(model, frame))
     for w in list(dict.fromkeys(model.warnings)) + fit.notes:
         warnings.warn(w, MlmWarning, stacklevel=2)
@@ -334,7 +336,7 @@ class LmerFit:
         if method not in METHODS:
             raise MlmError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
         spec = Bootstrap(nsim=nsim, seed=seed) if method == "boot" else None
-        with user_errors(self.model.formula.text):
+        with user_errors(self.model.formula.text), engine_threads():
             report = confint_report(self.model, method, level, None, spec)
         if spec is not None:
             for m in spec.messages:
@@ -377,7 +379,7 @@ class LmerFit:
                 )
             model = copy.copy(model)
             model.ddf = ddf
-        with user_errors(model.formula.text):
+        with user_errors(model.formula.text), engine_threads():
             report = anova_report(model, self.frame, int(type))
         keys = {
             "sum_sq": "Sum Sq",
@@ -466,16 +468,17 @@ def glmer(
         raise MlmError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {optimizer!r}")
     parsed = parse(formula)
     columns = parsed.columns() + [c for c in (weights, offset) if c is not None]
-    model, frame = fit_pipeline(
-        _frame_of(data, columns),
-        formula,
-        family=family,
-        link=link,
-        nagq=int(nagq),
-        optimizer=optimizer,
-        weights=weights,
-        offset=offset,
-    )
+    with engine_threads():
+        model, frame = fit_pipeline(
+            _frame_of(data, columns),
+            formula,
+            family=family,
+            link=link,
+            nagq=int(nagq),
+            optimizer=optimizer,
+            weights=weights,
+            offset=offset,
+        )
     fit = GlmerFit(model, frame, _notes(model, frame))
     for w in list(dict.fromkeys(model.warnings)) + fit.notes:
         warnings.warn(w, MlmWarning, stacklevel=2)
@@ -613,7 +616,7 @@ def compare(*fits: LmerFit, names: Sequence[str] | None = None) -> pd.DataFrame:
     labels = list(names) if names is not None else [f"m{i + 1}" for i in range(len(fits))]
     if len(labels) != len(fits) or len(set(labels)) != len(labels):
         raise MlmError(f"names needs {len(fits)} distinct names, got {labels!r}")
-    with user_errors():
+    with user_errors(), engine_threads():
         report = compare_report(run_compare([f.model for f in fits], labels))
     keys = {
         "npar": "npar",

@@ -51,3 +51,32 @@ def test_the_tail_factor_is_the_same_on_any_number_of_threads(one_thread):
         factors.append(np.tril(tail.L))
     np.testing.assert_allclose(factors[0], factors[1], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(factors[0] @ factors[0].T, A, rtol=1e-12, atol=1e-9)
+
+
+def test_a_library_fit_runs_the_engine_on_one_thread(monkeypatch):
+    """mlmcli.lmer from a Python process whose OpenBLAS has two threads: the engine's work runs on
+    one, as the command's does, and the caller's threads are back afterwards."""
+    import mlmcli
+    from mlmcli.engine.factor import BlockedFactor
+
+    monkeypatch.setattr(threads, "USER_THREADS", None)
+    monkeypatch.setattr(threads, "SINGLE_THREADED", False)
+    seen: set[int] = set()
+    update = BlockedFactor.update
+
+    def watched(self, theta):
+        seen.update(openblas_threads())
+        return update(self, theta)
+
+    monkeypatch.setattr(BlockedFactor, "update", watched)
+    rng = np.random.default_rng(5)
+    g = np.repeat(np.arange(30), 10)
+    y = rng.standard_normal(30)[g] + rng.standard_normal(300)
+    import pandas as pd
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        fit = mlmcli.lmer("y ~ 1 + (1|g)", pd.DataFrame({"y": y, "g": g}))
+        after = openblas_threads()
+    assert seen == {1}
+    assert after == {2}
+    assert fit.theta[0] > 0

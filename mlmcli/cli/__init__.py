@@ -22,6 +22,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 # and its threads sleep ~30 microseconds after their work instead of ~0.1 s: between one tail's
 # factorization and the next they would spin on the other core, doubling the CPU time for nothing
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "16")
+mlmcli.engine.threads.SINGLE_THREADED = os.environ["OPENBLAS_NUM_THREADS"] == "1"
 
 from mlmcli.cli import inference, manual, models, pictures, tables, workflow  # noqa: E402, F401  (each registers its commands)
 from mlmcli.cli.app import app  # noqa: E402

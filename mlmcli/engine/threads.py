@@ -1,4 +1,4 @@
-"""How many BLAS threads a big dense factorization runs on.
+"""How many BLAS threads the engine runs on: one, and every core for a big dense factorization.
 
 The engine's dense work is mostly many small products, where OpenBLAS's threads cost more in waking
 and spinning than they save: the command runs OpenBLAS on one thread (cli/__init__.py).  A crossed
@@ -19,6 +19,9 @@ from typing import Any
 # captured when the engine is first imported: the command imports this module before it sets its
 # own default of one thread, so this is the user's choice (None: no choice made)
 USER_THREADS = os.environ.get("OPENBLAS_NUM_THREADS")
+# set by the command once it has started OpenBLAS on one thread (cli/__init__.py): then nothing
+# needs limiting around the engine's work
+SINGLE_THREADED = False
 # a factorization smaller than this (its order) stays on the threads it has: waking others costs
 # more than they save below a few hundred rows
 MIN_ORDER = 512
@@ -27,13 +30,26 @@ MAX_THREADS = 4
 
 @cache
 def _openblas() -> Any | None:
-    """threadpoolctl's handle on the OpenBLAS libraries loaded (numpy's and scipy's), or None."""
+    """threadpoolctl's handle on the OpenBLAS libraries (numpy's and scipy's), or None.  scipy's
+    is loaded first: a handle made before it would leave it out (the engine's factorizations are
+    scipy's LAPACK calls)."""
     try:
+        import scipy.linalg  # noqa: F401
         from threadpoolctl import ThreadpoolController
-    except ImportError:  # pragma: no cover - a core dependency
+    except ImportError:  # pragma: no cover - core dependencies
         return None
     found = ThreadpoolController().select(internal_api="openblas")
     return found if found.lib_controllers else None
+
+
+def engine_threads() -> AbstractContextManager[object]:
+    """One OpenBLAS thread for the engine's work from Python (the command has it from its start),
+    unless the user chose a count: a library fit runs as the command's does, and the caller's own
+    numpy work keeps its threads outside it."""
+    if SINGLE_THREADED or USER_THREADS is not None:
+        return nullcontext()
+    lib = _openblas()
+    return nullcontext() if lib is None else lib.limit(limits=1)
 
 
 def cores() -> int:
