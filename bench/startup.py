@@ -203,7 +203,11 @@ def slowest(budget: Budget, top: int) -> list[str]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=5, help="runs of each command (default 5)")
-    p.add_argument("--only", default="", help="comma-separated labels of the commands to run, e.g. fit,tau")
+    p.add_argument(
+        "--only",
+        default="",
+        help="comma-separated labels of the commands to run, e.g. fit,tau (--only=--version for a leading dash)",
+    )
     p.add_argument("--top", type=int, default=0, help="list each command's N slowest modules")
     p.add_argument("--python", default=sys.executable, help="the Python that has mlm installed")
     return p.parse_args(argv)
