@@ -72,10 +72,12 @@ def check_finite(model: FittedModel) -> None:
 
 def where_columns(where: str | None) -> list[str]:
     """The columns a where expression names (none if it does not parse: that error comes later)."""
+    if not where:
+        return []
     from mlmcli.where import columns_used, parse_where
 
     try:
-        return columns_used(parse_where(where)) if where else []
+        return columns_used(parse_where(where))
     except MlmError:
         return []
 
@@ -94,9 +96,9 @@ def read_rows(
     """The data as R reads them (the first half of lFormula): a path read by its format (only
     `columns`, the weights, offset and `where` columns converted), or a Frame already made; then the
     rows `where` keeps. `on_read` sees the frame as read (its notes) before any row is dropped."""
-    from mlmcli.where import keep_rows, parse_where
-
     if where is not None:
+        from mlmcli.where import parse_where
+
         with user_errors(where):
             parse_where(where)  # a mistake in it is found before reading
     if isinstance(data, str):
@@ -110,6 +112,8 @@ def read_rows(
         on_read(frame)
     if where is None:
         return frame
+    from mlmcli.where import keep_rows
+
     with user_errors(where):
         return keep_rows(frame, where)
 

@@ -1,4 +1,5 @@
-"""Tests of the benchmark's own parts (bench/): data generators, process measurement, output parsing."""
+"""Tests of the benchmark's own parts (bench/): data generators, process measurement, output parsing,
+the start-up budget."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import cases  # noqa: E402
 import make_data  # noqa: E402
 import procs  # noqa: E402
 import run  # noqa: E402
+import startup  # noqa: E402
 
 
 def read(path: Path) -> dict[str, np.ndarray]:
@@ -372,3 +374,59 @@ def test_dask_bench_binary_data_written_piece_by_piece(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(
         df, pd.concat([pd.read_parquet(p) for p in sorted(again.glob("*.parquet"))], ignore_index=True)
     )
+
+
+# what `python -X importtime` prints: a module after those it imported, its name indented by depth
+IMPORTTIME = """\
+import time: self [us] | cumulative | imported package
+import time:       300 |        300 |   _io
+import time:      1000 |       1300 | site
+import time:       200 |        200 |       pickle
+import time:      5000 |       5200 |     numpy._core
+import time:       400 |       5600 |   numpy
+import time:       100 |        100 |     inspect
+import time:       700 |        800 |   click.core
+import time:       250 |       6650 | mlmcli.report
+import time:      3000 |       3000 | scipy.special
+"""
+
+
+def test_startup_budget_sums_modules_by_origin() -> None:
+    b = startup.Budget("fit")
+    b.add_importtime(IMPORTTIME)
+    # a second, slower run: each module keeps its least self time
+    b.add_importtime(IMPORTTIME.replace("|      5000 |", "|      9000 |").replace("700 |", "650 |"))
+    assert b.self_us["numpy._core"] == 5000 and b.self_us["click.core"] == 650
+    assert b.importer["pickle"] == "numpy._core" and b.importer["mlmcli.report"] is None
+    g = b.groups()
+    # pickle counts for numpy, which imported it; inspect for click; _io and site for python
+    assert g["numpy"] == pytest.approx(5.6) and g["typer+click"] == pytest.approx(0.75)
+    assert g["python"] == pytest.approx(1.3) and g["mlm"] == pytest.approx(0.25) and g["scipy"] == 3.0
+    assert b.heavy() == ["scipy"]
+
+
+def test_startup_table_and_slowest_modules() -> None:
+    b = startup.Budget("fit", walls=[0.12, 0.10, 0.30])
+    b.add_importtime(IMPORTTIME)
+    quiet = startup.Budget("--version", walls=[0.05])
+    quiet.add_importtime("import time:      1000 |       1000 | site\n")
+    lines = startup.table([b, quiet, startup.Budget("man", failed="exit 2: mlm: error: x")])
+    assert lines[0] == (
+        "| command | wall ms | imports ms | modules | python | numpy | typer+click | nlopt | mlm | scipy | other"
+        " | heavy |"
+    )
+    assert lines[2] == "| fit | 120 | 11 | 9 | 1.3 | 5.6 | 0.8 | 0.0 | 0.2 | 3.0 | 0.0 | scipy |"
+    assert lines[3] == "| --version | 50 | 1 | 1 | 1.0 | 0.0 | 0.0 | 0.0 | 0.0 | 0.0 | 0.0 | - |"
+    assert lines[4] == "| man | failed: exit 2: mlm: error: x |"
+    assert startup.slowest(b, 2) == ["     5.00 ms  numpy._core", "     3.00 ms  scipy.special"]
+
+
+def test_startup_runs_a_command_and_rejects_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
+    assert startup.main(["--only=--version", "--runs", "1"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("| --version |"))
+    assert row.endswith("| - |")  # no heavy package
+    assert int(row.split("|")[4]) > 50  # modules imported: python's, typer's and click's
+    assert startup.main(["--only", "fit,nope"]) == 2
+    assert "unknown command nope" in capsys.readouterr().err
+    assert startup.main(["--runs", "0"]) == 2

@@ -341,24 +341,42 @@ assert set(_DATA_OPTIONS) == {f.name for f in fields(DataOptions)}
 def reads_data(command: Callable[..., Any]) -> Callable[..., Any]:
     """Give a command the options of DATA: its parameter `source: DataOptions` becomes --sep, --sheet,
     --where, --weights, --offset, --engine, --scheduler and --timeout on the command line."""
-    signature = inspect.signature(command, eval_str=True)
-    params = list(signature.parameters.values())
-    at = [p.name for p in params].index("source")
-    added = [
-        inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation, default=default)
-        for name, (annotation, default) in _DATA_OPTIONS.items()
-    ]
-    params[at : at + 1] = added
+    return _ReadsData(command)
 
-    @functools.wraps(command)
-    def wrapper(**kwargs: Any) -> Any:
+
+class _ReadsData:
+    """A command whose `source: DataOptions` parameter typer sees as the options of DATA.
+
+    The signature typer reads is made when it is first asked for: evaluating a command's annotations
+    (typer's Annotated options) costs about half a millisecond, and a run builds one command, not all.
+    """
+
+    def __init__(self, command: Callable[..., Any]) -> None:
+        self.__wrapped__ = command
+        self.__module__ = command.__module__
+        self.__name__ = command.__name__
+        self.__qualname__ = command.__qualname__
+        self.__doc__ = command.__doc__
+
+    @functools.cached_property
+    def __signature__(self) -> inspect.Signature:
+        signature = inspect.signature(self.__wrapped__, eval_str=True)
+        params = list(signature.parameters.values())
+        at = [p.name for p in params].index("source")
+        params[at : at + 1] = [
+            inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation, default=default)
+            for name, (annotation, default) in _DATA_OPTIONS.items()
+        ]
+        return signature.replace(parameters=params)
+
+    @functools.cached_property
+    def __annotations__(self) -> dict[str, Any]:  # type: ignore[override]
+        return {p.name: p.annotation for p in self.__signature__.parameters.values()}
+
+    def __call__(self, **kwargs: Any) -> Any:
         given = {name: kwargs.pop(name) for name in _DATA_OPTIONS}
         given["engine"] = given["engine"].value
-        return command(**kwargs, source=DataOptions(**given))
-
-    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in params}
-    return wrapper
+        return self.__wrapped__(**kwargs, source=DataOptions(**given))
 
 
 # the examples' data, bundled with the sources, so that each example runs as it is written

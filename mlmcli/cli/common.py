@@ -374,10 +374,10 @@ def _begin(data: str, output: str | None, fmt: str | None) -> tuple[tuple[str, .
 
 def _check_outputs(inputs: tuple[str, ...], *outputs: str | None) -> None:
     """Before fitting: an output must not overwrite an input, and its folder must exist."""
-    from mlmcli.outfile import check_output
-
     for out in outputs:
         if out is not None:
+            from mlmcli.outfile import check_output
+
             check_output(out, inputs)
 
 

@@ -12,6 +12,7 @@ lme4's wording.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,13 +28,15 @@ from mlmcli.design.frame import (
     _nan_rows_message,
     total_offset,
 )
-from mlmcli.design.glm import GlmResponseValues, glm_response
 from mlmcli.design.matrices import model_matrix
 from mlmcli.design.random import ReTerm, _random_terms, check_levels
 from mlmcli.design.transforms import _unknown_column, _uses_group_means, evaluate
 from mlmcli.errors import DataError
 from mlmcli.formula import Formula
 from mlmcli.io.frame import Factor, Frame
+
+if TYPE_CHECKING:
+    from mlmcli.design.glm import GlmResponseValues  # glmer's response, imported when a family asks for it
 
 
 @dataclass
@@ -146,6 +149,8 @@ def build_design(frame: Frame, formula: Formula, args: ModelArguments | None = N
     weights = None if args.weights is None else _check_weights(extra[args.weights][rows], args.weights, rows)
     glm = None
     if args.family is not None:
+        from mlmcli.design.glm import glm_response
+
         glm = glm_response(args.family, y_col, weights, rows, response)
         messages.extend(glm.messages)
         y = glm.y

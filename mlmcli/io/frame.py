@@ -5,7 +5,6 @@ logicals) become factors with the two levels FALSE and TRUE."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterable
@@ -192,6 +191,8 @@ def not_numbers(col: np.ndarray | Factor | None, shown: int = 3) -> str | None:
     used, first = np.unique(col.codes[col.codes >= 0], return_index=True)
     seen = [col.levels[c] for c in used[np.argsort(first)]]
     words = [v for v in seen if not _NUMBER_FIELD.fullmatch(v)]
+    import json  # a rare message: keep the module off the start-up path
+
     listed = ", ".join(json.dumps(v, ensure_ascii=False) for v in words[:shown])
     more = f" and {len(words) - shown} more" if len(words) > shown else ""
     return f"values that are not numbers: {listed}{more}"
