@@ -104,7 +104,10 @@ def plot(
     ] = None,
     theme: Annotated[PlotTheme, typer.Option("--theme", help="screen, or paper (journal).")] = PlotTheme.screen,
     groups: Annotated[int | None, typer.Option("--groups", min=0, help="Groups drawn; 0: all.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", min=0, help="Seed of the spaghetti sample (default 1).")] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option("--seed", min=0, help="spaghetti: draw a random sample with this seed (default: spread evenly)."),
+    ] = None,
     data_out: Annotated[str | None, typer.Option("--data-out", help="Also write the plotted numbers (CSV).")] = None,
     fmt: Annotated[str | None, format_option("plot", "json: print the plotted numbers.")] = None,
     strict: StrictOpt = False,
