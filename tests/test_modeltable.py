@@ -8,6 +8,8 @@ import csv
 import io
 import json
 import re
+import shutil
+import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -127,29 +129,107 @@ def _cells(line: str) -> list[str]:
     return re.split(r"(?<!\\)&", line[:-3])
 
 
-def test_latex_is_a_booktabs_tabular_with_escapes(report):
+def test_latex_is_a_booktabs_tabular_with_siunitx_columns_and_escapes(report):
     text = latex(report)
     lines = text.splitlines()
-    assert lines[:4] == ["\\begin{table}", "\\centering", "\\begin{tabular}{lcc}", "\\toprule"]
-    end = lines.index("\\end{tabular}")
+    assert lines[:5] == [
+        "\\begin{table}",
+        "\\centering",
+        "\\sisetup{parse-numbers = false}",
+        "% the tabular in box 0, so that the notes below can be as wide as it",
+        "\\sbox0{%",
+    ]
+    # one siunitx S column per model, its room reserved by table-format: the sign, the most characters
+    # before the decimal point (a parenthesis counts), after it (a star counts)
+    assert lines[5] == "\\begin{tabular}{lS[table-format = -4.6]S[table-format = -4.6]}" and lines[6] == "\\toprule"
+    end = lines.index("\\end{tabular}}%")
     assert lines[end - 1] == "\\bottomrule" and lines[-1] == "\\end{table}"
     assert lines.count("\\toprule") == lines.count("\\bottomrule") == 1 and lines.count("\\midrule") == 3
-    body = lines[4 : lines.index("\\bottomrule")]
+    body = lines[7 : lines.index("\\bottomrule")]
     for line in body:
         if line != "\\midrule":
             assert len(_cells(line)) == 3, line
             assert line.count("$") % 2 == 0 and line.count("{") - line.count("\\{") == line.count("}") - line.count(
                 "\\}"
             ), line
-    assert body[0] == " & Intercepts\\_only & Slopes \\& 100\\% \\\\"
+    # the header is text in the S columns: braced
+    assert body[0] == " & {Intercepts\\_only} & {Slopes \\& 100\\%} \\\\"
     assert "I(Days\\textasciicircum{}2) & " in text and "Cor (Intercept$\\sim$Days Subject)" in text
     days = report["models"][0]["fixed_effects"][1]
-    assert f"Days & ${days['estimate']:.3f}^{{***}}$ & " in text
-    # the notes in small type under the tabular (a cell spanning it would widen its last column)
-    assert lines[end + 1 : end + 3] == ["\\par\\smallskip", "{\\footnotesize"]
-    notes = lines[end + 3 : -1]
-    assert len(notes) == 3 and all(n.endswith(" \\\\") for n in notes[:-1]) and notes[-1].endswith("\\par}")
+    # a number as it is written, the S column setting it in math mode: the stars a superscript
+    assert f"Days & {days['estimate']:.3f}^{{***}} & " in text
+    loglik = [line for line in body if line.startswith("Log.Lik. & ")][0]
+    assert _cells(loglik)[1].strip() == f"{report['models'][0]['loglik']:.1f}" and "-" in loglik
+    r2 = [line for line in body if "Marg." in line or "Cond." in line]
+    assert [line.split(" & ")[0] for line in r2] == ["$R^2$ Marg.", "$R^2$ Cond."]
+    # the notes under the tabular, as wide as it and left-aligned, in small type
+    assert lines[end + 1 : end + 5] == [
+        "\\begin{minipage}{\\wd0}",
+        "\\usebox0",
+        "\\par\\smallskip",
+        "\\raggedright\\footnotesize",
+    ]
+    notes = lines[end + 5 : -2]
+    assert lines[-2] == "\\end{minipage}"
+    assert len(notes) == 3 and all(n.endswith(" \\\\") for n in notes[:-1]) and notes[-1].endswith("\\par")
     assert notes[0].startswith("$^{*}$p \\textless{} 0.05, $^{**}$p \\textless{} 0.01, $^{***}$p \\textless{} 0.001")
+    assert "\\caption" not in text and "\\label" not in text
+
+
+def test_latex_caption_label_intervals_and_singular_note():
+    rep = run_json("table", HECK, "math ~ ses + (1|schcode)", "math ~ ses*public + (ses|schcode)", "--ci")
+    text = latex(rep, caption="Math & SES: 100%", label="tab:math")
+    lines = text.splitlines()
+    assert lines[:4] == ["\\begin{table}", "\\centering", "\\caption{Math \\& SES: 100\\%}", "\\label{tab:math}"]
+    # an interval is text, braced, in math mode for its minus signs
+    public = rep["models"][1]["fixed_effects"][2]
+    assert f" & {{$[{public['conf_low']:.3f}, {public['conf_high']:.3f}]$}} \\\\" in text
+    assert public["conf_low"] < 0
+    # the singular model's missing ICC and conditional R2 are explained in a note
+    assert lines[-3] == "Model 2: no ICC and no $R^2$ Cond.: a variance component is zero (singular fit)\\par"
+    assert "95\\% Wald confidence intervals in brackets \\\\" in lines
+
+
+def _document(*tables: str) -> str:
+    return "\n".join(
+        [
+            "\\documentclass{article}",
+            "\\usepackage{booktabs,siunitx}",
+            "\\begin{document}",
+            "Table~\\ref{tab:se} has standard errors, Table~\\ref{tab:ci} intervals.",
+            *tables,
+            "\\end{document}",
+            "",
+        ]
+    )
+
+
+def test_latex_compiles_with_pdflatex_where_there_is_one(tmp_path):
+    """The document the manual page describes (\\usepackage{booktabs,siunitx}) compiles cleanly with the
+    tables: no error, no overfull or underfull box, every reference resolved. Where pdflatex is not
+    installed, the structure checks above are what is tested."""
+    se = mlm("table", SLEEP, M1, M2, "-f", "latex", "--caption", "Errors", "--label", "tab:se")
+    ci = mlm("table", HECK, "math ~ ses + (1|schcode)", "math ~ ses*public + (ses|schcode)", "--ci", "-f", "latex",
+             "--caption", "Intervals", "--label", "tab:ci")  # fmt: skip
+    assert se.returncode == 0 and ci.returncode == 0, se.stderr + ci.stderr
+    doc = _document(se.stdout, ci.stdout)
+    # the structure pdflatex needs: balanced environments and braces, one tabular per table
+    for name in ("table", "tabular", "minipage"):
+        assert doc.count(f"\\begin{{{name}}}") == doc.count(f"\\end{{{name}}}") == 2
+    assert doc.count("{") - doc.count("\\{") == doc.count("}") - doc.count("\\}")
+    pdflatex = shutil.which("pdflatex")
+    if pdflatex is None:
+        return
+    (tmp_path / "doc.tex").write_text(doc)
+    for _ in range(2):  # the second run resolves the references
+        run = subprocess.run(
+            [pdflatex, "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stdout[-3000:]
+    log = (tmp_path / "doc.log").read_text(errors="replace")
+    assert "Overfull" not in log and "Underfull" not in log and "undefined" not in log, log[-3000:]
+    assert (tmp_path / "doc.pdf").read_bytes().startswith(b"%PDF-")
 
 
 class _Tags(HTMLParser):
@@ -193,9 +273,32 @@ def test_html_is_a_well_formed_page(report):
     assert p.rows[0] == ["", "Intercepts_only", "Slopes & 100%"]  # escaped in the page, read back
     assert "Slopes &amp; 100%" in text
     n_rows = len(rows(report))
-    assert len(p.rows) == 1 + n_rows and all(len(r) == 3 for r in p.rows)
-    assert text.count("<tbody") == 3
-    assert p.caption.startswith("* p < 0.05, ** p < 0.01, *** p < 0.001")
+    # the header, the rows, and the notes in the foot, one cell spanning the table
+    assert len(p.rows) == 1 + n_rows + 1 and all(len(r) == 3 for r in p.rows[:-1])
+    assert text.count("<tbody") == 3 and "<caption>" not in text
+    assert p.rows[-1][0].startswith("* p < 0.05, ** p < 0.01, *** p < 0.001")
+    assert '<td class="notes" colspan="3">' in text
+    # R² and the minus sign (U+2212), not a hyphen
+    assert [r[0] for r in p.rows if "Marg." in r[0] or "Cond." in r[0]] == ["R\u00b2 Marg.", "R\u00b2 Cond."]
+    loglik = next(r for r in p.rows if r[0] == "Log.Lik.")
+    assert loglik[1] == f"\u2212{-report['models'][0]['loglik']:.1f}" and "-" not in "".join(loglik[1:])
+
+
+def test_html_caption_and_the_note_on_a_singular_model():
+    rep = run_json("table", HECK, "math ~ ses + (1|schcode)", "math ~ ses*public + (ses|schcode)")
+    assert rep["models"][1]["icc"]["adjusted"] is None and rep["models"][1]["r2"]["conditional"] is None
+    text = html_table(rep, caption="Table 2. Math <achievement>")
+    p = _Tags()
+    p.feed(text)
+    p.close()
+    assert p.caption == "Table 2. Math <achievement>" and "<caption>Table 2. Math &lt;achievement&gt;</caption>" in text
+    icc = next(r for r in p.rows if r[0] == "ICC")
+    assert icc[1] == f"{rep['models'][0]['icc']['adjusted']:.3f}" and icc[2] == ""
+    assert "Model 2: no ICC and no R\u00b2 Cond.: a variance component is zero (singular fit)" in p.rows[-1][0]
+    public = next(r for r in p.rows if r[0] == "public")
+    assert public[2] == f"\u2212{-rep['models'][1]['fixed_effects'][2]['estimate']:.3f}"
+    # the note is in every format's notes, the markdown one too, and the reason stays on stderr as before
+    assert "Model 2: no ICC and no R2 Cond.: a variance component is zero (singular fit)" in markdown(rep)
 
 
 def test_csv_has_one_line_per_row(report):
@@ -236,3 +339,30 @@ def test_bad_names_are_one_line():
     p = mlm("table", SLEEP, M1, M2, "--names", "a")
     assert p.returncode == 2
     assert p.stderr.strip() == "mlm: error: --names needs 2 distinct names, got 'a'"
+
+
+def test_caption_and_label_from_the_command_line(tmp_path):
+    out = tmp_path / "t.tex"
+    p = mlm("table", SLEEP, M1, "-o", str(out), "--caption", "Reaction times", "--label", "tab:sleep")
+    assert p.returncode == 0, p.stderr
+    assert out.read_text().splitlines()[2:4] == ["\\caption{Reaction times}", "\\label{tab:sleep}"]
+    md = mlm("table", SLEEP, M1, "-f", "markdown", "--caption", "Reaction times")
+    assert md.returncode == 0 and "|\n\nTable: Reaction times\n\nNote: " in md.stdout
+    page = mlm("table", SLEEP, M1, "-f", "html", "--caption", "Reaction times")
+    assert page.returncode == 0 and "<caption>Reaction times</caption>" in page.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-f", "csv", "--caption", "x"], "--caption is for --format latex, html or markdown, not csv"),
+        (["-f", "json", "--caption", "x"], "--caption is for --format latex, html or markdown, not json"),
+        (["-f", "markdown", "--caption", "x", "--label", "t"], "--label is for --format latex, not markdown"),
+        (["-f", "latex", "--label", "tab:x"], "--label needs --caption"),
+        (["-f", "latex", "--caption", "x", "--label", "tab x}"], "--label 'tab x}': use letters, digits"),
+    ],
+)
+def test_caption_and_label_mistakes_are_one_line(args, message):
+    p = mlm("table", SLEEP, M1, *args)
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.count("\n") == 1 and p.stderr.startswith(f"mlm: error: {message}")

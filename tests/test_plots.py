@@ -228,7 +228,7 @@ def test_caterpillar_rows_are_modes_with_intervals_sorted_by_intercept(heck, tmp
 
 def test_caterpillar_crossed_factors_match_lme4(penicillin, tmp_path):
     model, frame = penicillin
-    out = draw(model, frame, small(tmp_path, "caterpillar"))
+    out = draw(model, frame, small(tmp_path, "caterpillar", groups=0))
     ref = reference("pen_crossed_reml")["ranef"]["ranef"]
     expect = {(r["group"], r["level"]): r for r in ref}
     assert out["groups"] == ["plate", "sample"]
@@ -243,12 +243,12 @@ def test_caterpillar_crossed_factors_match_lme4(penicillin, tmp_path):
     assert one["groups"] == ["sample"] and len(one["rows"]) == 6
 
 
-def test_caterpillar_thins_many_levels_evenly_in_sorted_order(figure, heck, tmp_path):
+def test_caterpillar_thins_many_levels_evenly_in_sorted_order_and_names_each(figure, heck, tmp_path):
     model, frame = heck
     fig, drawn, _ = figure(model, frame, small(tmp_path, "caterpillar", width=3.5, height=3.0, dpi=300))
     counts = drawn.data["levels"]["schcode"]
     k = counts["drawn"]
-    assert counts["levels"] == 419 and 20 < k < 60
+    assert counts["levels"] == 419 and 10 <= k <= 20  # as many as 7-point names fit in the height
     modes = model.conditional_modes()[0][:, 0]
     order = np.argsort(modes, kind="stable")
     expect = order[np.unique(np.round(np.linspace(0, 418, k)).astype(int))]
@@ -256,11 +256,13 @@ def test_caterpillar_thins_many_levels_evenly_in_sorted_order(figure, heck, tmp_
     panel = [r for r in drawn.data["rows"] if r["term"] == "(Intercept)"]
     assert [r["level"] for r in panel] == [levels[i] for i in expect]
     assert (panel[0]["value"], panel[-1]["value"]) == (modes.min(), modes.max())  # both ends kept
-    assert "of 419 schcode levels shown" in _caption_of(fig)
-    for ax in fig.axes:
-        bars, dots, zero = ax.collections[0], ax.lines[0], ax.lines[1]
-        assert len(bars.get_segments()) == len(dots.get_xdata()) == k
-        assert zero.get_xdata()[0] == 0 and bars.get_zorder() < zero.get_zorder() < dots.get_zorder()
+    first, second = fig.axes[:2]
+    # every level drawn is named, in the sorted order, on the factor's first panel
+    assert [t.get_text() for t in first.get_yticklabels()] == [levels[i] for i in expect]
+    assert first.get_ylabel() == f"schcode: {k} of 419 levels, sorted"
+    for ax in (first, second):
+        bars = [c for c in ax.collections]
+        assert sum(len(c.get_segments()) for c in bars) == k
         lo, hi = ax.get_ylim()
         assert lo < -0.5 and hi > k - 0.5  # the first and last dots clear of the frame
     tall = draw(model, frame, small(tmp_path, "caterpillar", height=9.0))
@@ -317,9 +319,9 @@ def test_spaghetti_errors(penicillin, heck, tmp_path):
 
 def test_spaghetti_draws_a_reproducible_sample_of_groups_each_line_over_its_own_range(figure, heck, tmp_path):
     model, frame = heck
-    fig, drawn, _ = figure(model, frame, small(tmp_path, "spaghetti"))
+    fig, drawn, _ = figure(model, frame, small(tmp_path, "spaghetti", seed=1))
     d = drawn.data
-    assert (d["groups_total"], d["groups_drawn"], d["seed"]) == (419, DEFAULT_GROUPS, 1)
+    assert (d["groups_total"], d["groups_drawn"], d["seed"], d["picked"]) == (419, DEFAULT_GROUPS, 1, "random")
     levels = [line["level"] for line in d["lines"]]
     assert len(levels) == len(set(levels)) == DEFAULT_GROUPS
     sch, ses = frame.columns["schcode"], frame.columns["ses"]
@@ -331,19 +333,21 @@ def test_spaghetti_draws_a_reproducible_sample_of_groups_each_line_over_its_own_
     for seg, line in zip(segments, d["lines"], strict=True):
         rows = sch == int(line["level"])
         assert (seg[0][0], seg[-1][0]) == (ses[rows].min(), ses[rows].max())  # clipped to the group's range
-    # a colour of the colour-blind-safe palette for each group, named in the legend
+    # a colour of the colour-blind-safe palette for each group, named in the legend, black left to the population
     from matplotlib.colors import to_rgba
 
     np.testing.assert_allclose(
         ax.collections[1].get_colors()[:, :3], [to_rgba(c)[:3] for c in PALETTE[:DEFAULT_GROUPS]]
     )
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == levels
+    assert "#000000" not in PALETTE[:DEFAULT_GROUPS]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [*levels, "population"]
+    assert "drawn at random (--seed 1)" in _caption_of(fig)
     # the same seed draws the same groups; another seed others; a larger sample keeps the smaller one's
-    again = draw(model, frame, small(tmp_path, "spaghetti"))
+    again = draw(model, frame, small(tmp_path, "spaghetti", seed=1))
     assert [line["level"] for line in again["lines"]] == levels
     other = draw(model, frame, small(tmp_path, "spaghetti", seed=2))
     assert [line["level"] for line in other["lines"]] != levels
-    more = draw(model, frame, small(tmp_path, "spaghetti", groups=12))
+    more = draw(model, frame, small(tmp_path, "spaghetti", groups=12, seed=1))
     assert len(more["lines"]) == 12 and set(levels) <= {line["level"] for line in more["lines"]}
 
 
@@ -603,7 +607,9 @@ def test_type_and_lines_scale_with_the_figure_and_paper_is_thinner(figure, sleep
     big, big_lw, _ = measures(**SCREEN)
     small_, small_lw, _ = measures(**JOURNAL)
     scale = math.sqrt(min(3.5 / 8, 3.0 / 6))
-    assert small_ == pytest.approx(big * scale) and small_lw == pytest.approx(big_lw * scale)
+    # lines scale with the figure; type down to 7 points, the smallest journals print (9 at 8 x 6 in)
+    assert small_lw == pytest.approx(big_lw * scale)
+    assert big == 9.0 and small_ == 7.0 > big * scale
     paper_size, paper_lw, fig = measures(**JOURNAL, theme="paper")
     assert paper_size == pytest.approx(small_) and paper_lw < small_lw
     assert not fig.axes[0].xaxis.get_gridlines()[0].get_visible()  # no grid on paper

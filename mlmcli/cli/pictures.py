@@ -96,9 +96,18 @@ def plot(
     height: Annotated[float, typer.Option("--height", min=1.0, max=100.0, help="Inches.")] = 6.0,
     title: Annotated[str | None, typer.Option("--title", help='"" for none.')] = None,
     caption: Annotated[str | None, typer.Option("--caption", help='Footer; "" for none.')] = None,
+    xlabel: Annotated[str | None, typer.Option("--xlabel", help='x-axis label of every panel; "" for none.')] = None,
+    ylabel: Annotated[str | None, typer.Option("--ylabel", help='y-axis label of every panel; "" for none.')] = None,
+    font_size: Annotated[
+        float | None,
+        typer.Option("--font-size", help="Axis labels in points, other text in proportion (default: by the size)."),
+    ] = None,
     theme: Annotated[PlotTheme, typer.Option("--theme", help="screen, or paper (journal).")] = PlotTheme.screen,
     groups: Annotated[int | None, typer.Option("--groups", min=0, help="Groups drawn; 0: all.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", min=0, help="Seed of the spaghetti sample (default 1).")] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option("--seed", min=0, help="spaghetti: draw a random sample with this seed (default: spread evenly)."),
+    ] = None,
     data_out: Annotated[str | None, typer.Option("--data-out", help="Also write the plotted numbers (CSV).")] = None,
     fmt: Annotated[str | None, format_option("plot", "json: print the plotted numbers.")] = None,
     strict: StrictOpt = False,
@@ -116,6 +125,7 @@ def plot(
     if family is not None:
         check_family_kind(kind.value)
     image_format(output)
+    _check_plot_options(kind.value, x, y, group, by, groups, seed, xlabel, ylabel, font_size, theme.value)
     inputs = (data,)
     _check_outputs(inputs, output, data_out)
     if data_out is not None and output != "-" and os.path.realpath(data_out) == os.path.realpath(output):
@@ -153,6 +163,9 @@ def plot(
         groups=groups,
         seed=seed,
         inputs=inputs,
+        xlabel=xlabel,
+        ylabel=ylabel,
+        font_size=font_size,
     )
     if kind is PlotKind.profile:  # the profiles are the engine's work, done before drawing
         from mlmcli.stats.confint import profile_curves
@@ -163,6 +176,15 @@ def plot(
     if fmt is not None:
         _deliver("plot", fmt, plotted, None)
     _strict_exit(strict, model.warnings, model)
+
+
+def _check_plot_options(kind: str, *values: object) -> None:
+    """The options a kind does not use, and a --font-size out of range, refused before the fit."""
+    from mlmcli.render.plots import PlotOptions
+    from mlmcli.render.plots.options import check_options
+
+    names = ("x", "y", "group", "by", "groups", "seed", "xlabel", "ylabel", "font_size", "theme")
+    check_options(PlotOptions(kind=kind, output="", **dict(zip(names, values, strict=True))))
 
 
 @app.command(epilog=SCHEMA_EXAMPLES)

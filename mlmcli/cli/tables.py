@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from enum import Enum
 from typing import Annotated, Any
@@ -69,6 +70,24 @@ def model_names(names: str | None, n: int) -> list[str]:
     if len(labels) != n or len(set(labels)) != n or not all(labels):
         raise MlmError(f"--names needs {n} distinct names, got {names!r}")
     return labels
+
+
+_CAPTIONED = ("latex", "html", "markdown")
+_LABEL = re.compile(r"[A-Za-z0-9:._/-]+")  # a label LaTeX takes as it is
+
+
+def check_caption(form: str, caption: str | None, label: str | None) -> None:
+    """--caption for the formats that have one, --label for LaTeX's, naming that caption."""
+    if caption is not None and form not in _CAPTIONED:
+        raise MlmError(f"--caption is for --format latex, html or markdown, not {form}")
+    if label is None:
+        return
+    if form != "latex":
+        raise MlmError(f"--label is for --format latex, not {form}")
+    if caption is None:
+        raise MlmError("--label needs --caption: a LaTeX label refers to the caption's table number")
+    if not _LABEL.fullmatch(label):
+        raise MlmError(f"--label {label!r}: use letters, digits and : . _ / - (such as tab:models)")
 
 
 FAMILIES = ("gaussian", "binomial", "poisson")
@@ -168,6 +187,13 @@ def table(
     ] = None,
     link: LinkOpt = None,
     nagq: NagqOpt = 1,
+    caption: Annotated[
+        str | None, typer.Option("--caption", help="Caption above the table (latex, html; markdown: pandoc's Table:).")
+    ] = None,
+    label: Annotated[
+        str | None,
+        typer.Option("--label", help=r"LaTeX \label of the caption, e.g. tab:models (latex, with --caption)."),
+    ] = None,
 ) -> None:
     """Models side by side for a paper: estimates with SEs and stars, variance components, N, AIC, BIC, ICC, R²."""
     from mlmcli.stats.modeltable import table_report
@@ -180,6 +206,7 @@ def table(
     inputs = (data,)
     _check_outputs(inputs, output)
     form = table_format(fmt, output)
+    check_caption(form, caption, label)
     families = column_families(family, len(formulas))
     if source.engine == "dask" and set(families) != {"gaussian"}:
         # modelsummary's glmer rows include the RMSE of the response residuals, one per row
@@ -196,5 +223,5 @@ def table(
     _warn(warnings)
     if form != "json":
         _warn([f"mlm: note: {m['name']}: {w}" for m in report["models"] for w in m["effects_warnings"]])
-    _deliver("table", form, report, output, inputs, no_color, digits=digits)
+    _deliver("table", form, report, output, inputs, no_color, digits=digits, caption=caption, label=label)
     _strict_exit(strict, warnings, *fits)

@@ -15,8 +15,11 @@ from __future__ import annotations
 import csv
 import html
 import io
+import re
 from dataclasses import dataclass
 from typing import Any
+
+from mlmcli.effects import SINGULAR_WARNING
 
 PARTS = ("estimates", "random", "gof")
 
@@ -143,7 +146,14 @@ def notes(report: dict) -> list[str]:
         out.append("AIC, BIC and Log.Lik. of REML fits come from the REML criterion")
     if any(glmm):
         out.append("ICC and R2 of binomial and Poisson models on the link scale; RMSE on the response scale")
+    singular = [m["name"] for m in report["models"] if SINGULAR_WARNING in m.get("effects_warnings", [])]
+    if singular:  # performance leaves them out and says why only in a warning
+        out.append(f"{_listed(singular)}: no ICC and no R2 Cond.: a variance component is zero (singular fit)")
     return out
+
+
+def _listed(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def _names(report: dict) -> list[str]:
@@ -155,8 +165,9 @@ def _md_escape(s: str) -> str:
     return s.replace("\\", "\\\\").replace("|", "\\|")
 
 
-def markdown(report: dict, digits: int = 3) -> str:
-    """A pipe table (GitHub, pandoc, Quarto), the notes below it."""
+def markdown(report: dict, digits: int = 3, caption: str | None = None) -> str:
+    """A pipe table (GitHub, pandoc, Quarto), the notes below it; a caption as pandoc reads one
+    (`Table: ...` after the table)."""
     grid = [["", *_names(report)]]
     grid += [[r.label, *(c.text + c.stars for c in r.cells)] for r in rows(report, digits)]
     grid = [[_md_escape(s) for s in line] for line in grid]
@@ -174,6 +185,8 @@ def markdown(report: dict, digits: int = 3) -> str:
 
     rule = "|" + "|".join(":" + "-" * (w + 1) if j == 0 else ":" + "-" * w + ":" for j, w in enumerate(widths)) + "|"
     text = [line(grid[0]), rule, *(line(g) for g in grid[1:])]
+    if caption is not None:
+        text += ["", f"Table: {caption}"]
     return (
         "\n".join(text)
         + "\n\n"
@@ -204,40 +217,85 @@ def latex_escape(s: str) -> str:
 
 
 def _latex_cell(c: Cell) -> str:
+    """A cell of an siunitx S column, which sets it in math mode aligned on its decimal point (minus signs
+    are minus signs); an interval, two numbers, is text (braced), centred."""
     if not c.text:
         return ""
+    if c.text.startswith("["):
+        return f"{{${latex_escape(c.text)}$}}"
     star = f"^{{{c.stars}}}" if c.stars else ""
-    return f"${latex_escape(c.text)}{star}$"
+    return f"{latex_escape(c.text)}{star}"
 
 
-def latex(report: dict, digits: int = 3) -> str:
-    """A booktabs table (\\usepackage{booktabs}): \\toprule, \\midrule between the parts, \\bottomrule; the notes
-    in small type under it."""
+def _s_format(cells: list[Cell]) -> str:
+    """siunitx's table-format of a column: a sign if any number is negative, then the most characters
+    before and after the decimal point (a parenthesis counts as a digit, and so does a superscript star,
+    a little narrower); intervals, set as text, are left out."""
+    sign, before, after = "", 1, 0
+    for c in cells:
+        if not c.text or c.text.startswith("["):
+            continue
+        body = c.text.removeprefix("-")
+        sign = sign or ("-" if body != c.text else "")
+        whole, _, frac = body.partition(".")
+        before = max(before, len(whole))
+        after = max(after, len(frac) + len(c.stars))
+    return f"{sign}{before}.{after}" if after else f"{sign}{before}"
+
+
+def _latex_label(label: str) -> str:
+    """A row's label: R2 as $R^2$."""
+    text = latex_escape(label)
+    return "$R^2$" + text[2:] if label.startswith("R2 ") else text
+
+
+def latex(report: dict, digits: int = 3, caption: str | None = None, label: str | None = None) -> str:
+    """A booktabs table (\\usepackage{booktabs,siunitx}): the numbers in siunitx S columns, aligned on
+    their decimal points; \\toprule, \\midrule between the parts, \\bottomrule; the notes in small type
+    under the tabular, left-aligned and as wide as it; \\caption and \\label above it when given."""
     names = _names(report)
     k = len(names)
-    out = [
-        "\\begin{table}",
-        "\\centering",
-        f"\\begin{{tabular}}{{l{'c' * k}}}",
+    out = ["\\begin{table}", "\\centering"]
+    if caption is not None:
+        out.append(f"\\caption{{{latex_escape(caption)}}}")
+    if label is not None:
+        out.append(f"\\label{{{label}}}")
+    grid = rows(report, digits)
+    # parse-numbers = false: each cell is set as written, split at its decimal point (an S column's
+    # alignment without siunitx reformatting the numbers), in the room table-format reserves
+    columns = "".join(f"S[table-format = {_s_format([r.cells[j] for r in grid])}]" for j in range(k))
+    out += [
+        "\\sisetup{parse-numbers = false}",
+        "% the tabular in box 0, so that the notes below can be as wide as it",
+        "\\sbox0{%",
+        f"\\begin{{tabular}}{{l{columns}}}",
         "\\toprule",
-        " & ".join(["", *(latex_escape(n) for n in names)]) + " \\\\",
+        " & ".join(["", *(f"{{{latex_escape(n)}}}" for n in names)]) + " \\\\",
         "\\midrule",
     ]
     part = "estimates"
-    for r in rows(report, digits):
+    for r in grid:
         if r.part != part:
             out.append("\\midrule")
             part = r.part
-        out.append(" & ".join([latex_escape(r.label), *(_latex_cell(c) for c in r.cells)]) + " \\\\")
-    out += ["\\bottomrule", "\\end{tabular}"]
-    # the notes below the tabular, not in a cell spanning it: a long note would widen the last column
+        out.append(" & ".join([_latex_label(r.label), *(_latex_cell(c) for c in r.cells)]) + " \\\\")
+    out += ["\\bottomrule", "\\end{tabular}}%"]
+    # the notes below the tabular, not in a cell spanning it: a long note would widen the table
     texts = []
     for n in notes(report):
-        text = latex_escape(n)
+        text = re.sub(r"\bR2\b", "$R^2$", latex_escape(n))
         for t in report["stars"]:  # the stars as they appear in the cells
             text = text.replace(f"{t['symbol']} p", f"$^{{{t['symbol']}}}$p", 1)
         texts.append(text)
-    out += ["\\par\\smallskip", "{\\footnotesize", " \\\\\n".join(texts) + "\\par}", "\\end{table}"]
+    out += [
+        "\\begin{minipage}{\\wd0}",
+        "\\usebox0",
+        "\\par\\smallskip",
+        "\\raggedright\\footnotesize",
+        " \\\\\n".join(texts) + "\\par",
+        "\\end{minipage}",
+        "\\end{table}",
+    ]
     return "\n".join(out) + "\n"
 
 
@@ -249,12 +307,19 @@ table.mlm td, table.mlm th { text-align: center; }
 table.mlm thead tr { border-top: 2px solid black; border-bottom: 1px solid black; }
 table.mlm tbody.part { border-top: 1px solid black; }
 table.mlm tbody:last-of-type { border-bottom: 2px solid black; }
-table.mlm caption { caption-side: bottom; text-align: left; font-size: 85%; padding-top: 4px; }
+table.mlm caption { caption-side: top; text-align: left; padding-bottom: 4px; }
+table.mlm td.notes { text-align: left; font-size: 85%; padding-top: 4px; }
 """
 
 
-def html_table(report: dict, digits: int = 3) -> str:
-    """A whole HTML page holding the table (class "mlm"): thead, one tbody per part, the notes in its caption."""
+def _minus(text: str) -> str:
+    """A number's minus sign as the minus sign (U+2212), not a hyphen."""
+    return text.replace("-", "\u2212")
+
+
+def html_table(report: dict, digits: int = 3, caption: str | None = None) -> str:
+    """A whole HTML page holding the table (class "mlm"): the caption above it, thead, one tbody per part,
+    the notes in its foot."""
     names = _names(report)
     e = html.escape
     out = [
@@ -267,6 +332,7 @@ def html_table(report: dict, digits: int = 3) -> str:
         "</head>",
         "<body>",
         '<table class="mlm">',
+        *([f"<caption>{e(caption)}</caption>"] if caption is not None else []),
         "<thead>",
         "<tr>" + "".join(f"<th>{e(n)}</th>" for n in ["", *names]) + "</tr>",
         "</thead>",
@@ -278,12 +344,13 @@ def html_table(report: dict, digits: int = 3) -> str:
                 out.append("</tbody>")
             out.append('<tbody class="part">' if part is not None else "<tbody>")
             part = r.part
-        out.append(
-            "<tr>" + f"<td>{e(r.label)}</td>" + "".join(f"<td>{e(c.text + c.stars)}</td>" for c in r.cells) + "</tr>"
-        )
+        label = "R\u00b2" + r.label[2:] if r.label.startswith("R2 ") else r.label
+        cells = "".join(f"<td>{e(_minus(c.text) + c.stars)}</td>" for c in r.cells)
+        out.append(f"<tr><td>{e(label)}</td>{cells}</tr>")
     out.append("</tbody>")
-    # the notes as a caption under the table: it wraps to the table's width instead of widening it
-    out.append("<caption>" + "<br>".join(e(n) for n in notes(report)) + "</caption>")
+    # the notes in the table's foot, one cell spanning it: they wrap to its width instead of widening it
+    foot = "<br>".join(e(re.sub(r"\bR2\b", "R\u00b2", n)) for n in notes(report))
+    out += ["<tfoot>", f'<tr><td class="notes" colspan="{len(names) + 1}">{foot}</td></tr>', "</tfoot>"]
     out += ["</table>", "</body>", "</html>"]
     return "\n".join(out) + "\n"
 

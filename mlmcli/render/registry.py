@@ -55,8 +55,8 @@ def _rows() -> dict[str, Renderer]:
     return {"csv": Renderer("mlmcli.render.rows:columns_csv", ("columns",), escaped=False), "json": _JSON}
 
 
-def _side_by_side(function: str) -> Renderer:
-    return Renderer(f"mlmcli.render.modeltable:{function}", ("digits",), escaped=False)
+def _side_by_side(function: str, *takes: str) -> Renderer:
+    return Renderer(f"mlmcli.render.modeltable:{function}", ("digits", *takes), escaped=False)
 
 
 # report -> format -> renderer; the formats in the order --help lists them, the reports in the
@@ -96,9 +96,9 @@ RENDERERS: dict[str, dict[str, Renderer]] = {
         "table": Renderer(
             "mlmcli.render.modeltable:print_table", ("digits",), escaped=False, console=True, narrow="markdown"
         ),
-        "markdown": _side_by_side("markdown"),
-        "latex": _side_by_side("latex"),
-        "html": _side_by_side("html_table"),
+        "markdown": _side_by_side("markdown", "caption"),
+        "latex": _side_by_side("latex", "caption", "label"),
+        "html": _side_by_side("html_table", "caption"),
         "csv": _side_by_side("csv_table"),
         "json": _JSON,
     },

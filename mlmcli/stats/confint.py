@@ -53,6 +53,19 @@ def varpar_names(model: Model, old: bool) -> list[str]:
     return names + sigma
 
 
+def readable_names(model: Model) -> list[str]:
+    """The variance parameters as a picture labels them, in varpar_names()'s order: sd((Intercept)) | g,
+    cor(x, (Intercept)) | g, sigma."""
+    names = []
+    for term in model.design.terms:
+        cn = list(term.cnames)
+        for j in range(len(cn)):
+            for i in range(j, len(cn)):
+                what = f"sd({cn[i]})" if i == j else f"cor({cn[i]}, {cn[j]})"
+                names.append(f"{what} | {term.group}")
+    return names + ([] if is_glmm(model) else ["sigma"])
+
+
 def percent_labels(level: float) -> list[str]:
     """lme4's format.perc(): "2.5 %", "97.5 %"."""
     from mlmcli.rcompat import rformat as rf
@@ -245,6 +258,7 @@ def profile_curves(model: Model, level: float = 0.99, points: int = 8) -> list[d
     import numpy as np
 
     names = varpar_names(model, old=False) + list(model.design.xnames)
+    labels = readable_names(model) + list(model.design.xnames)
     ends = profile(model, level)
     pr = _profiler(model)
     out = []
@@ -263,6 +277,7 @@ def profile_curves(model: Model, level: float = 0.99, points: int = 8) -> list[d
         out.append(
             {
                 "parameter": name,
+                "label": labels[w],
                 "estimate": est,
                 "value": [xs[i] for i in order],
                 "zeta": [zs[i] for i in order],

@@ -6,7 +6,8 @@ matplotlib nor pandas: draw() imports matplotlib when it draws.
 
   ranef        EB estimates of two random effects of one grouping factor (intercepts against slopes)
   caterpillar  each level's conditional mode with a 95% interval, sorted (lme4's dotplot of ranef)
-  spaghetti    raw data of a sample of groups, each with its least-squares line over its own x range
+  spaghetti    raw data of some groups, each with its least-squares line over its own x range, and the
+               population line (fixed effects)
   fitted       the model-implied line of every group beside the population line (fixed effects)
   residuals    scaled residuals against fitted values and normal Q-Q plots
   profile      zeta against each parameter: the likelihood profiles behind `mlm confint`
@@ -20,13 +21,12 @@ from mlmcli.render.plots.implied import CURVE_POINTS
 from mlmcli.render.plots.normal import normal_quantiles, qq_line
 from mlmcli.render.plots.options import GLMM_KINDS, KINDS, PlotOptions, check_family_kind, kept_rows
 from mlmcli.render.plots.output import FORMATS, image_format, table_csv
-from mlmcli.render.plots.sample import DEFAULT_GROUPS, DEFAULT_SEED
+from mlmcli.render.plots.sample import DEFAULT_GROUPS
 from mlmcli.render.plots.style import MAX_LABELLED, PALETTE, THEMES
 
 __all__ = [
     "CURVE_POINTS",
     "DEFAULT_GROUPS",
-    "DEFAULT_SEED",
     "FORMATS",
     "GLMM_KINDS",
     "KINDS",

@@ -21,7 +21,17 @@ from mlmcli.render.plots.profile import profile
 from mlmcli.render.plots.ranef import ranef
 from mlmcli.render.plots.residuals import residuals
 from mlmcli.render.plots.spaghetti import spaghetti
-from mlmcli.render.plots.style import DEFAULT_DPI, Theme, caption_style, make_theme, rc, title_pt, title_style, wrap
+from mlmcli.render.plots.style import (
+    DEFAULT_DPI,
+    Theme,
+    caption_style,
+    fit_text,
+    make_theme,
+    rc,
+    title_pt,
+    title_style,
+    wrap,
+)
 from mlmcli.render.plots.textfit import keep_inside
 
 if TYPE_CHECKING:
@@ -64,7 +74,7 @@ def build(model: FittedModel, frame: Frame, opts: PlotOptions) -> Iterator[tuple
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    theme = make_theme(opts.theme, opts.width, opts.height)
+    theme = make_theme(opts.theme, opts.width, opts.height, opts.font_size)
     with warnings.catch_warnings(), matplotlib.rc_context(rc(theme)):
         # a tiny --width/--height makes constrained layout give up with a warning; keep_inside copes
         warnings.simplefilter("ignore")
@@ -72,13 +82,18 @@ def build(model: FittedModel, frame: Frame, opts: PlotOptions) -> Iterator[tuple
         FigureCanvasAgg(fig)
         main, grid = _with_caption(fig, opts)
         drawn = _KIND_FUNCS[opts.kind](main, model, frame, keep, opts, theme)
-        title = opts.title if opts.title is not None else drawn.title
+        _axis_labels(main, opts, theme)
+        room = theme.chars(opts.width * 0.95, title_pt(theme))
+        if opts.title is not None:
+            title = wrap(opts.title, room)
+        else:  # the short form where the long one would take a second line
+            title = fit_text([t for t in (drawn.title, drawn.short_title) if t], room)
         if title:
-            main.suptitle(
-                wrap(title, theme.chars(opts.width * 0.95, title_pt(theme))), gid="title", **title_style(theme)
-            )
+            main.suptitle(title, gid="title", **title_style(theme))
         if grid is not None:
             _caption_text(fig, grid, model, opts, theme, int(keep.sum()), drawn)
+        if drawn.finish is not None:
+            drawn.finish()
         left_out = keep_inside(fig)
         if left_out:
             drawn.notes.append(
@@ -123,6 +138,19 @@ def draw(model: FittedModel, frame: Frame, opts: PlotOptions) -> dict:
     return clean({**head, **drawn.data})
 
 
+def _axis_labels(fig: Any, opts: PlotOptions, theme: Theme) -> None:
+    """--xlabel and --ylabel in place of the kind's own, on every panel that labels that axis."""
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        ncols = ax.get_subplotspec().get_gridspec().ncols
+        nrows = ax.get_subplotspec().get_gridspec().nrows
+        if opts.xlabel is not None and ax.get_xlabel():
+            ax.set_xlabel(wrap(opts.xlabel, theme.chars(opts.width * 0.85 / ncols, 10)) if opts.xlabel else "")
+        if opts.ylabel is not None and ax.get_ylabel():
+            ax.set_ylabel(wrap(opts.ylabel, theme.chars(opts.height * 0.7 / nrows, 10)) if opts.ylabel else "")
+
+
 def _with_caption(fig: Any, opts: PlotOptions) -> tuple[Any, Any]:
     """The (sub)figure the picture goes in, above a strip for the caption unless --caption "", and their grid.
 
@@ -143,7 +171,8 @@ def _caption_text(
     if opts.caption is not None:
         text = wrap(opts.caption, width)
     else:
-        text = "\n".join([_pack(_caption_parts(model, opts, n_kept), width)] + [wrap(x, width) for x in drawn.caption])
+        parts = _caption_parts(model, opts, n_kept, drawn.method)
+        text = "\n".join([_pack(parts, width)] + [wrap(x, width) for x in drawn.caption])
     style = caption_style(theme)
     height = min(0.4 * opts.height, ((text.count("\n") + 1) * 1.25 * style["fontsize"] + 6 * theme.scale) / 72.0)
     grid.set_height_ratios([opts.height - height, height])
@@ -153,14 +182,18 @@ def _caption_text(
 
 
 _SEP = "   ·   "
+_NARROW_SEP = " · "
 
 
-def _caption_parts(model: FittedModel, opts: PlotOptions, n_kept: int) -> list[str]:
-    """The formula, the method and the observations drawn; the --where that chose them."""
+def _caption_parts(model: FittedModel, opts: PlotOptions, n_kept: int, method: str | None = None) -> list[str]:
+    """The formula, the method (the kind's where it drew another fit's numbers) and the observations
+    drawn; the --where that chose them."""
     family = getattr(model, "family", None)
+    if method is None:
+        method = model.method if family is None else f"{family.name} ({family.link}), {_glmm_method(model.nagq)}"
     parts = [
         model.formula.text,
-        model.method if family is None else f"{family.name} ({family.link}), {_glmm_method(model.nagq)}",
+        method,
         f"{n_kept} of {model.n} observations" if n_kept < model.n else f"{model.n} observations",
     ]
     if opts.where:
@@ -173,11 +206,17 @@ def _glmm_method(nagq: int) -> str:
 
 
 def _pack(parts: list[str], width: int) -> str:
-    """`parts` joined by a separator, lines broken between parts (never before a separator) where they can be."""
+    """`parts` joined by a separator, lines broken between parts (never before a separator) where they
+    can be; a narrower separator where it saves a line."""
+    wide, narrow = (_joined(parts, width, sep) for sep in (_SEP, _NARROW_SEP))
+    return wide if wide.count("\n") <= narrow.count("\n") else narrow
+
+
+def _joined(parts: list[str], width: int, sep: str) -> str:
     lines: list[str] = []
     for part in parts:
-        if lines and len(lines[-1]) + len(_SEP) + len(part) <= width:
-            lines[-1] += _SEP + part
+        if lines and len(lines[-1]) + len(sep) + len(part) <= width:
+            lines[-1] += sep + part
         else:
             lines.extend(wrap(part, width).split("\n"))
     return "\n".join(lines)

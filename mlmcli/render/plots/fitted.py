@@ -124,8 +124,10 @@ def fitted(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: P
         title = f"Model-implied lines of {what} on {xname}, one per {group}"
     else:
         title = f"Model-implied {what} on {xname}, one curve per {group}"
+    short = f"Model-implied {'curves' if family is not None else 'lines'} per {group}"
     if is_split:
         title += f", by {opts.by}"
+        short += f", by {opts.by}"
     others = [c for c in predictors if c not in (xname, opts.by)]
     held = (
         (
@@ -153,7 +155,7 @@ def fitted(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: P
     }
     # --data-out: one row per line, the curves' points left to the JSON
     table = [_ends(r) for r in lines] + [{"level": "(population)", **_ends(r)} for r in population]
-    return Drawn(data, table, title, split.notes(group), caption=[s for s in (held, band) if s])
+    return Drawn(data, table, title, split.notes(group), caption=[s for s in (held, band) if s], short_title=short)
 
 
 def _response_label(model: FittedModel) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -17,15 +18,21 @@ KINDS = ("ranef", "caterpillar", "spaghetti", "fitted", "residuals", "profile")
 # a GLMM's pictures: its random effects, and its fitted curves on the response scale
 GLMM_KINDS = ("caterpillar", "ranef", "fitted")
 
-# the options each kind reads; any other given is a mistake
+# the options each kind reads; any other given is a mistake. --xlabel and --ylabel name every panel's
+# axis, so a kind whose panels have different axes (residuals; profile's x, one per parameter) refuses them
 _USES = {
-    "ranef": {"x", "y", "group"},
-    "caterpillar": {"group", "groups"},
-    "spaghetti": {"x", "group", "by", "groups", "seed"},
-    "fitted": {"x", "group", "by"},
+    "ranef": {"x", "y", "group", "xlabel", "ylabel"},
+    "caterpillar": {"group", "groups", "xlabel", "ylabel"},
+    "spaghetti": {"x", "group", "by", "groups", "seed", "xlabel", "ylabel"},
+    "fitted": {"x", "group", "by", "xlabel", "ylabel"},
     "residuals": set(),
-    "profile": set(),
+    "profile": {"ylabel"},
 }
+_WHY = {
+    "residuals": " (its panels have different axes)",
+    "profile": " (each panel's x axis is its parameter)",
+}
+FONT_SIZES = (4.0, 24.0)  # --font-size, points
 
 
 @dataclass
@@ -48,6 +55,9 @@ class PlotOptions:
     groups: int | None = None  # spaghetti: groups sampled (0: all); caterpillar: levels shown (0: all)
     seed: int | None = None  # spaghetti: the sample's seed (None: 1)
     profiles: list[dict] | None = None  # profile: confint.profile_curves(), computed before drawing
+    xlabel: str | None = None  # None: each kind's own; "": no label
+    ylabel: str | None = None
+    font_size: float | None = None  # the axis labels' size in points (None: by the figure's size)
 
 
 @dataclass
@@ -59,6 +69,9 @@ class Drawn:
     title: str
     notes: list[str] = field(default_factory=list)
     caption: list[str] = field(default_factory=list)  # lines added under the default caption
+    short_title: str = ""  # the title where the long one would take two lines
+    method: str | None = None  # the caption's method, where it is not the fit's (profile: the ML refit)
+    finish: Callable[[], None] | None = None  # after the title and caption are laid out: what needs their room
 
 
 def check_kind(opts: PlotOptions) -> None:
@@ -79,10 +92,13 @@ def check_options(opts: PlotOptions) -> None:
     from mlmcli.render.plots.style import THEMES
 
     uses = _USES[opts.kind]
-    for name in ("x", "y", "group", "by", "groups", "seed"):
+    for name in ("x", "y", "group", "by", "groups", "seed", "xlabel", "ylabel"):
         if getattr(opts, name) is not None and name not in uses:
-            hint = " (the y axis is the response)" if name == "y" else ""
+            hint = " (the y axis is the response)" if name == "y" else _WHY.get(opts.kind, "")
             raise MlmError(f"--{name} is not used by the {opts.kind} plot{hint}")
+    lo, hi = FONT_SIZES
+    if opts.font_size is not None and not lo <= opts.font_size <= hi:
+        raise MlmError(f"--font-size must be between {lo:g} and {hi:g} points, got {opts.font_size:g}")
     if opts.theme not in THEMES:
         raise MlmError(f"unknown --theme '{opts.theme}' (themes: {', '.join(THEMES)})")
     if opts.groups is not None and opts.groups < 0:

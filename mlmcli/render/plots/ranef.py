@@ -10,7 +10,7 @@ import numpy as np
 from mlmcli.errors import MlmError
 from mlmcli.render.plots.groups import factor_codes, factor_columns, pick_group, shown_levels
 from mlmcli.render.plots.options import Drawn, PlotOptions
-from mlmcli.render.plots.style import MAX_LABELLED, POINT, REF, Theme, wrap
+from mlmcli.render.plots.style import MAX_LABELLED, POINT, REF, Theme, fit_text
 
 if TYPE_CHECKING:
     from mlmcli.io.frame import Frame
@@ -61,18 +61,20 @@ def ranef(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: Pl
                 color="#333333",
             )
     empirical = float(np.corrcoef(x, y)[0, 1]) if len(shown) > 2 and np.std(x) > 0 and np.std(y) > 0 else float("nan")
-    parts = [f"estimated correlation (Tau): {_fmt_r(rho)}" + (" (singular fit)" if model.singular else "")]
-    if math.isfinite(empirical):
-        parts.append(f"correlation of the {len(shown)} plotted estimates: {_fmt_r(empirical)}")
-    sub = "   ·   ".join(parts)
     room = theme.chars(opts.width * 0.85, 9.5)
-    if len(sub) > room:
-        sub = "\n".join(wrap(p, room) for p in parts)
-    ax.set_title(sub, fontsize=theme.pt(9.5), color="#333333")
+    ax.set_title(_correlations(rho, empirical, len(shown), model.singular, room), fontsize=theme.pt(9.5), color="#333")
     family = getattr(model, "family", None)  # a GLMM's random effects are on its link's scale
     what = "conditional mode" if family is None else f"conditional mode, {family.link} scale"
-    ax.set_xlabel(wrap(f"{cx[2]} random effect of {group} ({what})", theme.chars(opts.width * 0.8, 10)))
-    ax.set_ylabel(wrap(f"{cy[2]} random effect of {group} ({what})", theme.chars(opts.height * 0.7, 10)))
+    short = "" if family is None else f" ({family.link} scale)"
+
+    def label(term: str, inches: float) -> str:
+        long = f"{term} random effect of {group}"
+        return fit_text(
+            [f"{long} ({what})", f"{long}{short}", f"{term} random effect{short}", term], theme.chars(inches, 10)
+        )
+
+    ax.set_xlabel(label(cx[2], opts.width * 0.8))
+    ax.set_ylabel(label(cy[2], opts.height * 0.7))
     points = [{"level": levels[i], "x": float(xv[i]), "y": float(yv[i])} for i in shown]
     data = {
         "group": group,
@@ -83,7 +85,25 @@ def ranef(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: Pl
         "points": points,
     }
     pair = "intercepts against slopes" if cy[2] == "(Intercept)" else f"{cy[2]} against {cx[2]}"
-    return Drawn(data, points, f"Empirical Bayes estimates for {group}: {pair}")
+    return Drawn(data, points, f"Empirical Bayes estimates for {group}: {pair}", short_title=f"{group}: {pair}")
+
+
+def _correlations(rho: float, empirical: float, n: int, singular: bool, room: int) -> str:
+    """Tau's correlation and that of the plotted estimates, as long as `room` characters allow."""
+    r, tau = _fmt_r(rho), "Tau, singular fit" if singular else "Tau"
+    long = f"estimated correlation ({tau}): {r}"
+    if not math.isfinite(empirical):
+        return fit_text([long, f"r = {r} ({tau})"], room)
+    est = _fmt_r(empirical)
+    return fit_text(
+        [
+            f"{long}   ·   correlation of the {n} plotted estimates: {est}",
+            f"correlation: {r} ({tau}), {est} (the {n} estimates)",
+            f"r = {r} ({tau}), {est} (estimates)",
+            f"r = {r} ({tau}),\n{est} (estimates)",
+        ],
+        room,
+    )
 
 
 def _axes_terms(cols: list[_Column], group: str, opts: PlotOptions) -> tuple[_Column, _Column]:

@@ -11,7 +11,7 @@ from mlmcli.render.plots.groups import factor_codes, factor_columns, factors, sh
 from mlmcli.render.plots.layout import grid, hide_unused
 from mlmcli.render.plots.normal import normal_quantiles, qq_line
 from mlmcli.render.plots.options import Drawn, PlotOptions
-from mlmcli.render.plots.style import LINE, POINT, REF, Theme, wrap
+from mlmcli.render.plots.style import LINE, POINT, REF, Theme, fit_text
 
 if TYPE_CHECKING:
     from mlmcli.io.frame import Frame
@@ -51,9 +51,9 @@ def residuals(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts
         zorder=2,
     )
     fit = _Fit(opts.width * 0.92 / ncols - 0.5 * theme.scale, opts.height * 0.8 / nrows - 0.5 * theme.scale, theme)
-    ax.set_title(fit.title("Scaled residuals against fitted values"))
+    ax.set_title(fit.title("Scaled residuals against fitted values", "Residuals against fitted", "Residuals vs fitted"))
     ax.set_xlabel(fit.x(f"fitted {model.design.response}"))
-    ax.set_ylabel(fit.y("scaled residual (residual / sigma)" if opts.height >= 4.5 else "scaled residual"))
+    ax.set_ylabel(fit.y("scaled residual (residual / sigma)", "scaled residual"))
     for lab, f, r in zip(row_labels, fitted, scaled, strict=True):
         points.append({"panel": "residuals_vs_fitted", "row": lab, "x": float(f), "y": float(r)})
 
@@ -62,25 +62,31 @@ def residuals(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts
         scaled,
         row_labels,
         "qq_residuals",
-        fit.title("Normal Q-Q: scaled residuals"),
-        (fit.x("theoretical normal quantile"), fit.y("scaled residual")),
+        fit.title("Normal Q-Q: scaled residuals", "Q-Q: scaled residuals", "Q-Q: residuals"),
+        (fit.x("theoretical normal quantile", "normal quantile"), fit.y("scaled residual")),
         points,
         "row",
         theme,
     )
-    for ax, (g, name, values, labels) in zip(axes[2:], re_panels, strict=False):
+    # the random effects' panels titled alike: the longest form that fits every one of them
+    forms = [(f"Normal Q-Q: {g} {name}", f"Q-Q: {g} {name}", f"{g} {name}") for g, name, _, _ in re_panels]
+    form = next((i for i in range(2) if all(fit.fits_title(f[i]) for f in forms)), 2)
+    for ax, (g, name, values, labels), titles in zip(axes[2:], re_panels, forms, strict=False):
         _qq_panel(
             ax,
             values,
             labels,
             f"qq_ranef:{g}:{name}",
-            fit.title(f"Normal Q-Q: {g} {name}"),
-            (fit.x("theoretical normal quantile"), fit.y("conditional mode")),
+            fit.title(*titles[form:]),
+            (fit.x("theoretical normal quantile", "normal quantile"), fit.y("conditional mode")),
             points,
             "level",
             theme,
         )
     hide_unused(axes, n)
+    for i in range(n - 1, 0, -1):  # a label its left neighbour already gives is not repeated
+        if i % ncols and axes[i].get_ylabel() == axes[i - 1].get_ylabel():
+            axes[i].set_ylabel("")
     data = {
         "sigma": model.sigma,
         "panels": ["residuals_vs_fitted", "qq_residuals"] + [f"qq_ranef:{g}:{name}" for g, name, _, _ in re_panels],
@@ -90,19 +96,23 @@ def residuals(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts
 
 
 class _Fit:
-    """Labels wrapped to a panel's room: its share of the figure less the tick labels and the other axis label."""
+    """Labels fitted to a panel's room (its share of the figure less the tick labels and the other axis
+    label): the first of the choices that fits one line, else the last wrapped."""
 
     def __init__(self, width: float, height: float, theme: Theme) -> None:
         self.width, self.height, self.theme = width, height, theme
 
-    def title(self, text: str) -> str:
-        return wrap(text, self.theme.chars(self.width, 10.5))
+    def title(self, *choices: str) -> str:
+        return fit_text(list(choices), self.theme.chars(self.width, 10.5))
 
-    def x(self, text: str) -> str:
-        return wrap(text, self.theme.chars(self.width, 10))
+    def fits_title(self, text: str) -> bool:
+        return len(text) <= self.theme.chars(self.width, 10.5)
 
-    def y(self, text: str) -> str:
-        return wrap(text, self.theme.chars(self.height, 10))
+    def x(self, *choices: str) -> str:
+        return fit_text(list(choices), self.theme.chars(self.width, 10))
+
+    def y(self, *choices: str) -> str:
+        return fit_text(list(choices), self.theme.chars(self.height, 10))
 
 
 def _qq_panel(

@@ -1,8 +1,12 @@
 """The look every picture shares: two themes, sizes that scale with the figure, colour-blind-safe colours.
 
 Sizes are set for an 8 x 6 in figure and scale with the square root of the figure's size (the
-smaller of its width and height ratios), so a 3.5 x 3 in journal figure gets about 6.5-point text
-and thinner lines instead of screen-sized text running off its edges.
+smaller of its width and height ratios), so a 3.5 x 3 in journal figure gets thinner lines and
+smaller margins instead of screen-sized ones. Type shrinks with them only down to 7/9 of its
+8 x 6 in size, and no text is set under 7 points, the smallest most journals print: at 3.5 x 3 in
+tick labels, legends and the footer are 7 points, axis labels about 8. --font-size sets the axis
+labels' size instead, the other text in proportion (never under 7 points, or under the size asked
+for when that is smaller).
 """
 
 from __future__ import annotations
@@ -11,12 +15,15 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+MIN_PT = 7.0  # the smallest type journals print
+_TYPE_FLOOR = MIN_PT / 9.0  # type shrinks with the figure until the tick labels (9 pt at 8 x 6 in) are MIN_PT
 MAX_LABELLED = 40  # beyond this many levels, level names would overlap: no labels
 THEMES = ("screen", "paper")
 DEFAULT_DPI = {"screen": 100, "paper": 300}
 
 # Okabe & Ito's colour-blind-safe palette, without its yellow (too faint for lines on white)
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
+GROUP_COLOURS = PALETTE[:-1]  # a colour per group, its black left to the population line
 POP = "#111111"  # the population (fixed-effects) line
 REF = "#8c8c8c"  # reference lines at zero
 POINT = "#0072B2"  # points of a single series
@@ -30,7 +37,9 @@ _PAPER_FONTS = ("Arial", "Helvetica", "Liberation Sans", "Nimbus Sans", "DejaVu 
 @dataclass(frozen=True)
 class Theme:
     name: str
-    scale: float  # 1 at 8 x 6 in
+    scale: float  # lines, markers and margins: 1 at 8 x 6 in
+    type_scale: float = 1.0  # text: 1 at 8 x 6 in
+    min_pt: float = MIN_PT  # no text smaller
 
     @property
     def paper(self) -> bool:
@@ -38,7 +47,7 @@ class Theme:
 
     def pt(self, size: float) -> float:
         """A font size in points given for 8 x 6 in."""
-        return size * self.scale
+        return max(self.min_pt, size * self.type_scale)
 
     def lw(self, width: float) -> float:
         """A line width given for the screen at 8 x 6 in: thinner on paper."""
@@ -57,22 +66,25 @@ class Theme:
         return max(8, int(inches * 72.0 / (0.56 * self.pt(size))))
 
 
-def make_theme(name: str, width: float, height: float) -> Theme:
-    scale = math.sqrt(min(width / 8.0, height / 6.0))
-    return Theme(name, min(1.6, max(0.5, scale)))
+def make_theme(name: str, width: float, height: float, font_size: float | None = None) -> Theme:
+    """The theme at a figure's size; `font_size` (points) sets the axis labels' size, 10 at 8 x 6 in."""
+    scale = min(1.6, max(0.5, math.sqrt(min(width / 8.0, height / 6.0))))
+    if font_size is not None:
+        return Theme(name, scale, font_size / 10.0, min(MIN_PT, font_size))
+    return Theme(name, scale, max(scale, _TYPE_FLOOR))
 
 
 def rc(theme: Theme) -> dict[str, Any]:
     """matplotlib settings of a theme at its scale."""
-    s = theme.scale
+    s, pt = theme.scale, theme.pt
     out: dict[str, Any] = {
-        "font.size": 10 * s,
-        "axes.titlesize": 10.5 * s,
-        "axes.labelsize": 10 * s,
-        "xtick.labelsize": 9 * s,
-        "ytick.labelsize": 9 * s,
-        "legend.fontsize": 8.5 * s,
-        "legend.title_fontsize": 9 * s,
+        "font.size": pt(10),
+        "axes.titlesize": pt(10.5),
+        "axes.labelsize": pt(10),
+        "xtick.labelsize": pt(9),
+        "ytick.labelsize": pt(9),
+        "legend.fontsize": pt(8.5),
+        "legend.title_fontsize": pt(9),
         "legend.frameon": False,
         "axes.spines.top": False,
         "axes.spines.right": False,
@@ -95,6 +107,7 @@ def rc(theme: Theme) -> dict[str, Any]:
         "figure.constrained_layout.w_pad": 4 / 72 * s,
         "figure.constrained_layout.h_pad": 4 / 72 * s,
         "pdf.fonttype": 42,  # TrueType in PDFs: journals refuse Type 3 fonts
+        "svg.fonttype": "none",  # text in SVGs stays text (editable, searchable), not glyph outlines
         "svg.hashsalt": "mlm",  # identical SVG ids from run to run
     }
     if theme.paper:
@@ -138,6 +151,14 @@ def darker(colour: str, by: float = 0.35) -> tuple[float, float, float]:
 def wrap(text: str, width: int) -> str:
     """Each line of `text` wrapped to at most `width` characters, its lines of even length (no orphan word)."""
     return "\n".join(_balanced(line, width) for line in text.split("\n"))
+
+
+def fit_text(choices: list[str], width: int) -> str:
+    """The first of `choices` (longest first) that fits one line of `width` characters, else the last wrapped."""
+    for text in choices:
+        if len(text) <= width:
+            return text
+    return wrap(choices[-1], width)
 
 
 def _balanced(line: str, width: int) -> str:
