@@ -100,6 +100,16 @@ def ldL2_gradient(f: BlockedFactor) -> np.ndarray:
         offsets = cp.tail_offsets
         for j in range(nbd):
             Stj = inv.tail[j].reshape(cp.q_tail, S[j].q)  # Omega^{-1}'s tail rows against term j
+            if lam.vec is not None and S[j].k == 1:
+                # scalar terms only: both sums below from one pass over A_tj's entries (a third of a
+                # gradient's time on InstEval goes to reading Omega^{-1} at them)
+                coo = cp.A_tail[j].tocoo()
+                w = Stj[coo.row, coo.col] * coo.data
+                D[j][:, 0, 0] += np.bincount(coo.col, weights=w * lam.vec[coo.row], minlength=S[j].ell)
+                Dt = np.bincount(coo.row, weights=w, minlength=cp.q_tail) * T[j][0, 0]
+                for i, _ in tail:
+                    D[i][:, 0, 0] += Dt[int(offsets[i - nbd]) : int(offsets[i - nbd + 1])]
+                continue
             D[j] += csr_block_dots(_tail_lambda_times(lam, Stj), cp.A_tail[j], S[j].k, S[j].k, S[j].ell)
             Yj = bmm(T[j], Stj.T.reshape(S[j].ell, S[j].k, cp.q_tail)).reshape(S[j].q, cp.q_tail)
             Aj = cp.A_tail[j].T.tocsr()

@@ -92,7 +92,10 @@ def _tail_inverse(Ltt: np.ndarray) -> np.ndarray:
     L_tt and multiplying), then its upper triangle mirrored."""
     from scipy.linalg import lapack
 
-    c, info = lapack.dpotri(Ltt.T, lower=0)  # L_tt' in Fortran order: the upper factor
+    c, info = lapack.dpotri(Ltt.T, lower=0, overwrite_c=1)  # L_tt' in Fortran order: the upper factor
     if info != 0:
         raise np.linalg.LinAlgError("the crossed terms' block is singular")
-    return np.triu(c) + np.triu(c, 1).T
+    # below the diagonal c holds L_tt''s zeros: the sum with its transpose mirrors it
+    S = c + c.T
+    S[np.diag_indices_from(S)] *= 0.5
+    return S
