@@ -101,8 +101,8 @@ def ldL2_gradient(f: BlockedFactor) -> np.ndarray:
         for j in range(nbd):
             Stj = inv.tail[j].reshape(cp.q_tail, S[j].q)  # Omega^{-1}'s tail rows against term j
             if lam.vec is not None and S[j].k == 1:
-                # scalar terms only: both sums below from one pass over A_tj's entries (a third of a
-                # gradient's time on InstEval goes to reading Omega^{-1} at them)
+                # scalar terms only: both sums below from one pass over A_tj's entries, where two
+                # would read Omega^{-1} at the same scattered places
                 coo = cp.A_tail[j].tocoo()
                 w = Stj[coo.row, coo.col] * coo.data
                 D[j][:, 0, 0] += np.bincount(coo.col, weights=w * lam.vec[coo.row], minlength=S[j].ell)

@@ -20,10 +20,11 @@ if TYPE_CHECKING:
 
 EIGEN_TOL = 1e-8  # lmerTest: eigenvalues of the Hessian above this are inverted
 # The theta-theta block is the central difference of the exact gradient, step
-# GRADIENT_STEP * max(|theta_k|, STEP_FLOOR).  On the reference suite its error against a
-# Richardson-extrapolated difference falls as the step squared: 4e-4 relative at 1e-2, 5e-8 at
-# 1e-4, and 3e-9 at 1e-5, where rounding starts to show; at 1e-4 it is two orders below the df's
-# printed digits and below numDeriv's own error (lmerTest's H differs from the exact one by 1e-7).
+# GRADIENT_STEP * max(|theta_k|, STEP_FLOOR).  On the reference suite its error (largest entry's
+# relative to the largest entry) against a four-level Richardson extrapolation of the gradient's
+# differences falls as the step squared: 4e-4 at 1e-2, 4e-6 at 1e-3, 5e-8 at 1e-4, 3e-9 at 1e-5,
+# where rounding starts to show.  At 1e-4 it is far below the df's printed digits and below the
+# error of numDeriv's second differences of the deviance (up to 5e-6 where a theta is on its bound).
 GRADIENT_STEP = 1e-4
 STEP_FLOOR = 0.1  # theta is relative to sigma: a scale-free floor for a theta at or near zero
 
@@ -90,7 +91,7 @@ def satterthwaite(
     from mlmcli.engine.derivatives import pwrss_gradient, unscaled_vcov_gradient
 
     theta = np.asarray(theta, dtype=float)
-    # the pieces at theta first, from the factor as the fit left it where it is there
+    # the exact pieces at theta first: no factorization where the fit left the factor at theta
     if not (system.ok and np.array_equal(system.theta, theta)):
         system.update(theta)
     n, p = system.n, system.p

@@ -88,8 +88,8 @@ def selected_inverse(f: BlockedFactor) -> SelectedInverse:
 
 
 def _tail_inverse(Ltt: np.ndarray) -> np.ndarray:
-    """(L_tt L_tt')^{-1}, dense: LAPACK's potri from the factor (a third of the flops of inverting
-    L_tt and multiplying), then its upper triangle mirrored."""
+    """(L_tt L_tt')^{-1}, dense: LAPACK's potri from the factor (2n^3/3 flops, where inverting L_tt
+    by a triangular solve and multiplying take 3n^3), then its upper triangle mirrored."""
     from scipy.linalg import lapack
 
     c, info = lapack.dpotri(Ltt.T, lower=0, overwrite_c=1)  # L_tt' in Fortran order: the upper factor
