@@ -92,7 +92,10 @@ def _tail_inverse(Ltt: np.ndarray) -> np.ndarray:
     by a triangular solve and multiplying take 3n^3), then its upper triangle mirrored."""
     from scipy.linalg import lapack
 
-    c, info = lapack.dpotri(Ltt.T, lower=0, overwrite_c=1)  # L_tt' in Fortran order: the upper factor
+    from mlmcli.engine.threads import for_factorization
+
+    with for_factorization(Ltt.shape[0]):  # on the threads the factorization of L_tt had
+        c, info = lapack.dpotri(Ltt.T, lower=0, overwrite_c=1)  # L_tt' in Fortran order: the upper factor
     if info != 0:
         raise np.linalg.LinAlgError("the crossed terms' block is singular")
     # below the diagonal c holds L_tt''s zeros: the sum with its transpose mirrors it
