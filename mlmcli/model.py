@@ -227,8 +227,8 @@ class FittedModel:
         if self._satterthwaite is None:
             from mlmcli.engine.satterthwaite import satterthwaite
 
+            # (it leaves the factor at theta)
             self._satterthwaite = satterthwaite(self.system, self.response, self.theta, self.sigma, self._vcov)
-            self.system.update(self.theta)
         return self._satterthwaite
 
     def kenward_roger(self) -> KenwardRoger:

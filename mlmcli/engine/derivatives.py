@@ -6,9 +6,13 @@ With V = I + Z Lambda Lambda' Z' (sigma^2 factored out) and E_k = d Lambda / d t
   residual at the PLS solution;
 - R_X'R_X = X'V^{-1}X, so d(R_X'R_X)/d theta_k = -(W'E_k Lambda'W + its transpose) with
   W = Z'V^{-1}X, and V^{-1}X = X - Z Lambda Omega^{-1} Lambda'Z'X comes from the factor's own
-  solves with the columns of X as right-hand sides.
+  solves with the columns of X as right-hand sides; d log det(R_X'R_X) is its trace against
+  (R_X'R_X)^{-1};
+- log det(Omega), Omega = Lambda'A Lambda + I: tr(Omega^{-1} d Omega), which needs Omega^{-1} only
+  where A is non-zero, the selected inverse (selinv.py).
 
-Both come from the blocks of A and the factor's solves: no pass over the rows, no new factorization.
+All come from the blocks of A, the factor's solves and its selected inverse: no pass over the
+rows, no new factorization.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mlmcli.engine.blocks import bmm
+from mlmcli.engine.blocks import bmm, csr_block_dots, segment_sum, t
 
 if TYPE_CHECKING:
     from mlmcli.engine.factor import BlockedFactor
+    from mlmcli.engine.tail import TailLambda
 
 
 def _theta_entries(f: BlockedFactor):
@@ -44,6 +49,18 @@ def pwrss_gradient(f: BlockedFactor) -> np.ndarray:
 
 def unscaled_vcov_gradient(f: BlockedFactor) -> list[np.ndarray]:
     """d (R_X'R_X)^{-1} / d theta_k for every k, at the factored theta."""
+    C = f.unscaled_vcov()
+    return [-C @ dM @ C for dM in rx_gradient(f)]
+
+
+def ldRX2_gradient(f: BlockedFactor) -> np.ndarray:
+    """d log det(R_X'R_X) / d theta_k = tr((R_X'R_X)^{-1} d(R_X'R_X)/d theta_k)."""
+    C = f.unscaled_vcov()
+    return np.array([float(np.sum(C * dM)) for dM in rx_gradient(f)])
+
+
+def rx_gradient(f: BlockedFactor) -> list[np.ndarray]:
+    """d (R_X'R_X) / d theta_k for every k, at the factored theta."""
     cp, p = f.cp, f.p
     # Omega^{-1} Lambda'Z'X: the spherical modes of each column of X, with beta out of the picture
     U = f.solve_modes(f.LF_rows(slice(0, p)))
@@ -51,10 +68,66 @@ def unscaled_vcov_gradient(f: BlockedFactor) -> list[np.ndarray]:
     # W = Z'V^{-1}X = Z'X - Z'Z Lambda Omega^{-1} Lambda'Z'X, per term (ell, k, p)
     W = [ZF[:, :, :p] - ZZB for ZF, ZZB in zip(cp.z_xy(), cp.zz_times(B), strict=True)]
     LW = [bmm(T.T, Wj) for T, Wj in zip(f.T, W, strict=True)]  # Lambda'W
-    C = f.unscaled_vcov()
     out = []
     for j, a, b in _theta_entries(f):
         G = W[j][:, a, :].T @ LW[j][:, b, :]
-        dM = -(G + G.T)
-        out.append(-C @ dM @ C)
+        out.append(-(G + G.T))
     return out
+
+
+def ldL2_gradient(f: BlockedFactor) -> np.ndarray:
+    """d log det(Omega) / d theta_k = tr(Omega^{-1} (E_k'A Lambda + Lambda'A E_k))
+    = 2 <Lambda Omega^{-1}, A E_k>, a sum over A's pattern only, where the selected inverse
+    (selinv.py) holds Omega^{-1}.  E_k = I (x) e_a e_b' moves A's column (l, a) of the term to
+    (l, b), so the sum is, over the term's levels, entry (b, a) of the k x k blocks
+
+        D_l = sum_r (Lambda Omega^{-1})[r, block l]' A[r, block l]."""
+    from mlmcli.engine.selinv import selected_inverse
+
+    inv = selected_inverse(f)
+    cp, S, T, nbd = f.cp, f.structures, f.T, f.cp.nbd
+    D = [np.zeros((s.ell, s.k, s.k)) for s in S]
+    for j in range(nbd):
+        D[j] += bmm(bmm(inv.diagonal[j], T[j].T), cp.A_diag[j])
+        for i in range(j + 1, nbd):  # i coarser: one block at (parent(l), l) per level l of j
+            Sn, An = inv.nested[i, j], cp.A_nested[i, j].values
+            D[j] += bmm(t(Sn), bmm(T[i].T, An))
+            D[i] += segment_sum(bmm(bmm(Sn, T[j].T), t(An)), cp.parents[j, i], S[i].ell)
+    if cp.q_tail:
+        assert inv.tail_tail is not None
+        lam = f.tail_lambda
+        tail = list(enumerate(S[nbd:], start=nbd))
+        offsets = cp.tail_offsets
+        for j in range(nbd):
+            Stj = inv.tail[j].reshape(cp.q_tail, S[j].q)  # Omega^{-1}'s tail rows against term j
+            if lam.vec is not None and S[j].k == 1:
+                # scalar terms only: both sums below from one pass over A_tj's entries, where two
+                # would read Omega^{-1} at the same scattered places
+                coo = cp.A_tail[j].tocoo()
+                w = Stj[coo.row, coo.col] * coo.data
+                D[j][:, 0, 0] += np.bincount(coo.col, weights=w * lam.vec[coo.row], minlength=S[j].ell)
+                Dt = np.bincount(coo.row, weights=w, minlength=cp.q_tail) * T[j][0, 0]
+                for i, _ in tail:
+                    D[i][:, 0, 0] += Dt[int(offsets[i - nbd]) : int(offsets[i - nbd + 1])]
+                continue
+            D[j] += csr_block_dots(_tail_lambda_times(lam, Stj), cp.A_tail[j], S[j].k, S[j].k, S[j].ell)
+            Yj = bmm(T[j], Stj.T.reshape(S[j].ell, S[j].k, cp.q_tail)).reshape(S[j].q, cp.q_tail)
+            Aj = cp.A_tail[j].T.tocsr()
+            for i, s in tail:
+                o0, o1 = int(offsets[i - nbd]), int(offsets[i - nbd + 1])
+                D[i] += csr_block_dots(Yj[:, o0:o1], Aj[:, o0:o1], s.k, s.k, s.ell)
+        Ytt = _tail_lambda_times(lam, inv.tail_tail)
+        for i, s in tail:
+            o0, o1 = int(offsets[i - nbd]), int(offsets[i - nbd + 1])
+            Y = Ytt[:, o0:o1].reshape(cp.q_tail, s.ell, s.k)
+            A = cp.A_tt[:, o0:o1].reshape(cp.q_tail, s.ell, s.k)
+            D[i] += np.einsum("rla,rlb->lab", Y, A)
+    return np.array([2.0 * float(D[j][:, b, a].sum()) for j, a, b in _theta_entries(f)])
+
+
+def _tail_lambda_times(lam: TailLambda, F: np.ndarray) -> np.ndarray:
+    """Lambda_t F for a dense F with the tail's rows."""
+    if lam.vec is not None:
+        return lam.vec[:, None] * F
+    assert lam.M is not None
+    return np.asarray(lam.M @ F)

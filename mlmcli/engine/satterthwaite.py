@@ -2,8 +2,9 @@
 
 The variance parameters are varpar = (theta, sigma).  lmerTest differentiates the deviance
 (unprofiled in sigma, profiled in beta) and vcov(beta) with respect to varpar numerically, by
-numDeriv's Richardson-extrapolated central differences.  Here everything but the theta-theta
-block of the Hessian is exact (derivatives.py), and that block is differenced as numDeriv does.
+numDeriv's Richardson-extrapolated central differences.  Here the gradient in theta, the sigma
+derivatives and vcov(beta)'s Jacobian are exact (derivatives.py); the theta-theta block of the
+Hessian is the central difference of the exact gradient, 2 factorizations per theta.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ if TYPE_CHECKING:
     from mlmcli.engine.response import GaussianResponse
 
 EIGEN_TOL = 1e-8  # lmerTest: eigenvalues of the Hessian above this are inverted
-HESSIAN_STEP = 0.05
-# Richardson levels: three print the same digits as four on the reference suite (two move the
-# df by up to 2e-5 relative), at three quarters of the factorizations
-HESSIAN_LEVELS = 3
-HESSIAN_FLOOR = 1e-4
+# The theta-theta block is the central difference of the exact gradient, step
+# GRADIENT_STEP * max(|theta_k|, STEP_FLOOR).  On the reference suite its error (largest entry's
+# relative to the largest entry) against a four-level Richardson extrapolation of the gradient's
+# differences falls as the step squared: 4e-4 at 1e-2, 4e-6 at 1e-3, 5e-8 at 1e-4, 3e-9 at 1e-5,
+# where rounding starts to show.  At 1e-4 it is far below the df's printed digits and below the
+# error of numDeriv's second differences of the deviance (up to 5e-6 where a theta is on its bound).
+GRADIENT_STEP = 1e-4
+STEP_FLOOR = 0.1  # theta is relative to sigma: a scale-free floor for a theta at or near zero
 
 
 @dataclass
@@ -50,50 +54,29 @@ def deviance_at(system: BlockedFactor, response: GaussianResponse, theta: np.nda
     return float(response.deviance(system, sigma**2, with_ldW=False))
 
 
-def _steps(x: np.ndarray, d: float, eps: float = 1e-4, floor: float = 0.0) -> np.ndarray:
-    """numDeriv's steps: d|x|, plus eps where x is near zero; `floor` bounds them below."""
-    zero_tol = np.sqrt(np.finfo(float).eps / 7e-7)
-    return np.maximum(np.abs(d * x) + eps * (np.abs(x) < zero_tol), floor)
+def deviance_gradient(system: BlockedFactor, response: GaussianResponse, sigma: float) -> np.ndarray:
+    """The gradient in theta of `deviance_at` at the factored theta (derivatives.py): of ldL2, of
+    the penalized RSS over sigma^2 and, for REML, of ldRX2."""
+    from mlmcli.engine.derivatives import ldL2_gradient, ldRX2_gradient, pwrss_gradient
+
+    g = ldL2_gradient(system) + pwrss_gradient(system) / sigma**2
+    return g + ldRX2_gradient(system) if response.reml else g
 
 
-def _richardson(a: list) -> object:
-    """Richardson extrapolation over successively halved steps (numDeriv, v = 2)."""
-    a = list(a)
-    r = len(a)
-    for m in range(1, r):
-        a = [(a[k + 1] * 4**m - a[k]) / (4**m - 1) for k in range(r - m)]
-    return a[0]
-
-
-def hessian(func, x: np.ndarray, d: float = 1e-4, r: int = 4) -> np.ndarray:
-    """numDeriv::hessian (genD): Richardson-extrapolated second differences; the mixed ones step
-    along e_i + e_j and remove the extrapolated diagonal terms."""
-    n = len(x)
-    f0 = func(x)
-    h0 = _steps(x, d, floor=HESSIAN_FLOOR)
-    H = np.zeros((n, n))
-
-    def extrapolated(i: int, j: int) -> float:
-        h = h0.copy()
-        approx = []
-        for _ in range(r):
-            e = np.zeros(n)
-            e[i] = h[i]
-            e[j] = h[j]
-            central = func(x + e) - 2 * f0 + func(x - e)
-            if i == j:
-                approx.append(central / h[i] ** 2)
-            else:
-                approx.append((central - H[i, i] * h[i] ** 2 - H[j, j] * h[j] ** 2) / (2 * h[i] * h[j]))
-            h = h / 2
-        return float(_richardson(approx))
-
-    for i in range(n):
-        H[i, i] = extrapolated(i, i)
-    for i in range(n):
-        for j in range(i):
-            H[i, j] = H[j, i] = extrapolated(i, j)
-    return H
+def theta_hessian(system: BlockedFactor, response: GaussianResponse, theta: np.ndarray, sigma: float) -> np.ndarray:
+    """The theta-theta block of lmerTest's Hessian: central differences of the exact gradient,
+    two factorizations per theta (the factor is left at the last one)."""
+    nt = len(theta)
+    H = np.empty((nt, nt))
+    for k in range(nt):
+        h = GRADIENT_STEP * max(abs(float(theta[k])), STEP_FLOOR)
+        g = []
+        for sign in (1.0, -1.0):
+            x = theta.copy()
+            x[k] += sign * h
+            g.append(deviance_gradient(system, response, sigma) if system.update(x) else np.full(nt, np.nan))
+        H[:, k] = (g[0] - g[1]) / (2.0 * h)
+    return 0.5 * (H + H.T)
 
 
 def satterthwaite(
@@ -102,26 +85,26 @@ def satterthwaite(
     """Set up the Satterthwaite approximation at the optimum (lmerTest's as_lmerModLT).
 
     The deviance is g(theta) + pwrss(theta) / sigma^2 + c log(sigma^2): its derivatives in sigma,
-    and vcov(beta)'s in everything, are exact (derivatives.py); only the theta-theta block of
-    the Hessian is differenced, at sigma fixed.
+    and vcov(beta)'s in everything, are exact (derivatives.py); the theta-theta block of the
+    Hessian differences the exact gradient in theta at sigma fixed.  The factor is left at theta.
     """
     from mlmcli.engine.derivatives import pwrss_gradient, unscaled_vcov_gradient
 
     theta = np.asarray(theta, dtype=float)
-    # numDeriv's relative step (1e-4) makes the second differences of a deviance in the thousands
-    # mostly rounding noise.  A larger step with the same Richardson extrapolation converges to the
-    # exact Hessian, which lmerTest's own evaluations approximate to about seven digits (checked on
-    # the reference suite for steps from 1e-2 to 2e-1).
-    Htt = hessian(lambda th: deviance_at(system, response, th, sigma), theta, d=HESSIAN_STEP, r=HESSIAN_LEVELS)
-    system.update(theta)
+    # the exact pieces at theta first: no factorization where the fit left the factor at theta
+    if not (system.ok and np.array_equal(system.theta, theta)):
+        system.update(theta)
     n, p = system.n, system.p
     c = n - p if response.reml else n
     pwrss = response.pwrss(system)
     nt = len(theta)
     H = np.empty((nt + 1, nt + 1))
-    H[:nt, :nt] = Htt
     H[:nt, nt] = H[nt, :nt] = -2.0 * pwrss_gradient(system) / sigma**3
     H[nt, nt] = 6.0 * pwrss / sigma**4 - 2.0 * c / sigma**2
+    J = [sigma**2 * dC for dC in unscaled_vcov_gradient(system)]
+    J.append(2.0 * sigma * system.unscaled_vcov())
+    H[:nt, :nt] = theta_hessian(system, response, theta, sigma)
+    system.update(theta)
     messages = []
     if not np.all(np.isfinite(H)):
         vcov_varpar = np.full_like(H, np.nan)
@@ -141,6 +124,4 @@ def satterthwaite(
         pos = evals > EIGEN_TOL
         V = evecs[:, pos]
         vcov_varpar = 2.0 * (V / evals[pos]) @ V.T
-    J = [sigma**2 * dC for dC in unscaled_vcov_gradient(system)]
-    J.append(2.0 * sigma * system.unscaled_vcov())
     return Satterthwaite(vcov_varpar=vcov_varpar, jacobian=J, vcov_beta=vcov_beta, messages=messages)
