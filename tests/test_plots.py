@@ -578,6 +578,8 @@ CASES = [
     ("heck_public", "effects", {"terms": "ses,public"}),
     ("sleep", "coef", {"intercept": True}),
     ("sleep", "effects", {"terms": "Days"}),
+    ("heck", "check", {}),
+    ("sleep", "check", {}),
 ]
 
 
@@ -589,6 +591,10 @@ def with_estimates(model, kind: str, kw: dict) -> dict:
         return {**kw, "estimates": coef_report(model, intercept=bool(kw.get("intercept")))}
     if kind == "effects":
         return {**kw, "estimates": effects_report(model, kw["terms"].split(","))}
+    if kind == "check":
+        from mlmcli.stats.diagnostics import check_report
+
+        return {**kw, "estimates": check_report(model)}
     return kw
 
 
@@ -602,7 +608,9 @@ def test_every_text_inside_the_canvas(figure, request, tmp_path, data, kind, kw,
 
 
 @pytest.mark.filterwarnings("ignore:constrained_layout not applied")
-@pytest.mark.parametrize("kind", ["ranef", "caterpillar", "spaghetti", "fitted", "residuals", "coef", "effects"])
+@pytest.mark.parametrize(
+    "kind", ["ranef", "caterpillar", "spaghetti", "fitted", "residuals", "coef", "effects", "check"]
+)
 def test_a_tiny_figure_still_keeps_its_text_inside(figure, sleep, tmp_path, kind):
     model, frame = sleep
     kw = with_estimates(model, kind, {"terms": "Days"} if kind == "effects" else {})

@@ -214,3 +214,54 @@ def test_effects_and_coef_refuse_what_they_cannot_draw(tmp_path, args, message):
     p = mlm("plot", str(HECK), INTERACTION, *args, "-o", str(png))
     assert p.returncode == 2 and not png.exists()
     assert p.stderr.startswith("mlm: error: " + message) and p.stderr.count("\n") == 1, p.stderr
+
+
+# ------------------------------------------------------------------ check
+
+
+def test_check_panels_draw_the_fits_residuals_modes_and_distances(sleep, tmp_path):
+    """performance::check_model()'s panels: the numbers each one draws, against the fit's own."""
+    from mlmcli.model import fitted_values
+    from mlmcli.stats.diagnostics import MAX_BOXES, SMOOTH_POINTS, check_report, lowess
+
+    model, frame = sleep
+    r = check_report(model)
+    np.testing.assert_allclose(r["fitted"], fitted_values(model).values, rtol=1e-14)
+    np.testing.assert_allclose(r["scaled_residuals"], model.residuals / model.sigma, rtol=1e-12)
+    # the random effects, each over its sd in Tau: lme4's ranef(fm1) / attr(VarCorr(fm1)$Subject, "stddev")
+    modes, sd = model.conditional_modes()[0], model.varcomps()[0].std_dev
+    assert [(e["group"], e["term"]) for e in r["random_effects"]] == [("Subject", "(Intercept)"), ("Subject", "Days")]
+    np.testing.assert_allclose(r["random_effects"][1]["z"], modes[:, 1] / sd[1], rtol=1e-14)
+    # the influence approximation: b' Tau^-1 b / q, its cut-off qchisq(0.95, 2) / 2
+    tau = model.varcomps()[0].covariance
+    d = np.array([b @ np.linalg.solve(tau, b) / 2 for b in modes])
+    np.testing.assert_allclose(r["influence"]["distance"], d, rtol=1e-9)
+    assert r["influence"]["cutoff"] == pytest.approx(5.991464547107979 / 2, rel=1e-12)
+    # every subject's residuals in a box (18 of them, under the thinning limit)
+    assert r["boxes"]["total"] == 18 == len(r["boxes"]["levels"]) <= MAX_BOXES
+    medians = [np.median(v) for v in r["boxes"]["values"]]
+    assert medians == sorted(medians)
+    assert len(r["smooth_x"]) == SMOOTH_POINTS and np.all(np.isfinite(r["smooth_residuals"]))
+    # lowess reproduces a straight line, and a robust one ignores an outlier
+    x = np.linspace(0, 10, 101)
+    np.testing.assert_allclose(lowess(x, 2 + 3 * x, x[::10]), 2 + 3 * x[::10], rtol=1e-9)
+    y = 2 + 3 * x
+    y[50] += 100
+    assert lowess(x, y, np.array([5.0]))[0] == pytest.approx(17.0, abs=1e-6)
+
+    out = _draw(model, frame, tmp_path, "check", r)
+    assert [row["level"] for row in out["influence"]][0] == model.design.terms[0].levels[int(np.argmax(d))]
+    assert out["influence_cutoff"] == pytest.approx(2.9957322735539895)
+
+
+def test_check_thins_the_boxes_of_many_groups(tmp_path):
+    from mlmcli.stats.diagnostics import MAX_BOXES, check_report
+
+    model, _ = _fit(HECK, "math ~ ses + (ses|schcode)")
+    r = check_report(model)
+    assert r["boxes"]["total"] == 419 and len(r["boxes"]["levels"]) == MAX_BOXES
+    p = mlm("plot", SLEEP, SS, "-k", "check", "-o", str(tmp_path / "c.png"), "--format", "json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["box_group"] == "Subject"
+    p = mlm("plot", SLEEP, SS, "-k", "check", "--xlabel", "x", "-o", str(tmp_path / "c.png"))
+    assert p.returncode == 2 and "--xlabel is not used by the check plot (its panels have different axes)" in p.stderr

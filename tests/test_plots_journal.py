@@ -120,6 +120,8 @@ CASES = [
     ("heck_factor", "effects", {"terms": "public,ses"}),
     ("sleep", "coef", {"intercept": True}),
     ("sleep", "effects", {"terms": "Days"}),
+    ("heck_public", "check", {}),
+    ("sleep", "check", {}),
 ]
 
 
@@ -147,7 +149,7 @@ def test_no_text_under_7_points_and_nothing_clipped_or_overlapping(
 
 
 @pytest.mark.parametrize(
-    "kind", ["ranef", "caterpillar", "spaghetti", "fitted", "residuals", "profile", "coef", "effects"]
+    "kind", ["ranef", "caterpillar", "spaghetti", "fitted", "residuals", "profile", "coef", "effects", "check"]
 )
 def test_the_pdf_the_command_writes_at_one_column_has_no_text_under_7_points(kind, tmp_path):
     out = tmp_path / "fig.pdf"

@@ -53,6 +53,7 @@ class PlotKind(str, Enum):
     profile = "profile"
     coef = "coef"
     effects = "effects"
+    check = "check"
 
 
 class PlotTheme(str, Enum):
@@ -195,6 +196,10 @@ def plot(
 
         with _user_errors(formula):
             opts.estimates = effects_report(model, focal or _first_predictor(model))
+    elif kind is PlotKind.check:
+        from mlmcli.stats.diagnostics import check_report
+
+        opts.estimates = check_report(model)
     if kind is PlotKind.profile:  # the profiles are the engine's work, done before drawing
         from mlmcli.stats.confint import profile_curves
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlmcli.errors import MlmError
 from mlmcli.render.plots.caterpillar import caterpillar
+from mlmcli.render.plots.check import check
 from mlmcli.render.plots.estimates import coef, effects
 from mlmcli.render.plots.fitted import fitted
 from mlmcli.render.plots.options import Drawn, PlotOptions, check_family_kind, check_kind, check_options, kept_rows
@@ -50,6 +51,7 @@ _KIND_FUNCS = {
     "profile": profile,
     "coef": coef,
     "effects": effects,
+    "check": check,
 }
 
 

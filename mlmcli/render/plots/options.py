@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from mlmcli.io.frame import Frame
     from mlmcli.model import FittedModel
 
-KINDS = ("ranef", "caterpillar", "spaghetti", "fitted", "residuals", "profile", "coef", "effects")
+KINDS = ("ranef", "caterpillar", "spaghetti", "fitted", "residuals", "profile", "coef", "effects", "check")
 # a GLMM's pictures: its random effects, its fitted curves on the response scale, its fixed effects
 GLMM_KINDS = ("caterpillar", "ranef", "fitted", "coef")
 
@@ -29,10 +29,12 @@ _USES = {
     "profile": {"ylabel"},
     "coef": {"intercept", "xlabel", "ylabel"},
     "effects": {"terms", "xlabel", "ylabel"},
+    "check": set(),
 }
 _WHY = {
     "residuals": " (its panels have different axes)",
     "profile": " (each panel's x axis is its parameter)",
+    "check": " (its panels have different axes)",
 }
 FONT_SIZES = (4.0, 24.0)  # --font-size, points
 
