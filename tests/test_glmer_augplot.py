@@ -389,7 +389,8 @@ def test_plot_command_refuses_other_kinds_before_fitting(kind, tmp_path):
     r = mlm("plot", str(DATA / "cbpp.csv"), CBPP, "--family", "binomial", "-k", kind, "-o", str(png))
     assert r.returncode == 2 and not png.exists()
     assert r.stderr == (
-        f"mlm: error: --kind {kind} is not offered with --family: a GLMM's plots are caterpillar, ranef and fitted\n"
+        f"mlm: error: --kind {kind} is not offered with --family: "
+        "a GLMM's plots are caterpillar, ranef, fitted and coef\n"
     )
 
 

@@ -574,7 +574,28 @@ CASES = [
     ("sleep", "residuals", {}),
     ("penicillin", "caterpillar", {}),
     ("penicillin", "residuals", {}),
+    ("heck_public", "coef", {}),
+    ("heck_public", "effects", {"terms": "ses,public"}),
+    ("sleep", "coef", {"intercept": True}),
+    ("sleep", "effects", {"terms": "Days"}),
+    ("heck", "check", {}),
+    ("sleep", "check", {}),
 ]
+
+
+def with_estimates(model, kind: str, kw: dict) -> dict:
+    """coef and effects draw the statistics layer's numbers, computed before drawing as the command does."""
+    from mlmcli.stats.estimates import coef_report, effects_report
+
+    if kind == "coef":
+        return {**kw, "estimates": coef_report(model, intercept=bool(kw.get("intercept")))}
+    if kind == "effects":
+        return {**kw, "estimates": effects_report(model, kw["terms"].split(","))}
+    if kind == "check":
+        from mlmcli.stats.diagnostics import check_report
+
+        return {**kw, "estimates": check_report(model)}
+    return kw
 
 
 @pytest.mark.parametrize("size", ["screen", "journal", "journal-paper"])
@@ -582,15 +603,18 @@ CASES = [
 def test_every_text_inside_the_canvas(figure, request, tmp_path, data, kind, kw, size):
     model, frame = request.getfixturevalue(data)
     opts = dict(SCREEN if size == "screen" else JOURNAL, theme="paper" if size == "journal-paper" else "screen")
-    fig, drawn, _ = figure(model, frame, small(tmp_path, kind, **opts, **kw))
+    fig, drawn, _ = figure(model, frame, small(tmp_path, kind, **opts, **with_estimates(model, kind, kw)))
     assert_all_text_inside(fig, drawn)
 
 
 @pytest.mark.filterwarnings("ignore:constrained_layout not applied")
-@pytest.mark.parametrize("kind", ["ranef", "caterpillar", "spaghetti", "fitted", "residuals"])
+@pytest.mark.parametrize(
+    "kind", ["ranef", "caterpillar", "spaghetti", "fitted", "residuals", "coef", "effects", "check"]
+)
 def test_a_tiny_figure_still_keeps_its_text_inside(figure, sleep, tmp_path, kind):
     model, frame = sleep
-    fig, drawn, _ = figure(model, frame, small(tmp_path, kind, width=1.0, height=1.0, dpi=100))
+    kw = with_estimates(model, kind, {"terms": "Days"} if kind == "effects" else {})
+    fig, drawn, _ = figure(model, frame, small(tmp_path, kind, width=1.0, height=1.0, dpi=100, **kw))
     assert outside(fig) == []
     box = fig.get_tightbbox(fig.canvas.get_renderer())
     assert box.x0 >= -0.01 and box.y0 >= -0.01 and box.x1 <= 1.01 and box.y1 <= 1.01

@@ -20,7 +20,7 @@ from mlmcli.render.plots import PlotOptions, build, draw
 from mlmcli.render.plots.style import POP
 from mlmcli.render.plots.textfit import outside, overlapping
 from tests.commands import mlm
-from tests.test_plots import DATA, HECK, _caption_of, _fit, small
+from tests.test_plots import DATA, HECK, _caption_of, _fit, small, with_estimates
 
 SLEEP = str(DATA / "sleepstudy.csv")
 SS = "Reaction ~ Days + (Days|Subject)"
@@ -36,6 +36,11 @@ def heck():
 @pytest.fixture(scope="module")
 def heck_public():
     return _fit(HECK, "math ~ ses*public + (ses|schcode)")
+
+
+@pytest.fixture(scope="module")
+def heck_factor():
+    return _fit(HECK, "math ~ ses + factor(public) + female + (1|schcode)")
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +115,13 @@ CASES = [
     ("sleep", "profile", {}),
     ("penicillin", "caterpillar", {}),
     ("penicillin", "residuals", {}),
+    ("heck_public", "coef", {}),
+    ("heck_public", "effects", {"terms": "ses,public"}),
+    ("heck_factor", "effects", {"terms": "public,ses"}),
+    ("sleep", "coef", {"intercept": True}),
+    ("sleep", "effects", {"terms": "Days"}),
+    ("heck_public", "check", {}),
+    ("sleep", "check", {}),
 ]
 
 
@@ -122,6 +134,7 @@ def test_no_text_under_7_points_and_nothing_clipped_or_overlapping(
     model, frame = request.getfixturevalue(data)
     if kind == "profile":
         kw = {"profiles": sleep_profiles}
+    kw = with_estimates(model, kind, kw)
     opts = small(tmp_path, kind, **(COLUMN if size == "column" else SCREEN), theme=theme, **kw)
     fig, drawn, _ = figure(model, frame, opts)
     sizes = pdf_font_sizes(saved_pdf(fig))
@@ -135,7 +148,9 @@ def test_no_text_under_7_points_and_nothing_clipped_or_overlapping(
     assert not any("did not fit" in n for n in drawn.notes)
 
 
-@pytest.mark.parametrize("kind", ["ranef", "caterpillar", "spaghetti", "fitted", "residuals", "profile"])
+@pytest.mark.parametrize(
+    "kind", ["ranef", "caterpillar", "spaghetti", "fitted", "residuals", "profile", "coef", "effects", "check"]
+)
 def test_the_pdf_the_command_writes_at_one_column_has_no_text_under_7_points(kind, tmp_path):
     out = tmp_path / "fig.pdf"
     p = mlm("plot", SLEEP, SS, "-k", kind, "--width", "3.5", "--height", "3", "--theme", "paper", "-o", str(out))
@@ -147,7 +162,7 @@ def test_the_pdf_the_command_writes_at_one_column_has_no_text_under_7_points(kin
 @pytest.mark.parametrize("data, kind, kw", [c for c in CASES if c[1] != "profile"])
 def test_titles_take_one_line_at_one_column(figure, request, tmp_path, data, kind, kw):
     model, frame = request.getfixturevalue(data)
-    fig, _, _ = figure(model, frame, small(tmp_path, kind, **COLUMN, **kw))
+    fig, _, _ = figure(model, frame, small(tmp_path, kind, **COLUMN, **with_estimates(model, kind, kw)))
     titles = [fig.subfigs[0].get_suptitle()] + [ax.get_title() for ax in fig.axes if ax.get_visible()]
     assert titles[0] and all("\n" not in t for t in titles), titles
 

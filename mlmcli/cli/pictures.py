@@ -51,6 +51,9 @@ class PlotKind(str, Enum):
     fitted = "fitted"
     residuals = "residuals"
     profile = "profile"
+    coef = "coef"
+    effects = "effects"
+    check = "check"
 
 
 class PlotTheme(str, Enum):
@@ -62,6 +65,8 @@ EXAMPLES = examples(
     f'mlm plot {HECK} "math ~ ses + (ses|schcode)" --kind caterpillar -o caterpillar.png',
     f"mlm plot {SLEEP} {SLEEP_MODEL} --kind spaghetti --theme paper -o spaghetti.pdf",
     f'mlm plot {SLEEP} {SLEEP_MODEL} --kind fitted --where "Days >= 2" --format json -o fitted.png',
+    f'mlm plot {HECK} "math ~ ses * public + (ses|schcode)" --kind coef -o coef.png',
+    f'mlm plot {HECK} "math ~ ses * public + (ses|schcode)" --kind effects --terms ses,public -o effects.png',
     'mlm plot tests/fixtures/glmer/data/Contraception.csv "use ~ age + urban + (urban|district)" --family binomial '
     "--kind fitted -o fitted.png",
 )
@@ -108,6 +113,13 @@ def plot(
         int | None,
         typer.Option("--seed", min=0, help="spaghetti: draw a random sample with this seed (default: spread evenly)."),
     ] = None,
+    terms: Annotated[
+        str | None,
+        typer.Option("--terms", help="effects: the predictor on the x axis, and a second for lines (ses,public)."),
+    ] = None,
+    intercept: Annotated[
+        bool, typer.Option("--intercept", help="coef: show the intercept (left out by default).")
+    ] = False,
     data_out: Annotated[str | None, typer.Option("--data-out", help="Also write the plotted numbers (CSV).")] = None,
     fmt: Annotated[str | None, format_option("plot", "json: print the plotted numbers.")] = None,
     strict: StrictOpt = False,
@@ -125,7 +137,13 @@ def plot(
     if family is not None:
         check_family_kind(kind.value)
     image_format(output)
-    _check_plot_options(kind.value, x, y, group, by, groups, seed, xlabel, ylabel, font_size, theme.value)
+    shows_intercept = True if intercept else None
+    _check_plot_options(
+        kind.value, x, y, group, by, groups, seed, xlabel, ylabel, font_size, theme.value, terms, shows_intercept
+    )
+    focal = _focal_terms(terms) if kind is PlotKind.effects else []
+    if focal:
+        _check_terms(formula, focal)
     inputs = (data,)
     _check_outputs(inputs, output, data_out)
     if data_out is not None and output != "-" and os.path.realpath(data_out) == os.path.realpath(output):
@@ -166,7 +184,22 @@ def plot(
         xlabel=xlabel,
         ylabel=ylabel,
         font_size=font_size,
+        terms=terms,
+        intercept=shows_intercept,
     )
+    if kind is PlotKind.coef:  # the numbers are the statistics layer's, drawn as they are
+        from mlmcli.stats.estimates import coef_report
+
+        opts.estimates = coef_report(model, intercept=intercept)
+    elif kind is PlotKind.effects:
+        from mlmcli.stats.estimates import effects_report
+
+        with _user_errors(formula):
+            opts.estimates = effects_report(model, focal or _first_predictor(model))
+    elif kind is PlotKind.check:
+        from mlmcli.stats.diagnostics import check_report
+
+        opts.estimates = check_report(model)
     if kind is PlotKind.profile:  # the profiles are the engine's work, done before drawing
         from mlmcli.stats.confint import profile_curves
 
@@ -183,8 +216,39 @@ def _check_plot_options(kind: str, *values: object) -> None:
     from mlmcli.render.plots import PlotOptions
     from mlmcli.render.plots.options import check_options
 
-    names = ("x", "y", "group", "by", "groups", "seed", "xlabel", "ylabel", "font_size", "theme")
+    names = ("x", "y", "group", "by", "groups", "seed", "xlabel", "ylabel", "font_size", "theme", "terms", "intercept")
     check_options(PlotOptions(kind=kind, output="", **dict(zip(names, values, strict=True))))
+
+
+def _focal_terms(terms: str | None) -> list[str]:
+    """--terms ses or --terms ses,public: one or two predictors."""
+    if terms is None:
+        return []
+    names = [t.strip() for t in terms.split(",")]
+    if not 1 <= len(names) <= 2 or not all(names):
+        raise MlmError(f"--terms names one predictor or two joined by a comma (ses,public), got {terms!r}")
+    return names
+
+
+def _check_terms(formula: str, focal: list[str]) -> None:
+    """Names --terms does not find in the formula, refused before the fit; a formula that does not
+    parse is left to the fit, which says why."""
+    from mlmcli.formula import parse_formula
+    from mlmcli.stats.estimates import check_terms
+
+    try:
+        parsed = parse_formula(formula)
+    except MlmError:
+        return
+    check_terms(parsed, focal)
+
+
+def _first_predictor(model: object) -> list[str]:
+    """Without --terms: the first variable of the fixed part, as ggpredict needs one named."""
+    variables = [v.label for t in model.formula.fixed.terms for v in t.vars]  # type: ignore[attr-defined]
+    if not variables:
+        raise MlmError("--kind effects needs a fixed-effect predictor: the model has only an intercept")
+    return variables[:1]
 
 
 @app.command(epilog=SCHEMA_EXAMPLES)

@@ -11,8 +11,14 @@ matplotlib nor pandas: draw() imports matplotlib when it draws.
   fitted       the model-implied line of every group beside the population line (fixed effects)
   residuals    scaled residuals against fitted values and normal Q-Q plots
   profile      zeta against each parameter: the likelihood profiles behind `mlm confint`
+  coef         the fixed effects with their Wald intervals, a forest plot (sjPlot's plot_model)
+  effects      predictions of the fixed part on a grid of one or two predictors, with a 95% band
+               (ggeffects' ggpredict)
+  check        performance's check_model() panels: residuals, scale-location, Q-Q plots, residuals by
+               group, influential groups (approximated)
 
-A GLMM (lme4's glmerMod) offers caterpillar, ranef and fitted, the last on the response scale.
+A GLMM (lme4's glmerMod) offers caterpillar, ranef, fitted (on the response scale) and coef (on the
+link scale).
 """
 
 from mlmcli.render.plots.bysplit import MAX_BY

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from mlmcli.errors import MlmError
 from mlmcli.render.plots.caterpillar import caterpillar
+from mlmcli.render.plots.check import check
+from mlmcli.render.plots.estimates import coef, effects
 from mlmcli.render.plots.fitted import fitted
 from mlmcli.render.plots.options import Drawn, PlotOptions, check_family_kind, check_kind, check_options, kept_rows
 from mlmcli.render.plots.output import image_bytes, image_format, table_csv
@@ -47,6 +49,9 @@ _KIND_FUNCS = {
     "fitted": fitted,
     "residuals": residuals,
     "profile": profile,
+    "coef": coef,
+    "effects": effects,
+    "check": check,
 }
 
 

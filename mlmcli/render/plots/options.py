@@ -14,9 +14,9 @@ if TYPE_CHECKING:
     from mlmcli.io.frame import Frame
     from mlmcli.model import FittedModel
 
-KINDS = ("ranef", "caterpillar", "spaghetti", "fitted", "residuals", "profile")
-# a GLMM's pictures: its random effects, and its fitted curves on the response scale
-GLMM_KINDS = ("caterpillar", "ranef", "fitted")
+KINDS = ("ranef", "caterpillar", "spaghetti", "fitted", "residuals", "profile", "coef", "effects", "check")
+# a GLMM's pictures: its random effects, its fitted curves on the response scale, its fixed effects
+GLMM_KINDS = ("caterpillar", "ranef", "fitted", "coef")
 
 # the options each kind reads; any other given is a mistake. --xlabel and --ylabel name every panel's
 # axis, so a kind whose panels have different axes (residuals; profile's x, one per parameter) refuses them
@@ -27,10 +27,14 @@ _USES = {
     "fitted": {"x", "group", "by", "xlabel", "ylabel"},
     "residuals": set(),
     "profile": {"ylabel"},
+    "coef": {"intercept", "xlabel", "ylabel"},
+    "effects": {"terms", "xlabel", "ylabel"},
+    "check": set(),
 }
 _WHY = {
     "residuals": " (its panels have different axes)",
     "profile": " (each panel's x axis is its parameter)",
+    "check": " (its panels have different axes)",
 }
 FONT_SIZES = (4.0, 24.0)  # --font-size, points
 
@@ -55,6 +59,9 @@ class PlotOptions:
     groups: int | None = None  # spaghetti: groups sampled (0: all); caterpillar: levels shown (0: all)
     seed: int | None = None  # spaghetti: the sample's seed (None: 1)
     profiles: list[dict] | None = None  # profile: confint.profile_curves(), computed before drawing
+    estimates: dict | None = None  # coef and effects: stats/estimates.py's report, computed before drawing
+    terms: str | None = None  # effects: the focal predictor, or two joined by a comma
+    intercept: bool | None = None  # coef: show the intercept (None: left out, as sjPlot does)
     xlabel: str | None = None  # None: each kind's own; "": no label
     ylabel: str | None = None
     font_size: float | None = None  # the axis labels' size in points (None: by the figure's size)
@@ -92,7 +99,7 @@ def check_options(opts: PlotOptions) -> None:
     from mlmcli.render.plots.style import THEMES
 
     uses = _USES[opts.kind]
-    for name in ("x", "y", "group", "by", "groups", "seed", "xlabel", "ylabel"):
+    for name in ("x", "y", "group", "by", "groups", "seed", "xlabel", "ylabel", "terms", "intercept"):
         if getattr(opts, name) is not None and name not in uses:
             hint = " (the y axis is the response)" if name == "y" else _WHY.get(opts.kind, "")
             raise MlmError(f"--{name} is not used by the {opts.kind} plot{hint}")
