@@ -187,8 +187,10 @@ def notes(report: dict) -> list[str]:
         out.append(f"{report['ci']['level'] * 100:g}% Wald confidence intervals in brackets")
     else:
         out.append("Standard errors in parentheses")
-    if any(m["method"] == "REML" for m in report["models"]):
-        out.append("AIC, BIC and Log.Lik. of REML fits come from the REML criterion")
+    shown = {r.statistic for r in rows(report) if r.part == "gof"}
+    criteria = [name for key, name in (("aic", "AIC"), ("bic", "BIC"), ("loglik", "Log.Lik.")) if key in shown]
+    if criteria and any(m["method"] == "REML" for m in report["models"]):
+        out.append(f"{_listed(criteria)} of REML fits come from the REML criterion")
     if any(glmm):
         out.append("ICC and R2 of binomial and Poisson models on the link scale; RMSE on the response scale")
     tests = [m["lr_test"] for m in report["models"] if m.get("lr_test") is not None]
@@ -267,11 +269,13 @@ def latex_escape(s: str) -> str:
 
 def _latex_cell(c: Cell) -> str:
     """A cell of an siunitx S column, which sets it in math mode aligned on its decimal point (minus signs
-    are minus signs); an interval, two numbers, is text (braced), centred."""
+    are minus signs); an interval, two numbers, is text (braced), centred, and so is a p-value "<0.001"."""
     if not c.text:
         return ""
     if c.text.startswith("["):
         return f"{{${latex_escape(c.text)}$}}"
+    if c.text.startswith("<"):  # a p-value below the smallest written, set as text like an interval
+        return f"{{${c.text}$}}"
     star = f"^{{{c.stars}}}" if c.stars else ""
     return f"{latex_escape(c.text)}{star}"
 
@@ -282,7 +286,7 @@ def _s_format(cells: list[Cell]) -> str:
     a little narrower); intervals, set as text, are left out."""
     sign, before, after = "", 1, 0
     for c in cells:
-        if not c.text or c.text.startswith("["):
+        if not c.text or c.text.startswith(("[", "<")):
             continue
         body = c.text.removeprefix("-")
         sign = sign or ("-" if body != c.text else "")
