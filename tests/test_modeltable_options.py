@@ -191,6 +191,8 @@ def test_lr_is_mlm_compare_s_test_against_the_model_before():
     assert gof["LR Chisq"] == ["", *(f"{m['lr_test']['chisq']:.3f}" for m in report["models"][1:])]
     assert gof["LR df"] == ["", "2", "1"] and gof["LR p"][1] == "<0.001"
     assert gof["LR p"][2] == f"{report['models'][2]['lr_test']['p_value']:.3f}"
+    p = report["models"][2]["lr_test"]["p_value"]
+    assert {r.label: [c.text for c in r.cells] for r in rows(report, 0)}["LR p"] == ["", "<0.1", f"{p:.1f}"]
 
 
 def test_lr_of_ml_glmer_fits_and_placed_by_gof():

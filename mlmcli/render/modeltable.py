@@ -155,8 +155,9 @@ def _p(p: float | None, digits: int) -> str | None:
     """A p-value as modelsummary prints one: below the smallest it can write, "<0.001"."""
     if p is None:
         return None
-    floor = 10.0**-digits
-    return f"<{floor:.{digits}f}" if p < floor else _num(p, digits)
+    d = max(digits, 1)  # --digits 0 would write every p below 1 as "<1"
+    floor = 10.0**-d
+    return f"<{floor:.{d}f}" if p < floor else _num(p, d)
 
 
 def _is_glmm(model: dict) -> bool:
