@@ -194,11 +194,44 @@ def table(
         str | None,
         typer.Option("--label", help=r"LaTeX \label of the caption, e.g. tab:models (latex, with --caption)."),
     ] = None,
+    rename: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--rename",
+            metavar="OLD=NEW",
+            help="Rename a term (or grouping factor) in every row that names it; repeat the option for "
+            "more (one pair each: terms may hold commas). Two models' terms renamed alike share a row.",
+        ),
+    ] = None,
+    gof: Annotated[
+        str | None,
+        typer.Option(
+            "--gof",
+            metavar="KEY[,KEY...]",
+            help="The goodness-of-fit rows and their order: n_obs, groups, aic, bic, loglik, icc, "
+            "r2_marginal, r2_conditional, rmse (and lr_chisq, lr_df, lr_p with --lr); none for none.",
+        ),
+    ] = None,
+    variance: Annotated[
+        bool,
+        typer.Option("--variance", help="Random effects as variances and covariances instead of SDs and correlations."),
+    ] = False,
+    lr: Annotated[
+        bool,
+        typer.Option(
+            "--lr",
+            help="Likelihood-ratio test of each model against the one before it (mlm compare's chi-square, "
+            "df and p; REML fits refitted by ML).",
+        ),
+    ] = False,
 ) -> None:
     """Models side by side for a paper: estimates with SEs and stars, variance components, N, AIC, BIC, ICC, R²."""
-    from mlmcli.stats.modeltable import table_report
+    from mlmcli.stats.modeltable import gof_keys, table_report
 
     labels = model_names(names, len(formulas))
+    gof_keys(gof, lr)  # a mistake in --gof before any fitting
+    if lr and len(formulas) < 2:
+        raise MlmError("--lr needs two models or more: each is tested against the one before it")
     if ci:
         from mlmcli.stats.confint import check_level
 
@@ -218,7 +251,7 @@ def table(
     else:
         fits = _fit_columns(data, formulas, families, ml, source, optimizer.value, verbose, link, nagq)
     with _user_errors():
-        report = table_report(fits, labels, level if ci else None)
+        report = table_report(fits, labels, level if ci else None, rename=rename, gof=gof, variance=variance, lr=lr)
     warnings = [f"{m['name']}: {w}" for m in report["models"] for w in m["warnings"]]
     _warn(warnings)
     if form != "json":

@@ -3,8 +3,11 @@
 The layout is modelsummary's: one column per model; each fixed effect's estimate with its stars, and
 under it the standard error in parentheses (or the confidence interval in brackets); then the
 variance components as standard deviations (`SD (ses schcode)`) and correlations
-(`Cor (Intercept~ses schcode)`), the residual SD (`SD (Observations)`); then the number of observations
-and of groups, AIC, BIC, log-likelihood, ICC and Nakagawa's R². A glmer fit's column has what
+(`Cor (Intercept~ses schcode)`), the residual SD (`SD (Observations)`) -- or, --variance, as variances
+and covariances (`Var (ses schcode)`, `Cov (Intercept~ses schcode)`, `Var (Observations)`, broom.mixed's
+scales = "vcov"); then the number of observations and of groups, AIC, BIC, log-likelihood, ICC and
+Nakagawa's R² (or the rows --gof names, in its order), and --lr's likelihood-ratio test of each model
+against the one before it (LR Chisq, LR df, LR p). A glmer fit's column has what
 modelsummary shows of a glmerMod: no residual SD and no Log.Lik., and the RMSE after the R². A note
 says what the stars mean.
 Formatting only: every number comes from the report (modeltable.table_report).
@@ -82,36 +85,79 @@ def rows(report: dict, digits: int = 3) -> list[Row]:
         for label in _union([list(p) for p in per_model]):
             out.append(Row("random", label, statistic, [Cell(_num(p.get(label), digits)) for p in per_model]))
 
-    keyed(lambda r: f"SD ({_bare(r['term'])} {r['group']})", "std_dev", "random_effects", "std_dev")
+    variance = report.get("random_scale") == "variance"
+    sd, cor = ("Var", "Cov") if variance else ("SD", "Cor")
     keyed(
-        lambda r: f"Cor ({_bare(r['term1'])}~{_bare(r['term2'])} {r['group']})",
-        "correlation",
+        lambda r: f"{sd} ({_bare(r['term'])} {r['group']})",
+        sd_key := "variance" if variance else "std_dev",
+        "random_effects",
+        sd_key,
+    )
+    keyed(
+        lambda r: f"{cor} ({_bare(r['term1'])}~{_bare(r['term2'])} {r['group']})",
+        cor_key := "covariance" if variance else "correlation",
         "random_effect_correlations",
-        "correlation",
+        cor_key,
     )
     glmm = [_is_glmm(m) for m in models]
     if not all(glmm):  # a glmer fit has no residual SD
-        out.append(
-            Row("random", "SD (Observations)", "std_dev", [Cell(_num(m.get("residual_sd"), digits)) for m in models])
-        )
+        key = "residual_variance" if variance else "residual_sd"
+        out.append(Row("random", f"{sd} (Observations)", sd_key, [Cell(_num(m.get(key), digits)) for m in models]))
 
     def gof(label: str, statistic: str, values: list[Any], d: int) -> None:
-        out.append(Row("gof", label, statistic, [Cell(str(v) if isinstance(v, int) else _num(v, d)) for v in values]))
+        cells = [Cell(v if isinstance(v, str) else str(v) if isinstance(v, int) else _num(v, d)) for v in values]
+        out.append(Row("gof", label, statistic, cells))
 
-    gof("Num.Obs.", "n_obs", [m["n_obs"] for m in models], 0)
-    for g in _union([list(m["groups"]) for m in models]):
-        gof(f"N ({g})", "groups", [m["groups"].get(g) for m in models], 0)
-    gof("AIC", "aic", [m["aic"] for m in models], 1)
-    gof("BIC", "bic", [m["bic"] for m in models], 1)
-    if not all(glmm):  # modelsummary shows no Log.Lik. of a glmerMod (performance's "common" metrics)
-        gof("Log.Lik.", "loglik", [None if g else m["loglik"] for m, g in zip(models, glmm, strict=True)], 1)
-    gof("ICC", "icc", [m["icc"]["adjusted"] for m in models], digits)
-    gof("R2 Marg.", "r2_marginal", [m["r2"]["marginal"] for m in models], digits)
-    gof("R2 Cond.", "r2_conditional", [m["r2"]["conditional"] for m in models], digits)
-    if any(glmm):  # and the RMSE of a glmerMod's response residuals
-        gof("RMSE", "rmse", [m.get("rmse") for m in models], digits)
+    def lr(key: str) -> list[Any]:
+        return [None if m.get("lr_test") is None else m["lr_test"][key] for m in models]
+
+    chosen = report.get("gof")
+    if chosen is None:  # the default rows: modelsummary's of a merMod (and of a glmerMod)
+        chosen = [k for k in GOF_KEYS if (k != "loglik" or not all(glmm)) and (k != "rmse" or any(glmm))]
+        if any(m.get("lr_test") is not None for m in models):
+            chosen += ["lr_chisq", "lr_df", "lr_p"]
+        default = True
+    else:
+        default = False
+    for key in chosen:
+        if key == "n_obs":
+            gof("Num.Obs.", "n_obs", [m["n_obs"] for m in models], 0)
+        elif key == "groups":
+            for g in _union([list(m["groups"]) for m in models]):
+                gof(f"N ({g})", "groups", [m["groups"].get(g) for m in models], 0)
+        elif key in ("aic", "bic"):
+            gof(key.upper(), key, [m[key] for m in models], 1)
+        elif key == "loglik":
+            # modelsummary shows no Log.Lik. of a glmerMod (performance's "common" metrics); asked for, it is there
+            values = [None if g and default else m["loglik"] for m, g in zip(models, glmm, strict=True)]
+            gof("Log.Lik.", "loglik", values, 1)
+        elif key == "icc":
+            gof("ICC", "icc", [m["icc"]["adjusted"] for m in models], digits)
+        elif key in ("r2_marginal", "r2_conditional"):
+            part = key.removeprefix("r2_")
+            gof(f"R2 {part[:4].capitalize()}.", key, [m["r2"][part] for m in models], digits)
+        elif key == "rmse":  # of a glmerMod's response residuals
+            gof("RMSE", "rmse", [m.get("rmse") for m in models], digits)
+        elif key == "lr_chisq":
+            gof("LR Chisq", key, lr("chisq"), digits)
+        elif key == "lr_df":
+            gof("LR df", key, lr("df"), 0)
+        elif key == "lr_p":
+            gof("LR p", key, [_p(p, digits) for p in lr("p_value")], digits)
     assert all(len(r.cells) == k for r in out)
     return out
+
+
+GOF_KEYS = ("n_obs", "groups", "aic", "bic", "loglik", "icc", "r2_marginal", "r2_conditional", "rmse")
+
+
+def _p(p: float | None, digits: int) -> str | None:
+    """A p-value as modelsummary prints one: below the smallest it can write, "<0.001"."""
+    if p is None:
+        return None
+    d = max(digits, 1)  # --digits 0 would write every p below 1 as "<1"
+    floor = 10.0**-d
+    return f"<{floor:.{d}f}" if p < floor else _num(p, d)
 
 
 def _is_glmm(model: dict) -> bool:
@@ -142,10 +188,16 @@ def notes(report: dict) -> list[str]:
         out.append(f"{report['ci']['level'] * 100:g}% Wald confidence intervals in brackets")
     else:
         out.append("Standard errors in parentheses")
-    if any(m["method"] == "REML" for m in report["models"]):
-        out.append("AIC, BIC and Log.Lik. of REML fits come from the REML criterion")
+    shown = {r.statistic for r in rows(report) if r.part == "gof"}
+    criteria = [name for key, name in (("aic", "AIC"), ("bic", "BIC"), ("loglik", "Log.Lik.")) if key in shown]
+    if criteria and any(m["method"] == "REML" for m in report["models"]):
+        out.append(f"{_listed(criteria)} of REML fits come from the REML criterion")
     if any(glmm):
         out.append("ICC and R2 of binomial and Poisson models on the link scale; RMSE on the response scale")
+    tests = [m["lr_test"] for m in report["models"] if m.get("lr_test") is not None]
+    if tests:
+        refit = "; REML fits refitted by ML" if any(t["refit_ml"] for t in tests) else ""
+        out.append(f"LR: likelihood-ratio test against the model to the left (anova){refit}")
     singular = [m["name"] for m in report["models"] if SINGULAR_WARNING in m.get("effects_warnings", [])]
     if singular:  # performance leaves them out and says why only in a warning
         out.append(f"{_listed(singular)}: no ICC and no R2 Cond.: a variance component is zero (singular fit)")
@@ -218,11 +270,13 @@ def latex_escape(s: str) -> str:
 
 def _latex_cell(c: Cell) -> str:
     """A cell of an siunitx S column, which sets it in math mode aligned on its decimal point (minus signs
-    are minus signs); an interval, two numbers, is text (braced), centred."""
+    are minus signs); an interval, two numbers, is text (braced), centred, and so is a p-value "<0.001"."""
     if not c.text:
         return ""
     if c.text.startswith("["):
         return f"{{${latex_escape(c.text)}$}}"
+    if c.text.startswith("<"):  # a p-value below the smallest written, set as text like an interval
+        return f"{{${c.text}$}}"
     star = f"^{{{c.stars}}}" if c.stars else ""
     return f"{latex_escape(c.text)}{star}"
 
@@ -233,7 +287,7 @@ def _s_format(cells: list[Cell]) -> str:
     a little narrower); intervals, set as text, are left out."""
     sign, before, after = "", 1, 0
     for c in cells:
-        if not c.text or c.text.startswith("["):
+        if not c.text or c.text.startswith(("[", "<")):
             continue
         body = c.text.removeprefix("-")
         sign = sign or ("-" if body != c.text else "")
