@@ -161,8 +161,8 @@ def _focal(col: object, first: bool) -> tuple[list, list]:
     if len(distinct) <= 2:  # a binary (0/1) variable: its two values, not mean +- sd between them
         return list(distinct), [float(v) for v in distinct]
     m, s = float(x.mean()), float(x.std(ddof=1))
-    grid = [m - s, m, m + s]
-    return grid, [float(v) for v in grid]
+    spread = [m - s, m, m + s]
+    return spread, list(spread)
 
 
 def _repeat(col: object, grid: list, times: int, inner: bool) -> object:
