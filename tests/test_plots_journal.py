@@ -20,6 +20,7 @@ from mlmcli.render.plots import PlotOptions, build, draw
 from mlmcli.render.plots.style import POP
 from mlmcli.render.plots.textfit import outside, overlapping
 from tests.commands import mlm
+from tests.test_plots import CASES as PLOT_CASES
 from tests.test_plots import DATA, HECK, _caption_of, _fit, small, with_estimates
 
 SLEEP = str(DATA / "sleepstudy.csv")
@@ -99,29 +100,12 @@ def test_the_pdf_measure_reads_the_sizes_matplotlib_sets(figure, sleep, tmp_path
         assert set(pdf_font_sizes(saved_pdf(fig))) == expect
 
 
+# every kind test_plots draws, plus profile, a factor on effects' axis and check with a second term
 CASES = [
-    ("heck", "ranef", {}),
-    ("heck", "caterpillar", {}),
-    ("heck", "spaghetti", {}),
-    ("heck", "fitted", {}),
-    ("heck", "residuals", {}),
-    ("heck_public", "fitted", {"by": "public"}),
-    ("heck_public", "spaghetti", {"by": "public"}),
-    ("sleep", "ranef", {}),
-    ("sleep", "caterpillar", {}),
-    ("sleep", "spaghetti", {"groups": 0}),
-    ("sleep", "fitted", {}),
-    ("sleep", "residuals", {}),
+    *PLOT_CASES,
     ("sleep", "profile", {}),
-    ("penicillin", "caterpillar", {}),
-    ("penicillin", "residuals", {}),
-    ("heck_public", "coef", {}),
-    ("heck_public", "effects", {"terms": "ses,public"}),
     ("heck_factor", "effects", {"terms": "public,ses"}),
-    ("sleep", "coef", {"intercept": True}),
-    ("sleep", "effects", {"terms": "Days"}),
     ("heck_public", "check", {}),
-    ("sleep", "check", {}),
 ]
 
 
