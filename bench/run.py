@@ -21,7 +21,11 @@ Tools: mlm is `/work/main/.venv/bin/mlm` or --mlm (a command, e.g. "python -m ml
 
     python3 -m venv bench/.peers && bench/.peers/bin/pip install lme-python mixedlm-rs
 
-(or --peers-python PATH). Simulated data sets are written on first use by bench/make_data.py into
+(or --peers-python PATH). For start-up figures, time an installed copy as the README installs it
+(`python3 -m venv /tmp/v && /tmp/v/bin/pip install .`, then --mlm /tmp/v/bin/mlm): an editable
+install sends every import through setuptools' finder, and under PYTHONDONTWRITEBYTECODE a source
+tree without current compiled files is compiled again on every run (0.195 s against 0.127 s on
+heck2011, 2026-12-07). Simulated data sets are written on first use by bench/make_data.py into
 --data-dir (default bench/data/, git-ignored); --scale 0.01 uses small versions for a quick check and
 then writes no RESULTS.md unless --out is given. Run it with the project's Python (numpy and pandas
 generate the data); the runner itself imports neither, so it stays small while it measures others.
