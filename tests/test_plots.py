@@ -595,6 +595,10 @@ def with_estimates(model, kind: str, kw: dict) -> dict:
         from mlmcli.stats.diagnostics import check_report
 
         return {**kw, "estimates": check_report(model)}
+    if kind == "shrinkage":
+        from mlmcli.stats.shrinkage import shrinkage_report
+
+        return {**kw, "estimates": shrinkage_report(model, kw.get("x"))}
     return kw
 
 
@@ -609,7 +613,7 @@ def test_every_text_inside_the_canvas(figure, request, tmp_path, data, kind, kw,
 
 @pytest.mark.filterwarnings("ignore:constrained_layout not applied")
 @pytest.mark.parametrize(
-    "kind", ["ranef", "caterpillar", "spaghetti", "fitted", "residuals", "coef", "effects", "check"]
+    "kind", ["ranef", "caterpillar", "spaghetti", "fitted", "residuals", "coef", "effects", "check", "shrinkage"]
 )
 def test_a_tiny_figure_still_keeps_its_text_inside(figure, sleep, tmp_path, kind):
     model, frame = sleep

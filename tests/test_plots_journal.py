@@ -100,12 +100,15 @@ def test_the_pdf_measure_reads_the_sizes_matplotlib_sets(figure, sleep, tmp_path
         assert set(pdf_font_sizes(saved_pdf(fig))) == expect
 
 
-# every kind test_plots draws, plus profile, a factor on effects' axis and check with a second term
+# every kind test_plots draws, plus profile, a factor on effects' axis, check with a second term, and
+# shrinkage with all of sleepstudy's 18 subjects and 50 of heck2011's 419 schools
 CASES = [
     *PLOT_CASES,
     ("sleep", "profile", {}),
     ("heck_factor", "effects", {"terms": "public,ses"}),
     ("heck_public", "check", {}),
+    ("sleep", "shrinkage", {}),
+    ("heck", "shrinkage", {}),
 ]
 
 
@@ -133,7 +136,8 @@ def test_no_text_under_7_points_and_nothing_clipped_or_overlapping(
 
 
 @pytest.mark.parametrize(
-    "kind", ["ranef", "caterpillar", "spaghetti", "fitted", "residuals", "profile", "coef", "effects", "check"]
+    "kind",
+    ["ranef", "caterpillar", "spaghetti", "fitted", "residuals", "profile", "coef", "effects", "check", "shrinkage"],
 )
 def test_the_pdf_the_command_writes_at_one_column_has_no_text_under_7_points(kind, tmp_path):
     out = tmp_path / "fig.pdf"
