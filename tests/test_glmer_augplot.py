@@ -398,7 +398,7 @@ def test_plot_command_bad_input_is_one_line(tmp_path):
     png = str(tmp_path / "p.png")
     cbpp = str(DATA / "cbpp.csv")
     for args, message in (
-        (("-k", "ranef"), "a ranef plot needs two random-effect terms of herd"),
+        (("-k", "ranef", "--y", "period2"), "--x and --y name two random-effect terms, and herd has one"),
         (("-k", "fitted"), "the fitted plot needs a numeric predictor"),
         (("-k", "fitted", "--x", "size"), "--x 'size' is not a predictor of the model"),
         (("--link", "log"), "--link log is not offered for binomial"),

@@ -172,12 +172,28 @@ def test_ranef_of_independent_terms_has_zero_correlation(tmp_path):
         assert p["y"] == pytest.approx(value[(p["level"], "(Intercept)")], abs=0.05)
 
 
-def test_ranef_needs_two_terms(penicillin, tmp_path):
+def test_ranef_of_one_random_effect_is_lme4s_normal_qq_plot(penicillin, tmp_path):
+    """plot(ranef(fit)) draws qqmath for a one-column factor: each factor's sorted modes against qnorm(ppoints(n))."""
     model, frame = penicillin
-    with pytest.raises(MlmError, match="needs two random-effect terms of plate") as e:
-        draw(model, frame, small(tmp_path, "ranef"))
+    out = draw(model, frame, small(tmp_path, "ranef"))
+    assert (out["group"], out["x_term"], out["y_term"], out["correlation"]) == (
+        "plate, sample",
+        None,
+        "(Intercept)",
+        None,
+    )
+    for i, (g, n) in enumerate((("plate", 24), ("sample", 6))):
+        mine = [p for p in out["points"] if p["panel"] == g]
+        modes = np.sort(model.conditional_modes()[i][:, 0])
+        np.testing.assert_array_equal([p["y"] for p in mine], modes)
+        a = 3 / 8 if n <= 10 else 0.5  # R's ppoints(n)
+        ppoints = (np.arange(1, n + 1) - a) / (n + 1 - 2 * a)
+        np.testing.assert_allclose([p["x"] for p in mine], stats.norm.ppf(ppoints), rtol=1e-12)
+    one = draw(model, frame, small(tmp_path, "ranef", group="sample"))
+    assert {p["panel"] for p in one["points"]} == {"sample"} and len(one["points"]) == 6
+    with pytest.raises(MlmError, match=r"--x and --y name two random-effect terms, and plate has one") as e:
+        draw(model, frame, small(tmp_path, "ranef", x="(Intercept)"))
     assert "\n" not in str(e.value)
-    assert not (tmp_path / "p.png").exists()
 
 
 @pytest.mark.parametrize(

@@ -109,6 +109,8 @@ CASES = [
     ("heck_public", "check", {}),
     ("sleep", "shrinkage", {}),
     ("heck", "shrinkage", {}),
+    ("penicillin", "ranef", {}),
+    ("penicillin", "check", {}),
 ]
 
 
@@ -369,3 +371,9 @@ def test_paper_png_at_one_column_is_1050_by_900(sleep, tmp_path):
     out = draw(model, frame, PlotOptions(kind="caterpillar", output=str(tmp_path / "p.png"), **COLUMN, theme="paper"))
     assert (out["width_px"], out["height_px"]) == (1050, 900)
     assert Path(tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_check_at_one_column_names_the_factors_whose_intercepts_its_qq_panel_shows(figure, penicillin, tmp_path):
+    model, frame = penicillin
+    fig, _, _ = figure(model, frame, small(tmp_path, "check", **COLUMN, **with_estimates(model, "check", {})))
+    assert "ranef Q-Q: blue plate, orange sample" in _caption_of(fig).replace("\n", " ")

@@ -28,6 +28,8 @@ def check(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: Pl
         raise MlmError("no diagnostics to draw for the check plot")
     axes = grid(fig, 2, 3)
     chars = theme.chars(opts.width * 0.9 / 3, 10.5)
+    # the right column's titles have no neighbour's room to spread into past the canvas's edge
+    edge = theme.chars(opts.width * 0.75 / 3, 10.5)
     small = opts.width < 5 or opts.height < 4  # one journal column: short labels, the colours in the caption
     many = len(r["fitted"]) > 500
     dots = dict(ms=theme.ms(2.0 if many else 3.0), alpha=0.3 if many else 0.7, color=POINT, markeredgewidth=0)
@@ -49,7 +51,7 @@ def check(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: Pl
 
     ax = axes[2]
     _qq(ax, np.asarray(r["scaled_residuals"]), POINT, theme, many)
-    ax.set_title(fit_text(["Normal Q-Q: residuals", "Q-Q: residuals"], chars))
+    ax.set_title(fit_text(["Normal Q-Q: residuals", "Q-Q: residuals", "Q-Q: resid."], edge))
     ax.set_xlabel("normal quantile" if not small else "quantile")
     ax.set_ylabel("residual" if small else "scaled residual")
 
@@ -93,7 +95,7 @@ def check(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: Pl
     ax.axhline(inf["cutoff"], color=REF, lw=theme.lw(0.9), ls="--", zorder=1)
     ax.plot(x[~far], d[order][~far], "o", ms=theme.ms(3.0), color=POINT, markeredgewidth=0, zorder=2)
     ax.plot(x[far], d[order][far], "o", ms=theme.ms(3.5), color=GROUP_COLOURS[1], markeredgewidth=0, zorder=3)
-    ax.set_title(fit_text(["Influential groups (approx.)", "Influence (approx.)", "Influence"], chars))
+    ax.set_title(fit_text(["Influential groups (approx.)", "Influence (approx.)", "Influence"], edge))
     ax.set_xlabel(fit_text([f"{inf['group']}, by distance", "rank"], chars))
     ax.set_ylabel("distance" if small else "b' Tau^-1 b / q")
 
@@ -112,6 +114,11 @@ def check(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: Pl
         caption = ["influence: b' Tau^-1 b / q of each group's mode (an approximation)"]
         if len(names) > 1:
             terms = [e["term"] for e in r["random_effects"]]
+            if len(set(terms)) < len(terms):  # the same term of two factors (InstEval's intercepts): say whose
+                terms = [
+                    e["group"] if e["term"] == "(Intercept)" else f"{e['term']} | {e['group']}"
+                    for e in r["random_effects"]
+                ]
             colours = ("blue", "orange", "green", "pink", "yellow", "light blue")
             caption.insert(0, "ranef Q-Q: " + ", ".join(f"{c} {t}" for c, t in zip(colours, terms, strict=False)))
     else:
