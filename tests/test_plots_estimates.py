@@ -150,6 +150,29 @@ def test_effects_of_an_interaction_one_line_per_value_of_a_binary_term(heck_publ
         np.testing.assert_allclose([r["std_error"] for r in mine], se, rtol=1e-10)
 
 
+def test_effects_of_a_binary_first_term_are_its_two_values_drawn_as_points(heck_public, tmp_path):
+    """public is 0/1: predictions at 0 and 1 (a line between them would show values it never takes)."""
+    model, frame = heck_public
+    report = effects_report(model, ["public", "ses"])
+    assert report["x_is_factor"] is False and report["x_discrete"] is True
+    rows = report["predictions"]
+    assert [r["x"] for r in rows] == [0.0, 1.0] * 3
+    ses = np.asarray(model.design.values["ses"], dtype=float)
+    m, s = ses.mean(), ses.std(ddof=1)
+    X = np.array([[1.0, g, p, g * p] for g in (m - s, m, m + s) for p in (0.0, 1.0)])
+    pred, se = _direct(model, X)
+    np.testing.assert_allclose([r["predicted"] for r in rows], pred, rtol=1e-12)
+    np.testing.assert_allclose([r["std_error"] for r in rows], se, rtol=1e-10)
+    assert effects_report(model, ["ses"])["x_discrete"] is False
+    from mlmcli.render.plots import build
+
+    opts = PlotOptions(kind="effects", output=str(tmp_path / "p.png"), dpi=40, estimates=report, terms="public,ses")
+    with build(model, frame, opts) as (fig, _, _):
+        (ax,) = fig.axes
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1"]
+        assert len(ax.collections) == 3 and not any(len(line.get_xdata()) > 2 for line in ax.lines)
+
+
 def test_effects_hold_the_other_predictors_at_ggpredicts_typical_values(heck_public, heck_factor):
     """The other numeric predictors at their mean, factors at their reference level; a numeric
     second term at mean - sd, mean, mean + sd."""

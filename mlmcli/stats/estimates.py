@@ -9,7 +9,9 @@ a numeric second term at mean - sd, mean and mean + sd, or at its two values whe
 two, such as a 0/1 indicator). The other numeric variables sit at their
 means over the model frame and factors at their reference level (ggpredict's typical values). The
 95% band is from vcov(beta): se = sqrt(diag(X V X')). ggpredict picks "pretty" values over the focal
-term's range; here the grid is GRID_POINTS evenly spaced values over the range, the same line.
+term's range; here the grid is GRID_POINTS evenly spaced values over the range, the same line. A
+first term with two values only (a 0/1 indicator) is predicted at those two, drawn as points with
+intervals, as a factor is: a line between them would show values it never takes.
 """
 
 from __future__ import annotations
@@ -117,6 +119,7 @@ def effects_report(model: FittedModel, terms: list[str], level: float = 0.95) ->
     return {
         "focal": terms,
         "x_is_factor": isinstance(values[terms[0]], Factor),
+        "x_discrete": isinstance(values[terms[0]], Factor) or len(x_grid) <= 2,
         "line_values": g_labels if len(terms) == 2 else [],
         "confidence_level": level,
         "held_at": held,
@@ -149,17 +152,18 @@ def _number(v: np.ndarray) -> float | list[float]:
 
 
 def _focal(col: object, first: bool) -> tuple[list, list]:
-    """The grid of one focal term and its labels: a factor's levels; for the first numeric term
-    GRID_POINTS values over its range, for the second mean - sd, mean, mean + sd (ggpredict's default)."""
+    """The grid of one focal term and its labels: a factor's levels, a binary variable's two values; for
+    the first numeric term GRID_POINTS values over its range, for the second mean - sd, mean, mean + sd
+    (ggpredict's default)."""
     if isinstance(col, Factor):
         return list(range(len(col.levels))), list(col.levels)
     x = np.asarray(col, dtype=float)
+    distinct = np.unique(x)
+    if len(distinct) <= 2:  # a binary (0/1) variable: its two values, not a line or mean +- sd between them
+        return list(distinct), [float(v) for v in distinct]
     if first:
         grid = np.linspace(x.min(), x.max(), GRID_POINTS)
         return list(grid), [float(v) for v in grid]
-    distinct = np.unique(x)
-    if len(distinct) <= 2:  # a binary (0/1) variable: its two values, not mean +- sd between them
-        return list(distinct), [float(v) for v in distinct]
     m, s = float(x.mean()), float(x.std(ddof=1))
     spread = [m - s, m, m + s]
     return spread, list(spread)

@@ -61,7 +61,7 @@ def effects(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: 
     second = terms[1] if len(terms) == 2 else None
     names = _group_names(second, groups)
     colours = [POINT] if second is None else GROUP_COLOURS
-    factor_x = report["x_is_factor"]
+    factor_x = report["x_discrete"]  # a factor's levels or a 0/1 variable's two values: points, not a line
     xlabels = list(dict.fromkeys(r["x"] for r in rows))
     handles = []
     for gi, g in enumerate(groups):
@@ -81,7 +81,7 @@ def effects(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: 
         handles.append(h)
     if factor_x:
         ax.set_xticks(np.arange(len(xlabels)))
-        ax.set_xticklabels([str(v) for v in xlabels])
+        ax.set_xticklabels([_short(v) if isinstance(v, float) else str(v) for v in xlabels])
         ax.set_xlim(-0.5, len(xlabels) - 0.5)
     ax.set_xlabel(terms[0])
     ax.set_ylabel(f"predicted {report['response']}")
@@ -105,7 +105,8 @@ def effects(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: 
     title = f"Predicted {report['response']} by {terms[0]}" + (f" and {second}" if second else "")
     return Drawn(
         data={
-            k: report[k] for k in ("focal", "x_is_factor", "line_values", "confidence_level", "held_at", "predictions")
+            k: report[k]
+            for k in ("focal", "x_is_factor", "x_discrete", "line_values", "confidence_level", "held_at", "predictions")
         },
         table=rows,
         title=title,
