@@ -11,24 +11,19 @@ import os
 import re
 import struct
 import subprocess
-from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from mlmcli.design import build_design
 from mlmcli.errors import DataError, MlmError
-from mlmcli.formula import parse_formula
 from mlmcli.io.csv import read_csv
 from mlmcli.io.frame import Factor, Frame
-from mlmcli.model import fit_model
 from mlmcli.render.plots import (
     DEFAULT_GROUPS,
     PALETTE,
     PlotOptions,
-    build,
     draw,
     image_format,
     normal_quantiles,
@@ -38,44 +33,8 @@ from mlmcli.render.plots import (
 from mlmcli.render.plots.textfit import outside, overlapping
 from mlmcli.where import parse_where, where_mask
 from tests.commands import MLM, environment, python
-
-ROOT = Path(__file__).resolve().parent.parent
-HECK = ROOT / "sample_data" / "heck2011.csv"
-DATA = ROOT / "tests" / "fixtures" / "lme4" / "data"
-REFS = ROOT / "tests" / "fixtures" / "lme4"
-
-
-def _fit(path: Path, formula: str):
-    frame = read_csv(str(path))
-    f = parse_formula(formula)
-    return fit_model(f, build_design(frame, f), reml=True, data_name=frame.name), frame
-
-
-@pytest.fixture(scope="module")
-def heck():
-    return _fit(HECK, "math ~ ses + (ses|schcode)")
-
-
-@pytest.fixture(scope="module")
-def heck_public():
-    return _fit(HECK, "math ~ ses*public + (ses|schcode)")
-
-
-@pytest.fixture(scope="module")
-def sleep():
-    return _fit(DATA / "sleepstudy.csv", "Reaction ~ Days + (Days|Subject)")
-
-
-@pytest.fixture(scope="module")
-def penicillin():
-    return _fit(DATA / "Penicillin.csv", "diameter ~ 1 + (1|plate) + (1|sample)")
-
-
-@pytest.fixture
-def figure():
-    """build() entered for the rest of the test: a figure is measured under its theme's settings."""
-    with ExitStack() as stack:
-        yield lambda model, frame, opts: stack.enter_context(build(model, frame, opts))
+from tests.plotfixtures import DATA, HECK, REFS, ROOT
+from tests.plotfixtures import fit as _fit
 
 
 def small(tmp_path: Path, kind: str, name: str = "p.png", **kw) -> PlotOptions:
@@ -921,13 +880,6 @@ def test_json_ready(heck, tmp_path):
 
 
 # ------------------------------------------------------------------ profile
-
-
-@pytest.fixture(scope="module")
-def sleep_profiles(sleep):
-    from mlmcli.stats.confint import profile_curves
-
-    return profile_curves(sleep[0])
 
 
 def test_profile_curves_cross_the_confint_bounds(sleep, sleep_profiles):

@@ -13,7 +13,8 @@ from mlmcli.render.plots import PlotOptions, draw
 from mlmcli.stats.confint import confint_report
 from mlmcli.stats.estimates import GRID_POINTS, coef_report, effects_report
 from tests.commands import mlm
-from tests.test_plots import DATA, HECK, _fit
+from tests.plotfixtures import DATA, HECK
+from tests.plotfixtures import fit as _fit
 
 SLEEP = str(DATA / "sleepstudy.csv")
 SS = "Reaction ~ Days + (Days|Subject)"
@@ -27,21 +28,6 @@ SLEEP_LME4 = {
     r["term"]: (r["estimate"], r["std_error"], r["estimate"] - Z * r["std_error"], r["estimate"] + Z * r["std_error"])
     for r in _LME4
 }
-
-
-@pytest.fixture(scope="module")
-def sleep():
-    return _fit(DATA / "sleepstudy.csv", SS)
-
-
-@pytest.fixture(scope="module")
-def heck_public():
-    return _fit(HECK, INTERACTION)
-
-
-@pytest.fixture(scope="module")
-def heck_factor():
-    return _fit(HECK, "math ~ ses + factor(public) + female + (1|schcode)")
 
 
 def _draw(model, frame, tmp_path, kind, estimates, **kw):

@@ -9,63 +9,25 @@ import io
 import json
 import re
 import zlib
-from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mlmcli.errors import MlmError
-from mlmcli.render.plots import PlotOptions, build, draw
+from mlmcli.render.plots import PlotOptions, draw
 from mlmcli.render.plots.style import POP
 from mlmcli.render.plots.textfit import outside, overlapping
 from tests.commands import mlm
+from tests.plotfixtures import DATA, HECK
+from tests.plotfixtures import fit as _fit
 from tests.test_plots import CASES as PLOT_CASES
-from tests.test_plots import DATA, HECK, _caption_of, _fit, small, with_estimates
+from tests.test_plots import _caption_of, small, with_estimates
 
 SLEEP = str(DATA / "sleepstudy.csv")
 SS = "Reaction ~ Days + (Days|Subject)"
 COLUMN = dict(width=3.5, height=3.0, dpi=300)
 SCREEN = dict(width=8.0, height=6.0, dpi=100)
-
-
-@pytest.fixture(scope="module")
-def heck():
-    return _fit(HECK, "math ~ ses + (ses|schcode)")
-
-
-@pytest.fixture(scope="module")
-def heck_public():
-    return _fit(HECK, "math ~ ses*public + (ses|schcode)")
-
-
-@pytest.fixture(scope="module")
-def heck_factor():
-    return _fit(HECK, "math ~ ses + factor(public) + female + (1|schcode)")
-
-
-@pytest.fixture(scope="module")
-def sleep():
-    return _fit(DATA / "sleepstudy.csv", SS)
-
-
-@pytest.fixture(scope="module")
-def penicillin():
-    return _fit(DATA / "Penicillin.csv", "diameter ~ 1 + (1|plate) + (1|sample)")
-
-
-@pytest.fixture(scope="module")
-def sleep_profiles(sleep):
-    from mlmcli.stats.confint import profile_curves
-
-    return profile_curves(sleep[0])
-
-
-@pytest.fixture
-def figure():
-    """build() entered for the rest of the test: a figure is measured and saved under its theme's settings."""
-    with ExitStack() as stack:
-        yield lambda model, frame, opts: stack.enter_context(build(model, frame, opts))
 
 
 def pdf_font_sizes(pdf: bytes) -> list[float]:

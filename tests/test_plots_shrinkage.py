@@ -14,21 +14,13 @@ from mlmcli.errors import MlmError
 from mlmcli.render.plots import PlotOptions, build, draw
 from mlmcli.stats.shrinkage import shrinkage_report
 from tests.commands import ROOT, mlm
-from tests.test_plots import DATA, HECK, _caption_of, _fit
+from tests.plotfixtures import DATA, HECK
+from tests.plotfixtures import fit as _fit
+from tests.test_plots import _caption_of
 
 SLEEP = str(DATA / "sleepstudy.csv")
 SS = "Reaction ~ Days + (Days|Subject)"
 _LME4 = json.loads((DATA.parent / "ss_slope_reml.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def sleep():
-    return _fit(DATA / "sleepstudy.csv", SS)
-
-
-@pytest.fixture(scope="module")
-def heck():
-    return _fit(HECK, "math ~ ses + (ses|schcode)")
 
 
 def _opts(tmp_path, report, **kw) -> PlotOptions:

@@ -13,7 +13,7 @@ import numpy as np
 
 from mlmcli.errors import MlmError
 from mlmcli.render.plots.layout import grid
-from mlmcli.render.plots.normal import normal_quantiles, qq_line
+from mlmcli.render.plots.normal import qq_plot
 from mlmcli.render.plots.options import Drawn, PlotOptions
 from mlmcli.render.plots.style import GROUP_COLOURS, LINE, POINT, REF, Theme, fit_text
 
@@ -50,7 +50,7 @@ def check(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: Pl
     ax.set_ylabel("\u221a|residual|" if small else "\u221a|scaled residual|")
 
     ax = axes[2]
-    _qq(ax, np.asarray(r["scaled_residuals"]), POINT, theme, many)
+    qq_plot(ax, np.asarray(r["scaled_residuals"]), POINT, theme, many)
     ax.set_title(fit_text(["Normal Q-Q: residuals", "Q-Q: residuals", "Q-Q: resid."], edge))
     ax.set_xlabel("normal quantile" if not small else "quantile")
     ax.set_ylabel("residual" if small else "scaled residual")
@@ -58,7 +58,7 @@ def check(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: Pl
     ax = axes[3]
     handles, names = [], []
     for i, e in enumerate(r["random_effects"]):
-        h = _qq(ax, np.asarray(e["z"]), GROUP_COLOURS[i % len(GROUP_COLOURS)], theme, len(e["z"]) > 500)
+        h = qq_plot(ax, np.asarray(e["z"]), GROUP_COLOURS[i % len(GROUP_COLOURS)], theme, len(e["z"]) > 500)
         handles.append(h)
         names.append(f"{e['term']} | {e['group']}")
     ax.set_title(fit_text(["Normal Q-Q: random effects", "Q-Q: random effects", "Q-Q: ranef"], chars))
@@ -127,17 +127,3 @@ def check(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: Pl
             "quantile / q; an approximation, not a refit without the group"
         ]
     return Drawn(data, table, "Model diagnostics", caption=caption, short_title="Diagnostics")
-
-
-def _qq(ax: Any, values: np.ndarray, colour: str, theme: Theme, many: bool) -> Any:
-    sample = np.sort(values)
-    theo = normal_quantiles(len(sample))
-    (h,) = ax.plot(
-        theo, sample, "o", ms=theme.ms(2.0 if many else 3.0), alpha=0.45 if many else 0.8, color=colour,
-        markeredgewidth=0, zorder=2,
-    )  # fmt: skip
-    if len(sample) >= 2:
-        a, b = qq_line(sample)
-        ends = np.array([theo[0], theo[-1]])
-        ax.plot(ends, a + b * ends, color=LINE, lw=theme.lw(1.1), zorder=3)
-    return h

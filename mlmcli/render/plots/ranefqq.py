@@ -13,9 +13,9 @@ import numpy as np
 
 from mlmcli.render.plots.groups import factor_codes, factor_columns, factors, shown_levels
 from mlmcli.render.plots.layout import grid
-from mlmcli.render.plots.normal import normal_quantiles, qq_line
+from mlmcli.render.plots.normal import normal_quantiles, qq_plot
 from mlmcli.render.plots.options import Drawn, PlotOptions
-from mlmcli.render.plots.style import LINE, POINT, Theme, fit_text
+from mlmcli.render.plots.style import POINT, Theme, fit_text
 
 if TYPE_CHECKING:
     from mlmcli.model import FittedModel
@@ -40,15 +40,7 @@ def ranef_qq(fig: Any, model: FittedModel, keep: np.ndarray, opts: PlotOptions, 
         order = np.argsort(values, kind="stable")
         sample = values[order]
         theo = normal_quantiles(len(sample))
-        many = len(sample) > 500
-        ax.plot(
-            theo, sample, "o", ms=theme.ms(2.0 if many else 3.5), alpha=0.45 if many else 0.85, color=POINT,
-            markeredgewidth=0, zorder=2,
-        )  # fmt: skip
-        if len(sample) >= 2:
-            a, b = qq_line(sample)
-            ends = np.array([theo[0], theo[-1]])
-            ax.plot(ends, a + b * ends, color=LINE, lw=theme.lw(1.1), zorder=3)
+        qq_plot(ax, sample, POINT, theme, len(sample) > 500)
         room = theme.chars(opts.width * 0.8 / len(chosen), 10)
         ax.set_title(fit_text([f"{g}: {len(sample)} levels", g], room))
         ax.set_xlabel(fit_text(["standard normal quantile", "normal quantile", "quantile"], room))
