@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import jsonschema
 import numpy as np
 import pytest
 
@@ -13,7 +14,7 @@ from mlmcli.render.plots import PlotOptions, draw
 from mlmcli.stats.confint import confint_report
 from mlmcli.stats.estimates import GRID_POINTS, coef_report, effects_report
 from tests.commands import mlm
-from tests.plotfixtures import DATA, HECK
+from tests.plotfixtures import DATA, HECK, ROOT
 from tests.plotfixtures import fit as _fit
 
 SLEEP = str(DATA / "sleepstudy.csv")
@@ -274,3 +275,32 @@ def test_check_thins_the_boxes_of_many_groups(tmp_path):
     assert json.loads(p.stdout)["box_group"] == "Subject"
     p = mlm("plot", SLEEP, SS, "-k", "check", "--xlabel", "x", "-o", str(tmp_path / "c.png"))
     assert p.returncode == 2 and "--xlabel is not used by the check plot (its panels have different axes)" in p.stderr
+
+
+# ------------------------------------------------------------------ effects of a GLMM
+
+
+def test_effects_of_a_glmm_are_ggpredicts_on_the_response_scale(tmp_path):
+    """cbpp's period (a factor): plogis(X beta) at each level, the band plogis(X beta -+ z se) with se
+    from vcov(beta); lme4's fixef and vcov of the same fit (tests/fixtures/glmer/cbpp_laplace.json)."""
+    from scipy.special import expit
+
+    ref = json.loads((ROOT / "tests" / "fixtures" / "glmer" / "cbpp_laplace.json").read_text())
+    beta, V = np.array(ref["beta"]), np.array(ref["vcov"]["matrix"])
+    cbpp = ROOT / "tests" / "fixtures" / "glmer" / "data" / "cbpp.csv"
+    formula = "cbind(incidence, size - incidence) ~ factor(period) + (1 | herd)"
+    p = mlm("plot", cbpp, formula, "--family", "binomial", "-k", "effects", "-o", str(tmp_path / "e.png"), "-f", "json")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    schema = json.loads((ROOT / "mlmcli" / "schemas" / "plot.schema.json").read_text())
+    jsonschema.validate(doc, schema)
+    assert doc["scale"] == "response" and doc["x_is_factor"] is True
+    rows = doc["predictions"]
+    assert [r["x"] for r in rows] == ["1", "2", "3", "4"]
+    X = np.column_stack([np.ones(4), np.eye(4)[:, 1:]])
+    eta, se = X @ beta, np.sqrt(np.einsum("ij,jk,ik->i", X, V, X))
+    np.testing.assert_allclose([r["std_error"] for r in rows], se, rtol=1e-3)
+    np.testing.assert_allclose([r["predicted"] for r in rows], expit(eta), rtol=1e-4)
+    np.testing.assert_allclose([r["lower"] for r in rows], expit(eta - Z * se), rtol=1e-3)
+    np.testing.assert_allclose([r["upper"] for r in rows], expit(eta + Z * se), rtol=1e-3)
+    assert all(r["lower"] < r["predicted"] < r["upper"] for r in rows)  # not symmetric about it, but around it

@@ -15,8 +15,9 @@ if TYPE_CHECKING:
     from mlmcli.model import FittedModel
 
 KINDS = ("ranef", "caterpillar", "spaghetti", "fitted", "residuals", "profile", "coef", "effects", "check", "shrinkage")
-# a GLMM's pictures: its random effects, its fitted curves on the response scale, its fixed effects
-GLMM_KINDS = ("caterpillar", "ranef", "fitted", "coef")
+# a GLMM's pictures: its random effects, its fitted curves and predictions on the response scale, its
+# fixed effects
+GLMM_KINDS = ("caterpillar", "ranef", "fitted", "coef", "effects")
 
 # the options each kind reads; any other given is a mistake. --xlabel and --ylabel name every panel's
 # axis, so a kind whose panels have different axes (residuals; profile's x, one per parameter) refuses them
