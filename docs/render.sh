@@ -22,3 +22,13 @@ mlm plot $HECK "math ~ ses*public + (ses|schcode)" --kind fitted --by public "${
 mlm plot $SLEEP "Reaction ~ Days + (Days|Subject)" --kind caterpillar "${JOURNAL[@]}" --title "" --caption "" \
     -o docs/caterpillar_paper.png
 mlm plot $SLEEP "Reaction ~ Days + (Days|Subject)" --kind profile -o docs/profile.png
+mlm plot $PEN "diameter ~ 1 + (1|plate) + (1|sample)" --kind ranef -o docs/ranef_penicillin.png
+mlm plot $HECK "math ~ ses*public + (ses|schcode)" --kind coef -o docs/coef.png
+mlm plot $HECK "math ~ ses*public + (ses|schcode)" --kind effects --terms ses,public -o docs/effects.png
+mlm plot $HECK "math ~ ses*public + (ses|schcode)" --kind effects --terms ses,public "${JOURNAL[@]}" --title "" \
+    -o docs/effects_paper.png
+mlm plot $SLEEP "Reaction ~ Days + (Days|Subject)" --kind check -o docs/check.png
+mlm plot $HECK "math ~ ses + (ses|schcode)" --kind check "${JOURNAL[@]}" -o docs/check_paper.png
+mlm plot $SLEEP "Reaction ~ Days + (Days|Subject)" --kind shrinkage -o docs/shrinkage.png
+mlm plot $SLEEP "Reaction ~ Days + (Days|Subject)" --kind shrinkage "${JOURNAL[@]}" --title "" \
+    -o docs/shrinkage_paper.png

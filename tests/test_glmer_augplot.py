@@ -383,14 +383,14 @@ def test_plot_command_draws_each_kind_and_prints_its_numbers(tmp_path):
     assert doc["by"] == "trt" and [p["by"] for p in doc["population"]] == ["trt = placebo", "trt = progabide"]
 
 
-@pytest.mark.parametrize("kind", ["spaghetti", "residuals", "profile"])
+@pytest.mark.parametrize("kind", ["spaghetti", "residuals", "profile", "check", "shrinkage"])
 def test_plot_command_refuses_other_kinds_before_fitting(kind, tmp_path):
     png = tmp_path / "p.png"
     r = mlm("plot", str(DATA / "cbpp.csv"), CBPP, "--family", "binomial", "-k", kind, "-o", str(png))
     assert r.returncode == 2 and not png.exists()
     assert r.stderr == (
         f"mlm: error: --kind {kind} is not offered with --family: "
-        "a GLMM's plots are caterpillar, ranef, fitted and coef\n"
+        "a GLMM's plots are caterpillar, ranef, fitted, coef and effects\n"
     )
 
 
@@ -398,7 +398,7 @@ def test_plot_command_bad_input_is_one_line(tmp_path):
     png = str(tmp_path / "p.png")
     cbpp = str(DATA / "cbpp.csv")
     for args, message in (
-        (("-k", "ranef"), "a ranef plot needs two random-effect terms of herd"),
+        (("-k", "ranef", "--y", "period2"), "--x and --y name two random-effect terms, and herd has one"),
         (("-k", "fitted"), "the fitted plot needs a numeric predictor"),
         (("-k", "fitted", "--x", "size"), "--x 'size' is not a predictor of the model"),
         (("--link", "log"), "--link log is not offered for binomial"),

@@ -195,6 +195,38 @@ def test_lr_is_mlm_compare_s_test_against_the_model_before():
     assert {r.label: [c.text for c in r.cells] for r in rows(report, 0)}["LR p"] == ["", "<0.1", f"{p:.1f}"]
 
 
+LR_REFS = json.loads((ROOT / "tests" / "fixtures" / "modeltable" / "lr_anova.json").read_text())
+
+
+@pytest.mark.parametrize("ref", LR_REFS, ids=[r["id"] for r in LR_REFS])
+def test_lr_of_reml_fits_is_lme4s_anova_with_its_default_refit(ref):
+    """anova(m1, m2) refits REML fits by ML (refit = TRUE), whichever model is to the left; refit = FALSE's
+    REML comparison gives another chi-square, which the table does not show."""
+    report = run_json("table", SLEEP if ref["data"] == "sleep" else HECK, *ref["formulas"], "--lr")
+    test = report["models"][1]["lr_test"]
+    lme4, reml = ref["refit"], ref["no_refit"]
+    assert test["refit_ml"] is True and test["df"] == lme4["df"]
+    assert test["chisq"] == pytest.approx(lme4["chisq"], rel=1e-7)
+    assert test["p_value"] == pytest.approx(lme4["p_value"], rel=1e-6)
+    assert abs(test["chisq"] - reml["chisq"]) > 0.5
+    # the Log.Lik. row is the REML fits' (anova(refit = FALSE)'s, its rows sorted by npar), not what the
+    # test compares
+    logliks = sorted(m["loglik"] for m in report["models"])
+    assert logliks == [pytest.approx(v, rel=1e-9) for v in sorted(reml["loglik"])]
+    note = run("table", SLEEP if ref["data"] == "sleep" else HECK, *ref["formulas"], "--lr", fmt="markdown")
+    assert "LR: likelihood-ratio test against the model to the left, as lme4's anova()" in note
+    assert "LR of REML fits: both refitted by ML first (anova's default), not from the Log.Lik. row" in note
+
+
+def test_lr_of_ml_fits_needs_no_refit_and_says_nothing_of_one():
+    ref = LR_REFS[0]
+    report = run_json("table", SLEEP, *ref["formulas"], "--lr", "--ml")
+    assert report["models"][1]["lr_test"]["refit_ml"] is False
+    assert report["models"][1]["lr_test"]["chisq"] == pytest.approx(ref["refit"]["chisq"], rel=1e-7)
+    note = run("table", SLEEP, *ref["formulas"], "--lr", "--ml", fmt="markdown")
+    assert "as lme4's anova()" in note and "refitted" not in note
+
+
 def test_lr_of_ml_glmer_fits_and_placed_by_gof():
     report = run_json("table", CBPP, B1, B2, "--family", "binomial", "--lr", "--gof", "lr_chisq,nobs")
     ref = json.loads(run("compare", CBPP, B1, B2, "--family", "binomial"))["models"][1]

@@ -289,6 +289,7 @@ def test_a_table_too_wide_for_the_terminal_is_the_text_layout(command):
         (HECK, "math ~ ses*public + (ses|schcode)", ["--kind", "fitted", "--by", "public", "--where", "schcode <= 40"]),
         (SLEEP, SS, ["--kind", "residuals"]),
         (SLEEP, SS, ["--kind", "profile"]),
+        (HECK, "math ~ ses + (ses|schcode)", ["--kind", "shrinkage", "--groups", "12"]),
     ],
 )
 def test_plot_json_follows_the_schema_mlm_schema_prints(data, formula, options, tmp_path):

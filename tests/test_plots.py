@@ -11,24 +11,19 @@ import os
 import re
 import struct
 import subprocess
-from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from mlmcli.design import build_design
 from mlmcli.errors import DataError, MlmError
-from mlmcli.formula import parse_formula
 from mlmcli.io.csv import read_csv
 from mlmcli.io.frame import Factor, Frame
-from mlmcli.model import fit_model
 from mlmcli.render.plots import (
     DEFAULT_GROUPS,
     PALETTE,
     PlotOptions,
-    build,
     draw,
     image_format,
     normal_quantiles,
@@ -38,44 +33,8 @@ from mlmcli.render.plots import (
 from mlmcli.render.plots.textfit import outside, overlapping
 from mlmcli.where import parse_where, where_mask
 from tests.commands import MLM, environment, python
-
-ROOT = Path(__file__).resolve().parent.parent
-HECK = ROOT / "sample_data" / "heck2011.csv"
-DATA = ROOT / "tests" / "fixtures" / "lme4" / "data"
-REFS = ROOT / "tests" / "fixtures" / "lme4"
-
-
-def _fit(path: Path, formula: str):
-    frame = read_csv(str(path))
-    f = parse_formula(formula)
-    return fit_model(f, build_design(frame, f), reml=True, data_name=frame.name), frame
-
-
-@pytest.fixture(scope="module")
-def heck():
-    return _fit(HECK, "math ~ ses + (ses|schcode)")
-
-
-@pytest.fixture(scope="module")
-def heck_public():
-    return _fit(HECK, "math ~ ses*public + (ses|schcode)")
-
-
-@pytest.fixture(scope="module")
-def sleep():
-    return _fit(DATA / "sleepstudy.csv", "Reaction ~ Days + (Days|Subject)")
-
-
-@pytest.fixture(scope="module")
-def penicillin():
-    return _fit(DATA / "Penicillin.csv", "diameter ~ 1 + (1|plate) + (1|sample)")
-
-
-@pytest.fixture
-def figure():
-    """build() entered for the rest of the test: a figure is measured under its theme's settings."""
-    with ExitStack() as stack:
-        yield lambda model, frame, opts: stack.enter_context(build(model, frame, opts))
+from tests.plotfixtures import DATA, HECK, REFS, ROOT
+from tests.plotfixtures import fit as _fit
 
 
 def small(tmp_path: Path, kind: str, name: str = "p.png", **kw) -> PlotOptions:
@@ -172,12 +131,28 @@ def test_ranef_of_independent_terms_has_zero_correlation(tmp_path):
         assert p["y"] == pytest.approx(value[(p["level"], "(Intercept)")], abs=0.05)
 
 
-def test_ranef_needs_two_terms(penicillin, tmp_path):
+def test_ranef_of_one_random_effect_is_lme4s_normal_qq_plot(penicillin, tmp_path):
+    """plot(ranef(fit)) draws qqmath for a one-column factor: each factor's sorted modes against qnorm(ppoints(n))."""
     model, frame = penicillin
-    with pytest.raises(MlmError, match="needs two random-effect terms of plate") as e:
-        draw(model, frame, small(tmp_path, "ranef"))
+    out = draw(model, frame, small(tmp_path, "ranef"))
+    assert (out["group"], out["x_term"], out["y_term"], out["correlation"]) == (
+        "plate, sample",
+        None,
+        "(Intercept)",
+        None,
+    )
+    for i, (g, n) in enumerate((("plate", 24), ("sample", 6))):
+        mine = [p for p in out["points"] if p["panel"] == g]
+        modes = np.sort(model.conditional_modes()[i][:, 0])
+        np.testing.assert_array_equal([p["y"] for p in mine], modes)
+        a = 3 / 8 if n <= 10 else 0.5  # R's ppoints(n)
+        ppoints = (np.arange(1, n + 1) - a) / (n + 1 - 2 * a)
+        np.testing.assert_allclose([p["x"] for p in mine], stats.norm.ppf(ppoints), rtol=1e-12)
+    one = draw(model, frame, small(tmp_path, "ranef", group="sample"))
+    assert {p["panel"] for p in one["points"]} == {"sample"} and len(one["points"]) == 6
+    with pytest.raises(MlmError, match=r"--x and --y name two random-effect terms, and plate has one") as e:
+        draw(model, frame, small(tmp_path, "ranef", x="(Intercept)"))
     assert "\n" not in str(e.value)
-    assert not (tmp_path / "p.png").exists()
 
 
 @pytest.mark.parametrize(
@@ -595,6 +570,10 @@ def with_estimates(model, kind: str, kw: dict) -> dict:
         from mlmcli.stats.diagnostics import check_report
 
         return {**kw, "estimates": check_report(model)}
+    if kind == "shrinkage":
+        from mlmcli.stats.shrinkage import shrinkage_report
+
+        return {**kw, "estimates": shrinkage_report(model, kw.get("x"))}
     return kw
 
 
@@ -609,7 +588,7 @@ def test_every_text_inside_the_canvas(figure, request, tmp_path, data, kind, kw,
 
 @pytest.mark.filterwarnings("ignore:constrained_layout not applied")
 @pytest.mark.parametrize(
-    "kind", ["ranef", "caterpillar", "spaghetti", "fitted", "residuals", "coef", "effects", "check"]
+    "kind", ["ranef", "caterpillar", "spaghetti", "fitted", "residuals", "coef", "effects", "check", "shrinkage"]
 )
 def test_a_tiny_figure_still_keeps_its_text_inside(figure, sleep, tmp_path, kind):
     model, frame = sleep
@@ -901,13 +880,6 @@ def test_json_ready(heck, tmp_path):
 
 
 # ------------------------------------------------------------------ profile
-
-
-@pytest.fixture(scope="module")
-def sleep_profiles(sleep):
-    from mlmcli.stats.confint import profile_curves
-
-    return profile_curves(sleep[0])
 
 
 def test_profile_curves_cross_the_confint_bounds(sleep, sleep_profiles):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import jsonschema
 import numpy as np
 import pytest
 
@@ -13,7 +14,8 @@ from mlmcli.render.plots import PlotOptions, draw
 from mlmcli.stats.confint import confint_report
 from mlmcli.stats.estimates import GRID_POINTS, coef_report, effects_report
 from tests.commands import mlm
-from tests.test_plots import DATA, HECK, _fit
+from tests.plotfixtures import DATA, HECK, ROOT
+from tests.plotfixtures import fit as _fit
 
 SLEEP = str(DATA / "sleepstudy.csv")
 SS = "Reaction ~ Days + (Days|Subject)"
@@ -27,21 +29,6 @@ SLEEP_LME4 = {
     r["term"]: (r["estimate"], r["std_error"], r["estimate"] - Z * r["std_error"], r["estimate"] + Z * r["std_error"])
     for r in _LME4
 }
-
-
-@pytest.fixture(scope="module")
-def sleep():
-    return _fit(DATA / "sleepstudy.csv", SS)
-
-
-@pytest.fixture(scope="module")
-def heck_public():
-    return _fit(HECK, INTERACTION)
-
-
-@pytest.fixture(scope="module")
-def heck_factor():
-    return _fit(HECK, "math ~ ses + factor(public) + female + (1|schcode)")
 
 
 def _draw(model, frame, tmp_path, kind, estimates, **kw):
@@ -148,6 +135,29 @@ def test_effects_of_an_interaction_one_line_per_value_of_a_binary_term(heck_publ
         pred, se = _direct(model, X)
         np.testing.assert_allclose([r["predicted"] for r in mine], pred, rtol=1e-12)
         np.testing.assert_allclose([r["std_error"] for r in mine], se, rtol=1e-10)
+
+
+def test_effects_of_a_binary_first_term_are_its_two_values_drawn_as_points(heck_public, tmp_path):
+    """public is 0/1: predictions at 0 and 1 (a line between them would show values it never takes)."""
+    model, frame = heck_public
+    report = effects_report(model, ["public", "ses"])
+    assert report["x_is_factor"] is False and report["x_discrete"] is True
+    rows = report["predictions"]
+    assert [r["x"] for r in rows] == [0.0, 1.0] * 3
+    ses = np.asarray(model.design.values["ses"], dtype=float)
+    m, s = ses.mean(), ses.std(ddof=1)
+    X = np.array([[1.0, g, p, g * p] for g in (m - s, m, m + s) for p in (0.0, 1.0)])
+    pred, se = _direct(model, X)
+    np.testing.assert_allclose([r["predicted"] for r in rows], pred, rtol=1e-12)
+    np.testing.assert_allclose([r["std_error"] for r in rows], se, rtol=1e-10)
+    assert effects_report(model, ["ses"])["x_discrete"] is False
+    from mlmcli.render.plots import build
+
+    opts = PlotOptions(kind="effects", output=str(tmp_path / "p.png"), dpi=40, estimates=report, terms="public,ses")
+    with build(model, frame, opts) as (fig, _, _):
+        (ax,) = fig.axes
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1"]
+        assert len(ax.collections) == 3 and not any(len(line.get_xdata()) > 2 for line in ax.lines)
 
 
 def test_effects_hold_the_other_predictors_at_ggpredicts_typical_values(heck_public, heck_factor):
@@ -265,3 +275,32 @@ def test_check_thins_the_boxes_of_many_groups(tmp_path):
     assert json.loads(p.stdout)["box_group"] == "Subject"
     p = mlm("plot", SLEEP, SS, "-k", "check", "--xlabel", "x", "-o", str(tmp_path / "c.png"))
     assert p.returncode == 2 and "--xlabel is not used by the check plot (its panels have different axes)" in p.stderr
+
+
+# ------------------------------------------------------------------ effects of a GLMM
+
+
+def test_effects_of_a_glmm_are_ggpredicts_on_the_response_scale(tmp_path):
+    """cbpp's period (a factor): plogis(X beta) at each level, the band plogis(X beta -+ z se) with se
+    from vcov(beta); lme4's fixef and vcov of the same fit (tests/fixtures/glmer/cbpp_laplace.json)."""
+    from scipy.special import expit
+
+    ref = json.loads((ROOT / "tests" / "fixtures" / "glmer" / "cbpp_laplace.json").read_text())
+    beta, V = np.array(ref["beta"]), np.array(ref["vcov"]["matrix"])
+    cbpp = ROOT / "tests" / "fixtures" / "glmer" / "data" / "cbpp.csv"
+    formula = "cbind(incidence, size - incidence) ~ factor(period) + (1 | herd)"
+    p = mlm("plot", cbpp, formula, "--family", "binomial", "-k", "effects", "-o", str(tmp_path / "e.png"), "-f", "json")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    schema = json.loads((ROOT / "mlmcli" / "schemas" / "plot.schema.json").read_text())
+    jsonschema.validate(doc, schema)
+    assert doc["scale"] == "response" and doc["x_is_factor"] is True
+    rows = doc["predictions"]
+    assert [r["x"] for r in rows] == ["1", "2", "3", "4"]
+    X = np.column_stack([np.ones(4), np.eye(4)[:, 1:]])
+    eta, se = X @ beta, np.sqrt(np.einsum("ij,jk,ik->i", X, V, X))
+    np.testing.assert_allclose([r["std_error"] for r in rows], se, rtol=1e-3)
+    np.testing.assert_allclose([r["predicted"] for r in rows], expit(eta), rtol=1e-4)
+    np.testing.assert_allclose([r["lower"] for r in rows], expit(eta - Z * se), rtol=1e-3)
+    np.testing.assert_allclose([r["upper"] for r in rows], expit(eta + Z * se), rtol=1e-3)
+    assert all(r["lower"] < r["predicted"] < r["upper"] for r in rows)  # not symmetric about it, but around it

@@ -9,63 +9,25 @@ import io
 import json
 import re
 import zlib
-from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mlmcli.errors import MlmError
-from mlmcli.render.plots import PlotOptions, build, draw
+from mlmcli.render.plots import PlotOptions, draw
 from mlmcli.render.plots.style import POP
 from mlmcli.render.plots.textfit import outside, overlapping
 from tests.commands import mlm
+from tests.plotfixtures import DATA, HECK
+from tests.plotfixtures import fit as _fit
 from tests.test_plots import CASES as PLOT_CASES
-from tests.test_plots import DATA, HECK, _caption_of, _fit, small, with_estimates
+from tests.test_plots import _caption_of, small, with_estimates
 
 SLEEP = str(DATA / "sleepstudy.csv")
 SS = "Reaction ~ Days + (Days|Subject)"
 COLUMN = dict(width=3.5, height=3.0, dpi=300)
 SCREEN = dict(width=8.0, height=6.0, dpi=100)
-
-
-@pytest.fixture(scope="module")
-def heck():
-    return _fit(HECK, "math ~ ses + (ses|schcode)")
-
-
-@pytest.fixture(scope="module")
-def heck_public():
-    return _fit(HECK, "math ~ ses*public + (ses|schcode)")
-
-
-@pytest.fixture(scope="module")
-def heck_factor():
-    return _fit(HECK, "math ~ ses + factor(public) + female + (1|schcode)")
-
-
-@pytest.fixture(scope="module")
-def sleep():
-    return _fit(DATA / "sleepstudy.csv", SS)
-
-
-@pytest.fixture(scope="module")
-def penicillin():
-    return _fit(DATA / "Penicillin.csv", "diameter ~ 1 + (1|plate) + (1|sample)")
-
-
-@pytest.fixture(scope="module")
-def sleep_profiles(sleep):
-    from mlmcli.stats.confint import profile_curves
-
-    return profile_curves(sleep[0])
-
-
-@pytest.fixture
-def figure():
-    """build() entered for the rest of the test: a figure is measured and saved under its theme's settings."""
-    with ExitStack() as stack:
-        yield lambda model, frame, opts: stack.enter_context(build(model, frame, opts))
 
 
 def pdf_font_sizes(pdf: bytes) -> list[float]:
@@ -100,12 +62,17 @@ def test_the_pdf_measure_reads_the_sizes_matplotlib_sets(figure, sleep, tmp_path
         assert set(pdf_font_sizes(saved_pdf(fig))) == expect
 
 
-# every kind test_plots draws, plus profile, a factor on effects' axis and check with a second term
+# every kind test_plots draws, plus profile, a factor on effects' axis, check with a second term, and
+# shrinkage with all of sleepstudy's 18 subjects and 50 of heck2011's 419 schools
 CASES = [
     *PLOT_CASES,
     ("sleep", "profile", {}),
     ("heck_factor", "effects", {"terms": "public,ses"}),
     ("heck_public", "check", {}),
+    ("sleep", "shrinkage", {}),
+    ("heck", "shrinkage", {}),
+    ("penicillin", "ranef", {}),
+    ("penicillin", "check", {}),
 ]
 
 
@@ -133,7 +100,8 @@ def test_no_text_under_7_points_and_nothing_clipped_or_overlapping(
 
 
 @pytest.mark.parametrize(
-    "kind", ["ranef", "caterpillar", "spaghetti", "fitted", "residuals", "profile", "coef", "effects", "check"]
+    "kind",
+    ["ranef", "caterpillar", "spaghetti", "fitted", "residuals", "profile", "coef", "effects", "check", "shrinkage"],
 )
 def test_the_pdf_the_command_writes_at_one_column_has_no_text_under_7_points(kind, tmp_path):
     out = tmp_path / "fig.pdf"
@@ -365,3 +333,9 @@ def test_paper_png_at_one_column_is_1050_by_900(sleep, tmp_path):
     out = draw(model, frame, PlotOptions(kind="caterpillar", output=str(tmp_path / "p.png"), **COLUMN, theme="paper"))
     assert (out["width_px"], out["height_px"]) == (1050, 900)
     assert Path(tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_check_at_one_column_names_the_factors_whose_intercepts_its_qq_panel_shows(figure, penicillin, tmp_path):
+    model, frame = penicillin
+    fig, _, _ = figure(model, frame, small(tmp_path, "check", **COLUMN, **with_estimates(model, "check", {})))
+    assert "ranef Q-Q: blue plate, orange sample" in _caption_of(fig).replace("\n", " ")

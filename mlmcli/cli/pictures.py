@@ -54,6 +54,7 @@ class PlotKind(str, Enum):
     coef = "coef"
     effects = "effects"
     check = "check"
+    shrinkage = "shrinkage"
 
 
 class PlotTheme(str, Enum):
@@ -67,6 +68,7 @@ EXAMPLES = examples(
     f'mlm plot {SLEEP} {SLEEP_MODEL} --kind fitted --where "Days >= 2" --format json -o fitted.png',
     f'mlm plot {HECK} "math ~ ses * public + (ses|schcode)" --kind coef -o coef.png',
     f'mlm plot {HECK} "math ~ ses * public + (ses|schcode)" --kind effects --terms ses,public -o effects.png',
+    f"mlm plot {SLEEP} {SLEEP_MODEL} --kind shrinkage -o shrinkage.png",
     'mlm plot tests/fixtures/glmer/data/Contraception.csv "use ~ age + urban + (urban|district)" --family binomial '
     "--kind fitted -o fitted.png",
 )
@@ -92,7 +94,9 @@ def plot(
     ml: MlOpt = False,
     optimizer: OptimizerOpt = Optimizer.robust,
     source: DataOptions = DataOptions(),
-    x: Annotated[str | None, typer.Option("--x", help="Term or variable on the x axis.")] = None,
+    x: Annotated[
+        str | None, typer.Option("--x", help="Term or variable on the x axis (shrinkage: the slope drawn).")
+    ] = None,
     y: Annotated[str | None, typer.Option("--y", help="Term on the y axis (ranef plot).")] = None,
     group: Annotated[str | None, typer.Option("--group", help="Grouping factor (default: the first).")] = None,
     by: Annotated[str | None, typer.Option("--by", help="Split fitted lines by a level-2 variable.")] = None,
@@ -128,7 +132,7 @@ def plot(
     link: LinkOpt = None,
     nagq: NagqOpt = 1,
 ) -> None:
-    """Draw a multilevel analyst's pictures (EB intercepts vs slopes, caterpillar, spaghetti...) as PNG."""
+    """Draw a multilevel analyst's pictures (EB intercepts vs slopes, caterpillar, spaghetti, shrinkage...) as PNG."""
     _family_notes(family, link, nagq, ml)
     from mlmcli.render.plots import PlotOptions, check_family_kind, draw, image_format
 
@@ -200,6 +204,10 @@ def plot(
         from mlmcli.stats.diagnostics import check_report
 
         opts.estimates = check_report(model)
+    elif kind is PlotKind.shrinkage:
+        from mlmcli.stats.shrinkage import shrinkage_report
+
+        opts.estimates = shrinkage_report(model, x)
     if kind is PlotKind.profile:  # the profiles are the engine's work, done before drawing
         from mlmcli.stats.confint import profile_curves
 

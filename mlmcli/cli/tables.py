@@ -221,7 +221,7 @@ def table(
         typer.Option(
             "--lr",
             help="Likelihood-ratio test of each model against the one before it (mlm compare's chi-square, "
-            "df and p; REML fits refitted by ML).",
+            "df and p; REML fits refitted by ML, as anova() does).",
         ),
     ] = False,
 ) -> None:

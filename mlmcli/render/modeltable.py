@@ -196,8 +196,9 @@ def notes(report: dict) -> list[str]:
         out.append("ICC and R2 of binomial and Poisson models on the link scale; RMSE on the response scale")
     tests = [m["lr_test"] for m in report["models"] if m.get("lr_test") is not None]
     if tests:
-        refit = "; REML fits refitted by ML" if any(t["refit_ml"] for t in tests) else ""
-        out.append(f"LR: likelihood-ratio test against the model to the left (anova){refit}")
+        out.append("LR: likelihood-ratio test against the model to the left, as lme4's anova()")
+        if any(t["refit_ml"] for t in tests):  # anova's refit = TRUE: the Log.Lik. row is not what it compares
+            out.append("LR of REML fits: both refitted by ML first (anova's default), not from the Log.Lik. row")
     singular = [m["name"] for m in report["models"] if SINGULAR_WARNING in m.get("effects_warnings", [])]
     if singular:  # performance leaves them out and says why only in a warning
         out.append(f"{_listed(singular)}: no ICC and no R2 Cond.: a variance component is zero (singular fit)")

@@ -10,6 +10,11 @@ two, such as a 0/1 indicator). The other numeric variables sit at their
 means over the model frame and factors at their reference level (ggpredict's typical values). The
 95% band is from vcov(beta): se = sqrt(diag(X V X')). ggpredict picks "pretty" values over the focal
 term's range; here the grid is GRID_POINTS evenly spaced values over the range, the same line.
+For a GLMM (glmerMod), as ggpredict does: the prediction and its band on the link scale, X beta +- z se,
+taken through the inverse link onto the response scale (probabilities, mean counts); the standard
+error stays the link scale's. A
+first term with two values only (a 0/1 indicator) is predicted at those two, drawn as points with
+intervals, as a factor is: a line between them would show values it never takes.
 """
 
 from __future__ import annotations
@@ -56,11 +61,10 @@ def coef_report(model: FittedModel | GlmmModel, intercept: bool = False, level: 
     return {"method": "Wald", "confidence_level": level, "intercept": intercept, "estimates": rows}
 
 
-def effects_report(model: FittedModel, terms: list[str], level: float = 0.95) -> dict:
+def effects_report(model: FittedModel | GlmmModel, terms: list[str], level: float = 0.95) -> dict:
     """ggpredict(fit, terms): predictions of the fixed part on a grid of `terms`, with their Wald band."""
     formula, design = model.formula, model.design
-    if getattr(model, "family", None) is not None:
-        raise MlmError("--kind effects is offered for a linear mixed model (no --family)")
+    family = getattr(model, "family", None)
     if formula.offsets:
         raise MlmError("--kind effects is not offered for a model with an offset")
     fixed = {v.label: v for t in formula.fixed.terms for v in t.vars}
@@ -98,14 +102,18 @@ def effects_report(model: FittedModel, terms: list[str], level: float = 0.95) ->
     X = X[:, [index[name] for name in design.xnames]]  # columns dropped for rank deficiency stay out
     beta = np.asarray(model.beta, dtype=float)
     V = np.asarray(model.vcov, dtype=float)
-    pred = X @ beta
+    eta = X @ beta
     se = np.sqrt(np.einsum("ij,jk,ik->i", X, V, X))
     z = _z(level)
+    pred, lower, upper = eta, eta - z * se, eta + z * se
+    if family is not None:  # ggpredict: the band on the link scale, both ends through the inverse link
+        pred, a, b = (np.asarray(family.linkinv(v), dtype=float) for v in (eta, lower, upper))
+        lower, upper = np.minimum(a, b), np.maximum(a, b)
     rows = []
     for k in range(n):
         gi, xi = divmod(k, len(x_grid))
         row = {"x": x_labels[xi], "predicted": float(pred[k]), "std_error": float(se[k])}
-        row["lower"], row["upper"] = float(pred[k] - z * se[k]), float(pred[k] + z * se[k])
+        row["lower"], row["upper"] = float(lower[k]), float(upper[k])
         if len(terms) == 2:
             row["group"] = g_labels[gi]
         rows.append(row)
@@ -117,11 +125,13 @@ def effects_report(model: FittedModel, terms: list[str], level: float = 0.95) ->
     return {
         "focal": terms,
         "x_is_factor": isinstance(values[terms[0]], Factor),
+        "x_discrete": isinstance(values[terms[0]], Factor) or len(x_grid) <= 2,
         "line_values": g_labels if len(terms) == 2 else [],
         "confidence_level": level,
         "held_at": held,
         "response": design.response,
         "predictions": rows,
+        **({"scale": "response", "link": family.link} if family is not None else {}),
     }
 
 
@@ -149,17 +159,18 @@ def _number(v: np.ndarray) -> float | list[float]:
 
 
 def _focal(col: object, first: bool) -> tuple[list, list]:
-    """The grid of one focal term and its labels: a factor's levels; for the first numeric term
-    GRID_POINTS values over its range, for the second mean - sd, mean, mean + sd (ggpredict's default)."""
+    """The grid of one focal term and its labels: a factor's levels, a binary variable's two values; for
+    the first numeric term GRID_POINTS values over its range, for the second mean - sd, mean, mean + sd
+    (ggpredict's default)."""
     if isinstance(col, Factor):
         return list(range(len(col.levels))), list(col.levels)
     x = np.asarray(col, dtype=float)
+    distinct = np.unique(x)
+    if len(distinct) <= 2:  # a binary (0/1) variable: its two values, not a line or mean +- sd between them
+        return list(distinct), [float(v) for v in distinct]
     if first:
         grid = np.linspace(x.min(), x.max(), GRID_POINTS)
         return list(grid), [float(v) for v in grid]
-    distinct = np.unique(x)
-    if len(distinct) <= 2:  # a binary (0/1) variable: its two values, not mean +- sd between them
-        return list(distinct), [float(v) for v in distinct]
     m, s = float(x.mean()), float(x.std(ddof=1))
     spread = [m - s, m, m + s]
     return spread, list(spread)

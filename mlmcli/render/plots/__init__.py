@@ -16,9 +16,11 @@ matplotlib nor pandas: draw() imports matplotlib when it draws.
                (ggeffects' ggpredict)
   check        performance's check_model() panels: residuals, scale-location, Q-Q plots, residuals by
                group, influential groups (approximated)
+  shrinkage    each group's own least-squares intercept and slope (lmList) against the model's (coef), an
+               arrow from one to the other, and the population estimate: partial pooling
 
-A GLMM (lme4's glmerMod) offers caterpillar, ranef, fitted (on the response scale) and coef (on the
-link scale).
+A GLMM (lme4's glmerMod) offers caterpillar, ranef, fitted and effects (on the response scale) and coef
+(on the link scale).
 """
 
 from mlmcli.render.plots.bysplit import MAX_BY

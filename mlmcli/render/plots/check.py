@@ -13,7 +13,7 @@ import numpy as np
 
 from mlmcli.errors import MlmError
 from mlmcli.render.plots.layout import grid
-from mlmcli.render.plots.normal import normal_quantiles, qq_line
+from mlmcli.render.plots.normal import qq_plot
 from mlmcli.render.plots.options import Drawn, PlotOptions
 from mlmcli.render.plots.style import GROUP_COLOURS, LINE, POINT, REF, Theme, fit_text
 
@@ -28,6 +28,8 @@ def check(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: Pl
         raise MlmError("no diagnostics to draw for the check plot")
     axes = grid(fig, 2, 3)
     chars = theme.chars(opts.width * 0.9 / 3, 10.5)
+    # the right column's titles have no neighbour's room to spread into past the canvas's edge
+    edge = theme.chars(opts.width * 0.75 / 3, 10.5)
     small = opts.width < 5 or opts.height < 4  # one journal column: short labels, the colours in the caption
     many = len(r["fitted"]) > 500
     dots = dict(ms=theme.ms(2.0 if many else 3.0), alpha=0.3 if many else 0.7, color=POINT, markeredgewidth=0)
@@ -48,15 +50,15 @@ def check(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: Pl
     ax.set_ylabel("\u221a|residual|" if small else "\u221a|scaled residual|")
 
     ax = axes[2]
-    _qq(ax, np.asarray(r["scaled_residuals"]), POINT, theme, many)
-    ax.set_title(fit_text(["Normal Q-Q: residuals", "Q-Q: residuals"], chars))
+    qq_plot(ax, np.asarray(r["scaled_residuals"]), POINT, theme, many)
+    ax.set_title(fit_text(["Normal Q-Q: residuals", "Q-Q: residuals", "Q-Q: resid."], edge))
     ax.set_xlabel("normal quantile" if not small else "quantile")
     ax.set_ylabel("residual" if small else "scaled residual")
 
     ax = axes[3]
     handles, names = [], []
     for i, e in enumerate(r["random_effects"]):
-        h = _qq(ax, np.asarray(e["z"]), GROUP_COLOURS[i % len(GROUP_COLOURS)], theme, len(e["z"]) > 500)
+        h = qq_plot(ax, np.asarray(e["z"]), GROUP_COLOURS[i % len(GROUP_COLOURS)], theme, len(e["z"]) > 500)
         handles.append(h)
         names.append(f"{e['term']} | {e['group']}")
     ax.set_title(fit_text(["Normal Q-Q: random effects", "Q-Q: random effects", "Q-Q: ranef"], chars))
@@ -93,7 +95,7 @@ def check(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: Pl
     ax.axhline(inf["cutoff"], color=REF, lw=theme.lw(0.9), ls="--", zorder=1)
     ax.plot(x[~far], d[order][~far], "o", ms=theme.ms(3.0), color=POINT, markeredgewidth=0, zorder=2)
     ax.plot(x[far], d[order][far], "o", ms=theme.ms(3.5), color=GROUP_COLOURS[1], markeredgewidth=0, zorder=3)
-    ax.set_title(fit_text(["Influential groups (approx.)", "Influence (approx.)", "Influence"], chars))
+    ax.set_title(fit_text(["Influential groups (approx.)", "Influence (approx.)", "Influence"], edge))
     ax.set_xlabel(fit_text([f"{inf['group']}, by distance", "rank"], chars))
     ax.set_ylabel("distance" if small else "b' Tau^-1 b / q")
 
@@ -112,6 +114,11 @@ def check(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: Pl
         caption = ["influence: b' Tau^-1 b / q of each group's mode (an approximation)"]
         if len(names) > 1:
             terms = [e["term"] for e in r["random_effects"]]
+            if len(set(terms)) < len(terms):  # the same term of two factors (InstEval's intercepts): say whose
+                terms = [
+                    e["group"] if e["term"] == "(Intercept)" else f"{e['term']} | {e['group']}"
+                    for e in r["random_effects"]
+                ]
             colours = ("blue", "orange", "green", "pink", "yellow", "light blue")
             caption.insert(0, "ranef Q-Q: " + ", ".join(f"{c} {t}" for c, t in zip(colours, terms, strict=False)))
     else:
@@ -120,17 +127,3 @@ def check(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: Pl
             "quantile / q; an approximation, not a refit without the group"
         ]
     return Drawn(data, table, "Model diagnostics", caption=caption, short_title="Diagnostics")
-
-
-def _qq(ax: Any, values: np.ndarray, colour: str, theme: Theme, many: bool) -> Any:
-    sample = np.sort(values)
-    theo = normal_quantiles(len(sample))
-    (h,) = ax.plot(
-        theo, sample, "o", ms=theme.ms(2.0 if many else 3.0), alpha=0.45 if many else 0.8, color=colour,
-        markeredgewidth=0, zorder=2,
-    )  # fmt: skip
-    if len(sample) >= 2:
-        a, b = qq_line(sample)
-        ends = np.array([theo[0], theo[-1]])
-        ax.plot(ends, a + b * ends, color=LINE, lw=theme.lw(1.1), zorder=3)
-    return h

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlmcli.errors import MlmError
+from mlmcli.render.plots.fitted import response_label
 from mlmcli.render.plots.options import Drawn, PlotOptions
 from mlmcli.render.plots.style import GROUP_COLOURS, POINT, POP, REF, Theme, fit_text
 
@@ -61,7 +62,7 @@ def effects(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: 
     second = terms[1] if len(terms) == 2 else None
     names = _group_names(second, groups)
     colours = [POINT] if second is None else GROUP_COLOURS
-    factor_x = report["x_is_factor"]
+    factor_x = report["x_discrete"]  # a factor's levels or a 0/1 variable's two values: points, not a line
     xlabels = list(dict.fromkeys(r["x"] for r in rows))
     handles = []
     for gi, g in enumerate(groups):
@@ -81,10 +82,10 @@ def effects(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: 
         handles.append(h)
     if factor_x:
         ax.set_xticks(np.arange(len(xlabels)))
-        ax.set_xticklabels([str(v) for v in xlabels])
+        ax.set_xticklabels([_short(v) if isinstance(v, float) else str(v) for v in xlabels])
         ax.set_xlim(-0.5, len(xlabels) - 0.5)
     ax.set_xlabel(terms[0])
-    ax.set_ylabel(f"predicted {report['response']}")
+    ax.set_ylabel(f"predicted {response_label(model)}")
     if second is not None:  # the second term names the legend; its entries are its values
         fig.legend(
             handles,
@@ -98,6 +99,11 @@ def effects(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: 
     level = round(100 * report["confidence_level"])
     band = "bars" if factor_x else "bands"
     caption = [f"population level (no random effects); {band}: {level}% confidence from vcov(beta)"]
+    if "link" in report:  # a GLMM's: computed on the link scale
+        caption = [
+            f"population level (no random effects); {band}: {level}% confidence on the {report['link']} "
+            "scale, through the inverse link"
+        ]
     held = report["held_at"]
     if held:
         parts = [f"{k} = {_short(v)}" for k, v in held.items()]
@@ -105,7 +111,12 @@ def effects(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: 
     title = f"Predicted {report['response']} by {terms[0]}" + (f" and {second}" if second else "")
     return Drawn(
         data={
-            k: report[k] for k in ("focal", "x_is_factor", "line_values", "confidence_level", "held_at", "predictions")
+            **{
+                k: report[k]
+                for k in ("focal", "x_is_factor", "x_discrete", "line_values", "confidence_level", "held_at")
+            },
+            "predictions": report["predictions"],
+            **({"scale": "response"} if "link" in report else {}),
         },
         table=rows,
         title=title,

@@ -22,6 +22,7 @@ from mlmcli.render.plots.output import image_bytes, image_format, table_csv
 from mlmcli.render.plots.profile import profile
 from mlmcli.render.plots.ranef import ranef
 from mlmcli.render.plots.residuals import residuals
+from mlmcli.render.plots.shrinkage import shrinkage
 from mlmcli.render.plots.spaghetti import spaghetti
 from mlmcli.render.plots.style import (
     DEFAULT_DPI,
@@ -52,6 +53,7 @@ _KIND_FUNCS = {
     "coef": coef,
     "effects": effects,
     "check": check,
+    "shrinkage": shrinkage,
 }
 
 

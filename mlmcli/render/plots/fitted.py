@@ -118,7 +118,7 @@ def fitted(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: P
         if implied.points > 2:
             row["curve_x"], row["curve_y"], row["curve_se"] = pgrid[q], pmeans[q], pse[q]
         population.append(row)
-    what = _response_label(model)
+    what = response_label(model)
     axes[0].set_ylabel(wrap(f"{what} (model-implied)", theme.chars(opts.height * 0.7, 10)))
     if family is None:
         title = f"Model-implied lines of {what} on {xname}, one per {group}"
@@ -158,7 +158,7 @@ def fitted(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: P
     return Drawn(data, table, title, split.notes(group), caption=[s for s in (held, band) if s], short_title=short)
 
 
-def _response_label(model: FittedModel) -> str:
+def response_label(model: FittedModel) -> str:
     """The y axis: the response; for a GLMM its mean on the response scale, Pr(y = its second level)
     for a two-level factor."""
     family = getattr(model, "family", None)

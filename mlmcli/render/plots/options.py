@@ -14,9 +14,10 @@ if TYPE_CHECKING:
     from mlmcli.io.frame import Frame
     from mlmcli.model import FittedModel
 
-KINDS = ("ranef", "caterpillar", "spaghetti", "fitted", "residuals", "profile", "coef", "effects", "check")
-# a GLMM's pictures: its random effects, its fitted curves on the response scale, its fixed effects
-GLMM_KINDS = ("caterpillar", "ranef", "fitted", "coef")
+KINDS = ("ranef", "caterpillar", "spaghetti", "fitted", "residuals", "profile", "coef", "effects", "check", "shrinkage")
+# a GLMM's pictures: its random effects, its fitted curves and predictions on the response scale, its
+# fixed effects
+GLMM_KINDS = ("caterpillar", "ranef", "fitted", "coef", "effects")
 
 # the options each kind reads; any other given is a mistake. --xlabel and --ylabel name every panel's
 # axis, so a kind whose panels have different axes (residuals; profile's x, one per parameter) refuses them
@@ -30,6 +31,7 @@ _USES = {
     "coef": {"intercept", "xlabel", "ylabel"},
     "effects": {"terms", "xlabel", "ylabel"},
     "check": set(),
+    "shrinkage": {"x", "groups", "xlabel", "ylabel"},
 }
 _WHY = {
     "residuals": " (its panels have different axes)",
@@ -43,7 +45,7 @@ FONT_SIZES = (4.0, 24.0)  # --font-size, points
 class PlotOptions:
     kind: str
     output: str
-    x: str | None = None
+    x: str | None = None  # shrinkage: the fixed-effect column whose slope is drawn
     y: str | None = None
     group: str | None = None
     where: str | None = None
@@ -56,10 +58,10 @@ class PlotOptions:
     inputs: tuple[str, ...] = ()  # files the outputs must never overwrite (the data)
     theme: str = "screen"
     caption: str | None = None  # None: formula, method and observations; "": no caption
-    groups: int | None = None  # spaghetti: groups sampled (0: all); caterpillar: levels shown (0: all)
+    groups: int | None = None  # spaghetti, shrinkage: groups drawn (0: all); caterpillar: levels shown (0: all)
     seed: int | None = None  # spaghetti: the sample's seed (None: 1)
     profiles: list[dict] | None = None  # profile: confint.profile_curves(), computed before drawing
-    estimates: dict | None = None  # coef and effects: stats/estimates.py's report, computed before drawing
+    estimates: dict | None = None  # coef, effects, check, shrinkage: the stats layer's report, computed before drawing
     terms: str | None = None  # effects: the focal predictor, or two joined by a comma
     intercept: bool | None = None  # coef: show the intercept (None: left out, as sjPlot does)
     xlabel: str | None = None  # None: each kind's own; "": no label

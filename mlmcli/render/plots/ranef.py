@@ -1,4 +1,5 @@
-"""ranef: empirical Bayes estimates of two random effects of one grouping factor, one against the other."""
+"""ranef: empirical Bayes estimates of two random effects of one grouping factor, one against the other
+(lme4's plot(ranef(fit)) for two columns); a factor with one random effect gets ranefqq's Q-Q plot."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 from mlmcli.errors import MlmError
 from mlmcli.render.plots.groups import factor_codes, factor_columns, pick_group, shown_levels
 from mlmcli.render.plots.options import Drawn, PlotOptions
+from mlmcli.render.plots.ranefqq import ranef_qq
 from mlmcli.render.plots.style import MAX_LABELLED, POINT, REF, Theme, fit_text
 
 if TYPE_CHECKING:
@@ -22,11 +24,10 @@ _Column = tuple[int, int, str]  # (term index, column, name), as factor_columns 
 def ranef(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: PlotOptions, theme: Theme) -> Drawn:
     group = pick_group(model, opts.group)
     cols = factor_columns(model, group)
-    if len(cols) < 2:
-        raise MlmError(
-            f"a ranef plot needs two random-effect terms of {group}, and it has only "
-            f"{', '.join(c[2] for c in cols)}: try --kind caterpillar"
-        )
+    if len(cols) < 2:  # nothing to plot it against: lme4's plot(ranef(fit)) draws a normal Q-Q plot
+        if opts.x is not None or opts.y is not None:
+            raise MlmError(f"--x and --y name two random-effect terms, and {group} has one ({cols[0][2]})")
+        return ranef_qq(fig, model, keep, opts, theme, group)
     cx, cy = _axes_terms(cols, group, opts)
     modes = model.conditional_modes()
     xv, yv = modes[cx[0]][:, cx[1]], modes[cy[0]][:, cy[1]]
