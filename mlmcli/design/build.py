@@ -129,10 +129,12 @@ def build_design(frame: Frame, formula: Formula, args: ModelArguments | None = N
         else:
             values[label] = col if every_row else col[rows]
 
-    terms = _random_terms(formula, frame, values, n)
+    shared: dict = {}
+    terms = _random_terms(formula, frame, values, n, shared)
     check_levels(terms, n, glmm=args.family is not None)
 
-    X, xnames = model_matrix(formula.fixed, values, n)
+    X, xnames = shared[formula.fixed] if formula.fixed in shared else model_matrix(formula.fixed, values, n)
+    xnames = list(xnames)
     y_col = values[response]
     check_finite(y_col if not isinstance(y_col, Factor) else np.zeros(1), X, xnames, terms, response)
     fixed = fixed_effects(X, xnames, n)
