@@ -142,22 +142,31 @@ def read_arrow(src: Source, sep: str, columns: set[str] | None, name: str) -> Fr
         n = table.num_rows
         if n == 0:
             raise no_data_rows(src.name)
+        # the parser's buffers (about twice the columns) are free now: handed back before the
+        # columns are copied out, and each column's own once it is copied, the peak memory is the
+        # table and one column rather than the parser's buffers, the table and all columns
+        _give_back_memory()
 
         out: dict[str, np.ndarray | Factor] = {}
         int_columns: set[str] = set()
         again: list[int] = []
         for j in keep:
             col = table.column(labels[j])
+            table = table.drop_columns([labels[j]])
             is_int = pa.types.is_integer(col.type)
             if not (is_int or pa.types.is_floating(col.type)):
                 again.append(j)
                 continue
             values = arrow_values(col, pa.float64(), np.float64, np.nan)
-            present = values[~np.isnan(values)] if col.null_count else values
+            nulls = col.null_count
+            del col
+            _give_back_memory()
+            present = values[~np.isnan(values)] if nulls else values
             if not np.all(np.isfinite(present)):
                 again.append(j)  # Inf, NaN and overflow: R's spelling rules decide
                 continue
-            small = present.size == 0 or float(np.abs(present).max()) <= INT32_MAX
+            # the largest magnitude without an array of magnitudes
+            small = present.size == 0 or max(-float(present.min()), float(present.max())) <= INT32_MAX
             if ambiguous and small and (is_int or bool(np.all(present == np.round(present)))):
                 again.append(j)
                 continue
