@@ -511,7 +511,12 @@ class CrossProducts:
     def Zb(self, b: list[np.ndarray]) -> np.ndarray:
         """Z b for b as (ell, k) arrays per term: one pass over the rows (weighted rows with weights)."""
         v = np.zeros(self.n)
-        for s, bi in zip(self.structures, b, strict=True):
-            for a in range(s.k):
-                v += s.X[:, a] * bi[:, a][s.codes]
+        # in pieces of rows, each row's terms added in the same order: no temporaries as long as
+        # the data
+        for start in range(0, self.n, PIECE):
+            piece = v[start : start + PIECE]
+            for s, bi in zip(self.structures, b, strict=True):
+                codes = s.codes[start : start + PIECE]
+                for a in range(s.k):
+                    piece += s.X[start : start + PIECE, a] * bi[:, a][codes]
         return v
