@@ -210,18 +210,17 @@ class FittedModel:
     def scaled_residual_quantiles(self) -> list[float]:
         if self.remote is not None:
             return self.remote.scaled_residual_quantiles(self)
-        # summary.merMod's residuals(object, "pearson", scaled = TRUE), formed in one array: the
+        # summary.merMod's residuals(object, "pearson", scaled = TRUE), sorted in one array: the
         # same values as pearson_residuals / sigma, without their temporaries on millions of rows
         r = self.design.y - self.fitted
         if self.design.weights is not None:
             r *= np.sqrt(self.design.weights)
         r /= self.sigma
+        r.sort()  # in place (numpy's vectorized sort beats np.partition at five order statistics)
         # R's quantile(type = 7), written out: np.quantile's first call costs more than a fit
         h = (len(r) - 1) * np.array([0.0, 0.25, 0.5, 0.75, 1.0])
         lo = np.floor(h).astype(int)
         hi = np.minimum(lo + 1, len(r) - 1)
-        # the order statistics it needs, in place: the values np.sort would put there
-        r.partition(np.unique(np.concatenate([lo, hi])))
         return [float(v) for v in r[lo] + (h - lo) * (r[hi] - r[lo])]
 
     def fixed_effect_correlation(self) -> np.ndarray:
