@@ -193,7 +193,9 @@ class FittedModel:
         if self._fitted is None:
             cp = self.system.cp
             # the system's rows are weighted (crossprod.py); fitted values are on the data's scale
-            self._fitted = self.design.X @ self._beta + cp.unweighted(cp.Zb(self._b))
+            fitted = self.design.X @ self._beta
+            fitted += cp.unweighted(cp.Zb(self._b))  # in place: no third array as long as the data
+            self._fitted = fitted
         return self._fitted
 
     @property
