@@ -27,6 +27,8 @@ _AMBIGUOUS = (b" ", b"\t", b"+", b"x", b"X")
 _CONVERSION = re.compile(r"column #(\d+).*conversion error to (\w+)", re.S)
 # what a column pyarrow could not convert is tried as next
 _WIDER = {"int64": "float64", "double": "string", "float64": "string"}
+# a table of this many bytes has its memory handed back column by column as it is copied out
+_TRIM_BYTES = 1 << 26
 
 
 def _holds_any(src: Source, data: bytes | None, needles: tuple[bytes, ...], start: int) -> list[bool]:
@@ -144,8 +146,11 @@ def read_arrow(src: Source, sep: str, columns: set[str] | None, name: str) -> Fr
             raise no_data_rows(src.name)
         # the parser's buffers (about twice the columns) are free now: handed back before the
         # columns are copied out, and each column's own once it is copied, the peak memory is the
-        # table and one column rather than the parser's buffers, the table and all columns
-        _give_back_memory()
+        # table and one column rather than the parser's buffers, the table and all columns (on
+        # large data: a trim costs some milliseconds)
+        big = table.nbytes >= _TRIM_BYTES
+        if big:
+            _give_back_memory()
 
         out: dict[str, np.ndarray | Factor] = {}
         int_columns: set[str] = set()
@@ -160,7 +165,8 @@ def read_arrow(src: Source, sep: str, columns: set[str] | None, name: str) -> Fr
             values = arrow_values(col, pa.float64(), np.float64, np.nan)
             nulls = col.null_count
             del col
-            _give_back_memory()
+            if big:
+                _give_back_memory()
             present = values[~np.isnan(values)] if nulls else values
             if not np.all(np.isfinite(present)):
                 again.append(j)  # Inf, NaN and overflow: R's spelling rules decide
