@@ -172,3 +172,20 @@ def test_scaled_residual_quantiles_are_type_7_quantiles(weighted):
         True: [-4.2329, -0.5235, 0.1165, 0.6218, 6.3535],
     }[weighted]
     assert [round(v, 4) for v in got] == printed
+
+
+def test_integer_columns_become_doubles_as_they_are_copied_out():
+    import pyarrow as pa
+
+    from mlmcli.io.csv_arrow import _doubles
+
+    sliced = pa.array([4, 5, 6, None, 8], pa.int64()).slice(1, 3)
+    col = pa.chunked_array([[1, None, -7], sliced, [2**53 - 1]], pa.int64())
+    got = _doubles(col)
+    assert got.dtype == np.float64
+    assert np.array_equal(got, [1.0, np.nan, -7.0, 5.0, 6.0, np.nan, 2.0**53 - 1], equal_nan=True)
+    assert np.isnan(_doubles(pa.chunked_array([[None, None]], pa.int64()))).all()
+    assert _doubles(pa.chunked_array([[1.5, None]], pa.float64()))[0] == 1.5
+    # pyarrow's cast refuses what a double cannot hold, and so does the copy
+    with pytest.raises(pa.ArrowInvalid, match="not in range"):
+        _doubles(pa.chunked_array([[3, -(2**53) - 1]], pa.int64()))

@@ -14,6 +14,7 @@ not UTF-8) returns None: the caller then takes the next reader.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 
@@ -59,6 +60,34 @@ def _give_back_memory() -> None:
         libc.malloc_trim(0)
     except (OSError, AttributeError):
         pass  # not glibc: nothing to ask
+
+
+def _doubles(col: Any) -> np.ndarray:
+    """A numeric column as doubles, nulls NaN.  An integer column is converted chunk by chunk as it
+    is copied out: pyarrow's cast would first make a whole column of doubles of its own.  Integers
+    of 2^53 or more in size take pyarrow's cast, which refuses those a double cannot hold."""
+    import pyarrow as pa
+
+    if not pa.types.is_int64(col.type):
+        return arrow_values(col, pa.float64(), np.float64, np.nan)
+    out = np.empty(len(col))
+    pos = 0
+    for c in col.chunks:
+        n = len(c)
+        validity, data = c.buffers()[:2]
+        piece = out[pos : pos + n]
+        if data is None:
+            piece[:] = np.nan
+        else:
+            piece[:] = np.frombuffer(data, dtype=np.int64, count=n, offset=c.offset * 8)
+            if validity is not None and c.null_count:
+                bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
+                piece[bits[c.offset : c.offset + n] == 0] = np.nan
+        pos += n
+    # (fmin and fmax skip NaN; all missing gives NaN, which is no size)
+    if len(out) and max(-np.fmin.reduce(out), np.fmax.reduce(out)) >= 2.0**53:
+        return arrow_values(col, pa.float64(), np.float64, np.nan)
+    return out
 
 
 def _line_end(raw: bytes) -> int:
@@ -162,7 +191,7 @@ def read_arrow(src: Source, sep: str, columns: set[str] | None, name: str) -> Fr
             if not (is_int or pa.types.is_floating(col.type)):
                 again.append(j)
                 continue
-            values = arrow_values(col, pa.float64(), np.float64, np.nan)
+            values = _doubles(col)
             nulls = col.null_count
             del col
             if big:
