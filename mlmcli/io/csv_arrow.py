@@ -63,12 +63,14 @@ def _give_back_memory() -> None:
 
 
 def _doubles(col: Any) -> np.ndarray:
-    """A numeric column as doubles, nulls NaN.  An integer column is converted chunk by chunk as it
-    is copied out: pyarrow's cast would first make a whole column of doubles of its own.  Integers
-    of 2^53 or more in size take pyarrow's cast, which refuses those a double cannot hold."""
+    """A numeric column as doubles, nulls NaN, read from pyarrow's buffers (no cast, so no
+    pyarrow.compute to import).  An integer column is converted chunk by chunk as it is copied out:
+    pyarrow's cast would first make a whole column of doubles of its own.  Integers of 2^53 or more
+    in size take pyarrow's cast, which refuses those a double cannot hold."""
     import pyarrow as pa
 
-    if not pa.types.is_int64(col.type):
+    source = np.int64 if pa.types.is_int64(col.type) else np.float64 if pa.types.is_float64(col.type) else None
+    if source is None:
         return arrow_values(col, pa.float64(), np.float64, np.nan)
     out = np.empty(len(col))
     pos = 0
@@ -79,13 +81,13 @@ def _doubles(col: Any) -> np.ndarray:
         if data is None:
             piece[:] = np.nan
         else:
-            piece[:] = np.frombuffer(data, dtype=np.int64, count=n, offset=c.offset * 8)
+            piece[:] = np.frombuffer(data, dtype=source, count=n, offset=c.offset * 8)
             if validity is not None and c.null_count:
                 bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
                 piece[bits[c.offset : c.offset + n] == 0] = np.nan
         pos += n
     # (fmin and fmax skip NaN; all missing gives NaN, which is no size)
-    if len(out) and max(-np.fmin.reduce(out), np.fmax.reduce(out)) >= 2.0**53:
+    if source is np.int64 and len(out) and max(-np.fmin.reduce(out), np.fmax.reduce(out)) >= 2.0**53:
         return arrow_values(col, pa.float64(), np.float64, np.nan)
     return out
 
