@@ -19,6 +19,7 @@ from mlmcli.engine import crossprod
 from mlmcli.engine.crossprod import CrossProducts
 from mlmcli.formula import parse_formula
 from mlmcli.io.csv import read_csv
+from mlmcli.io.source import Source
 from mlmcli.pipeline import lmer
 
 HECK = str(Path(__file__).parent.parent / "sample_data" / "heck2011.csv")
@@ -189,3 +190,31 @@ def test_integer_columns_become_doubles_as_they_are_copied_out():
     # pyarrow's cast refuses what a double cannot hold, and so does the copy
     with pytest.raises(pa.ArrowInvalid, match="not in range"):
         _doubles(pa.chunked_array([[3, -(2**53) - 1]], pa.int64()))
+
+
+@pytest.mark.parametrize("trim_bytes", [0, 1 << 26])
+def test_arrow_reader_gives_the_python_readers_frame(tmp_path, monkeypatch, trim_bytes):
+    """Columns copied out of pyarrow's buffers (integers, doubles, missing values, a text column read
+    again), with the memory handed back column by column or not: the pure-Python reader's frame."""
+    import mlmcli.io.csv_arrow
+
+    monkeypatch.setattr(mlmcli.io.csv_arrow, "_TRIM_BYTES", trim_bytes)
+    rng = np.random.default_rng(2)
+    lines = ["id,x,big,word,y"]
+    for i in range(3000):
+        x = "NA" if i % 17 == 0 else f"{rng.normal():.6g}"
+        big = "" if i % 23 == 0 else str(3_000_000_000 + i)
+        lines.append(f"{i % 40},{x},{big},{'ab'[i % 2]}{i % 3},{rng.integers(-5, 5)}")
+    path = tmp_path / "d.csv"
+    path.write_text("\n".join(lines) + "\n")
+    fast = mlmcli.io.csv_arrow.read_arrow(Source.open(str(path)), ",", None, "d")
+    assert fast is not None  # pyarrow's own result, not a reader it handed the file on to
+    slow = read_csv(str(path), engine="python")
+    assert list(fast.columns) == list(slow.columns) == ["id", "x", "big", "word", "y"]
+    assert fast.int_columns == slow.int_columns == {"id", "y"}  # 3e9 is beyond R's integers
+    for name in ("id", "x", "big", "y"):
+        assert fast.columns[name].dtype == np.float64
+        assert np.array_equal(fast.columns[name], slow.columns[name], equal_nan=True)
+    assert np.isnan(fast.columns["x"][::17]).all() and np.isnan(fast.columns["big"][::23]).all()
+    assert fast.columns["word"].levels == slow.columns["word"].levels == ["a0", "a1", "a2", "b0", "b1", "b2"]
+    assert np.array_equal(fast.columns["word"].codes, slow.columns["word"].codes)
