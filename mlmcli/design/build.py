@@ -206,6 +206,8 @@ def check_finite(y: Column, X: np.ndarray, xnames: list[str], terms: list[ReTerm
             f"NA/NaN/Inf in foreign function call (arg 1): the fixed-effects column '{col}' has infinite values"
         )
     for t in terms:
+        if t.X is X:  # the fixed-effects matrix itself (a term sharing it): checked just above
+            continue
         col = bad(t.X, t.cnames)
         if col is not None:
             raise DataError(f"NA/NaN/Inf in the random-effects term ({t.label}): '{col}' has infinite values")
