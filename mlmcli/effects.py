@@ -60,8 +60,12 @@ def _r_var(x: np.ndarray) -> float:
     if len(x) < 2:
         return 0.0
     mean = x.sum() / len(x)
-    mean += (x - mean).sum() / len(x)
-    return float(np.sum((x - mean) ** 2) / (len(x) - 1))
+    d = x - mean
+    mean += d.sum() / len(x)
+    # the deviations from the refined mean squared in the same array: one temporary on long data
+    np.subtract(x, mean, out=d)
+    d *= d
+    return float(d.sum() / (len(x) - 1))
 
 
 def _diagonal_theta(model: FittedModel | GlmmModel) -> np.ndarray:

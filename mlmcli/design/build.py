@@ -105,8 +105,9 @@ def build_design(frame: Frame, formula: Formula, args: ModelArguments | None = N
         if isinstance(col, Factor):
             complete &= col.codes >= 0
         else:
-            complete &= ~np.isnan(col).reshape(len(col), -1).any(axis=1)
-    rows = np.flatnonzero(complete)
+            complete &= ~_missing(col)
+    every_row = bool(complete.all())  # no copies of whole columns when no row is dropped
+    rows = np.arange(frame.n_rows) if every_row else np.flatnonzero(complete)
     n = len(rows)
     if n == 0:
         for v in formula.variables:
@@ -119,20 +120,22 @@ def build_design(frame: Frame, formula: Formula, args: ModelArguments | None = N
         if _uses_group_means(v.expr):
             # cluster means over the model frame's rows, now that they are known
             full[v.label] = evaluate(v, frame, used=complete)
-    nan_message = _nan_rows_message(frame, formula, full, complete, args)
-    missing_rows = int((~complete & _missing_in_data(frame, formula, args)).sum())
+    # rows dropped for a missing value in the data, and for one a transformation produced
+    nan_message = None if every_row else _nan_rows_message(frame, formula, full, complete, args)
+    missing_rows = 0 if every_row else int((~complete & _missing_in_data(frame, formula, args)).sum())
     values: dict[str, Column] = {}
-    every_row = n == frame.n_rows  # no copies of whole columns when no row is dropped
     for label, col in full.items():
         if isinstance(col, Factor):
             values[label] = drop_unused(col if every_row else Factor(col.codes[rows], col.levels, col.logical))
         else:
             values[label] = col if every_row else col[rows]
 
-    terms = _random_terms(formula, frame, values, n)
+    shared: dict = {}
+    terms = _random_terms(formula, frame, values, n, shared)
     check_levels(terms, n, glmm=args.family is not None)
 
-    X, xnames = model_matrix(formula.fixed, values, n)
+    X, xnames = shared[formula.fixed] if formula.fixed in shared else model_matrix(formula.fixed, values, n)
+    xnames = list(xnames)
     y_col = values[response]
     check_finite(y_col if not isinstance(y_col, Factor) else np.zeros(1), X, xnames, terms, response)
     fixed = fixed_effects(X, xnames, n)
@@ -203,6 +206,8 @@ def check_finite(y: Column, X: np.ndarray, xnames: list[str], terms: list[ReTerm
             f"NA/NaN/Inf in foreign function call (arg 1): the fixed-effects column '{col}' has infinite values"
         )
     for t in terms:
+        if t.X is X:  # the fixed-effects matrix itself (a term sharing it): checked just above
+            continue
         col = bad(t.X, t.cnames)
         if col is not None:
             raise DataError(f"NA/NaN/Inf in the random-effects term ({t.label}): '{col}' has infinite values")

@@ -99,15 +99,34 @@ def scales_differ(sd: np.ndarray) -> bool:
     return bool(np.any(spread[~np.isnan(spread)] > np.log(1000)))
 
 
+# rows per piece where a check goes through a column in pieces: no temporary the size of the column
+PIECE = 1 << 18
+
+
+def _binary(col: np.ndarray) -> bool:
+    """Whether every value is 0 or 1 (an indicator), stopping at the first piece that is not."""
+    return all(np.all((v == 0) | (v == 1)) for v in (col[s : s + PIECE] for s in range(0, len(col), PIECE)))
+
+
+def _column_sd(col: np.ndarray) -> float:
+    """sd() of a column, two passes (the mean, then the squared deviations from it) in pieces."""
+    with np.errstate(all="ignore"):
+        mean = col.mean()
+        ss = 0.0
+        for s in range(0, len(col), PIECE):
+            d = col[s : s + PIECE] - mean
+            ss += float(d @ d)
+        return float(np.sqrt(ss / (len(col) - 1)))
+
+
 def scale_warning(X: np.ndarray) -> str | None:
     """lme4's checkScaleX: predictors whose standard deviations differ by more than 1000-fold."""
     if X.shape[0] < 2:
         return None
-    continuous = [j for j in range(X.shape[1]) if not np.all((X[:, j] == 0) | (X[:, j] == 1))]
+    continuous = [j for j in range(X.shape[1]) if not _binary(X[:, j])]
     if not continuous:
         return None
-    with np.errstate(all="ignore"):
-        sd = X[:, continuous].std(axis=0, ddof=1)
+    sd = np.array([_column_sd(X[:, j]) for j in continuous])
     return SCALE_WARNING if scales_differ(sd) else None
 
 

@@ -9,6 +9,7 @@ from mlmcli.io.frame import Factor
 from mlmcli.rcompat.rsort import format_number
 
 Column = np.ndarray | Factor
+PIECE = 1 << 18  # rows per piece where a column is gone through in pieces
 
 
 def value_labels(col: Column, integer: bool) -> list[str | None]:
@@ -50,12 +51,21 @@ def _sorted_codes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     range not much wider than the data (ids) go through a lookup table instead of a sort."""
     if x.size:
         lo, hi = float(x.min()), float(x.max())
-        if hi - lo <= 4 * x.size + 1000 and np.array_equal(x, np.floor(x)):
-            offset = (x - lo).astype(np.int64)
-            present = np.zeros(int(hi - lo) + 1, dtype=bool)
-            present[offset] = True
-            rank = np.cumsum(present) - 1
-            return np.flatnonzero(present) + lo, rank[offset]
+        if hi - lo <= 4 * x.size + 1000:
+            # in pieces, the codes' array the only one as long as x (millions of rows)
+            codes = np.empty(x.size, dtype=np.int64)
+            for s in range(0, x.size, PIECE):
+                v = x[s : s + PIECE]
+                if not np.array_equal(v, np.floor(v)):
+                    break
+                codes[s : s + PIECE] = v - lo  # whole numbers: exact
+            else:
+                present = np.zeros(int(hi - lo) + 1, dtype=bool)
+                present[codes] = True
+                rank = np.cumsum(present) - 1
+                for s in range(0, x.size, PIECE):
+                    codes[s : s + PIECE] = rank[codes[s : s + PIECE]]
+                return np.flatnonzero(present) + lo, codes
     values, codes = np.unique(x, return_inverse=True)
     return values, codes.ravel()
 

@@ -126,6 +126,8 @@ def _check_not_empty(var: Var, col: Column, frame: Frame, response: bool = False
 def _missing(col: Column) -> np.ndarray:
     if isinstance(col, Factor):
         return col.codes < 0
+    if col.ndim == 1:
+        return np.isnan(col)
     return np.asarray(np.isnan(col).reshape(len(col), -1).any(axis=1))
 
 

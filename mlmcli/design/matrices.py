@@ -43,10 +43,10 @@ def contrast_codes(spec: ModelSpec, values: dict[str, Column]) -> list[list[int]
 
 def model_matrix(spec: ModelSpec, values: dict[str, Column], n: int) -> tuple[np.ndarray, list[str]]:
     """R's model.matrix with treatment contrasts: columns and their names, in R's order."""
-    columns: list[np.ndarray] = []
+    columns: list[np.ndarray | None] = []  # None: a column of ones, written straight into X
     names: list[str] = []
     if spec.intercept:
-        columns.append(np.ones(n))
+        columns.append(None)
         names.append("(Intercept)")
     for term, coding in zip(spec.terms, contrast_codes(spec, values), strict=True):
         block: list[np.ndarray | None] = [None]  # None: the column of ones, never formed
@@ -71,7 +71,11 @@ def model_matrix(spec: ModelSpec, values: dict[str, Column], n: int) -> tuple[np
             # earlier variables vary fastest, as in R
             block = [p if b is None else b * p for p in pieces for b in block]
             block_names = [f"{b}:{p}" if b else p for p in piece_names for b in block_names]
-        columns.extend(np.ones(n) if b is None else b for b in block)
+        columns.extend(block)
         names.extend(block_names)
-    X = np.column_stack(columns) if columns else np.empty((n, 0))
+    # X filled column by column: on millions of rows a column of ones and column_stack's copy
+    # would each touch as much fresh memory as X itself
+    X = np.empty((n, len(columns)))
+    for j, col in enumerate(columns):
+        X[:, j] = 1.0 if col is None else col
     return X, names

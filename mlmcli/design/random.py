@@ -50,8 +50,13 @@ def _interaction(factors: list[Factor]) -> Factor:
     return Factor(codes.astype(np.int64).reshape(-1), labels)
 
 
-def _random_terms(formula: Formula, frame: Frame, values: dict[str, Column], n: int) -> list[ReTerm]:
-    """lme4's mkReTrms: one term per bar, sorted by decreasing number of levels."""
+def _random_terms(
+    formula: Formula, frame: Frame, values: dict[str, Column], n: int, shared: dict | None = None
+) -> list[ReTerm]:
+    """lme4's mkReTrms: one term per bar, sorted by decreasing number of levels.  A term whose
+    left-hand side is the fixed part, as in (x | g) beside y ~ x, has the fixed-effects model
+    matrix as its own: it is made once, and `shared` (when given) receives it under the fixed
+    part's spec.  Nothing writes into a term's matrix, so one array serves both."""
     terms: list[ReTerm] = []
     for rt in formula.random:
         for g in rt.group_vars:
@@ -60,7 +65,12 @@ def _random_terms(formula: Formula, frame: Frame, values: dict[str, Column], n: 
                 raise DataError(f"the grouping factor {g} has several columns; it must be one")
         factors = [_as_factor(values[g], g in frame.int_columns) for g in rt.group_vars]
         group = _interaction(factors)
-        X, cnames = model_matrix(rt.lhs, values, n)
+        if shared is not None and rt.lhs in shared:
+            X, cnames = shared[rt.lhs]
+        else:
+            X, cnames = model_matrix(rt.lhs, values, n)
+            if shared is not None and rt.lhs == formula.fixed:
+                shared[rt.lhs] = (X, cnames)
         terms.append(ReTerm(rt.group, group.levels, group.codes, X, cnames, rt.label))
     n_levels = np.array([len(t.levels) for t in terms])
     if np.any(np.diff(n_levels) > 0):

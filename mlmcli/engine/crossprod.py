@@ -30,17 +30,70 @@ if TYPE_CHECKING:
     from mlmcli.design import ReTerm
 
 
+# rows per piece of a pass over the rows in pieces: the products of two columns are formed a piece
+# at a time, in buffers that malloc hands out again, never as arrays as long as the data
+PIECE = 1 << 16
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two columns are the same memory (a term's columns that are views of X's)."""
+    if a is b:
+        return True
+    ia, ib = a.__array_interface__, b.__array_interface__
+    return ia["data"][0] == ib["data"][0] and a.strides == b.strides and a.shape == b.shape
+
+
+def _level_sums(codes: np.ndarray, ell: int, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+    """Per level of `codes`, the sum of a * b over its rows for each pair of columns (a, b): one pass
+    over the rows in pieces.  np.add.at adds in the order of the rows as np.bincount does, so the
+    sums are bincount's to the last bit; a pair repeated (the same memory either way round, as the
+    intercept of X and of a term sharing X's columns) is summed once."""
+    keys: list[int] = []
+    distinct: list[tuple[np.ndarray, np.ndarray]] = []
+    for a, b in pairs:
+        for i, (c, d) in enumerate(distinct):
+            if (_same(a, c) and _same(b, d)) or (_same(a, d) and _same(b, c)):
+                keys.append(i)
+                break
+        else:
+            keys.append(len(distinct))
+            distinct.append((a, b))
+    sums = [np.zeros(ell) for _ in distinct]
+    for s in range(0, len(codes), PIECE):
+        at = codes[s : s + PIECE]
+        for out, (a, b) in zip(sums, distinct, strict=True):
+            np.add.at(out, at, a[s : s + PIECE] * b[s : s + PIECE])
+    return [sums[k] for k in keys]
+
+
 def _level_crossprod(codes: np.ndarray, ell: int, Xa: np.ndarray | list[np.ndarray], Xb: np.ndarray) -> np.ndarray:
     """(ell, ka, kb): per level of `codes`, Xa' Xb over its rows (Xa may be a list of columns)."""
     cols = Xa if isinstance(Xa, list) else [Xa[:, a] for a in range(Xa.shape[1])]
-    out = np.empty((ell, len(cols), Xb.shape[1]))
     symmetric = Xa is Xb  # Z_j' Z_j: each product below the diagonal once, mirrored
-    for a, col in enumerate(cols):
-        for b in range(a + 1 if symmetric else Xb.shape[1]):
-            out[:, a, b] = np.bincount(codes, weights=col * Xb[:, b], minlength=ell)
-            if symmetric:
-                out[:, b, a] = out[:, a, b]
+    at = [(a, b) for a in range(len(cols)) for b in range(a + 1 if symmetric else Xb.shape[1])]
+    sums = _level_sums(codes, ell, [(cols[a], Xb[:, b]) for a, b in at])
+    out = np.empty((ell, len(cols), Xb.shape[1]))
+    for (a, b), v in zip(at, sums, strict=True):
+        out[:, a, b] = v
+        if symmetric:
+            out[:, b, a] = v
     return out
+
+
+def _term_crossprods(s: TermStructure, XY: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Z_j'Z_j per level (ell, k, k) and [X y]'Z_j per level (ell, p+1, k) in one pass over the rows:
+    a product both need (Z_j's intercept and X's, a slope that is a column of X) is summed once."""
+    Z = [s.X[:, a] for a in range(s.k)]
+    diag = [(a, b) for a in range(s.k) for b in range(a + 1)]
+    cross = [(a, b) for a in range(len(XY)) for b in range(s.k)]
+    sums = _level_sums(s.codes, s.ell, [(Z[a], Z[b]) for a, b in diag] + [(XY[a], Z[b]) for a, b in cross])
+    A_diag = np.empty((s.ell, s.k, s.k))
+    for (a, b), v in zip(diag, sums, strict=False):
+        A_diag[:, a, b] = A_diag[:, b, a] = v
+    A_F = np.empty((s.ell, len(XY), s.k))
+    for (a, b), v in zip(cross, sums[len(diag) :], strict=True):
+        A_F[:, a, b] = v
+    return A_diag, A_F
 
 
 def _column_keys(columns: list[np.ndarray]) -> list[int]:
@@ -254,9 +307,10 @@ class CrossProducts:
                     vals = sums.block(j, cols[i], kt[i], cols[j], kt[j])
                     self.A_nested[i, j] = Nested(self.parents[j, i], vals, S[i].ell)
         else:
-            self.A_diag = [_level_crossprod(s.codes, s.ell, s.X, s.X) for s in S[:nbd]]
-            # [X y]' Z_j per level: (ell, p+1, k)
-            self.A_F = [_level_crossprod(s.codes, s.ell, XY, s.X) for s in S[:nbd]]
+            # Z_j'Z_j and [X y]'Z_j per level: (ell, k, k) and (ell, p+1, k)
+            pairs = [_term_crossprods(s, XY) for s in S[:nbd]]
+            self.A_diag = [d for d, _ in pairs]
+            self.A_F = [f for _, f in pairs]
             for i in range(nbd):
                 for j in range(i):
                     par = self.parents[j, i]
@@ -457,7 +511,12 @@ class CrossProducts:
     def Zb(self, b: list[np.ndarray]) -> np.ndarray:
         """Z b for b as (ell, k) arrays per term: one pass over the rows (weighted rows with weights)."""
         v = np.zeros(self.n)
-        for s, bi in zip(self.structures, b, strict=True):
-            for a in range(s.k):
-                v += s.X[:, a] * bi[:, a][s.codes]
+        # in pieces of rows, each row's terms added in the same order: no temporaries as long as
+        # the data
+        for start in range(0, self.n, PIECE):
+            piece = v[start : start + PIECE]
+            for s, bi in zip(self.structures, b, strict=True):
+                codes = s.codes[start : start + PIECE]
+                for a in range(s.k):
+                    piece += s.X[start : start + PIECE, a] * bi[:, a][codes]
         return v

@@ -14,6 +14,7 @@ not UTF-8) returns None: the caller then takes the next reader.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +28,8 @@ _AMBIGUOUS = (b" ", b"\t", b"+", b"x", b"X")
 _CONVERSION = re.compile(r"column #(\d+).*conversion error to (\w+)", re.S)
 # what a column pyarrow could not convert is tried as next
 _WIDER = {"int64": "float64", "double": "string", "float64": "string"}
+# a table of this many bytes has its memory handed back column by column as it is copied out
+_TRIM_BYTES = 1 << 26
 
 
 def _holds_any(src: Source, data: bytes | None, needles: tuple[bytes, ...], start: int) -> list[bool]:
@@ -57,6 +60,36 @@ def _give_back_memory() -> None:
         libc.malloc_trim(0)
     except (OSError, AttributeError):
         pass  # not glibc: nothing to ask
+
+
+def _doubles(col: Any) -> np.ndarray:
+    """A numeric column as doubles, nulls NaN, read from pyarrow's buffers (no cast, so no
+    pyarrow.compute to import).  An integer column is converted chunk by chunk as it is copied out:
+    pyarrow's cast would first make a whole column of doubles of its own.  Integers of 2^53 or more
+    in size take pyarrow's cast, which refuses those a double cannot hold."""
+    import pyarrow as pa
+
+    source = np.int64 if pa.types.is_int64(col.type) else np.float64 if pa.types.is_float64(col.type) else None
+    if source is None:
+        return arrow_values(col, pa.float64(), np.float64, np.nan)
+    out = np.empty(len(col))
+    pos = 0
+    for c in col.chunks:
+        n = len(c)
+        validity, data = c.buffers()[:2]
+        piece = out[pos : pos + n]
+        if data is None:
+            piece[:] = np.nan
+        else:
+            piece[:] = np.frombuffer(data, dtype=source, count=n, offset=c.offset * 8)
+            if validity is not None and c.null_count:
+                bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
+                piece[bits[c.offset : c.offset + n] == 0] = np.nan
+        pos += n
+    # (fmin and fmax skip NaN; all missing gives NaN, which is no size)
+    if source is np.int64 and len(out) and max(-np.fmin.reduce(out), np.fmax.reduce(out)) >= 2.0**53:
+        return arrow_values(col, pa.float64(), np.float64, np.nan)
+    return out
 
 
 def _line_end(raw: bytes) -> int:
@@ -142,22 +175,35 @@ def read_arrow(src: Source, sep: str, columns: set[str] | None, name: str) -> Fr
         n = table.num_rows
         if n == 0:
             raise no_data_rows(src.name)
+        # the parser's buffers (about twice the columns) are free now: handed back before the
+        # columns are copied out, and each column's own once it is copied, the peak memory is the
+        # table and one column rather than the parser's buffers, the table and all columns (on
+        # large data: a trim costs some milliseconds)
+        big = table.nbytes >= _TRIM_BYTES
+        if big:
+            _give_back_memory()
 
         out: dict[str, np.ndarray | Factor] = {}
         int_columns: set[str] = set()
         again: list[int] = []
         for j in keep:
             col = table.column(labels[j])
+            table = table.drop_columns([labels[j]])
             is_int = pa.types.is_integer(col.type)
             if not (is_int or pa.types.is_floating(col.type)):
                 again.append(j)
                 continue
-            values = arrow_values(col, pa.float64(), np.float64, np.nan)
-            present = values[~np.isnan(values)] if col.null_count else values
+            values = _doubles(col)
+            nulls = col.null_count
+            del col
+            if big:
+                _give_back_memory()
+            present = values[~np.isnan(values)] if nulls else values
             if not np.all(np.isfinite(present)):
                 again.append(j)  # Inf, NaN and overflow: R's spelling rules decide
                 continue
-            small = present.size == 0 or float(np.abs(present).max()) <= INT32_MAX
+            # the largest magnitude without an array of magnitudes
+            small = present.size == 0 or max(-float(present.min()), float(present.max())) <= INT32_MAX
             if ambiguous and small and (is_int or bool(np.all(present == np.round(present)))):
                 again.append(j)
                 continue
