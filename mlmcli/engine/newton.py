@@ -1,0 +1,255 @@
+"""Newton's method on the exact gradient of the profiled criterion, for designs where one evaluation
+is expensive (a large dense tail of crossed terms).
+
+lme4's optimizeLmer runs BOBYQA, which models the criterion from its values alone: on two or three
+thetas it spends some 40 evaluations reaching its tolerance, and the polish (polish.py) another
+2n^2 per Newton step for the derivatives of values.  The gradient of the criterion is exact and
+costs a few factorizations' worth (derivatives.py),
+
+    REML: d ldL2 + d ldRX2 + (n - p) d pwrss / pwrss,        ML: d ldL2 + n d pwrss / pwrss,
+
+so here the path is quasi-Newton instead: the Hessian by forward differences of the gradient at
+the start, BFGS updates along the way, a backtracking line search; at the end the Hessian by central
+differences of the gradient (2n gradients) and Newton steps with it until the step promises less
+than the criterion's own rounding (polish.py's tolerance), which makes the end point the optimum
+whatever the kernel's rounding, as the polish does.  That last Hessian also serves lme4's
+convergence checks and, where its steps are Satterthwaite's, lmerTest's Hessian (satterthwaite.py):
+the pieces of every gradient are kept for it.
+
+It gives up (returns None) wherever the optimum may lie on the boundary or the criterion is not
+convex along the path: BOBYQA and the polish handle those, as lme4 does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mlmcli.engine.polish import GAIN_ABS, GAIN_REL
+from mlmcli.engine.satterthwaite import theta_steps
+
+if TYPE_CHECKING:
+    from mlmcli.engine.factor import BlockedFactor
+    from mlmcli.engine.response import GaussianResponse
+
+# A dense tail of at least this many columns makes an evaluation expensive enough (its Cholesky is
+# most of the cost) that the gradient's path is the shorter one.
+GRADIENT_TAIL = 400
+MAX_STEPS = 40
+FINAL_ROUNDS = 3  # Newton steps with the central-difference Hessian at the end
+ARMIJO = 1e-4
+# a theta this close to its bound (relative to the largest theta) may be headed for it: the
+# boundary is BOBYQA's and the polish's
+NEAR_BOUND = 1e-3
+STEP_TOL = 1e-10  # or when the step moves no theta by more than this (relative)
+
+
+@dataclass
+class GradientPoint:
+    """The criterion and its gradient at theta, with the gradient's pieces: the smooth part
+    (d ldL2, plus d ldRX2 for REML) and d pwrss, with pwrss (lmerTest's Hessian at sigma fixed
+    recombines them)."""
+
+    theta: np.ndarray
+    value: float
+    gradient: np.ndarray
+    smooth: np.ndarray
+    pwrss_gradient: np.ndarray
+    pwrss: float
+
+
+@dataclass
+class GradientDifferences:
+    """Gradients at theta +- step_k e_k, for every k: the central-difference Hessians."""
+
+    theta: np.ndarray
+    steps: np.ndarray
+    plus: list[GradientPoint]
+    minus: list[GradientPoint]
+
+    def hessian(self) -> np.ndarray:
+        """The criterion's Hessian."""
+        H = np.column_stack(
+            [(p.gradient - m.gradient) / (2.0 * h) for p, m, h in zip(self.plus, self.minus, self.steps, strict=True)]
+        )
+        return 0.5 * (H + H.T)
+
+    def deviance_hessian(self, sigma: float) -> np.ndarray:
+        """The Hessian in theta of the deviance at sigma fixed (lmerTest's devfun_vp): smooth part
+        plus d pwrss / sigma^2, differenced."""
+        H = np.column_stack(
+            [
+                (p.smooth - m.smooth) / (2.0 * h) + (p.pwrss_gradient - m.pwrss_gradient) / (2.0 * h * sigma**2)
+                for p, m, h in zip(self.plus, self.minus, self.steps, strict=True)
+            ]
+        )
+        return 0.5 * (H + H.T)
+
+
+def uses_gradient(system: BlockedFactor) -> bool:
+    """Whether the optimizer should take the exact gradient's path for this design."""
+    return system.cp.q_tail >= GRADIENT_TAIL
+
+
+class CriterionGradient:
+    """theta -> GradientPoint: `value` factors at theta and gives the criterion (the optimizer's
+    objective, which counts evaluations); the gradient comes from that factor."""
+
+    def __init__(self, value: Callable[[np.ndarray], float], system: BlockedFactor, response: GaussianResponse):
+        self.value = value
+        self.system = system
+        self.response = response
+
+    def __call__(self, theta: np.ndarray) -> GradientPoint | None:
+        from mlmcli.engine.derivatives import ldL2_gradient, ldRX2_gradient, pwrss_gradient
+
+        theta = np.array(theta, dtype=float)
+        v = self.value(theta)
+        f = self.system
+        if not (np.isfinite(v) and v < 1e300 and f.ok and np.array_equal(f.theta, theta)):
+            return None
+        smooth = ldL2_gradient(f)
+        if self.response.reml:
+            smooth = smooth + ldRX2_gradient(f)
+        pg = pwrss_gradient(f)
+        pwrss = float(f.pwrss)
+        r = self.response
+        c = r.n - r.p if r.reml else r.n
+        g = smooth + c * pg / pwrss
+        if not np.all(np.isfinite(g)):
+            return None
+        return GradientPoint(theta, float(v), g, smooth, pg, pwrss)
+
+
+@dataclass
+class NewtonResult:
+    point: GradientPoint
+    differences: GradientDifferences  # at point.theta, Satterthwaite's steps
+    hessian: np.ndarray  # the criterion's, from them
+
+
+def newton_optimum(grad: CriterionGradient, theta0: np.ndarray, lower: np.ndarray) -> NewtonResult | None:
+    """The optimum from theta0 by quasi-Newton steps on the exact gradient, then Newton steps with
+    the central-difference Hessian; None where the path leaves the interior or loses convexity."""
+    p = grad(theta0)
+    if p is None:
+        return None
+    H = _forward_hessian(grad, p)
+    if H is None:
+        return None
+    rounds = 0
+    central = False  # whether H is the central-difference Hessian at p
+    for _ in range(MAX_STEPS):
+        if _near_bound(p.theta, lower):
+            return None
+        step, gain = _newton_step(p.gradient, H)
+        if step is None:
+            return None
+        tol = max(GAIN_ABS, GAIN_REL * abs(p.value))
+        if gain <= tol or np.max(np.abs(step)) <= STEP_TOL * max(1.0, float(np.max(np.abs(p.theta)))):
+            # converged on this Hessian: confirm with the central differences at the point
+            diffs = _central(grad, p)
+            if diffs is None:
+                return None
+            Hc = diffs.hessian()
+            step, gain = _newton_step(p.gradient, Hc)
+            if step is None:
+                return None
+            if gain <= tol or rounds >= FINAL_ROUNDS:
+                return NewtonResult(p, diffs, Hc)
+            rounds += 1
+            H, central = Hc, True
+        q = _line_search(grad, p, step, lower)
+        if q is None:
+            if central:
+                return None
+            # no descent along the quasi-Newton step: the central-difference Hessian next
+            diffs = _central(grad, p)
+            if diffs is None:
+                return None
+            H, central = diffs.hessian(), True
+            continue
+        H, central = _bfgs(H, q.theta - p.theta, q.gradient - p.gradient), False
+        p = q
+    return None
+
+
+def _newton_step(g: np.ndarray, H: np.ndarray) -> tuple[np.ndarray | None, float]:
+    """-H^{-1} g and the gain g'H^{-1}g / 2 it promises; None where H is not positive definite."""
+    if not (np.all(np.isfinite(H)) and np.all(np.isfinite(g))):
+        return None, 0.0
+    try:
+        L = np.linalg.cholesky(H)
+    except np.linalg.LinAlgError:
+        return None, 0.0
+    z = np.linalg.solve(L, g)
+    step = -np.linalg.solve(L.T, z)
+    return step, 0.5 * float(z @ z)
+
+
+def _near_bound(theta: np.ndarray, lower: np.ndarray) -> bool:
+    bounded = np.isfinite(lower)
+    scale = max(float(np.max(np.abs(theta))), 1e-300)
+    return bool(np.any(theta[bounded] - lower[bounded] < NEAR_BOUND * scale))
+
+
+def _forward_hessian(grad: CriterionGradient, p: GradientPoint) -> np.ndarray | None:
+    """Forward differences of the gradient, n gradients: the quasi-Newton start."""
+    n = len(p.theta)
+    H = np.empty((n, n))
+    for k in range(n):
+        h = 1e-4 * max(abs(float(p.theta[k])), 0.1)
+        x = p.theta.copy()
+        x[k] += h
+        q = grad(x)
+        if q is None:
+            return None
+        H[:, k] = (q.gradient - p.gradient) / h
+    return 0.5 * (H + H.T)
+
+
+def _central(grad: CriterionGradient, p: GradientPoint) -> GradientDifferences | None:
+    # theta_hessian's steps: the end point's differences then serve lmerTest's Hessian too
+    steps = theta_steps(p.theta)
+    plus, minus = [], []
+    for k, h in enumerate(steps):
+        for sign, out in ((1.0, plus), (-1.0, minus)):
+            x = p.theta.copy()
+            x[k] += sign * h
+            q = grad(x)
+            if q is None:
+                return None
+            out.append(q)
+    return GradientDifferences(p.theta.copy(), steps, plus, minus)
+
+
+def _line_search(
+    grad: CriterionGradient, p: GradientPoint, step: np.ndarray, lower: np.ndarray
+) -> GradientPoint | None:
+    """Backtracking from the full step to a point that lowers the criterion enough (Armijo's)."""
+    slope = float(p.gradient @ step)
+    if not slope < 0:
+        return None
+    t = 1.0
+    # stay inside the bounds: a step that would cross one is cut to 90% of the way there
+    below = p.theta + step < lower
+    if below.any():
+        t = 0.9 * float(np.min((lower[below] - p.theta[below]) / step[below]))
+    for _ in range(30):
+        q = grad(p.theta + t * step)
+        if q is not None and q.value <= p.value + ARMIJO * t * slope:
+            return q
+        t *= 0.5
+    return None
+
+
+def _bfgs(H: np.ndarray, s: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The BFGS update (kept as it is where y's curvature along s is not positive)."""
+    Hs = H @ s
+    sHs, ys = float(s @ Hs), float(y @ s)
+    if not (sHs > 0 and ys > 1e-10 * np.sqrt(float(y @ y) * float(s @ s))):
+        return H
+    return H - np.outer(Hs, Hs) / sHs + np.outer(y, y) / ys
