@@ -44,7 +44,7 @@ ARMIJO = 1e-4
 # a theta this close to its bound (relative to the largest theta) may be headed for it: the
 # boundary is BOBYQA's and the polish's
 NEAR_BOUND = 1e-3
-STEP_TOL = 1e-10  # or when the step moves no theta by more than this (relative)
+STEP_TOL = 1e-10  # or when the step moves no coordinate by more than this
 
 
 @dataclass
@@ -135,34 +135,38 @@ def newton_optimum(grad: CriterionGradient, theta0: np.ndarray, lower: np.ndarra
     """The optimum from theta0 by quasi-Newton steps on the exact gradient, then Newton steps with
     the central-difference Hessian; None where the path leaves the interior or loses convexity."""
     p = grad(theta0)
-    if p is None:
+    if p is None or _near_bound(p.theta, lower):
         return None
-    H = _forward_hessian(grad, p)
-    if H is None:
+    xs = _Coordinates(lower, p.theta)
+    H0 = _forward_hessian(grad, p)
+    if H0 is None:
         return None
+    H = xs.hessian(p, H0)
     rounds = 0
     central = False  # whether H is the central-difference Hessian at p
     for _ in range(MAX_STEPS):
         if _near_bound(p.theta, lower):
             return None
-        step, gain = _newton_step(p.gradient, H)
+        gx = xs.gradient(p)
+        step, gain = _newton_step(gx, H)
         if step is None:
             return None
         tol = max(GAIN_ABS, GAIN_REL * abs(p.value))
-        if gain <= tol or np.max(np.abs(step)) <= STEP_TOL * max(1.0, float(np.max(np.abs(p.theta)))):
+        if gain <= tol or np.max(np.abs(step)) <= STEP_TOL:
             # converged on this Hessian: confirm with the central differences at the point
             diffs = _central(grad, p)
             if diffs is None:
                 return None
             Hc = diffs.hessian()
-            step, gain = _newton_step(p.gradient, Hc)
+            H = xs.hessian(p, Hc)
+            step, gain = _newton_step(gx, H)
             if step is None:
                 return None
             if gain <= tol or rounds >= FINAL_ROUNDS:
                 return NewtonResult(p, diffs, Hc)
             rounds += 1
-            H, central = Hc, True
-        q = _line_search(grad, p, step, lower)
+            central = True
+        q = _line_search(grad, xs, p, step)
         if q is None:
             if central:
                 return None
@@ -170,11 +174,38 @@ def newton_optimum(grad: CriterionGradient, theta0: np.ndarray, lower: np.ndarra
             diffs = _central(grad, p)
             if diffs is None:
                 return None
-            H, central = diffs.hessian(), True
+            H, central = xs.hessian(p, diffs.hessian()), True
             continue
-        H, central = _bfgs(H, q.theta - p.theta, q.gradient - p.gradient), False
+        H, central = _bfgs(H, xs.of(q.theta) - xs.of(p.theta), xs.gradient(q) - gx), False
         p = q
     return None
+
+
+class _Coordinates:
+    """The optimizer's coordinates: log theta for the thetas bounded at zero (the criterion is far
+    closer to quadratic in a standard deviation's log than in itself, and the bound is never
+    crossed), theta itself for the others."""
+
+    def __init__(self, lower: np.ndarray, theta0: np.ndarray) -> None:
+        self.logged = (lower == 0) & (theta0 > 0)
+
+    def of(self, theta: np.ndarray) -> np.ndarray:
+        return np.where(self.logged, np.log(np.where(self.logged, theta, 1.0)), theta)
+
+    def theta(self, x: np.ndarray) -> np.ndarray:
+        return np.where(self.logged, np.exp(np.where(self.logged, x, 0.0)), x)
+
+    def jacobian(self, theta: np.ndarray) -> np.ndarray:
+        """d theta / d x, a diagonal."""
+        return np.where(self.logged, theta, 1.0)
+
+    def gradient(self, p: GradientPoint) -> np.ndarray:
+        return p.gradient * self.jacobian(p.theta)
+
+    def hessian(self, p: GradientPoint, H: np.ndarray) -> np.ndarray:
+        """The Hessian in x from theta's: J H J + diag(g J) on the logged coordinates."""
+        J = self.jacobian(p.theta)
+        return J[:, None] * H * J[None, :] + np.diag(np.where(self.logged, p.gradient * J, 0.0))
 
 
 def _newton_step(g: np.ndarray, H: np.ndarray) -> tuple[np.ndarray | None, float]:
@@ -226,20 +257,17 @@ def _central(grad: CriterionGradient, p: GradientPoint) -> GradientDifferences |
     return GradientDifferences(p.theta.copy(), steps, plus, minus)
 
 
-def _line_search(
-    grad: CriterionGradient, p: GradientPoint, step: np.ndarray, lower: np.ndarray
-) -> GradientPoint | None:
-    """Backtracking from the full step to a point that lowers the criterion enough (Armijo's)."""
-    slope = float(p.gradient @ step)
+def _line_search(grad: CriterionGradient, xs: _Coordinates, p: GradientPoint, step: np.ndarray) -> GradientPoint | None:
+    """Backtracking from the full step (in the optimizer's coordinates) to a point that lowers the
+    criterion enough (Armijo's)."""
+    gx = xs.gradient(p)
+    slope = float(gx @ step)
     if not slope < 0:
         return None
+    x0 = xs.of(p.theta)
     t = 1.0
-    # stay inside the bounds: a step that would cross one is cut to 90% of the way there
-    below = p.theta + step < lower
-    if below.any():
-        t = 0.9 * float(np.min((lower[below] - p.theta[below]) / step[below]))
     for _ in range(30):
-        q = grad(p.theta + t * step)
+        q = grad(xs.theta(x0 + t * step))
         if q is not None and q.value <= p.value + ARMIJO * t * slope:
             return q
         t *= 0.5
