@@ -38,12 +38,17 @@ if TYPE_CHECKING:
 # A dense tail of at least this many columns makes an evaluation expensive enough (its Cholesky is
 # most of the cost) that the gradient's path is the shorter one.
 GRADIENT_TAIL = 400
-MAX_STEPS = 40
+MAX_STEPS = 30
+LINE_STEPS = 12  # halvings of a step before the line search gives up
 FINAL_ROUNDS = 3  # Newton steps with the central-difference Hessian at the end
 ARMIJO = 1e-4
-# a theta this close to its bound (relative to the largest theta) may be headed for it: the
-# boundary is BOBYQA's and the polish's
+# a theta this close to its bound (relative to the largest theta, or to its start) may be headed
+# for it: the boundary is BOBYQA's and the polish's
 NEAR_BOUND = 1e-3
+BELOW_START = 1e-2
+# near a zero variance the criterion is even in theta, and Newton in log theta only shrinks it by
+# a constant factor per step: this many shrinks in a row by more than SHRINK (in log theta) mark one
+CREEPS, SHRINK = 3, 0.2
 STEP_TOL = 1e-10  # or when the step moves no coordinate by more than this
 
 
@@ -144,8 +149,11 @@ def newton_optimum(grad: CriterionGradient, theta0: np.ndarray, lower: np.ndarra
     H = xs.hessian(p, H0)
     rounds = 0
     central = False  # whether H is the central-difference Hessian at p
+    creeps = np.zeros(len(p.theta), dtype=int)
     for _ in range(MAX_STEPS):
-        if _near_bound(p.theta, lower):
+        if _near_bound(p.theta, lower) or np.any(xs.logged & (p.theta < BELOW_START * xs.start)):
+            return None
+        if np.any(creeps >= CREEPS):
             return None
         gx = xs.gradient(p)
         step, gain = _newton_step(gx, H)
@@ -176,7 +184,9 @@ def newton_optimum(grad: CriterionGradient, theta0: np.ndarray, lower: np.ndarra
                 return None
             H, central = xs.hessian(p, diffs.hessian()), True
             continue
-        H, central = _bfgs(H, xs.of(q.theta) - xs.of(p.theta), xs.gradient(q) - gx), False
+        dx = xs.of(q.theta) - xs.of(p.theta)
+        creeps = np.where(xs.logged & (dx < -SHRINK), creeps + 1, 0)
+        H, central = _bfgs(H, dx, xs.gradient(q) - gx), False
         p = q
     return None
 
@@ -188,6 +198,7 @@ class _Coordinates:
 
     def __init__(self, lower: np.ndarray, theta0: np.ndarray) -> None:
         self.logged = (lower == 0) & (theta0 > 0)
+        self.start = np.where(self.logged, theta0, 0.0)
 
     def of(self, theta: np.ndarray) -> np.ndarray:
         return np.where(self.logged, np.log(np.where(self.logged, theta, 1.0)), theta)
@@ -266,7 +277,7 @@ def _line_search(grad: CriterionGradient, xs: _Coordinates, p: GradientPoint, st
         return None
     x0 = xs.of(p.theta)
     t = 1.0
-    for _ in range(30):
+    for _ in range(LINE_STEPS):
         q = grad(xs.theta(x0 + t * step))
         if q is not None and q.value <= p.value + ARMIJO * t * slope:
             return q
