@@ -133,3 +133,27 @@ def test_the_path_is_chosen_by_the_tail():
     assert model.optimum.evaluations <= 15
     lme4 = reference("insteval_reml")["fit"]["criterion"]
     assert model.criterion - lme4 <= CRIT_NOT_WORSE_REL * abs(lme4)
+
+
+@pytest.mark.parametrize("kernels", [{}, {"tail_gram": True}])
+def test_snapshot_restores_the_factor(kernels):
+    """A factor restored from its snapshot after another update holds the snapshot's theta's
+    factor: the same pieces as a factor made there afresh."""
+    model = fit("crossed3_reml", False)
+    system = BlockedFactor(model.system.cp, **kernels)
+    theta = np.asarray(model.theta, dtype=float)
+    assert system.update(theta)
+    state = system.snapshot()
+    assert system.update(theta * 1.7 + 0.1)
+    system.restore(state)
+    fresh = BlockedFactor(model.system.cp, **kernels)
+    assert fresh.update(theta)
+    assert np.array_equal(system.theta, theta)
+    assert system.ldL2 == fresh.ldL2 and system.pwrss == fresh.pwrss and system.ldRX2 == fresh.ldRX2
+    np.testing.assert_array_equal(system.beta(), fresh.beta())
+    np.testing.assert_array_equal(np.concatenate(system.spherical_modes()), np.concatenate(fresh.spherical_modes()))
+    response = model.response
+    a = CriterionGradient(lambda t: response.criterion(system), system, response)
+    b = CriterionGradient(lambda t: response.criterion(fresh), fresh, response)
+    system.theta = fresh.theta = theta  # (the value callables read the factors as they are)
+    np.testing.assert_array_equal(a(theta).gradient, b(theta).gradient)

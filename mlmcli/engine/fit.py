@@ -219,7 +219,8 @@ def _newton_path(
     if opt.singular:
         return None
     opt.differences = result.differences
-    factor_at(system, theta)
+    if not (system.ok and np.array_equal(system.theta, theta)):
+        factor_at(system, theta)
     opt.evaluations = f.count
     return opt
 

@@ -161,7 +161,9 @@ def newton_optimum(grad: CriterionGradient, theta0: np.ndarray, lower: np.ndarra
             return None
         tol = max(GAIN_ABS, GAIN_REL * abs(p.value))
         if gain <= tol or np.max(np.abs(step)) <= STEP_TOL:
-            # converged on this Hessian: confirm with the central differences at the point
+            # converged on this Hessian: confirm with the central differences at the point (the
+            # factor at the point is kept: the fit ends there)
+            state = grad.system.snapshot()
             diffs = _central(grad, p)
             if diffs is None:
                 return None
@@ -171,6 +173,7 @@ def newton_optimum(grad: CriterionGradient, theta0: np.ndarray, lower: np.ndarra
             if step is None:
                 return None
             if gain <= tol or rounds >= FINAL_ROUNDS:
+                grad.system.restore(state)
                 return NewtonResult(p, diffs, Hc)
             rounds += 1
             central = True
