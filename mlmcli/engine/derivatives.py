@@ -155,8 +155,12 @@ def _scalar_ldL2_gradient(f: BlockedFactor) -> np.ndarray | None:
     linv2 = f.Linv[0][:, 0, 0] ** 2
     low = tail.gram.lower((theta0**2 * linv2**2)[:, None, None])  # G's lower triangle, zeros above
     # <S_tt, Lambda_t G Lambda_t> from G's lower triangle: twice it, less the diagonal's once
-    SG = S_tt * lam.vec[:, None] * lam.vec[None, :]
-    inner = 2.0 * float(np.sum(SG * low)) - float(np.diagonal(SG) @ np.diagonal(low))
+    d_low = np.diagonal(S_tt) * np.diagonal(low)
+    if lam.scalar is not None:  # one tail term: Lambda_t a multiple of I, one pass over S_tt
+        inner = lam.scalar**2 * (2.0 * float(np.vdot(S_tt, low)) - float(d_low.sum()))
+    else:
+        v = lam.vec
+        inner = 2.0 * float(v @ ((S_tt * low) @ v)) - float(d_low @ (v * v))
     traces = [float(linv2.sum()) + inner]
     diag = np.diagonal(S_tt)
     o = cp.tail_offsets
