@@ -172,9 +172,11 @@ def newton_optimum(grad: CriterionGradient, theta0: np.ndarray, lower: np.ndarra
             step, gain = _newton_step(gx, H)
             if step is None:
                 return None
-            if gain <= tol or rounds >= FINAL_ROUNDS:
+            if gain <= tol:
                 grad.system.restore(state)
                 return NewtonResult(p, diffs, Hc)
+            if rounds >= FINAL_ROUNDS:  # not settling: BOBYQA and the polish
+                return None
             rounds += 1
             central = True
         q = _line_search(grad, xs, p, step)
