@@ -235,7 +235,9 @@ class FittedModel:
             from mlmcli.engine.satterthwaite import satterthwaite
 
             # (it leaves the factor at theta)
-            self._satterthwaite = satterthwaite(self.system, self.response, self.theta, self.sigma, self._vcov)
+            self._satterthwaite = satterthwaite(
+                self.system, self.response, self.theta, self.sigma, self._vcov, self.optimum.differences
+            )
         return self._satterthwaite
 
     def kenward_roger(self) -> KenwardRoger:

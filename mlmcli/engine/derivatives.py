@@ -82,6 +82,9 @@ def ldL2_gradient(f: BlockedFactor) -> np.ndarray:
     (l, b), so the sum is, over the term's levels, entry (b, a) of the k x k blocks
 
         D_l = sum_r (Lambda Omega^{-1})[r, block l]' A[r, block l]."""
+    fast = _scalar_ldL2_gradient(f)
+    if fast is not None:
+        return fast
     from mlmcli.engine.selinv import selected_inverse
 
     inv = selected_inverse(f)
@@ -123,6 +126,47 @@ def ldL2_gradient(f: BlockedFactor) -> np.ndarray:
             A = cp.A_tt[:, o0:o1].reshape(cp.q_tail, s.ell, s.k)
             D[i] += np.einsum("rla,rlb->lab", Y, A)
     return np.array([2.0 * float(D[j][:, b, a].sum()) for j, a, b in _theta_entries(f)])
+
+
+def _scalar_ldL2_gradient(f: BlockedFactor) -> np.ndarray | None:
+    """ldL2_gradient where every term is scalar and non-zero, one leading term and the tail on big
+    data (GramTail): with Lambda = sum_j theta_j P_j, d Omega / d theta_j = (P_j (Omega - I) +
+    (Omega - I) P_j) / theta_j, so the derivative is 2 (q_j - tr(P_j Omega^{-1})) / theta_j, and
+    only the traces of Omega^{-1}'s diagonal blocks are needed:
+
+        tail terms: the diagonal of S_tt = (L_tt L_tt')^{-1} over their rows;
+        the leading term: sum_l L_00,l^{-2} + <S_tt, W W'>,  W = L_t0 L_00^{-1},
+
+    and W W' = Lambda_t A_t0 diag(theta_0^2 L_00^{-4}) A_t0' Lambda_t is the tail's laid-out product
+    (TailGram) with other weights: no selected inverse of the tail's rows against the leading
+    term (a dense q_tail x q_0 product).  None where these conditions do not hold."""
+    from mlmcli.engine.selinv import _tail_inverse
+    from mlmcli.engine.tail import GramTail
+
+    cp, S = f.cp, f.structures
+    if cp.nbd != 1 or not cp.q_tail or any(s.k != 1 for s in S):
+        return None
+    tail = f.diagonal[1]
+    lam = f.tail_lambda
+    theta0 = float(f.T[0][0, 0])
+    if not isinstance(tail, GramTail) or lam.vec is None or theta0 == 0 or np.any(lam.vec == 0):
+        return None
+    S_tt = _tail_inverse(f.Ltt)
+    linv2 = f.Linv[0][:, 0, 0] ** 2
+    low = tail.gram.lower((theta0**2 * linv2**2)[:, None, None])  # G's lower triangle, zeros above
+    # <S_tt, Lambda_t G Lambda_t> from G's lower triangle: twice it, less the diagonal's once
+    d_low = np.diagonal(S_tt) * np.diagonal(low)
+    if lam.scalar is not None:  # one tail term: Lambda_t a multiple of I, one pass over S_tt
+        inner = lam.scalar**2 * (2.0 * float(np.vdot(S_tt, low)) - float(d_low.sum()))
+    else:
+        v = lam.vec
+        inner = 2.0 * float(v @ ((S_tt * low) @ v)) - float(d_low @ (v * v))
+    traces = [float(linv2.sum()) + inner]
+    diag = np.diagonal(S_tt)
+    o = cp.tail_offsets
+    traces += [float(diag[o[i] : o[i + 1]].sum()) for i in range(len(S) - 1)]
+    thetas = [theta0] + [float(T[0, 0]) for T in f.T[1:]]
+    return np.array([2.0 * (s.q - tr) / th for s, tr, th in zip(S, traces, thetas, strict=True)])
 
 
 def _tail_lambda_times(lam: TailLambda, F: np.ndarray) -> np.ndarray:

@@ -154,6 +154,22 @@ class BlockedFactor:
         self.ok = bool(np.isfinite(self.L_FF).all())
         return self.ok
 
+    def snapshot(self) -> tuple[dict, list[tuple[object, dict]]]:
+        """The factored state as it is, to `restore` without factoring again: an update replaces
+        the blocks' arrays by new ones (it writes into none that an earlier update made), so their
+        attributes as they are now keep this state."""
+        blocks = [*self.diagonal, *self.below.values(), *self.rows, self.fixed]
+        return dict(self.__dict__), [(b, dict(b.__dict__)) for b in blocks]
+
+    def restore(self, state: tuple[dict, list[tuple[object, dict]]]) -> None:
+        """Back to a `snapshot`'s factored state."""
+        own, blocks = state
+        self.__dict__.clear()
+        self.__dict__.update(own)
+        for block, attributes in blocks:
+            block.__dict__.clear()
+            block.__dict__.update(attributes)
+
     @property
     def tail_lambda(self) -> TailLambda:
         """Lambda over the tail's terms at the current theta (formed on first use)."""

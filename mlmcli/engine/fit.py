@@ -14,6 +14,7 @@ from mlmcli.engine.polish import Derivatives, Polisher, central_differences
 from mlmcli.errors import FitError
 
 if TYPE_CHECKING:
+    from mlmcli.engine.newton import GradientDifferences
     from mlmcli.engine.response import Response
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular(tol = 1e-4)
@@ -42,6 +43,9 @@ class Optimum:
     gradient: np.ndarray | None = None  # lme4's finite-difference derivatives at the end
     hessian: np.ndarray | None = None  # point, where its checks computed them
     checked_at: np.ndarray | None = None  # that point (before any boundary adjustment)
+    # the exact gradient's central differences at theta, where Newton's path (newton.py) ended
+    # there: lmerTest's Hessian reuses them (satterthwaite.py)
+    differences: GradientDifferences | None = None
 
     @property
     def conv_code(self) -> int:
@@ -149,13 +153,24 @@ def optimize_theta(
     checks: bool = True,
     initial_step: float | None = None,
     objective: Objective | None = None,
+    gradient: bool | None = None,
 ) -> Optimum:
     """lme4's optimizeLmer and checkConv: BOBYQA, restart at an edge, snap to the boundary, checks.
     With `polish`, the end point is polished into the optimum (`_finish`, polish.py).  Without
     `checks` only singularity is judged: the derivative checks cost a fifth of a warm-started refit.
-    `objective` evaluates the criterion in place of the response's own (the bootstrap's, batched)."""
+    `objective` evaluates the criterion in place of the response's own (the bootstrap's, batched).
+    With `gradient` (None: where an evaluation is expensive, newton.uses_gradient) the optimum is
+    sought first by Newton's method on the exact gradient (newton.py); BOBYQA where that gives up."""
     f = objective if objective is not None else Objective(system, response)
     lower = system.cp.lower_bounds()
+    if gradient is None:
+        from mlmcli.engine.newton import uses_gradient
+
+        gradient = polish and checks and objective is None and uses_gradient(system)
+    if gradient:
+        opt = _newton_path(f, system, response, theta0, lower)
+        if opt is not None:
+            return opt
     theta, fval, status = bobyqa(f, theta0, lower, initial_step=initial_step)
     # derivatives at the optimizer's answer, before any boundary adjustment (lme4's optwrap);
     # computed only when the checks need them (a singular fit skips them)
@@ -179,6 +194,35 @@ def optimize_theta(
     else:
         opt.singular = is_singular(theta, lower)
     return _finish(f, opt, lower, polish, checks)
+
+
+def _newton_path(
+    f: Objective, system: BlockedFactor, response: Response, theta0: np.ndarray, lower: np.ndarray
+) -> Optimum | None:
+    """The optimum by Newton's method on the exact gradient, with lme4's checks made from that
+    gradient and the Hessian of its central differences; None where Newton's path gives up (the
+    optimum may be on the boundary) and BOBYQA's is taken."""
+    from mlmcli.engine.newton import CriterionGradient, newton_optimum
+    from mlmcli.engine.response import GaussianResponse
+
+    if not isinstance(response, GaussianResponse):
+        return None
+    result = newton_optimum(CriterionGradient(f, system, response), theta0, lower)
+    if result is None:
+        return None
+    p = result.point
+    theta = p.theta.copy()
+    opt = Optimum(
+        theta=theta, criterion=p.value, evaluations=f.count, status="NLOPT_SUCCESS", polished=True, checked_at=theta
+    )
+    check_convergence(opt, lambda: (p.gradient, result.hessian), lower)
+    if opt.singular:
+        return None
+    opt.differences = result.differences
+    if not (system.ok and np.array_equal(system.theta, theta)):
+        factor_at(system, theta)
+    opt.evaluations = f.count
+    return opt
 
 
 def reoptimize_theta(system: BlockedFactor, response: Response, theta0: np.ndarray, polish: bool = True) -> Optimum:

@@ -16,6 +16,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from mlmcli.engine.factor import BlockedFactor
+    from mlmcli.engine.newton import GradientDifferences
     from mlmcli.engine.response import GaussianResponse
 
 EIGEN_TOL = 1e-8  # lmerTest: eigenvalues of the Hessian above this are inverted
@@ -68,8 +69,9 @@ def theta_hessian(system: BlockedFactor, response: GaussianResponse, theta: np.n
     two factorizations per theta (the factor is left at the last one)."""
     nt = len(theta)
     H = np.empty((nt, nt))
+    steps = theta_steps(theta)
     for k in range(nt):
-        h = GRADIENT_STEP * max(abs(float(theta[k])), STEP_FLOOR)
+        h = float(steps[k])
         g = []
         for sign in (1.0, -1.0):
             x = theta.copy()
@@ -79,14 +81,31 @@ def theta_hessian(system: BlockedFactor, response: GaussianResponse, theta: np.n
     return 0.5 * (H + H.T)
 
 
+def theta_steps(theta: np.ndarray) -> np.ndarray:
+    """theta_hessian's difference steps."""
+    return GRADIENT_STEP * np.maximum(np.abs(np.asarray(theta, dtype=float)), STEP_FLOOR)
+
+
+def _differences_fit(differences: GradientDifferences, theta: np.ndarray) -> bool:
+    """Whether the optimizer's differences were taken at theta with theta_hessian's steps."""
+    return np.array_equal(differences.theta, theta) and np.array_equal(differences.steps, theta_steps(theta))
+
+
 def satterthwaite(
-    system: BlockedFactor, response: GaussianResponse, theta: np.ndarray, sigma: float, vcov_beta: np.ndarray
+    system: BlockedFactor,
+    response: GaussianResponse,
+    theta: np.ndarray,
+    sigma: float,
+    vcov_beta: np.ndarray,
+    differences: GradientDifferences | None = None,
 ) -> Satterthwaite:
     """Set up the Satterthwaite approximation at the optimum (lmerTest's as_lmerModLT).
 
     The deviance is g(theta) + pwrss(theta) / sigma^2 + c log(sigma^2): its derivatives in sigma,
     and vcov(beta)'s in everything, are exact (derivatives.py); the theta-theta block of the
     Hessian differences the exact gradient in theta at sigma fixed.  The factor is left at theta.
+    `differences`: the gradient's pieces at theta +- theta_hessian's steps where the optimizer
+    computed them (newton.py), recombined rather than computed again.
     """
     from mlmcli.engine.derivatives import pwrss_gradient, unscaled_vcov_gradient
 
@@ -103,8 +122,11 @@ def satterthwaite(
     H[nt, nt] = 6.0 * pwrss / sigma**4 - 2.0 * c / sigma**2
     J = [sigma**2 * dC for dC in unscaled_vcov_gradient(system)]
     J.append(2.0 * sigma * system.unscaled_vcov())
-    H[:nt, :nt] = theta_hessian(system, response, theta, sigma)
-    system.update(theta)
+    if differences is not None and _differences_fit(differences, theta):
+        H[:nt, :nt] = differences.deviance_hessian(sigma)
+    else:
+        H[:nt, :nt] = theta_hessian(system, response, theta, sigma)
+        system.update(theta)
     messages = []
     if not np.all(np.isfinite(H)):
         vcov_varpar = np.full_like(H, np.nan)
