@@ -316,7 +316,8 @@ def _column_rms(system: BlockedFactor) -> list[np.ndarray]:
     """Per term, the root mean square of each of its columns of Z."""
     cp = system.cp
     if cp.rows_available:
-        return [np.sqrt(np.mean(st.X**2, axis=0)) for st in system.structures]
+        # einsum's sums of squares: no temporary as long as the data (80 MB on 5M rows and two columns)
+        return [np.sqrt(np.einsum("ij,ij->j", st.X, st.X) / len(st.X)) for st in system.structures]
     # sums of squares of Z's columns: the diagonals of Z'Z's blocks, over the levels
     out = []
     for j, st in enumerate(cp.structures):
