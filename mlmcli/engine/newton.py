@@ -261,7 +261,8 @@ def _forward_hessian(grad: CriterionGradient, p: GradientPoint) -> np.ndarray | 
 def _central(grad: CriterionGradient, p: GradientPoint) -> GradientDifferences | None:
     # theta_hessian's steps: the end point's differences then serve lmerTest's Hessian too
     steps = theta_steps(p.theta)
-    plus, minus = [], []
+    plus: list[GradientPoint] = []
+    minus: list[GradientPoint] = []
     for k, h in enumerate(steps):
         for sign, out in ((1.0, plus), (-1.0, minus)):
             x = p.theta.copy()
