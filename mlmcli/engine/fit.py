@@ -215,7 +215,7 @@ def _newton_path(
     opt = Optimum(
         theta=theta, criterion=p.value, evaluations=f.count, status="NLOPT_SUCCESS", polished=True, checked_at=theta
     )
-    check_convergence(opt, lambda: (p.gradient, result.hessian), lower)
+    check_convergence(opt, lambda: (p.gradient, result.differences.hessian()), lower)
     if opt.singular:
         return None
     opt.differences = result.differences

@@ -133,7 +133,6 @@ class CriterionGradient:
 class NewtonResult:
     point: GradientPoint
     differences: GradientDifferences  # at point.theta, Satterthwaite's steps
-    hessian: np.ndarray  # the criterion's, from them
 
 
 def newton_optimum(grad: CriterionGradient, theta0: np.ndarray, lower: np.ndarray) -> NewtonResult | None:
@@ -167,14 +166,13 @@ def newton_optimum(grad: CriterionGradient, theta0: np.ndarray, lower: np.ndarra
             diffs = _central(grad, p)
             if diffs is None:
                 return None
-            Hc = diffs.hessian()
-            H = xs.hessian(p, Hc)
+            H = xs.hessian(p, diffs.hessian())
             step, gain = _newton_step(gx, H)
             if step is None:
                 return None
             if gain <= tol:
                 grad.system.restore(state)
-                return NewtonResult(p, diffs, Hc)
+                return NewtonResult(p, diffs)
             if rounds >= FINAL_ROUNDS:  # not settling: BOBYQA and the polish
                 return None
             rounds += 1

@@ -10,7 +10,7 @@ from mlmcli.errors import MlmError
 from mlmcli.render.plots.bysplit import by_split
 from mlmcli.render.plots.columns import default_x, numeric_column, predictor_columns
 from mlmcli.render.plots.groups import factor_codes, pick_group
-from mlmcli.render.plots.implied import Implied
+from mlmcli.render.plots.implied import Implied, line_ends
 from mlmcli.render.plots.layout import panels
 from mlmcli.render.plots.options import Drawn, PlotOptions
 from mlmcli.render.plots.style import ONE, PALETTE, POP, Theme, darker, wrap
@@ -104,15 +104,7 @@ def fitted(fig: Any, model: FittedModel, frame: Frame, keep: np.ndarray, opts: P
         fig, group, hue, pop, [int(q) for q in np.flatnonzero(pdrawn)], is_split, theme, opts.width, family is not None
     )
     for q in np.flatnonzero(pdrawn).tolist():
-        row = {
-            "by": panel_labels[q] if is_split else None,
-            "x0": pgrid[q, 0],
-            "x1": pgrid[q, -1],
-            "y0": pmeans[q, 0],
-            "y1": pmeans[q, -1],
-            "se0": pse[q, 0],
-            "se1": pse[q, -1],
-        }
+        row = line_ends(panel_labels[q] if is_split else None, pgrid[q], pmeans[q], pse[q])
         if family is not None:  # the band's ends on the response scale (se is the link's)
             row.update(lower0=plo[q, 0], upper0=phi[q, 0], lower1=plo[q, -1], upper1=phi[q, -1])
         if implied.points > 2:

@@ -15,6 +15,19 @@ if TYPE_CHECKING:
 CURVE_POINTS = 60  # points of a model-implied curve when x enters non-linearly
 
 
+def line_ends(by: Any, grid: np.ndarray, means: np.ndarray, se: np.ndarray) -> dict[str, Any]:
+    """A drawn population line's row of the JSON: its panel and its two ends, mean and SE."""
+    return {
+        "by": by,
+        "x0": grid[0],
+        "x1": grid[-1],
+        "y0": means[0],
+        "y1": means[-1],
+        "se0": se[0],
+        "se1": se[-1],
+    }
+
+
 class Implied:
     """Model-implied means as x moves, with every other predictor at its observed values.
 

@@ -17,7 +17,7 @@ from mlmcli.errors import MlmError
 from mlmcli.render.plots.bysplit import by_split
 from mlmcli.render.plots.columns import default_x, numeric_column, predictor_columns
 from mlmcli.render.plots.groups import factor_codes, factor_columns, pick_group, shown_levels
-from mlmcli.render.plots.implied import Implied
+from mlmcli.render.plots.implied import Implied, line_ends
 from mlmcli.render.plots.layout import panels
 from mlmcli.render.plots.options import Drawn, PlotOptions
 from mlmcli.render.plots.sample import DEFAULT_GROUPS, sample_groups, spread_groups
@@ -158,17 +158,7 @@ def _population(
     drawn, grid, means, se = implied.curves(xall, sets, len(split.labels), None)
     rows, curves = [], {}
     for q in np.flatnonzero(drawn).tolist():
-        rows.append(
-            {
-                "by": split.labels[q] if split.by is not None else None,
-                "x0": grid[q, 0],
-                "x1": grid[q, -1],
-                "y0": means[q, 0],
-                "y1": means[q, -1],
-                "se0": se[q, 0],
-                "se1": se[q, -1],
-            }
-        )
+        rows.append(line_ends(split.labels[q] if split.by is not None else None, grid[q], means[q], se[q]))
         curves[q] = (grid[q], means[q])
     return rows, curves
 
