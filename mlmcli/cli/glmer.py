@@ -10,6 +10,7 @@ from mlmcli.cli.app import DataOptions
 from mlmcli.cli.common import (
     _bootstrap_progress,
     _deliver,
+    _keep_freed_memory,
     _note_ignored,
     _note_missing_rows,
     _on_cluster,
@@ -40,6 +41,7 @@ def glmer_fits(
         raise MlmError(f"--nagq must be 0 or more: {nagq}")
     if source.engine == "dask":
         return _glmer_on_cluster(data, formulas, family, link, nagq, source, optimizer), None
+    _keep_freed_memory(data)
     models, frame = glmer_models(
         data,
         formulas,

@@ -140,7 +140,7 @@ def _scalar_ldL2_gradient(f: BlockedFactor) -> np.ndarray | None:
     and W W' = Lambda_t A_t0 diag(theta_0^2 L_00^{-4}) A_t0' Lambda_t is the tail's laid-out product
     (TailGram) with other weights: no selected inverse of the tail's rows against the leading
     term (a dense q_tail x q_0 product).  None where these conditions do not hold."""
-    from mlmcli.engine.selinv import _tail_inverse
+    from mlmcli.engine.selinv import tail_inverse_lower
     from mlmcli.engine.tail import GramTail
 
     cp, S = f.cp, f.structures
@@ -151,10 +151,11 @@ def _scalar_ldL2_gradient(f: BlockedFactor) -> np.ndarray | None:
     theta0 = float(f.T[0][0, 0])
     if not isinstance(tail, GramTail) or lam.vec is None or theta0 == 0 or np.any(lam.vec == 0):
         return None
-    S_tt = _tail_inverse(f.Ltt)
+    # S_tt's lower triangle only: every sum below is over G's lower triangle (zero above it)
+    S_tt = tail_inverse_lower(tail.L)
     linv2 = f.Linv[0][:, 0, 0] ** 2
     low = tail.gram.lower((theta0**2 * linv2**2)[:, None, None])  # G's lower triangle, zeros above
-    # <S_tt, Lambda_t G Lambda_t> from G's lower triangle: twice it, less the diagonal's once
+    # <S_tt, Lambda_t G Lambda_t> from the lower triangles: twice theirs, less the diagonal's once
     d_low = np.diagonal(S_tt) * np.diagonal(low)
     if lam.scalar is not None:  # one tail term: Lambda_t a multiple of I, one pass over S_tt
         inner = lam.scalar**2 * (2.0 * float(np.vdot(S_tt, low)) - float(d_low.sum()))

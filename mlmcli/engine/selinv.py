@@ -88,17 +88,28 @@ def selected_inverse(f: BlockedFactor) -> SelectedInverse:
 
 
 def _tail_inverse(Ltt: np.ndarray) -> np.ndarray:
-    """(L_tt L_tt')^{-1}, dense: LAPACK's potri from the factor (2n^3/3 flops, where inverting L_tt
-    by a triangular solve and multiplying take 3n^3), then its upper triangle mirrored."""
+    """(L_tt L_tt')^{-1}, dense, from L_tt with zeros above its diagonal: the lower triangle
+    (tail_inverse_lower), mirrored."""
+    c = tail_inverse_lower(Ltt)
+    # above the diagonal c holds L_tt's zeros: the sum with its transpose mirrors it
+    S = c + c.T
+    S[np.diag_indices_from(S)] *= 0.5
+    return S
+
+
+def tail_inverse_lower(L: np.ndarray) -> np.ndarray:
+    """(L L')^{-1}'s lower triangle and diagonal for a dense lower factor L (C order), by LAPACK's
+    potri (2n^3/3 flops, where inverting L by a triangular solve and multiplying take 3n^3).  Only
+    L's lower triangle is read; whatever L holds above it is left there in the result (a factor
+    kept as DenseTail keeps it holds its factored matrix's finite values there), so a caller reads
+    the lower triangle or multiplies by a matrix that is zero above it."""
     from scipy.linalg import lapack
 
     from mlmcli.engine.threads import for_factorization
 
-    with for_factorization(Ltt.shape[0]):  # on the threads the factorization of L_tt had
-        c, info = lapack.dpotri(Ltt.T, lower=0, overwrite_c=1)  # L_tt' in Fortran order: the upper factor
+    with for_factorization(L.shape[0]):  # on the threads the factorization of L had
+        # L' in Fortran order is the upper factor potri wants, in a copy it may overwrite
+        c, info = lapack.dpotri(L.copy().T, lower=0, overwrite_c=1)
     if info != 0:
         raise np.linalg.LinAlgError("the crossed terms' block is singular")
-    # below the diagonal c holds L_tt''s zeros: the sum with its transpose mirrors it
-    S = c + c.T
-    S[np.diag_indices_from(S)] *= 0.5
-    return S
+    return c.T

@@ -112,7 +112,10 @@ class TailGram:
 
     P is laid out once from A_t0's pattern: each level's block column contributes the products of
     its entries pairwise. Every evaluation then costs one pass over those products, where forming
-    Lt Lt' as a sparse-sparse product builds and sums a sparse matrix as large as G itself.
+    Lt Lt' as a sparse-sparse product builds and sums a sparse matrix as large as G itself.  For a
+    scalar term (k = 1) P is column-major: the pairs in the order they are made, level by level,
+    so nothing is sorted, and the product adds each entry of G in level order as the row-major
+    layout does.
     """
 
     def __init__(self, P, q_tail: int, pattern: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> None:
@@ -139,6 +142,8 @@ class TailGram:
         where = sp.csr_matrix((np.arange(A.nnz, dtype=float), A.indices, A.indptr), shape=A.shape).tocsc()
         where.sort_indices()
         source = where.data.astype(np.int64)
+        if k == 1:
+            return cls._of_scalar(A, C, source, chunk)
         q_tail, ncols = C.shape
         ell = ncols // k
         start = C.indptr[::k].astype(np.int64)  # each level's entries are contiguous
@@ -172,6 +177,36 @@ class TailGram:
         perm = order.data.astype(np.int64)
         src1, src2 = src1[perm], src2[perm]
         P = sp.csr_matrix((A.data[src1] * A.data[src2], order.indices, order.indptr), shape=order.shape)
+        return cls(P, q_tail, (A.indptr, A.indices, src1, src2))
+
+    @classmethod
+    def _of_scalar(cls, A, C, source: np.ndarray, chunk: int) -> TailGram:
+        """`of` for a scalar term: a level's entries are one column of C with its rows ascending, so
+        the pairs in G's lower triangle are those (i, j), i >= j, of the entries' positions, listed
+        row by row as np.tril_indices lists them; t -> (i, j) is the same table for every level."""
+        import scipy.sparse as sp
+
+        q_tail, ell = C.shape
+        start = C.indptr.astype(np.int64)
+        m = np.diff(start)
+        tri = m * (m + 1) // 2
+        ends = np.cumsum(tri)
+        ii, jj = np.tril_indices(int(m.max()) if ell else 0)
+        rows = C.indices.astype(np.int64)
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        lo = 0
+        while lo < ell:  # levels in groups of about `chunk` pairs: the index arrays stay small
+            hi = max(lo + 1, int(np.searchsorted(ends, (ends[lo - 1] if lo else 0) + chunk, side="right")))
+            sz = tri[lo:hi]
+            level = np.repeat(np.arange(lo, hi), sz)
+            t = np.arange(int(sz.sum()), dtype=np.int64) - np.repeat(np.cumsum(sz) - sz, sz)
+            e1, e2 = start[level] + ii[t], start[level] + jj[t]
+            parts.append((source[e1], source[e2], rows[e1] * q_tail + rows[e2]))
+            lo = hi
+        empty = np.zeros(0, dtype=np.int64)
+        src1, src2, flat = (np.concatenate(x) for x in zip(*parts, strict=True)) if parts else (empty,) * 3
+        indptr = np.concatenate([[0], ends])
+        P = sp.csc_matrix((A.data[src1] * A.data[src2], flat, indptr), shape=(q_tail * q_tail, ell))
         return cls(P, q_tail, (A.indptr, A.indices, src1, src2))
 
     def reweighted(self, A) -> TailGram | None:
