@@ -1,7 +1,11 @@
 """engine/threads.py: a big dense factorization runs on every core (up to four) unless the user chose
-OpenBLAS's thread count; everything else keeps the threads it has."""
+OpenBLAS's thread count; everything else keeps the threads it has.  And the command's other choice
+for its process: on large data, glibc's malloc keeps freed memory (cli/common.py)."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -80,3 +84,37 @@ def test_a_library_fit_runs_the_engine_on_one_thread(monkeypatch):
     assert seen == {1}
     assert after == {2}
     assert fit.theta[0] > 0
+
+
+HEAP_PROBE = """
+import ctypes, sys
+import subprocess
+import sys
+
+import numpy as np
+from mlmcli.cli import common
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                                                     "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+common.ROOMY_HEAP_BYTES = int(sys.argv[2])
+common._keep_freed_memory(sys.argv[1])
+a = np.ones(6_000_000)  # 48 MB: above glibc's largest mmap threshold of its own choosing
+print(libc.mallinfo2().hblkhd)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+@pytest.mark.parametrize(("limit", "mapped"), [(0, False), (1 << 40, True)])
+def test_a_large_data_file_keeps_freed_memory_in_the_heap(tmp_path, limit, mapped):
+    """At or above ROOMY_HEAP_BYTES the command has glibc serve row-length arrays from its heap (and
+    keep them there when freed) rather than map fresh pages for each; below it malloc is left as it is."""
+    data = tmp_path / "d.csv"
+    data.write_text("y,x\n1,2\n")
+    out = subprocess.run(
+        [sys.executable, "-c", HEAP_PROBE, str(data), str(limit)], capture_output=True, text=True, check=True
+    )
+    assert (int(out.stdout) >= 48_000_000) is mapped
