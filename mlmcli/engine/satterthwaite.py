@@ -58,10 +58,11 @@ def deviance_at(system: BlockedFactor, response: GaussianResponse, theta: np.nda
 def deviance_gradient(system: BlockedFactor, response: GaussianResponse, sigma: float) -> np.ndarray:
     """The gradient in theta of `deviance_at` at the factored theta (derivatives.py): of ldL2, of
     the penalized RSS over sigma^2 and, for REML, of ldRX2."""
-    from mlmcli.engine.derivatives import ldL2_gradient, ldRX2_gradient, pwrss_gradient
+    from mlmcli.engine.derivatives import GradientPieces
 
-    g = ldL2_gradient(system) + pwrss_gradient(system) / sigma**2
-    return g + ldRX2_gradient(system) if response.reml else g
+    d = GradientPieces(system)  # the three share their solves
+    g = d.ldL2() + d.pwrss() / sigma**2
+    return g + d.ldRX2() if response.reml else g
 
 
 def theta_hessian(system: BlockedFactor, response: GaussianResponse, theta: np.ndarray, sigma: float) -> np.ndarray:
@@ -107,7 +108,7 @@ def satterthwaite(
     `differences`: the gradient's pieces at theta +- theta_hessian's steps where the optimizer
     computed them (newton.py), recombined rather than computed again.
     """
-    from mlmcli.engine.derivatives import pwrss_gradient, unscaled_vcov_gradient
+    from mlmcli.engine.derivatives import GradientPieces
 
     theta = np.asarray(theta, dtype=float)
     # the exact pieces at theta first: no factorization where the fit left the factor at theta
@@ -118,9 +119,10 @@ def satterthwaite(
     pwrss = response.pwrss(system)
     nt = len(theta)
     H = np.empty((nt + 1, nt + 1))
-    H[:nt, nt] = H[nt, :nt] = -2.0 * pwrss_gradient(system) / sigma**3
+    d = GradientPieces(system)  # pwrss's and vcov(beta)'s derivatives share their solves
+    H[:nt, nt] = H[nt, :nt] = -2.0 * d.pwrss() / sigma**3
     H[nt, nt] = 6.0 * pwrss / sigma**4 - 2.0 * c / sigma**2
-    J = [sigma**2 * dC for dC in unscaled_vcov_gradient(system)]
+    J = [sigma**2 * dC for dC in d.unscaled_vcov_gradient()]
     J.append(2.0 * sigma * system.unscaled_vcov())
     if differences is not None and _differences_fit(differences, theta):
         H[:nt, :nt] = differences.deviance_hessian(sigma)
