@@ -326,12 +326,14 @@ class DenseTail:
     def solve(self, r: np.ndarray) -> np.ndarray:
         from scipy.linalg import solve_triangular
 
-        return solve_triangular(self.L, r, lower=True)
+        # (no check for non-finite values: L is a factor potrf made, the right-hand sides come from
+        # the checked data, and the check costs a pass over L per solve)
+        return solve_triangular(self.L, r, lower=True, check_finite=False)
 
     def solve_t(self, r: np.ndarray) -> np.ndarray:
         from scipy.linalg import solve_triangular
 
-        return solve_triangular(self.L, r, lower=True, trans="T")
+        return solve_triangular(self.L, r, lower=True, trans="T", check_finite=False)
 
 
 class GramTail(DenseTail):
