@@ -183,30 +183,42 @@ class TailGram:
     def _of_scalar(cls, A, C, source: np.ndarray, chunk: int) -> TailGram:
         """`of` for a scalar term: a level's entries are one column of C with its rows ascending, so
         the pairs in G's lower triangle are those (i, j), i >= j, of the entries' positions, listed
-        row by row as np.tril_indices lists them; t -> (i, j) is the same table for every level."""
+        row by row as np.tril_indices lists them; t -> (i, j) is the same table for every level.
+        The index arrays are 32-bit where they fit and made in place: on InstEval they are most of
+        the fit's fresh memory, and every page of it is a fault of the kernel's."""
         import scipy.sparse as sp
 
         q_tail, ell = C.shape
-        start = C.indptr.astype(np.int64)
+        idx = np.int32 if max(q_tail * q_tail, A.nnz) < 2**31 else np.int64
+        start = C.indptr.astype(idx)
         m = np.diff(start)
-        tri = m * (m + 1) // 2
+        tri = m.astype(np.int64) * (m + 1) // 2
         ends = np.cumsum(tri)
-        ii, jj = np.tril_indices(int(m.max()) if ell else 0)
-        rows = C.indices.astype(np.int64)
+        ii, jj = (x.astype(idx) for x in np.tril_indices(int(m.max()) if ell else 0))
+        rows, source = C.indices.astype(idx), source.astype(idx)
         parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         lo = 0
         while lo < ell:  # levels in groups of about `chunk` pairs: the index arrays stay small
             hi = max(lo + 1, int(np.searchsorted(ends, (ends[lo - 1] if lo else 0) + chunk, side="right")))
             sz = tri[lo:hi]
-            level = np.repeat(np.arange(lo, hi), sz)
-            t = np.arange(int(sz.sum()), dtype=np.int64) - np.repeat(np.cumsum(sz) - sz, sz)
-            e1, e2 = start[level] + ii[t], start[level] + jj[t]
-            parts.append((source[e1], source[e2], rows[e1] * q_tail + rows[e2]))
+            t = np.arange(int(sz.sum()), dtype=idx)
+            t -= np.repeat((np.cumsum(sz) - sz).astype(idx), sz)
+            e1 = np.repeat(start[lo:hi], sz)  # each pair's level's first entry
+            e2 = e1 + jj[t]
+            e1 += ii[t]
+            del t
+            flat = rows[e1]
+            flat *= q_tail
+            flat += rows[e2]
+            parts.append((source[e1], source[e2], flat))
             lo = hi
-        empty = np.zeros(0, dtype=np.int64)
+        empty = np.zeros(0, dtype=idx)
         src1, src2, flat = (np.concatenate(x) for x in zip(*parts, strict=True)) if parts else (empty,) * 3
-        indptr = np.concatenate([[0], ends])
-        P = sp.csc_matrix((A.data[src1] * A.data[src2], flat, indptr), shape=(q_tail * q_tail, ell))
+        values = A.data[src1]
+        values *= A.data[src2]
+        total = int(ends[-1]) if ell else 0
+        indptr = np.concatenate([[0], ends]).astype(np.int32 if idx is np.int32 and total < 2**31 else np.int64)
+        P = sp.csc_matrix((values, flat, indptr), shape=(q_tail * q_tail, ell))
         return cls(P, q_tail, (A.indptr, A.indices, src1, src2))
 
     def reweighted(self, A) -> TailGram | None:
@@ -217,7 +229,9 @@ class TailGram:
         )
         if not same:
             return None
-        P = csr_with_values(self.P, A.data[src1] * A.data[src2])
+        values = A.data[src1]
+        values *= A.data[src2]
+        P = csr_with_values(self.P, values)
         return TailGram(P, self.q_tail, self.pattern)
 
     def lower(self, W: np.ndarray) -> np.ndarray:
