@@ -109,17 +109,18 @@ class CriterionGradient:
         self.response = response
 
     def __call__(self, theta: np.ndarray) -> GradientPoint | None:
-        from mlmcli.engine.derivatives import ldL2_gradient, ldRX2_gradient, pwrss_gradient
+        from mlmcli.engine.derivatives import GradientPieces
 
         theta = np.array(theta, dtype=float)
         v = self.value(theta)
         f = self.system
         if not (np.isfinite(v) and v < 1e300 and f.ok and np.array_equal(f.theta, theta)):
             return None
-        smooth = ldL2_gradient(f)
+        d = GradientPieces(f)  # the three share their solves
+        smooth = d.ldL2()
         if self.response.reml:
-            smooth = smooth + ldRX2_gradient(f)
-        pg = pwrss_gradient(f)
+            smooth = smooth + d.ldRX2()
+        pg = d.pwrss()
         pwrss = float(f.pwrss)
         r = self.response
         c = r.n - r.p if r.reml else r.n
