@@ -214,9 +214,12 @@ class FittedModel:
             return self.remote.scaled_residual_quantiles(self)
         # summary.merMod's residuals(object, "pearson", scaled = TRUE), sorted in one array: the
         # same values as pearson_residuals / sigma, without their temporaries on millions of rows
-        r = self.design.y - self.fitted
-        if self.design.weights is not None:
-            r *= np.sqrt(self.design.weights)
+        if self._fitted is not None:
+            r = self.design.y - self.fitted
+            if self.design.weights is not None:
+                r *= np.sqrt(self.design.weights)
+        else:  # the system's rows are sqrt(w) times the data's: its residuals are Pearson's
+            r = self.system.cp.residuals(self._beta, self._b)
         r /= self.sigma
         r.sort()  # in place (numpy's vectorized sort beats np.partition at five order statistics)
         # R's quantile(type = 7), written out: np.quantile's first call costs more than a fit

@@ -2,8 +2,8 @@
 
 The per-level sums of A (engine/crossprod.py) are np.bincount's to the last bit, with weights, nested
 and crossed terms and a term sharing the fixed-effects matrix; Z b, the scaled residuals' quantiles,
-a numeric grouping factor's codes and checkScaleX's standard deviations are the whole-column
-computations' values.  The pieces are made a few rows long here so that every pass crosses many
+a numeric grouping factor's codes, checkScaleX's standard deviations and the variance of X beta are
+the whole-column computations' values.  The pieces are made a few rows long here so that every pass crosses many
 piece boundaries on small data.
 """
 
@@ -159,14 +159,16 @@ def test_check_scale_x_in_pieces(small_pieces):
 
 
 @pytest.mark.parametrize("weighted", [False, True])
-def test_scaled_residual_quantiles_are_type_7_quantiles(weighted):
+def test_scaled_residual_quantiles_are_type_7_quantiles(small_pieces, weighted):
+    """From the system's rows in pieces (no fitted values yet), and from the fitted values."""
     frame = read_csv(HECK)
     frame.columns["w"] = 0.5 + (np.arange(frame.n_rows) % 4) / 2
     fit, _ = lmer(frame, "math ~ ses + female + (1 | schcode)", weights="w" if weighted else None)
+    got = fit.scaled_residual_quantiles()
     r = fit.pearson_residuals / fit.sigma
     expected = np.quantile(r, [0.0, 0.25, 0.5, 0.75, 1.0])  # numpy's "linear" is R's type 7
-    got = fit.scaled_residual_quantiles()
     assert got == pytest.approx(expected.tolist(), rel=1e-12, abs=1e-12)
+    assert fit.scaled_residual_quantiles() == pytest.approx(got, rel=1e-12, abs=1e-12)
     # as the summary prints them (today's values, unchanged by the pass in one array)
     printed = {
         False: [-3.72, -0.5473, 0.1332, 0.6505, 5.7705],
@@ -218,3 +220,18 @@ def test_arrow_reader_gives_the_python_readers_frame(tmp_path, monkeypatch, trim
     assert np.isnan(fast.columns["x"][::17]).all() and np.isnan(fast.columns["big"][::23]).all()
     assert fast.columns["word"].levels == slow.columns["word"].levels == ["a0", "a1", "a2", "b0", "b1", "b2"]
     assert np.array_equal(fast.columns["word"].codes, slow.columns["word"].codes)
+
+
+def test_variance_of_the_fixed_part_in_pieces(monkeypatch):
+    """insight's var.fixed, R's var(X beta), over pieces of rows: the whole column's value, and a
+    constant's variance exactly 0."""
+    from mlmcli import effects
+
+    rng = np.random.default_rng(5)
+    X = np.column_stack([np.ones(1000), rng.normal(50.0, 2.0, 1000), rng.integers(0, 2, 1000)])
+    beta = np.array([3.0, 0.7, -1.2])
+    whole = effects._r_var(X @ beta)
+    monkeypatch.setattr(effects, "PIECE", 64)
+    assert effects._var_of_product(X, beta) == pytest.approx(whole, rel=1e-13)
+    assert whole == pytest.approx(float(np.var(X @ beta, ddof=1)), rel=1e-13)
+    assert effects._var_of_product(X, np.array([2.5, 0.0, 0.0])) == 0.0

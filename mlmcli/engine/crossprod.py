@@ -508,6 +508,20 @@ class CrossProducts:
         """Rows of the weighted system back on the data's scale (v / sqrt(w))."""
         return v if self.weights is None else v / np.sqrt(self.weights)
 
+    def residuals(self, beta: np.ndarray, b: list[np.ndarray]) -> np.ndarray:
+        """y - X beta - Z b on the system's rows (weighted rows with weights), in pieces of rows: one
+        array as long as the data."""
+        r = np.empty(self.n)
+        for start in range(0, self.n, PIECE):
+            rows = slice(start, start + PIECE)
+            piece = r[rows]
+            np.subtract(self.y[rows], self.X[rows] @ beta, out=piece)
+            for s, bi in zip(self.structures, b, strict=True):
+                codes = s.codes[rows]
+                for a in range(s.k):
+                    piece -= s.X[rows, a] * bi[:, a][codes]
+        return r
+
     def Zb(self, b: list[np.ndarray]) -> np.ndarray:
         """Z b for b as (ell, k) arrays per term: one pass over the rows (weighted rows with weights)."""
         v = np.zeros(self.n)
