@@ -245,3 +245,23 @@ def test_exact_derivatives_equal_central_differences(seed, kind, ks):
         ref = (Cup - Cdown) / (2 * h)
         # central differences carry an absolute error of about 1e-7 of the matrix's largest entries
         np.testing.assert_allclose(dC[k], ref, rtol=1e-5, atol=1e-6 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize(
+    ("kind", "ks", "diagonal"), [("crossed", [1, 1], True), ("crossed", [1, 2], False), ("mixed", [1, 1, 1, 1], False)]
+)
+def test_a_diagonal_tail_block_multiplies_as_its_diagonal(kind, ks, diagonal):
+    """One scalar crossed term's Z_t'Z_t is diagonal (each row meets one level): Z'Z's products take
+    its diagonal, and give what the dense block gives, to the bit."""
+    rng = np.random.default_rng(11)
+    terms, X, y = _design(rng, kind, ks)
+    cp = CrossProducts(terms, X, y)
+    d = cp.tail_diagonal()
+    assert (d is not None) is diagonal
+    if d is not None:
+        np.testing.assert_array_equal(np.diag(d), cp.A_tt)
+    B = [rng.normal(size=(s.ell, s.k, 3)) for s in cp.structures]
+    fast = cp.zz_times(B)
+    cp._tail_diagonal = None  # the dense block's product
+    for a, b in zip(fast, cp.zz_times(B), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -202,7 +202,7 @@ class TailGram:
             hi = max(lo + 1, int(np.searchsorted(ends, (ends[lo - 1] if lo else 0) + chunk, side="right")))
             sz = tri[lo:hi]
             t = np.arange(int(sz.sum()), dtype=idx)
-            t -= np.repeat((np.cumsum(sz) - sz).astype(idx), sz)
+            np.subtract(t, np.repeat((np.cumsum(sz) - sz).astype(idx), sz), out=t)
             e1 = np.repeat(start[lo:hi], sz)  # each pair's level's first entry
             e2 = e1 + jj[t]
             e1 += ii[t]
