@@ -10,7 +10,7 @@ import numpy as np
 
 from mlmcli.engine.crossprod import CrossProducts
 from mlmcli.engine.factor import BlockedFactor
-from mlmcli.engine.fit import Optimum, optimize_theta, start_theta
+from mlmcli.engine.fit import Optimum, moment_start, optimize_theta, start_theta
 from mlmcli.engine.response import GaussianResponse
 
 if TYPE_CHECKING:
@@ -328,9 +328,15 @@ def fit_crossproducts(
     scalar_distinct = all(t.X.shape[1] == 1 and list(t.cnames) == ["(Intercept)"] for t in design.terms) and len(
         set(factors)
     ) == len(factors)
+    from mlmcli.engine.newton import uses_gradient
+
+    codes = [t.codes for t in design.terms]
+    newton_start = None
     if theta0 is None or not scalar_distinct:
-        theta0 = start_theta(system, [t.codes for t in design.terms], scalar_distinct, design.response_values)
-    opt = optimize_theta(system, response, theta0, polish=optimizer == "robust")
+        theta0 = start_theta(system, codes, scalar_distinct, design.response_values)
+        if scalar_distinct and np.all(theta0 > 0) and uses_gradient(system):
+            newton_start = moment_start(system, codes, design.response_values)
+    opt = optimize_theta(system, response, theta0, polish=optimizer == "robust", newton_start=newton_start)
     warnings.extend(opt.warnings)
     model = FittedModel(
         formula=formula,

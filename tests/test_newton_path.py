@@ -157,3 +157,39 @@ def test_snapshot_restores_the_factor(kernels):
     b = CriterionGradient(lambda t: response.criterion(fresh), fresh, response)
     system.theta = fresh.theta = theta  # (the value callables read the factors as they are)
     np.testing.assert_array_equal(a(theta).gradient, b(theta).gradient)
+
+
+@pytest.mark.parametrize(
+    ("case_id", "nearer"),
+    [
+        ("pen_crossed_reml", True),
+        ("pen_crossed_ml", True),
+        ("movers_reml", True),
+        ("crossed3_reml", False),
+        ("subjitem_reml", None),
+    ],
+)
+def test_the_moment_start_reaches_the_same_optimum(case_id, nearer):
+    """The Newton path's start (moment_start: the group means' own sampling variance taken off) lies
+    nearer the optimum than lme4's guess on Penicillin and movers (not on every design: three crossed
+    factors' means hold each other's variance, and the correction moves away), and the path from it
+    ends where BOBYQA's does; where the residual's share of the moments is not positive there is
+    none (None) and lme4's guess (1s) serves."""
+    from mlmcli.engine.fit import Objective, moment_start, optimize_theta, start_theta
+    from mlmcli.engine.response import GaussianResponse
+
+    bobyqa = fit(case_id, False)
+    design = bobyqa.design
+    codes = [t.codes for t in design.terms]
+    system = BlockedFactor(bobyqa.system.cp)
+    lme4s = start_theta(system, codes, True, design.response_values)
+    ours = moment_start(system, codes, design.response_values)
+    if nearer is None:
+        assert ours is None and np.all(lme4s == 1.0)
+        return
+    best = np.log(bobyqa.theta)
+    assert bool(np.max(np.abs(np.log(ours) - best)) < np.max(np.abs(np.log(lme4s) - best))) is nearer
+    response = GaussianResponse.of(system.cp, bobyqa.response.reml)
+    opt = optimize_theta(system, response, lme4s, gradient=True, newton_start=ours)
+    assert opt.differences is not None  # Newton's path, from the moment start
+    assert Objective(system, response)(opt.theta) == pytest.approx(bobyqa.criterion, rel=CRIT_NOT_WORSE_REL)

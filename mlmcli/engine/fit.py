@@ -93,6 +93,34 @@ def start_theta(
     return theta
 
 
+def moment_start(
+    system: BlockedFactor, group_codes: list[np.ndarray], response: np.ndarray | None = None
+) -> np.ndarray:
+    """start_theta's moment guess with each factor's group means freed of their own sampling
+    variance (the residual variance over the group's size, averaged over the rows: levels / n),
+    three rounds: closer to the optimum than lme4's guess, which counts that variance as the
+    factor's.  The Newton path's start only: BOBYQA keeps lme4's, so its path stays lme4's.  None
+    where the residual's share comes out at zero or below (lme4's guess then falls back to 1s)."""
+    y = system.cp.y if response is None else np.asarray(response, dtype=float)
+    n = len(y)
+    total = float(np.var(y, ddof=1))
+    v, ells = [], []
+    for codes in group_codes:
+        counts = np.bincount(codes)
+        means = np.bincount(codes, weights=y) / counts
+        v.append(float(np.var(means[codes], ddof=1)))
+        ells.append(len(counts))
+    v_e = total - sum(v)
+    own = v
+    for _ in range(3):
+        if not (np.isfinite(v_e) and v_e > 0):
+            return None
+        own = [max(vj - v_e * ell / n, 1e-6 * vj) for vj, ell in zip(v, ells, strict=True)]
+        v_e = total - sum(own)
+    theta = np.sqrt(np.array(own) / v_e) if np.isfinite(v_e) and v_e > 0 else None
+    return theta if theta is not None and np.all(np.isfinite(theta) & (theta > 0)) else None
+
+
 def bobyqa(
     fn,
     x0: np.ndarray,
@@ -154,13 +182,15 @@ def optimize_theta(
     initial_step: float | None = None,
     objective: Objective | None = None,
     gradient: bool | None = None,
+    newton_start: np.ndarray | None = None,
 ) -> Optimum:
     """lme4's optimizeLmer and checkConv: BOBYQA, restart at an edge, snap to the boundary, checks.
     With `polish`, the end point is polished into the optimum (`_finish`, polish.py).  Without
     `checks` only singularity is judged: the derivative checks cost a fifth of a warm-started refit.
     `objective` evaluates the criterion in place of the response's own (the bootstrap's, batched).
     With `gradient` (None: where an evaluation is expensive, newton.uses_gradient) the optimum is
-    sought first by Newton's method on the exact gradient (newton.py); BOBYQA where that gives up."""
+    sought first by Newton's method on the exact gradient (newton.py), from `newton_start` where given
+    (moment_start); BOBYQA, from theta0, where that gives up."""
     f = objective if objective is not None else Objective(system, response)
     lower = system.cp.lower_bounds()
     if gradient is None:
@@ -168,7 +198,8 @@ def optimize_theta(
 
         gradient = polish and checks and objective is None and uses_gradient(system)
     if gradient:
-        opt = _newton_path(f, system, response, theta0, lower)
+        start = theta0 if newton_start is None else newton_start
+        opt = _newton_path(f, system, response, start, lower)
         if opt is not None:
             return opt
     theta, fval, status = bobyqa(f, theta0, lower, initial_step=initial_step)
