@@ -95,7 +95,7 @@ def start_theta(
 
 def moment_start(
     system: BlockedFactor, group_codes: list[np.ndarray], response: np.ndarray | None = None
-) -> np.ndarray:
+) -> np.ndarray | None:
     """start_theta's moment guess with each factor's group means freed of their own sampling
     variance (the residual variance over the group's size, averaged over the rows: levels / n),
     three rounds: closer to the optimum than lme4's guess, which counts that variance as the
