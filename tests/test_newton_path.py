@@ -122,7 +122,7 @@ def test_criterion_gradient_matches_differences(case_id, kernels):
 
 def test_the_path_is_chosen_by_the_tail():
     """Small tails keep BOBYQA (lme4's path); InstEval's 1128 lecturers take Newton's, which ends
-    at lme4's optimum in 11 factorizations with their gradients (BOBYQA and the polish: 59, and 8
+    at lme4's optimum in 10 factorizations with their gradients (BOBYQA and the polish: 59, and 8
     more for lmerTest's Hessian), with the differences lmerTest's Hessian then reuses."""
     assert GRADIENT_TAIL > 100
     assert not uses_gradient(fit("pen_crossed_reml", False).system)
@@ -193,3 +193,53 @@ def test_the_moment_start_reaches_the_same_optimum(case_id, nearer):
     opt = optimize_theta(system, response, lme4s, gradient=True, newton_start=ours)
     assert opt.differences is not None  # Newton's path, from the moment start
     assert Objective(system, response)(opt.theta) == pytest.approx(bobyqa.criterion, rel=CRIT_NOT_WORSE_REL)
+
+
+def _one_term_rows(slope_sd: float, n_groups: int = 2500, per: int = 24):
+    """(x | g) on more rows than SMALL_DATA_ROWS: the closed-form factor of one small term."""
+    rng = np.random.default_rng(23)
+    g = np.repeat(np.arange(n_groups), per)
+    x = rng.normal(size=g.size)
+    b0, b1 = rng.normal(0.0, 1.0, n_groups), rng.normal(0.0, slope_sd, n_groups)
+    y = 2.0 + 0.5 * x + b0[g] + b1[g] * x + rng.normal(0.0, 1.5, g.size)
+    from mlmcli.io.frame import Frame
+
+    return Frame(name="rows", columns={"y": y, "x": x, "g": g.astype(float)}, n_rows=g.size, int_columns={"g"})
+
+
+@pytest.mark.parametrize(("slope_sd", "newton"), [(0.6, True), (0.0, False)])
+def test_one_small_term_on_large_data_takes_the_gradient(slope_sd, newton):
+    """One small term above SMALL_DATA_ROWS takes Newton's path (its gradient costs about two
+    evaluations) and ends at BOBYQA's and the polish's optimum with their df; where the slope's
+    variance is zero Newton's path gives up and BOBYQA's decides."""
+    from mlmcli.engine.factor import SMALL_DATA_ROWS
+    from mlmcli.engine.small_term import SmallTermDiagonal
+    from mlmcli.report import fit_report
+
+    f = _one_term_rows(slope_sd)
+    assert f.n_rows > SMALL_DATA_ROWS
+    parsed = parse_formula("y ~ x + (x | g)")
+    design = build_design(f, parsed)
+    fits = {}
+    original = fit_module.optimize_theta
+    for gradient in (None, False):
+
+        def optimize(*args, gradient=gradient, **kwargs):
+            return original(*args, gradient=gradient, **kwargs)
+
+        model_module.optimize_theta = optimize
+        try:
+            fits[gradient] = fit_model(parsed, design, reml=True, data_name=f.name)
+        finally:
+            model_module.optimize_theta = original
+    chosen, bobyqa = fits[None], fits[False]
+    assert isinstance(chosen.system.diagonal[0], SmallTermDiagonal) and uses_gradient(chosen.system)
+    assert (chosen.optimum.differences is not None) is newton
+    assert chosen.criterion == pytest.approx(bobyqa.criterion, rel=1e-13)
+    ours, theirs = fit_report(chosen), fit_report(bobyqa)
+    assert ours["conv_messages"] == theirs["conv_messages"] and ours["warnings"] == theirs["warnings"]
+    for a, b in zip(ours["fixed_effects"], theirs["fixed_effects"], strict=True):
+        assert a["estimate"] == pytest.approx(b["estimate"], rel=1e-7)
+        assert a["df"] == pytest.approx(b["df"], rel=1e-5)
+    if newton:
+        assert chosen.optimum.evaluations <= bobyqa.optimum.evaluations // 2
