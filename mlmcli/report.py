@@ -56,6 +56,7 @@ def fit_report(model: FittedModel) -> dict:
         "check_code": opt.check_code,
         "conv_messages": list(opt.messages),
         "evaluations": opt.evaluations,
+        "optimizer_path": opt.path,
     }
     if model.ddf == "Satterthwaite":
         report["lmerTest_messages"] = list(model.satterthwaite().messages)

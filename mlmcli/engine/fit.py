@@ -48,6 +48,14 @@ class Optimum:
     differences: GradientDifferences | None = None
 
     @property
+    def path(self) -> str:
+        """How the optimum was reached: "newton" (Newton's method on the exact gradient, newton.py),
+        "bobyqa" (BOBYQA's end point, as lme4 stops) or "bobyqa+polish" (moved past it, polish.py)."""
+        if self.differences is not None:
+            return "newton"
+        return "bobyqa+polish" if self.polished else "bobyqa"
+
+    @property
     def conv_code(self) -> int:
         """nloptwrap's code (optinfo$conv$opt): NLopt's status when it failed or hit maxeval, else 0."""
         codes = {"NLOPT_MAXEVAL_REACHED": 5, "NLOPT_MAXTIME_REACHED": 6, "NLOPT_ROUNDOFF_LIMITED": -4}
