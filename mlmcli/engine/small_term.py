@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mlmcli.engine.blocks import stack_times
+
 if TYPE_CHECKING:
     from mlmcli.engine.blocks import Block
     from mlmcli.engine.crossprod import CrossProducts
@@ -109,10 +111,10 @@ class SmallTermDiagonal:
         return [u]
 
     def solve(self, r: np.ndarray) -> np.ndarray:
-        return np.einsum("lab,lbm->lam", self.Linv, r)
+        return stack_times(self.Linv, r)
 
     def solve_t(self, r: np.ndarray) -> np.ndarray:
-        return np.einsum("lab,lam->lbm", self.Linv, r)
+        return stack_times(self.Linv, r, transpose=True)
 
 
 class SmallTermRows:
