@@ -4,6 +4,7 @@ for its process: on large data, glibc's malloc keeps freed memory (cli/common.py
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -19,19 +20,63 @@ def openblas_threads() -> set[int]:
     return {i["num_threads"] for i in threadpool_info() if i["internal_api"] == "openblas"}
 
 
+def readings(monkeypatch, busy_cores: float, own_seconds: float = 0.1, seconds: float = 0.5) -> None:
+    """cpu_ticks and the process's CPU time as if `busy_cores` cores were kept busy since start-up,
+    besides this process's own `own_seconds`, over `seconds` on two CPUs."""
+    hz = os.sysconf("SC_CLK_TCK")
+    elapsed = int(seconds * hz)
+    busy = int((busy_cores * seconds + own_seconds) * hz)
+    monkeypatch.setattr(threads, "_STARTED", ((1000, 5000, 2), 1.0))
+    monkeypatch.setattr(threads, "cpu_ticks", lambda: (1000 + busy, 5000 + 2 * elapsed, 2))
+    monkeypatch.setattr(threads.time, "process_time", lambda: 1.0 + own_seconds)
+    monkeypatch.setattr(threads, "cores", lambda: 2)
+    threads.big_threads.cache_clear()
+
+
 @pytest.fixture
 def one_thread(monkeypatch):
     monkeypatch.setattr(threads, "USER_THREADS", None)
+    readings(monkeypatch, busy_cores=0.0)  # an idle machine: the count does not depend on its load
     with threadpool_limits(limits=1, user_api="blas"):
         yield
+    threads.big_threads.cache_clear()
 
 
 def test_a_big_factorization_runs_on_every_core(one_thread):
-    want = min(threads.cores(), threads.MAX_THREADS)
     with threads.for_factorization(threads.MIN_ORDER):
         inside = openblas_threads()
-    assert inside == ({want} if want >= 2 else {1})
+    assert inside == {2}
     assert openblas_threads() == {1}  # and the count is restored after it
+
+
+def test_a_core_other_processes_keep_busy_is_left_to_them(one_thread, monkeypatch):
+    """OpenBLAS's threads wait for each other: one sharing a core with another process holds the
+    factorization up, so a core kept busy by others since start-up gets no thread."""
+    readings(monkeypatch, busy_cores=0.9)
+    assert threads.busy_elsewhere(threads._STARTED[0], threads.cpu_ticks(), 0.1) == pytest.approx(0.9, abs=0.03)
+    assert threads.big_threads() == 1
+    with threads.for_factorization(4 * threads.MIN_ORDER):
+        assert openblas_threads() == {1}
+    readings(monkeypatch, busy_cores=0.3)  # a little load elsewhere: both cores still
+    assert threads.big_threads() == 2
+
+
+def test_busy_elsewhere_needs_readings_that_can_tell():
+    """No /proc/stat, another set of CPUs, or too short a time: no load assumed."""
+    start = (1000, 5000, 2)
+    assert threads.busy_elsewhere(None, start, 0.0) == 0.0
+    assert threads.busy_elsewhere(start, (1500, 6000, 3), 0.0) == 0.0
+    assert threads.busy_elsewhere(start, (1010, 5000 + 2 * (threads.MIN_TICKS - 1), 2), 0.0) == 0.0
+    hz = os.sysconf("SC_CLK_TCK")
+    # 100 ticks a CPU; 150 busy, of which 50 this process's own: one core's worth elsewhere
+    assert threads.busy_elsewhere(start, (1150, 5200, 2), 50 / hz) == pytest.approx(1.0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/stat")
+def test_cpu_ticks_reads_this_processs_cpus():
+    busy, total, ncpu = threads.cpu_ticks()
+    assert ncpu == len(os.sched_getaffinity(0))
+    assert 0 < busy <= total
 
 
 def test_a_small_one_and_a_users_choice_keep_the_threads(one_thread, monkeypatch):
