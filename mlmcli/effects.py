@@ -78,8 +78,6 @@ def _var_of_product(X: np.ndarray, beta: np.ndarray) -> float:
     n = X.shape[0]
     if n < 2:
         return 0.0
-    if n <= PIECE:
-        return _r_var(X @ beta)
     starts = range(0, n, PIECE)
     mean = sum(float((X[i : i + PIECE] @ beta).sum()) for i in starts) / n
     mean += sum(float((X[i : i + PIECE] @ beta - mean).sum()) for i in starts) / n
@@ -87,7 +85,8 @@ def _var_of_product(X: np.ndarray, beta: np.ndarray) -> float:
     for i in starts:
         d = X[i : i + PIECE] @ beta
         d -= mean
-        total += float(d @ d)
+        d *= d  # squared and summed as _r_var does (a dot product's order is the BLAS kernel's)
+        total += float(d.sum())
     return total / (n - 1)
 
 

@@ -214,12 +214,8 @@ class FittedModel:
             return self.remote.scaled_residual_quantiles(self)
         # summary.merMod's residuals(object, "pearson", scaled = TRUE), sorted in one array: the
         # same values as pearson_residuals / sigma, without their temporaries on millions of rows
-        if self._fitted is not None:
-            r = self.design.y - self.fitted
-            if self.design.weights is not None:
-                r *= np.sqrt(self.design.weights)
-        else:  # the system's rows are sqrt(w) times the data's: its residuals are Pearson's
-            r = self.system.cp.residuals(self._beta, self._b)
+        # (the system's rows are sqrt(w) times the data's: its residuals are Pearson's)
+        r = self.system.cp.residuals(self._beta, self._b)
         r /= self.sigma
         r.sort()  # in place (numpy's vectorized sort beats np.partition at five order statistics)
         # R's quantile(type = 7), written out: np.quantile's first call costs more than a fit
@@ -334,7 +330,7 @@ def fit_crossproducts(
     newton_start = None
     if theta0 is None or not scalar_distinct:
         theta0 = start_theta(system, codes, scalar_distinct, design.response_values)
-        if scalar_distinct and np.all(theta0 > 0) and uses_gradient(system):
+        if scalar_distinct and uses_gradient(system):
             newton_start = moment_start(system, codes, design.response_values)
     opt = optimize_theta(system, response, theta0, polish=optimizer == "robust", newton_start=newton_start)
     warnings.extend(opt.warnings)

@@ -88,17 +88,27 @@ def start_theta(
     from the response as the data hold it (lme4's model.response: no offset taken off, no weights)."""
     theta = np.concatenate([np.where(s.tri_rows == s.tri_cols, 1.0, 0.0) for s in system.structures])
     if scalar_distinct:
-        y = system.cp.y if response is None else np.asarray(response, dtype=float)
-        n = len(y)
-        v = []
-        for codes in group_codes:
-            means = np.bincount(codes, weights=y) / np.bincount(codes)
-            ave = means[codes]
-            v.append(float(np.var(ave, ddof=1)) if n > 1 else 0.0)
-        v_e = float(np.var(y, ddof=1)) - sum(v)
+        v, _, total, _ = _group_moments(system, group_codes, response)
+        v_e = total - sum(v)
         if np.isfinite(v_e) and v_e > 0:
             theta = np.sqrt(np.array(v) / v_e)
     return theta
+
+
+def _group_moments(
+    system: BlockedFactor, group_codes: list[np.ndarray], response: np.ndarray | None
+) -> tuple[list[float], list[int], float, int]:
+    """The moment guess's pieces: each factor's variance of its group means over the rows (R's var),
+    its number of levels, the response's variance and the number of rows."""
+    y = system.cp.y if response is None else np.asarray(response, dtype=float)
+    n = len(y)
+    v, ells = [], []
+    for codes in group_codes:
+        counts = np.bincount(codes)
+        means = np.bincount(codes, weights=y) / counts
+        v.append(float(np.var(means[codes], ddof=1)) if n > 1 else 0.0)
+        ells.append(len(counts))
+    return v, ells, float(np.var(y, ddof=1)), n
 
 
 def moment_start(
@@ -109,24 +119,17 @@ def moment_start(
     three rounds: closer to the optimum than lme4's guess, which counts that variance as the
     factor's.  The Newton path's start only: BOBYQA keeps lme4's, so its path stays lme4's.  None
     where the residual's share comes out at zero or below (lme4's guess then falls back to 1s)."""
-    y = system.cp.y if response is None else np.asarray(response, dtype=float)
-    n = len(y)
-    total = float(np.var(y, ddof=1))
-    v, ells = [], []
-    for codes in group_codes:
-        counts = np.bincount(codes)
-        means = np.bincount(codes, weights=y) / counts
-        v.append(float(np.var(means[codes], ddof=1)))
-        ells.append(len(counts))
-    v_e = total - sum(v)
-    own = v
+    v, ells, total, n = _group_moments(system, group_codes, response)
+    own, v_e = v, total - sum(v)
     for _ in range(3):
         if not (np.isfinite(v_e) and v_e > 0):
             return None
         own = [max(vj - v_e * ell / n, 1e-6 * vj) for vj, ell in zip(v, ells, strict=True)]
         v_e = total - sum(own)
-    theta = np.sqrt(np.array(own) / v_e) if np.isfinite(v_e) and v_e > 0 else None
-    return theta if theta is not None and np.all(np.isfinite(theta) & (theta > 0)) else None
+    if not (np.isfinite(v_e) and v_e > 0):
+        return None
+    theta = np.sqrt(np.array(own) / v_e)
+    return theta if np.all(np.isfinite(theta) & (theta > 0)) else None
 
 
 def bobyqa(

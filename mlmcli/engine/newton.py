@@ -99,11 +99,9 @@ def uses_gradient(system: BlockedFactor) -> bool:
     tail, whose Cholesky is most of an evaluation; or one small term on large data (the closed-form
     factor), whose gradient costs about two evaluations, where BOBYQA and the polish take some 90
     evaluations for a slope and Satterthwaite's df 6 gradients more (slope5m: 0.33 s against 0.44)."""
-    from mlmcli.engine.small_term import SmallTermDiagonal
+    from mlmcli.engine.small_term import closed_form
 
-    if system.cp.q_tail >= GRADIENT_TAIL:
-        return True
-    return len(system.diagonal) == 1 and isinstance(system.diagonal[0], SmallTermDiagonal)
+    return system.cp.q_tail >= GRADIENT_TAIL or closed_form(system)
 
 
 class CriterionGradient:

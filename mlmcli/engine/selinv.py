@@ -11,7 +11,7 @@ the dense tail is inverted whole, and no q x q inverse is ever formed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from mlmcli.engine.blocks import csr_block_dots, t
 
 if TYPE_CHECKING:
     from mlmcli.engine.factor import BlockedFactor
+    from mlmcli.engine.tail import DenseTail
 
 
 @dataclass
@@ -43,7 +44,7 @@ def selected_inverse(f: BlockedFactor) -> SelectedInverse:
     out: list[np.ndarray] = [np.empty(0)] * len(S)
     S_t = None
     if cp.q_tail:
-        S_t = _tail_inverse(f.Ltt)
+        S_t = _tail_inverse(cast("DenseTail", f.diagonal[nbd]).L)
         for i, s in enumerate(S[nbd:]):
             o = int(cp.tail_offsets[i])
             block = S_t[o : o + s.q, o : o + s.q].reshape(s.ell, s.k, s.ell, s.k)
@@ -87,13 +88,12 @@ def selected_inverse(f: BlockedFactor) -> SelectedInverse:
     return SelectedInverse(out, S_nest, S_tail, S_t)
 
 
-def _tail_inverse(Ltt: np.ndarray) -> np.ndarray:
-    """(L_tt L_tt')^{-1}, dense, from L_tt with zeros above its diagonal: the lower triangle
-    (tail_inverse_lower), mirrored."""
-    c = tail_inverse_lower(Ltt)
-    # above the diagonal c holds L_tt's zeros: the sum with its transpose mirrors it
-    S = c + c.T
-    S[np.diag_indices_from(S)] *= 0.5
+def _tail_inverse(L: np.ndarray) -> np.ndarray:
+    """(L L')^{-1}, dense, from the tail's factor as DenseTail keeps it: the lower triangle
+    (tail_inverse_lower), mirrored (what lies above it is not the inverse's)."""
+    c = tail_inverse_lower(L)
+    S = np.tril(c)
+    S += np.tril(c, -1).T
     return S
 
 

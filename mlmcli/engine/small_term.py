@@ -32,6 +32,11 @@ if TYPE_CHECKING:
     from mlmcli.engine.factor import BlockedFactor
 
 
+def closed_form(f: BlockedFactor) -> bool:
+    """Whether the factor is this module's: one small term on large data (factor.layout)."""
+    return len(f.diagonal) == 1 and isinstance(f.diagonal[0], SmallTermDiagonal)
+
+
 class SmallTermDiagonal:
     """L's diagonal blocks of the one term as vectors over levels: k = 1: [l00]; k = 2: [l00, l10, l11]."""
 
